@@ -1,0 +1,246 @@
+/**
+ * Types of the update lifecycle machine: its context, its events and the input and output of every
+ * step. Everything here is JSON: numbers for times (ms since the epoch), strings for paths.
+ * This file imports nothing, so the machine stays pure and steps can depend on it alone.
+ */
+
+/** Bump when states, context or events change in a way an older snapshot cannot be restored into. */
+export const MACHINE_VERSION = 1;
+
+export const STATE_NAMES = [
+  'idle',
+  'checking',
+  'awaitingChoice',
+  'confirming',
+  'scheduled',
+  'preCheck',
+  'preCheckWaiting',
+  'backup',
+  'staging',
+  'apply',
+  'validate',
+  'commit',
+  'rollback',
+  'failed',
+] as const;
+export type StateName = (typeof STATE_NAMES)[number];
+
+/** The two choices a robot's app may make, and nothing else. */
+export const CHOICES = ['UPDATE_NOW', 'SCHEDULE_3AM'] as const;
+export type Choice = (typeof CHOICES)[number];
+
+/** Where an event came from: recorded with choices and in the audit log. */
+export type EventSource = 'rest' | 'socket' | 'dbus' | 'cli' | 'schedule' | 'timer' | 'daemon' | 'replay' | 'test';
+
+export interface ErrorInfo {
+  code: string;
+  category: string;
+  retryable: boolean;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface TargetRef {
+  /** Target path in the repository, for example `robot-ai/robot-ai-2.1.0.tar.gz`. */
+  name: string;
+  length: number;
+  sha256: string;
+}
+
+/** A release offered to this robot: what the check step found and proved genuine. */
+export interface Offer {
+  product: string;
+  version: string;
+  channel: string;
+  releasedAt: number;
+  notes: string;
+  manifest: TargetRef;
+  package: TargetRef;
+  /** Phased rollout: the percentage of devices that take part (100 when absent). */
+  rolloutPercent?: number;
+  /** The latest instant by which this release must be installed (security fixes). */
+  installBy?: number;
+  /** How long, from when it was offered, the release may be deferred. */
+  maxDeferralMs?: number;
+  minFromVersion?: string;
+}
+
+export interface ChoiceRecord {
+  choice: Choice;
+  source: EventSource;
+  at: number;
+}
+
+export interface PreCheckReason {
+  code: string;
+  message: string;
+}
+
+export interface RunArtifacts {
+  backup?: BackupOutput;
+  staged?: StageOutput;
+  applied?: ApplyOutput;
+  validation?: ValidateOutput;
+}
+
+export type RunOutcome = 'up-to-date' | 'committed' | 'rolled-back' | 'cancelled' | 'failed' | 'aborted';
+
+/** Per-product policy the daemon copies into the machine's input from configuration. */
+export interface MachinePolicy {
+  /** How long awaiting-choice waits before the default choice applies. */
+  choiceTimeoutMs: number;
+  defaultChoice: Choice;
+  /** UPDATE_NOW must be confirmed within this time (0: no confirmation step). */
+  confirmTimeoutMs: number;
+  /** Pre-check retry interval when a check does not pass. */
+  preCheckRetryMs: number;
+}
+
+export interface UpdateContext {
+  product: string;
+  policy: MachinePolicy;
+  installedVersion: string | null;
+  /** The current run: created by CHECK_NOW, closed when the machine returns to idle or fails. */
+  runId: string | null;
+  runKind: 'update' | 'manual-rollback' | null;
+  offer: Offer | null;
+  choice: ChoiceRecord | null;
+  /** Deadlines and scheduled instants (ms since the epoch): stored, never slept on. */
+  choiceDeadline: number | null;
+  confirmDeadline: number | null;
+  scheduledAt: number | null;
+  preCheckRetryAt: number | null;
+  preCheckAttempts: number;
+  preCheckReasons: PreCheckReason[];
+  artifacts: RunArtifacts;
+  /** The error that ended or diverted the run. */
+  error: ErrorInfo | null;
+  rollbackReason: string | null;
+  lastOutcome: RunOutcome | null;
+  lastCheckAt: number | null;
+  /** Every event the daemon sends carries the time it was sent; the machine reads time only from it. */
+  now: number;
+}
+
+// ----- events --------------------------------------------------------------------------------
+
+interface Stamped {
+  /** When the daemon dispatched the event (clock port). */
+  now: number;
+  source: EventSource;
+}
+
+export type UpdateEvent =
+  | ({ type: 'CHECK_NOW'; runId: string } & Stamped)
+  | ({ type: 'UPDATE_NOW' } & Stamped)
+  /** `at` is the next maintenance slot, computed by the daemon's scheduler. */
+  | ({ type: 'SCHEDULE_3AM'; at: number } & Stamped)
+  | ({ type: 'CONFIRM' } & Stamped)
+  | ({ type: 'CANCEL' } & Stamped)
+  | ({ type: 'ROLLBACK'; runId: string; reason?: string } & Stamped)
+  /** Acknowledge a failed run: the operator has looked at it. */
+  | ({ type: 'RESET' } & Stamped)
+  /** The timer event: the daemon sends it when a stored deadline may have passed. */
+  | ({ type: 'TICK'; nextSlotAt: number } & Stamped)
+  /** The wall clock jumped or the schedule changed: the scheduled instant is recomputed. */
+  | ({ type: 'RESCHEDULE'; at: number } & Stamped);
+
+export type UpdateEventType = UpdateEvent['type'];
+
+/** Events that the edge (REST, Socket.IO, D-Bus, CLI) may dispatch. TICK and RESCHEDULE are the daemon's own. */
+export const PUBLIC_EVENTS = ['CHECK_NOW', 'UPDATE_NOW', 'SCHEDULE_3AM', 'CONFIRM', 'CANCEL', 'ROLLBACK', 'RESET'] as const;
+export type PublicEventType = (typeof PUBLIC_EVENTS)[number];
+
+// ----- step inputs and outputs ---------------------------------------------------------------
+
+export interface StepBase {
+  product: string;
+  runId: string;
+}
+
+export type CheckInput = StepBase & { installedVersion: string | null };
+export type CheckOutput = { available: false; installedVersion: string | null } | { available: true; installedVersion: string | null; offer: Offer };
+
+export type PreCheckInput = StepBase & { offer: Offer; attempt: number };
+export type PreCheckOutput = { ok: true } | { ok: false; reasons: PreCheckReason[] };
+
+export type BackupInput = StepBase & { offer: Offer; installedVersion: string | null };
+export interface BackupOutput {
+  /** Absent when the backup was skipped (simulation mode, or nothing installed yet). */
+  path?: string;
+  sha256?: string;
+  bytes?: number;
+  skipped?: string;
+}
+
+export type StageInput = StepBase & { offer: Offer };
+export interface StageOutput {
+  /** The complete, verified release tree, ready to be switched to. */
+  releaseDir: string;
+  packagePath: string;
+}
+
+export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null };
+export interface ApplyOutput {
+  fromRelease: string | null;
+  toRelease: string;
+  version: string;
+}
+
+export type ValidateInput = StepBase & { offer: Offer; applied: ApplyOutput };
+export interface ValidateOutput {
+  healthy: true;
+  checks: Array<{ name: string; ok: boolean; detail?: string }>;
+}
+
+export type CommitInput = StepBase & { offer: Offer; applied: ApplyOutput };
+export interface CommitOutput {
+  version: string;
+}
+
+export type RollbackInput = StepBase & {
+  reason: string;
+  offer: Offer | null;
+  applied: ApplyOutput | null;
+  backup: BackupOutput | null;
+  installedVersion: string | null;
+};
+export interface RollbackOutput {
+  restoredVersion: string | null;
+  method: 'previous-release' | 'backup' | 'nothing-to-undo';
+}
+
+/** The names of the injected promise actors, one per step. */
+export const STEP_NAMES = ['check', 'preCheck', 'backup', 'stage', 'apply', 'validate', 'commit', 'rollback'] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+export interface StepIO {
+  check: [CheckInput, CheckOutput];
+  preCheck: [PreCheckInput, PreCheckOutput];
+  backup: [BackupInput, BackupOutput];
+  stage: [StageInput, StageOutput];
+  apply: [ApplyInput, ApplyOutput];
+  validate: [ValidateInput, ValidateOutput];
+  commit: [CommitInput, CommitOutput];
+  rollback: [RollbackInput, RollbackOutput];
+}
+
+export type StepFn<K extends StepName> = (input: StepIO[K][0], signal: AbortSignal) => Promise<StepIO[K][1]>;
+export type Steps = { [K in StepName]: StepFn<K> };
+
+/** How the machine is started: fresh, or placed by the recovery policy without restoring a snapshot. */
+export interface MachineInput {
+  product: string;
+  policy: MachinePolicy;
+  installedVersion: string | null;
+  now: number;
+  /** Set by recovery when a snapshot is not restored but the run must still be ended safely. */
+  recovery?: {
+    mode: 'rollback' | 'abort' | 'fail';
+    reason: string;
+    runId: string | null;
+    offer: Offer | null;
+    artifacts: RunArtifacts;
+    error: ErrorInfo | null;
+  };
+}
