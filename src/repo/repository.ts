@@ -1,0 +1,571 @@
+/**
+ * The publisher side of the TUF repository, on @tufjs/models. One library, used by the `ota-repo`
+ * CLI and by `ota-server`'s upload endpoint, so both publish exactly the same way.
+ *
+ * Layout of a repository folder:
+ *   metadata/  1.root.json … N.root.json, root.json (copy of the newest), N.targets.json,
+ *              N.snapshot.json, timestamp.json (consistent snapshots: every version stays addressable)
+ *   targets/   <product>/<sha256>.<name> (consistent-snapshot target names)
+ *   ota-repo.json  public settings (expiry periods); staged.json  targets added but not yet signed
+ * Invariant: timestamp.json is written last, so a reader following it always finds every file it names.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+import type { Clock } from '../core/clock.js';
+import { OtaError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
+import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
+import { exists, writeFileAtomic } from './atomic.js';
+import {
+  generateSigningKey,
+  loadRoleKeys,
+  retireKey,
+  ROLES,
+  saveKey,
+  signerFor,
+  tufKey,
+  type RoleName,
+  type SigningKey,
+} from './keys.js';
+
+const DAY = 86_400_000;
+/** The JSON object type @tufjs/models parses (its utils types are not exported). */
+type Json = Parameters<typeof Root.fromJSON>[0];
+type RoleJson = { keyids: string[]; threshold: number };
+export const DEFAULT_EXPIRY_MS: Record<RoleName, number> = { root: 365 * DAY, targets: 90 * DAY, snapshot: 7 * DAY, timestamp: 1 * DAY };
+export const SPEC_VERSION = '1.0.31';
+/** Written into every signed role: lets robots notice a clock that runs behind signed data. */
+export const ISSUED_FIELD = 'x-otad-issued';
+
+export interface RepoSettings {
+  expiryMs: Record<RoleName, number>;
+}
+
+export interface PublisherOptions {
+  repoDir: string;
+  keysDir: string;
+  clock: Clock;
+  logger?: Logger;
+}
+
+export interface InitOptions {
+  /** Signatures required per role (default 1 each). */
+  thresholds?: Partial<Record<RoleName, number>>;
+  /** Keys generated per role (default: the role's threshold). */
+  keyCounts?: Partial<Record<RoleName, number>>;
+  expiryMs?: Partial<Record<RoleName, number>>;
+}
+
+export interface ReleaseInput {
+  product: string;
+  version: string;
+  channel?: string;
+  notes?: string;
+  /** A ready tar.gz package … */
+  packageFile?: string;
+  /** … or a directory to package (needs src/package/create.ts). */
+  sourceDir?: string;
+  minFromVersion?: string;
+  requirements?: Manifest['requirements'];
+  rolloutPercent?: number;
+  maxDeferralHours?: number;
+  installBy?: string;
+}
+
+export interface TargetInfo {
+  name: string;
+  length: number;
+  sha256: string;
+}
+
+export interface AddResult {
+  manifest: Manifest;
+  manifestTarget: TargetInfo;
+  packageTarget: TargetInfo;
+}
+
+export interface PublishResult {
+  targetsVersion: number;
+  snapshotVersion: number;
+  timestampVersion: number;
+  published: string[];
+}
+
+export interface RotateKeyOptions {
+  role: RoleName;
+  /** Add this key (default: a freshly generated one is saved to the keys folder). */
+  newKey?: SigningKey;
+  /** Key ids taken out of the role (default: every key the role had before). */
+  removeKeyIds?: string[];
+  threshold?: number;
+}
+
+export interface RotateKeyResult {
+  rootVersion: number;
+  role: RoleName;
+  addedKeyId: string;
+  removedKeyIds: string[];
+  publish: PublishResult;
+}
+
+export interface RepoState {
+  root: Metadata<Root>;
+  targets: Metadata<Targets>;
+  snapshot: Metadata<Snapshot>;
+  timestamp: Metadata<Timestamp>;
+}
+
+export interface CustomTargetInfo {
+  kind: 'manifest' | 'package';
+  product: string;
+  version: string;
+  channel?: string;
+}
+
+export type Publisher = ReturnType<typeof createPublisher>;
+
+export function createPublisher(options: PublisherOptions) {
+  const { repoDir, keysDir, clock } = options;
+  const log = options.logger ?? silentLogger;
+  const metadataDir = path.join(repoDir, 'metadata');
+  const targetsDir = path.join(repoDir, 'targets');
+  const settingsFile = path.join(repoDir, 'ota-repo.json');
+  const stagedFile = path.join(repoDir, 'staged.json');
+
+  function expires(role: RoleName, settings: RepoSettings): string {
+    return new Date(clock.now() + settings.expiryMs[role]).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  function issued(): Record<string, string> {
+    return { [ISSUED_FIELD]: new Date(clock.now()).toISOString() };
+  }
+
+  async function readSettings(): Promise<RepoSettings> {
+    if (!(await exists(path.join(metadataDir, 'root.json')))) {
+      throw new OtaError('CONFIG_NOT_FOUND', `no repository at ${repoDir}: metadata/root.json is missing (run ota-repo init first)`);
+    }
+    try {
+      const raw = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Partial<RepoSettings>;
+      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) } };
+    } catch {
+      return { expiryMs: { ...DEFAULT_EXPIRY_MS } };
+    }
+  }
+
+  async function readJson(file: string): Promise<Json> {
+    try {
+      return JSON.parse(await fs.readFile(file, 'utf8')) as Json;
+    } catch (cause) {
+      throw new OtaError('TRUST_METADATA_INVALID', `repository file ${file} is missing or not JSON: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async function loadState(): Promise<RepoState> {
+    const root = Metadata.fromJSON(MetadataKind.Root, await readJson(path.join(metadataDir, 'root.json')));
+    const timestamp = Metadata.fromJSON(MetadataKind.Timestamp, await readJson(path.join(metadataDir, 'timestamp.json')));
+    const snapshot = Metadata.fromJSON(
+      MetadataKind.Snapshot,
+      await readJson(path.join(metadataDir, `${timestamp.signed.snapshotMeta.version}.snapshot.json`)),
+    );
+    const targetsMeta = snapshot.signed.meta['targets.json'];
+    if (targetsMeta === undefined) throw new OtaError('TRUST_METADATA_INVALID', `snapshot ${snapshot.signed.version} does not list targets.json`);
+    const targets = Metadata.fromJSON(MetadataKind.Targets, await readJson(path.join(metadataDir, `${targetsMeta.version}.targets.json`)));
+    return { root, targets, snapshot, timestamp };
+  }
+
+  /** Sign with every locally available key of the role; refuse when that cannot reach the threshold. */
+  async function signRole<T extends Root | Targets | Snapshot | Timestamp>(
+    md: Metadata<T>,
+    role: RoleName,
+    root: Root,
+    extraKeys: SigningKey[] = [],
+  ): Promise<void> {
+    const roleDef = root.roles[role];
+    if (roleDef === undefined) throw new OtaError('TRUST_METADATA_INVALID', `root has no ${role} role`);
+    const available = [...(await loadRoleKeys(keysDir, role)), ...extraKeys].filter((k) => roleDef.keyIDs.includes(k.keyid));
+    const unique = [...new Map(available.map((k) => [k.keyid, k])).values()];
+    if (unique.length < roleDef.threshold) {
+      throw new OtaError(
+        'CONFIG_INVALID',
+        `cannot sign ${role}: ${unique.length} of its keys are in ${path.join(keysDir, role)}, threshold is ${roleDef.threshold} (bring the offline ${role} keys)`,
+        { details: { role, available: unique.length, threshold: roleDef.threshold } },
+      );
+    }
+    md.signatures = {};
+    for (const key of unique) md.sign(signerFor(key), true);
+  }
+
+  async function writeMetadata(name: string, md: Metadata<Root | Targets | Snapshot | Timestamp>): Promise<Buffer> {
+    const bytes = Buffer.from(`${JSON.stringify(md.toJSON(), null, 2)}\n`);
+    await writeFileAtomic(path.join(metadataDir, name), bytes);
+    return bytes;
+  }
+
+  function metaFileFor(version: number, bytes: Buffer): MetaFile {
+    return new MetaFile({ version, length: bytes.length, hashes: { sha256: createHash('sha256').update(bytes).digest('hex') } });
+  }
+
+  async function readStaged(): Promise<Record<string, { length: number; sha256: string; custom: CustomTargetInfo }>> {
+    try {
+      return JSON.parse(await fs.readFile(stagedFile, 'utf8')) as Record<string, { length: number; sha256: string; custom: CustomTargetInfo }>;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw error;
+    }
+  }
+
+  /** Store a file as a consistent-snapshot target: `targets/<dir>/<sha256>.<base>`. */
+  async function storeTarget(name: string, source: { file?: string; bytes?: Buffer }): Promise<TargetInfo> {
+    const { sha256, length } = source.bytes !== undefined ? hashBytes(source.bytes) : await hashFile(source.file!);
+    const { dir, base } = path.posix.parse(name);
+    const destDir = path.join(targetsDir, ...dir.split('/').filter(Boolean));
+    await fs.mkdir(destDir, { recursive: true });
+    const dest = path.join(destDir, `${sha256}.${base}`);
+    if (!(await exists(dest))) {
+      if (source.bytes !== undefined) await writeFileAtomic(dest, source.bytes);
+      else {
+        const tmp = `${dest}.tmp`;
+        await fs.copyFile(source.file!, tmp);
+        const h = await fs.open(tmp, 'r+');
+        await h.sync();
+        await h.close();
+        await fs.rename(tmp, dest);
+      }
+    }
+    return { name, length, sha256 };
+  }
+
+  async function signAndWriteTail(state: RepoState, settings: RepoSettings, newTargets: Metadata<Targets> | null): Promise<PublishResult> {
+    const root = state.root.signed;
+    const published: string[] = [];
+    let targetsVersion = state.targets.signed.version;
+    const snapshotMeta: Record<string, MetaFile> = { ...state.snapshot.signed.meta };
+    if (newTargets !== null) {
+      await signRole(newTargets, 'targets', root);
+      targetsVersion = newTargets.signed.version;
+      const bytes = await writeMetadata(`${targetsVersion}.targets.json`, newTargets);
+      snapshotMeta['targets.json'] = metaFileFor(targetsVersion, bytes);
+      published.push(`${targetsVersion}.targets.json`);
+    }
+    const snapshot = new Metadata(
+      new Snapshot({
+        version: state.snapshot.signed.version + 1,
+        specVersion: SPEC_VERSION,
+        expires: expires('snapshot', settings),
+        meta: snapshotMeta,
+        unrecognizedFields: issued(),
+      }),
+    );
+    await signRole(snapshot, 'snapshot', root);
+    const snapshotBytes = await writeMetadata(`${snapshot.signed.version}.snapshot.json`, snapshot);
+    published.push(`${snapshot.signed.version}.snapshot.json`);
+    const timestamp = new Metadata(
+      new Timestamp({
+        version: state.timestamp.signed.version + 1,
+        specVersion: SPEC_VERSION,
+        expires: expires('timestamp', settings),
+        snapshotMeta: metaFileFor(snapshot.signed.version, snapshotBytes),
+        unrecognizedFields: issued(),
+      }),
+    );
+    await signRole(timestamp, 'timestamp', root);
+    await writeMetadata('timestamp.json', timestamp);
+    published.push('timestamp.json');
+    return { targetsVersion, snapshotVersion: snapshot.signed.version, timestampVersion: timestamp.signed.version, published };
+  }
+
+  return {
+    repoDir,
+    keysDir,
+    metadataDir,
+    targetsDir,
+    loadState,
+
+    /** Create keys and version 1 of every role. Refuses to touch an existing repository. */
+    async init(init: InitOptions = {}): Promise<{ keys: Record<RoleName, string[]>; rootFile: string }> {
+      if (await exists(path.join(metadataDir, 'root.json'))) {
+        throw new OtaError('CONFIG_INVALID', `repository ${repoDir} is already initialised (metadata/root.json exists)`);
+      }
+      const settings: RepoSettings = { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(init.expiryMs ?? {}) } };
+      for (const role of ROLES) {
+        const period = settings.expiryMs[role];
+        if (!Number.isFinite(period) || period <= 0) throw new OtaError('CONFIG_INVALID', `expiry for ${role} is ${period} ms, expected a positive duration`);
+      }
+      await fs.mkdir(metadataDir, { recursive: true });
+      await fs.mkdir(targetsDir, { recursive: true });
+      await fs.mkdir(keysDir, { recursive: true, mode: 0o700 });
+      const keyIds = {} as Record<RoleName, string[]>;
+      const roles: Record<string, RoleJson> = {};
+      const keys: Record<string, Json> = {};
+      for (const role of ROLES) {
+        const threshold = init.thresholds?.[role] ?? 1;
+        const count = init.keyCounts?.[role] ?? threshold;
+        if (!Number.isInteger(threshold) || threshold < 1) throw new OtaError('CONFIG_INVALID', `threshold for ${role} is ${threshold}, expected a whole number ≥ 1`);
+        if (count < threshold) throw new OtaError('CONFIG_INVALID', `${role}: ${count} keys cannot meet threshold ${threshold}`);
+        keyIds[role] = [];
+        for (let i = 0; i < count; i += 1) {
+          const key = generateSigningKey(role);
+          await saveKey(keysDir, key);
+          keys[key.keyid] = tufKey(key).toJSON();
+          keyIds[role].push(key.keyid);
+        }
+        roles[role] = { keyids: keyIds[role], threshold };
+      }
+      const rootSigned = rootFromParts(1, expires('root', settings), keys, roles, issued());
+      const rootMd = new Metadata(rootSigned);
+      await signRole(rootMd, 'root', rootSigned);
+      await writeFileAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+      await writeMetadata('1.root.json', rootMd);
+      await writeMetadata('root.json', rootMd);
+      const emptyTargets = new Metadata(new Targets({ version: 1, specVersion: SPEC_VERSION, expires: expires('targets', settings), unrecognizedFields: issued() }));
+      // Versions 0 so the first tail writes version 1 of snapshot and timestamp.
+      const state: RepoState = {
+        root: rootMd,
+        targets: new Metadata(new Targets({ version: 0, specVersion: SPEC_VERSION, expires: expires('targets', settings) })),
+        snapshot: new Metadata(new Snapshot({ version: 0, specVersion: SPEC_VERSION, expires: expires('snapshot', settings), meta: {} })),
+        timestamp: new Metadata(new Timestamp({ version: 0, specVersion: SPEC_VERSION, expires: expires('timestamp', settings), snapshotMeta: new MetaFile({ version: 1 }) })),
+      };
+      await signAndWriteTail(state, settings, emptyTargets);
+      log.info('repository initialised', { repoDir, keys: keyIds });
+      return { keys: keyIds, rootFile: path.join(metadataDir, '1.root.json') };
+    },
+
+    /**
+     * Stage a release: store the package and its manifest as targets under `<product>/`.
+     * Nothing is visible to robots until publish() signs it.
+     */
+    async add(input: ReleaseInput): Promise<AddResult> {
+      await readSettings();
+      const packageName = `${input.product}/${input.product}-${input.version}.tar.gz`;
+      const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
+      // Validate the release fields before touching the repository (package fields are placeholders here).
+      const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, clock.now());
+      const state = await loadState();
+      const staged = await readStaged();
+      if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
+        throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
+      }
+      let packageFile = input.packageFile;
+      let tmpDir: string | undefined;
+      if (packageFile === undefined) {
+        if (input.sourceDir === undefined) throw new OtaError('CONFIG_INVALID', 'add needs a package file (tar.gz) or a source directory');
+        tmpDir = await fs.mkdtemp(path.join(repoDir, '.pack-'));
+        packageFile = path.join(tmpDir, 'package.tar.gz');
+        await packDirectory(input.sourceDir, packageFile);
+      }
+      try {
+        const stat = await fs.stat(packageFile).catch(() => null);
+        if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
+        if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
+        const packageTarget = await storeTarget(packageName, { file: packageFile });
+        const manifest = { ...draft, package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 } };
+        const manifestBytes = Buffer.from(serializeManifest(manifest));
+        const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
+        staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version } };
+        staged[manifestName] = {
+          length: manifestTarget.length,
+          sha256: manifestTarget.sha256,
+          custom: { kind: 'manifest', product: input.product, version: input.version, channel: manifest.channel },
+        };
+        await writeFileAtomic(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+        log.info('release staged', { product: input.product, version: input.version, package: packageTarget });
+        return { manifest, manifestTarget, packageTarget };
+      } finally {
+        if (tmpDir !== undefined) await fs.rm(tmpDir, { recursive: true, force: true });
+      }
+    },
+
+    /** Sign staged targets (if any), then a new snapshot and timestamp. */
+    async publish(opts: { resignTargets?: boolean } = {}): Promise<PublishResult> {
+      const settings = await readSettings();
+      const state = await loadState();
+      const staged = await readStaged();
+      let newTargets: Metadata<Targets> | null = null;
+      if (Object.keys(staged).length > 0 || opts.resignTargets === true) {
+        const targets = new Targets({
+          version: state.targets.signed.version + 1,
+          specVersion: SPEC_VERSION,
+          expires: expires('targets', settings),
+          targets: { ...state.targets.signed.targets },
+          unrecognizedFields: issued(),
+        });
+        for (const [name, info] of Object.entries(staged)) {
+          targets.addTarget(
+            new TargetFile({ path: name, length: info.length, hashes: { sha256: info.sha256 }, unrecognizedFields: { custom: { otad: { ...info.custom } } } }),
+          );
+        }
+        newTargets = new Metadata(targets);
+      }
+      const result = await signAndWriteTail(state, settings, newTargets);
+      await fs.rm(stagedFile, { force: true });
+      log.info('repository published', { ...result });
+      return result;
+    },
+
+    /** Re-sign the timestamp with a fresh expiry (the online key's daily job). */
+    async refreshTimestamp(opts: { onlyIfExpiringWithinMs?: number } = {}): Promise<{ version: number; expires: string; refreshed: boolean }> {
+      const settings = await readSettings();
+      const state = await loadState();
+      const current = state.timestamp.signed;
+      if (opts.onlyIfExpiringWithinMs !== undefined && Date.parse(current.expires) - clock.now() > opts.onlyIfExpiringWithinMs) {
+        return { version: current.version, expires: current.expires, refreshed: false };
+      }
+      const timestamp = new Metadata(
+        new Timestamp({
+          version: current.version + 1,
+          specVersion: SPEC_VERSION,
+          expires: expires('timestamp', settings),
+          snapshotMeta: current.snapshotMeta,
+          unrecognizedFields: issued(),
+        }),
+      );
+      await signRole(timestamp, 'timestamp', state.root.signed);
+      await writeMetadata('timestamp.json', timestamp);
+      return { version: timestamp.signed.version, expires: timestamp.signed.expires, refreshed: true };
+    },
+
+    /**
+     * Replace keys of a role in a new root version. Per TUF the new root is signed by a threshold of
+     * the old root keys and of the new root keys, so robots can walk the chain 1 → 2 → … N.
+     */
+    async rotateKey(opts: RotateKeyOptions): Promise<RotateKeyResult> {
+      const settings = await readSettings();
+      const state = await loadState();
+      const oldRoot = state.root.signed;
+      const oldRole = oldRoot.roles[opts.role];
+      if (oldRole === undefined) throw new OtaError('TRUST_METADATA_INVALID', `root has no ${opts.role} role`);
+      const newKey = opts.newKey ?? generateSigningKey(opts.role);
+      if (newKey.role !== opts.role) throw new OtaError('CONFIG_INVALID', `key ${newKey.keyid} is a ${newKey.role} key, expected a ${opts.role} key`);
+      const removeIds = opts.removeKeyIds ?? oldRole.keyIDs;
+      for (const id of removeIds) {
+        if (!oldRole.keyIDs.includes(id)) throw new OtaError('CONFIG_INVALID', `key ${id} is not a ${opts.role} key of root version ${oldRoot.version}`);
+      }
+      const keyIDs = [...oldRole.keyIDs.filter((id) => !removeIds.includes(id)), newKey.keyid];
+      const threshold = opts.threshold ?? Math.min(oldRole.threshold, keyIDs.length);
+      if (threshold < 1 || threshold > keyIDs.length) {
+        throw new OtaError('CONFIG_INVALID', `threshold ${threshold} for ${opts.role} is impossible with ${keyIDs.length} keys`);
+      }
+      const roles: Record<string, RoleJson> = {};
+      for (const [name, role] of Object.entries(oldRoot.roles)) roles[name] = { keyids: [...role.keyIDs], threshold: role.threshold };
+      roles[opts.role] = { keyids: keyIDs, threshold };
+      const keys: Record<string, Json> = {};
+      for (const [id, key] of Object.entries(oldRoot.keys)) keys[id] = key.toJSON();
+      keys[newKey.keyid] = tufKey(newKey).toJSON();
+      // Drop keys no role uses any more.
+      const used = new Set(Object.values(roles).flatMap((r) => r.keyids));
+      for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
+      const newRoot = rootFromParts(oldRoot.version + 1, expires('root', settings), keys, roles, issued());
+      const rootMd = new Metadata(newRoot);
+      const oldRootKeys = (await loadRoleKeys(keysDir, 'root')).filter((k) => oldRoot.roles.root!.keyIDs.includes(k.keyid));
+      if (oldRootKeys.length < oldRoot.roles.root!.threshold) {
+        throw new OtaError('CONFIG_INVALID', `cannot sign root ${newRoot.version}: ${oldRootKeys.length} of the current root keys are in ${path.join(keysDir, 'root')}, threshold is ${oldRoot.roles.root!.threshold}`);
+      }
+      const newRootKeys = opts.role === 'root' ? [newKey] : [];
+      const signers = [...new Map([...oldRootKeys, ...newRootKeys, ...(await loadRoleKeys(keysDir, 'root'))].map((k) => [k.keyid, k])).values()];
+      const newRootRole = newRoot.roles.root!;
+      if (signers.filter((k) => newRootRole.keyIDs.includes(k.keyid)).length < newRootRole.threshold) {
+        throw new OtaError('CONFIG_INVALID', `cannot sign root ${newRoot.version}: not enough keys of the new root role`);
+      }
+      for (const key of signers) {
+        if (oldRoot.roles.root!.keyIDs.includes(key.keyid) || newRootRole.keyIDs.includes(key.keyid)) rootMd.sign(signerFor(key), true);
+      }
+      if (opts.newKey === undefined || !(await exists(path.join(keysDir, opts.role, `${newKey.keyid}.json`)))) await saveKey(keysDir, newKey);
+      await writeMetadata(`${newRoot.version}.root.json`, rootMd);
+      await writeMetadata('root.json', rootMd);
+      for (const id of removeIds) {
+        const old = (await loadRoleKeys(keysDir, opts.role)).find((k) => k.keyid === id);
+        if (old !== undefined) await retireKey(keysDir, old);
+      }
+      // Re-sign what the changed role signs so robots see signatures by the new key at once.
+      const publish = await signAndWriteTail({ ...state, root: rootMd }, settings, opts.role === 'targets' ? resignedTargets(state, settings) : null);
+      log.info('key rotated', { role: opts.role, rootVersion: newRoot.version, added: newKey.keyid, removed: removeIds });
+      return { rootVersion: newRoot.version, role: opts.role, addedKeyId: newKey.keyid, removedKeyIds: removeIds, publish };
+    },
+
+    /** Targets signed in the current targets role, with their otad custom fields. */
+    async listTargets(): Promise<Array<TargetInfo & { custom: Partial<CustomTargetInfo> }>> {
+      const state = await loadState();
+      return Object.values(state.targets.signed.targets).map((t) => ({
+        name: t.path,
+        length: t.length,
+        sha256: t.hashes.sha256 ?? '',
+        custom: ((t.custom as { otad?: Partial<CustomTargetInfo> }).otad ?? {}),
+      }));
+    },
+  };
+
+  function resignedTargets(state: RepoState, settings: RepoSettings): Metadata<Targets> {
+    return new Metadata(
+      new Targets({
+        version: state.targets.signed.version + 1,
+        specVersion: SPEC_VERSION,
+        expires: expires('targets', settings),
+        targets: { ...state.targets.signed.targets },
+        unrecognizedFields: issued(),
+      }),
+    );
+  }
+}
+
+/** The manifest for a release; throws MANIFEST_INVALID naming the field when an input is wrong. */
+export function buildManifest(input: ReleaseInput, pkg: { target: string; length: number; sha256: string }, now: number): Manifest {
+  const raw: Record<string, unknown> = {
+    schema: MANIFEST_SCHEMA_VERSION,
+    product: input.product,
+    version: input.version,
+    channel: input.channel ?? 'stable',
+    releasedAt: new Date(now).toISOString(),
+    notes: input.notes ?? '',
+    package: pkg,
+  };
+  if (input.minFromVersion !== undefined) raw.minFromVersion = input.minFromVersion;
+  if (input.requirements !== undefined) raw.requirements = input.requirements;
+  if (input.rolloutPercent !== undefined) raw.rolloutPercent = input.rolloutPercent;
+  if (input.maxDeferralHours !== undefined) raw.maxDeferralHours = input.maxDeferralHours;
+  if (input.installBy !== undefined) raw.installBy = input.installBy;
+  return parseManifest(raw, `release ${input.product} ${input.version}`);
+}
+
+function rootFromParts(version: number, expiresAt: string, keys: Record<string, Json>, roles: Record<string, RoleJson>, extra: Record<string, string>): Root {
+  return Root.fromJSON({
+    spec_version: SPEC_VERSION,
+    version,
+    expires: expiresAt,
+    consistent_snapshot: true,
+    keys,
+    roles,
+    ...extra,
+  } as Json);
+}
+
+function hashBytes(bytes: Buffer): { sha256: string; length: number } {
+  return { sha256: createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
+}
+
+export async function hashFile(file: string): Promise<{ sha256: string; length: number }> {
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    length += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), length };
+}
+
+/** Package a directory with the project's reproducible packer when it is present. */
+async function packDirectory(sourceDir: string, destFile: string): Promise<void> {
+  const stat = await fs.stat(sourceDir).catch(() => null);
+  if (stat === null || !stat.isDirectory()) throw new OtaError('CONFIG_INVALID', `source ${sourceDir} is not a directory`);
+  const specifier = new URL('../package/create.js', import.meta.url).href;
+  let mod: { createPackage?: (src: string, dest: string, opts?: object) => Promise<{ sha256: string; bytes: number }> };
+  try {
+    mod = (await import(specifier)) as typeof mod;
+  } catch (cause) {
+    throw new OtaError('CONFIG_INVALID', `packaging a directory is not available in this build (src/package/create.ts): pass a ready .tar.gz with --package`, { cause });
+  }
+  if (typeof mod.createPackage !== 'function') throw new OtaError('CONFIG_INVALID', 'src/package/create.ts exports no createPackage()');
+  await mod.createPackage(sourceDir, destFile, {});
+}
