@@ -156,8 +156,6 @@ export function createDownloader(options: DownloaderOptions): Downloader {
         const abort = new AbortController();
         const attemptSignal = AbortSignal.any([signal, abort.signal]);
         const attemptStart = clock.monotonic();
-        const guard = createThroughputGuard(options.minThroughput, attemptStart);
-        current = { guard, abort };
         let response: StreamResponse;
         try {
           response = await http.stream(url, {
@@ -186,6 +184,9 @@ export function createDownloader(options: DownloaderOptions): Downloader {
           rlog.warn('server ignored the Range request; restarting from zero', { requestedOffset: offset, status: response.status });
           await resetPartial();
         }
+        // The floor applies to the body only: waiting for headers is the headers timeout's job.
+        const guard = createThroughputGuard(options.minThroughput, clock.monotonic());
+        current = { guard, abort };
         resumedFrom = state.bytes;
         if (resumedFrom > 0) rlog.info('resuming download', { offset: resumedFrom });
 

@@ -115,8 +115,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   async function failOnStatus(url: string, response: Dispatcher.ResponseData): Promise<void> {
     const failure = errorForStatus(response.statusCode, { url });
     if (failure === null) return;
-    // Drain nothing: destroying the body closes that socket instead of reading an unbounded error page.
-    response.body.destroy();
+    // Read nothing: destroying the body closes that socket instead of reading an unbounded error page.
+    discard(response.body);
     log.debug('http error status', { url: redactUrl(url), status: response.statusCode });
     throw failure;
   }
@@ -139,7 +139,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         const headers = flattenHeaders(response.headers);
         const announced = Number(headers['content-length']);
         if (Number.isFinite(announced) && announced > opts.maxBytes) {
-          response.body.destroy();
+          discard(response.body);
           throw tooLarge(url, opts.maxBytes, 0, announced);
         }
         const chunks: Buffer[] = [];
@@ -148,7 +148,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
           for await (const chunk of response.body as AsyncIterable<Buffer>) {
             received += chunk.length;
             if (received > opts.maxBytes) {
-              response.body.destroy();
+              discard(response.body);
               throw tooLarge(url, opts.maxBytes, received, Number.isFinite(announced) ? announced : null);
             }
             chunks.push(chunk);
@@ -170,22 +170,13 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       const response = await open(url, opts.headers, signal);
       await failOnStatus(url, response);
       const raw = response.body;
-      async function* body(): AsyncGenerator<Buffer> {
-        try {
-          for await (const chunk of raw as AsyncIterable<Buffer>) yield chunk;
-        } catch (error) {
-          throw signal.aborted ? abortReasonToError(signal.reason, `GET ${redactUrl(url)}`) : mapNetworkError(error, ctx);
-        } finally {
-          if (!raw.destroyed) raw.destroy();
-        }
-      }
+      const errorFor = (error: unknown): OtaError =>
+        signal.aborted ? abortReasonToError(signal.reason, `GET ${redactUrl(url)}`) : mapNetworkError(error, ctx);
       return {
         status: response.statusCode,
         headers: flattenHeaders(response.headers),
-        body: body(),
-        cancel: () => {
-          if (!raw.destroyed) raw.destroy();
-        },
+        body: queuedBody(raw, errorFor),
+        cancel: () => discard(raw),
       };
     },
 
@@ -193,6 +184,71 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       await agent.close();
     },
   };
+}
+
+const QUEUE_HIGH = 512 * 1024;
+const QUEUE_LOW = 128 * 1024;
+
+/**
+ * Reads the body in flowing mode into a bounded queue, starting at once. Why not plain async
+ * iteration: when the connection dies, Node discards the chunks a paused stream still buffers and
+ * throws at once. Here every byte that reached us is handed out before the error, so a resume
+ * starts exactly where the data stopped.
+ */
+function queuedBody(raw: Dispatcher.ResponseData['body'], errorFor: (error: unknown) => OtaError): AsyncIterable<Buffer> {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: { error: unknown } | null = null;
+  let wake: (() => void) | null = null;
+  const notify = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  raw.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= QUEUE_HIGH) raw.pause();
+    notify();
+  });
+  raw.on('end', () => {
+    ended = true;
+    notify();
+  });
+  raw.on('error', (error: unknown) => {
+    failure ??= { error };
+    notify();
+  });
+  return {
+    async *[Symbol.asyncIterator]() {
+      try {
+        for (;;) {
+          const chunk = queue.shift();
+          if (chunk !== undefined) {
+            queued -= chunk.length;
+            if (queued <= QUEUE_LOW && raw.isPaused() && !raw.destroyed) raw.resume();
+            yield chunk;
+            continue;
+          }
+          if (failure !== null) throw errorFor(failure.error);
+          if (ended) return;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+        }
+      } finally {
+        discard(raw);
+      }
+    },
+  };
+}
+
+/** Releases a body we will not read; the abort error it then emits is expected, not a crash. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  if (body.destroyed) return;
+  body.on('error', () => {});
+  body.destroy();
 }
 
 function tooLarge(url: string, maxBytes: number, receivedBytes: number, announcedBytes: number | null): OtaError {
