@@ -118,8 +118,10 @@ export interface UpdateContext {
   rollbackReason: string | null;
   lastOutcome: RunOutcome | null;
   lastCheckAt: number | null;
-  /** Every event the daemon sends carries the time it was sent; the machine reads time only from it. */
-  now: number;
+  /** When the current run started and when the machine last moved (ms since the epoch). */
+  runStartedAt: number | null;
+  /** Set only by a recovery start; the transient boot state consumes it. */
+  pendingRecovery: 'rollback' | 'abort' | 'fail' | null;
 }
 
 // ----- events --------------------------------------------------------------------------------
@@ -143,11 +145,15 @@ export type UpdateEvent =
   /** The timer event: the daemon sends it when a stored deadline may have passed. */
   | ({ type: 'TICK'; nextSlotAt: number } & Stamped)
   /** The wall clock jumped or the schedule changed: the scheduled instant is recomputed. */
-  | ({ type: 'RESCHEDULE'; at: number } & Stamped);
+  | ({ type: 'RESCHEDULE'; at: number } & Stamped)
+  /** Configuration was reloaded: the product's policy changes in every state. */
+  | ({ type: 'CONFIGURE'; policy: MachinePolicy } & Stamped)
+  /** While idle or failed: the installed version as detected on disk. */
+  | ({ type: 'DETECTED'; installedVersion: string | null } & Stamped);
 
 export type UpdateEventType = UpdateEvent['type'];
 
-/** Events that the edge (REST, Socket.IO, D-Bus, CLI) may dispatch. TICK and RESCHEDULE are the daemon's own. */
+/** Events that the edge (REST, Socket.IO, D-Bus, CLI) may dispatch. The others are the daemon's own. */
 export const PUBLIC_EVENTS = ['CHECK_NOW', 'UPDATE_NOW', 'SCHEDULE_3AM', 'CONFIRM', 'CANCEL', 'ROLLBACK', 'RESET'] as const;
 export type PublicEventType = (typeof PUBLIC_EVENTS)[number];
 
@@ -208,6 +214,21 @@ export type RollbackInput = StepBase & {
 export interface RollbackOutput {
   restoredVersion: string | null;
   method: 'previous-release' | 'backup' | 'nothing-to-undo';
+}
+
+/**
+ * What an injected step actor resolves with: the step's result and the instant it finished, so that
+ * the machine computes deadlines from data it was given, never from a clock of its own.
+ */
+export interface StepDone<T> {
+  result: T;
+  at: number;
+}
+
+/** What an injected step actor rejects with: the error as data and the instant it failed. */
+export interface StepFailure {
+  error: ErrorInfo;
+  at: number;
 }
 
 /** The names of the injected promise actors, one per step. */

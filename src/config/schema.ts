@@ -1,0 +1,208 @@
+/**
+ * The configuration schema: every key with its default. docs/configuration.md documents the same
+ * keys; a test checks that every key of the defaults appears there.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+const duration = (fallback: string) =>
+  z
+    .union([z.number().int().nonnegative(), z.string()])
+    .default(fallback)
+    .transform((v, ctx) => {
+      try {
+        return parseDuration(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message, input: v });
+        return z.NEVER;
+      }
+    });
+
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a local time as HH:MM (24 h), for example "03:00"');
+
+const timeZone = z.string().refine(
+  (tz) => {
+    if (tz === 'local') return true;
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected an IANA time zone such as "Europe/Berlin", or "local"' },
+);
+
+export const ENVIRONMENTS = ['production', 'staging', 'test', 'simulation'] as const;
+
+const healthCheck = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('unit'), unit: z.string().min(1) }),
+  z.object({ kind: z.literal('http'), url: z.url(), expectStatus: z.number().int().default(200), timeout: duration('5s') }),
+  z.object({ kind: z.literal('command'), command: z.array(z.string()).min(1), timeout: duration('30s') }),
+  z.object({
+    kind: z.literal('version'),
+    command: z.array(z.string()).min(1).optional(),
+    file: z.string().optional(),
+  }),
+]);
+
+const processUnit = z.object({
+  name: z.string().min(1),
+  /** For the process-based service manager (no systemd): the command that runs the service. */
+  command: z.array(z.string()).min(1),
+  cwd: z.string().optional(),
+  env: z.record(z.string(), z.string()).default({}),
+});
+
+export const scheduleSchema = z.object({
+  checkAt: hhmm.default('03:00'),
+  installAt: hhmm.default('03:00'),
+  /** An optional cron expression for the daily check (croner syntax); wins over checkAt. */
+  checkCron: z.string().optional(),
+  timeZone: timeZone.default('local'),
+  /** Per-device delay window that spreads a fleet's 3 AM load. */
+  window: duration('30m'),
+  /** A slot missed while the daemon was down is caught up when it starts within this time. */
+  catchUp: duration('6h'),
+});
+
+export const decisionSchema = z.object({
+  defaultChoice: z.enum(['UPDATE_NOW', 'SCHEDULE_3AM']).default('SCHEDULE_3AM'),
+  choiceTimeout: duration('24h'),
+  /** 0 turns the confirmation step off. */
+  confirmTimeout: duration('0'),
+});
+
+export const precheckSchema = z.object({
+  minFreeBytes: z.number().int().nonnegative().default(0),
+  minBatteryPercent: z.number().min(0).max(100).default(30),
+  requireCharging: z.boolean().default(false),
+  /** Wait and re-check this often while a pre-check does not pass. */
+  retryInterval: duration('10m'),
+  /** Product-specific check commands: exit 0 means it is safe. */
+  commands: z.array(z.object({ name: z.string(), command: z.array(z.string()).min(1), timeout: duration('30s') })).default([]),
+});
+
+export const productSchema = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a lower-case product name ([a-z0-9._-])'),
+  type: z.string().optional(),
+  installPath: z.string().refine((p) => p.startsWith('/'), 'expected an absolute path'),
+  releasesDir: z.string().optional(),
+  /** Relative to the install path: a file whose first line is the installed version. */
+  versionFile: z.string().default('VERSION'),
+  channel: z.string().default('stable'),
+  allowPrerelease: z.boolean().default(false),
+  allowDowngrade: z.boolean().default(false),
+  services: z.array(z.string()).default([]),
+  processUnits: z.array(processUnit).default([]),
+  healthChecks: z.array(healthCheck).default([]),
+  probation: z
+    .object({ window: duration('2m'), interval: duration('10s'), failureThreshold: z.number().int().min(1).default(3) })
+    .prefault({}),
+  preservedPaths: z.array(z.string()).default([]),
+  hooks: z.object({ timeout: duration('5m') }).prefault({}),
+  backup: z
+    .object({
+      enabled: z.boolean().default(true),
+      keep: z.number().int().min(1).default(2),
+      level: z.number().int().min(0).max(9).default(6),
+    })
+    .prefault({}),
+  repository: z
+    .object({
+      kind: z.enum(['tuf', 'local']).default('tuf'),
+      url: z.string().optional(),
+      targetBaseUrl: z.string().optional(),
+      path: z.string().optional(),
+    })
+    .prefault({}),
+  schedule: scheduleSchema.prefault({}),
+  decision: decisionSchema.prefault({}),
+  precheck: precheckSchema.prefault({}),
+});
+
+const endpoint = z.object({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
+
+export const configSchema = z.object({
+  environment: z.enum(ENVIRONMENTS).default('production'),
+  environments: z
+    .record(z.string(), endpoint)
+    .default({
+      production: { serverUrl: 'https://ota.example.invalid' },
+      staging: { serverUrl: 'https://ota-staging.example.invalid' },
+      test: { serverUrl: 'http://127.0.0.1:8780' },
+      simulation: { serverUrl: 'http://127.0.0.1:8780' },
+    }),
+  /** Simulation skips real backups and service restarts, and says so loudly. */
+  simulation: z.boolean().default(false),
+  server: z
+    .object({
+      url: z.string().optional(),
+      targetBaseUrl: z.string().optional(),
+      caFile: z.string().optional(),
+      connectTimeout: duration('10s'),
+      headersTimeout: duration('30s'),
+      idleTimeout: duration('30s'),
+      downloadDeadline: duration('2h'),
+      minThroughputBps: z.number().int().nonnegative().default(1024),
+      retries: z.number().int().min(0).default(5),
+    })
+    .prefault({}),
+  paths: z
+    .object({
+      stateDir: z.string().default('/var/lib/ota'),
+      database: z.string().optional(),
+      cacheDir: z.string().optional(),
+      stagingDir: z.string().optional(),
+      backupDir: z.string().optional(),
+      lockFile: z.string().optional(),
+      trustedRoot: z.string().default('/etc/ota/root.json'),
+      productTypesDir: z.string().optional(),
+      inhibitFile: z.string().default('/run/ota/inhibit'),
+    })
+    .prefault({}),
+  logging: z
+    .object({
+      level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+      file: z.string().optional(),
+      auditFile: z.string().optional(),
+    })
+    .prefault({}),
+  api: z
+    .object({
+      enabled: z.boolean().default(true),
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(7780),
+      socketPath: z.string().optional(),
+      tokensFile: z.string().default('/etc/ota/tokens.yaml'),
+      allowedHosts: z.array(z.string()).default(['localhost', '127.0.0.1', '[::1]']),
+      allowedOrigins: z.array(z.string()).default([]),
+      bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
+      controlRateLimit: z.object({ window: duration('1m'), max: z.number().int().min(1).default(30) }).prefault({}),
+    })
+    .prefault({}),
+  dbus: z
+    .object({
+      enabled: z.boolean().default(false),
+      /** 'system', 'session', or a D-Bus address such as unix:path=/run/otad-bus. */
+      bus: z.string().default('system'),
+      name: z.string().default('io.otad.Daemon1'),
+    })
+    .prefault({}),
+  recovery: z
+    .object({
+      /** Restores of one run in one state before the crash-loop guard ends the run. */
+      maxRestoresPerState: z.number().int().min(1).default(3),
+    })
+    .prefault({}),
+  inhibit: z.object({ maxHold: duration('4h') }).prefault({}),
+  /** Defaults copied into every product that does not set its own. */
+  schedule: scheduleSchema.prefault({}),
+  decision: decisionSchema.prefault({}),
+  products: z.array(productSchema).default([]),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ProductConfig = z.output<typeof productSchema>;
+export type HealthCheckConfig = z.output<typeof healthCheck>;

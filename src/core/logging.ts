@@ -1,0 +1,147 @@
+/**
+ * The winston-backed Logger: structured JSON lines on stdout (journald takes them) and an optional
+ * file; a separate audit channel for security-relevant events. The last lines are kept in memory
+ * for the logs endpoint, and every line can be observed (the event bus streams them).
+ */
+import winston from 'winston';
+import type { AuditEvent, AuditSink, LogFields, Logger } from './logger.js';
+
+export interface LogLine {
+  time: number;
+  level: string;
+  message: string;
+  fields: LogFields;
+}
+
+export interface LoggingOptions {
+  level: 'error' | 'warn' | 'info' | 'debug';
+  file?: string | undefined;
+  auditFile?: string | undefined;
+  /** Write to stdout (default true). */
+  stdout?: boolean;
+  /** How many lines the in-memory tail keeps. */
+  tailSize?: number;
+  now?: () => number;
+}
+
+export interface Logging {
+  logger: Logger;
+  audit: AuditSink;
+  tail(filter?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
+  onLine(listener: (line: LogLine) => void): () => void;
+  setLevel(level: LoggingOptions['level']): void;
+  close(): Promise<void>;
+}
+
+const LEVELS: Record<string, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Fields that must never reach a log: tokens and secrets are redacted wherever they appear. */
+const SECRET_KEYS = /^(authorization|token|password|secret|privateKey|bearer)$/i;
+
+export function redact(fields: LogFields): LogFields {
+  const out: LogFields = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (SECRET_KEYS.test(k)) out[k] = '[redacted]';
+    else if (v instanceof Error) out[k] = { message: v.message, ...(('code' in v) ? { code: (v as { code: unknown }).code } : {}) };
+    else out[k] = v;
+  }
+  return out;
+}
+
+export function createLogging(opts: LoggingOptions): Logging {
+  const now = opts.now ?? Date.now;
+  const tailSize = opts.tailSize ?? 2000;
+  const lines: LogLine[] = [];
+  const listeners = new Set<(line: LogLine) => void>();
+
+  const transports: winston.transport[] = [];
+  if (opts.stdout !== false) transports.push(new winston.transports.Console());
+  if (opts.file) transports.push(new winston.transports.File({ filename: opts.file }));
+  const main = winston.createLogger({
+    level: opts.level,
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    defaultMeta: { service: 'otad' },
+    transports,
+  });
+
+  const auditTransports: winston.transport[] = [];
+  if (opts.stdout !== false) auditTransports.push(new winston.transports.Console());
+  if (opts.auditFile) auditTransports.push(new winston.transports.File({ filename: opts.auditFile }));
+  const auditLogger = winston.createLogger({
+    level: 'info',
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    defaultMeta: { service: 'otad', channel: 'audit' },
+    transports: auditTransports,
+  });
+
+  let level = opts.level;
+
+  function record(lvl: string, message: string, fields: LogFields): void {
+    if ((LEVELS[lvl] ?? 2) > (LEVELS[level] ?? 2)) return;
+    const safe = redact(fields);
+    const line: LogLine = { time: now(), level: lvl, message, fields: safe };
+    lines.push(line);
+    if (lines.length > tailSize) lines.splice(0, lines.length - tailSize);
+    main.log(lvl, message, safe);
+    for (const l of listeners) {
+      try {
+        l(line);
+      } catch {
+        // A listener must never break logging.
+      }
+    }
+  }
+
+  function make(base: LogFields): Logger {
+    return {
+      debug: (m, f) => record('debug', m, { ...base, ...f }),
+      info: (m, f) => record('info', m, { ...base, ...f }),
+      warn: (m, f) => record('warn', m, { ...base, ...f }),
+      error: (m, f) => record('error', m, { ...base, ...f }),
+      child: (f) => make({ ...base, ...f }),
+    };
+  }
+
+  const audit: AuditSink = {
+    audit(event: AuditEvent) {
+      const fields = redact({ ...event.details, kind: event.kind, product: event.product, runId: event.runId, actor: event.actor });
+      auditLogger.info(event.message, fields);
+      record('info', `audit: ${event.message}`, { channel: 'audit', ...fields });
+    },
+  };
+
+  return {
+    logger: make({}),
+    audit,
+    tail(filter = {}) {
+      const max = filter.level ? (LEVELS[filter.level] ?? 3) : 3;
+      const out = lines.filter(
+        (l) =>
+          (LEVELS[l.level] ?? 2) <= max &&
+          (filter.since === undefined || l.time >= filter.since) &&
+          (filter.contains === undefined || l.message.includes(filter.contains)),
+      );
+      return out.slice(-(filter.limit ?? 200));
+    },
+    onLine(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    setLevel(l) {
+      level = l;
+      main.level = l;
+    },
+    async close() {
+      await Promise.all(
+        [main, auditLogger].map(
+          (lg) =>
+            new Promise<void>((resolve) => {
+              lg.on('finish', () => resolve());
+              lg.end();
+              setTimeout(resolve, 500).unref();
+            }),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,539 @@
+/**
+ * The daemon: one ProductRunner per configured product, the store, the event bus, the timer that
+ * turns stored deadlines into TICK events, and the DaemonControl surface the edges use.
+ *
+ * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
+ * control action is validated against an allow-list and the current state, and audited.
+ */
+import { randomBytes } from 'node:crypto';
+import { MACHINE_VERSION, PUBLIC_EVENTS, CHOICES, type EventSource, type MachinePolicy, type PublicEventType, type Steps, type UpdateEvent } from '../../machines/types.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError } from '../core/errors.js';
+import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
+import type { Logging } from '../core/logging.js';
+import type { Config } from '../config/load.js';
+import type { ProductConfig } from '../config/schema.js';
+import type { PageQuery } from '../store/store.js';
+import { Store } from '../store/store.js';
+import { detectProduct } from '../products/registry.js';
+import { nextLocalSlot, nextCronSlot } from '../schedule/slot.js';
+import { deviceDelayMs } from '../schedule/spread.js';
+import { decideCatchUp } from '../schedule/catch-up.js';
+import { detectClockJump, readClock, type ClockReading } from '../schedule/clock-jump.js';
+import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
+import { EventBus, type ProgressMessage } from './event-bus.js';
+import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
+import type { JournalVerdict } from './recovery-policy.js';
+
+export const OTAD_VERSION = '0.1.0';
+
+/** What the daemon needs from the outside world for one product's steps. */
+export interface StepContext {
+  product: ProductConfig;
+  config: Config;
+  deviceId: string;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditSink;
+  bus: EventBus;
+  /** Report progress of a long step (download, backup) to the bus. */
+  progress(message: Omit<ProgressMessage, 'product'>): void;
+  /** Inhibits currently held by the robot's app (checked by pre-check). */
+  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
+}
+
+export interface StepProvider {
+  /** False when no real steps are wired (the daemon says so instead of pretending to update). */
+  readonly real: boolean;
+  steps(ctx: StepContext): Steps;
+  journalVerdict(product: ProductConfig): Promise<JournalVerdict>;
+}
+
+export interface DaemonOptions {
+  config: Config;
+  logging: Logging;
+  clock: Clock;
+  deviceId: string;
+  stepProvider: StepProvider;
+  /** False after a clean shutdown was recorded. */
+  uncleanStart?: boolean;
+  timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(handle: unknown): void };
+  /** Longest single sleep: wall-clock jumps are noticed at least this often. */
+  maxSleepMs?: number;
+}
+
+export function policyFor(p: ProductConfig): MachinePolicy {
+  return {
+    choiceTimeoutMs: p.decision.choiceTimeout,
+    defaultChoice: p.decision.defaultChoice,
+    confirmTimeoutMs: p.decision.confirmTimeout,
+    preCheckRetryMs: p.precheck.retryInterval,
+  };
+}
+
+export function resolveTimeZone(tz: string): string {
+  return tz === 'local' ? Intl.DateTimeFormat().resolvedOptions().timeZone : tz;
+}
+
+export class Daemon implements DaemonControl {
+  readonly bus = new EventBus();
+  readonly store: Store;
+  private config: Config;
+  private readonly runners = new Map<string, ProductRunner>();
+  private readonly progress = new Map<string, ProgressMessage>();
+  private readonly nextChecks = new Map<string, number>();
+  private timer: unknown = null;
+  /** The product allowed to touch the robot now (from a passed pre-check until its run settles). */
+  private slotHolder: string | null = null;
+  private lastReading: ClockReading;
+  private readonly startedAt: number;
+  private readonly logger: Logger;
+  private readonly timers: NonNullable<DaemonOptions['timers']>;
+  private closed = false;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.config = opts.config;
+    this.logger = opts.logging.logger;
+    this.startedAt = opts.clock.now();
+    this.lastReading = readClock(opts.clock);
+    this.timers = opts.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
+    this.store = Store.open(opts.config.paths.database);
+    opts.logging.onLine((line) => this.bus.publish('log', line));
+  }
+
+  get deviceId(): string {
+    return this.opts.deviceId;
+  }
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  runner(product: string): ProductRunner {
+    const r = this.runners.get(product);
+    if (!r) {
+      throw new OtaError('PRODUCT_UNKNOWN', `unknown product "${product}"; this robot manages: ${[...this.runners.keys()].join(', ') || 'none'}`, {
+        details: { product, known: [...this.runners.keys()] },
+      });
+    }
+    return r;
+  }
+
+  /** Restore every product's lifecycle, then start the timer. */
+  async start(): Promise<void> {
+    const { config, clock } = this.opts;
+    if (!this.opts.stepProvider.real) {
+      this.logger.warn('no real update steps are configured: otad will report state and accept events, but every check or update fails with STEP_NOT_CONFIGURED');
+    }
+    if (config.simulation) {
+      this.logger.warn('SIMULATION MODE: backups and service restarts are skipped; nothing on this robot is really updated', { simulation: true });
+    }
+    for (const product of config.products) {
+      const runner = this.createRunner(product);
+      this.runners.set(product.name, runner);
+      await runner.start();
+      if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
+      this.nextChecks.set(product.name, this.initialCheckTime(product, clock.now()));
+    }
+    this.store.setValue('cleanShutdown', '0');
+    this.arm();
+  }
+
+  private createRunner(product: ProductConfig): ProductRunner {
+    const { clock, logging } = this.opts;
+    const stepCtx: StepContext = {
+      product,
+      config: this.config,
+      deviceId: this.opts.deviceId,
+      store: this.store,
+      clock,
+      logger: logging.logger.child({ product: product.name }),
+      audit: this.auditSink(),
+      bus: this.bus,
+      progress: (m) => {
+        const message: ProgressMessage = { ...m, product: product.name };
+        this.progress.set(product.name, message);
+        this.bus.publish('progress', message);
+      },
+      inhibits: () => this.store.activeInhibits(clock.now()),
+    };
+    const steps = this.guardExecutionSlot(product.name, this.opts.stepProvider.steps(stepCtx));
+    return new ProductRunner({
+      product: product.name,
+      policy: policyFor(product),
+      steps,
+      store: this.store,
+      clock,
+      logger: logging.logger,
+      audit: logging.audit,
+      bus: this.bus,
+      journalVerdict: () => this.opts.stepProvider.journalVerdict(product),
+      detectVersion: async () => (await detectProduct(product)).version,
+      maxRestores: this.config.recovery.maxRestoresPerState,
+      uncleanStart: this.opts.uncleanStart ?? true,
+      onTransition: (r, _from, to) => {
+        if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
+          this.progress.delete(r.product);
+          if (this.slotHolder === r.product) this.slotHolder = null;
+        }
+        this.arm();
+      },
+    });
+  }
+
+  /**
+   * At most one product touches the robot at a time. The claim is made synchronously when a
+   * pre-check passes, so two products can never both pass into backup.
+   */
+  private guardExecutionSlot(product: string, steps: Steps): Steps {
+    return {
+      ...steps,
+      preCheck: async (input, signal) => {
+        const busy = () => (this.slotHolder !== null && this.slotHolder !== product ? this.slotHolder : null);
+        const before = busy();
+        if (before) {
+          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${before} is being updated; one update at a time` }] };
+        }
+        const result = await steps.preCheck(input, signal);
+        const after = busy();
+        if (result.ok && after) {
+          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${after} is being updated; one update at a time` }] };
+        }
+        if (result.ok) this.slotHolder = product;
+        return result;
+      },
+    };
+  }
+
+  // ----- timers ----------------------------------------------------------------------------
+
+  private initialCheckTime(product: ProductConfig, now: number): number {
+    const stored = this.store.getValue(`nextCheck:${product.name}`);
+    const next = this.nextCheckSlot(product, now);
+    if (stored === null) return next;
+    const scheduledAt = Number(stored);
+    const decision = decideCatchUp({
+      scheduledAt,
+      now,
+      catchUpWindowMs: product.schedule.catchUp,
+      delayMs: deviceDelayMs(this.opts.deviceId, `${product.name}:catch-up`, Math.min(product.schedule.window, 15 * 60_000)),
+    });
+    if (decision.action === 'skip') return next;
+    return decision.runAt;
+  }
+
+  /** The next daily check: local checkAt (or checkCron) in the product's zone, plus this device's delay. */
+  nextCheckSlot(product: ProductConfig, now: number): number {
+    const tz = resolveTimeZone(product.schedule.timeZone);
+    const delay = deviceDelayMs(this.opts.deviceId, `${product.name}:check`, product.schedule.window);
+    // The slot is searched from (now - delay) so a delayed slot later today is not skipped.
+    const base = product.schedule.checkCron
+      ? (nextCronSlot(product.schedule.checkCron, now - delay, tz) ?? nextLocalSlot({ after: now, time: product.schedule.checkAt, timeZone: tz }))
+      : nextLocalSlot({ after: now - delay, time: product.schedule.checkAt, timeZone: tz });
+    return base + delay;
+  }
+
+  /** The next install slot for SCHEDULE_3AM: local installAt plus this device's delay. */
+  nextInstallSlot(product: ProductConfig, now: number): number {
+    const tz = resolveTimeZone(product.schedule.timeZone);
+    const delay = deviceDelayMs(this.opts.deviceId, `${product.name}:install`, product.schedule.window);
+    return nextLocalSlot({ after: now - delay, time: product.schedule.installAt, timeZone: tz }) + delay;
+  }
+
+  private arm(): void {
+    if (this.closed) return;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    const now = this.opts.clock.now();
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const r of this.runners.values()) {
+      const d = r.nextDeadline();
+      if (d !== null) earliest = Math.min(earliest, d);
+    }
+    for (const at of this.nextChecks.values()) earliest = Math.min(earliest, at);
+    const delay = Math.max(0, Math.min(earliest - now, this.opts.maxSleepMs ?? 30_000));
+    this.timer = this.timers.setTimeout(() => this.onTimer(), delay);
+    (this.timer as { unref?: () => void } | null)?.unref?.();
+  }
+
+  /** Turns stored deadlines into events. Also the place where wall-clock jumps are noticed. */
+  onTimer(): void {
+    if (this.closed) return;
+    this.timer = null;
+    const { clock } = this.opts;
+    const reading = readClock(clock);
+    const jump = detectClockJump(this.lastReading, reading);
+    this.lastReading = reading;
+    const now = clock.now();
+    if (jump !== 0) this.onClockJump(jump, now);
+    for (const product of this.config.products) {
+      const runner = this.runners.get(product.name);
+      if (!runner) continue;
+      const deadline = runner.nextDeadline();
+      if (deadline !== null && now >= deadline) {
+        this.sendInternal(runner, { type: 'TICK', now, source: 'timer', nextSlotAt: this.nextInstallSlot(product, now) });
+      }
+      const checkAt = this.nextChecks.get(product.name);
+      if (checkAt !== undefined && now >= checkAt) {
+        const next = this.nextCheckSlot(product, now);
+        this.nextChecks.set(product.name, next);
+        this.store.setValue(`nextCheck:${product.name}`, String(next));
+        if (runner.state === 'idle') {
+          this.sendInternal(runner, { type: 'CHECK_NOW', now, source: 'schedule', runId: newRunId(now) });
+        } else {
+          this.logger.info('daily check skipped: a run is in progress', { product: product.name, state: runner.state });
+        }
+      } else if (checkAt !== undefined) {
+        this.store.setValue(`nextCheck:${product.name}`, String(checkAt));
+      }
+    }
+    this.arm();
+  }
+
+  /** A wall-clock jump: recompute every slot from the real time. Absolute deadlines stay as they are. */
+  private onClockJump(jumpMs: number, now: number): void {
+    this.logger.warn('the wall clock jumped: recomputing scheduled times', { jumpMs });
+    for (const product of this.config.products) {
+      this.nextChecks.set(product.name, this.nextCheckSlot(product, now));
+      const runner = this.runners.get(product.name);
+      if (runner?.state === 'scheduled') {
+        this.sendInternal(runner, { type: 'RESCHEDULE', now, source: 'timer', at: this.nextInstallSlot(product, now) });
+      }
+    }
+  }
+
+  private sendInternal(runner: ProductRunner, event: UpdateEvent): void {
+    try {
+      runner.send(event);
+    } catch (error) {
+      this.logger.error('an internal event failed', { product: runner.product, event: event.type, error: String(error) });
+    }
+  }
+
+  // ----- DaemonControl ---------------------------------------------------------------------
+
+  async dispatch(req: DispatchRequest): Promise<DispatchResult> {
+    const { clock } = this.opts;
+    if (!(PUBLIC_EVENTS as readonly string[]).includes(req.type)) {
+      throw new OtaError(
+        'API_INVALID_EVENT',
+        `"${String(req.type)}" is not an event otad accepts; the choices are ${CHOICES.join(' and ')}, and the other events are ${PUBLIC_EVENTS.filter((e) => !(CHOICES as readonly string[]).includes(e)).join(', ')}`,
+        { details: { event: req.type, choices: [...CHOICES], allowed: [...PUBLIC_EVENTS] } },
+      );
+    }
+    const type = req.type as PublicEventType;
+    const productName = req.product ?? this.defaultProduct();
+    const runner = this.runner(productName);
+    const product = this.config.products.find((p) => p.name === productName) as ProductConfig;
+    const now = clock.now();
+    const event = this.buildEvent(type, product, req, now);
+    if (!runner.can(event)) {
+      const allowed = runner.allowedEvents(PUBLIC_EVENTS, now, req.source);
+      throw new OtaError('API_EVENT_NOT_ALLOWED', `${type} is not allowed while ${productName} is in state ${runner.state}; allowed now: ${allowed.join(', ') || 'none'}`, {
+        details: { product: productName, state: runner.state, event: type, allowed },
+      });
+    }
+    this.auditAction({
+      kind: 'api-control',
+      message: `${type} for ${productName} from ${req.source}${req.actor ? ` (${req.actor})` : ''}`,
+      product: productName,
+      ...(req.actor ? { actor: req.actor } : {}),
+      details: { event: type, source: req.source, state: runner.state, ...(req.reason ? { reason: req.reason } : {}) },
+    });
+    runner.send(event);
+    return { product: productName, event: type, state: runner.state, runId: runner.context.runId };
+  }
+
+  private buildEvent(type: PublicEventType, product: ProductConfig, req: DispatchRequest, now: number): UpdateEvent {
+    const base = { now, source: req.source };
+    switch (type) {
+      case 'CHECK_NOW':
+        return { type, ...base, runId: newRunId(now) };
+      case 'ROLLBACK':
+        return { type, ...base, runId: newRunId(now), ...(req.reason ? { reason: req.reason } : {}) };
+      case 'SCHEDULE_3AM':
+        return { type, ...base, at: this.nextInstallSlot(product, now) };
+      default:
+        return { type, ...base };
+    }
+  }
+
+  private defaultProduct(): string {
+    const names = [...this.runners.keys()];
+    if (names.length === 1) return names[0] as string;
+    throw new OtaError('PRODUCT_UNKNOWN', `name a product: this robot manages ${names.join(', ') || 'none'}`, { details: { known: names } });
+  }
+
+  status(): DaemonStatus {
+    const now = this.opts.clock.now();
+    return {
+      deviceId: this.opts.deviceId,
+      otadVersion: OTAD_VERSION,
+      machineVersion: MACHINE_VERSION,
+      environment: this.config.environment,
+      simulation: this.config.simulation,
+      startedAt: this.startedAt,
+      now,
+      stepsConfigured: this.opts.stepProvider.real,
+      products: [...this.runners.values()].map((r) => this.productStatus(r, now)),
+      inhibits: this.store.activeInhibits(now),
+      network: null,
+    };
+  }
+
+  private productStatus(r: ProductRunner, now: number): ProductStatus {
+    const c = r.context;
+    const pending = this.store.pendingNotifications(r.product)[0];
+    return {
+      product: r.product,
+      state: r.state,
+      runId: c.runId,
+      runKind: c.runKind,
+      installedVersion: c.installedVersion,
+      offeredVersion: c.offer?.version ?? null,
+      offer: c.offer,
+      releaseNotes: c.offer?.notes ?? null,
+      choice: c.choice,
+      allowedEvents: r.allowedEvents(PUBLIC_EVENTS, now, 'daemon'),
+      deadlines: { choice: c.choiceDeadline, confirm: c.confirmDeadline, scheduledAt: c.scheduledAt, preCheckRetryAt: c.preCheckRetryAt },
+      nextCheckAt: this.nextChecks.get(r.product) ?? null,
+      preCheckReasons: c.preCheckReasons,
+      progress: this.progress.get(r.product) ?? null,
+      lastCheckAt: c.lastCheckAt,
+      lastOutcome: c.lastOutcome,
+      error: c.error,
+      notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
+      recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
+    };
+  }
+
+  history(q: PageQuery = {}) {
+    return this.store.runs(q);
+  }
+
+  transitions(q: PageQuery = {}) {
+    return this.store.transitions(q);
+  }
+
+  logs(q: { level?: string; limit?: number; since?: number; contains?: string } = {}) {
+    return this.opts.logging.tail(q);
+  }
+
+  audit(limit = 100) {
+    return this.store.auditTrail(limit);
+  }
+
+  releases(product?: string) {
+    return this.store.pendingNotifications(product);
+  }
+
+  acknowledge(product: string, version: string | null, source: EventSource, actor?: string): number {
+    this.runner(product);
+    const n = this.store.acknowledgeRelease(product, version, this.opts.clock.now());
+    this.auditAction({ kind: 'api-control', message: `release notification acknowledged for ${product} from ${source}`, product, ...(actor ? { actor } : {}) });
+    return n;
+  }
+
+  holdInhibit(req: InhibitRequest) {
+    const now = this.opts.clock.now();
+    if (!/^[\w.@:-]{1,64}$/.test(req.holder)) {
+      throw new OtaError('API_INVALID_REQUEST', `inhibit holder "${req.holder}" must be 1-64 characters of letters, digits and . _ @ : -`);
+    }
+    const max = this.config.inhibit.maxHold;
+    const duration = Math.min(req.durationMs ?? max, max);
+    const record = { holder: req.holder, reason: req.reason.slice(0, 200), since: now, expiresAt: now + duration };
+    this.store.holdInhibit(record);
+    this.auditAction({ kind: 'api-control', message: `inhibit held by ${req.holder} for ${duration} ms: ${record.reason}`, ...(req.actor ? { actor: req.actor } : {}) });
+    return record;
+  }
+
+  releaseInhibit(holder: string, source: EventSource, actor?: string): boolean {
+    const released = this.store.releaseInhibit(holder);
+    if (released) this.auditAction({ kind: 'api-control', message: `inhibit released by ${holder} from ${source}`, ...(actor ? { actor } : {}) });
+    return released;
+  }
+
+  exportRun(runId: string): RunExport {
+    const run = this.store.run(runId);
+    if (!run) throw new OtaError('API_NOT_FOUND', `no run with id "${runId}"`, { details: { runId } });
+    const transitions = this.store.transitions({ runId, limit: 100_000, withSnapshots: true });
+    const first = transitions[0];
+    const initialSnapshot = first ? this.store.snapshotBefore(run.product, first.seq) : null;
+    return {
+      format: 'otad-run/1',
+      exportedAt: this.opts.clock.now(),
+      deviceId: this.opts.deviceId,
+      machineVersion: MACHINE_VERSION,
+      run,
+      initialSnapshot,
+      transitions,
+    };
+  }
+
+  health() {
+    return {
+      ok: !this.closed,
+      products: [...this.runners.values()].map((r) => ({ product: r.product, state: r.state })),
+      uptimeMs: this.opts.clock.now() - this.startedAt,
+    };
+  }
+
+  private auditSink(): AuditSink {
+    return { audit: (e) => this.auditAction(e) };
+  }
+
+  private auditAction(event: AuditEvent): void {
+    this.opts.logging.audit.audit(event);
+    try {
+      this.store.audit(event, this.opts.clock.now());
+    } catch (error) {
+      this.logger.error('could not write an audit event', { error: String(error) });
+    }
+  }
+
+  // ----- configuration and shutdown --------------------------------------------------------
+
+  /** SIGHUP: apply a new configuration's policies; changes that need a restart are reported. */
+  applyConfig(next: Config, changed: string[]): { applied: string[]; needsRestart: string[] } {
+    const needsRestart = changed.filter((k) => /^(paths|api|dbus)\b/.test(k) || /^products\b/.test(k) && !this.sameProducts(next));
+    this.config = next;
+    const now = this.opts.clock.now();
+    for (const product of next.products) {
+      const runner = this.runners.get(product.name);
+      if (!runner) continue;
+      this.sendInternal(runner, { type: 'CONFIGURE', now, source: 'daemon', policy: policyFor(product) });
+      this.nextChecks.set(product.name, this.nextCheckSlot(product, now));
+    }
+    this.opts.logging.setLevel(next.logging.level);
+    this.arm();
+    return { applied: changed.filter((k) => !needsRestart.includes(k)), needsRestart };
+  }
+
+  private sameProducts(next: Config): boolean {
+    const a = [...this.runners.keys()].sort().join(',');
+    const b = next.products.map((p) => p.name).sort().join(',');
+    return a === b;
+  }
+
+  /** Critical steps (apply, rollback) are given time to finish before the process stops. */
+  async stop(graceMs = 30_000): Promise<void> {
+    if (this.closed) return;
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.state === 'apply' || r.state === 'rollback')) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.closed = true;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    for (const r of this.runners.values()) r.stop();
+    try {
+      this.store.setValue('cleanShutdown', '1');
+      this.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.store.close();
+    }
+  }
+}
+
+export function newRunId(now: number): string {
+  return `${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+}

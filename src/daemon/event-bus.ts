@@ -1,0 +1,110 @@
+/**
+ * The internal event bus: typed publish/subscribe shared by the REST API, Socket.IO, D-Bus and
+ * metrics. Publishing never waits for a subscriber: each subscriber has its own bounded queue,
+ * drained asynchronously; a slow one loses its oldest messages (and is told how many), it never
+ * blocks the machine.
+ */
+import type { ErrorInfo, RunOutcome } from '../../machines/types.js';
+
+export interface TransitionMessage {
+  seq: number;
+  product: string;
+  runId: string | null;
+  from: string;
+  to: string;
+  event: string;
+  at: number;
+}
+
+export interface ProgressMessage {
+  product: string;
+  runId: string;
+  step: string;
+  bytes: number;
+  total: number | null;
+  rateBps: number | null;
+  etaMs: number | null;
+  message?: string;
+}
+
+export interface NotificationMessage {
+  product: string;
+  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended';
+  version: string | null;
+  notes?: string;
+  outcome?: RunOutcome | null;
+  error?: ErrorInfo | null;
+  runId?: string | null;
+}
+
+export interface LogMessage {
+  time: number;
+  level: string;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+export interface BusTopics {
+  transition: TransitionMessage;
+  progress: ProgressMessage;
+  notification: NotificationMessage;
+  log: LogMessage;
+}
+
+export type Topic = keyof BusTopics;
+export type Handler<T extends Topic> = (message: BusTopics[T], meta: { dropped: number }) => void | Promise<void>;
+
+interface Subscriber<T extends Topic> {
+  handler: Handler<T>;
+  queue: Array<BusTopics[T]>;
+  draining: boolean;
+  dropped: number;
+  limit: number;
+}
+
+export class EventBus {
+  private readonly subs: { [T in Topic]: Set<Subscriber<T>> } = {
+    transition: new Set(),
+    progress: new Set(),
+    notification: new Set(),
+    log: new Set(),
+  };
+
+  subscribe<T extends Topic>(topic: T, handler: Handler<T>, opts: { queueLimit?: number } = {}): () => void {
+    const sub: Subscriber<T> = { handler, queue: [], draining: false, dropped: 0, limit: opts.queueLimit ?? 1000 };
+    (this.subs[topic] as Set<Subscriber<T>>).add(sub);
+    return () => (this.subs[topic] as Set<Subscriber<T>>).delete(sub);
+  }
+
+  publish<T extends Topic>(topic: T, message: BusTopics[T]): void {
+    for (const sub of this.subs[topic] as Set<Subscriber<T>>) {
+      sub.queue.push(message);
+      if (sub.queue.length > sub.limit) {
+        sub.queue.shift();
+        sub.dropped++;
+      }
+      if (!sub.draining) {
+        sub.draining = true;
+        setImmediate(() => void this.drain(sub));
+      }
+    }
+  }
+
+  subscriberCount(topic: Topic): number {
+    return this.subs[topic].size;
+  }
+
+  private async drain<T extends Topic>(sub: Subscriber<T>): Promise<void> {
+    while (sub.queue.length > 0) {
+      const message = sub.queue.shift() as BusTopics[T];
+      const dropped = sub.dropped;
+      sub.dropped = 0;
+      try {
+        await sub.handler(message, { dropped });
+      } catch {
+        // A failing subscriber is its own problem; the bus and the machine go on.
+      }
+    }
+    sub.draining = false;
+  }
+}

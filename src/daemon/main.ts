@@ -1,0 +1,144 @@
+/**
+ * The otad process: load configuration, take the single-instance lock, restore every product's
+ * lifecycle, start the interfaces, and handle signals (SIGTERM/SIGINT: checkpoint and close;
+ * SIGHUP: reload configuration and report what changed or why the new file was refused).
+ */
+import { join } from 'node:path';
+import { systemClock, type Clock } from '../core/clock.js';
+import { OtaError, toErrorData } from '../core/errors.js';
+import { createLogging, type Logging } from '../core/logging.js';
+import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
+import { diffConfig, loadConfig, type Config } from '../config/load.js';
+import { Store } from '../store/store.js';
+import { Daemon, type StepProvider } from './daemon.js';
+import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
+
+/** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
+export interface Interface {
+  name: string;
+  close(): Promise<void>;
+}
+
+export type InterfaceStarter = (daemon: Daemon, config: Config, logging: Logging) => Promise<Interface[]>;
+
+export interface OtadOptions {
+  configPath?: string;
+  env?: NodeJS.ProcessEnv;
+  clock?: Clock;
+  stepProvider: StepProvider;
+  startInterfaces?: InterfaceStarter;
+  deviceIdSources?: DeviceIdSources;
+  /** Install signal handlers (the real process); tests that embed the daemon leave this off. */
+  handleSignals?: boolean;
+}
+
+export interface RunningOtad {
+  daemon: Daemon;
+  config: Config;
+  logging: Logging;
+  reload(): { ok: true; changed: string[]; needsRestart: string[] } | { ok: false; error: string };
+  shutdown(reason: string): Promise<void>;
+}
+
+export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
+  const env = opts.env ?? process.env;
+  const clock = opts.clock ?? systemClock;
+  const loadOpts = { ...(opts.configPath ? { path: opts.configPath } : {}), env, allowMissingDefault: true };
+  const config = loadConfig(loadOpts);
+  const logging = createLogging({ level: config.logging.level, file: config.logging.file, auditFile: config.logging.auditFile });
+  const log = logging.logger;
+
+  let lock: InstanceLock | null = null;
+  let daemon: Daemon | null = null;
+  let interfaces: Interface[] = [];
+  try {
+    lock = acquireInstanceLock(config.paths.lockFile);
+    const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
+    const uncleanStart = readUncleanStart(config.paths.database);
+    daemon = new Daemon({ config, logging, clock, deviceId: identity.deviceId, stepProvider: opts.stepProvider, uncleanStart });
+    log.info('otad starting', {
+      pid: process.pid,
+      config: config.source ?? '(defaults)',
+      environment: config.environment,
+      deviceId: identity.deviceId,
+      deviceIdSource: identity.source,
+      products: config.products.map((p) => p.name),
+      uncleanStart,
+    });
+    await daemon.start();
+    if (opts.startInterfaces) interfaces = await opts.startInterfaces(daemon, config, logging);
+  } catch (error) {
+    log.error('otad could not start', { error: toErrorData(error) });
+    lock?.release();
+    await logging.close();
+    throw error;
+  }
+
+  const d = daemon;
+  let current = config;
+  let stopping: Promise<void> | null = null;
+  const running: RunningOtad = {
+    daemon: d,
+    config,
+    logging,
+    reload() {
+      let next: Config;
+      try {
+        next = loadConfig(loadOpts);
+      } catch (error) {
+        const message = error instanceof OtaError ? error.message : String(error);
+        log.error('configuration reload refused; keeping the running configuration', { error: toErrorData(error) });
+        logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
+        return { ok: false, error: message };
+      }
+      const changed = diffConfig(current, next);
+      const result = d.applyConfig(next, changed);
+      current = next;
+      log.info(changed.length ? 'configuration reloaded' : 'configuration reloaded: nothing changed', {
+        changed,
+        needsRestart: result.needsRestart,
+      });
+      logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { changed, needsRestart: result.needsRestart } });
+      return { ok: true, changed, needsRestart: result.needsRestart };
+    },
+    shutdown(reason: string) {
+      if (stopping) return stopping;
+      stopping = (async () => {
+        log.info('otad stopping', { reason });
+        for (const i of interfaces) await i.close().catch((e: unknown) => log.warn(`closing ${i.name} failed`, { error: String(e) }));
+        await d.stop();
+        lock?.release();
+        log.info('otad stopped cleanly');
+        await logging.close();
+      })();
+      return stopping;
+    },
+  };
+
+  if (opts.handleSignals) {
+    const stop = (signal: string) => {
+      void running.shutdown(signal).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => running.reload());
+    process.on('unhandledRejection', (reason) => log.error('unhandled rejection (the daemon keeps running)', { error: toErrorData(reason) }));
+  }
+  return running;
+}
+
+/** A clean shutdown is recorded in the store; anything else (SIGKILL, power cut) is an unclean start. */
+function readUncleanStart(database: string): boolean {
+  let store: Store | null = null;
+  try {
+    store = Store.open(database);
+    return store.getValue('cleanShutdown') !== '1';
+  } catch {
+    return true;
+  } finally {
+    store?.close();
+  }
+}

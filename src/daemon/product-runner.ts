@@ -1,0 +1,377 @@
+/**
+ * One product's lifecycle at run time: the machine actor, its persistence and its recovery.
+ *
+ * Invariants this file protects:
+ * - every transition is written (snapshot, transition row, run, choice, release) in one SQLite
+ *   transaction before the step it enters starts (the step actors yield once before doing anything);
+ * - on start, the saved state is restored, re-run or ended exactly as the recovery policy says;
+ * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine.
+ */
+import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
+import { updateMachine, type UpdateMachine } from '../../machines/update-machine.js';
+import {
+  MACHINE_VERSION,
+  STEP_NAMES,
+  type EventSource,
+  type MachineInput,
+  type MachinePolicy,
+  type PublicEventType,
+  type StepDone,
+  type StepFailure,
+  type StepName,
+  type Steps,
+  type UpdateContext,
+  type UpdateEvent,
+} from '../../machines/types.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError, toErrorData } from '../core/errors.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import type { Store } from '../store/store.js';
+import type { EventBus } from './event-bus.js';
+import { decideRecovery, isStateName, type JournalVerdict, type RecoveryDecision } from './recovery-policy.js';
+
+export interface ProductRunnerDeps {
+  product: string;
+  policy: MachinePolicy;
+  steps: Steps;
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditSink;
+  bus: EventBus;
+  /** The apply journal's verdict for this product, read from disk. */
+  journalVerdict: () => Promise<JournalVerdict>;
+  /** The installed version as detected on disk. */
+  detectVersion: () => Promise<string | null>;
+  maxRestores: number;
+  /** False after a clean shutdown: restores then do not count towards the crash-loop guard. */
+  uncleanStart: boolean;
+  /** Called after every persisted transition (the daemon re-arms its timer, frees the execution slot). */
+  onTransition?: (runner: ProductRunner, from: string, to: string) => void;
+}
+
+/** States in which a step of this product touches the robot: at most one product at a time. */
+export const EXECUTION_STATES: ReadonlySet<string> = new Set(['backup', 'staging', 'apply', 'validate', 'commit', 'rollback']);
+
+export type Snapshot = ReturnType<Actor<UpdateMachine>['getSnapshot']>;
+
+export class ProductRunner {
+  readonly product: string;
+  private actor: Actor<UpdateMachine> | null = null;
+  private lastState: string | null = null;
+  private lastContextJson: string | null = null;
+  private stopping = false;
+  private lastEvent: { type: string; at: number } | null = null;
+  recovery: RecoveryDecision | null = null;
+
+  constructor(private readonly deps: ProductRunnerDeps) {
+    this.product = deps.product;
+  }
+
+  get state(): string {
+    return this.lastState ?? 'idle';
+  }
+
+  get context(): UpdateContext {
+    if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    return this.actor.getSnapshot().context;
+  }
+
+  snapshot(): Snapshot {
+    if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    return this.actor.getSnapshot();
+  }
+
+  /** Restore or start the machine, as the recovery policy decides. */
+  async start(): Promise<RecoveryDecision> {
+    const { store, clock } = this.deps;
+    const row = store.loadSnapshot(this.product);
+    const now = clock.now();
+    let compatible = false;
+    let savedContext: Partial<UpdateContext> | null = null;
+    if (row) {
+      const snap = row.snapshot as { value?: unknown; context?: Partial<UpdateContext>; status?: string } | null;
+      compatible =
+        row.machineVersion === MACHINE_VERSION &&
+        snap !== null &&
+        typeof snap === 'object' &&
+        snap.status === 'active' &&
+        snap.value === row.state &&
+        isStateName(row.state) &&
+        typeof snap.context === 'object';
+      savedContext = snap && typeof snap === 'object' && snap.context && typeof snap.context === 'object' ? snap.context : null;
+    }
+    const restoreCount =
+      row && row.runId && this.deps.uncleanStart && row.state !== 'idle' ? store.countRestore(row.runId, row.state, now) : 0;
+    const journal: JournalVerdict = row?.state === 'apply' ? await this.deps.journalVerdict().catch(() => 'none' as const) : 'none';
+    const decision = decideRecovery({
+      state: row?.state ?? null,
+      compatible,
+      restoreCount,
+      maxRestores: this.deps.maxRestores,
+      journal,
+    });
+    this.recovery = decision;
+    const log = this.deps.logger.child({ product: this.product });
+
+    if (row && (decision.action === 'resume' || decision.action === 'rerun')) {
+      try {
+        this.lastState = row.state;
+        this.lastContextJson = JSON.stringify(savedContext);
+        this.actor = this.createActor({ snapshot: row.snapshot });
+        this.actor.start();
+        log.info('restored saved state', { state: row.state, action: decision.action, reason: decision.reason, runId: row.runId });
+        this.afterStart(decision, row.runId);
+        return decision;
+      } catch (error) {
+        // A snapshot XState refuses is treated as one from another machine version.
+        log.error('the saved snapshot could not be restored', { error: toErrorData(error) });
+        this.actor = null;
+        const fallback = decideRecovery({ state: row.state, compatible: false, restoreCount, maxRestores: this.deps.maxRestores, journal });
+        return this.startFresh(fallback, row.state, row.runId, null);
+      }
+    }
+    return this.startFresh(decision, row?.state ?? null, row?.runId ?? null, compatible ? savedContext : null);
+  }
+
+  private async startFresh(
+    decision: RecoveryDecision,
+    savedState: string | null,
+    savedRunId: string | null,
+    saved: Partial<UpdateContext> | null,
+  ): Promise<RecoveryDecision> {
+    this.recovery = decision;
+    const installedVersion = await this.deps.detectVersion().catch(() => null);
+    const input: MachineInput = {
+      product: this.product,
+      policy: this.deps.policy,
+      installedVersion: installedVersion ?? saved?.installedVersion ?? null,
+      now: this.deps.clock.now(),
+    };
+    if (decision.action === 'rollback' || decision.action === 'abort' || decision.action === 'fail') {
+      const crashLoop = decision.reason.startsWith('crash loop');
+      input.recovery = {
+        mode: decision.action,
+        reason: decision.reason,
+        runId: savedRunId,
+        offer: saved?.offer ?? null,
+        artifacts: saved?.artifacts ?? {},
+        error: {
+          code: crashLoop ? 'RECOVERY_CRASH_LOOP' : 'RECOVERY_FOREIGN_SNAPSHOT',
+          category: 'internal',
+          retryable: false,
+          message: decision.reason,
+        },
+      };
+      if (saved?.installedVersion !== undefined) input.installedVersion = installedVersion ?? saved.installedVersion;
+    }
+    this.lastState = savedState ?? '(none)';
+    this.lastContextJson = null;
+    this.actor = this.createActor({ input });
+    this.actor.start();
+    this.deps.logger.child({ product: this.product }).info('started the lifecycle', {
+      state: this.state,
+      savedState,
+      action: decision.action,
+      reason: decision.reason,
+    });
+    this.afterStart(decision, savedRunId);
+    return decision;
+  }
+
+  private afterStart(decision: RecoveryDecision, runId: string | null): void {
+    if (decision.action !== 'resume' && decision.action !== 'fresh') {
+      const event = { kind: 'recovery' as const, message: `recovery: ${decision.action} (${decision.reason})`, product: this.product };
+      this.deps.audit.audit(runId ? { ...event, runId } : event);
+      this.deps.store.audit(runId ? { ...event, runId } : event, this.deps.clock.now());
+    }
+  }
+
+  private createActor(opts: { snapshot: unknown } | { input: MachineInput }): Actor<UpdateMachine> {
+    const machine = updateMachine.provide({ actors: this.stepActors() });
+    const inspect = (ev: InspectionEvent): void => {
+      if (ev.type !== '@xstate.snapshot' || ev.actorRef !== actorRef) return;
+      this.onSnapshot(ev.event as { type: string }, ev.snapshot as Snapshot);
+    };
+    let actorRef: Actor<UpdateMachine>;
+    if ('snapshot' in opts) {
+      actorRef = createActor(machine, { snapshot: opts.snapshot as never, input: undefined as never, inspect });
+    } else {
+      actorRef = createActor(machine, { input: opts.input, inspect });
+    }
+    return actorRef;
+  }
+
+  private stepActors() {
+    const make = <K extends StepName>(name: K) =>
+      fromPromise<StepDone<Awaited<ReturnType<Steps[K]>>>, Parameters<Steps[K]>[0]>(async ({ input, signal }) => {
+        // The transition into this step is written synchronously by the inspector; yielding once
+        // guarantees it is durable before the step touches anything.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        const step = this.deps.steps[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
+        try {
+          const result = await step(input, signal);
+          return { result, at: this.deps.clock.now() };
+        } catch (error) {
+          const failure: StepFailure = { error: toErrorData(error), at: this.deps.clock.now() };
+          this.deps.logger.child({ product: this.product }).warn(`step ${name} failed`, { error: failure.error, runId: (input as { runId?: string }).runId });
+          throw failure;
+        }
+      });
+    const actors: Record<string, ReturnType<typeof make>> = {};
+    for (const name of STEP_NAMES) actors[name] = make(name);
+    return actors as never;
+  }
+
+  private onSnapshot(event: { type: string }, snap: Snapshot): void {
+    if (this.stopping || snap.status !== 'active') return;
+    const state = String(snap.value);
+    const contextJson = JSON.stringify(snap.context);
+    const from = this.lastState ?? '(none)';
+    const changedState = state !== from;
+    if (!changedState && contextJson === this.lastContextJson) return;
+    const ctx = snap.context;
+    const prev = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : null;
+    const now = this.deps.clock.now();
+    const runEnded = changedState && ctx.runId !== null && (state === 'idle' || state === 'failed') && ctx.lastOutcome !== null;
+    const newChoice = ctx.choice !== null && JSON.stringify(ctx.choice) !== JSON.stringify(prev?.choice ?? null);
+    const newOffer = changedState && state === 'awaitingChoice' && ctx.offer !== null;
+    const recordedEvent = this.recordableEvent(event);
+    let seq: number | null = null;
+    try {
+      this.deps.store.db.transaction(() => {
+        seq = this.deps.store.writeTransition({
+          product: this.product,
+          machineVersion: MACHINE_VERSION,
+          snapshot: this.actor ? this.actor.getPersistedSnapshot() : snap,
+          state,
+          runId: ctx.runId,
+          at: now,
+          ...(changedState ? { transition: { from, to: state, eventType: event.type, event: recordedEvent } } : {}),
+          ...(ctx.runId
+            ? {
+                run: {
+                  kind: ctx.runKind ?? 'update',
+                  startedAt: ctx.runStartedAt ?? now,
+                  fromVersion: prev?.runId === ctx.runId ? (prev.installedVersion ?? null) : ctx.installedVersion,
+                  toVersion: ctx.offer?.version ?? (state === 'idle' || state === 'failed' ? this.runToVersion(ctx) : null),
+                  outcome: runEnded || state === 'failed' ? ctx.lastOutcome : null,
+                  endedAt: runEnded ? now : null,
+                  error: ctx.error,
+                },
+              }
+            : {}),
+          ...(newChoice && ctx.choice ? { choice: ctx.choice } : {}),
+        });
+        if (newOffer && ctx.offer) this.deps.store.recordRelease(ctx.offer, now);
+      })();
+    } catch (error) {
+      // Losing a write is not survivable silently: log it loudly; the next transition retries the snapshot.
+      this.deps.logger.error('could not persist a transition', { product: this.product, state, error: toErrorData(error) });
+    }
+    this.lastState = state;
+    this.lastContextJson = contextJson;
+    if (!changedState) return;
+    this.lastEvent = { type: event.type, at: now };
+    this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: event.type, runId: ctx.runId, seq });
+    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: event.type, at: now });
+    this.publishNotifications(from, state, ctx, newOffer);
+    this.deps.onTransition?.(this, from, state);
+  }
+
+  /** The version a finished run left the robot on, for its history row. */
+  private runToVersion(ctx: UpdateContext): string | null {
+    return ctx.lastOutcome === 'committed' || ctx.lastOutcome === 'rolled-back' ? ctx.installedVersion : null;
+  }
+
+  /** What the transition log keeps of an event: all of it, so a run can be replayed offline. */
+  private recordableEvent(event: { type: string }): unknown {
+    try {
+      return JSON.parse(JSON.stringify(event)) as unknown;
+    } catch {
+      return { type: event.type };
+    }
+  }
+
+  private publishNotifications(from: string, to: string, ctx: UpdateContext, newOffer: boolean): void {
+    const { bus, audit, store, clock } = this.deps;
+    if (newOffer && ctx.offer) {
+      bus.publish('notification', { product: this.product, kind: 'update-available', version: ctx.offer.version, notes: ctx.offer.notes, runId: ctx.runId });
+    }
+    if (to === 'idle' && ctx.lastOutcome === 'committed' && from === 'commit') {
+      const ev = { kind: 'install' as const, message: `installed ${this.product} ${ctx.installedVersion}`, product: this.product, ...(ctx.runId ? { runId: ctx.runId } : {}) };
+      audit.audit(ev);
+      store.audit(ev, clock.now());
+      bus.publish('notification', { product: this.product, kind: 'committed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'committed' });
+    }
+    if (from === 'rollback' && to === 'idle') {
+      const ev = {
+        kind: 'rollback' as const,
+        message: `rolled back ${this.product} to ${ctx.installedVersion ?? 'nothing'} (${ctx.rollbackReason ?? 'rollback'})`,
+        product: this.product,
+        ...(ctx.runId ? { runId: ctx.runId } : {}),
+      };
+      audit.audit(ev);
+      store.audit(ev, clock.now());
+      bus.publish('notification', { product: this.product, kind: 'rolled-back', version: ctx.installedVersion, runId: ctx.runId, outcome: 'rolled-back', error: ctx.error });
+    }
+    if (to === 'failed') {
+      bus.publish('notification', { product: this.product, kind: 'failed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'failed', error: ctx.error });
+    }
+    if ((to === 'idle' || to === 'failed') && from !== '(none)' && ctx.runId) {
+      bus.publish('notification', { product: this.product, kind: 'run-ended', version: ctx.installedVersion, runId: ctx.runId, outcome: ctx.lastOutcome, error: ctx.error });
+    }
+  }
+
+  /** Public events are checked against the current state: not allowed now → a clear error with the state. */
+  can(event: UpdateEvent): boolean {
+    return this.actor ? this.actor.getSnapshot().can(event) : false;
+  }
+
+  allowedEvents(candidates: readonly PublicEventType[], now: number, source: EventSource): PublicEventType[] {
+    return candidates.filter((type) => this.can(sampleEvent(type, now, source)));
+  }
+
+  send(event: UpdateEvent): void {
+    if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    this.actor.send(event);
+  }
+
+  /** The earliest stored deadline the machine waits on in its current state (null: none). */
+  nextDeadline(): number | null {
+    if (!this.actor) return null;
+    const ctx = this.context;
+    switch (this.state) {
+      case 'awaitingChoice':
+        return ctx.choiceDeadline;
+      case 'confirming':
+        return ctx.confirmDeadline;
+      case 'scheduled':
+        return ctx.scheduledAt;
+      case 'preCheckWaiting':
+        return ctx.preCheckRetryAt;
+      default:
+        return null;
+    }
+  }
+
+  /** Stop the actor without persisting the stop: the saved state stays what it was. */
+  stop(): void {
+    this.stopping = true;
+    this.actor?.stop();
+  }
+}
+
+/** An event of the given type, for `can()` checks only. */
+export function sampleEvent(type: PublicEventType, now: number, source: EventSource): UpdateEvent {
+  switch (type) {
+    case 'CHECK_NOW':
+      return { type, now, source, runId: 'probe' };
+    case 'ROLLBACK':
+      return { type, now, source, runId: 'probe' };
+    case 'SCHEDULE_3AM':
+      return { type, now, source, at: now };
+    default:
+      return { type, now, source };
+  }
+}

@@ -1,0 +1,501 @@
+/**
+ * The daemon's SQLite store (better-sqlite3). WAL with synchronous=FULL: a committed transaction
+ * survives a power cut. Writes that belong together (a transition, its snapshot and the run it
+ * belongs to) are one transaction, so the database never shows one without the other.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { OtaError } from '../core/errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import type { AuditEvent } from '../core/logger.js';
+import type { ErrorInfo, Offer, RunOutcome } from '../../machines/types.js';
+
+export interface SnapshotRow {
+  product: string;
+  machineVersion: number;
+  state: string;
+  runId: string | null;
+  snapshot: unknown;
+  updatedAt: number;
+}
+
+export interface TransitionRecord {
+  seq: number;
+  product: string;
+  runId: string | null;
+  from: string;
+  to: string;
+  eventType: string;
+  event: unknown;
+  at: number;
+  machineVersion: number;
+  /** The persisted snapshot right after this transition (for export and replay). */
+  snapshot?: unknown;
+}
+
+export interface RunRecord {
+  runId: string;
+  product: string;
+  kind: string;
+  startedAt: number;
+  endedAt: number | null;
+  fromVersion: string | null;
+  toVersion: string | null;
+  state: string;
+  outcome: RunOutcome | null;
+  error: ErrorInfo | null;
+}
+
+export interface ReleaseRecord {
+  product: string;
+  version: string;
+  channel: string;
+  notes: string;
+  releasedAt: number;
+  foundAt: number;
+  offer: Offer;
+  notified: boolean;
+  acknowledgedAt: number | null;
+  badAt: number | null;
+  badReason: string | null;
+}
+
+export interface AuditRecord extends AuditEvent {
+  id: number;
+  at: number;
+}
+
+export interface InhibitRecord {
+  holder: string;
+  reason: string;
+  since: number;
+  expiresAt: number;
+}
+
+/** Everything one machine transition writes, applied in one transaction. */
+export interface TransitionWrite {
+  product: string;
+  machineVersion: number;
+  snapshot: unknown;
+  state: string;
+  runId: string | null;
+  at: number;
+  /** Absent when only the context changed (no new row in the transition log). */
+  transition?: { from: string; to: string; eventType: string; event: unknown };
+  run?: {
+    kind: string;
+    startedAt: number;
+    fromVersion: string | null;
+    toVersion: string | null;
+    outcome: RunOutcome | null;
+    endedAt: number | null;
+    error: ErrorInfo | null;
+  };
+  choice?: { choice: string; source: string; at: number };
+}
+
+export interface PageQuery {
+  product?: string;
+  runId?: string;
+  limit?: number;
+  /** For transitions: return rows with seq greater than this. */
+  afterSeq?: number;
+  offset?: number;
+  /** For transitions: include each row's snapshot. */
+  withSnapshots?: boolean;
+}
+
+const json = (v: unknown): string => JSON.stringify(v);
+const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
+
+export class Store {
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  static open(path: string, extraMigrations: readonly string[] = []): Store {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (cause) {
+      throw new OtaError('STORE_FAILED', `cannot open the state database at ${path}`, { cause });
+    }
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const store = new Store(db);
+    store.migrate();
+    // Tables that other modules own (the scheduler's tasks) are created idempotently here too.
+    for (const sql of extraMigrations) db.exec(sql);
+    return store;
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > SCHEMA_VERSION) {
+      throw new OtaError(
+        'STORE_SCHEMA_TOO_NEW',
+        `the state database has schema version ${current}, newer than this otad understands (${SCHEMA_VERSION}); refusing to touch it`,
+        { details: { found: current, supported: SCHEMA_VERSION } },
+      );
+    }
+    for (let v = current; v < SCHEMA_VERSION; v++) {
+      const sql = MIGRATIONS[v] as string;
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // ----- snapshots and transitions ---------------------------------------------------------
+
+  loadSnapshot(product: string): SnapshotRow | null {
+    const row = this.db
+      .prepare('SELECT product, machine_version, state, run_id, snapshot, updated_at FROM snapshots WHERE product = ?')
+      .get(product) as
+      | { product: string; machine_version: number; state: string; run_id: string | null; snapshot: string; updated_at: number }
+      | undefined;
+    if (!row) return null;
+    let snapshot: unknown;
+    try {
+      snapshot = JSON.parse(row.snapshot);
+    } catch {
+      snapshot = null;
+    }
+    return {
+      product: row.product,
+      machineVersion: row.machine_version,
+      state: row.state,
+      runId: row.run_id,
+      snapshot,
+      updatedAt: row.updated_at,
+    };
+  }
+
+  /** The one write path of the lifecycle: snapshot, transition row, run and choice, atomically. */
+  writeTransition(w: TransitionWrite): number | null {
+    let seq: number | null = null;
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO snapshots (product, machine_version, state, run_id, snapshot, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(product) DO UPDATE SET machine_version = excluded.machine_version, state = excluded.state,
+             run_id = excluded.run_id, snapshot = excluded.snapshot, updated_at = excluded.updated_at`,
+        )
+        .run(w.product, w.machineVersion, w.state, w.runId, json(w.snapshot), w.at);
+      if (w.transition) {
+        const info = this.db
+          .prepare(
+            `INSERT INTO transitions (product, run_id, from_state, to_state, event_type, event, at, machine_version, snapshot)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            w.product,
+            w.runId,
+            w.transition.from,
+            w.transition.to,
+            w.transition.eventType,
+            json(w.transition.event),
+            w.at,
+            w.machineVersion,
+            json(w.snapshot),
+          );
+        seq = Number(info.lastInsertRowid);
+      }
+      if (w.run && w.runId) {
+        this.db
+          .prepare(
+            `INSERT INTO runs (run_id, product, kind, started_at, ended_at, from_version, to_version, state, outcome, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, from_version = excluded.from_version,
+               to_version = excluded.to_version, state = excluded.state, outcome = excluded.outcome, error = excluded.error`,
+          )
+          .run(
+            w.runId,
+            w.product,
+            w.run.kind,
+            w.run.startedAt,
+            w.run.endedAt,
+            w.run.fromVersion,
+            w.run.toVersion,
+            w.state,
+            w.run.outcome,
+            w.run.error === null ? null : json(w.run.error),
+          );
+      }
+      if (w.choice) {
+        this.db
+          .prepare('INSERT INTO choices (product, run_id, choice, source, at) VALUES (?, ?, ?, ?, ?)')
+          .run(w.product, w.runId, w.choice.choice, w.choice.source, w.choice.at);
+      }
+    })();
+    return seq;
+  }
+
+  transitions(q: PageQuery = {}): TransitionRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.product) (where.push('product = ?'), args.push(q.product));
+    if (q.runId) (where.push('run_id = ?'), args.push(q.runId));
+    if (q.afterSeq !== undefined) (where.push('seq > ?'), args.push(q.afterSeq));
+    const sql = `SELECT * FROM transitions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ASC LIMIT ? OFFSET ?`;
+    args.push(q.limit ?? 100, q.offset ?? 0);
+    const rows = this.db.prepare(sql).all(...args) as Array<{
+      seq: number;
+      product: string;
+      run_id: string | null;
+      from_state: string;
+      to_state: string;
+      event_type: string;
+      event: string;
+      at: number;
+      machine_version: number;
+      snapshot: string | null;
+    }>;
+    return rows.map((r) => ({
+      ...(q.withSnapshots && r.snapshot ? { snapshot: JSON.parse(r.snapshot) as unknown } : {}),
+      seq: r.seq,
+      product: r.product,
+      runId: r.run_id,
+      from: r.from_state,
+      to: r.to_state,
+      eventType: r.event_type,
+      event: JSON.parse(r.event) as unknown,
+      at: r.at,
+      machineVersion: r.machine_version,
+    }));
+  }
+
+  /** The snapshot written with the product's last transition before `seq` (the start of a run). */
+  snapshotBefore(product: string, seq: number): unknown {
+    const row = this.db
+      .prepare('SELECT snapshot FROM transitions WHERE product = ? AND seq < ? AND snapshot IS NOT NULL ORDER BY seq DESC LIMIT 1')
+      .get(product, seq) as { snapshot: string } | undefined;
+    return row ? (JSON.parse(row.snapshot) as unknown) : null;
+  }
+
+  lastSeq(): number {
+    const row = this.db.prepare('SELECT MAX(seq) AS seq FROM transitions').get() as { seq: number | null };
+    return row.seq ?? 0;
+  }
+
+  // ----- runs ------------------------------------------------------------------------------
+
+  runs(q: PageQuery = {}): RunRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.product) (where.push('product = ?'), args.push(q.product));
+    if (q.runId) (where.push('run_id = ?'), args.push(q.runId));
+    const sql = `SELECT * FROM runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, rowid DESC LIMIT ? OFFSET ?`;
+    args.push(q.limit ?? 50, q.offset ?? 0);
+    const rows = this.db.prepare(sql).all(...args) as Array<{
+      run_id: string;
+      product: string;
+      kind: string;
+      started_at: number;
+      ended_at: number | null;
+      from_version: string | null;
+      to_version: string | null;
+      state: string;
+      outcome: RunOutcome | null;
+      error: string | null;
+    }>;
+    return rows.map((r) => ({
+      runId: r.run_id,
+      product: r.product,
+      kind: r.kind,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      fromVersion: r.from_version,
+      toVersion: r.to_version,
+      state: r.state,
+      outcome: r.outcome,
+      error: parse<ErrorInfo>(r.error),
+    }));
+  }
+
+  run(runId: string): RunRecord | null {
+    return this.runs({ runId, limit: 1 })[0] ?? null;
+  }
+
+  /** The crash-loop guard's counter: how many times this run was restored in this state. */
+  countRestore(runId: string, state: string, at: number): number {
+    this.db
+      .prepare(
+        `INSERT INTO restores (run_id, state, count, last_at) VALUES (?, ?, 1, ?)
+         ON CONFLICT(run_id, state) DO UPDATE SET count = count + 1, last_at = excluded.last_at`,
+      )
+      .run(runId, state, at);
+    const row = this.db.prepare('SELECT count FROM restores WHERE run_id = ? AND state = ?').get(runId, state) as { count: number };
+    return row.count;
+  }
+
+  choices(product: string, limit = 20): Array<{ runId: string | null; choice: string; source: string; at: number }> {
+    return (
+      this.db.prepare('SELECT run_id, choice, source, at FROM choices WHERE product = ? ORDER BY id DESC LIMIT ?').all(product, limit) as Array<{
+        run_id: string | null;
+        choice: string;
+        source: string;
+        at: number;
+      }>
+    ).map((r) => ({ runId: r.run_id, choice: r.choice, source: r.source, at: r.at }));
+  }
+
+  // ----- releases, notes and notifications ------------------------------------------------
+
+  /** Records a found release; a new version raises the notification flag, a known one keeps its state. */
+  recordRelease(offer: Offer, foundAt: number): { isNew: boolean } {
+    const info = this.db
+      .prepare(
+        `INSERT INTO releases (product, version, channel, notes, released_at, found_at, offer, notified)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT(product, version) DO NOTHING`,
+      )
+      .run(offer.product, offer.version, offer.channel, offer.notes, offer.releasedAt, foundAt, json(offer));
+    return { isNew: info.changes > 0 };
+  }
+
+  release(product: string, version: string): ReleaseRecord | null {
+    const r = this.db.prepare('SELECT * FROM releases WHERE product = ? AND version = ?').get(product, version) as ReleaseRow | undefined;
+    return r ? toRelease(r) : null;
+  }
+
+  /** Releases found and not yet acknowledged: what the interfaces show as "update available". */
+  pendingNotifications(product?: string): ReleaseRecord[] {
+    const rows = (
+      product
+        ? this.db.prepare('SELECT * FROM releases WHERE notified = 1 AND acknowledged_at IS NULL AND product = ? ORDER BY found_at DESC').all(product)
+        : this.db.prepare('SELECT * FROM releases WHERE notified = 1 AND acknowledged_at IS NULL ORDER BY found_at DESC').all()
+    ) as ReleaseRow[];
+    return rows.map(toRelease);
+  }
+
+  acknowledgeRelease(product: string, version: string | null, at: number): number {
+    const info =
+      version === null
+        ? this.db.prepare('UPDATE releases SET acknowledged_at = ? WHERE product = ? AND acknowledged_at IS NULL').run(at, product)
+        : this.db.prepare('UPDATE releases SET acknowledged_at = ? WHERE product = ? AND version = ? AND acknowledged_at IS NULL').run(at, product, version);
+    return info.changes;
+  }
+
+  markBad(product: string, version: string, reason: string, at: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO releases (product, version, channel, notes, released_at, found_at, offer, notified, bad_at, bad_reason)
+         VALUES (?, ?, '', '', 0, ?, 'null', 0, ?, ?)
+         ON CONFLICT(product, version) DO UPDATE SET bad_at = excluded.bad_at, bad_reason = excluded.bad_reason`,
+      )
+      .run(product, version, at, at, reason);
+  }
+
+  isBad(product: string, version: string): boolean {
+    const row = this.db.prepare('SELECT bad_at FROM releases WHERE product = ? AND version = ?').get(product, version) as { bad_at: number | null } | undefined;
+    return row?.bad_at != null;
+  }
+
+  // ----- audit -----------------------------------------------------------------------------
+
+  audit(event: AuditEvent, at: number): void {
+    this.db
+      .prepare('INSERT INTO audit (at, kind, message, product, run_id, actor, details) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(at, event.kind, event.message, event.product ?? null, event.runId ?? null, event.actor ?? null, event.details ? json(event.details) : null);
+  }
+
+  auditTrail(limit = 100): AuditRecord[] {
+    const rows = this.db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(limit) as Array<{
+      id: number;
+      at: number;
+      kind: AuditEvent['kind'];
+      message: string;
+      product: string | null;
+      run_id: string | null;
+      actor: string | null;
+      details: string | null;
+    }>;
+    return rows.map((r) => {
+      const rec: AuditRecord = { id: r.id, at: r.at, kind: r.kind, message: r.message };
+      if (r.product !== null) rec.product = r.product;
+      if (r.run_id !== null) rec.runId = r.run_id;
+      if (r.actor !== null) rec.actor = r.actor;
+      if (r.details !== null) rec.details = JSON.parse(r.details) as Record<string, unknown>;
+      return rec;
+    });
+  }
+
+  // ----- inhibits --------------------------------------------------------------------------
+
+  holdInhibit(rec: InhibitRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO inhibits (holder, reason, since, expires_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(holder) DO UPDATE SET reason = excluded.reason, expires_at = excluded.expires_at`,
+      )
+      .run(rec.holder, rec.reason, rec.since, rec.expiresAt);
+  }
+
+  releaseInhibit(holder: string): boolean {
+    return this.db.prepare('DELETE FROM inhibits WHERE holder = ?').run(holder).changes > 0;
+  }
+
+  /** Inhibits still in force at `now`; expired ones are dropped (a hold has a maximum time). */
+  activeInhibits(now: number): InhibitRecord[] {
+    this.db.prepare('DELETE FROM inhibits WHERE expires_at <= ?').run(now);
+    return (this.db.prepare('SELECT * FROM inhibits ORDER BY since').all() as Array<{ holder: string; reason: string; since: number; expires_at: number }>).map(
+      (r) => ({ holder: r.holder, reason: r.reason, since: r.since, expiresAt: r.expires_at }),
+    );
+  }
+
+  // ----- key/value -------------------------------------------------------------------------
+
+  getValue(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM kv WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+
+  setValue(key: string, value: string): void {
+    this.db.prepare('INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+}
+
+interface ReleaseRow {
+  product: string;
+  version: string;
+  channel: string;
+  notes: string;
+  released_at: number;
+  found_at: number;
+  offer: string;
+  notified: number;
+  acknowledged_at: number | null;
+  bad_at: number | null;
+  bad_reason: string | null;
+}
+
+function toRelease(r: ReleaseRow): ReleaseRecord {
+  return {
+    product: r.product,
+    version: r.version,
+    channel: r.channel,
+    notes: r.notes,
+    releasedAt: r.released_at,
+    foundAt: r.found_at,
+    offer: JSON.parse(r.offer) as Offer,
+    notified: r.notified === 1,
+    acknowledgedAt: r.acknowledged_at,
+    badAt: r.bad_at,
+    badReason: r.bad_reason,
+  };
+}
