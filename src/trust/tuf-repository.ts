@@ -1,0 +1,414 @@
+/**
+ * The robot's TUF client: tuf-js's Updater for metadata (root chain, timestamp, snapshot, targets,
+ * with thresholds, expiry, version and length checks), our own ports for bytes on the wire.
+ *
+ * Invariants:
+ * - the cached trusted root is always loadable: a corrupt or missing one is replaced by the golden
+ *   copy (read-only, shipped with the image) before tuf-js reads it, so no crash loop;
+ * - every failure leaves as an OtaError with a trust, clock or network code, and trust failures
+ *   reach the audit log;
+ * - a target download that fails leaves nothing at dest (nor its partial files).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import semver from 'semver';
+import { Metadata, MetadataKind } from '@tufjs/models';
+import type { Root } from '@tufjs/models';
+import { Updater } from 'tuf-js';
+import type { Fetcher } from 'tuf-js';
+import { DownloadHTTPError } from 'tuf-js/dist/error.js';
+import type { TargetRef } from '../../machines/types.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError, isOtaError } from '../core/errors.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import { MAX_MANIFEST_BYTES, parseManifest } from '../manifest/schema.js';
+import { writeFileAtomic } from '../repo/atomic.js';
+import { assessClockAhead, assessClockBehind, DEFAULT_CLOCK_POLICY, type ClockPolicy } from './clock-check.js';
+import { mapTufError } from './error-map.js';
+import { tooLargeError } from './fetch-ports.js';
+import type { MetadataFetcher, TargetDownloader } from './ports.js';
+import type { DownloadOptions, LatestReleaseOptions, UpdateRepository, VerifiedRelease } from './update-repository.js';
+
+/** The field ota-repo writes into signed metadata with the signing time. */
+const ISSUED_FIELD = 'x-otad-issued';
+
+export interface TrustLimits {
+  rootMaxBytes: number;
+  timestampMaxBytes: number;
+  snapshotMaxBytes: number;
+  targetsMaxBytes: number;
+  manifestMaxBytes: number;
+  maxRootRotations: number;
+  /** Budget for one metadata request. */
+  metadataDeadlineMs: number;
+}
+
+export const DEFAULT_TRUST_LIMITS: TrustLimits = {
+  rootMaxBytes: 512 * 1024,
+  timestampMaxBytes: 16 * 1024,
+  snapshotMaxBytes: 2 * 1024 * 1024,
+  targetsMaxBytes: 5 * 1024 * 1024,
+  manifestMaxBytes: MAX_MANIFEST_BYTES,
+  maxRootRotations: 32,
+  metadataDeadlineMs: 30_000,
+};
+
+export interface TufRepositoryOptions {
+  /** Writable cache of trusted metadata (root.json, timestamp.json, …). */
+  metadataDir: string;
+  metadataBaseUrl: string;
+  /** Where targets live (default: metadataBaseUrl's sibling `targets/`). */
+  targetBaseUrl?: string;
+  /** The golden copy of the trusted root: read-only, restores a damaged cache. */
+  trustedRootPath: string;
+  fetcher: MetadataFetcher;
+  downloader: TargetDownloader;
+  clock: Clock;
+  logger: Logger;
+  audit?: AuditSink;
+  limits?: Partial<TrustLimits>;
+  clockPolicy?: Partial<ClockPolicy>;
+}
+
+type Json = Parameters<typeof Metadata.fromJSON>[1];
+
+interface OtadCustom {
+  kind?: string;
+  product?: string;
+  version?: string;
+  channel?: string;
+}
+
+export function createTufRepository(options: TufRepositoryOptions): UpdateRepository {
+  const limits: TrustLimits = { ...DEFAULT_TRUST_LIMITS, ...(options.limits ?? {}) };
+  const clockPolicy: ClockPolicy = { ...DEFAULT_CLOCK_POLICY, ...(options.clockPolicy ?? {}) };
+  const { metadataDir, clock } = options;
+  const log = options.logger.child({ component: 'trust' });
+  const metadataBaseUrl = ensureSlash(options.metadataBaseUrl);
+  const targetBaseUrl = ensureSlash(options.targetBaseUrl ?? new URL('../targets/', metadataBaseUrl).toString());
+  let updater: Updater | null = null;
+
+  function report(error: OtaError, what: string): OtaError {
+    if (error.category === 'trust') {
+      log.error(`${what} rejected`, { code: error.code, error: error.message });
+      options.audit?.audit({
+        kind: error.code === 'TRUST_SIGNATURE' ? 'signature-failure' : 'trust-failure',
+        message: `${what}: ${error.message}`,
+        details: { code: error.code },
+      });
+    } else {
+      log.warn(`${what} failed`, { code: error.code, error: error.message });
+    }
+    return error;
+  }
+
+  /** A tuf-js Fetcher over our port, bound to one update's signal, remembering what it saw. */
+  function portFetcher(signal: AbortSignal | undefined, seen: { lastError?: OtaError; timestampExpiresMs?: number }): Fetcher {
+    const downloadBytes = async (url: string, maxLength: number): Promise<Buffer> => {
+      try {
+        const fetchOptions: Parameters<MetadataFetcher['getBuffer']>[1] = { maxBytes: maxLength, deadlineMs: limits.metadataDeadlineMs };
+        if (signal !== undefined) fetchOptions.signal = signal;
+        const bytes = await options.fetcher.getBuffer(url, fetchOptions);
+        if (bytes.length > maxLength) throw tooLargeError(url, maxLength);
+        if (url.endsWith('/timestamp.json')) seen.timestampExpiresMs = peekExpires(bytes);
+        return bytes;
+      } catch (error) {
+        const status = isOtaError(error) ? (error.details?.status as number | undefined) : undefined;
+        // tuf-js ends the root walk on 403/404 only when it sees its own error class.
+        if (isOtaError(error) && (error.code === 'HTTP_NOT_FOUND' || status === 403 || status === 404)) {
+          throw new DownloadHTTPError(error.message, status ?? 404);
+        }
+        const mapped = isOtaError(error)
+          ? error.details?.tooLarge === true && error.code !== 'TRUST_METADATA_TOO_LARGE'
+            ? tooLargeError(url, maxLength)
+            : error
+          : new OtaError('NETWORK_RESET', `fetching ${url} failed: ${(error as Error).message}`, { cause: error });
+        seen.lastError = mapped;
+        throw mapped;
+      }
+    };
+    return {
+      downloadBytes,
+      async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+        const bytes = await downloadBytes(url, maxLength);
+        const dir = await fs.mkdtemp(path.join(metadataDir, '.fetch-'));
+        try {
+          const file = path.join(dir, 'file');
+          await fs.writeFile(file, bytes);
+          return await handler(file);
+        } finally {
+          await fs.rm(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  }
+
+  /** Make sure metadataDir/root.json is a self-signed root; otherwise take the golden copy. */
+  async function ensureTrustedRoot(): Promise<Metadata<Root>> {
+    await fs.mkdir(metadataDir, { recursive: true });
+    const cachedPath = path.join(metadataDir, 'root.json');
+    const golden = await readRoot(options.trustedRootPath).catch((cause: unknown) => {
+      throw new OtaError('TRUST_ROOT_CORRUPT', `golden trusted root ${options.trustedRootPath} is unusable: ${(cause as Error).message}`, { cause });
+    });
+    let cached: Metadata<Root> | null = null;
+    let problem: string | null = null;
+    try {
+      cached = (await readRoot(cachedPath)).root;
+    } catch (error) {
+      problem = (error as NodeJS.ErrnoException).code === 'ENOENT' ? null : (error as Error).message;
+    }
+    if (cached !== null && cached.signed.version >= golden.root.signed.version) return cached;
+    await writeFileAtomic(cachedPath, golden.bytes);
+    if (problem !== null) {
+      log.warn('cached trusted root was corrupt; restored from the golden copy', { path: cachedPath, problem });
+      options.audit?.audit({ kind: 'recovery', message: `trusted root ${cachedPath} was corrupt (${problem}); restored from the golden copy`, details: { problem } });
+    }
+    return golden.root;
+  }
+
+  async function readIssued(file: string): Promise<number | undefined> {
+    try {
+      return peekIssued(await fs.readFile(file));
+    } catch {
+      return undefined;
+    }
+  }
+
+  function clockError(message: string, cause?: unknown): OtaError {
+    return new OtaError('CLOCK_NOT_SYNCED', message, { cause, details: { now: clock.now() } });
+  }
+
+  async function refresh(signal?: AbortSignal): Promise<void> {
+    updater = null;
+    const root = await ensureTrustedRoot();
+    const behind = assessClockBehind(
+      clock.now(),
+      [peekIssuedSigned(root.signed.unrecognizedFields), await readIssued(path.join(metadataDir, 'timestamp.json'))],
+      clockPolicy,
+    );
+    if (!behind.ok) throw report(clockError(behind.message), 'metadata refresh');
+    const seen: { lastError?: OtaError; timestampExpiresMs?: number } = {};
+    const candidate = new Updater({
+      metadataDir,
+      metadataBaseUrl,
+      targetBaseUrl,
+      fetcher: portFetcher(signal, seen),
+      config: {
+        rootMaxLength: limits.rootMaxBytes,
+        timestampMaxLength: limits.timestampMaxBytes,
+        snapshotMaxLength: limits.snapshotMaxBytes,
+        targetsMaxLength: limits.targetsMaxBytes,
+        maxRootRotations: limits.maxRootRotations,
+        prefixTargetsWithHash: true,
+      },
+    });
+    try {
+      await candidate.refresh();
+    } catch (error) {
+      if (signal?.aborted === true) throw new OtaError('CANCELLED', 'metadata refresh was cancelled', { cause: error });
+      const mapped = mapTufError(error, seen.lastError);
+      if (mapped.code === 'TRUST_EXPIRED') {
+        const ahead = assessClockAhead(clock.now(), seen.timestampExpiresMs, clockPolicy);
+        if (!ahead.ok) throw report(clockError(ahead.message, mapped), 'metadata refresh');
+      }
+      throw report(mapped, 'metadata refresh');
+    }
+    // tuf-js judges expiry by the system clock; the clock port has the final word (they agree in production).
+    const timestampBytes = await fs.readFile(path.join(metadataDir, 'timestamp.json')).catch(() => null);
+    if (timestampBytes !== null) {
+      const issued = peekIssued(timestampBytes);
+      const expiresMs = peekExpires(timestampBytes);
+      const after = assessClockBehind(clock.now(), [issued], clockPolicy);
+      if (!after.ok) throw report(clockError(after.message), 'metadata refresh');
+      const ahead = assessClockAhead(clock.now(), expiresMs, clockPolicy);
+      if (!ahead.ok) throw report(clockError(ahead.message), 'metadata refresh');
+      if (expiresMs !== undefined && clock.now() > expiresMs) {
+        throw report(new OtaError('TRUST_EXPIRED', `timestamp.json expired at ${new Date(expiresMs).toISOString()}`), 'metadata refresh');
+      }
+    }
+    updater = candidate;
+    log.debug('metadata refreshed');
+  }
+
+  async function current(signal?: AbortSignal): Promise<Updater> {
+    if (updater === null) await refresh(signal);
+    return updater!;
+  }
+
+  async function signedTarget(name: string, signal?: AbortSignal): Promise<{ length: number; sha256: string; custom: OtadCustom }> {
+    const info = await (await current(signal)).getTargetInfo(name).catch((error: unknown) => {
+      throw report(mapTufError(error), `target ${name}`);
+    });
+    const sha256 = info?.hashes.sha256;
+    if (info === undefined || sha256 === undefined) {
+      throw report(new OtaError('TRUST_TARGET_UNKNOWN', `target ${name} is not in the signed targets metadata`, { details: { target: name } }), `target ${name}`);
+    }
+    return { length: info.length, sha256, custom: ((info.custom as { otad?: OtadCustom }).otad ?? {}) };
+  }
+
+  function targetUrl(name: string, sha256: string): string {
+    const slash = name.lastIndexOf('/');
+    const hashed = slash === -1 ? `${sha256}.${name}` : `${name.slice(0, slash)}/${sha256}.${name.slice(slash + 1)}`;
+    return new URL(hashed.split('/').map(encodeURIComponent).join('/'), targetBaseUrl).toString();
+  }
+
+  async function verifyFile(target: TargetRef, file: string): Promise<void> {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+      bytes += (chunk as Buffer).length;
+      if (bytes > target.length) break;
+      hash.update(chunk as Buffer);
+    }
+    if (bytes !== target.length) {
+      throw new OtaError('TRUST_LENGTH_MISMATCH', `${file} is ${bytes > target.length ? 'longer than' : `${bytes} bytes, not`} the signed ${target.length} bytes of ${target.name}`, {
+        details: { target: target.name, expected: target.length },
+      });
+    }
+    const sha256 = hash.digest('hex');
+    if (sha256 !== target.sha256) {
+      throw new OtaError('TRUST_HASH_MISMATCH', `${file} has SHA-256 ${sha256}, the signed value for ${target.name} is ${target.sha256}`, {
+        details: { target: target.name, expected: target.sha256, actual: sha256 },
+      });
+    }
+  }
+
+  return {
+    refresh,
+    verifyFile,
+
+    async latestRelease(product: string, opts: LatestReleaseOptions = {}): Promise<VerifiedRelease | null> {
+      await current(opts.signal);
+      // tuf-js persisted targets.json after verifying it; it only nominates candidates here,
+      // each of which is looked up again in the trusted set (getTargetInfo) before use.
+      const listing = JSON.parse(await fs.readFile(path.join(metadataDir, 'targets.json'), 'utf8')) as { signed?: { targets?: Record<string, { custom?: { otad?: OtadCustom } }> } };
+      const channel = opts.channel ?? 'stable';
+      const candidates = Object.entries(listing.signed?.targets ?? {})
+        .map(([name, t]) => ({ name, custom: t.custom?.otad ?? {} }))
+        .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)
+        .filter(({ custom }) => semver.valid(custom.version ?? '') !== null)
+        .filter(({ custom }) => opts.allowPrerelease === true || semver.prerelease(custom.version!) === null)
+        .sort((a, b) => semver.rcompare(a.custom.version!, b.custom.version!));
+      const best = candidates[0];
+      if (best === undefined) return null;
+      const signed = await signedTarget(best.name, opts.signal);
+      const manifestTarget: TargetRef = { name: best.name, length: signed.length, sha256: signed.sha256 };
+      if (signed.length > limits.manifestMaxBytes) {
+        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} is ${signed.length} bytes, expected at most ${limits.manifestMaxBytes}`), `manifest ${best.name}`);
+      }
+      let bytes: Buffer;
+      try {
+        const fetchOptions: Parameters<MetadataFetcher['getBuffer']>[1] = { maxBytes: signed.length, deadlineMs: limits.metadataDeadlineMs };
+        if (opts.signal !== undefined) fetchOptions.signal = opts.signal;
+        bytes = await options.fetcher.getBuffer(targetUrl(best.name, signed.sha256), fetchOptions);
+      } catch (error) {
+        const e = isOtaError(error) ? error : mapTufError(error);
+        // More bytes than signed is a length attack on the manifest, not a metadata size problem.
+        throw report(e.details?.tooLarge === true || e.code === 'TRUST_METADATA_TOO_LARGE'
+          ? new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is longer than its signed ${signed.length} bytes`, { cause: e })
+          : e, `manifest ${best.name}`);
+      }
+      const actual = createHash('sha256').update(bytes).digest('hex');
+      if (bytes.length !== signed.length) {
+        throw report(new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is ${bytes.length} bytes, signed length is ${signed.length}`), `manifest ${best.name}`);
+      }
+      if (actual !== signed.sha256) {
+        throw report(new OtaError('TRUST_HASH_MISMATCH', `manifest ${best.name} has SHA-256 ${actual}, signed value is ${signed.sha256}`), `manifest ${best.name}`);
+      }
+      let manifest;
+      try {
+        manifest = parseManifest(bytes, best.name);
+      } catch (error) {
+        throw report(error as OtaError, `manifest ${best.name}`);
+      }
+      // The signed listing and the signed manifest must tell the same story.
+      if (manifest.product !== product) {
+        throw report(
+          new OtaError('RELEASE_WRONG_PRODUCT', `manifest ${best.name} is for product ${manifest.product}, expected ${product}`, { details: { target: best.name, product: manifest.product } }),
+          `manifest ${best.name}`,
+        );
+      }
+      if (manifest.version !== best.custom.version) {
+        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says version ${manifest.version}, its signed target entry says ${best.custom.version}`), `manifest ${best.name}`);
+      }
+      const pkg = await signedTarget(manifest.package.target, opts.signal);
+      if (pkg.length !== manifest.package.length || pkg.sha256 !== manifest.package.sha256) {
+        throw report(
+          new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target} with a length or hash that differs from its signed target`),
+          `manifest ${best.name}`,
+        );
+      }
+      return { manifest, manifestTarget };
+    },
+
+    async downloadTarget(target: TargetRef, dest: string, opts: DownloadOptions = {}): Promise<{ path: string }> {
+      try {
+        const signed = await signedTarget(target.name, opts.signal);
+        if (signed.length !== target.length || signed.sha256 !== target.sha256) {
+          throw new OtaError('TRUST_TARGET_UNKNOWN', `target ${target.name} asked for with length ${target.length} and SHA-256 ${target.sha256}; the signed metadata says ${signed.length} and ${signed.sha256}`, {
+            details: { target: target.name },
+          });
+        }
+        const request: Parameters<TargetDownloader['download']>[0] = {
+          url: targetUrl(target.name, signed.sha256),
+          dest,
+          expectedLength: signed.length,
+          expectedSha256: signed.sha256,
+        };
+        if (opts.signal !== undefined) request.signal = opts.signal;
+        if (opts.onProgress !== undefined) request.onProgress = opts.onProgress;
+        const result = await options.downloader.download(request);
+        // Belt and braces: the downloader checked while writing; the file on disk is what gets extracted.
+        await verifyFile(target, result.path);
+        return { path: result.path };
+      } catch (error) {
+        await removeDownload(dest);
+        const mapped = isOtaError(error) ? error : mapTufError(error);
+        // A cancelled or transient transfer may resume from its partial file; anything else starts over.
+        throw report(mapped, `target ${target.name}`);
+      }
+    },
+  };
+}
+
+/** Remove a failed download and any partial file a downloader may keep beside it. */
+async function removeDownload(dest: string): Promise<void> {
+  await Promise.all([dest, `${dest}.partial`, `${dest}.part`].map((f) => fs.rm(f, { force: true })));
+}
+
+async function readRoot(file: string): Promise<{ root: Metadata<Root>; bytes: Buffer }> {
+  const bytes = await fs.readFile(file);
+  const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')) as Json);
+  // A root must carry a threshold of its own signatures: anything else is damage, not trust.
+  root.verifyDelegate(MetadataKind.Root, root);
+  return { root, bytes };
+}
+
+function ensureSlash(url: string): string {
+  return url.endsWith('/') ? url : `${url}/`;
+}
+
+function peekSigned(bytes: Buffer): Record<string, unknown> | undefined {
+  try {
+    const parsed = JSON.parse(bytes.toString('utf8')) as { signed?: Record<string, unknown> };
+    return parsed.signed;
+  } catch {
+    return undefined;
+  }
+}
+
+function peekExpires(bytes: Buffer): number | undefined {
+  const expires = peekSigned(bytes)?.expires;
+  return typeof expires === 'string' ? Date.parse(expires) : undefined;
+}
+
+function peekIssued(bytes: Buffer): number | undefined {
+  const signed = peekSigned(bytes);
+  return signed === undefined ? undefined : peekIssuedSigned(signed);
+}
+
+function peekIssuedSigned(fields: Record<string, unknown>): number | undefined {
+  const issued = fields[ISSUED_FIELD];
+  return typeof issued === 'string' ? Date.parse(issued) : undefined;
+}
