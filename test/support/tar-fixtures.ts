@@ -20,6 +20,8 @@ export interface FixtureEntry {
   /** A file of this many zero bytes, streamed (for bombs) rather than held in memory. */
   zeros?: number;
   linkname?: string;
+  uid?: number;
+  gid?: number;
 }
 
 const MTIME = new Date(1_700_000_000_000);
@@ -46,6 +48,8 @@ async function addEntry(pack: tar.Pack, e: FixtureEntry): Promise<void> {
   const type = e.type ?? 'file';
   const header: Partial<tar.Header> & { name: string } = { name: e.name, type, mtime: MTIME, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644) };
   if (e.linkname !== undefined) header.linkname = e.linkname;
+  if (e.uid !== undefined) header.uid = e.uid;
+  if (e.gid !== undefined) header.gid = e.gid;
   if (type === 'character-device' || type === 'block-device') Object.assign(header, { devmajor: 1, devminor: 3 });
   if (e.zeros !== undefined) {
     header.size = e.zeros;
@@ -304,4 +308,45 @@ export function randomish(bytes: number, seed = 1): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A source tree: path → file content, or { symlink: target }, or { dir: true } for an empty directory. */
+export type TreeSpec = Record<string, string | Buffer | { symlink: string } | { dir: true } | { mode: number; content: string | Buffer }>;
+
+export async function writeTree(root: string, spec: TreeSpec): Promise<string> {
+  const { mkdir, symlink, chmod } = await import('node:fs/promises');
+  const { dirname } = await import('node:path');
+  await mkdir(root, { recursive: true });
+  for (const [rel, value] of Object.entries(spec)) {
+    const abs = join(root, rel);
+    await mkdir(dirname(abs), { recursive: true });
+    if (typeof value === 'string' || Buffer.isBuffer(value)) await writeFile(abs, value);
+    else if ('symlink' in value) await symlink(value.symlink, abs);
+    else if ('dir' in value) await mkdir(abs, { recursive: true });
+    else {
+      await writeFile(abs, value.content);
+      await chmod(abs, value.mode);
+    }
+  }
+  return root;
+}
+
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Mounts a small tmpfs (root only) so disk-full paths run for real; returns the unmount function. */
+export async function mountTmpfs(dir: string, size: string): Promise<() => Promise<void>> {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
+  return async () => {
+    execFileSync('umount', [dir]);
+  };
+}
+
+/** Every path under `root`, relative, sorted: "nothing else was written" in one assertion. */
+export async function listAll(root: string): Promise<string[]> {
+  const { readdir } = await import('node:fs/promises');
+  const found = await readdir(root, { recursive: true });
+  return found.map(String).sort();
 }

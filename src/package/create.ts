@@ -1,0 +1,231 @@
+/**
+ * Reproducible package creation: the same tree always gives byte-identical .tar.gz output (sorted
+ * entries, one fixed mtime, uid/gid 0, no user or group names, a gzip header without time or name),
+ * so a package can be rebuilt and compared, and a backup's checksum means something. Every entry
+ * passes the same checker the robot applies, so nothing is published that a robot would reject.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { lstat, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { OtaError } from '../core/errors.js';
+import { fsyncDir, fsyncPath, throwIfAborted, toOtaError } from './durable-fs.js';
+import { createEntryChecker, normalizeEntryPath } from './entry-checker.js';
+
+/** 1980-01-01T00:00:00Z: a fixed instant that tar and zip tools do not call implausible. */
+export const DEFAULT_PACKAGE_MTIME = 315_532_800_000;
+
+export interface CreateOptions {
+  /** gzip level 0-9 (default 6). */
+  level?: number;
+  /** Milliseconds since the epoch stamped on every entry, or 'source' to keep each file's own. */
+  mtime?: number | 'source';
+  signal?: AbortSignal;
+  /** Uncompressed source bytes read so far, out of the total. */
+  onProgress?(bytes: number, total: number): void;
+}
+
+export interface CreateResult {
+  /** SHA-256 (hex) of the written .tar.gz. */
+  sha256: string;
+  /** Size of the written .tar.gz. */
+  bytes: number;
+}
+
+/** A directory or file to archive, stored under `as` ('' for the archive root; directories only). */
+export interface ArchiveSource {
+  path: string;
+  as: string;
+}
+
+interface PlannedEntry {
+  name: string;
+  type: 'file' | 'directory' | 'symlink';
+  abs?: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  linkname?: string;
+}
+
+export async function createPackage(srcDir: string, destFile: string, opts: CreateOptions = {}): Promise<CreateResult> {
+  return createArchive([{ path: srcDir, as: '' }], destFile, opts);
+}
+
+export async function createArchive(sources: ArchiveSource[], destFile: string, opts: CreateOptions = {}): Promise<CreateResult> {
+  const level = opts.level ?? 6;
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${String(opts.level)}`);
+  const entries = await planEntries(sources);
+  const total = entries.reduce((sum, e) => sum + e.size, 0);
+  const tmp = join(dirname(destFile), `.${basename(destFile)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const result = await writeArchive(entries, tmp, level, total, opts);
+    await fsyncPath(tmp);
+    await rename(tmp, destFile);
+    await fsyncDir(dirname(destFile));
+    return result;
+  } catch (error) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw toOtaError(error, 'IO_FAILED', `creating archive ${destFile}`, { destFile });
+  }
+}
+
+/** Lists what goes in, sorted by byte order of the name (parents sort before their children). */
+async function planEntries(sources: ArchiveSource[]): Promise<PlannedEntry[]> {
+  const planned = new Map<string, PlannedEntry>();
+  const add = (entry: PlannedEntry): void => {
+    if (planned.has(entry.name)) {
+      throw new OtaError('PACKAGE_DUPLICATE_ENTRY', `archive sources overlap at "${entry.name}"; expected each "as" to name a distinct place`, {
+        details: { entry: entry.name },
+      });
+    }
+    planned.set(entry.name, entry);
+  };
+
+  for (const source of sources) {
+    const as = source.as === '' ? '' : normalizeEntryPath(source.as);
+    // The top of a source is followed if it is a symlink: a product's "current" link means its release.
+    const top = await stat(source.path).catch((error: unknown) => {
+      throw toOtaError(error, 'IO_FAILED', `reading archive source ${source.path}`, { source: source.path });
+    });
+    if (as === '' && !top.isDirectory()) {
+      throw new OtaError('IO_FAILED', `archive source ${source.path} stored at the root must be a directory`, { details: { source: source.path } });
+    }
+    const parts = as === '' ? [] : as.split('/');
+    for (let i = 1; i < parts.length; i += 1) {
+      const name = parts.slice(0, i).join('/');
+      if (!planned.has(name)) planned.set(name, { name, type: 'directory', size: 0, mode: 0o755, mtimeMs: top.mtimeMs });
+    }
+    if (as !== '') {
+      const entry = await describe(source.path, as, top);
+      if (entry !== null) add(entry);
+    }
+    if (top.isDirectory()) await walk(source.path, as, add);
+  }
+  return [...planned.values()].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+}
+
+async function walk(dir: string, prefix: string, add: (e: PlannedEntry) => void): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const abs = join(dir, name);
+    const rel = prefix === '' ? name : `${prefix}/${name}`;
+    const st = await lstat(abs);
+    const entry = await describe(abs, rel, st);
+    if (entry === null) continue;
+    add(entry);
+    if (st.isDirectory()) await walk(abs, rel, add);
+  }
+}
+
+/** Sockets are skipped (like tar does: they mean nothing after a restore); FIFOs and devices are refused. */
+async function describe(abs: string, name: string, st: Stats): Promise<PlannedEntry | null> {
+  const mode = st.mode & 0o777; // special bits are never carried into a package
+  if (st.isFile()) return { name, type: 'file', abs, size: st.size, mode, mtimeMs: st.mtimeMs };
+  if (st.isDirectory()) return { name, type: 'directory', size: 0, mode, mtimeMs: st.mtimeMs };
+  if (st.isSymbolicLink()) return { name, type: 'symlink', size: 0, mode, mtimeMs: st.mtimeMs, linkname: await readlink(abs) };
+  if (st.isSocket()) return null;
+  throw new OtaError('PACKAGE_UNSAFE_TYPE', `${abs} is a FIFO or device; only files, directories and symlinks can be packaged`, {
+    details: { path: abs },
+  });
+}
+
+async function writeArchive(entries: PlannedEntry[], tmp: string, level: number, total: number, opts: CreateOptions): Promise<CreateResult> {
+  const checker = createEntryChecker({ maxEntries: Number.MAX_SAFE_INTEGER, maxTotalBytes: Number.MAX_SAFE_INTEGER, maxEntryBytes: Number.MAX_SAFE_INTEGER });
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const measure = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const pack = tar.pack();
+  const written = pipeline(pack, createGzip({ level }), measure, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }), opts.signal === undefined ? {} : { signal: opts.signal });
+  let read = 0;
+
+  async function feed(): Promise<void> {
+    for (const e of entries) {
+      throwIfAborted(opts.signal, 'creating an archive');
+      const header: tar.Header = {
+        name: e.name,
+        type: e.type,
+        size: e.size,
+        mode: e.mode,
+        mtime: new Date(opts.mtime === 'source' ? Math.floor(e.mtimeMs) : (opts.mtime ?? DEFAULT_PACKAGE_MTIME)),
+        uid: 0,
+        gid: 0,
+        uname: '',
+        gname: '',
+        linkname: e.linkname ?? '',
+        devmajor: 0,
+        devminor: 0,
+      };
+      checker.check(header);
+      await new Promise<void>((resolve, reject) => {
+        const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+        if (e.type !== 'file' || e.abs === undefined) return;
+        const rs = createReadStream(e.abs, { start: 0, end: Math.max(0, e.size - 1) });
+        if (e.size === 0) {
+          rs.destroy();
+          sink.end(null);
+          return;
+        }
+        rs.on('data', (chunk) => {
+          read += chunk.length;
+          opts.onProgress?.(read, total);
+          if (!sink.write(chunk)) {
+            rs.pause();
+            sink.once('drain', () => rs.resume());
+          }
+        });
+        rs.on('end', () => sink.end(null));
+        rs.on('error', (err) => {
+          sink.destroy(err);
+          reject(err);
+        });
+      });
+    }
+    checker.finish();
+    pack.finalize();
+  }
+
+  const [w, f] = await Promise.allSettled([written, feed().catch((error: unknown) => {
+    pack.destroy(error as Error);
+    throw error;
+  })]);
+  // The writer's error (ENOSPC, say) is the cause; the feeder then only sees a destroyed stream.
+  if (w.status === 'rejected') throw f.status === 'rejected' && f.reason instanceof OtaError ? f.reason : w.reason;
+  if (f.status === 'rejected') throw f.reason;
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/**
+ * Relative path → SHA-256 of the content for every file, 'link:' + target for every symlink
+ * (directories are implied by their contents). Two trees with equal maps hold the same release.
+ */
+export async function hashTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function visit(abs: string, rel: string): Promise<void> {
+    for (const name of (await readdir(abs)).sort()) {
+      const childAbs = join(abs, name);
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const st = await lstat(childAbs);
+      if (st.isSymbolicLink()) out[childRel] = `link:${await readlink(childAbs)}`;
+      else if (st.isDirectory()) await visit(childAbs, childRel);
+      else if (st.isFile()) out[childRel] = await hashFile(childAbs);
+    }
+  }
+  await visit(dir, '');
+  return out;
+}
+
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
