@@ -38,6 +38,7 @@ export interface Faults {
 export interface RequestRecord {
   path: string;
   range: string | null;
+  headers: http.IncomingHttpHeaders;
   status: number | null;
   /** Body bytes whose write the socket acknowledged. */
   bytesSent: number;
@@ -51,6 +52,8 @@ export interface FaultyServer {
   setFaults(faults: Faults): void;
   setFile(path: string, content: Buffer): void;
   readonly requests: RequestRecord[];
+  /** Resolves once every response so far has finished or been cut (the server noticed). */
+  settled(): Promise<void>;
   /** Sum of body bytes sent, optionally for one path only. */
   bytesSent(path?: string): number;
   close(): Promise<void>;
@@ -67,6 +70,7 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
   const requests: RequestRecord[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
+  const inFlight = new Set<Promise<void>>();
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -78,7 +82,12 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
     });
 
   const server = http.createServer((req, res) => {
-    void handle(req, res);
+    // A handler is in flight until it stopped writing: the body ended or the server saw the cut.
+    const done = handle(req, res).catch(() => {
+      res.destroy();
+    });
+    inFlight.add(done);
+    void done.then(() => inFlight.delete(done));
   });
   server.on('connection', (socket) => {
     sockets.add(socket);
@@ -88,7 +97,7 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const range = req.headers.range ?? null;
-    const record: RequestRecord = { path, range, status: null, bytesSent: 0, cut: false };
+    const record: RequestRecord = { path, range, headers: req.headers, status: null, bytesSent: 0, cut: false };
     requests.push(record);
 
     if (hangsLeft > 0) {
@@ -189,6 +198,9 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
       content.set(path, buffer);
     },
     requests,
+    async settled() {
+      await Promise.all([...inFlight]);
+    },
     bytesSent(path) {
       return requests.filter((r) => path === undefined || r.path === path).reduce((sum, r) => sum + r.bytesSent, 0);
     },
