@@ -1,0 +1,116 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OtaError } from '../../../src/core/errors.js';
+import { createArchive, createPackage, DEFAULT_PACKAGE_MTIME, hashTree } from '../../../src/package/create.js';
+import { scanPackage } from '../../../src/package/scan.js';
+import { listAll, randomish, writeTree } from '../../support/tar-fixtures.js';
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'otad-create-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const TREE = {
+  'b/z.txt': 'z',
+  'b/a.txt': 'a',
+  'a-file': randomish(20_000),
+  'a/nested/deep.bin': randomish(5000, 9),
+  'run.sh': { mode: 0o755, content: '#!/bin/sh\n' },
+  'latest': { symlink: 'a/nested/deep.bin' },
+} as const;
+
+describe('createPackage', () => {
+  it('gives byte-identical output for the same tree, whatever the file times and creation order', async () => {
+    const one = await writeTree(join(root, 'one'), TREE);
+    const reversed = Object.fromEntries(Object.entries(TREE).reverse());
+    const two = await writeTree(join(root, 'two'), reversed);
+    await utimes(join(two, 'b/z.txt'), new Date('2030-01-01'), new Date('2030-01-01'));
+    const r1 = await createPackage(one, join(root, 'one.tar.gz'));
+    const r2 = await createPackage(two, join(root, 'two.tar.gz'));
+    expect(r1.sha256).toBe(r2.sha256);
+    expect(r1.bytes).toBe(r2.bytes);
+    expect(await readFile(join(root, 'one.tar.gz'))).toEqual(await readFile(join(root, 'two.tar.gz')));
+  });
+
+  it('writes sorted entries with a fixed mtime, uid/gid 0, no user names and a gzip header without time or name', async () => {
+    const src = await writeTree(join(root, 'fmt'), TREE);
+    const file = join(root, 'fmt.tar.gz');
+    await createPackage(src, file);
+    const gz = await readFile(file);
+    expect(gz.readUInt32LE(4)).toBe(0); // MTIME field of the gzip header
+    expect(gz[3]! & 0x08).toBe(0); // FNAME flag
+    const tarBytes = gunzipSync(gz);
+    const names: string[] = [];
+    for (let off = 0; off + 512 <= tarBytes.length; off += 512) {
+      const block = tarBytes.subarray(off, off + 512);
+      if (block.every((b) => b === 0)) break;
+      const name = block.toString('latin1', 0, 100).replace(/\0.*$/s, '');
+      names.push(name);
+      expect(parseInt(block.toString('latin1', 108, 115), 8)).toBe(0); // uid
+      expect(parseInt(block.toString('latin1', 116, 123), 8)).toBe(0); // gid
+      expect(parseInt(block.toString('latin1', 136, 147), 8) * 1000).toBe(DEFAULT_PACKAGE_MTIME);
+      expect(block.subarray(265, 329).every((b) => b === 0)).toBe(true); // uname, gname
+      const size = parseInt(block.toString('latin1', 124, 135), 8);
+      off += Math.ceil(size / 512) * 512;
+    }
+    // Byte order: '-' (0x2d) sorts before '/' (0x2f), and every parent still precedes its children.
+    expect(names).toEqual(['a', 'a-file', 'a/nested', 'a/nested/deep.bin', 'b', 'b/a.txt', 'b/z.txt', 'latest', 'run.sh']);
+    const scan = await scanPackage(file);
+    expect(scan.files.find((f) => f.path === 'run.sh')?.mode).toBe(0o755);
+  });
+
+  it('strips setuid bits instead of carrying them into a package', async () => {
+    const src = await writeTree(join(root, 'suid'), { tool: 'x' });
+    await chmod(join(src, 'tool'), 0o4755);
+    const file = join(root, 'suid.tar.gz');
+    await createPackage(src, file);
+    const scan = await scanPackage(file);
+    expect(scan.files[0]).toMatchObject({ path: 'tool', mode: 0o755 });
+  });
+
+  it('refuses a symlink leaving the tree and leaves neither the package nor a temp file', async () => {
+    const dir = await mkdtemp(join(root, 'abs-'));
+    const src = await writeTree(join(dir, 'src'), { ok: 'x', escape: { symlink: '/etc/passwd' } });
+    let error: unknown;
+    try {
+      await createPackage(src, join(dir, 'out.tar.gz'));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(OtaError);
+    expect((error as OtaError).code).toBe('PACKAGE_UNSAFE_LINK');
+    expect(existsSync(join(dir, 'out.tar.gz'))).toBe(false);
+    expect((await listAll(dir)).filter((p) => !p.startsWith('src'))).toEqual([]);
+  });
+
+  it('reports progress up to the total of the source bytes', async () => {
+    const src = await writeTree(join(root, 'progress'), { a: randomish(300_000), b: 'bb' });
+    const seen: Array<[number, number]> = [];
+    await createPackage(src, join(root, 'progress.tar.gz'), { onProgress: (bytes, total) => seen.push([bytes, total]) });
+    expect(seen.at(-1)).toEqual([300_002, 300_002]);
+  });
+
+  it('stores several sources under their own names, with the parents they need', async () => {
+    const release = await writeTree(join(root, 'multi/release'), { 'bin/app': 'app' });
+    const config = await writeTree(join(root, 'multi/config'), { 'robot.yaml': 'speed: 1\n' });
+    const file = join(root, 'multi.tar.gz');
+    await createArchive([{ path: release, as: 'release' }, { path: config, as: 'data/config' }], file);
+    const scan = await scanPackage(file);
+    expect(scan.files.map((f) => f.path)).toEqual(['data', 'data/config', 'data/config/robot.yaml', 'release', 'release/bin', 'release/bin/app']);
+  });
+
+  it('hashTree maps files to sha256 and symlinks to their target', async () => {
+    const src = await writeTree(join(root, 'hash'), { 'a/x': 'x', l: { symlink: 'a/x' }, 'empty': { dir: true } });
+    expect(await hashTree(src)).toEqual({
+      'a/x': '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881',
+      l: 'link:a/x',
+    });
+  });
+});
