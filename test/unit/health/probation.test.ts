@@ -135,7 +135,7 @@ class FakeServices implements ServiceManager {
   async isActive(unit: string): Promise<boolean> {
     return (await this.status(unit)).active;
   }
-  async status(): Promise<ServiceStatus> {
+  async status(_unit?: string): Promise<ServiceStatus> {
     return this.statuses.length > 1 ? (this.statuses.shift() as ServiceStatus) : (this.statuses[0] as ServiceStatus);
   }
 }
