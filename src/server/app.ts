@@ -1,0 +1,312 @@
+/**
+ * ota-server: the reference update server. It serves a repository folder as static files (the same
+ * folder nginx or a CDN could serve), accepts uploads and publishes them through the publisher
+ * library ota-repo uses, re-signs the timestamp with the online key, and records device check-ins.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import express from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import type { Clock } from '../core/clock.js';
+import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import { createPublisher, type Publisher } from '../repo/repository.js';
+import { checkinSchema, createDeviceStore } from './device-store.js';
+
+export interface Timer {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const systemTimer: Timer = {
+  setInterval: (fn, ms) => {
+    const handle = setInterval(fn, ms);
+    handle.unref();
+    return handle;
+  },
+  clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
+};
+
+export interface ServerOptions {
+  repoDir: string;
+  /** Online keys (snapshot, timestamp) and, for uploads, the targets key. */
+  keysDir: string;
+  clock: Clock;
+  logger: Logger;
+  audit?: AuditSink;
+  /** File holding the bearer token for uploads and the fleet view. Absent: those endpoints answer 403. */
+  tokenFile?: string;
+  maxUploadBytes?: number;
+  devicesFile?: string;
+  /** Re-sign the timestamp periodically (false: never). */
+  timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
+}
+
+export interface OtaServer {
+  app: express.Express;
+  publisher: Publisher;
+  start(port: number, host?: string): Promise<{ port: number; host: string; url: string }>;
+  close(): Promise<void>;
+  /** One timestamp refresh tick (what the timer runs). */
+  tick(): Promise<void>;
+}
+
+const DEFAULT_MAX_UPLOAD = 1024 * 1024 * 1024;
+const QUERY_FIELD = /^[\x20-\x7e\n\r\t\u00a0-\uffff]*$/;
+
+export function createServer(options: ServerOptions): OtaServer {
+  const log = options.logger.child({ component: 'ota-server' });
+  const publisher = createPublisher({ repoDir: options.repoDir, keysDir: options.keysDir, clock: options.clock, logger: log });
+  const devices = createDeviceStore(options.devicesFile ?? path.join(options.repoDir, 'devices.json'), options.clock);
+  const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
+  let tokenDigest: Buffer | null = null;
+  if (options.tokenFile !== undefined) {
+    const token = readToken(options.tokenFile);
+    tokenDigest = createHash('sha256').update(token).digest();
+  }
+  // Publishing and timestamp signing never interleave: each reads and bumps the same versions.
+  let lock: Promise<unknown> = Promise.resolve();
+  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = lock.then(fn);
+    lock = run.catch(() => {});
+    return run;
+  }
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', 'strong');
+
+  const staticOptions = {
+    etag: true,
+    lastModified: true,
+    index: false as const,
+    dotfiles: 'ignore' as const,
+    redirect: false,
+    setHeaders(res: Response, file: string) {
+      const base = path.basename(file);
+      // timestamp.json and root.json change in place: never cached. Everything else is versioned or hash-named.
+      if (base === 'timestamp.json' || base === 'root.json') res.setHeader('Cache-Control', 'no-store');
+      else res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    },
+  };
+  app.use('/metadata', express.static(publisher.metadataDir, staticOptions));
+  app.use('/targets', express.static(publisher.targetsDir, staticOptions));
+
+  function authorized(req: Request, res: Response, what: string): boolean {
+    if (tokenDigest === null) {
+      res.status(403).json(errorBody(new OtaError('API_FORBIDDEN', `${what} is disabled: the server was started without a token file`)));
+      return false;
+    }
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer (\S+)$/.exec(header);
+    const given = createHash('sha256').update(match?.[1] ?? '').digest();
+    // Digests have equal length, so the comparison time does not depend on the token.
+    if (match === null || !timingSafeEqual(given, tokenDigest)) {
+      options.audit?.audit({ kind: 'api-auth-failure', message: `${what}: ${match === null ? 'no bearer token' : 'wrong bearer token'}`, actor: req.ip ?? 'unknown' });
+      res.status(401).set('WWW-Authenticate', 'Bearer').json(errorBody(new OtaError('API_UNAUTHORIZED', `${what} needs a valid bearer token`)));
+      return false;
+    }
+    return true;
+  }
+
+  app.post('/api/v1/upload', async (req: Request, res: Response, next: NextFunction) => {
+    if (!authorized(req, res, 'upload')) return;
+    try {
+      const q = req.query as Record<string, unknown>;
+      const field = (name: string, max: number): string | undefined => {
+        const value = q[name];
+        if (value === undefined) return undefined;
+        if (typeof value !== 'string' || value.length > max || !QUERY_FIELD.test(value)) {
+          throw new OtaError('API_INVALID_REQUEST', `query parameter ${name} must be one text value of at most ${max} characters`);
+        }
+        return value;
+      };
+      const product = field('product', 64);
+      const version = field('version', 64);
+      if (product === undefined || version === undefined) {
+        throw new OtaError('API_INVALID_REQUEST', 'upload needs query parameters product and version (and optionally channel, notes, minFromVersion, rolloutPercent)');
+      }
+      const declared = Number(req.get('content-length') ?? NaN);
+      if (Number.isFinite(declared) && declared > maxUploadBytes) {
+        throw new OtaError('API_TOO_LARGE', `upload of ${declared} bytes exceeds the limit of ${maxUploadBytes} bytes`);
+      }
+      const uploads = path.join(options.repoDir, '.uploads');
+      await fs.mkdir(uploads, { recursive: true });
+      const file = path.join(uploads, `${randomBytes(8).toString('hex')}.tar.gz`);
+      try {
+        await receive(req, file, maxUploadBytes);
+        const header = Buffer.alloc(2);
+        const handle = await fs.open(file, 'r');
+        await handle.read(header, 0, 2, 0);
+        await handle.close();
+        if (header[0] !== 0x1f || header[1] !== 0x8b) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
+        const rollout = field('rolloutPercent', 5);
+        const release = {
+          product,
+          version,
+          packageFile: file,
+          ...(field('channel', 32) !== undefined ? { channel: field('channel', 32)! } : {}),
+          ...(field('notes', 16_384) !== undefined ? { notes: field('notes', 16_384)! } : {}),
+          ...(field('minFromVersion', 64) !== undefined ? { minFromVersion: field('minFromVersion', 64)! } : {}),
+          ...(rollout !== undefined ? { rolloutPercent: Number(rollout) } : {}),
+        };
+        const result = await exclusive(async () => {
+          const added = await publisher.add(release);
+          const published = await publisher.publish();
+          return { ...added, publish: published };
+        });
+        options.audit?.audit({ kind: 'upload', message: `published ${product} ${version}`, product, actor: req.ip ?? 'unknown', details: { package: result.packageTarget } });
+        res.status(201).json({ product, version, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish });
+      } finally {
+        await fs.rm(file, { force: true });
+      }
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.post('/api/v1/checkin', express.json({ limit: '16kb' }), async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const parsed = checkinSchema.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw new OtaError('API_INVALID_REQUEST', `check-in field ${issue.path.join('.') || '(body)'}: ${issue.message}`);
+      }
+      const record = await devices.record(parsed.data);
+      res.status(200).json({ ok: true, lastSeen: record.lastSeen });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.get('/api/v1/devices', async (req: Request, res: Response, next: NextFunction) => {
+    if (!authorized(req, res, 'fleet view')) return;
+    try {
+      res.json({ devices: await devices.list() });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json(errorBody(new OtaError('API_NOT_FOUND', 'no such resource')));
+  });
+
+  // Express 5 passes rejected async handlers here. Bodies name the code; internals stay in the log.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const status = statusFor(error);
+    if (status >= 500) log.error('request failed', { error: toErrorData(error) });
+    res.status(status).json(status >= 500 ? { error: { code: 'INTERNAL', message: 'internal error' } } : errorBody(error));
+  });
+
+  let server: Server | null = null;
+  let timerHandle: unknown = null;
+  const refresh = options.timestampRefresh === undefined ? { intervalMs: 3_600_000 } : options.timestampRefresh;
+
+  async function tick(): Promise<void> {
+    if (refresh === false) return;
+    try {
+      const result = await exclusive(() => publisher.refreshTimestamp({ onlyIfExpiringWithinMs: refresh.refreshWithinMs ?? 12 * 3_600_000 }));
+      if (result.refreshed) log.info('timestamp re-signed', { version: result.version, expires: result.expires });
+    } catch (error) {
+      log.error('timestamp re-signing failed', { error: toErrorData(error) });
+    }
+  }
+
+  return {
+    app,
+    publisher,
+    tick,
+    async start(port, host = '127.0.0.1') {
+      await new Promise<void>((resolve, reject) => {
+        server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve()));
+      });
+      const address = server!.address();
+      const actualPort = typeof address === 'object' && address !== null ? address.port : port;
+      if (refresh !== false) {
+        const timer = refresh.timer ?? systemTimer;
+        timerHandle = timer.setInterval(() => void tick(), refresh.intervalMs);
+      }
+      log.info('ota-server listening', { host, port: actualPort });
+      return { port: actualPort, host, url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}` };
+    },
+    async close() {
+      if (timerHandle !== null && refresh !== false) (refresh.timer ?? systemTimer).clearInterval(timerHandle);
+      timerHandle = null;
+      await lock;
+      if (server !== null) {
+        const s = server;
+        server = null;
+        s.closeAllConnections();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+    },
+  };
+}
+
+function readToken(file: string): string {
+  // Read synchronously once at start: a missing token file is a configuration error, not a request error.
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (cause) {
+    throw new OtaError('CONFIG_NOT_FOUND', `token file ${file} is not readable: ${(cause as Error).message}`, { cause });
+  }
+  if (text.length < 16) throw new OtaError('CONFIG_INVALID', `token file ${file} holds ${text.length} characters, expected at least 16`);
+  return text;
+}
+
+
+async function receive(req: Request, file: string, maxBytes: number): Promise<void> {
+  let bytes = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _enc, callback) {
+      bytes += chunk.length;
+      if (bytes > maxBytes) callback(new OtaError('API_TOO_LARGE', `upload exceeds the limit of ${maxBytes} bytes`));
+      else callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(req, limiter, createWriteStream(file, { mode: 0o600 }));
+  } catch (error) {
+    // Stop reading the rest of an oversized body; the 413 answer closes the connection.
+    req.unpipe();
+    req.resume();
+    throw error;
+  }
+  if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz package as the request body)');
+}
+
+function statusFor(error: unknown): number {
+  if ((error as { type?: string }).type === 'entity.too.large') return 413;
+  if ((error as { type?: string }).type === 'entity.parse.failed') return 400;
+  if (!isOtaError(error)) return 500;
+  switch (error.code) {
+    case 'API_TOO_LARGE':
+      return 413;
+    case 'API_UNAUTHORIZED':
+      return 401;
+    case 'API_FORBIDDEN':
+      return 403;
+    case 'API_NOT_FOUND':
+      return 404;
+    case 'API_INVALID_REQUEST':
+    case 'MANIFEST_INVALID':
+      return 400;
+    case 'CONFIG_INVALID':
+      return 409;
+    default:
+      return 500;
+  }
+}
+
+function errorBody(error: unknown): { error: { code: string; message: string } } {
+  if ((error as { type?: string }).type === 'entity.too.large') return { error: { code: 'API_TOO_LARGE', message: 'request body too large' } };
+  if ((error as { type?: string }).type === 'entity.parse.failed') return { error: { code: 'API_INVALID_REQUEST', message: 'request body is not valid JSON' } };
+  const data = toErrorData(error);
+  return { error: { code: data.code, message: data.message } };
+}
