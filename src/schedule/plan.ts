@@ -48,7 +48,6 @@ export function planTask(spec: TaskSpec, state: PlanState, opts: PlanOptions): P
   // The first slot whose run (slot + d) is still ahead and that was not served.
   const next = slotAfter(spec, Math.max(floor, now - d));
 
-  let planned: number | null = null;
   const s = state.nextSlotAt;
   const r = state.nextRunAt;
   if (s !== null && r !== null && s > floor && !(next !== null && s > next)) {
@@ -61,10 +60,12 @@ export function planTask(spec: TaskSpec, state: PlanState, opts: PlanOptions): P
       // The next regular slot has begun: its run replaces the pending catch-up.
     } else if (now - r <= lateToleranceMs) {
       return { action: 'fire', slotAt: s, runAt: r, catchUp: isCatchUp };
-    } else {
-      planned = s;
     }
   }
+  // Only a task that had a run planned and saw it pass can have missed something: a task added at
+  // 10:00 does not make up the 03:00 it never had. The plan may have been made under a wrong clock
+  // (1970 at boot); what is made up is then the latest real slot after the last one served.
+  const missedAPlannedRun = s !== null && r !== null && r <= now;
 
   const lookback = Math.min(Math.max(opts.catchUpWindowMs, lateToleranceMs), MAX_LOOKBACK_MS);
   const missed = latestSlotInRange(spec, Math.max(floor, now - d - lookback - 1), now - d);
@@ -78,9 +79,8 @@ export function planTask(spec: TaskSpec, state: PlanState, opts: PlanOptions): P
     });
     if (decision.action === 'run') {
       if (!decision.catchUp) return { action: 'fire', slotAt: missed, runAt: missed + d, catchUp: false };
-      // Only a run that was planned is made up (a task added at 10:00 does not run the 03:00 it
-      // never had), and only while the next regular slot has not begun.
-      if (planned !== null && planned <= missed && (next === null || next > now)) {
+      // Made up only while the next regular slot has not begun: two runs never crowd one another.
+      if (missedAPlannedRun && (next === null || next > now)) {
         return { action: decision.runAt <= now ? 'fire' : 'wait', slotAt: missed, runAt: decision.runAt, catchUp: true };
       }
     }

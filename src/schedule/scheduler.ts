@@ -88,6 +88,7 @@ export class Scheduler {
   private lastReading: ClockReading | null = null;
   private started = false;
   private waking = false;
+  private loaded = false;
   private wakeAgain = false;
 
   constructor(private readonly opts: SchedulerOptions) {
@@ -109,7 +110,16 @@ export class Scheduler {
    */
   start(): void {
     if (this.started) return;
+    this.ensureLoaded();
     this.started = true;
+    this.lastReading = readClock(this.opts.clock);
+    this.wake(true);
+  }
+
+  /** Reads the store once, before the first upsert or start, so re-declared tasks keep their history. */
+  private ensureLoaded(): void {
+    if (this.loaded) return;
+    this.loaded = true;
     for (const record of this.opts.store.load()) {
       try {
         const spec = parseTaskSpec(record.spec);
@@ -118,8 +128,6 @@ export class Scheduler {
         this.log.warn('dropping a stored schedule task with an invalid spec', { taskId: record.id, error: toErrorData(error) });
       }
     }
-    this.lastReading = readClock(this.opts.clock);
-    this.wake(true);
   }
 
   stop(): void {
@@ -140,6 +148,7 @@ export class Scheduler {
     if (input.kind !== 'check' && input.kind !== 'install') {
       throw new OtaError('CONFIG_INVALID', `schedule task kind ${JSON.stringify(input.kind)} is not 'check' or 'install'`);
     }
+    this.ensureLoaded();
     const existing = this.tasks.get(input.id);
     const unchanged = existing !== undefined && existing.product === input.product && existing.kind === input.kind && sameSpec(existing.spec, spec);
     const record: TaskRecord = unchanged
@@ -164,6 +173,7 @@ export class Scheduler {
   }
 
   remove(id: string): boolean {
+    this.ensureLoaded();
     const had = this.tasks.delete(id);
     if (had) this.opts.store.remove(id);
     if (this.started) this.arm();
@@ -171,11 +181,13 @@ export class Scheduler {
   }
 
   get(id: string): TaskRecord | undefined {
+    this.ensureLoaded();
     const record = this.tasks.get(id);
     return record === undefined ? undefined : structuredClone(record);
   }
 
   list(): TaskRecord[] {
+    this.ensureLoaded();
     return [...this.tasks.values()].map((r) => structuredClone(r));
   }
 

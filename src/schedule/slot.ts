@@ -60,21 +60,43 @@ function assertInstant(after: number): void {
  * croner counts a pattern as "fixed-time" (first occurrence only, gap → first instant after it)
  * when seconds, minutes and hours have no wildcard or step. 'no-wildcard' extends that to lists and
  * ranges such as `30 2,14 * * *`, so a configured list of times follows the same rule as HH:MM.
+ *
+ * Parsed patterns are memoised: a Cron without a callback is an immutable description (it arms no
+ * timer), and the scheduler asks for the same few patterns on every replan.
  */
+const cronMemo = new Map<string, Cron>();
+const CRON_MEMO_MAX = 64;
+
 function cronFor(pattern: string, timeZone: string): Cron {
+  // croner treats a missing zone as the host's zone; a robot's schedule must never depend on that.
+  if (typeof timeZone !== 'string' || timeZone === '') assertTimeZone(timeZone);
+  const key = `${timeZone}\u0000${pattern}`;
+  const cached = cronMemo.get(key);
+  if (cached !== undefined) return cached;
+  let cron: Cron;
   try {
-    return new Cron(pattern, { timezone: timeZone, fixedTimeRule: 'no-wildcard' });
+    cron = new Cron(pattern, { timezone: timeZone, fixedTimeRule: 'no-wildcard' });
   } catch (cause) {
     throw new OtaError('CONFIG_INVALID', `schedule cron expression ${JSON.stringify(pattern)} is not valid: ${(cause as Error).message}`, {
       details: { cron: pattern, timeZone },
       cause,
     });
   }
+  if (cronMemo.size >= CRON_MEMO_MAX) cronMemo.clear();
+  cronMemo.set(key, cron);
+  return cron;
 }
 
-function nextFrom(cron: Cron, after: number): number | null {
-  // croner strips milliseconds and searches strictly after the given second.
-  const next = cron.nextRun(new Date(after));
+function nextFrom(cron: Cron, after: number, timeZone: string): number | null {
+  let next: Date | null;
+  try {
+    // croner strips milliseconds and searches strictly after the given second.
+    next = cron.nextRun(new Date(after));
+  } catch (cause) {
+    // croner reads the zone lazily: an unknown zone surfaces here.
+    assertTimeZone(timeZone);
+    throw cause;
+  }
   return next === null ? null : next.getTime();
 }
 
@@ -84,9 +106,8 @@ function nextFrom(cron: Cron, after: number): number | null {
  */
 export function nextLocalSlot(opts: { after: number; time: string; timeZone: string }): number {
   const { hour, minute } = parseLocalTime(opts.time);
-  assertTimeZone(opts.timeZone);
   assertInstant(opts.after);
-  const next = nextFrom(cronFor(`0 ${minute} ${hour} * * *`, opts.timeZone), opts.after);
+  const next = nextFrom(cronFor(`0 ${minute} ${hour} * * *`, opts.timeZone), opts.after, opts.timeZone);
   if (next === null) throw new OtaError('INTERNAL', `no daily slot at ${opts.time} ${opts.timeZone} after ${opts.after}`);
   return next;
 }
@@ -104,12 +125,12 @@ export function nextCronSlot(expr: string, after: number, timeZone: string): num
       details: { cron: expr },
     });
   }
-  assertTimeZone(timeZone);
   assertInstant(after);
-  return nextFrom(cronFor(expr, timeZone), after);
+  return nextFrom(cronFor(expr, timeZone), after, timeZone);
 }
 
 /** Throws CONFIG_INVALID when `expr` does not parse; used to validate configuration early. */
 export function assertCronExpression(expr: string, timeZone: string): void {
+  assertTimeZone(timeZone);
   nextCronSlot(expr, 0, timeZone);
 }

@@ -165,3 +165,10 @@ describe('parseLocalTime and input checks', () => {
     expect(() => nextLocalSlot({ after: 0, time: '03:00', timeZone: 'Europe/Atlantis' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
   });
 });
+
+describe('time zone is never implicit', () => {
+  it('rejects an empty zone instead of falling back to the host zone', () => {
+    expect(() => nextLocalSlot({ after: 0, time: '03:00', timeZone: '' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    expect(() => nextCronSlot('0 3 * * *', 0, '')).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+  });
+});
