@@ -378,6 +378,19 @@ export function createPublisher(options: PublisherOptions) {
       }
     },
 
+    /**
+     * Stage one arbitrary target with otad's custom fields (releases use add()). The publisher signs
+     * what it is given: the robot checks that a manifest agrees with its listing.
+     */
+    async stageTarget(name: string, source: { file?: string; bytes?: Buffer }, custom: CustomTargetInfo): Promise<TargetInfo> {
+      await readSettings();
+      const staged = await readStaged();
+      const info = await storeTarget(name, source);
+      staged[name] = { length: info.length, sha256: info.sha256, custom };
+      await writeFileAtomic(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+      return info;
+    },
+
     /** Sign staged targets (if any), then a new snapshot and timestamp. */
     async publish(opts: { resignTargets?: boolean } = {}): Promise<PublishResult> {
       const settings = await readSettings();
