@@ -1,0 +1,20 @@
+/** The scheduling module's public surface, for the daemon to wire. */
+export { nextLocalSlot, nextCronSlot, parseLocalTime, assertTimeZone, assertCronExpression } from './slot.js';
+export type { LocalTime } from './slot.js';
+export { deviceDelayMs, inRollout, rolloutBucket, hashUnit } from './spread.js';
+export { deferralStatus } from './deferral.js';
+export type { DeferralInput, DeferralStatus } from './deferral.js';
+export { decideCatchUp, DEFAULT_CATCH_UP_WINDOW_MS, DEFAULT_LATE_TOLERANCE_MS } from './catch-up.js';
+export type { CatchUpDecision, CatchUpInput, TaskKind } from './catch-up.js';
+export { detectClockJump, readClock, DEFAULT_JUMP_TOLERANCE_MS } from './clock-jump.js';
+export type { ClockReading } from './clock-jump.js';
+export { parseTaskSpec, slotAfter, sameSpec, isAtSpec, isCronSpec, isOnce, specWindowMs, MAX_WINDOW_MS } from './spec.js';
+export type { AtSpec, CronSpec, DailySpec, TaskSpec } from './spec.js';
+export { planTask, latestSlotInRange } from './plan.js';
+export type { Plan, PlanOptions, PlanState } from './plan.js';
+export { MemoryTaskStore, SqliteTaskStore, SCHEDULE_TASKS_SQL } from './task-store.js';
+export type { TaskRecord, TaskStore } from './task-store.js';
+export { ManualTimers, systemTimers } from './timers.js';
+export type { TimerHandle, TimerPort } from './timers.js';
+export { Scheduler, RESULT_RUNNING } from './scheduler.js';
+export type { DueInfo, OnDue, SchedulerOptions, TaskInput } from './scheduler.js';
