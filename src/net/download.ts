@@ -206,8 +206,11 @@ export function createDownloader(options: DownloaderOptions): Downloader {
                 { details: { url: safeUrl, expectedLength, receivedAtLeast: state.bytes + chunk.length } },
               );
             }
-            await writeAll(file, chunk, state.bytes);
+            // Hash on this thread while the write runs in the pool. If the write fails the call
+            // ends (storage errors are not retried here), so the hash never outruns the file.
+            const writing = writeAll(file, chunk, state.bytes);
             state.hash.update(chunk);
+            await writing;
             state.bytes += chunk.length;
             received += chunk.length;
             guard.record(chunk.length);

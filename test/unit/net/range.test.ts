@@ -31,7 +31,8 @@ describe('planRangeResponse', () => {
   });
 
   it('discards the partial when a 206 starts elsewhere or has no Content-Range (a lying server)', () => {
-    for (const headers of [{ 'content-range': 'bytes 0-999/1000' }, {}]) {
+    const cases: Array<Record<string, string>> = [{ 'content-range': 'bytes 0-999/1000' }, {}];
+    for (const headers of cases) {
       const decision = planRangeResponse({ ...base, requestedOffset: 400, status: 206, headers });
       expect(decision).toMatchObject({ kind: 'reject', discardPartial: true, error: { code: 'HTTP_STATUS', retryable: true } });
     }
