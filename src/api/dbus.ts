@@ -1,0 +1,161 @@
+/**
+ * The D-Bus service (dbus-next, members declared with Interface.configureMembers, no decorators):
+ * name from configuration (io.otad.Daemon1), object /io/otad/Daemon1, interface io.otad.Daemon1.
+ * Methods dispatch through the same Edge as REST (validation, rate limit, audit); an empty
+ * product means "the only product". Refusals are D-Bus errors named io.otad.Daemon1.Error.<CODE>;
+ * an unexpected failure is io.otad.Daemon1.Error.INTERNAL with a generic message (never a stack).
+ * Who may call what is the bus policy's job: deploy/dbus/io.otad.Daemon1.conf.
+ */
+import dbus from 'dbus-next';
+import { OtaError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { DaemonControl } from '../daemon/control.js';
+import type { Edge } from './edge.js';
+import { toApiError } from './http-errors.js';
+
+export const DBUS_OBJECT_PATH = '/io/otad/Daemon1';
+export const DBUS_INTERFACE = 'io.otad.Daemon1';
+
+export interface DbusDeps {
+  control: DaemonControl;
+  edge: Edge;
+  logger: Logger;
+  /** 'system', 'session', or a bus address such as unix:path=/run/otad-bus. */
+  bus: string;
+  name: string;
+  connectTimeoutMs?: number;
+}
+
+export interface DbusService {
+  close(): Promise<void>;
+}
+
+type EventFn = (type: string, product: string) => Promise<string>;
+
+class OtadInterface extends dbus.interface.Interface {
+  constructor(
+    private readonly send: EventFn,
+    private readonly status: () => string,
+  ) {
+    super(DBUS_INTERFACE);
+  }
+  UpdateNow(product: string) {
+    return this.send('UPDATE_NOW', product);
+  }
+  Schedule3AM(product: string) {
+    return this.send('SCHEDULE_3AM', product);
+  }
+  CheckNow(product: string) {
+    return this.send('CHECK_NOW', product);
+  }
+  Confirm(product: string) {
+    return this.send('CONFIRM', product);
+  }
+  Cancel(product: string) {
+    return this.send('CANCEL', product);
+  }
+  Rollback(product: string) {
+    return this.send('ROLLBACK', product);
+  }
+  GetStatus() {
+    return this.status();
+  }
+  // Signals: the returned array is the signal's body.
+  StateChanged(product: string, from: string, to: string, runId: string) {
+    return [product, from, to, runId];
+  }
+  Progress(product: string, step: string, bytes: number, total: number) {
+    return [product, step, bytes, total];
+  }
+  UpdateAvailable(product: string, version: string, notes: string) {
+    return [product, version, notes];
+  }
+}
+
+const event = { inSignature: 's', outSignature: 's' };
+OtadInterface.configureMembers({
+  methods: { UpdateNow: event, Schedule3AM: event, CheckNow: event, Confirm: event, Cancel: event, Rollback: event, GetStatus: { outSignature: 's' } },
+  signals: { StateChanged: { signature: 'ssss' }, Progress: { signature: 'ssxx' }, UpdateAvailable: { signature: 'sss' } },
+});
+
+function connect(bus: string): dbus.MessageBus {
+  if (bus === 'system') return dbus.systemBus();
+  if (bus === 'session') return dbus.sessionBus();
+  return dbus.sessionBus({ busAddress: bus });
+}
+
+export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
+  const { control, edge, logger } = deps;
+  const bus = connect(deps.bus);
+  bus.on('error', (error: unknown) => logger.error('D-Bus connection error', { bus: deps.bus, error: String(error) }));
+
+  const send: EventFn = async (type, product) => {
+    try {
+      const result = await edge.dispatch({ type, ...(product ? { product } : {}) }, { actor: 'dbus', source: 'dbus' });
+      return JSON.stringify(result);
+    } catch (error) {
+      const mapped = toApiError(error);
+      if (mapped.internal) logger.error('a D-Bus method failed', { type, error: String(error) });
+      throw new dbus.DBusError(`${DBUS_INTERFACE}.Error.${mapped.body.error.code}`, mapped.body.error.message);
+    }
+  };
+  const iface = new OtadInterface(send, () => {
+    try {
+      return JSON.stringify(control.status());
+    } catch (error) {
+      logger.error('D-Bus GetStatus failed', { error: String(error) });
+      throw new dbus.DBusError(`${DBUS_INTERFACE}.Error.INTERNAL`, 'otad could not read its status; the reason is in the otad log');
+    }
+  });
+
+  const timeoutMs = deps.connectTimeoutMs ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const reply = await Promise.race([
+      bus.requestName(deps.name, dbus.NameFlag.DO_NOT_QUEUE),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from the bus within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
+      throw new Error(`the name ${deps.name} is owned by another process (reply ${reply})`);
+    }
+  } catch (error) {
+    bus.disconnect();
+    throw new OtaError('CONFIG_INVALID', `cannot start the D-Bus service ${deps.name} on bus "${deps.bus}": ${(error as Error).message}; check dbus.bus and the bus policy (deploy/dbus/io.otad.Daemon1.conf)`, {
+      details: { bus: deps.bus, name: deps.name },
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  bus.export(DBUS_OBJECT_PATH, iface);
+
+  const emit = (fn: () => void) => {
+    try {
+      fn();
+    } catch (error) {
+      logger.warn('a D-Bus signal could not be sent', { error: String(error) });
+    }
+  };
+  const offs = [
+    control.bus.subscribe('transition', (t) => emit(() => iface.StateChanged(t.product, t.from, t.to, t.runId ?? ''))),
+    control.bus.subscribe('progress', (p) => emit(() => iface.Progress(p.product, p.step, Math.round(p.bytes), p.total === null ? -1 : Math.round(p.total)))),
+    control.bus.subscribe('notification', (n) => {
+      if (n.kind === 'update-available') emit(() => iface.UpdateAvailable(n.product, n.version ?? '', n.notes ?? ''));
+    }),
+  ];
+  logger.info('D-Bus service ready', { bus: deps.bus, name: deps.name, path: DBUS_OBJECT_PATH });
+  return {
+    async close() {
+      for (const off of offs) off();
+      try {
+        bus.unexport(DBUS_OBJECT_PATH, iface);
+        await bus.releaseName(deps.name);
+      } catch {
+        // The bus may already be gone; disconnecting is what matters.
+      }
+      bus.disconnect();
+    },
+  };
+}

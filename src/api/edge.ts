@@ -1,0 +1,128 @@
+/**
+ * What every interface (REST, Socket.IO, D-Bus) does with a control request, in one place:
+ * validate the body, spend the caller's rate-limit budget, call the daemon, and audit refusals
+ * (the daemon audits the actions it performs). Handlers stay thin and behave the same everywhere.
+ */
+import type { z } from 'zod';
+import type { EventSource } from '../../machines/types.js';
+import { isOtaError, OtaError } from '../core/errors.js';
+import type { AuditSink } from '../core/logger.js';
+import type { DaemonControl, DispatchResult } from '../daemon/control.js';
+import type { InhibitRecord } from '../store/store.js';
+import type { RateLimiter } from './rate-limit.js';
+import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRequestSchema } from './schemas.js';
+
+export interface Caller {
+  /** Token name, D-Bus sender or user: recorded in the audit log. */
+  actor: string;
+  source: EventSource;
+}
+
+export interface EdgeDeps {
+  control: DaemonControl;
+  limiter: RateLimiter;
+  audit: AuditSink;
+}
+
+export interface Edge {
+  dispatch(body: unknown, caller: Caller): Promise<DispatchResult>;
+  holdInhibit(body: unknown, caller: Caller): InhibitRecord;
+  releaseInhibit(holder: string, caller: Caller): { released: true; holder: string };
+  acknowledge(body: unknown, caller: Caller): { acknowledged: number };
+}
+
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
+  if (body === undefined || body === null || typeof body !== 'object') {
+    throw new OtaError('API_INVALID_REQUEST', `${what}: expected a JSON object body (Content-Type: application/json)`);
+  }
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const problems = describeIssues(r.error);
+    throw new OtaError('API_INVALID_REQUEST', `${what}: ${problems.join('; ')}`, { details: { problems } });
+  }
+  return r.data;
+}
+
+export function createEdge(deps: EdgeDeps): Edge {
+  const { control, limiter, audit } = deps;
+
+  function spend(caller: Caller): void {
+    const r = limiter.take(`${caller.source}:${caller.actor}`);
+    if (!r.ok) {
+      throw new OtaError('API_RATE_LIMITED', `too many control requests from ${caller.actor}; try again in ${Math.ceil(r.retryAfterMs / 1000)} s`, {
+        details: { retryAfterMs: r.retryAfterMs },
+      });
+    }
+  }
+
+  function auditRefusal(what: string, caller: Caller, error: unknown): void {
+    if (!isOtaError(error) || error.category !== 'api') return;
+    audit.audit({
+      kind: 'api-control',
+      message: `refused ${what} from ${caller.source} (${caller.actor}): ${error.code}`,
+      actor: caller.actor,
+      details: { code: error.code, source: caller.source },
+    });
+  }
+
+  async function guarded<T>(what: string, caller: Caller, fn: () => T | Promise<T>): Promise<T> {
+    try {
+      spend(caller);
+      return await fn();
+    } catch (error) {
+      auditRefusal(what, caller, error);
+      throw error;
+    }
+  }
+
+  function guardedSync<T>(what: string, caller: Caller, fn: () => T): T {
+    try {
+      spend(caller);
+      return fn();
+    } catch (error) {
+      auditRefusal(what, caller, error);
+      throw error;
+    }
+  }
+
+  return {
+    dispatch(body, caller) {
+      return guarded('an event', caller, () => {
+        const req = parseBody(eventRequestSchema, body, 'event');
+        return control.dispatch({
+          type: req.type,
+          source: caller.source,
+          actor: caller.actor,
+          ...(req.product !== undefined ? { product: req.product } : {}),
+          ...(req.reason !== undefined ? { reason: req.reason } : {}),
+        });
+      });
+    },
+    holdInhibit(body, caller) {
+      return guardedSync('an inhibit', caller, () => {
+        const req = parseBody(inhibitRequestSchema, body, 'inhibit');
+        return control.holdInhibit({
+          holder: req.holder,
+          reason: req.reason,
+          source: caller.source,
+          actor: caller.actor,
+          ...(req.durationMs !== undefined ? { durationMs: req.durationMs } : {}),
+        });
+      });
+    },
+    releaseInhibit(holder, caller) {
+      return guardedSync('an inhibit release', caller, () => {
+        if (!control.releaseInhibit(holder, caller.source, caller.actor)) {
+          throw new OtaError('API_NOT_FOUND', `no inhibit is held by "${holder}"`, { details: { holder } });
+        }
+        return { released: true as const, holder };
+      });
+    },
+    acknowledge(body, caller) {
+      return guardedSync('an acknowledgement', caller, () => {
+        const req = parseBody(ackRequestSchema, body, 'acknowledgement');
+        return { acknowledged: control.acknowledge(req.product, req.version ?? null, caller.source, caller.actor) };
+      });
+    },
+  };
+}

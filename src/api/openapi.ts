@@ -1,0 +1,145 @@
+/**
+ * The OpenAPI 3.1 document of REST v1, generated from the zod schemas the handlers use
+ * (schemas.ts). Served at /api/v1/openapi.json; docs/api.md is checked against it by a test.
+ */
+import { z } from 'zod';
+import { OTAD_VERSION } from '../daemon/daemon.js';
+import { apiSchemas } from './schemas.js';
+
+const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'AckRequest']);
+
+type Json = Record<string, unknown>;
+
+const ref = (id: string): Json => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string, description: string): Json => ({ description, content: { 'application/json': { schema: ref(id) } } });
+const err = (description: string): Json => json('Error', description);
+
+const q = (name: string, schema: Json, description: string): Json => ({ name, in: 'query', required: false, schema, description });
+const int = (minimum: number, maximum?: number): Json => ({ type: 'integer', minimum, ...(maximum === undefined ? {} : { maximum }) });
+
+const common = { '400': err('invalid request (API_INVALID_REQUEST)'), '401': err('no token, a wrong token, or a token in the query string (API_UNAUTHORIZED)'), '403': err('a foreign Host header, or a read token on a control endpoint (API_FORBIDDEN)'), '500': err('unexpected failure: a generic message, details in the otad log (INTERNAL)') };
+const control = { ...common, '413': err('body larger than api.bodyLimitBytes (API_TOO_LARGE)'), '429': err('too many control requests (API_RATE_LIMITED); see Retry-After') };
+
+export function buildOpenApiDocument(): Json {
+  const components: Record<string, Json> = {};
+  for (const io of ['output', 'input'] as const) {
+    const out = z.toJSONSchema(apiSchemas, { uri: (id) => `#/components/schemas/${id}`, io, unrepresentable: 'any' }) as { schemas: Record<string, Json> };
+    for (const [id, schema] of Object.entries(out.schemas)) {
+      if ((io === 'input') !== REQUEST_IDS.has(id)) continue;
+      const { $schema: _s, $id: _i, ...rest } = schema;
+      components[id] = rest;
+    }
+  }
+  const read = { security: [{ bearer: [] }] };
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'otad local API',
+      version: OTAD_VERSION,
+      description:
+        'The local REST API of otad, the over-the-air update daemon on a robot. Localhost only by default. Every endpoint except health, openapi.json and the document itself needs a bearer token; control endpoints need a token with the control scope. Errors have one shape: { error: { code, message, details? } }.',
+    },
+    servers: [{ url: '/api/v1' }],
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a token from api.tokensFile; never in the query string' } },
+      schemas: components,
+    },
+    paths: {
+      '/status': { get: { operationId: 'getStatus', summary: 'device and per-product lifecycle status', ...read, responses: { '200': json('Status', 'status'), ...common } } },
+      '/events': {
+        post: {
+          operationId: 'postEvent',
+          summary: 'dispatch an allow-listed event (control scope)',
+          ...read,
+          requestBody: { required: true, content: { 'application/json': { schema: ref('EventRequest') } } },
+          responses: {
+            '202': json('DispatchResult', 'accepted: the machine moved on'),
+            ...control,
+            '404': err('unknown product (PRODUCT_UNKNOWN)'),
+            '409': err('not allowed in the current state (API_EVENT_NOT_ALLOWED); details.state and details.allowed'),
+          },
+        },
+      },
+      '/inhibit': {
+        post: {
+          operationId: 'holdInhibit',
+          summary: 'hold an inhibit: no update starts while it is held (control scope)',
+          ...read,
+          requestBody: { required: true, content: { 'application/json': { schema: ref('InhibitRequest') } } },
+          responses: { '201': json('Inhibit', 'held'), ...control },
+        },
+      },
+      '/inhibit/{holder}': {
+        delete: {
+          operationId: 'releaseInhibit',
+          summary: 'release an inhibit (control scope)',
+          ...read,
+          parameters: [{ name: 'holder', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': json('InhibitReleased', 'released'), ...control, '404': err('no inhibit held by this holder (API_NOT_FOUND)') },
+        },
+      },
+      '/notifications/ack': {
+        post: {
+          operationId: 'acknowledgeRelease',
+          summary: 'acknowledge a release notification (control scope)',
+          ...read,
+          requestBody: { required: true, content: { 'application/json': { schema: ref('AckRequest') } } },
+          responses: { '200': json('AckResult', 'acknowledged'), ...control, '404': err('unknown product (PRODUCT_UNKNOWN)') },
+        },
+      },
+      '/history': {
+        get: {
+          operationId: 'getHistory',
+          summary: 'update runs, newest first',
+          ...read,
+          parameters: [q('product', { type: 'string' }, 'only this product'), q('limit', int(1, 1000), 'at most this many (default 100)'), q('offset', int(0), 'skip this many')],
+          responses: { '200': json('History', 'runs'), ...common },
+        },
+      },
+      '/transitions': {
+        get: {
+          operationId: 'getTransitions',
+          summary: 'the transition log, oldest first, paged by sequence number',
+          ...read,
+          parameters: [
+            q('afterSeq', int(0), 'only transitions with a greater sequence number'),
+            q('limit', int(1, 1000), 'page size (default 100)'),
+            q('product', { type: 'string' }, 'only this product'),
+            q('runId', { type: 'string' }, 'only this run'),
+          ],
+          responses: { '200': json('Transitions', 'a page of transitions'), ...common },
+        },
+      },
+      '/logs': {
+        get: {
+          operationId: 'getLogs',
+          summary: 'the last log lines kept in memory, filtered',
+          ...read,
+          parameters: [
+            q('level', { type: 'string', enum: ['error', 'warn', 'info', 'debug'] }, 'this level and more severe'),
+            q('limit', int(1, 2000), 'at most this many (the newest)'),
+            q('contains', { type: 'string' }, 'only lines whose message contains this text'),
+            q('since', int(0), 'only lines at or after this time (ms since the epoch)'),
+          ],
+          responses: { '200': json('Logs', 'log lines'), ...common },
+        },
+      },
+      '/runs/{runId}/export': {
+        get: {
+          operationId: 'exportRun',
+          summary: "one run's transitions and snapshots, for offline replay (otactl replay)",
+          ...read,
+          parameters: [{ name: 'runId', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': json('RunExport', 'the run'), ...common, '404': err('no such run (API_NOT_FOUND)') },
+        },
+      },
+      '/health': {
+        get: {
+          operationId: 'getHealth',
+          summary: 'liveness: no token needed (state names only)',
+          responses: { '200': json('Health', 'the daemon is serving'), '403': common['403'] },
+        },
+      },
+    },
+  };
+}

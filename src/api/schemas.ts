@@ -1,0 +1,183 @@
+/**
+ * The shapes of the REST API, as zod schemas: request bodies and queries are parsed with them, and
+ * the OpenAPI document (openapi.ts) is generated from the same schemas, so the document cannot
+ * drift from what the handlers accept. Tests validate real responses against the served document.
+ */
+import { z } from 'zod';
+
+/** The named schemas of the API: the OpenAPI document's components. */
+export const apiSchemas = z.registry<{ id: string }>();
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/).max(64);
+const ms = z.number().describe('milliseconds since the Unix epoch');
+const nullableMs = ms.nullable();
+
+export const errorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable error code (docs/errors.md)'),
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .register(apiSchemas, { id: 'Error' });
+
+// ----- requests ------------------------------------------------------------------------------
+
+export const eventRequestSchema = z
+  .strictObject({
+    product: name.optional().describe('optional when the robot manages one product'),
+    type: z.string().min(1).max(64).describe('UPDATE_NOW or SCHEDULE_3AM (the choices), or CHECK_NOW, CONFIRM, CANCEL, ROLLBACK, RESET'),
+    reason: z.string().max(200).optional(),
+  })
+  .register(apiSchemas, { id: 'EventRequest' });
+
+export const inhibitRequestSchema = z
+  .strictObject({
+    holder: z.string().regex(/^[\w.@:-]{1,64}$/),
+    reason: z.string().min(1).max(200),
+    durationMs: z.number().int().positive().optional().describe('capped by inhibit.maxHold'),
+  })
+  .register(apiSchemas, { id: 'InhibitRequest' });
+
+export const ackRequestSchema = z
+  .strictObject({
+    product: name,
+    version: z.string().max(64).nullable().optional().describe('omit or null: every pending release of the product'),
+  })
+  .register(apiSchemas, { id: 'AckRequest' });
+
+const limit = (max: number) => z.coerce.number().int().min(1).max(max).optional();
+export const historyQuerySchema = z.strictObject({ product: name.optional(), limit: limit(1000), offset: z.coerce.number().int().min(0).optional() });
+export const transitionsQuerySchema = z.strictObject({
+  product: name.optional(),
+  runId: z.string().max(64).optional(),
+  afterSeq: z.coerce.number().int().min(0).optional(),
+  limit: limit(1000),
+});
+export const logsQuerySchema = z.strictObject({
+  level: z.enum(['error', 'warn', 'info', 'debug']).optional(),
+  limit: limit(2000),
+  contains: z.string().max(200).optional(),
+  since: z.coerce.number().int().min(0).optional(),
+});
+
+// ----- responses -----------------------------------------------------------------------------
+
+const errorInfo = z.object({ code: z.string(), category: z.string(), retryable: z.boolean(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() });
+const progress = z.object({
+  product: z.string(),
+  runId: z.string(),
+  step: z.string(),
+  bytes: z.number(),
+  total: z.number().nullable(),
+  rateBps: z.number().nullable(),
+  etaMs: z.number().nullable(),
+  message: z.string().optional(),
+});
+const offer = z.looseObject({ product: z.string(), version: z.string(), channel: z.string(), notes: z.string() });
+
+export const inhibitRecordSchema = z.object({ holder: z.string(), reason: z.string(), since: ms, expiresAt: ms }).register(apiSchemas, { id: 'Inhibit' });
+
+export const productStatusSchema = z
+  .object({
+    product: z.string(),
+    state: z.string(),
+    runId: z.string().nullable(),
+    runKind: z.string().nullable(),
+    installedVersion: z.string().nullable(),
+    offeredVersion: z.string().nullable(),
+    offer: offer.nullable(),
+    releaseNotes: z.string().nullable(),
+    choice: z.object({ choice: z.string(), source: z.string(), at: ms }).nullable(),
+    allowedEvents: z.array(z.string()).describe('the events this product accepts now'),
+    deadlines: z.object({ choice: nullableMs, confirm: nullableMs, scheduledAt: nullableMs, preCheckRetryAt: nullableMs }),
+    nextCheckAt: nullableMs,
+    preCheckReasons: z.array(z.object({ code: z.string(), message: z.string() })),
+    progress: progress.nullable(),
+    lastCheckAt: nullableMs,
+    lastOutcome: z.string().nullable(),
+    error: errorInfo.nullable(),
+    notification: z.object({ version: z.string(), notes: z.string(), foundAt: ms }).nullable(),
+    recovery: z.object({ action: z.string(), reason: z.string() }).nullable(),
+  })
+  .register(apiSchemas, { id: 'ProductStatus' });
+
+export const statusSchema = z
+  .object({
+    deviceId: z.string(),
+    otadVersion: z.string(),
+    machineVersion: z.number().int(),
+    environment: z.string(),
+    simulation: z.boolean(),
+    startedAt: ms,
+    now: ms,
+    stepsConfigured: z.boolean(),
+    products: z.array(productStatusSchema),
+    inhibits: z.array(inhibitRecordSchema),
+    network: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .register(apiSchemas, { id: 'Status' });
+
+export const dispatchResultSchema = z
+  .object({ product: z.string(), event: z.string(), state: z.string().describe('the state right after the event'), runId: z.string().nullable() })
+  .register(apiSchemas, { id: 'DispatchResult' });
+
+export const runSchema = z
+  .object({
+    runId: z.string(),
+    product: z.string(),
+    kind: z.string(),
+    startedAt: ms,
+    endedAt: nullableMs,
+    fromVersion: z.string().nullable(),
+    toVersion: z.string().nullable(),
+    state: z.string(),
+    outcome: z.string().nullable(),
+    error: errorInfo.nullable(),
+  })
+  .register(apiSchemas, { id: 'Run' });
+
+export const transitionSchema = z
+  .object({
+    seq: z.number().int(),
+    product: z.string(),
+    runId: z.string().nullable(),
+    from: z.string(),
+    to: z.string(),
+    eventType: z.string(),
+    event: z.unknown(),
+    at: ms,
+    machineVersion: z.number().int(),
+    snapshot: z.unknown().optional(),
+  })
+  .register(apiSchemas, { id: 'Transition' });
+
+export const historySchema = z.object({ runs: z.array(runSchema) }).register(apiSchemas, { id: 'History' });
+export const transitionsSchema = z
+  .object({ transitions: z.array(transitionSchema), nextAfterSeq: z.number().int().describe('pass as afterSeq to get the next page') })
+  .register(apiSchemas, { id: 'Transitions' });
+export const logsSchema = z
+  .object({ lines: z.array(z.object({ time: ms, level: z.string(), message: z.string(), fields: z.record(z.string(), z.unknown()) })) })
+  .register(apiSchemas, { id: 'Logs' });
+export const runExportSchema = z
+  .object({
+    format: z.literal('otad-run/1'),
+    exportedAt: ms,
+    deviceId: z.string(),
+    machineVersion: z.number().int(),
+    run: runSchema,
+    initialSnapshot: z.unknown().describe('the machine snapshot before the run (null: a fresh machine)'),
+    transitions: z.array(transitionSchema),
+  })
+  .register(apiSchemas, { id: 'RunExport' });
+export const healthSchema = z
+  .object({ ok: z.boolean(), uptimeMs: z.number(), products: z.array(z.object({ product: z.string(), state: z.string() })) })
+  .register(apiSchemas, { id: 'Health' });
+export const ackResponseSchema = z.object({ acknowledged: z.number().int() }).register(apiSchemas, { id: 'AckResult' });
+export const releaseResponseSchema = z.object({ released: z.literal(true), holder: z.string() }).register(apiSchemas, { id: 'InhibitReleased' });
+
+/** Parses with a schema; a failure becomes API_INVALID_REQUEST naming each offending field. */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+}

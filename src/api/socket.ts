@@ -1,0 +1,177 @@
+/**
+ * The Socket.IO stream (same HTTP server, path /socket.io). Each message is one versioned envelope
+ * `{ v: 1, type, time, seq, payload }` sent as the `message` event. A client authenticates with
+ * `auth: { token }` in the handshake; a browser page from a foreign Origin is refused before the
+ * handshake completes. A client that gives `auth.lastSeq` first receives the transitions it missed
+ * (read from the database), then live ones, with no gap and no duplicate. Clients with the control
+ * scope may emit `event` with the REST body and get an acknowledgement `{ ok, result | error }`.
+ */
+import type { Server as HttpServer } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import type { Clock } from '../core/clock.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import type { DaemonControl } from '../daemon/control.js';
+import type { BusTopics, Topic } from '../daemon/event-bus.js';
+import type { Edge } from './edge.js';
+import { isAllowedHost, isAllowedOrigin, isSameOrigin } from './host-check.js';
+import { apiError, toApiError } from './http-errors.js';
+import { CREDENTIAL_PARAM, type Principal, type TokenVerifier } from './tokens.js';
+
+export const ENVELOPE_VERSION = 1;
+export const TOPICS: readonly Topic[] = ['transition', 'progress', 'notification', 'log'];
+
+export interface Envelope<T extends Topic = Topic> {
+  v: typeof ENVELOPE_VERSION;
+  type: T;
+  /** When the thing happened (ms since the epoch). */
+  time: number;
+  /** The transition log's sequence number: a transition's own; for other types the latest one at the time. */
+  seq: number;
+  payload: BusTopics[T];
+}
+
+export type EventAck = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+export interface SocketDeps {
+  control: DaemonControl;
+  edge: Edge;
+  tokens: TokenVerifier;
+  allowedHosts: readonly string[];
+  allowedOrigins: readonly string[];
+  maxMessageBytes: number;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditSink;
+}
+
+export interface SocketStream {
+  io: Server;
+  close(): Promise<void>;
+}
+
+const PAGE = 500;
+
+export function attachSocketStream(server: HttpServer, deps: SocketDeps): SocketStream {
+  const { control, tokens, audit } = deps;
+  let latestSeq = 0;
+  for (let page = control.transitions({ afterSeq: 0, limit: 1000 }); page.length > 0; page = control.transitions({ afterSeq: latestSeq, limit: 1000 })) {
+    latestSeq = (page.at(-1) as { seq: number }).seq;
+    if (page.length < 1000) break;
+  }
+  const offSeq = control.bus.subscribe('transition', (t) => {
+    latestSeq = Math.max(latestSeq, t.seq);
+  });
+
+  const io = new Server(server, {
+    path: '/socket.io',
+    serveClient: false,
+    maxHttpBufferSize: deps.maxMessageBytes,
+    allowRequest: (req, callback) => {
+      const origin = req.headers.origin;
+      if (!isAllowedHost(req.headers.host, deps.allowedHosts)) {
+        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake with a foreign Host header refused', details: { reason: 'host' } });
+        callback('foreign Host', false);
+        return;
+      }
+      if (!isAllowedOrigin(origin, deps.allowedOrigins) && !isSameOrigin(origin, req.headers.host)) {
+        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake from a foreign Origin refused', details: { reason: 'origin', origin: String(origin).slice(0, 200) } });
+        callback('foreign Origin', false);
+        return;
+      }
+      callback(null, true);
+    },
+  });
+
+  io.use((socket, next) => {
+    const query = socket.handshake.query as Record<string, unknown>;
+    const refuse = (reason: string, message: string) => {
+      audit.audit({ kind: 'api-auth-failure', message: `Socket.IO connection refused: ${message}`, details: { reason } });
+      const err = new Error(message) as Error & { data?: unknown };
+      err.data = { code: 'API_UNAUTHORIZED' };
+      next(err);
+    };
+    if (Object.keys(query).some((k) => CREDENTIAL_PARAM.test(k))) return refuse('query-token', 'credentials are never accepted in the query string; use auth.token');
+    const auth = (socket.handshake.auth ?? {}) as { token?: unknown };
+    if (typeof auth.token !== 'string' || auth.token === '') return refuse('no-token', 'auth.token is required');
+    const principal = tokens.verify(auth.token);
+    if (!principal) return refuse('wrong-token', 'the token is not valid');
+    socket.data.principal = principal;
+    next();
+  });
+
+  io.on('connection', (socket) => onConnection(socket));
+
+  function envelope<T extends Topic>(type: T, payload: BusTopics[T], seq: number, time: number): Envelope<T> {
+    return { v: ENVELOPE_VERSION, type, time, seq, payload };
+  }
+
+  function onConnection(socket: Socket): void {
+    const principal = socket.data.principal as Principal;
+    const auth = socket.handshake.auth as { lastSeq?: unknown; topics?: unknown };
+    const topics = Array.isArray(auth.topics) ? TOPICS.filter((t) => (auth.topics as unknown[]).includes(t)) : TOPICS;
+    let lastSent = typeof auth.lastSeq === 'number' && Number.isInteger(auth.lastSeq) && auth.lastSeq >= 0 ? auth.lastSeq : null;
+
+    const offs: Array<() => void> = [];
+    // Subscribing before the catch-up read: the read is synchronous, so every later transition
+    // arrives through the bus with a greater seq, and the seq check drops nothing but duplicates.
+    for (const topic of topics) {
+      offs.push(
+        control.bus.subscribe(topic, (message: BusTopics[typeof topic]) => {
+          if (!socket.connected) return;
+          if (topic === 'transition') {
+            const t = message as BusTopics['transition'];
+            if (lastSent !== null && t.seq <= lastSent) return;
+            lastSent = t.seq;
+            socket.send(envelope('transition', t, t.seq, t.at));
+            return;
+          }
+          const time = topic === 'log' ? (message as BusTopics['log']).time : deps.clock.now();
+          socket.send(envelope(topic, message as never, latestSeq, time));
+        }),
+      );
+    }
+    socket.on('disconnect', () => {
+      for (const off of offs) off();
+    });
+
+    if (lastSent !== null && topics.includes('transition')) {
+      let after = lastSent;
+      for (;;) {
+        const page = control.transitions({ afterSeq: after, limit: PAGE });
+        for (const t of page) {
+          socket.send(
+            envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, at: t.at }, t.seq, t.at),
+          );
+          after = t.seq;
+        }
+        if (page.length < PAGE) break;
+      }
+      lastSent = after;
+    }
+
+    socket.on('event', async (body: unknown, ack: unknown) => {
+      if (typeof ack !== 'function') return;
+      const reply = ack as (a: EventAck) => void;
+      try {
+        if (principal.scope !== 'control') throw apiError('API_FORBIDDEN', `token "${principal.name}" has the read scope; sending events needs a control token`);
+        reply({ ok: true, result: await deps.edge.dispatch(body, { actor: principal.name, source: 'socket' }) });
+      } catch (error) {
+        const mapped = toApiError(error);
+        if (mapped.internal) deps.logger.error('a Socket.IO event handler failed', { error: String(error) });
+        reply({ ok: false, error: mapped.body.error });
+      }
+    });
+  }
+
+  return {
+    io,
+    close: () =>
+      new Promise<void>((resolve) => {
+        offSeq();
+        io.disconnectSockets(true);
+        // The HTTP server is closed by its owner; closing io here would close it twice.
+        io.engine.close();
+        resolve();
+      }),
+  };
+}
