@@ -212,6 +212,21 @@ describe('backup manager', () => {
     expect(await listAll(dest)).not.toContain('data');
   });
 
+  it('backs up a preserved path that is a single file', async () => {
+    const dir = await mkdtemp(join(root, 'single-file-'));
+    const p = await product(dir);
+    const { m } = manager(new ManualClock(START));
+    const { path } = await m.create({
+      product: 'robot-ai',
+      version: '2.0.0',
+      sources: [{ path: p.current, as: 'release' }, { path: join(p.config, 'robot.yaml'), as: 'data/robot.yaml' }],
+      backupDir: join(dir, 'backups'),
+    });
+    const dest = join(dir, 'dest');
+    await m.restore(path, dest);
+    expect(await readFile(join(dest, 'data/robot.yaml'), 'utf8')).toBe('speed: 2\n');
+  });
+
   it('refuses before writing with DISK_FULL when the sources and a margin do not fit', async () => {
     const dir = await mkdtemp(join(root, 'room-'));
     const p = await product(dir);
