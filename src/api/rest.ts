@@ -40,7 +40,7 @@ export function createRestApp(deps: RestDeps): express.Express {
 
   const refuse = (req: Request, kind: string, message: string) => {
     // The path only: a query string may hold a credential and is never logged.
-    audit.audit({ kind: 'api-auth-failure', message: `${message}: ${req.method} ${req.path}`, details: { reason: kind, remote: req.socket.remoteAddress ?? 'unix socket' } });
+    audit.audit({ kind: 'api-auth-failure', message: `${message}: ${req.method} ${req.baseUrl}${req.path}`, details: { reason: kind, remote: req.socket.remoteAddress ?? 'unix socket' } });
   };
 
   app.use((req, _res, next) => {
@@ -143,7 +143,7 @@ export function createRestApp(deps: RestDeps): express.Express {
     } else {
       mapped = toApiError(error);
     }
-    if (mapped.internal) logger.error('an API handler failed (answered with a generic 500)', { method: req.method, path: req.path, error: toErrorData(error) });
+    if (mapped.internal) logger.error('an API handler failed (answered with a generic 500)', { method: req.method, path: `${req.baseUrl}${req.path}`, error: toErrorData(error) });
     if (mapped.status === 429) {
       const retry = (mapped.body.error.details?.retryAfterMs as number | undefined) ?? 1000;
       res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retry / 1000))));
