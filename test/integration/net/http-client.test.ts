@@ -42,6 +42,11 @@ async function rejection(promise: Promise<unknown>): Promise<OtaError> {
   throw new Error('expected the promise to reject');
 }
 
+/** Waits for something the server or a fake will do; the test timeout bounds it. */
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
 beforeEach(async () => {
   server = await createFaultyServer({
     '/timestamp.json': Buffer.from('{"signed":{}}'),
@@ -154,12 +159,11 @@ describe('http client getBuffer', () => {
     server.setFaults({ hangFirst: 5 });
     const controller = new AbortController();
     const pending = withRetry(
-      (attempt) => {
-        if (attempt === 1) setTimeout(() => controller.abort(), 20);
-        return http.getBuffer(server.url('/timestamp.json'), { maxBytes: 1024, deadlineMs: 5_000, signal: controller.signal });
-      },
+      () => http.getBuffer(server.url('/timestamp.json'), { maxBytes: 1024, deadlineMs: 5_000, signal: controller.signal }),
       { operation: 'fetch', logger: silentLogger, policy: fastRetry, signal: controller.signal },
     );
+    await until(() => server.requests.length === 1);
+    controller.abort();
     const error = await rejection(pending);
     expect(error.code).toBe('CANCELLED');
     expect(server.requests).toHaveLength(1);
