@@ -164,6 +164,9 @@ export function createPublisher(options: PublisherOptions) {
   }
 
   async function loadState(): Promise<RepoState> {
+    if (!(await exists(path.join(metadataDir, 'root.json')))) {
+      throw new OtaError('CONFIG_NOT_FOUND', `no repository at ${repoDir}: metadata/root.json is missing (run ota-repo init first)`);
+    }
     const root = Metadata.fromJSON(MetadataKind.Root, await readJson(path.join(metadataDir, 'root.json')));
     const timestamp = Metadata.fromJSON(MetadataKind.Timestamp, await readJson(path.join(metadataDir, 'timestamp.json')));
     const snapshot = Metadata.fromJSON(

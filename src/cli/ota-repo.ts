@@ -1,0 +1,254 @@
+#!/usr/bin/env node
+/**
+ * ota-repo: the publisher's tool. Creates a signed TUF repository, stages releases (package +
+ * manifest), signs and publishes them, re-signs the timestamp, rotates keys and verifies the
+ * result as a robot would. Every misuse ends with one line naming what is wrong and exit code ≠ 0.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { systemClock } from '../core/clock.js';
+import { OtaError, isOtaError } from '../core/errors.js';
+import { silentLogger } from '../core/logger.js';
+import { generateSigningKey, isRoleName, readKeyFile, ROLES, saveKey, type RoleName } from '../repo/keys.js';
+import { createPublisher, type InitOptions, type ReleaseInput } from '../repo/repository.js';
+import { verifyRepository } from '../repo/verify.js';
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "365d", "12h", "90m", "30s" or plain milliseconds. */
+export function parseDuration(text: string, what: string): number {
+  const match = DURATION.exec(text.trim());
+  if (match === null) throw new OtaError('CONFIG_INVALID', `${what} is ${JSON.stringify(text)}: expected a duration such as 365d, 12h, 30m or 90s`);
+  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
+}
+
+function parseRoleAssignments(values: string[], what: string, parse: (v: string, label: string) => number): Partial<Record<RoleName, number>> {
+  const result: Partial<Record<RoleName, number>> = {};
+  for (const value of values) {
+    const [role, amount] = value.split('=');
+    if (role === undefined || amount === undefined || !isRoleName(role)) {
+      throw new OtaError('CONFIG_INVALID', `${what} ${JSON.stringify(value)}: expected ROLE=VALUE with ROLE one of ${ROLES.join(', ')}`);
+    }
+    result[role] = parse(amount, `${what} for ${role}`);
+  }
+  return result;
+}
+
+function positiveInt(text: string, what: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new OtaError('CONFIG_INVALID', `${what} is ${JSON.stringify(text)}: expected a whole number ≥ 1`);
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export interface CliIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+export async function main(argv: string[], io: CliIo = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }): Promise<number> {
+  const program = new Command('ota-repo')
+    .description('publish releases into a signed TUF repository for otad')
+    .option('--repo <dir>', 'repository folder (metadata/ and targets/)', process.env.OTA_REPO_DIR)
+    .option('--keys <dir>', 'signing keys folder (private keys, 0600)', process.env.OTA_KEYS_DIR)
+    .option('--json', 'print results as JSON')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError(false);
+
+  const globals = () => {
+    const o = program.opts<{ repo?: string; keys?: string; json?: boolean }>();
+    if (o.repo === undefined) throw new OtaError('CONFIG_INVALID', 'missing --repo <dir> (or OTA_REPO_DIR): the repository folder');
+    if (o.keys === undefined) throw new OtaError('CONFIG_INVALID', 'missing --keys <dir> (or OTA_KEYS_DIR): the signing keys folder');
+    return { repoDir: path.resolve(o.repo), keysDir: path.resolve(o.keys), json: o.json === true };
+  };
+  const print = (json: boolean, value: unknown, text: string) => io.out(json ? JSON.stringify(value, null, 2) : text);
+  const publisherFor = (g: { repoDir: string; keysDir: string }) => createPublisher({ ...g, clock: systemClock, logger: silentLogger });
+
+  program
+    .command('init')
+    .description('create keys and version 1 of every role')
+    .option('--threshold <role=n>', 'signatures required for a role (repeatable)', collect, [])
+    .option('--keys-per-role <role=n>', 'keys to generate for a role (repeatable)', collect, [])
+    .option('--expiry <role=duration>', 'expiry period of a role, e.g. timestamp=1d (repeatable)', collect, [])
+    .action(async (opts: { threshold: string[]; keysPerRole: string[]; expiry: string[] }) => {
+      const g = globals();
+      const init: InitOptions = {
+        thresholds: parseRoleAssignments(opts.threshold, 'threshold', positiveInt),
+        keyCounts: parseRoleAssignments(opts.keysPerRole, 'keys-per-role', positiveInt),
+        expiryMs: parseRoleAssignments(opts.expiry, 'expiry', parseDuration),
+      };
+      const result = await publisherFor(g).init(init);
+      print(g.json, result, `initialised ${g.repoDir}\ntrusted root for robots: ${result.rootFile}\nkeys in ${g.keysDir}: ${ROLES.map((r) => `${r} ×${result.keys[r].length}`).join(', ')}`);
+    });
+
+  program
+    .command('keygen')
+    .description('generate a new ed25519 key for a role (used by rotate-key --key)')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .action(async (opts: { role: string }) => {
+      const g = globals();
+      if (!isRoleName(opts.role)) throw new OtaError('CONFIG_INVALID', `--role is ${JSON.stringify(opts.role)}: expected one of ${ROLES.join(', ')}`);
+      const key = generateSigningKey(opts.role);
+      const file = await saveKey(path.join(g.keysDir, 'new'), key);
+      print(g.json, { keyid: key.keyid, role: key.role, file }, `new ${key.role} key ${key.keyid}\nwritten to ${file} (0600)`);
+    });
+
+  program
+    .command('add')
+    .description('stage a release: package and manifest become targets under <product>/')
+    .requiredOption('--product <name>', 'product name, e.g. robot-ai')
+    .requiredOption('--version <semver>', 'release version, e.g. 2.1.0')
+    .option('--package <file>', 'a ready .tar.gz package')
+    .option('--source <dir>', 'a directory to package')
+    .option('--channel <name>', 'release channel', 'stable')
+    .option('--notes <text>', 'release notes')
+    .option('--notes-file <file>', 'release notes from a file')
+    .option('--min-from <semver>', 'oldest installed version that may update to this one')
+    .option('--rollout <percent>', 'phased rollout percentage (0-100)')
+    .option('--max-deferral-hours <hours>', 'how long robots may defer this release')
+    .option('--install-by <iso-time>', 'latest time by which robots must install it')
+    .option('--min-free-bytes <n>', 'free disk space the release needs')
+    .option('--publish', 'sign and publish right away')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      const g = globals();
+      if ((opts.package === undefined) === (opts.source === undefined)) {
+        throw new OtaError('CONFIG_INVALID', 'add needs exactly one of --package <file.tar.gz> or --source <dir>');
+      }
+      if (opts.notes !== undefined && opts.notesFile !== undefined) throw new OtaError('CONFIG_INVALID', 'use --notes or --notes-file, not both');
+      const num = (name: string, value: unknown): number | undefined => {
+        if (value === undefined) return undefined;
+        const n = Number(value);
+        if (!Number.isFinite(n)) throw new OtaError('CONFIG_INVALID', `${name} is ${JSON.stringify(value)}: expected a number`);
+        return n;
+      };
+      const input: ReleaseInput = { product: String(opts.product), version: String(opts.version), channel: String(opts.channel) };
+      if (typeof opts.package === 'string') input.packageFile = path.resolve(opts.package);
+      if (typeof opts.source === 'string') input.sourceDir = path.resolve(opts.source);
+      if (typeof opts.notes === 'string') input.notes = opts.notes;
+      if (typeof opts.notesFile === 'string') input.notes = await fs.readFile(opts.notesFile, 'utf8');
+      if (typeof opts.minFrom === 'string') input.minFromVersion = opts.minFrom;
+      const rollout = num('--rollout', opts.rollout);
+      if (rollout !== undefined) input.rolloutPercent = rollout;
+      const deferral = num('--max-deferral-hours', opts.maxDeferralHours);
+      if (deferral !== undefined) input.maxDeferralHours = deferral;
+      if (typeof opts.installBy === 'string') input.installBy = opts.installBy;
+      const minFree = num('--min-free-bytes', opts.minFreeBytes);
+      if (minFree !== undefined) input.requirements = { minFreeBytes: minFree };
+      const publisher = publisherFor(g);
+      const added = await publisher.add(input);
+      const published = opts.publish === true ? await publisher.publish() : undefined;
+      print(
+        g.json,
+        { ...added, ...(published ? { publish: published } : {}) },
+        `staged ${added.manifest.product} ${added.manifest.version} (${added.packageTarget.length} bytes, sha256 ${added.packageTarget.sha256})` +
+          (published ? `\npublished: targets ${published.targetsVersion}, snapshot ${published.snapshotVersion}, timestamp ${published.timestampVersion}` : '\nrun "ota-repo publish" to sign it'),
+      );
+    });
+
+  program
+    .command('publish')
+    .description('sign staged targets, a new snapshot and timestamp')
+    .option('--resign-targets', 'sign a new targets version even with nothing staged (refreshes its expiry)')
+    .action(async (opts: { resignTargets?: boolean }) => {
+      const g = globals();
+      const result = await publisherFor(g).publish({ resignTargets: opts.resignTargets === true });
+      print(g.json, result, `published: targets ${result.targetsVersion}, snapshot ${result.snapshotVersion}, timestamp ${result.timestampVersion}`);
+    });
+
+  program
+    .command('refresh-timestamp')
+    .description('re-sign timestamp.json with a fresh expiry (online key)')
+    .option('--if-expiring-within <duration>', 'only when it expires within this duration, e.g. 12h')
+    .action(async (opts: { ifExpiringWithin?: string }) => {
+      const g = globals();
+      const within = opts.ifExpiringWithin === undefined ? undefined : parseDuration(opts.ifExpiringWithin, '--if-expiring-within');
+      const result = await publisherFor(g).refreshTimestamp(within === undefined ? {} : { onlyIfExpiringWithinMs: within });
+      print(g.json, result, result.refreshed ? `timestamp ${result.version} expires ${result.expires}` : `timestamp ${result.version} still valid until ${result.expires}: not re-signed`);
+    });
+
+  program
+    .command('rotate-key')
+    .description('replace the keys of a role in a new root (signed by old and new root keys)')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
+    .option('--key <file>', 'the new key (from keygen); default: generate one')
+    .option('--remove <keyid>', 'key id to take out (repeatable; default: all current keys of the role)', collect, [])
+    .option('--threshold <n>', 'new threshold for the role')
+    .action(async (opts: { role: string; key?: string; remove: string[]; threshold?: string }) => {
+      const g = globals();
+      if (!isRoleName(opts.role)) throw new OtaError('CONFIG_INVALID', `--role is ${JSON.stringify(opts.role)}: expected one of ${ROLES.join(', ')}`);
+      const rotate: Parameters<ReturnType<typeof publisherFor>['rotateKey']>[0] = { role: opts.role };
+      if (opts.key !== undefined) rotate.newKey = await readKeyFile(path.resolve(opts.key), opts.role);
+      if (opts.remove.length > 0) rotate.removeKeyIds = opts.remove;
+      if (opts.threshold !== undefined) rotate.threshold = positiveInt(opts.threshold, '--threshold');
+      const result = await publisherFor(g).rotateKey(rotate);
+      if (opts.key !== undefined) await fs.rm(path.resolve(opts.key), { force: true }).catch(() => {});
+      print(g.json, result, `root ${result.rootVersion}: ${result.role} key ${result.addedKeyId} added, ${result.removedKeyIds.length} removed`);
+    });
+
+  program
+    .command('verify')
+    .description('check the repository as a robot would')
+    .option('--root <file>', 'trusted root to start from (default: metadata/1.root.json)')
+    .action(async (opts: { root?: string }) => {
+      const o = program.opts<{ repo?: string; json?: boolean }>();
+      if (o.repo === undefined) throw new OtaError('CONFIG_INVALID', 'missing --repo <dir> (or OTA_REPO_DIR): the repository folder');
+      const report = await verifyRepository({
+        repoDir: path.resolve(o.repo),
+        ...(opts.root !== undefined ? { trustedRootPath: path.resolve(opts.root) } : {}),
+        clock: systemClock,
+        logger: silentLogger,
+      });
+      const lines = [
+        `root ${report.rootVersion}, timestamp ${report.timestampVersion} (expires ${report.timestampExpires}), ${report.targets} targets`,
+        ...Object.entries(report.latest).map(([k, v]) => `latest ${k}: ${v}`),
+        ...report.problems.map((p) => `PROBLEM ${p.target ?? ''}: ${p.error.code}: ${p.error.message}`),
+        report.ok ? 'repository OK' : `repository has ${report.problems.length} problem(s)`,
+      ];
+      print(o.json === true, report, lines.join('\n'));
+      if (!report.ok) throw new ExitCode(1);
+    });
+
+  try {
+    if (argv.length === 0) {
+      io.err('ota-repo: error: no command given (init, keygen, add, publish, refresh-timestamp, rotate-key, verify); see ota-repo --help');
+      return 2;
+    }
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof ExitCode) return error.code;
+    if (error instanceof CommanderError) {
+      // Commander already printed its one-line message (or the help text).
+      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
+    }
+    if (isOtaError(error)) io.err(`ota-repo: ${error.code}: ${error.message}`);
+    else io.err(`ota-repo: error: ${(error as Error).message ?? String(error)}`);
+    return 1;
+  }
+}
+
+class ExitCode extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`ota-repo: error: ${String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
