@@ -16,5 +16,5 @@ export { MemoryTaskStore, SqliteTaskStore, SCHEDULE_TASKS_SQL } from './task-sto
 export type { TaskRecord, TaskStore } from './task-store.js';
 export { ManualTimers, systemTimers } from './timers.js';
 export type { TimerHandle, TimerPort } from './timers.js';
-export { Scheduler, RESULT_RUNNING } from './scheduler.js';
+export { Scheduler, RESULT_MISSED, RESULT_RUNNING } from './scheduler.js';
 export type { DueInfo, OnDue, SchedulerOptions, TaskInput } from './scheduler.js';

@@ -75,6 +75,8 @@ export interface SchedulerOptions {
 
 /** The result recorded while onDue has not finished (or the daemon died during it). */
 export const RESULT_RUNNING = 'running';
+/** The result of a one-shot task whose only run was missed by more than its catch-up window. */
+export const RESULT_MISSED = 'missed';
 
 export class Scheduler {
   private readonly tasks = new Map<string, TaskRecord>();
@@ -259,7 +261,13 @@ export class Scheduler {
     }
     const nextSlotAt = plan.action === 'done' ? null : plan.slotAt;
     const nextRunAt = plan.action === 'done' ? null : plan.runAt;
-    if (nextSlotAt !== task.nextSlotAt || nextRunAt !== task.nextRunAt) {
+    const skipped = task.nextSlotAt !== null && task.nextRunAt !== null && task.nextRunAt < now && nextSlotAt !== task.nextSlotAt && task.lastSlotAt !== task.nextSlotAt;
+    if (skipped) {
+      this.log.warn('a missed run was skipped: it is past its catch-up window', { taskId: task.id, slotAt: task.nextSlotAt, dueAt: task.nextRunAt });
+      // A one-shot task that ends this way never ran: say so where the daemon and operators look.
+      if (plan.action === 'done') task.lastResult = RESULT_MISSED;
+    }
+    if (nextSlotAt !== task.nextSlotAt || nextRunAt !== task.nextRunAt || skipped) {
       task.nextSlotAt = nextSlotAt;
       task.nextRunAt = nextRunAt;
       this.opts.store.save(task);

@@ -233,3 +233,16 @@ describe('Scheduler: tasks', () => {
     expect(() => h.scheduler.upsert({ ...berlinCheck, spec: { time: '03:00', timeZone: 'Europe/Berlin', windowMs: 2 * DAY } })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
   });
 });
+
+describe('Scheduler: missed one-shot runs', () => {
+  it('an absolute install missed by more than its window is marked missed, and a check within it is caught up', () => {
+    const store = new MemoryTaskStore();
+    const at = Date.parse('2026-06-01T14:00:00Z');
+    const first = harness({ start: '2026-06-01T12:00:00Z', store, tasks: [{ ...berlinInstall, spec: { at } }, { ...berlinCheck, id: 'robot-ai/check-now', spec: { at } }] });
+    first.scheduler.stop();
+    const second = harness({ start: '2026-06-01T17:00:00Z', store, tasks: [] });
+    second.timers.advance(MIN);
+    expect(second.fired.map((f) => `${f.id} ${f.catchUp}`)).toEqual(['robot-ai/check-now true']);
+    expect(second.scheduler.get(berlinInstall.id)).toMatchObject({ lastResult: 'missed', nextRunAt: null, lastSlotAt: null });
+  });
+});
