@@ -36,8 +36,8 @@ export interface AtSpec {
 
 export type TaskSpec = DailySpec | CronSpec | AtSpec;
 
-/** The jitter window is at most a day: a delay longer than the interval between slots would overlap them. */
-export const MAX_WINDOW_MS = 24 * 3_600_000;
+/** The jitter window is at most 12 h: with a daily slot, slot + delay then never reaches the next slot, even on a 23-hour day. */
+export const MAX_WINDOW_MS = 12 * 3_600_000;
 
 export function isAtSpec(spec: TaskSpec): spec is AtSpec {
   return 'at' in spec;
