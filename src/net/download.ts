@@ -151,7 +151,11 @@ export function createDownloader(options: DownloaderOptions): Downloader {
       const attempt = async (): Promise<void> => {
         checkLimits();
         if (signal.aborted) throw signal.reason;
-        if (state.bytes === expectedLength) return; // complete on disk already: only verification left
+        if (state.bytes === expectedLength) {
+          // Complete on disk already: only verification is left. An empty target still needs its file.
+          if (expectedLength === 0) await (await openPartial(partialPath, false)).close();
+          return;
+        }
         const offset = state.bytes;
         const abort = new AbortController();
         const attemptSignal = AbortSignal.any([signal, abort.signal]);

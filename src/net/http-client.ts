@@ -165,8 +165,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
 
     async stream(url, opts = {}) {
       const ctx = { url };
-      const local = new AbortController();
-      const signal = opts.signal === undefined ? local.signal : AbortSignal.any([opts.signal, local.signal]);
+      const signal = opts.signal ?? new AbortController().signal;
       const response = await open(url, opts.headers, signal);
       await failOnStatus(url, response);
       const raw = response.body;

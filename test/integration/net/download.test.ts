@@ -259,6 +259,14 @@ describe('downloader', () => {
     expect(server.requests).toHaveLength(1);
   });
 
+  it('handles an empty target without a request', async () => {
+    const empty = createHash('sha256').digest('hex');
+    const dest = join(dir, 'empty');
+    const result = await makeDownloader().download({ url: server.url(), dest, expectedLength: 0, expectedSha256: empty });
+    expect(result).toMatchObject({ bytes: 0, sha256: empty });
+    expect((await readFile(dest)).length).toBe(0);
+  });
+
   it('reports throttled progress ending with the whole file', async () => {
     const events: ProgressEvent[] = [];
     await makeDownloader().download({
