@@ -72,9 +72,10 @@ class OtadInterface extends dbus.interface.Interface {
   }
 }
 
-const event = { inSignature: 's', outSignature: 's' };
+// configureMembers writes into each options object (name, fn): every member needs its own.
+const event = () => ({ inSignature: 's', outSignature: 's' });
 OtadInterface.configureMembers({
-  methods: { UpdateNow: event, Schedule3AM: event, CheckNow: event, Confirm: event, Cancel: event, Rollback: event, GetStatus: { outSignature: 's' } },
+  methods: { UpdateNow: event(), Schedule3AM: event(), CheckNow: event(), Confirm: event(), Cancel: event(), Rollback: event(), GetStatus: { outSignature: 's' } },
   signals: { StateChanged: { signature: 'ssss' }, Progress: { signature: 'ssxx' }, UpdateAvailable: { signature: 'sss' } },
 });
 
