@@ -165,6 +165,11 @@ export function createServer(options: ServerOptions): OtaServer {
         await fs.rm(file, { force: true });
       }
     } catch (error) {
+      if (isOtaError(error) && error.code === 'API_TOO_LARGE') {
+        // Do not read the rest of an oversized body: answer, then drop the connection.
+        res.setHeader('Connection', 'close');
+        res.on('finish', () => req.destroy());
+      }
       next(error);
     }
   });
@@ -273,9 +278,8 @@ async function receive(req: Request, file: string, maxBytes: number): Promise<vo
   try {
     await pipeline(req, limiter, createWriteStream(file, { mode: 0o600 }));
   } catch (error) {
-    // Stop reading the rest of an oversized body; the 413 answer closes the connection.
+    // The caller answers 413 and closes the connection; the rest of the body is never read.
     req.unpipe();
-    req.resume();
     throw error;
   }
   if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz package as the request body)');
