@@ -1,0 +1,78 @@
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/core/clock.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { createServer, type OtaServer } from '../../../src/server/app.js';
+import { createTufRepository } from '../../../src/trust/tuf-repository.js';
+import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
+import { fakePackage, makeTempDir, sha256 } from '../../support/tuf-repo.js';
+
+const run = promisify(execFile);
+const CLI = path.resolve('src/cli/ota-repo.ts');
+
+async function otaRepo(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('npx', ['tsx', CLI, ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('ota-repo CLI (spawned)', () => {
+  let dir: string | undefined;
+  let server: OtaServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    if (dir !== undefined) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('init, add --publish and verify build a repository a robot can update from over ota-server; misuse fails in one line', async () => {
+    dir = await makeTempDir('otad-cli-');
+    const repoDir = path.join(dir, 'repo');
+    const keysDir = path.join(dir, 'keys');
+    const base = ['--repo', repoDir, '--keys', keysDir];
+    expect((await otaRepo([...base, 'init', '--expiry', 'timestamp=2d'])).code).toBe(0);
+    const mode = (await fs.stat(path.join(keysDir, 'root', (await fs.readdir(path.join(keysDir, 'root')))[0]!))).mode & 0o777;
+    expect(mode).toBe(0o600);
+    const pkg = fakePackage('cli', 8000);
+    await fs.writeFile(path.join(dir, 'pkg.tar.gz'), pkg);
+    const added = await otaRepo([...base, '--json', 'add', '--product', 'robot-ai', '--version', '3.1.0', '--package', path.join(dir, 'pkg.tar.gz'), '--notes', 'from the CLI', '--publish']);
+    expect(added.code).toBe(0);
+    expect(JSON.parse(added.stdout).packageTarget.sha256).toBe(sha256(pkg));
+    const verified = await otaRepo([...base, 'verify']);
+    expect(verified.stdout).toContain('repository OK');
+
+    const misuse = await otaRepo([...base, 'add', '--product', 'robot-ai', '--version', 'three', '--package', path.join(dir, 'pkg.tar.gz')]);
+    expect(misuse.code).not.toBe(0);
+    expect(misuse.stderr.trim().split('\n')).toHaveLength(1);
+    expect(misuse.stderr).toContain('field version');
+    const noRepo = await otaRepo(['--keys', keysDir, 'publish']);
+    expect(noRepo.code).not.toBe(0);
+    expect(noRepo.stderr).toContain('--repo');
+
+    server = createServer({ repoDir, keysDir, clock: new ManualClock(Date.now()), logger: silentLogger, timestampRefresh: false });
+    const { url } = await server.start(0, '127.0.0.1');
+    const robotDir = path.join(dir, 'robot');
+    await fs.mkdir(robotDir);
+    const robot = createTufRepository({
+      metadataDir: path.join(robotDir, 'metadata'),
+      metadataBaseUrl: `${url}/metadata`,
+      trustedRootPath: path.join(repoDir, 'metadata', '1.root.json'),
+      fetcher: createFetchMetadataFetcher(),
+      downloader: createFetchDownloader(),
+      clock: new ManualClock(Date.now()),
+      logger: silentLogger,
+    });
+    const latest = (await robot.latestRelease('robot-ai'))!;
+    expect(latest.manifest).toMatchObject({ version: '3.1.0', notes: 'from the CLI' });
+    const dest = path.join(robotDir, 'pkg.tar.gz');
+    const p = latest.manifest.package;
+    await robot.downloadTarget({ name: p.target, length: p.length, sha256: p.sha256 }, dest);
+    expect(sha256(await fs.readFile(dest))).toBe(sha256(pkg));
+  });
+});
