@@ -18,6 +18,7 @@ import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
+import { createPackage } from '../package/create.js';
 import { exists, writeFileAtomic } from './atomic.js';
 import {
   generateSigningKey,
@@ -571,17 +572,9 @@ export async function hashFile(file: string): Promise<{ sha256: string; length: 
   return { sha256: hash.digest('hex'), length };
 }
 
-/** Package a directory with the project's reproducible packer when it is present. */
+/** Package a directory with the project's reproducible packer (fixed mtimes and order: same tree, same bytes). */
 async function packDirectory(sourceDir: string, destFile: string): Promise<void> {
   const stat = await fs.stat(sourceDir).catch(() => null);
   if (stat === null || !stat.isDirectory()) throw new OtaError('CONFIG_INVALID', `source ${sourceDir} is not a directory`);
-  const specifier = new URL('../package/create.js', import.meta.url).href;
-  let mod: { createPackage?: (src: string, dest: string, opts?: object) => Promise<{ sha256: string; bytes: number }> };
-  try {
-    mod = (await import(specifier)) as typeof mod;
-  } catch (cause) {
-    throw new OtaError('CONFIG_INVALID', `packaging a directory is not available in this build (src/package/create.ts): pass a ready .tar.gz with --package`, { cause });
-  }
-  if (typeof mod.createPackage !== 'function') throw new OtaError('CONFIG_INVALID', 'src/package/create.ts exports no createPackage()');
-  await mod.createPackage(sourceDir, destFile, {});
+  await createPackage(sourceDir, destFile);
 }

@@ -78,14 +78,14 @@ describe('publisher library', () => {
     expect(report.rootVersion).toBe(2);
   });
 
-  it('packages a source directory only when the packer is available, otherwise says what to pass', async () => {
+  it('packages a source directory reproducibly: the same tree twice gives the same package hash', async () => {
     const { publisher, dir: d } = await setup();
-    await fs.mkdir(path.join(d, 'src-dir'));
-    await fs.writeFile(path.join(d, 'src-dir', 'a.txt'), 'a');
-    const result = await publisher.add({ product: 'robot-ai', version: '1.0.0', sourceDir: path.join(d, 'src-dir') }).then(
-      (r) => r.packageTarget.length > 0,
-      (e: Error) => e.message,
-    );
-    expect(result === true || /pass a ready \.tar\.gz/.test(String(result))).toBe(true);
+    await fs.mkdir(path.join(d, 'src-dir', 'bin'), { recursive: true });
+    await fs.writeFile(path.join(d, 'src-dir', 'bin', 'robot-ai'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+    await fs.writeFile(path.join(d, 'src-dir', 'VERSION'), '1.0.0\n');
+    const a = await publisher.add({ product: 'robot-ai', version: '1.0.0', sourceDir: path.join(d, 'src-dir') });
+    const b = await publisher.add({ product: 'robot-ai', version: '1.0.1', sourceDir: path.join(d, 'src-dir') });
+    expect(b.packageTarget.sha256).toBe(a.packageTarget.sha256);
+    await expect(publisher.add({ product: 'robot-ai', version: '1.0.2', sourceDir: path.join(d, 'missing') })).rejects.toThrow(/not a directory/);
   });
 });
