@@ -101,6 +101,14 @@ const ADOPT_INTENT = '.adopt.json';
 const TRASH_PREFIX = '.trash-';
 const VERSION_NAME = /^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$/;
 
+/**
+ * Where releases live when the product definition does not say: beside the install path, on the
+ * same filesystem by construction. /opt/robot-ai → /opt/.otad/robot-ai/releases.
+ */
+export function defaultReleasesDir(installPath: string, product: string): string {
+  return path.join(path.dirname(path.resolve(installPath)), '.otad', product, 'releases');
+}
+
 /** A version names a directory: it must be a single safe path component. */
 export function assertReleaseName(version: string): void {
   if (!VERSION_NAME.test(version) || version.includes('..')) {
@@ -300,6 +308,7 @@ export function createReleaseStore(options: ReleaseStoreOptions): ReleaseStore {
       });
     }
     if (before.kind === 'release-link' && before.version === version) return { version, dir };
+    if (before.kind === 'foreign-link') log.warn('replacing a link that pointed at no release', { installPath, target: before.target });
     await atomicSymlink(dir, installPath, () => checkpoint('switch:temp-link'));
     log.info('switched release', { installPath, from: before.kind === 'release-link' ? before.version : null, to: version });
     return { version, dir };
