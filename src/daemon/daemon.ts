@@ -252,8 +252,8 @@ export class Daemon implements DaemonControl {
     }
     for (const at of this.nextChecks.values()) earliest = Math.min(earliest, at);
     const delay = Math.max(0, Math.min(earliest - now, this.opts.maxSleepMs ?? 30_000));
+    // Not unref'd: this timer is the daemon's heartbeat and keeps the process alive on its own.
     this.timer = this.timers.setTimeout(() => this.onTimer(), delay);
-    (this.timer as { unref?: () => void } | null)?.unref?.();
   }
 
   /** Turns stored deadlines into events. Also the place where wall-clock jumps are noticed. */

@@ -127,6 +127,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     process.on('SIGHUP', () => running.reload());
     process.on('unhandledRejection', (reason) => log.error('unhandled rejection (the daemon keeps running)', { error: toErrorData(reason) }));
   }
+  log.info('otad ready', { pid: process.pid, products: d.status().products.map((p) => ({ product: p.product, state: p.state })) });
   return running;
 }
 

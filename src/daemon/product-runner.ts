@@ -61,7 +61,6 @@ export class ProductRunner {
   private lastState: string | null = null;
   private lastContextJson: string | null = null;
   private stopping = false;
-  private lastEvent: { type: string; at: number } | null = null;
   recovery: RecoveryDecision | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
@@ -236,7 +235,10 @@ export class ProductRunner {
     const runEnded = changedState && ctx.runId !== null && (state === 'idle' || state === 'failed') && ctx.lastOutcome !== null;
     const newChoice = ctx.choice !== null && JSON.stringify(ctx.choice) !== JSON.stringify(prev?.choice ?? null);
     const newOffer = changedState && state === 'awaitingChoice' && ctx.offer !== null;
-    const recordedEvent = this.recordableEvent(event);
+    // A machine started by the recovery policy moves from the saved state without an event of its own.
+    const recovered = event.type === 'xstate.init' && changedState && from !== '(none)' && this.recovery !== null;
+    const eventType = recovered ? 'otad.recovery' : event.type;
+    const recordedEvent = recovered ? { type: eventType, action: this.recovery?.action, reason: this.recovery?.reason } : this.recordableEvent(event);
     let seq: number | null = null;
     try {
       this.deps.store.db.transaction(() => {
@@ -247,7 +249,7 @@ export class ProductRunner {
           state,
           runId: ctx.runId,
           at: now,
-          ...(changedState ? { transition: { from, to: state, eventType: event.type, event: recordedEvent } } : {}),
+          ...(changedState ? { transition: { from, to: state, eventType, event: recordedEvent } } : {}),
           ...(ctx.runId
             ? {
                 run: {
@@ -272,9 +274,8 @@ export class ProductRunner {
     this.lastState = state;
     this.lastContextJson = contextJson;
     if (!changedState) return;
-    this.lastEvent = { type: event.type, at: now };
-    this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: event.type, runId: ctx.runId, seq });
-    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: event.type, at: now });
+    this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
+    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
     this.publishNotifications(from, state, ctx, newOffer);
     this.deps.onTransition?.(this, from, state);
   }
