@@ -59,8 +59,8 @@ describe('probation against real checks', () => {
     mode = 'ok';
     hits = 0;
     const result = await probation([
-      { kind: 'http', url: `${base}/health`, timeoutMs: 2000 },
-      { kind: 'command', command: ['sh', '-c', 'test -f VERSION'], timeoutMs: 2000 },
+      { kind: 'http', url: `${base}/health`, timeoutMs: 10_000 },
+      { kind: 'command', command: ['sh', '-c', 'test -f VERSION'], timeoutMs: 10_000 },
       { kind: 'version', file: 'VERSION' },
       { kind: 'unit', unit: 'robot-ai.service' },
     ]);
@@ -73,7 +73,7 @@ describe('probation against real checks', () => {
 
   it('fails with HEALTH_CHECK_FAILED when the endpoint keeps answering 503', async () => {
     mode = 'error';
-    await expect(probation([{ kind: 'http', url: `${base}/health`, timeoutMs: 2000 }])).rejects.toMatchObject({
+    await expect(probation([{ kind: 'http', url: `${base}/health`, timeoutMs: 10_000 }])).rejects.toMatchObject({
       code: 'HEALTH_CHECK_FAILED',
       details: { check: `http:${base}/health`, lastMessage: `${base}/health answered 503, expected 2xx` },
     });
@@ -85,7 +85,7 @@ describe('probation against real checks', () => {
   });
 
   it('fails a version check when the release reports another version', async () => {
-    await expect(probation([{ kind: 'version', command: ['echo', 'robot-ai 1.9.0'], expect: '2.0.0' }])).rejects.toMatchObject({
+    await expect(probation([{ kind: 'version', command: ['echo', 'robot-ai 1.9.0'], expect: '2.0.0', timeoutMs: 10_000 }])).rejects.toMatchObject({
       code: 'HEALTH_CHECK_FAILED',
       details: { lastMessage: 'reports "robot-ai 1.9.0", expected 2.0.0' },
     });

@@ -70,12 +70,12 @@ describe('runHook', () => {
     // The hook starts a child that also ignores TERM, reports its pid, then hangs.
     await writeHook('migrate-config', `trap '' TERM\nsh -c 'trap "" TERM; while :; do sleep 1; done' &\necho $! > ${pidFile}\necho started\nwhile :; do sleep 1; done`);
     const logger = new MemoryLogger();
-    const error = await runHook(options('migrate-config', logger, { timeoutMs: 300, killGraceMs: 200 })).catch((e: unknown) => e);
+    const error = await runHook(options('migrate-config', logger, { timeoutMs: 1500, killGraceMs: 200 })).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'HOOK_TIMEOUT' });
     expect((error as OtaError).details?.output).toContain('started');
     const childPid = Number((await fs.readFile(pidFile, 'utf8')).trim());
     // SIGKILL is delivered by the time runHook settles; give the kernel a moment to reap.
-    for (let i = 0; i < 50 && alive(childPid); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 250 && alive(childPid); i++) await new Promise((r) => setTimeout(r, 20));
     expect(alive(childPid)).toBe(false);
   });
 

@@ -36,7 +36,7 @@ function manager(logger = silentLogger): ServiceManager {
 
 async function waitForLog(unit: string, text: string): Promise<string> {
   const file = path.join(stateDir, `${unit}.log`);
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 250; i++) {
     const log = await fs.readFile(file, 'utf8').catch(() => '');
     if (log.includes(text)) return log;
     await new Promise((r) => setTimeout(r, 20));
@@ -96,7 +96,7 @@ describe('process service manager', () => {
     const m = manager();
     await m.start('robot-ai-web.service');
     process.kill(await pidOf('robot-ai-web.service'), 'SIGKILL');
-    for (let i = 0; i < 50 && (await m.isActive('robot-ai-web.service')); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 250 && (await m.isActive('robot-ai-web.service')); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await m.status('robot-ai-web.service')).toMatchObject({ active: false, state: 'failed' });
   });
 
