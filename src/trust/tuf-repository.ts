@@ -363,9 +363,12 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         await verifyFile(target, result.path);
         return { path: result.path };
       } catch (error) {
-        await removeDownload(dest);
         const mapped = isOtaError(error) ? error : mapTufError(error);
-        // A cancelled or transient transfer may resume from its partial file; anything else starts over.
+        // A cancelled or transient transfer keeps its partial file so the next attempt resumes
+        // (the downloader re-hashes it first); a trust failure or anything final starts from nothing.
+        const resumable = mapped.code === 'CANCELLED' || (mapped.category === 'network' && mapped.retryable);
+        if (resumable) await fs.rm(dest, { force: true });
+        else await removeDownload(dest);
         throw report(mapped, `target ${target.name}`);
       }
     },
