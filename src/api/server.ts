@@ -14,6 +14,7 @@ import { OtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { Config } from '../config/load.js';
 import type { DaemonControl } from '../daemon/control.js';
+import { API_ADDRESS_FILE } from './client.js';
 import type { Edge } from './edge.js';
 import { createMetrics } from './metrics.js';
 import { createRestApp } from './rest.js';
@@ -45,7 +46,7 @@ export interface ApiServerDeps {
   audit: AuditSink;
 }
 
-export const API_ADDRESS_FILE = 'api.json';
+export { API_ADDRESS_FILE };
 
 function listen(server: Server, target: { port: number; host: string } | { path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
