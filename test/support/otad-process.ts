@@ -87,7 +87,8 @@ export function spawnOtad(
     exited,
     alive: () => !done,
     async ready(timeoutMs = 60_000) {
-      await waitUntil(() => done || readFileSync(sandbox.logPath, 'utf8').split('\n').some((l) => l.includes('"otad ready"') && l.includes(`"pid":${child.pid}`)), {
+      const logged = () => existsSync(sandbox.logPath) && readFileSync(sandbox.logPath, 'utf8').split('\n').some((l) => l.includes('"otad ready"') && l.includes(`"pid":${child.pid}`));
+      await waitUntil(() => done || logged(), {
         timeoutMs,
         intervalMs: 20,
         what: 'otad to be ready',
