@@ -1,0 +1,429 @@
+/**
+ * The pre-check step: is it safe to update this robot now? It measures (disk, network, power,
+ * clock, inhibits, the product's own check commands), then a pure function decides. Every check
+ * runs, so the run reports every reason at once; a failed pre-check is an answer, not an error:
+ * the machine waits `precheck.retryInterval` and asks again.
+ *
+ * The step only reads: running it twice has no effect beyond running the product's check
+ * commands again, which must themselves be read-only (docs/pre-checks.md).
+ */
+import type { Offer, PreCheckInput, PreCheckOutput, PreCheckReason } from '../../machines/types.js';
+import type { CommandResult, CommandRunner } from '../adapters/system/check-commands.js';
+import type { ClockSanityPort } from '../adapters/system/clock-sanity.js';
+import type { DiskPort, FilesystemInfo } from '../adapters/system/disk.js';
+import { parseInhibitFile, type InhibitFilePort, type ParsedInhibit } from '../adapters/system/inhibit-file.js';
+import type { BatteryReading, PowerPort } from '../adapters/system/power.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Config } from '../config/load.js';
+import type { ProductConfig } from '../config/schema.js';
+import { defaultReleasesDir } from '../release/layout.js';
+import { DEFAULT_CLOCK_POLICY } from '../trust/clock-check.js';
+
+/** Every reason code a pre-check can report; docs/pre-checks.md explains each. */
+export const PRECHECK_REASON_CODES = [
+  'DISK_SPACE_LOW',
+  'NETWORK_OFFLINE',
+  'SERVER_UNREACHABLE',
+  'BATTERY_LOW',
+  'NOT_CHARGING',
+  'CLOCK_NOT_SYNCED',
+  'INHIBITED',
+  'CHECK_COMMAND_FAILED',
+] as const;
+export type PreCheckReasonCode = (typeof PRECHECK_REASON_CODES)[number];
+
+/**
+ * Space estimates, as multiples of the package's signed length: the download itself, and the
+ * extracted tree. Software packages (binaries, Python, models) compress 2-3× with gzip; 3 covers
+ * that with room for filesystem block rounding of many small files.
+ */
+export const DOWNLOAD_FACTOR = 1;
+export const EXTRACTION_FACTOR = 3;
+
+/** The backup manager's own margin (backup-manager.ts): 1 MiB + 5 % of the sources. */
+export function backupEstimate(sourceBytes: number): number {
+  return sourceBytes + 1024 * 1024 + Math.ceil(sourceBytes * 0.05);
+}
+
+/** A wall clock this far beyond the release date is taken as wrong rather than as an old release. */
+export const DEFAULT_CLOCK_MAX_AHEAD_MS = 5 * 365 * 24 * 3_600_000;
+/** The release may have been signed on a machine whose clock ran a little ahead of ours. */
+export const RELEASE_CLOCK_SKEW_MS = 24 * 3_600_000;
+
+export interface PreCheckPorts {
+  product: ProductConfig;
+  config: Config;
+  disk: DiskPort;
+  power: PowerPort;
+  network: { snapshot(): Promise<{ online: boolean; serverReachable: boolean }> };
+  clock: Clock;
+  clockSanity: ClockSanityPort;
+  /** Inhibits held through the API (already without expired ones, but checked again here). */
+  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
+  inhibitFile: InhibitFilePort;
+  commands: CommandRunner;
+  logger: Logger;
+  options?: PreCheckOptions;
+}
+
+export interface PreCheckOptions {
+  /** No correct clock reads earlier than this (default: the build floor of the trust module). */
+  clockFloorMs?: number;
+  clockMaxAheadMs?: number;
+  /** When false, timedatectl saying "not synchronised" is logged but does not block (default true). */
+  requireNtpSync?: boolean;
+  /** When false, an unreachable update server does not block (default true). */
+  requireServerReachable?: boolean;
+}
+
+// ----- measurements (what the step gathered) and the pure decision ------------------------------
+
+export type Measured<T> = { value: T } | { error: string };
+
+export type DiskRole = 'cache' | 'staging' | 'releases' | 'backups';
+
+export interface DiskMeasurement {
+  places: Record<DiskRole, { dir: string; fs: FilesystemInfo }>;
+  /** Bytes of the current release (preserved paths live inside it); null when no backup is planned. */
+  backupSourceBytes: number | null;
+}
+
+export interface PreCheckMeasurements {
+  now: number;
+  offer: Pick<Offer, 'version' | 'releasedAt' | 'package'>;
+  disk: Measured<DiskMeasurement>;
+  network: Measured<{ online: boolean; serverReachable: boolean }>;
+  battery: Measured<BatteryReading>;
+  /** From timedatectl; null when the system cannot say. */
+  ntpSynchronized: Measured<boolean | null>;
+  apiInhibits: Array<{ holder: string; reason: string; expiresAt: number }>;
+  inhibitFile: { path: string; read: Measured<{ content: string; mtimeMs: number } | null> };
+  commands: Array<{ name: string; command: readonly string[]; timeoutMs: number; result: CommandResult }>;
+}
+
+export interface PreCheckPolicy {
+  minFreeBytes: number;
+  minBatteryPercent: number;
+  requireCharging: boolean;
+  maxHoldMs: number;
+  clockFloorMs: number;
+  clockMaxAheadMs: number;
+  requireNtpSync: boolean;
+  requireServerReachable: boolean;
+}
+
+export interface PreCheckDecision {
+  reasons: PreCheckReason[];
+  /** Things an operator should see that do not block (a stale inhibit file ignored). */
+  warnings: string[];
+}
+
+export function policyFromConfig(product: ProductConfig, config: Config, options: PreCheckOptions = {}): PreCheckPolicy {
+  return {
+    minFreeBytes: product.precheck.minFreeBytes,
+    minBatteryPercent: product.precheck.minBatteryPercent,
+    requireCharging: product.precheck.requireCharging,
+    maxHoldMs: config.inhibit.maxHold,
+    clockFloorMs: options.clockFloorMs ?? DEFAULT_CLOCK_POLICY.floorMs,
+    clockMaxAheadMs: options.clockMaxAheadMs ?? DEFAULT_CLOCK_MAX_AHEAD_MS,
+    requireNtpSync: options.requireNtpSync ?? true,
+    requireServerReachable: options.requireServerReachable ?? true,
+  };
+}
+
+/** Pure: every reason the measurements give, in a fixed order. */
+export function decidePreCheck(m: PreCheckMeasurements, policy: PreCheckPolicy): PreCheckDecision {
+  const out: PreCheckDecision = { reasons: [], warnings: [] };
+  decideDisk(m, policy, out);
+  decideNetwork(m.network, policy, out);
+  decidePower(m.battery, policy, out);
+  decideClock(m, policy, out);
+  decideInhibits(m, policy, out);
+  for (const c of m.commands) decideCommand(c, out);
+  return out;
+}
+
+interface Need {
+  what: string;
+  bytes: number;
+}
+
+/**
+ * What each filesystem must hold: the download in the cache, the extracted tree in staging (and
+ * again in the releases folder when that is another filesystem, since the tree must then be
+ * copied rather than renamed), the backup, and the product's minFreeBytes left over on each.
+ */
+export function diskNeeds(d: DiskMeasurement, packageBytes: number): Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }> {
+  const byFs = new Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }>();
+  const add = (role: DiskRole, what: string, bytes: number): void => {
+    const place = d.places[role];
+    let entry = byFs.get(place.fs.id);
+    if (entry === undefined) {
+      entry = { dirs: new Set(), needs: [], freeBytes: place.fs.freeBytes };
+      byFs.set(place.fs.id, entry);
+    }
+    entry.dirs.add(place.dir);
+    if (bytes > 0) entry.needs.push({ what, bytes });
+  };
+  add('cache', 'download', packageBytes * DOWNLOAD_FACTOR);
+  add('staging', 'extraction', packageBytes * EXTRACTION_FACTOR);
+  const releasesSeparate = d.places.releases.fs.id !== d.places.staging.fs.id;
+  add('releases', 'release copy', releasesSeparate ? packageBytes * EXTRACTION_FACTOR : 0);
+  add('backups', 'backup', d.backupSourceBytes === null || d.backupSourceBytes === 0 ? 0 : backupEstimate(d.backupSourceBytes));
+  return byFs;
+}
+
+function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCheckDecision): void {
+  if ('error' in m.disk) {
+    out.reasons.push({ code: 'DISK_SPACE_LOW', message: `free disk space could not be measured: ${m.disk.error}` });
+    return;
+  }
+  for (const fs of diskNeeds(m.disk.value, m.offer.package.length).values()) {
+    const needs = [...fs.needs, { what: 'precheck.minFreeBytes', bytes: policy.minFreeBytes }];
+    const total = needs.reduce((s, n) => s + n.bytes, 0);
+    if (fs.freeBytes >= total) continue;
+    out.reasons.push({
+      code: 'DISK_SPACE_LOW',
+      message:
+        `not enough free space on the filesystem of ${[...fs.dirs].join(', ')}: ${formatBytes(fs.freeBytes)} free, ` +
+        `${formatBytes(total)} needed (${needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`).join(' + ')})`,
+    });
+  }
+}
+
+function decideNetwork(network: PreCheckMeasurements['network'], policy: PreCheckPolicy, out: PreCheckDecision): void {
+  if ('error' in network) {
+    out.reasons.push({ code: 'NETWORK_OFFLINE', message: `the network state could not be read: ${network.error}` });
+  } else if (!network.value.online) {
+    out.reasons.push({ code: 'NETWORK_OFFLINE', message: 'the robot is offline: no external interface with an address and a default route, and the update server did not answer' });
+  } else if (!network.value.serverReachable && policy.requireServerReachable) {
+    out.reasons.push({ code: 'SERVER_UNREACHABLE', message: 'the robot has a network link but the update server did not answer its probe' });
+  }
+}
+
+function decidePower(battery: PreCheckMeasurements['battery'], policy: PreCheckPolicy, out: PreCheckDecision): void {
+  if ('error' in battery) {
+    out.reasons.push({ code: 'BATTERY_LOW', message: `the battery could not be read: ${battery.error}` });
+    return;
+  }
+  const b = battery.value;
+  // No battery: the machine runs on mains power, which is what the battery checks want anyway.
+  if (!b.hasBattery) return;
+  if (b.percent < policy.minBatteryPercent) {
+    out.reasons.push({ code: 'BATTERY_LOW', message: `battery at ${b.percent}%, below the minimum of ${policy.minBatteryPercent}% (precheck.minBatteryPercent)` });
+  }
+  if (policy.requireCharging && !b.isCharging && !b.acConnected) {
+    out.reasons.push({ code: 'NOT_CHARGING', message: `the robot is on battery (${b.percent}%, not charging, no external power) and precheck.requireCharging is true` });
+  }
+}
+
+function decideClock(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCheckDecision): void {
+  const floor = Math.max(policy.clockFloorMs, m.offer.releasedAt - RELEASE_CLOCK_SKEW_MS);
+  const ceiling = Math.max(policy.clockFloorMs, m.offer.releasedAt) + policy.clockMaxAheadMs;
+  if (m.now < floor) {
+    out.reasons.push({
+      code: 'CLOCK_NOT_SYNCED',
+      message: `the clock reads ${iso(m.now)}, earlier than ${iso(floor)} (${floor === policy.clockFloorMs ? 'the build floor of otad' : `a day before release ${m.offer.version} was published`}): the clock is not set`,
+    });
+  } else if (m.now > ceiling) {
+    out.reasons.push({
+      code: 'CLOCK_NOT_SYNCED',
+      message: `the clock reads ${iso(m.now)}, later than ${iso(ceiling)} (${Math.round(policy.clockMaxAheadMs / 86_400_000)} days after release ${m.offer.version} was published): the clock is ahead`,
+    });
+  }
+  const ntp = m.ntpSynchronized;
+  if ('error' in ntp) {
+    out.warnings.push(`the clock's synchronisation state could not be read: ${ntp.error}`);
+  } else if (ntp.value === false) {
+    if (policy.requireNtpSync) {
+      out.reasons.push({ code: 'CLOCK_NOT_SYNCED', message: 'the system reports its clock is not synchronised (timedatectl NTPSynchronized=no)' });
+    } else {
+      out.warnings.push('the system reports its clock is not synchronised (timedatectl NTPSynchronized=no); not required by configuration');
+    }
+  }
+}
+
+function decideInhibits(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCheckDecision): void {
+  for (const i of m.apiInhibits) {
+    if (i.expiresAt <= m.now) continue;
+    out.reasons.push({ code: 'INHIBITED', message: `updates are inhibited by ${i.holder} until ${iso(i.expiresAt)}${i.reason ? `: ${i.reason}` : ''}` });
+  }
+  const { path, read } = m.inhibitFile;
+  if ('error' in read) {
+    // It exists but cannot be read: the app meant something; do not guess that it meant "go".
+    out.reasons.push({ code: 'INHIBITED', message: `inhibit file ${path} exists but cannot be read (${read.error}); remove it or make it a readable file` });
+    return;
+  }
+  if (read.value === null) return;
+  const file = read.value;
+  const parsed: ParsedInhibit = parseInhibitFile(file.content);
+  if (parsed.problem !== undefined) out.warnings.push(`inhibit file ${path}: ${parsed.problem}`);
+  // The hold is measured from the file's mtime, so a crashed app blocks for maxHold at most. A file
+  // stamped in the future (the clock was stepped back since) is honoured only while that keeps the
+  // block under 2 × maxHold; further out it is ignored rather than blocking for as long as the gap.
+  const holdEnd = file.mtimeMs + policy.maxHoldMs;
+  if (file.mtimeMs > m.now + policy.maxHoldMs) {
+    out.warnings.push(`inhibit file ${path} was written at ${iso(file.mtimeMs)}, more than the maximum hold ahead of the clock (${iso(m.now)}); ignored, remove it`);
+    return;
+  }
+  if (m.now >= holdEnd) {
+    out.warnings.push(
+      `inhibit file ${path} (held by ${parsed.holder} since ${iso(file.mtimeMs)}) is older than the maximum hold of ${formatDuration(policy.maxHoldMs)} (inhibit.maxHold); ignored, remove it`,
+    );
+    return;
+  }
+  if (parsed.expiresAt !== null && m.now >= parsed.expiresAt) {
+    out.warnings.push(`inhibit file ${path} (held by ${parsed.holder}) expired at ${iso(parsed.expiresAt)}; ignored, remove it`);
+    return;
+  }
+  const until = Math.min(holdEnd, parsed.expiresAt ?? Infinity);
+  out.reasons.push({
+    code: 'INHIBITED',
+    message: `updates are inhibited by ${parsed.holder} through ${path} until ${iso(until)}${parsed.reason ? `: ${parsed.reason}` : ''}`,
+  });
+}
+
+function decideCommand(c: PreCheckMeasurements['commands'][number], out: PreCheckDecision): void {
+  const r = c.result;
+  if (r.exitCode === 0 && !r.timedOut) return;
+  const how =
+    r.spawnError !== undefined
+      ? `could not be started (${r.spawnError})`
+      : r.timedOut
+        ? `did not finish within its timeout of ${formatDuration(c.timeoutMs)}`
+        : r.exitCode === null
+          ? 'was killed by a signal'
+          : `exited with status ${r.exitCode} (0 expected)`;
+  const last = lastLine(r.output);
+  out.reasons.push({ code: 'CHECK_COMMAND_FAILED', message: `check command "${c.name}" (${c.command.join(' ')}) ${how}${last ? `: ${last}` : ''}` });
+}
+
+// ----- the step ------------------------------------------------------------------------------------
+
+export type PreCheckStep = (input: PreCheckInput, signal: AbortSignal) => Promise<PreCheckOutput>;
+
+export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
+  const { product, config } = ports;
+  const log = ports.logger.child({ step: 'preCheck' });
+
+  async function measureDisk(): Promise<DiskMeasurement> {
+    const dirs: Record<DiskRole, string> = {
+      cache: config.paths.cacheDir,
+      staging: config.paths.stagingDir,
+      releases: product.releasesDir ?? defaultReleasesDir(product.installPath, product.name),
+      backups: config.paths.backupDir,
+    };
+    const roles = Object.keys(dirs) as DiskRole[];
+    const infos = await Promise.all(roles.map((r) => ports.disk.filesystem(dirs[r])));
+    const places = Object.fromEntries(roles.map((r, i) => [r, { dir: dirs[r], fs: infos[i] as FilesystemInfo }])) as DiskMeasurement['places'];
+    const backupPlanned = product.backup.enabled && !config.simulation;
+    // The install path resolves to the current release; the preserved paths are inside it.
+    const backupSourceBytes = backupPlanned ? await ports.disk.treeBytes(product.installPath) : null;
+    return { places, backupSourceBytes };
+  }
+
+  async function runCommands(input: PreCheckInput, signal: AbortSignal): Promise<PreCheckMeasurements['commands']> {
+    const results: PreCheckMeasurements['commands'] = [];
+    // One after the other: the product's checks may look at the same things and should not race.
+    for (const c of product.precheck.commands) {
+      if (signal.aborted) break;
+      const result = await ports.commands
+        .run({
+          name: c.name,
+          command: c.command,
+          timeoutMs: c.timeout,
+          signal,
+          env: {
+            OTA_PRODUCT: product.name,
+            OTA_RUN_ID: input.runId,
+            OTA_TARGET_VERSION: input.offer.version,
+            OTA_INSTALL_PATH: product.installPath,
+          },
+        })
+        .catch((error: unknown): CommandResult => ({ exitCode: null, timedOut: false, output: '', spawnError: message(error) }));
+      const fields = { name: c.name, command: c.command, exitCode: result.exitCode, timedOut: result.timedOut, output: result.output };
+      if (result.exitCode === 0 && !result.timedOut) log.debug('check command passed', fields);
+      else log.warn('check command failed', { ...fields, ...(result.spawnError === undefined ? {} : { spawnError: result.spawnError }) });
+      results.push({ name: c.name, command: c.command, timeoutMs: c.timeout, result });
+    }
+    return results;
+  }
+
+  return async function preCheck(input, signal) {
+    const now = ports.clock.now();
+    const inhibitPath = config.paths.inhibitFile;
+    const [disk, network, battery, ntpSynchronized, inhibitRead, commands] = await Promise.all([
+      measure(measureDisk),
+      measure(() => ports.network.snapshot()),
+      measure(() => ports.power.battery()),
+      measure(() => ports.clockSanity.ntpSynchronized(signal)),
+      measure(() => ports.inhibitFile.read(inhibitPath)),
+      runCommands(input, signal),
+    ]);
+    if (signal.aborted) throw new OtaError('CANCELLED', `pre-check of ${product.name} ${input.offer.version} was cancelled`);
+
+    const measurements: PreCheckMeasurements = {
+      now,
+      offer: input.offer,
+      disk,
+      network: 'error' in network ? network : { value: { online: network.value.online, serverReachable: network.value.serverReachable } },
+      battery,
+      ntpSynchronized,
+      apiInhibits: ports.inhibits(),
+      inhibitFile: { path: inhibitPath, read: inhibitRead },
+      commands,
+    };
+    const decision = decidePreCheck(measurements, policyFromConfig(product, config, ports.options));
+    for (const w of decision.warnings) log.warn(w, { runId: input.runId });
+    const fields = { runId: input.runId, version: input.offer.version, attempt: input.attempt };
+    if (decision.reasons.length === 0) {
+      log.info('pre-check passed', fields);
+      return { ok: true };
+    }
+    log.warn(`pre-check did not pass: ${decision.reasons.map((r) => r.code).join(', ')}`, { ...fields, reasons: decision.reasons });
+    return { ok: false, reasons: decision.reasons };
+  };
+}
+
+async function measure<T>(fn: () => Promise<T>): Promise<Measured<T>> {
+  try {
+    return { value: await fn() };
+  } catch (error) {
+    return { error: message(error) };
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function lastLine(output: string): string {
+  const line = output.trimEnd().split('\n').at(-1)?.trim() ?? '';
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}
+
+function iso(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
+}
+
+/** "1.5 GiB (1610612736 bytes)": readable, and exact for whoever compares with df -B1. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const short = unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? short : `${short} (${bytes} bytes)`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  if (ms % 1000 === 0) return `${ms / 1000} s`;
+  return `${ms} ms`;
+}
