@@ -1,0 +1,211 @@
+/**
+ * The check step: is there a release this robot should be offered?
+ *
+ * Order matters and each stage says why it stopped: wait for the network (never fail just because
+ * the robot is in a dead zone), refresh TUF metadata, take the newest release of the product's
+ * channel, then filter it: semver against the installed version (no downgrade unless the product
+ * allows it, prereleases only when allowed), versions marked bad after a rollback, and this
+ * device's place in a phased rollout. Only then is it mapped to the machine's Offer.
+ *
+ * Invariants:
+ * - read-only towards the robot: the only writes are the release cache (for offline release notes)
+ *   and the published network status, so running it twice is harmless;
+ * - whatever the repository returns was proven genuine; trust failures are audited by the
+ *   repository that detected them (createTufRepository's audit sink) and rethrown with their codes;
+ *   a release the step itself finds inconsistent (wrong product) is audited here.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { CheckInput, CheckOutput } from '../../machines/types.js';
+import type { Config } from '../config/load.js';
+import type { ProductConfig } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError, isOtaError } from '../core/errors.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import { evaluateOffer, toOffer } from '../manifest/offer.js';
+import type { NetworkMonitor, NetworkSnapshot } from '../net/network-monitor.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
+import { inRollout, rolloutBucket } from '../schedule/spread.js';
+import type { UpdateRepository, VerifiedRelease } from '../trust/update-repository.js';
+
+/** Where the daemon reads the robot's network quality from (status, API, metrics). */
+export interface NetworkStatusSink {
+  update(snapshot: NetworkSnapshot): void;
+}
+
+/** An in-memory NetworkStatusSink the daemon can hold and read from. */
+export interface NetworkStatusHolder extends NetworkStatusSink {
+  latest(): NetworkSnapshot | null;
+}
+
+export function createNetworkStatus(): NetworkStatusHolder {
+  let latest: NetworkSnapshot | null = null;
+  return {
+    update(snapshot) {
+      latest = snapshot;
+    },
+    latest: () => latest,
+  };
+}
+
+/** What the check caches about the newest verified release of a product. */
+export interface CachedRelease extends VerifiedRelease {
+  /** When the check verified it (clock port, ms since the epoch). */
+  checkedAt: number;
+}
+
+/** Keeps the last verified manifest per product so release notes can be shown offline. */
+export interface ReleaseCache {
+  write(product: string, release: CachedRelease): Promise<void>;
+  read(product: string): Promise<CachedRelease | null>;
+}
+
+/** `<cacheDir>/<product>/latest-release.json`, written atomically. */
+export function releaseCachePath(cacheDir: string, product: string): string {
+  return path.join(cacheDir, product, 'latest-release.json');
+}
+
+export function createFileReleaseCache(cacheDir: string): ReleaseCache {
+  return {
+    async write(product, release) {
+      const file = releaseCachePath(cacheDir, product);
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await atomicWriteFile(file, `${JSON.stringify(release, null, 2)}\n`);
+    },
+    async read(product) {
+      try {
+        return JSON.parse(await fs.readFile(releaseCachePath(cacheDir, product), 'utf8')) as CachedRelease;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || error instanceof SyntaxError) return null;
+        throw error;
+      }
+    },
+  };
+}
+
+export interface CheckPorts {
+  product: ProductConfig;
+  config: Config;
+  deviceId: string;
+  repository: UpdateRepository;
+  network: Pick<NetworkMonitor, 'snapshot' | 'waitForNetwork'>;
+  /** A version marked bad (rolled back) is never offered again automatically. */
+  isBad(product: string, version: string): boolean;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditSink;
+  /** Receives every network snapshot the step takes (default: dropped). */
+  networkStatus?: NetworkStatusSink;
+  /** Default: a file cache under config.paths.cacheDir. */
+  releaseCache?: ReleaseCache;
+  /** How often to look again while offline. Default 30 s. */
+  offlinePollMs?: number;
+}
+
+export type CheckStep = (input: CheckInput, signal: AbortSignal) => Promise<CheckOutput>;
+
+export const DEFAULT_OFFLINE_POLL_MS = 30_000;
+
+export function createCheckStep(ports: CheckPorts): CheckStep {
+  const { product, repository, clock } = ports;
+  const cache = ports.releaseCache ?? createFileReleaseCache(ports.config.paths.cacheDir);
+  const pollMs = ports.offlinePollMs ?? DEFAULT_OFFLINE_POLL_MS;
+
+  return async function check(input: CheckInput, signal: AbortSignal): Promise<CheckOutput> {
+    const log = ports.logger.child({ step: 'check', runId: input.runId });
+    const { installedVersion } = input;
+    const none: CheckOutput = { available: false, installedVersion };
+    if (input.product !== product.name) {
+      throw new OtaError('INTERNAL', `check step for ${product.name} was asked to check product ${input.product}`, {
+        details: { expected: product.name, got: input.product },
+      });
+    }
+
+    await waitUntilOnline(signal, log);
+    throwIfAborted(signal);
+
+    await repository.refresh(signal);
+    const release = await repository.latestRelease(product.name, { channel: product.channel, allowPrerelease: product.allowPrerelease, signal });
+    if (release === null) {
+      log.info('no release of this product on its channel', { channel: product.channel, installedVersion });
+      return none;
+    }
+    const { manifest } = release;
+    await cacheRelease(release, log);
+
+    const decision = evaluateOffer({
+      manifest,
+      product: product.name,
+      installedVersion,
+      channelAllowsPrerelease: product.allowPrerelease,
+      allowDowngrade: product.allowDowngrade,
+    });
+    if (!decision.offered) {
+      if (decision.reason === 'wrong-product') {
+        // The repository already checks this; reaching here means a repository implementation let
+        // a foreign manifest through: a security event, not an ordinary "no update".
+        const error = new OtaError('RELEASE_WRONG_PRODUCT', decision.message, { details: { product: product.name, manifestProduct: manifest.product, version: manifest.version } });
+        ports.audit.audit({ kind: 'trust-failure', message: `check: ${decision.message}`, product: product.name, runId: input.runId, details: { code: error.code } });
+        log.error('release rejected', { code: error.code, error: error.message });
+        throw error;
+      }
+      const fields = { version: manifest.version, installedVersion, reason: decision.reason, ...(decision.code ? { code: decision.code } : {}) };
+      if (decision.reason === 'up-to-date') log.info(decision.message, fields);
+      else log.warn(`release not offered: ${decision.message}`, fields);
+      return none;
+    }
+
+    if (ports.isBad(product.name, manifest.version)) {
+      log.warn('release not offered: this version was marked bad after a rollback; publish a newer version to update', {
+        version: manifest.version,
+        installedVersion,
+        reason: 'marked-bad',
+      });
+      return none;
+    }
+
+    const percent = manifest.rolloutPercent ?? 100;
+    if (!inRollout(ports.deviceId, product.name, manifest.version, percent)) {
+      log.info('release not offered yet: this device is outside the phased rollout', {
+        version: manifest.version,
+        rolloutPercent: percent,
+        bucket: Math.floor(rolloutBucket(ports.deviceId, product.name, manifest.version) * 100) / 100,
+        reason: 'rollout',
+      });
+      return none;
+    }
+
+    const offer = toOffer(manifest, release.manifestTarget);
+    log.info('update available', { version: offer.version, installedVersion, channel: offer.channel, rolloutPercent: percent });
+    return { available: true, installedVersion, offer };
+  };
+
+  async function waitUntilOnline(signal: AbortSignal, log: Logger): Promise<void> {
+    const first = await ports.network.snapshot();
+    ports.networkStatus?.update(first);
+    if (first.online) return;
+    log.info('offline: waiting for the network before checking for updates', { pollMs });
+    const online = await ports.network.waitForNetwork({ signal, pollMs });
+    ports.networkStatus?.update(online);
+    log.info('network is back: checking for updates', { latencyMs: online.latencyMs });
+  }
+
+  /** Best effort: a full or read-only cache must not stop an update check. */
+  async function cacheRelease(release: VerifiedRelease, log: Logger): Promise<void> {
+    try {
+      await cache.write(product.name, { manifest: release.manifest, manifestTarget: release.manifestTarget, checkedAt: clock.now() });
+    } catch (error) {
+      log.warn('could not cache the verified release manifest; release notes will not be available offline', {
+        error: isOtaError(error) ? error.message : String(error),
+      });
+    }
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) {
+    const reason: unknown = signal.reason;
+    if (isOtaError(reason)) throw reason;
+    throw new OtaError('CANCELLED', 'the update check was cancelled', { cause: reason });
+  }
+}

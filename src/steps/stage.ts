@@ -1,0 +1,242 @@
+/**
+ * The stage step: bring the offered package onto the robot and unpack it into a complete release
+ * tree that apply can rename into place.
+ *
+ *   download  <cacheDir>/<product>/packages/<sha256[0..16]>-<name>.tar.gz   (+ .partial while running)
+ *   extract   <dirname(releasesDir)>/staging/<product>/<runId>/               (same filesystem as releasesDir)
+ *
+ * Invariants:
+ * - nothing is extracted from a file that does not match the signed length and SHA-256: the cached
+ *   package is verified before reuse, and the scan's own hash must equal the signed one;
+ * - the staging tree is on the same filesystem as releasesDir (st_dev checked) so apply's import is
+ *   a rename(2);
+ * - idempotent per run id: a re-run finds a complete download (verified, not fetched again) or the
+ *   partial (resumed with Range), removes any staging tree an earlier attempt left and extracts
+ *   afresh, and returns the same paths;
+ * - on failure no staging tree is left; a rejected (hostile) package is also dropped from the
+ *   cache; a transient network failure keeps the partial download so the next attempt resumes.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { StageInput, StageOutput, TargetRef } from '../../machines/types.js';
+import type { Config } from '../config/load.js';
+import type { ProductConfig } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import { OtaError, isOtaError } from '../core/errors.js';
+import type { AuditSink, Logger } from '../core/logger.js';
+import type { ProgressMessage } from '../daemon/event-bus.js';
+import { fsyncDir, removeTree, toOtaError } from '../package/durable-fs.js';
+import { extractScanned } from '../package/extract.js';
+import type { PackageLimits } from '../package/limits.js';
+import { scanPackage } from '../package/scan.js';
+import type { UpdateRepository } from '../trust/update-repository.js';
+
+export interface StagePorts {
+  product: ProductConfig;
+  config: Config;
+  repository: UpdateRepository;
+  clock: Clock;
+  logger: Logger;
+  /** Progress for the event bus (the daemon adds the product). */
+  progress(message: Omit<ProgressMessage, 'product'>): void;
+  /** package-rejected events for hostile packages (optional). */
+  audit?: AuditSink;
+  /** Package caps (entries, bytes); defaults from src/package/limits.ts. */
+  limits?: Partial<PackageLimits>;
+  /** Free space kept beyond the package's unpacked size before extraction starts. Default 16 MiB. */
+  reserveBytes?: number;
+}
+
+export type StageStep = (input: StageInput, signal: AbortSignal) => Promise<StageOutput>;
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DEFAULT_RESERVE_BYTES = 16 * 1024 * 1024;
+
+/** Where this product's downloads are cached. */
+export function packageCacheDir(cacheDir: string, product: string): string {
+  return path.join(cacheDir, product, 'packages');
+}
+
+/** The cached file of one package target: content-addressed, so a partial never meets other bytes. */
+export function packageCachePath(cacheDir: string, product: string, target: { name: string; sha256: string }): string {
+  return path.join(packageCacheDir(cacheDir, product), `${target.sha256.slice(0, 16)}-${path.posix.basename(target.name)}`);
+}
+
+/** Where this product's runs are staged: a sibling of releasesDir, hence on its filesystem. */
+export function stagingRootFor(product: ProductConfig): string {
+  if (product.releasesDir === undefined) {
+    throw new OtaError('CONFIG_INVALID', `product ${product.name} has no releasesDir; the configuration loader should have set its default`, {
+      details: { product: product.name },
+    });
+  }
+  return path.join(path.dirname(path.resolve(product.releasesDir)), 'staging', product.name);
+}
+
+export function createStageStep(ports: StagePorts): StageStep {
+  const { product, config, repository, clock } = ports;
+  const reserveBytes = ports.reserveBytes ?? DEFAULT_RESERVE_BYTES;
+
+  return async function stage(input: StageInput, signal: AbortSignal): Promise<StageOutput> {
+    const log = ports.logger.child({ step: 'stage', runId: input.runId });
+    const { offer, runId } = input;
+    if (input.product !== product.name || offer.product !== product.name) {
+      throw new OtaError('INTERNAL', `stage step for ${product.name} was given product ${input.product} and an offer for ${offer.product}`, {
+        details: { expected: product.name, product: input.product, offerProduct: offer.product },
+      });
+    }
+    if (!RUN_ID.test(runId) || runId.includes('..')) {
+      throw new OtaError('INTERNAL', `run id ${JSON.stringify(runId)} cannot name a staging directory; expected [A-Za-z0-9._-]`, { details: { runId } });
+    }
+
+    // ----- download (or reuse) the verified package --------------------------------------
+    const packagePath = packageCachePath(config.paths.cacheDir, product.name, offer.package);
+    await mkdirp(path.dirname(packagePath));
+    await pruneCache(path.dirname(packagePath), path.basename(packagePath), log);
+    if (!(await reuseDownload(packagePath, offer.package, log))) {
+      await download(input, packagePath, signal, log);
+    }
+
+    // ----- extract into a fresh staging tree on the release filesystem -------------------
+    const stagingRoot = stagingRootFor(product);
+    const releasesDir = path.resolve(product.releasesDir!);
+    await mkdirp(stagingRoot);
+    await mkdirp(releasesDir);
+    await assertSameDevice(stagingRoot, releasesDir);
+    const releaseDir = path.join(stagingRoot, runId);
+    await clearStaging(stagingRoot, log);
+
+    try {
+      throwIfAborted(signal);
+      const scan = await scanPackage(packagePath, ports.limits, signal);
+      if (scan.sha256 !== offer.package.sha256) {
+        // The file changed after it was verified: never extract bytes nobody signed.
+        throw new OtaError('TRUST_HASH_MISMATCH', `package ${packagePath} has SHA-256 ${scan.sha256} while scanning; the signed value is ${offer.package.sha256}`, {
+          details: { target: offer.package.name, expected: offer.package.sha256, actual: scan.sha256 },
+        });
+      }
+      await ensureSpace(stagingRoot, scan.totalBytes + reserveBytes, offer.version);
+      ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
+      await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
+      ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: 'unpacked and verified' });
+      log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes });
+      return { releaseDir, packagePath };
+    } catch (error) {
+      const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version}`, { releaseDir });
+      await removeTree(releaseDir).catch(() => {});
+      if (failure.category === 'package' || failure.category === 'trust') {
+        // Hostile or corrupt: the same bytes would be rejected again, so do not keep them.
+        await fs.rm(packagePath, { force: true });
+        ports.audit?.audit({
+          kind: 'package-rejected',
+          message: `package ${offer.package.name} (${offer.version}) rejected: ${failure.message}`,
+          product: product.name,
+          runId,
+          details: { code: failure.code, target: offer.package.name },
+        });
+        log.error('package rejected; staging removed', { code: failure.code, error: failure.message });
+      } else {
+        log.warn('staging failed; staging removed', { code: failure.code, error: failure.message });
+      }
+      throw failure;
+    }
+  };
+
+  /** A complete download from an earlier attempt is reused only after its hash is checked again. */
+  async function reuseDownload(packagePath: string, target: TargetRef, log: Logger): Promise<boolean> {
+    const stat = await fs.stat(packagePath).catch(() => null);
+    if (stat === null) return false;
+    try {
+      await repository.verifyFile(target, packagePath);
+      log.info('package already downloaded and verified', { packagePath });
+      return true;
+    } catch (error) {
+      log.warn('cached package does not match its signed target; downloading again', { packagePath, code: isOtaError(error) ? error.code : String(error) });
+      await fs.rm(packagePath, { force: true });
+      return false;
+    }
+  }
+
+  async function download(input: StageInput, packagePath: string, signal: AbortSignal, log: Logger): Promise<void> {
+    const { offer, runId } = input;
+    const startMs = clock.monotonic();
+    let startBytes: number | null = null;
+    const onProgress = (p: { bytes: number; total: number; rateBps?: number; etaMs?: number | null }): void => {
+      startBytes ??= p.bytes;
+      const elapsed = clock.monotonic() - startMs;
+      const rateBps = p.rateBps ?? (elapsed > 0 ? Math.round(((p.bytes - startBytes) * 1000) / elapsed) : null);
+      const etaMs = p.etaMs !== undefined ? p.etaMs : rateBps !== null && rateBps > 0 ? Math.round(((p.total - p.bytes) * 1000) / rateBps) : null;
+      ports.progress({ runId, step: 'download', bytes: p.bytes, total: p.total, rateBps, etaMs });
+    };
+    log.info('downloading package', { target: offer.package.name, bytes: offer.package.length });
+    try {
+      await repository.downloadTarget(offer.package, packagePath, { signal, onProgress });
+    } catch (error) {
+      const failure = isOtaError(error) ? error : toOtaError(error, 'IO_FAILED', `downloading ${offer.package.name}`);
+      if (failure.code === 'DISK_FULL') {
+        // The downloader already removed its partial; make sure nothing else is left behind.
+        await Promise.all([packagePath, `${packagePath}.partial`, `${packagePath}.part`].map((f) => fs.rm(f, { force: true })));
+      }
+      throw failure;
+    }
+  }
+}
+
+async function mkdirp(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw toOtaError(error, 'IO_FAILED', `creating ${dir}`, { dir });
+  }
+}
+
+async function assertSameDevice(stagingRoot: string, releasesDir: string): Promise<void> {
+  const [a, b] = await Promise.all([fs.stat(stagingRoot), fs.stat(releasesDir)]);
+  if (a.dev !== b.dev) {
+    throw new OtaError(
+      'CONFIG_INVALID',
+      `staging directory ${stagingRoot} and releases directory ${releasesDir} are on different filesystems (device ${a.dev} and ${b.dev}); they must share one so a staged release is moved into place by rename(2)`,
+      { details: { stagingRoot, releasesDir, stagingDev: a.dev, releasesDev: b.dev } },
+    );
+  }
+}
+
+/** Staging trees of earlier runs (or an earlier attempt of this one) are never reused: remove them. */
+async function clearStaging(stagingRoot: string, log: Logger): Promise<void> {
+  const names = await fs.readdir(stagingRoot).catch(() => [] as string[]);
+  for (const name of names) {
+    const dir = path.join(stagingRoot, name);
+    log.info('removing an earlier staging tree', { dir });
+    await removeTree(dir).catch((error: unknown) => {
+      throw toOtaError(error, 'IO_FAILED', `removing the earlier staging tree ${dir}`, { dir });
+    });
+  }
+  if (names.length > 0) await fsyncDir(stagingRoot).catch(() => {});
+}
+
+/** Downloads of other releases are of no further use once a newer one is being staged. */
+async function pruneCache(dir: string, keep: string, log: Logger): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (name === keep || name === `${keep}.partial`) continue;
+    log.debug('removing a stale cached download', { file: name });
+    await fs.rm(path.join(dir, name), { force: true, recursive: true }).catch(() => {});
+  }
+}
+
+async function ensureSpace(dir: string, needed: number, version: string): Promise<void> {
+  const stats = await fs.statfs(dir).catch(() => null);
+  if (stats === null) return;
+  const free = stats.bavail * stats.bsize;
+  if (free < needed) {
+    throw new OtaError('DISK_FULL', `not enough space in ${dir} to unpack release ${version}: ${free} bytes free, ${needed} needed`, {
+      details: { dir, freeBytes: free, neededBytes: needed },
+    });
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const reason: unknown = signal.reason;
+  if (isOtaError(reason)) throw reason;
+  throw new OtaError('CANCELLED', 'staging was cancelled', { cause: reason });
+}
