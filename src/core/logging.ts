@@ -57,6 +57,8 @@ export function createLogging(opts: LoggingOptions): Logging {
   const transports: winston.transport[] = [];
   if (opts.stdout !== false) transports.push(new winston.transports.Console());
   if (opts.file) transports.push(new winston.transports.File({ filename: opts.file }));
+  // winston warns about a logger without transports; the in-memory tail still keeps every line.
+  if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
   const main = winston.createLogger({
     level: opts.level,
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
@@ -67,6 +69,7 @@ export function createLogging(opts: LoggingOptions): Logging {
   const auditTransports: winston.transport[] = [];
   if (opts.stdout !== false) auditTransports.push(new winston.transports.Console());
   if (opts.auditFile) auditTransports.push(new winston.transports.File({ filename: opts.auditFile }));
+  if (auditTransports.length === 0) auditTransports.push(new winston.transports.Console({ silent: true }));
   const auditLogger = winston.createLogger({
     level: 'info',
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),

@@ -1,0 +1,86 @@
+/**
+ * `npm run bench`: times otad's hot paths against the standard tools in the same run and prints
+ * the ratio (ours / baseline; below 1 is faster). Download vs curl (+ sha256sum), streaming hash
+ * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf, and our peak memory while
+ * downloading. Numbers vary on a shared machine; the ratio is what to compare.
+ */
+import { execFile } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { benchDownload } from './download-bench.js';
+import { createPackage, hashFile } from '../package/create.js';
+import { extractPackage } from '../package/extract.js';
+
+const run = promisify(execFile);
+
+async function time<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+async function baseline(cmd: string, args: string[]): Promise<number | null> {
+  try {
+    return (await time(() => run(cmd, args, { maxBuffer: 1 << 20 }))).ms;
+  } catch {
+    return null;
+  }
+}
+
+function row(name: string, oursMs: number, baseName: string, baseMs: number | null, extra = ''): string {
+  const ratio = baseMs ? (oursMs / baseMs).toFixed(2) : 'n/a';
+  return `${name.padEnd(28)} ours ${oursMs.toFixed(0).padStart(7)} ms   ${baseName.padEnd(14)} ${baseMs === null ? '   n/a' : baseMs.toFixed(0).padStart(7) + ' ms'}   ratio ${ratio}${extra}`;
+}
+
+/** A product-like tree: many small files and a few large ones (random, so gzip has real work). */
+function makeTree(root: string, files: number, bigMiB: number): void {
+  for (let i = 0; i < files; i++) {
+    const dir = join(root, `lib/mod${i % 40}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, `f${i}.js`), `export const v${i} = ${i};\n`.repeat(20 + (i % 50)));
+  }
+  mkdirSync(join(root, 'models'), { recursive: true });
+  const big = Buffer.alloc(bigMiB << 20);
+  randomFillSync(big);
+  writeFileSync(join(root, 'models/weights.bin'), big);
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'otad-bench-'));
+  const lines: string[] = [];
+  try {
+    const before = process.memoryUsage().rss;
+    const d = await benchDownload({});
+    const peakRss = process.memoryUsage().rss;
+    lines.push(row(`download ${d.bytes >> 20} MiB`, d.oursMs, 'curl', d.curlMs, `   vs curl+sha256sum ${d.ratioVsCurlPlusHash?.toFixed(2) ?? 'n/a'}   hashes match: ${d.hashesMatch}`));
+    lines.push(`${'memory while downloading'.padEnd(28)} rss ${(before / 2 ** 20).toFixed(0)} MiB → ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
+
+    const blob = join(work, 'blob.bin');
+    const buf = Buffer.alloc(256 << 20);
+    randomFillSync(buf);
+    writeFileSync(blob, buf);
+    const ours = await time(() => hashFile(blob));
+    lines.push(row('sha256 256 MiB', ours.ms, 'sha256sum', await baseline('sha256sum', [blob])));
+
+    const tree = join(work, 'tree');
+    makeTree(tree, 4000, 64);
+    const pkg = join(work, 'pkg.tar.gz');
+    const created = await time(() => createPackage(tree, pkg, { level: 6 }));
+    lines.push(row('package 4000 files + 64 MiB', created.ms, 'tar -czf', await baseline('tar', ['-czf', join(work, 'base.tar.gz'), '-C', tree, '.'])));
+
+    const extracted = await time(() => extractPackage(pkg, join(work, 'extracted')));
+    mkdirSync(join(work, 'base-extract'));
+    lines.push(row('scan + safe extract', extracted.ms, 'tar -xzf', await baseline('tar', ['-xzf', pkg, '-C', join(work, 'base-extract')])));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  process.stdout.write(['otad benchmarks (ratio = ours / baseline)', ...lines, ''].join('\n'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${String(error)}\n`);
+  process.exit(1);
+});
