@@ -104,6 +104,7 @@ export interface SandboxOptions {
   deviceId?: string;
   product?: Record<string, unknown>;
   server?: Record<string, unknown>;
+  paths?: Record<string, unknown>;
   deps?: Partial<RepositoryFactoryDeps>;
   stage?: Partial<StagePorts>;
   check?: Partial<CheckPorts>;
@@ -118,7 +119,7 @@ export async function createSandbox(options: SandboxOptions): Promise<Sandbox> {
   await fs.chmod(trustedRoot, 0o444);
   const config = buildConfig({
     server: { url: options.url, retries: 0, ...(options.server ?? {}) },
-    paths: { stateDir: path.join(dir, 'state'), trustedRoot },
+    paths: { stateDir: path.join(dir, 'state'), trustedRoot, ...(options.paths ?? {}) },
     products: [{ name: 'robot-ai', installPath: path.join(dir, 'opt', 'robot-ai'), ...(options.product ?? {}) }],
   });
   const product = config.products[0]!;
