@@ -1,0 +1,51 @@
+/**
+ * The validate step: the new release is on probation. Every `probation.interval` the product's
+ * health checks run, plus otad's own version check (the install path resolves to a release whose
+ * marker names the offered version); the release passes once `probation.window` has passed with
+ * every latest answer healthy. A failing check (threshold reached) → HEALTH_CHECK_FAILED, a hang
+ * → HEALTH_CHECK_TIMEOUT; the machine rolls back on either.
+ *
+ * Idempotent: a re-run starts the window over. Nothing on disk changes here.
+ */
+import type { ValidateInput, ValidateOutput } from '../../machines/types.js';
+import { OtaError } from '../core/errors.js';
+import { runProbation, type CheckSummary, type ProbationRound } from '../health/probation.js';
+import { releaseProbes, releaseStoreOf, sleepOf, type ExecutionPorts } from './execution-ports.js';
+
+export type ValidateStep = (input: ValidateInput, signal: AbortSignal) => Promise<ValidateOutput>;
+
+export interface ValidateOptions {
+  /** Progress after each probation round (the daemon forwards it to the bus). */
+  onRound?: (round: ProbationRound) => void;
+}
+
+export function createValidate(ports: ExecutionPorts, options: ValidateOptions = {}): ValidateStep {
+  return async function validate(input, signal) {
+    const version = input.applied.version;
+    if (version !== input.offer.version) {
+      throw new OtaError('INTERNAL', `validate: applied version ${version} differs from the offered ${input.offer.version}`, { details: { applied: input.applied, offered: input.offer.version } });
+    }
+    const log = ports.logger.child({ step: 'validate', runId: input.runId, version });
+    const store = releaseStoreOf(ports);
+    const services = await ports.services();
+    const { window, interval, failureThreshold } = ports.product.probation;
+    log.info('probation started', { windowMs: window, intervalMs: interval, failureThreshold, checks: ports.product.healthChecks.length + 1 });
+    const result = await runProbation({
+      checks: releaseProbes(ports, store, services.manager, version, true),
+      windowMs: window,
+      intervalMs: interval,
+      failureThreshold,
+      clock: ports.clock,
+      sleep: sleepOf(ports),
+      signal,
+      logger: log,
+      ...(options.onRound === undefined ? {} : { onRound: options.onRound }),
+    });
+    return { healthy: true, checks: result.checks.map(toCheckResult) };
+  };
+}
+
+export function toCheckResult(summary: CheckSummary): ValidateOutput['checks'][number] {
+  const detail = `${summary.lastMessage ?? 'no answer'} (${summary.runs} runs, ${summary.failures} failed)`;
+  return { name: summary.name, ok: summary.lastOk === true, detail };
+}
