@@ -81,7 +81,10 @@ export function createBackupStep(ports: BackupStepPorts): BackupStep {
 
     const started = ports.clock.monotonic();
     let lastSent = -Infinity;
+    // Progress counts source bytes read (what the manager reports), never the compressed size.
+    let sourceTotal = 0;
     const report = (bytes: number, total: number, force: boolean): void => {
+      sourceTotal = total;
       const t = ports.clock.monotonic();
       if (!force && t - lastSent < intervalMs) return;
       lastSent = t;
@@ -102,7 +105,7 @@ export function createBackupStep(ports: BackupStepPorts): BackupStep {
       signal,
       onProgress: (bytes, total) => report(bytes, total, bytes >= total),
     });
-    report(result.bytes, result.bytes, true);
+    report(sourceTotal, sourceTotal, true);
 
     await pruneKeeping(result.path, input.runId);
     return { path: result.path, sha256: result.sha256, bytes: result.bytes };
