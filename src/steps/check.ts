@@ -24,6 +24,7 @@ import { OtaError, isOtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { evaluateOffer, toOffer } from '../manifest/offer.js';
 import type { NetworkMonitor, NetworkSnapshot } from '../net/network-monitor.js';
+import { withRetry, type RetryPolicy } from '../net/retry.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import { inRollout, rolloutBucket } from '../schedule/spread.js';
 import type { UpdateRepository, VerifiedRelease } from '../trust/update-repository.js';
@@ -100,6 +101,8 @@ export interface CheckPorts {
   releaseCache?: ReleaseCache;
   /** How often to look again while offline. Default 30 s. */
   offlinePollMs?: number;
+  /** Backoff for transient network failures; retries default to config.server.retries. */
+  retry?: Partial<RetryPolicy>;
 }
 
 export type CheckStep = (input: CheckInput, signal: AbortSignal) => Promise<CheckOutput>;
@@ -110,6 +113,7 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
   const { product, repository, clock } = ports;
   const cache = ports.releaseCache ?? createFileReleaseCache(ports.config.paths.cacheDir);
   const pollMs = ports.offlinePollMs ?? DEFAULT_OFFLINE_POLL_MS;
+  const retryPolicy: Partial<RetryPolicy> = { retries: ports.config.server.retries, ...(ports.retry ?? {}) };
 
   return async function check(input: CheckInput, signal: AbortSignal): Promise<CheckOutput> {
     const log = ports.logger.child({ step: 'check', runId: input.runId });
@@ -124,8 +128,15 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
     await waitUntilOnline(signal, log);
     throwIfAborted(signal);
 
-    await repository.refresh(signal);
-    const release = await repository.latestRelease(product.name, { channel: product.channel, allowPrerelease: product.allowPrerelease, signal });
+    // Metadata requests are small and not retried by the TUF client: transport trouble (a reset,
+    // a 503, a DNS hiccup) is retried here with backoff; trust failures never are.
+    const release = await withRetry(
+      async () => {
+        await repository.refresh(signal);
+        return repository.latestRelease(product.name, { channel: product.channel, allowPrerelease: product.allowPrerelease, signal });
+      },
+      { operation: `check ${product.name}`, logger: log, signal, policy: retryPolicy, shouldRetry: (error) => error.category === 'network' },
+    );
     if (release === null) {
       log.info('no release of this product on its channel', { channel: product.channel, installedVersion });
       return none;

@@ -138,6 +138,7 @@ export async function createSandbox(options: SandboxOptions): Promise<Sandbox> {
     clock,
     logger,
     audit,
+    retry: { minDelayMs: 1, maxDelayMs: 5, jitter: false },
     ...(options.check ?? {}),
   });
   const stage = createStageStep({

@@ -94,6 +94,7 @@ function harness(options: { product?: Record<string, unknown>; deviceId?: string
     networkStatus: status,
     releaseCache: cache,
     offlinePollMs: 5,
+    retry: { retries: 2, minDelayMs: 1, maxDelayMs: 2, jitter: false },
   };
   return { step: createCheckStep(ports), repo, network, cache, logger, audits, bad, status };
 }
@@ -253,6 +254,26 @@ describe('check step', () => {
     await expect(h.step(input('1.0.0'), signal())).rejects.toMatchObject({ code: 'TRUST_SIGNATURE', category: 'trust' });
     h.repo.failNext('latestRelease', 'TRUST_EXPIRED');
     await expect(h.step(input('1.0.0'), signal())).rejects.toMatchObject({ code: 'TRUST_EXPIRED' });
+  });
+
+  it('retries transient network failures of the metadata refresh, never trust failures', async () => {
+    const h = harness();
+    h.repo.addRelease(manifest('1.2.0'), Buffer.from('x'));
+    h.repo.failNext('refresh', 'NETWORK_RESET', 2);
+    expect(await h.step(input('1.0.0'), signal())).toMatchObject({ available: true });
+    expect(h.repo.calls.filter((c) => c.op === 'refresh')).toHaveLength(3);
+
+    const t = harness();
+    t.repo.failNext('refresh', 'TRUST_ROLLBACK');
+    await expect(t.step(input('1.0.0'), signal())).rejects.toMatchObject({ code: 'TRUST_ROLLBACK' });
+    expect(t.repo.calls.filter((c) => c.op === 'refresh')).toHaveLength(1);
+  });
+
+  it('gives up with the network code once the retries are spent', async () => {
+    const h = harness();
+    h.repo.failNext('latestRelease', 'HTTP_STATUS', 3);
+    await expect(h.step(input('1.0.0'), signal())).rejects.toMatchObject({ code: 'HTTP_STATUS' });
+    expect(h.repo.calls.filter((c) => c.op === 'latestRelease')).toHaveLength(3);
   });
 
   it('rejects and audits a release for another product that a repository let through', async () => {
