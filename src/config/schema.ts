@@ -164,6 +164,8 @@ export const configSchema = z.object({
   logging: z
     .object({
       level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+      /** JSON lines on stdout for journald; off when only the file should be written. */
+      stdout: z.boolean().default(true),
       file: z.string().optional(),
       auditFile: z.string().optional(),
     })

@@ -45,7 +45,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   const clock = opts.clock ?? systemClock;
   const loadOpts = { ...(opts.configPath ? { path: opts.configPath } : {}), env, allowMissingDefault: true };
   const config = loadConfig(loadOpts);
-  const logging = createLogging({ level: config.logging.level, file: config.logging.file, auditFile: config.logging.auditFile });
+  const logging = createLogging({ level: config.logging.level, stdout: config.logging.stdout, file: config.logging.file, auditFile: config.logging.auditFile });
   const log = logging.logger;
 
   let lock: InstanceLock | null = null;
