@@ -16,6 +16,7 @@ import { apiError, toApiError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { historyQuerySchema, logsQuerySchema, transitionsQuerySchema } from './schemas.js';
+import { createDashboardRouter } from './ui/router.js';
 import { bearerToken, queryHasCredential, type Principal, type TokenVerifier } from './tokens.js';
 
 export interface RestDeps {
@@ -61,6 +62,7 @@ export function createRestApp(deps: RestDeps): express.Express {
   app.get('/api/v1/openapi.json', (_req, res) => {
     res.json(openapi);
   });
+  app.use('/ui', createDashboardRouter({ tokens, audit }));
 
   const authenticate = (req: Request, res: Response<unknown, Locals>, next: NextFunction) => {
     const presented = bearerToken(req.headers.authorization);

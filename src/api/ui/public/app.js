@@ -1,0 +1,240 @@
+// The operator dashboard: asks for a token once (kept in this tab's sessionStorage), then shows
+// each product from GET /api/v1/status, kept live by the Socket.IO stream.
+import { createApi } from './api.js';
+import { describeError, renderLogLine, renderProduct, stateLabel } from './render.js';
+import { openStream } from './stream.js';
+
+const TOKEN_KEY = 'otad.token';
+const HISTORY_RUNS = 5;
+const LOG_LINES = 50;
+const LOG_LEVELS = new Set(['error', 'warn', 'info']);
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const ui = {
+  signIn: /** @type {HTMLFormElement} */ ($('sign-in')),
+  token: /** @type {HTMLInputElement} */ ($('token')),
+  signOut: $('sign-out'),
+  device: $('device'),
+  connection: $('connection'),
+  live: $('live'),
+  error: $('error'),
+  readOnly: $('read-only'),
+  products: $('products'),
+  logs: $('logs'),
+  logLines: $('log-lines'),
+};
+
+/** Everything the page shows; rendering reads only this. */
+const model = {
+  /** @type {ReturnType<typeof createApi> | null} */ api: null,
+  /** @type {{ close(): void } | null} */ stream: null,
+  canControl: false,
+  /** @type {any} */ status: null,
+  /** @type {Map<string, any[]>} */ runs: new Map(),
+  /** @type {Map<string, any>} */ progress: new Map(),
+  /** @type {Set<string>} */ busy: new Set(),
+  /** @type {string[]} */ logKeys: [],
+};
+
+function announce(text) {
+  ui.live.textContent = text;
+}
+
+function showError(error) {
+  ui.error.textContent = error ? describeError(error) : '';
+}
+
+function setConnection(text, ok) {
+  ui.connection.textContent = text;
+  ui.connection.dataset.ok = ok ? 'yes' : 'no';
+}
+
+function render() {
+  const s = model.status;
+  if (!s) return;
+  ui.device.textContent = `${s.deviceId} · ${s.environment}${s.simulation ? ' · simulation' : ''} · otad ${s.otadVersion}`;
+  ui.readOnly.hidden = model.canControl;
+  // Keyboard focus survives a re-render: the same product's same button gets it back.
+  const focused = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  const focusKey = focused?.dataset.event ? [focused.closest('[data-product]')?.getAttribute('data-product'), focused.dataset.event] : null;
+  ui.products.replaceChildren(
+    ...s.products.map((p) =>
+      renderProduct(p, {
+        runs: model.runs.get(p.product) ?? [],
+        progress: model.progress.get(p.product) ?? p.progress ?? null,
+        canControl: model.canControl,
+        busy: model.busy.has(p.product),
+        onEvent: sendEvent,
+      }),
+    ),
+  );
+  if (focusKey) {
+    const again = ui.products.querySelector(`[data-product="${CSS.escape(String(focusKey[0]))}"] [data-event="${CSS.escape(focusKey[1])}"]`);
+    if (again instanceof HTMLElement) again.focus();
+  }
+}
+
+async function refresh() {
+  const api = model.api;
+  if (!api) return;
+  const status = await api.status();
+  const runs = await Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS)));
+  status.products.forEach((p, i) => model.runs.set(p.product, runs[i].runs));
+  model.status = status;
+  render();
+}
+
+// One refresh at a time; messages that arrive meanwhile ask for one more after it.
+let refreshing = null;
+let again = false;
+function requestRefresh() {
+  if (refreshing) {
+    again = true;
+    return;
+  }
+  refreshing = refresh()
+    .catch((error) => showError(error))
+    .finally(() => {
+      refreshing = null;
+      if (again) {
+        again = false;
+        requestRefresh();
+      }
+    });
+}
+
+function addLogLine(line) {
+  if (!LOG_LEVELS.has(line.level)) return;
+  // The first page of lines and the stream may overlap by a few lines.
+  const key = `${line.time}|${line.level}|${line.message}`;
+  if (model.logKeys.includes(key)) return;
+  model.logKeys.push(key);
+  ui.logLines.append(renderLogLine(line));
+  while (model.logKeys.length > LOG_LINES) {
+    model.logKeys.shift();
+    ui.logLines.firstElementChild?.remove();
+  }
+  ui.logLines.scrollTop = ui.logLines.scrollHeight;
+}
+
+function onMessage(m) {
+  const p = m.payload;
+  if (m.type === 'transition') {
+    const product = model.status?.products.find((x) => x.product === p.product);
+    if (product) {
+      // The state is shown at once; the allowed events and the rest follow with the refresh.
+      product.state = p.to;
+      render();
+    }
+    announce(`${p.product}: ${stateLabel(p.to)}`);
+    requestRefresh();
+  } else if (m.type === 'progress') {
+    model.progress.set(p.product, p);
+    render();
+  } else if (m.type === 'notification') {
+    const what = {
+      'update-available': `update ${p.version} is available`,
+      committed: `version ${p.version} is installed`,
+      'rolled-back': `rolled back (${p.version ?? 'previous version'})`,
+      failed: `the run failed${p.error ? `: ${p.error.code}` : ''}`,
+      'run-ended': `the run ended${p.outcome ? ` (${p.outcome})` : ''}`,
+    }[p.kind];
+    announce(`${p.product}: ${what ?? p.kind}`);
+    requestRefresh();
+  } else if (m.type === 'log') {
+    addLogLine(p);
+  }
+}
+
+async function sendEvent(product, type, label) {
+  if (!model.api) return;
+  model.busy.add(product);
+  render();
+  showError(null);
+  try {
+    const r = await model.api.sendEvent(product, type);
+    announce(`${product}: ${label} accepted (${stateLabel(r.state)})`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    model.busy.delete(product);
+    requestRefresh();
+  }
+}
+
+function showSignIn(error) {
+  model.stream?.close();
+  model.stream = null;
+  model.api = null;
+  model.status = null;
+  ui.products.replaceChildren();
+  ui.logLines.replaceChildren();
+  model.logKeys = [];
+  ui.logs.hidden = true;
+  ui.readOnly.hidden = true;
+  ui.signOut.hidden = true;
+  ui.device.textContent = '';
+  setConnection('Not connected', false);
+  ui.signIn.hidden = false;
+  showError(error ?? null);
+  ui.token.value = '';
+  ui.token.focus();
+}
+
+async function connect(token) {
+  const api = createApi(token);
+  showError(null);
+  let session;
+  try {
+    session = await api.session();
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn(error);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  model.api = api;
+  model.canControl = session.scope === 'control';
+  ui.signIn.hidden = true;
+  ui.signOut.hidden = false;
+  ui.logs.hidden = false;
+  setConnection('Connecting…', false);
+  // The stream first, then the first reads: nothing that happens in between is lost.
+  model.stream = openStream({
+    token,
+    onMessage,
+    onConnected: () => {
+      setConnection('Live', true);
+      requestRefresh();
+    },
+    onDisconnected: (reason) => setConnection(`Live updates interrupted (${reason}); reconnecting…`, false),
+    onRefused: (code, message) => {
+      setConnection('Live updates refused', false);
+      showError({ code, message });
+    },
+  });
+  try {
+    await refresh();
+    const { lines } = await api.logs(LOG_LINES);
+    for (const line of lines) addLogLine(line);
+    announce(`Signed in as ${session.name} (${session.scope === 'control' ? 'control' : 'read-only'})`);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+ui.signIn.addEventListener('submit', (e) => {
+  // Never let the browser submit the form: the token must not end up in a URL.
+  e.preventDefault();
+  const token = ui.token.value.trim();
+  if (token) void connect(token);
+});
+ui.signOut.addEventListener('click', () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignIn(null);
+  announce('Signed out');
+});
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) void connect(saved);
+else showSignIn(null);

@@ -1,0 +1,185 @@
+// DOM building for the dashboard. Every datum is set as text (textContent), never as HTML: release
+// notes and log lines come from outside and must not become markup.
+
+/** Buttons by event, in display order; the two choices first. */
+export const CHOICE_EVENTS = [
+  ['UPDATE_NOW', 'Update now'],
+  ['SCHEDULE_3AM', 'Update at 3 AM'],
+];
+export const ACTION_EVENTS = [
+  ['CHECK_NOW', 'Check now'],
+  ['CONFIRM', 'Confirm'],
+  ['CANCEL', 'Cancel'],
+  ['ROLLBACK', 'Rollback'],
+  ['RESET', 'Reset'],
+];
+
+/** States in which a run works on the robot (progress is shown only then). */
+const WORKING = new Set(['preCheck', 'backup', 'staging', 'apply', 'validate', 'commit', 'rollback']);
+
+const STATE_LABELS = {
+  idle: 'Idle',
+  checking: 'Checking for updates',
+  awaitingChoice: 'Update available: waiting for a choice',
+  confirming: 'Waiting for confirmation',
+  scheduled: 'Scheduled',
+  preCheck: 'Checking the robot is ready',
+  preCheckWaiting: 'Waiting until the robot is ready',
+  backup: 'Backing up',
+  staging: 'Downloading and unpacking',
+  apply: 'Installing',
+  validate: 'Checking the new version',
+  commit: 'Finishing',
+  rollback: 'Rolling back',
+  failed: 'Failed',
+};
+
+/**
+ * h('p', { class: 'x' }, 'text', child): a small element builder. Attributes starting with "on" are
+ * listeners; `hidden`/`disabled` are booleans; everything else is set with setAttribute.
+ * @param {string} tag
+ * @param {Record<string, any> | null} [attrs]
+ * @param {...(Node | string | null | undefined | false)} children
+ */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'hidden' || k === 'disabled') el[k] = Boolean(v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+/** @param {number | null | undefined} ms */
+export function formatTime(ms) {
+  if (ms === null || ms === undefined) return '—';
+  const d = new Date(ms);
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** @param {number} n */
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** @param {string} state */
+export function stateLabel(state) {
+  return STATE_LABELS[state] ?? state;
+}
+
+/** "CODE (HTTP 409): message" — what an operator reads for an error of the API. */
+export function describeError(error) {
+  if (error && typeof error.code === 'string') {
+    const where = error.status ? ` (HTTP ${error.status})` : '';
+    const allowed = Array.isArray(error.details?.allowed) ? ` Allowed now: ${error.details.allowed.join(', ') || 'nothing'}.` : '';
+    return `${error.code}${where}: ${error.message}${allowed}`;
+  }
+  return String(error?.message ?? error);
+}
+
+/** @param {{ step: string, bytes: number, total: number | null, rateBps: number | null, etaMs: number | null, message?: string }} p */
+export function describeProgress(p) {
+  const pct = p.total ? ` (${Math.floor((100 * p.bytes) / p.total)}%)` : '';
+  const amount = p.total ? `${formatBytes(p.bytes)} of ${formatBytes(p.total)}${pct}` : formatBytes(p.bytes);
+  const rate = p.rateBps ? `, ${formatBytes(p.rateBps)}/s` : '';
+  const eta = p.etaMs ? `, about ${Math.ceil(p.etaMs / 1000)} s left` : '';
+  return `${p.step}: ${amount}${rate}${eta}${p.message ? ` — ${p.message}` : ''}`;
+}
+
+/**
+ * One product's section.
+ * @param {any} p the product's status (GET /api/v1/status)
+ * @param {{ runs: any[], progress: any | null, canControl: boolean, busy: boolean, onEvent: (product: string, type: string, label: string) => void }} view
+ */
+export function renderProduct(p, view) {
+  const id = `product-${p.product}`;
+  const allowed = new Set(p.allowedEvents);
+  const button = ([type, label]) =>
+    h('button', { type: 'button', 'data-event': type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy, onclick: () => view.onEvent(p.product, type, label) }, label);
+  const choices = view.canControl ? CHOICE_EVENTS.filter(([t]) => allowed.has(t)) : [];
+  const actions = view.canControl ? ACTION_EVENTS.filter(([t]) => allowed.has(t)) : [];
+  const progress = view.progress && WORKING.has(p.state) && view.progress.runId === p.runId ? view.progress : null;
+
+  const facts = [
+    ['State', h('span', { class: 'state', 'data-state': p.state }, stateLabel(p.state))],
+    ['Installed version', p.installedVersion ?? 'none'],
+    ['Offered version', p.offeredVersion ?? '—'],
+  ];
+  if (p.deadlines?.choice) facts.push(['Choose before', formatTime(p.deadlines.choice)]);
+  if (p.deadlines?.scheduledAt) facts.push(['Scheduled for', formatTime(p.deadlines.scheduledAt)]);
+  if (p.deadlines?.confirm) facts.push(['Confirm before', formatTime(p.deadlines.confirm)]);
+  if (p.lastCheckAt) facts.push(['Last check', formatTime(p.lastCheckAt)]);
+  if (p.lastOutcome) facts.push(['Last outcome', p.lastOutcome]);
+
+  return h(
+    'section',
+    { class: 'product', id, 'aria-labelledby': `${id}-title`, 'data-product': p.product },
+    h('h2', { id: `${id}-title` }, p.product),
+    h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
+    p.releaseNotes && h('div', { class: 'notes' }, h('h3', null, `Release notes ${p.offeredVersion ?? ''}`.trim()), h('p', { class: 'notes-text' }, p.releaseNotes)),
+    choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
+    actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
+    progress &&
+      h(
+        'div',
+        { class: 'progress' },
+        h('label', { for: `${id}-progress` }, describeProgress(progress)),
+        h('progress', { id: `${id}-progress`, max: progress.total ?? null, value: progress.total ? progress.bytes : null }),
+      ),
+    p.preCheckReasons?.length > 0 &&
+      h(
+        'div',
+        { class: 'precheck' },
+        h('h3', null, 'Waiting for the robot to be ready'),
+        h('ul', null, ...p.preCheckReasons.map((r) => h('li', null, h('code', null, r.code), ` ${r.message}`))),
+        p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
+      ),
+    p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
+    p.recovery && h('p', { class: 'run-error' }, `Recovery: ${p.recovery.action} (${p.recovery.reason})`),
+    renderHistory(p.product, view.runs),
+  );
+}
+
+/** @param {string} product @param {any[]} runs */
+function renderHistory(product, runs) {
+  const caption = h('caption', null, `Last runs of ${product}`);
+  if (runs.length === 0) return h('table', { class: 'history' }, caption, h('tbody', null, h('tr', null, h('td', null, 'No runs yet'))));
+  return h(
+    'table',
+    { class: 'history' },
+    caption,
+    h('thead', null, h('tr', null, ...['Started', 'Kind', 'Version', 'Outcome'].map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'tbody',
+      null,
+      ...runs.map((r) =>
+        h(
+          'tr',
+          { 'data-run': r.runId },
+          h('td', null, formatTime(r.startedAt)),
+          h('td', null, r.kind),
+          h('td', null, `${r.fromVersion ?? 'none'} → ${r.toVersion ?? '—'}`),
+          h('td', null, r.outcome ?? `running (${r.state})`, r.error ? ` — ${r.error.code}` : ''),
+        ),
+      ),
+    ),
+  );
+}
+
+/** @param {{ time: number, level: string, message: string, fields: Record<string, unknown> }} line */
+export function renderLogLine(line) {
+  const product = typeof line.fields?.product === 'string' ? `[${line.fields.product}] ` : '';
+  return h('li', { class: `log-${line.level}` }, h('time', null, formatTime(line.time).slice(11)), ` ${line.level.toUpperCase()} ${product}${line.message}`);
+}

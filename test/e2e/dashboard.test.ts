@@ -1,0 +1,220 @@
+/**
+ * The operator dashboard (/ui/) driven in a real headless Chromium against an in-process otad with
+ * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT=/tmp/x.png to keep a
+ * screenshot of the page after a whole update.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CONTROL_TOKEN, READ_TOKEN, startHarness, waitFor, type Harness } from '../integration/api/harness.js';
+import { DASHBOARD_CSP } from '../../src/api/ui/router.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`dashboard browser tests skipped: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+
+const NOTES = 'Release 2.0.0: faster planning, fewer stops.';
+
+let h: Harness;
+
+beforeAll(async () => {
+  h = await startHarness({
+    // The backup lasts long enough for the test to publish a progress message and see the bar.
+    fake: { offerVersion: '2.0.0', delayMs: { check: 200, backup: 1500 } },
+    extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
+  });
+});
+afterAll(async () => h?.close());
+
+/** fetch() will not send a foreign Host header; node:http will. */
+function statusWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { headers: { Host: host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+}
+
+const productState = () => h.daemon.status().products[0]?.state;
+
+describe('dashboard files over HTTP', () => {
+  it('serves the page without a token, under a strict Content-Security-Policy, and holds no data', async () => {
+    const res = await fetch(`${h.url}/ui/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(res.headers.get('content-security-policy')).toBe(DASHBOARD_CSP);
+    expect(DASHBOARD_CSP).toContain("script-src 'self'");
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    const html = await res.text();
+    // No inline script: every <script> has a src.
+    expect(html.match(/<script(?![^>]*\bsrc=)[^>]*>/g)).toBeNull();
+    expect(html).not.toContain('robot-0001');
+  });
+
+  it('redirects /ui to /ui/ so the page\'s relative module URLs resolve', async () => {
+    const res = await fetch(`${h.url}/ui`, { redirect: 'manual' });
+    expect(res.status).toBe(301);
+    expect(res.headers.get('location')).toBe('/ui/');
+  });
+
+  it('serves the Socket.IO ES module client that the socket.io server package ships', async () => {
+    const res = await fetch(`${h.url}/ui/vendor/socket.io.esm.min.js`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/javascript/);
+    expect(await res.text()).toContain('Socket.IO v4.8');
+  });
+
+  it('tells a token its scope at /ui/session and refuses a missing or wrong token with 401 in the API error shape', async () => {
+    const ok = await fetch(`${h.url}/ui/session`, { headers: { Authorization: `Bearer ${READ_TOKEN}` } });
+    expect(await ok.json()).toEqual({ name: 'dashboard', scope: 'read' });
+    for (const headers of [{}, { Authorization: 'Bearer wrong-token-0123456789' }]) {
+      const res = await fetch(`${h.url}/ui/session`, { headers });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toContain('Bearer');
+      expect((await res.json()).error.code).toBe('API_UNAUTHORIZED');
+    }
+  });
+
+  it('answers an unknown file under /ui/ with 404 and keeps the Host allow-list', async () => {
+    expect((await fetch(`${h.url}/ui/nothing.js`)).status).toBe(404);
+    expect((await fetch(`${h.url}/ui/vendor/socket.io.js`)).status).toBe(404);
+    expect(await statusWithHost(`${h.url}/ui/`, 'attacker.example')).toBe(403);
+  });
+});
+
+describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
+  let context: BrowserContext;
+  let profile: string;
+
+  beforeAll(async () => {
+    profile = mkdtempSync(join(tmpdir(), 'otad-chromium-'));
+    // A persistent context on a fresh profile folder: Playwright takes the profile this way
+    // (it refuses --user-data-dir in args). Each page has its own sessionStorage, so pages
+    // signed in with different tokens do not share one.
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1100, height: 1300 },
+    });
+    context.setDefaultTimeout(10_000);
+  });
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  async function signIn(token: string, prepare?: (page: Page) => Promise<void>): Promise<Page> {
+    const page = await context.newPage();
+    await prepare?.(page);
+    await page.goto(`${h.url}/ui/`);
+    await page.getByLabel('API token').fill(token);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    return page;
+  }
+
+  const product = (page: Page): Locator => page.getByRole('region', { name: 'robot-ai' });
+  const stateOf = (page: Page): Locator => product(page).locator('.state');
+
+  async function waitForState(page: Page, label: string): Promise<void> {
+    await product(page).locator('.state', { hasText: new RegExp(`^${label}$`) }).waitFor();
+  }
+
+  it('takes a control token, checks, offers both choices with the notes, and follows an update to idle with the new version in history', async () => {
+    const problems: string[] = [];
+    const urls: string[] = [];
+    const page = await signIn(CONTROL_TOKEN, async (p) => {
+      p.on('console', (m) => {
+        if (m.type() === 'error') problems.push(m.text());
+      });
+      p.on('pageerror', (e) => problems.push(e.message));
+      p.on('request', (r) => urls.push(r.url()));
+      p.on('response', (r) => {
+        if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`);
+      });
+    });
+
+    await waitForState(page, 'Idle');
+    await page.getByText('Live', { exact: true }).waitFor();
+    const idleButtons = await product(page).getByRole('button').allTextContents();
+    expect(idleButtons).toContain('Check now');
+    expect(idleButtons).not.toContain('Update now');
+    await page.getByRole('status').filter({ hasText: 'Signed in as robot-ai (control)' }).waitFor();
+
+    await product(page).getByRole('button', { name: 'Check now' }).click();
+    await product(page).getByRole('button', { name: 'Update now' }).waitFor();
+    await product(page).getByRole('button', { name: 'Update at 3 AM' }).waitFor();
+    expect(await product(page).locator('.notes-text').textContent()).toBe(NOTES);
+    expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
+    expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
+
+    await product(page).getByRole('button', { name: 'Update now' }).click();
+    await waitForState(page, 'Backing up');
+    const runId = h.daemon.status().products[0]?.runId as string;
+    h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'backup', bytes: 2048, total: 4096, rateBps: 1024, etaMs: 2000 });
+    const bar = product(page).getByRole('progressbar');
+    await bar.waitFor();
+    expect(await bar.getAttribute('value')).toBe('2048');
+    expect(await product(page).locator('.progress label').textContent()).toContain('2.0 KiB of 4.0 KiB (50%)');
+
+    await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'the run to commit');
+    await waitForState(page, 'Idle');
+    await product(page).locator('tr', { hasText: 'none → 2.0.0' }).filter({ hasText: 'committed' }).waitFor();
+    expect(await product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
+    await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
+    await page.locator('#log-lines li').first().waitFor();
+
+    const token = await page.evaluate(() => sessionStorage.getItem('otad.token'));
+    expect(token).toBe(CONTROL_TOKEN);
+    expect(urls.filter((u) => u.includes(CONTROL_TOKEN))).toEqual([]);
+    // No CSP violation, script error or failed request on the way.
+    expect(problems).toEqual([]);
+
+    if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
+    await page.close();
+  });
+
+  it('shows a read-only token the state but no control buttons', async () => {
+    const page = await signIn(READ_TOKEN);
+    await waitForState(page, 'Idle');
+    await page.getByText('This token can read only').waitFor();
+    expect(await product(page).getByRole('button').count()).toBe(0);
+    await page.close();
+  });
+
+  it('shows a wrong token\'s 401 as a readable error and asks again', async () => {
+    const page = await signIn('wrong-token-0123456789');
+    const alert = page.getByRole('alert');
+    await alert.filter({ hasText: 'API_UNAUTHORIZED (HTTP 401)' }).waitFor();
+    expect(await alert.textContent()).toBe('API_UNAUTHORIZED (HTTP 401): the bearer token is not valid');
+    await page.getByLabel('API token').waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem('otad.token'))).toBeNull();
+    await page.close();
+  });
+
+  it('shows a 409 when a choice arrives after the product moved on, then offers what is allowed now', async () => {
+    await h.daemon.dispatch({ product: 'robot-ai', type: 'CHECK_NOW', source: 'test' });
+    await waitFor(() => productState() === 'awaitingChoice', 'awaitingChoice');
+    // Without the stream the page cannot learn that the product moved on before the click.
+    const page = await signIn(CONTROL_TOKEN, (p) => p.route('**/socket.io/**', (r) => r.abort()));
+    const updateNow = product(page).getByRole('button', { name: 'Update now' });
+    await updateNow.waitFor();
+    await page.getByText(/Live updates interrupted/).waitFor();
+    await h.daemon.dispatch({ product: 'robot-ai', type: 'CANCEL', source: 'test' });
+    await waitFor(() => productState() === 'idle', 'idle');
+
+    await updateNow.click();
+    const alert = page.getByRole('alert');
+    await alert.filter({ hasText: 'API_EVENT_NOT_ALLOWED (HTTP 409)' }).waitFor();
+    expect(await alert.textContent()).toMatch(/state idle.*Allowed now: CHECK_NOW/);
+    await waitForState(page, 'Idle');
+    await product(page).getByRole('button', { name: 'Check now' }).waitFor();
+    expect(await product(page).getByRole('button', { name: 'Update now' }).count()).toBe(0);
+    await page.close();
+  });
+});
