@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { buildConfig } from '../../../src/config/load.js';
 import { systemClock } from '../../../src/core/clock.js';
 import { createLogging } from '../../../src/core/logging.js';
-import { Daemon } from '../../../src/daemon/daemon.js';
+import { Daemon, type StepProvider } from '../../../src/daemon/daemon.js';
 import { notConfiguredStepProvider } from '../../../src/steps/not-configured.js';
 import { fakeStepProvider, type FakeStepsSpec } from '../../support/fake-steps.js';
 import { assertNoGap, makeSandbox, query, readSaved, REPO_ROOT, spawnOtad, waitUntil, type OtadProcess, type Sandbox } from '../../support/otad-process.js';
@@ -29,7 +29,7 @@ function tmp(): string {
   return d;
 }
 
-async function daemonWith(spec: FakeStepsSpec, raw: Record<string, unknown> = {}, dir = tmp(), provider = fakeStepProvider(spec)) {
+async function daemonWith(spec: FakeStepsSpec, raw: Record<string, unknown> = {}, dir = tmp(), provider: StepProvider = fakeStepProvider(spec)) {
   const config = buildConfig({
     paths: { stateDir: join(dir, 'state') },
     decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
