@@ -60,8 +60,12 @@ export type RollbackPlan =
   | { action: 'switch'; failed: string | null; target: string }
   /** Restore a backup (preferably of `prefer`) and switch to it; without a usable backup, `otherwise`. */
   | { action: 'restore'; failed: string | null; prefer: string | null; otherwise: 'fail' | 'keep' }
-  /** The link already is where it must be (or nothing was ever installed): restart, clean up. */
-  | { action: 'keep'; failed: string | null; live: string | null; method: RollbackOutput['method'] }
+  /**
+   * The link already is where it must be (or nothing was ever installed): restart, clean up.
+   * `markBad` is false when the failed release never ran (apply stopped before its journal, for
+   * example a power cut during the import): that proves nothing against the version.
+   */
+  | { action: 'keep'; failed: string | null; live: string | null; method: RollbackOutput['method']; markBad: boolean }
   /** A first install is undone: the link is removed (there was nothing before). */
   | { action: 'unlink'; failed: string };
 
@@ -78,20 +82,20 @@ export function planRollback(f: RollbackFacts): RollbackPlan {
     const where = resolveInterrupted(f.journal, f.live);
     // 'complete' only says the apply finished; the link says where it stands now.
     const onFrom = where.kind === 'not-switched' || (where.kind === 'complete' && f.live === from && from !== to);
-    if (onFrom) return { action: 'keep', failed: to, live: from, method: from === null ? 'nothing-to-undo' : 'previous-release' };
+    if (onFrom) return { action: 'keep', failed: to, live: from, method: from === null ? 'nothing-to-undo' : 'previous-release', markBad: true };
     const onTo = where.kind === 'switched' || (where.kind === 'complete' && f.live === to);
     if (from === null) {
       // A first install: there is no earlier release to return to.
-      return onTo ? { action: 'unlink', failed: to } : { action: 'keep', failed: to, live: f.live, method: 'nothing-to-undo' };
+      return onTo ? { action: 'unlink', failed: to } : { action: 'keep', failed: to, live: f.live, method: 'nothing-to-undo', markBad: true };
     }
     if (onDisk(from)) return { action: 'switch', failed: to, target: from };
     return { action: 'restore', failed: to, prefer: from, otherwise: 'fail' };
   }
   if (f.attempted !== null && f.attempted !== f.live) {
     // Apply failed (or was killed) before its journal: the new release never went live.
-    return { action: 'keep', failed: f.attempted, live: f.live, method: 'nothing-to-undo' };
+    return { action: 'keep', failed: f.attempted, live: f.live, method: 'nothing-to-undo', markBad: false };
   }
-  if (f.live === null) return { action: 'keep', failed: null, live: null, method: 'nothing-to-undo' };
+  if (f.live === null) return { action: 'keep', failed: null, live: null, method: 'nothing-to-undo', markBad: false };
   const previous = f.appliedFrom ?? f.livePrevious;
   if (previous !== null && previous !== f.live && onDisk(previous)) return { action: 'switch', failed: f.live, target: previous };
   return { action: 'restore', failed: f.live, prefer: previous, otherwise: 'keep' };
@@ -103,7 +107,7 @@ export function planRollback(f: RollbackFacts): RollbackPlan {
 export type ResolvedRollback =
   | { action: 'switch'; failed: string | null; target: string }
   | { action: 'restore'; failed: string | null; backup: { path: string; version: string } }
-  | { action: 'keep'; failed: string | null; live: string | null; method: RollbackOutput['method'] }
+  | { action: 'keep'; failed: string | null; live: string | null; method: RollbackOutput['method']; markBad: boolean }
   | { action: 'unlink'; failed: string };
 
 export interface RollbackRecord {
@@ -189,7 +193,8 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
       await checkpoint(ports, 'rollback:restored');
 
       const failed = record.plan.failed;
-      if (failed !== null && failed !== output.restoredVersion) {
+      const blame = record.plan.action !== 'keep' || record.plan.markBad;
+      if (failed !== null && failed !== output.restoredVersion && blame) {
         ports.store?.markBad(ports.product.name, failed, `rolled back: ${input.reason}`, ports.clock.now());
         log.warn('version marked bad: it will not be offered again automatically', { version: failed, reason: input.reason });
       }
@@ -257,7 +262,7 @@ async function resolvePlan(
   if (backup !== null) return { action: 'restore', failed: plan.failed, backup };
   if (plan.otherwise === 'keep') {
     log.warn('no previous release and no usable backup: nothing to roll back to; the live release stays', { live: live?.version ?? null });
-    return { action: 'keep', failed: plan.failed, live: live?.version ?? null, method: 'nothing-to-undo' };
+    return { action: 'keep', failed: plan.failed, live: live?.version ?? null, method: 'nothing-to-undo', markBad: false };
   }
   throw new OtaError('ROLLBACK_FAILED', `cannot roll back ${ports.product.name}: the previous release ${plan.prefer ?? ''} is gone from ${store.releasesDir} and no verified backup of it is in ${ports.backupDir}`, {
     details: { previous: plan.prefer, failed: plan.failed, backupDir: ports.backupDir },
