@@ -1,7 +1,7 @@
 /**
  * The operator dashboard (/ui/) driven in a real headless Chromium against an in-process otad with
  * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT=/tmp/x.png to keep a
- * screenshot of the page after a whole update.
+ * screenshot of the page while it offers the two choices.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
@@ -22,8 +22,9 @@ let h: Harness;
 
 beforeAll(async () => {
   h = await startHarness({
-    // The backup lasts long enough for the test to publish a progress message and see the bar.
-    fake: { offerVersion: '2.0.0', delayMs: { check: 200, backup: 1500 } },
+    // The first pre-check finds the battery low; the backup lasts long enough for the test to
+    // publish a progress message and see the bar.
+    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 200, backup: 2500 } },
     extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
   });
 });
@@ -39,6 +40,9 @@ function statusWithHost(url: string, host: string): Promise<number> {
     req.on('error', reject);
   });
 }
+
+/** Evaluated in the page (the test's own TypeScript has no DOM types). */
+const storedToken = "sessionStorage.getItem('otad.token')";
 
 const productState = () => h.daemon.status().products[0]?.state;
 
@@ -72,11 +76,11 @@ describe('dashboard files over HTTP', () => {
   it('tells a token its scope at /ui/session and refuses a missing or wrong token with 401 in the API error shape', async () => {
     const ok = await fetch(`${h.url}/ui/session`, { headers: { Authorization: `Bearer ${READ_TOKEN}` } });
     expect(await ok.json()).toEqual({ name: 'dashboard', scope: 'read' });
-    for (const headers of [{}, { Authorization: 'Bearer wrong-token-0123456789' }]) {
+    for (const headers of [{}, { Authorization: 'Bearer wrong-token-0123456789' }] as Array<Record<string, string>>) {
       const res = await fetch(`${h.url}/ui/session`, { headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toContain('Bearer');
-      expect((await res.json()).error.code).toBe('API_UNAUTHORIZED');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('API_UNAUTHORIZED');
     }
   });
 
@@ -109,7 +113,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
-  async function signIn(token: string, prepare?: (page: Page) => Promise<void>): Promise<Page> {
+  async function signIn(token: string, prepare?: (page: Page) => Promise<unknown>): Promise<Page> {
     const page = await context.newPage();
     await prepare?.(page);
     await page.goto(`${h.url}/ui/`);
@@ -125,7 +129,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await product(page).locator('.state', { hasText: new RegExp(`^${label}$`) }).waitFor();
   }
 
-  it('takes a control token, checks, offers both choices with the notes, and follows an update to idle with the new version in history', async () => {
+  it('takes a control token, checks, offers both choices with the notes, shows pre-check reasons and progress, and follows the update to idle with the new version in history', async () => {
     const problems: string[] = [];
     const urls: string[] = [];
     const page = await signIn(CONTROL_TOKEN, async (p) => {
@@ -152,9 +156,19 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(await product(page).locator('.notes-text').textContent()).toBe(NOTES);
     expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
     expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
+    if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
 
     await product(page).getByRole('button', { name: 'Update now' }).click();
+    await waitForState(page, 'Waiting until the robot is ready');
+    expect(await product(page).locator('.precheck li').allTextContents()).toEqual(['BATTERY_LOW battery at 12%, needs 30%']);
+    await product(page).locator('.precheck', { hasText: 'Next try at' }).waitFor();
+    // The retry instant comes from the daemon's clock: move it there and let the daemon see it.
+    const retryAt = h.daemon.status().products[0]?.deadlines.preCheckRetryAt as number;
+    h.clock.advance(retryAt - h.clock.now());
+    h.daemon.onTimer();
+
     await waitForState(page, 'Backing up');
+    expect(await product(page).locator('.precheck').count()).toBe(0);
     const runId = h.daemon.status().products[0]?.runId as string;
     h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'backup', bytes: 2048, total: 4096, rateBps: 1024, etaMs: 2000 });
     const bar = product(page).getByRole('progressbar');
@@ -169,21 +183,29 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
     await page.locator('#log-lines li').first().waitFor();
 
-    const token = await page.evaluate(() => sessionStorage.getItem('otad.token'));
+    const token = await page.evaluate(storedToken);
     expect(token).toBe(CONTROL_TOKEN);
     expect(urls.filter((u) => u.includes(CONTROL_TOKEN))).toEqual([]);
     // No CSP violation, script error or failed request on the way.
     expect(problems).toEqual([]);
 
-    if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
     await page.close();
   });
 
-  it('shows a read-only token the state but no control buttons', async () => {
+  it('shows a read-only token the state but no control buttons, keeps the token across a reload and forgets it on sign-out', async () => {
     const page = await signIn(READ_TOKEN);
     await waitForState(page, 'Idle');
     await page.getByText('This token can read only').waitFor();
     expect(await product(page).getByRole('button').count()).toBe(0);
+
+    // The token lasts for the tab: a reload does not ask again; signing out forgets it.
+    await page.reload();
+    await waitForState(page, 'Idle');
+    expect(await page.getByLabel('API token').isVisible()).toBe(false);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API token').waitFor();
+    expect(await page.evaluate(storedToken)).toBeNull();
+    expect(await page.getByRole('region', { name: 'robot-ai' }).count()).toBe(0);
     await page.close();
   });
 
@@ -193,7 +215,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await alert.filter({ hasText: 'API_UNAUTHORIZED (HTTP 401)' }).waitFor();
     expect(await alert.textContent()).toBe('API_UNAUTHORIZED (HTTP 401): the bearer token is not valid');
     await page.getByLabel('API token').waitFor();
-    expect(await page.evaluate(() => sessionStorage.getItem('otad.token'))).toBeNull();
+    expect(await page.evaluate(storedToken)).toBeNull();
     await page.close();
   });
 
@@ -211,7 +233,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await updateNow.click();
     const alert = page.getByRole('alert');
     await alert.filter({ hasText: 'API_EVENT_NOT_ALLOWED (HTTP 409)' }).waitFor();
-    expect(await alert.textContent()).toMatch(/state idle.*Allowed now: CHECK_NOW/);
+    expect(await alert.textContent()).toMatch(/UPDATE_NOW is not allowed while robot-ai is in state idle; allowed now: .*CHECK_NOW/);
     await waitForState(page, 'Idle');
     await product(page).getByRole('button', { name: 'Check now' }).waitFor();
     expect(await product(page).getByRole('button', { name: 'Update now' }).count()).toBe(0);

@@ -83,8 +83,7 @@ export function stateLabel(state) {
 export function describeError(error) {
   if (error && typeof error.code === 'string') {
     const where = error.status ? ` (HTTP ${error.status})` : '';
-    const allowed = Array.isArray(error.details?.allowed) ? ` Allowed now: ${error.details.allowed.join(', ') || 'nothing'}.` : '';
-    return `${error.code}${where}: ${error.message}${allowed}`;
+    return `${error.code}${where}: ${error.message}`;
   }
   return String(error?.message ?? error);
 }
@@ -117,11 +116,14 @@ export function renderProduct(p, view) {
     ['Installed version', p.installedVersion ?? 'none'],
     ['Offered version', p.offeredVersion ?? '—'],
   ];
-  if (p.deadlines?.choice) facts.push(['Choose before', formatTime(p.deadlines.choice)]);
-  if (p.deadlines?.scheduledAt) facts.push(['Scheduled for', formatTime(p.deadlines.scheduledAt)]);
-  if (p.deadlines?.confirm) facts.push(['Confirm before', formatTime(p.deadlines.confirm)]);
+  // A deadline stays in the run's context after its state; it is shown only while it applies.
+  if (p.state === 'awaitingChoice' && p.deadlines?.choice) facts.push(['Choose before', formatTime(p.deadlines.choice)]);
+  if (p.state === 'scheduled' && p.deadlines?.scheduledAt) facts.push(['Scheduled for', formatTime(p.deadlines.scheduledAt)]);
+  if (p.state === 'confirming' && p.deadlines?.confirm) facts.push(['Confirm before', formatTime(p.deadlines.confirm)]);
   if (p.lastCheckAt) facts.push(['Last check', formatTime(p.lastCheckAt)]);
   if (p.lastOutcome) facts.push(['Last outcome', p.lastOutcome]);
+  // How otad picked this product up at its last start, when it had to decide something.
+  if (p.recovery && p.recovery.action !== 'fresh') facts.push(['At last start', `${p.recovery.action} (${p.recovery.reason})`]);
 
   return h(
     'section',
@@ -138,7 +140,8 @@ export function renderProduct(p, view) {
         h('label', { for: `${id}-progress` }, describeProgress(progress)),
         h('progress', { id: `${id}-progress`, max: progress.total ?? null, value: progress.total ? progress.bytes : null }),
       ),
-    p.preCheckReasons?.length > 0 &&
+    p.state === 'preCheckWaiting' &&
+      p.preCheckReasons?.length > 0 &&
       h(
         'div',
         { class: 'precheck' },
@@ -147,7 +150,6 @@ export function renderProduct(p, view) {
         p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
-    p.recovery && h('p', { class: 'run-error' }, `Recovery: ${p.recovery.action} (${p.recovery.reason})`),
     renderHistory(p.product, view.runs),
   );
 }
