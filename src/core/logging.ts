@@ -78,6 +78,8 @@ export function createLogging(opts: LoggingOptions): Logging {
   });
 
   let level = opts.level;
+  // After close() the winston streams are ended: late lines (a child process exiting) stay in memory only.
+  let closed = false;
 
   function record(lvl: string, message: string, fields: LogFields): void {
     if ((LEVELS[lvl] ?? 2) > (LEVELS[level] ?? 2)) return;
@@ -85,7 +87,7 @@ export function createLogging(opts: LoggingOptions): Logging {
     const line: LogLine = { time: now(), level: lvl, message, fields: safe };
     lines.push(line);
     if (lines.length > tailSize) lines.splice(0, lines.length - tailSize);
-    main.log(lvl, message, safe);
+    if (!closed) main.log(lvl, message, safe);
     for (const l of listeners) {
       try {
         l(line);
@@ -108,7 +110,7 @@ export function createLogging(opts: LoggingOptions): Logging {
   const audit: AuditSink = {
     audit(event: AuditEvent) {
       const fields = redact({ ...event.details, kind: event.kind, product: event.product, runId: event.runId, actor: event.actor });
-      auditLogger.info(event.message, fields);
+      if (!closed) auditLogger.info(event.message, fields);
       record('info', `audit: ${event.message}`, { channel: 'audit', ...fields });
     },
   };
@@ -135,6 +137,8 @@ export function createLogging(opts: LoggingOptions): Logging {
       main.level = l;
     },
     async close() {
+      if (closed) return;
+      closed = true;
       await Promise.all(
         [main, auditLogger].map(
           (lg) =>

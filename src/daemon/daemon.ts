@@ -47,7 +47,9 @@ export interface StepProvider {
   /** False when no real steps are wired (the daemon says so instead of pretending to update). */
   readonly real: boolean;
   steps(ctx: StepContext): Steps;
-  journalVerdict(product: ProductConfig): Promise<JournalVerdict>;
+  journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
+  /** The newest network snapshot, for status (providers without a network view leave it out). */
+  network?(): unknown;
 }
 
 export interface DaemonOptions {
@@ -168,7 +170,7 @@ export class Daemon implements DaemonControl {
       logger: logging.logger,
       audit: logging.audit,
       bus: this.bus,
-      journalVerdict: () => this.opts.stepProvider.journalVerdict(product),
+      journalVerdict: () => this.opts.stepProvider.journalVerdict(product, this.config),
       detectVersion: async () => (await detectProduct(product)).version,
       maxRestores: this.config.recovery.maxRestoresPerState,
       uncleanStart: this.opts.uncleanStart ?? true,
@@ -377,8 +379,17 @@ export class Daemon implements DaemonControl {
       stepsConfigured: this.opts.stepProvider.real,
       products: [...this.runners.values()].map((r) => this.productStatus(r, now)),
       inhibits: this.store.activeInhibits(now),
-      network: null,
+      network: (this.opts.stepProvider.network?.() as Record<string, unknown> | null | undefined) ?? this.storedNetwork(),
     };
+  }
+
+  /** The last network snapshot a check stored, so status has it across restarts. */
+  private storedNetwork(): Record<string, unknown> | null {
+    for (const p of this.config.products) {
+      const v = this.store.getValue(`network:${p.name}`);
+      if (v) return JSON.parse(v) as Record<string, unknown>;
+    }
+    return null;
   }
 
   private productStatus(r: ProductRunner, now: number): ProductStatus {

@@ -256,7 +256,8 @@ export class ProductRunner {
                   kind: ctx.runKind ?? 'update',
                   startedAt: ctx.runStartedAt ?? now,
                   fromVersion: prev?.runId === ctx.runId ? (prev.installedVersion ?? null) : ctx.installedVersion,
-                  toVersion: ctx.offer?.version ?? (state === 'idle' || state === 'failed' ? this.runToVersion(ctx) : null),
+                  // The version the run aimed at: the offer, or for a manual rollback the release it restored.
+                  toVersion: ctx.offer?.version ?? (runEnded && ctx.runKind === 'manual-rollback' ? ctx.installedVersion : null),
                   outcome: runEnded || state === 'failed' ? ctx.lastOutcome : null,
                   endedAt: runEnded ? now : null,
                   error: ctx.error,
@@ -278,11 +279,6 @@ export class ProductRunner {
     this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
     this.publishNotifications(from, state, ctx, newOffer);
     this.deps.onTransition?.(this, from, state);
-  }
-
-  /** The version a finished run left the robot on, for its history row. */
-  private runToVersion(ctx: UpdateContext): string | null {
-    return ctx.lastOutcome === 'committed' || ctx.lastOutcome === 'rolled-back' ? ctx.installedVersion : null;
   }
 
   /** What the transition log keeps of an event: all of it, so a run can be replayed offline. */

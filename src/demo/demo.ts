@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   let server: { close(): Promise<void> } | null = null;
   const units = createProcessServiceManager({
     units: [{ name: 'robot-ai', command: [process.execPath, join(paths.opt, 'robot-ai/bin/robot-ai.mjs')] }],
-    stateDir: join(paths.state, 'services'),
+    stateDir: join(paths.state, 'services', 'robot-ai'),
     logger: silentLogger,
   });
 
@@ -197,15 +197,15 @@ async function main(): Promise<void> {
     check(s.lastOutcome === 'up-to-date', '1.2.0 is marked bad and not offered again');
 
     step('History');
-    const history = await app.request<Array<{ runId: string; kind: string; fromVersion: string | null; toVersion: string | null; outcome: string }>>(
+    const { runs } = await app.request<{ runs: Array<{ runId: string; kind: string; fromVersion: string | null; toVersion: string | null; outcome: string }> }>(
       'GET',
       '/api/v1/history?product=robot-ai',
     );
-    for (const r of [...history].reverse()) out(`   ${r.runId}  ${r.kind.padEnd(8)} ${String(r.fromVersion ?? '-').padEnd(6)} → ${String(r.toVersion ?? '-').padEnd(6)} ${r.outcome}`);
+    for (const r of [...runs].reverse()) out(`   ${r.runId}  ${r.kind.padEnd(8)} ${String(r.fromVersion ?? '-').padEnd(6)} → ${String(r.toVersion ?? '-').padEnd(6)} ${r.outcome}`);
     out('\nThe demo passed: a full update, an automatic rollback, and no bad release offered twice.');
   } finally {
-    await running?.shutdown('demo finished').catch(() => {});
     await units.stop('robot-ai').catch(() => {});
+    await running?.shutdown('demo finished').catch(() => {});
     await server?.close().catch(() => {});
     if (keep) out(`sandbox kept at ${root}`);
     else rmSync(root, { recursive: true, force: true });

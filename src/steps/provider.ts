@@ -1,10 +1,134 @@
 /**
- * Chooses the step implementations the daemon runs. Real steps are wired here as they exist;
- * until then the not-configured provider keeps otad honest.
+ * Wires the real steps for each product: the repository (TUF over HTTP, or a local folder), the
+ * network monitor, the system adapters (disk, power, clock, inhibit file, check commands), the
+ * backup manager, the release store and the service manager. The daemon calls `steps(ctx)` once
+ * per product and `journalVerdict(product)` on start.
  */
-import type { StepProvider } from '../daemon/daemon.js';
-import { notConfiguredStepProvider } from './not-configured.js';
+import type { Steps } from '../../machines/types.js';
+import type { ProductConfig } from '../config/schema.js';
+import type { Config } from '../config/load.js';
+import type { StepContext, StepProvider } from '../daemon/daemon.js';
+import { createSystemAdapters, type SystemAdapters } from '../adapters/system/index.js';
+import { createBackupManager } from '../backup/backup-manager.js';
+import { createHttpClient, type HttpClient } from '../net/http-client.js';
+import { createNetworkMonitor, type NetworkSnapshot } from '../net/network-monitor.js';
+import { createSystemInfoAdapter } from '../net/system-info.js';
+import { detectProduct } from '../products/registry.js';
+import { createApply } from './apply.js';
+import { createBackupStep } from './backup.js';
+import { createCheckStep } from './check.js';
+import { createCommit } from './commit.js';
+import { executionPortsFromContext, journalDirFor } from './execution-ports.js';
+import { journalVerdict } from './journal-verdict.js';
+import { createPreCheckStep } from './pre-check.js';
+import { createRepositoryForProduct, repositoryUrlsFor } from './repository-factory.js';
+import { createRollback } from './rollback.js';
+import { createStageStep } from './stage.js';
+import { createValidate } from './validate.js';
+import { OTAD_VERSION } from '../daemon/daemon.js';
+import { silentLogger } from '../core/logger.js';
 
-export function defaultStepProvider(): StepProvider {
-  return notConfiguredStepProvider;
+export interface RealStepOptions {
+  /** Replace the system adapters (tests on machines without a battery sensor or timedatectl). */
+  system?: Partial<SystemAdapters>;
+}
+
+export interface RealStepProvider extends StepProvider {
+  /** The newest network snapshot any product's check took. */
+  network(): NetworkSnapshot | null;
+}
+
+export function realStepProvider(options: RealStepOptions = {}): RealStepProvider {
+  let network: NetworkSnapshot | null = null;
+  const clients = new Map<string, HttpClient>();
+
+  function httpFor(ctx: StepContext): HttpClient {
+    const key = JSON.stringify([ctx.config.server.caFile ?? null, ctx.config.server.connectTimeout, ctx.config.server.headersTimeout]);
+    let http = clients.get(key);
+    if (!http) {
+      http = createHttpClient({
+        connectTimeoutMs: ctx.config.server.connectTimeout,
+        headersTimeoutMs: ctx.config.server.headersTimeout,
+        idleTimeoutMs: ctx.config.server.idleTimeout,
+        ...(ctx.config.server.caFile ? { caFile: ctx.config.server.caFile } : {}),
+        userAgent: `otad/${OTAD_VERSION}`,
+        logger: ctx.logger,
+      });
+      clients.set(key, http);
+    }
+    return http;
+  }
+
+  return {
+    real: true,
+    network: () => network,
+
+    steps(ctx: StepContext): Steps {
+      const { product, config, clock, logger, audit } = ctx;
+      const http = httpFor(ctx);
+      const isLocal = product.repository.kind === 'local';
+      const monitor = createNetworkMonitor({
+        si: createSystemInfoAdapter(),
+        http,
+        clock,
+        probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
+        logger,
+      });
+      const repository = createRepositoryForProduct(product, config, {
+        clock,
+        logger,
+        audit,
+        http,
+        onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms),
+      });
+      const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
+      const execution = executionPortsFromContext(ctx);
+      const backups = createBackupManager({ clock, logger, deviceId: ctx.deviceId });
+
+      return {
+        check: createCheckStep({
+          product,
+          config,
+          deviceId: ctx.deviceId,
+          repository,
+          network: monitor,
+          isBad: (p, v) => ctx.store.isBad(p, v),
+          clock,
+          logger,
+          audit,
+          networkStatus: {
+            update(snapshot) {
+              network = snapshot;
+              ctx.store.setValue(`network:${product.name}`, JSON.stringify(snapshot));
+            },
+          },
+        }),
+        preCheck: createPreCheckStep({
+          ...system,
+          product,
+          config,
+          network: monitor,
+          clock,
+          inhibits: ctx.inhibits,
+          logger,
+          // A local folder (USB stick) needs no server.
+          ...(isLocal ? { options: { requireServerReachable: false } } : {}),
+        }),
+        backup: createBackupStep({ product, config, backups, detect: detectProduct, clock, logger, deviceId: ctx.deviceId, progress: ctx.progress }),
+        stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress, audit }),
+        apply: createApply(execution),
+        validate: createValidate(execution),
+        commit: createCommit(execution),
+        rollback: createRollback(execution),
+      };
+    },
+
+    journalVerdict(product: ProductConfig, config: Config) {
+      return journalVerdict(product, { journalDir: journalDirFor(config.paths.stateDir), logger: silentLogger });
+    },
+  };
+}
+
+export function defaultStepProvider(): RealStepProvider {
+  return realStepProvider();
 }

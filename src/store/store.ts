@@ -221,8 +221,10 @@ export class Store {
           .prepare(
             `INSERT INTO runs (run_id, product, kind, started_at, ended_at, from_version, to_version, state, outcome, error)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at, from_version = excluded.from_version,
-               to_version = excluded.to_version, state = excluded.state, outcome = excluded.outcome, error = excluded.error`,
+             ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at,
+               from_version = COALESCE(runs.from_version, excluded.from_version),
+               to_version = COALESCE(runs.to_version, excluded.to_version),
+               state = excluded.state, outcome = excluded.outcome, error = excluded.error`,
           )
           .run(
             w.runId,

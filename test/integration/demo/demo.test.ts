@@ -1,0 +1,23 @@
+/**
+ * `npm run demo` is the first command of the README: it must pass on a clean checkout. It runs
+ * the built demo (npm test builds first) end to end: publish, update, automatic rollback.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../support/otad-process.js';
+
+const built = join(REPO_ROOT, 'dist/src/demo/demo.js');
+
+describe('the demo', () => {
+  it.skipIf(!existsSync(built))('updates robot-ai, rolls a broken release back by itself, and exits 0', () => {
+    const r = spawnSync(process.execPath, [built], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 240_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('✓ robot-ai 1.1.0 is committed');
+    expect(r.stdout).toContain('✓ 1.2.0 was rolled back (HEALTH_CHECK_FAILED): robot-ai is on 1.1.0');
+    expect(r.stdout).toContain('✓ 1.2.0 is marked bad and not offered again');
+    expect(r.stdout).toMatch(/update\s+1\.1\.0\s+→ 1\.2\.0\s+rolled-back/);
+  }, 300_000);
+});
