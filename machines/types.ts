@@ -107,6 +107,10 @@ export interface UpdateContext {
   choice: ChoiceRecord | null;
   /** Deadlines and scheduled instants (ms since the epoch): stored, never slept on. */
   choiceDeadline: number | null;
+  /** The release's deferral budget ends here (maxDeferralMs, installBy); after it only the scheduled install remains. */
+  deferralDeadline: number | null;
+  /** True once the deferral budget is spent: the scheduled install can no longer be cancelled. */
+  mandatory: boolean;
   confirmDeadline: number | null;
   scheduledAt: number | null;
   preCheckRetryAt: number | null;

@@ -71,6 +71,8 @@ function emptyRun(): Pick<
   | 'offer'
   | 'choice'
   | 'choiceDeadline'
+  | 'deferralDeadline'
+  | 'mandatory'
   | 'confirmDeadline'
   | 'scheduledAt'
   | 'preCheckRetryAt'
@@ -84,6 +86,8 @@ function emptyRun(): Pick<
     offer: null,
     choice: null,
     choiceDeadline: null,
+    deferralDeadline: null,
+    mandatory: false,
     confirmDeadline: null,
     scheduledAt: null,
     preCheckRetryAt: null,
@@ -131,7 +135,15 @@ function choiceRecord(choice: ChoiceRecord['choice'], event: { source: ChoiceRec
 
 /** Closing a run keeps its id and outcome for status and history; the next CHECK_NOW replaces them. */
 function closeRun(outcome: RunOutcome) {
-  return { lastOutcome: outcome, choiceDeadline: null, confirmDeadline: null, scheduledAt: null, preCheckRetryAt: null };
+  return { lastOutcome: outcome, choiceDeadline: null, deferralDeadline: null, confirmDeadline: null, scheduledAt: null, preCheckRetryAt: null };
+}
+
+/** The end of a release's deferral budget: its install-by instant, or its maximum deferral from when it was offered. */
+export function deferralDeadlineOf(offer: Offer, offeredAt: number): number | null {
+  const limits = [offer.installBy, offer.maxDeferralMs === undefined ? undefined : offeredAt + offer.maxDeferralMs].filter(
+    (v): v is number => typeof v === 'number' && Number.isFinite(v),
+  );
+  return limits.length ? Math.min(...limits) : null;
 }
 
 export const updateMachine = setup({
@@ -154,6 +166,9 @@ export const updateMachine = setup({
     needsConfirmation: ({ context }) => context.policy.confirmTimeoutMs > 0,
     choiceExpired: ({ context, event }) =>
       event.type === 'TICK' && context.choiceDeadline !== null && event.now >= context.choiceDeadline,
+    deferralSpent: ({ context, event }) =>
+      event.type === 'TICK' && context.deferralDeadline !== null && event.now >= context.deferralDeadline,
+    deferrable: ({ context }) => !context.mandatory,
     defaultIsNow: ({ context }) => context.policy.defaultChoice === 'UPDATE_NOW',
     confirmExpired: ({ context, event }) =>
       event.type === 'TICK' && context.confirmDeadline !== null && event.now >= context.confirmDeadline,
@@ -240,11 +255,13 @@ export const updateMachine = setup({
             actions: assign(({ context, event }) => {
               const done = (event as DoneEvent<CheckOutput>).output;
               const result = done.result as Extract<CheckOutput, { available: true }>;
+              const deferralDeadline = deferralDeadlineOf(result.offer, done.at);
               return {
                 offer: result.offer,
                 installedVersion: result.installedVersion,
                 lastCheckAt: done.at,
                 choiceDeadline: done.at + context.policy.choiceTimeoutMs,
+                deferralDeadline,
               };
             }),
           },
@@ -284,6 +301,16 @@ export const updateMachine = setup({
           actions: assign(({ event }) => ({ choice: choiceRecord('SCHEDULE_3AM', event), scheduledAt: event.at })),
         },
         TICK: [
+          {
+            // The deferral budget is spent: the install is scheduled at the next slot, whatever the default.
+            guard: 'deferralSpent',
+            target: 'scheduled',
+            actions: assign(({ event }) => ({
+              choice: choiceRecord('SCHEDULE_3AM', { ...event, source: 'timer' }),
+              scheduledAt: event.nextSlotAt,
+              mandatory: true,
+            })),
+          },
           {
             guard: ({ context, event }) =>
               event.type === 'TICK' &&
@@ -335,7 +362,8 @@ export const updateMachine = setup({
         UPDATE_NOW: { target: 'preCheck', actions: assign(({ event }) => ({ choice: choiceRecord('UPDATE_NOW', event) })) },
         SCHEDULE_3AM: { actions: assign(({ event }) => ({ choice: choiceRecord('SCHEDULE_3AM', event), scheduledAt: event.at })) },
         RESCHEDULE: { actions: assign(({ event }) => ({ scheduledAt: event.at })) },
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        // A release past its deferral budget can be installed sooner, never called off.
+        CANCEL: { guard: 'deferrable', target: 'idle', actions: assign(() => closeRun('cancelled')) },
       },
     },
 

@@ -340,7 +340,7 @@ export class ProductRunner {
     const ctx = this.context;
     switch (this.state) {
       case 'awaitingChoice':
-        return ctx.choiceDeadline;
+        return ctx.deferralDeadline === null ? ctx.choiceDeadline : Math.min(ctx.choiceDeadline ?? Infinity, ctx.deferralDeadline);
       case 'confirming':
         return ctx.confirmDeadline;
       case 'scheduled':

@@ -298,6 +298,46 @@ describe('the update machine', () => {
     });
   });
 
+  describe('the deferral budget', () => {
+    function offerWith(extra: Record<string, unknown>) {
+      const h = start();
+      const original = h.fake.check;
+      h.fake.check = async (input, signal) => {
+        const out = await original(input, signal);
+        return out.available ? { ...out, offer: { ...out.offer, ...extra } } : out;
+      };
+      return h;
+    }
+
+    it('ends at the earlier of installBy and the maximum deferral from the offer', async () => {
+      const h = offerWith({ maxDeferralMs: 3 * HOUR, installBy: T0 + 5 * HOUR });
+      h.send({ type: 'CHECK_NOW', runId: 'r' });
+      await h.settle('awaitingChoice');
+      expect(h.actor.getSnapshot().context.deferralDeadline).toBe(T0 + 3 * HOUR);
+    });
+
+    it('once spent, schedules the install at the next slot whatever the default, and CANCEL is refused', async () => {
+      const h = offerWith({ installBy: T0 + HOUR });
+      h.send({ type: 'CHECK_NOW', runId: 'r' });
+      await h.settle('awaitingChoice');
+      h.send({ type: 'TICK', nextSlotAt: T0 + 15 * HOUR, now: T0 + HOUR });
+      const snap = h.actor.getSnapshot();
+      expect(snap.value).toBe('scheduled');
+      expect(snap.context).toMatchObject({ mandatory: true, scheduledAt: T0 + 15 * HOUR, choice: { choice: 'SCHEDULE_3AM', source: 'timer' } });
+      expect(snap.can({ type: 'CANCEL', now: T0 + HOUR, source: 'test' })).toBe(false);
+      expect(snap.can({ type: 'UPDATE_NOW', now: T0 + HOUR, source: 'test' })).toBe(true);
+    });
+
+    it('a release without a budget can be deferred and cancelled as usual', async () => {
+      const h = start();
+      h.send({ type: 'CHECK_NOW', runId: 'r' });
+      await h.settle('awaitingChoice');
+      expect(h.actor.getSnapshot().context.deferralDeadline).toBeNull();
+      h.send({ type: 'SCHEDULE_3AM', at: T0 + 15 * HOUR });
+      expect(h.actor.getSnapshot().can({ type: 'CANCEL', now: T0, source: 'test' })).toBe(true);
+    });
+  });
+
   describe('persistence', () => {
     it('re-runs the in-flight step when restored from a persisted snapshot', async () => {
       const h = start({ delayMs: { backup: 5000 } });
