@@ -114,12 +114,15 @@ describe('apply → validate → commit', () => {
   it('fails with HOOK_TIMEOUT when a hook hangs, and kills its whole process group', async () => {
     await world.plainInstall('1.0.0');
     const childPid = path.join(world.root, 'child.pid');
-    const product = { ...world.product, hooks: { timeout: 300 } };
+    // Long enough for a loaded machine to start the shell and record the child's pid.
+    const product = { ...world.product, hooks: { timeout: 1500 } };
     const staged = await world.stage('2.0.0', 'r1', { hooks: { 'migrate-config': `sleep 30 &\necho $! > ${childPid}\necho migrating\nwait` } });
     const error = await rejection(createApply(world.ports({ product }))({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), staged, installedVersion: '1.0.0' }, signal));
     expect(error.code).toBe('HOOK_TIMEOUT');
     expect(logText(world.logger)).toContain('migrate-config: migrating');
     const pid = Number(readFileSync(childPid, 'utf8'));
+    // The signal is sent; a loaded machine may take a moment to schedule the child's death.
+    for (let i = 0; i < 100 && isProcessAlive(pid); i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(isProcessAlive(pid)).toBe(false);
     expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
   });

@@ -166,6 +166,9 @@ export async function createWorld(productOverrides: Record<string, unknown> = {}
       await writeRelease(installPath, version);
       const services = await world.ports().services();
       await services.manager.start(UNIT);
+      // A service still booting while the install is adopted could resolve its script through
+      // the path being moved; on a robot the service has long been running by then.
+      if ((await waitForVersion(world)) !== version) throw new Error(`the ${version} service did not come up`);
     },
     async fetchVersion() {
       try {
@@ -180,7 +183,7 @@ export async function createWorld(productOverrides: Record<string, unknown> = {}
       const services = await world.ports().services().catch(() => null);
       await services?.manager.stop(UNIT).catch(() => {});
       db.close();
-      await fs.rm(root, { recursive: true, force: true });
+      if (process.env.OTA_TEST_KEEP_WORLD === undefined) await fs.rm(root, { recursive: true, force: true });
     },
   };
   return world;
