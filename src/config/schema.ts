@@ -62,8 +62,10 @@ export const scheduleSchema = z.object({
   timeZone: timeZone.default('local'),
   /** Per-device delay window that spreads a fleet's 3 AM load. */
   window: duration('30m'),
-  /** A slot missed while the daemon was down is caught up when it starts within this time. */
+  /** A check missed while the daemon was down is caught up when it starts within this time. */
   catchUp: duration('6h'),
+  /** A scheduled install whose slot was missed by more than this waits for the next slot. */
+  installCatchUp: duration('1h'),
 });
 
 export const decisionSchema = z.object({

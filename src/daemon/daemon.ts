@@ -19,7 +19,10 @@ import { detectProduct } from '../products/registry.js';
 import { nextLocalSlot, nextCronSlot } from '../schedule/slot.js';
 import { deviceDelayMs } from '../schedule/spread.js';
 import { decideCatchUp } from '../schedule/catch-up.js';
-import { detectClockJump, readClock, type ClockReading } from '../schedule/clock-jump.js';
+import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
+import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
+import { systemTimers, type TimerPort } from '../schedule/timers.js';
+import type { TaskSpec } from '../schedule/spec.js';
 import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
@@ -63,6 +66,8 @@ export interface DaemonOptions {
   timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(handle: unknown): void };
   /** Longest single sleep: wall-clock jumps are noticed at least this often. */
   maxSleepMs?: number;
+  /** Timers of the scheduler of daily checks (tests pass ManualTimers). */
+  schedulerTimers?: TimerPort;
 }
 
 export function policyFor(p: ProductConfig): MachinePolicy {
@@ -84,11 +89,11 @@ export class Daemon implements DaemonControl {
   private config: Config;
   private readonly runners = new Map<string, ProductRunner>();
   private readonly progress = new Map<string, ProgressMessage>();
-  private readonly nextChecks = new Map<string, number>();
+  /** The daily checks: registered tasks with their last run, result and next run, kept in SQLite. */
+  private readonly scheduler: Scheduler;
   private timer: unknown = null;
   /** The product allowed to touch the robot now (from a passed pre-check until its run settles). */
   private slotHolder: string | null = null;
-  private lastReading: ClockReading;
   private readonly startedAt: number;
   private readonly logger: Logger;
   private readonly timers: NonNullable<DaemonOptions['timers']>;
@@ -98,9 +103,17 @@ export class Daemon implements DaemonControl {
     this.config = opts.config;
     this.logger = opts.logging.logger;
     this.startedAt = opts.clock.now();
-    this.lastReading = readClock(opts.clock);
     this.timers = opts.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
     this.store = Store.open(opts.config.paths.database);
+    this.scheduler = new Scheduler({
+      clock: opts.clock,
+      timers: opts.schedulerTimers ?? systemTimers,
+      store: new SqliteTaskStore(this.store.db),
+      deviceId: opts.deviceId,
+      logger: this.logger.child({ component: 'scheduler' }),
+      onDue: (task, info) => this.onCheckDue(task, info),
+      onClockJump: (jumpMs) => this.onClockJump(jumpMs, opts.clock.now()),
+    });
     opts.logging.onLine((line) => this.bus.publish('log', line));
   }
 
@@ -124,7 +137,7 @@ export class Daemon implements DaemonControl {
 
   /** Restore every product's lifecycle, then start the timer. */
   async start(): Promise<void> {
-    const { config, clock } = this.opts;
+    const { config } = this.opts;
     if (!this.opts.stepProvider.real) {
       this.logger.warn('no real update steps are configured: otad will report state and accept events, but every check or update fails with STEP_NOT_CONFIGURED');
     }
@@ -136,8 +149,9 @@ export class Daemon implements DaemonControl {
       this.runners.set(product.name, runner);
       await runner.start();
       if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
-      this.nextChecks.set(product.name, this.initialCheckTime(product, clock.now()));
     }
+    this.registerChecks(config.products);
+    this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
     this.arm();
   }
@@ -210,30 +224,31 @@ export class Daemon implements DaemonControl {
 
   // ----- timers ----------------------------------------------------------------------------
 
-  private initialCheckTime(product: ProductConfig, now: number): number {
-    const stored = this.store.getValue(`nextCheck:${product.name}`);
-    const next = this.nextCheckSlot(product, now);
-    if (stored === null) return next;
-    const scheduledAt = Number(stored);
-    const decision = decideCatchUp({
-      scheduledAt,
-      now,
-      catchUpWindowMs: product.schedule.catchUp,
-      delayMs: deviceDelayMs(this.opts.deviceId, `${product.name}:catch-up`, Math.min(product.schedule.window, 15 * 60_000)),
-    });
-    if (decision.action === 'skip') return next;
-    return decision.runAt;
+  /** One daily check task per product; re-registering an unchanged spec keeps its plan and history. */
+  private registerChecks(products: ProductConfig[]): void {
+    const wanted = new Set(products.map((p) => `check:${p.name}`));
+    for (const task of this.scheduler.list()) if (task.kind === 'check' && !wanted.has(task.id)) this.scheduler.remove(task.id);
+    for (const p of products) {
+      const timeZone = resolveTimeZone(p.schedule.timeZone);
+      const spec: TaskSpec = p.schedule.checkCron
+        ? { cron: p.schedule.checkCron, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp }
+        : { time: p.schedule.checkAt, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp };
+      this.scheduler.upsert({ id: `check:${p.name}`, product: p.name, kind: 'check', spec });
+    }
   }
 
-  /** The next daily check: local checkAt (or checkCron) in the product's zone, plus this device's delay. */
-  nextCheckSlot(product: ProductConfig, now: number): number {
-    const tz = resolveTimeZone(product.schedule.timeZone);
-    const delay = deviceDelayMs(this.opts.deviceId, `${product.name}:check`, product.schedule.window);
-    // The slot is searched from (now - delay) so a delayed slot later today is not skipped.
-    const base = product.schedule.checkCron
-      ? (nextCronSlot(product.schedule.checkCron, now - delay, tz) ?? nextLocalSlot({ after: now, time: product.schedule.checkAt, timeZone: tz }))
-      : nextLocalSlot({ after: now - delay, time: product.schedule.checkAt, timeZone: tz });
-    return base + delay;
+  /** The daily check is due: start one if the product is idle; the result is kept with the task. */
+  private onCheckDue(task: Readonly<TaskRecord>, info: DueInfo): string {
+    const runner = this.runners.get(task.product);
+    if (!runner) return 'skipped: product no longer configured';
+    if (runner.state !== 'idle') {
+      this.logger.info('daily check skipped: a run is in progress', { product: task.product, state: runner.state });
+      return `skipped: ${runner.state}`;
+    }
+    const now = this.opts.clock.now();
+    const runId = newRunId(now);
+    runner.send({ type: 'CHECK_NOW', now, source: 'schedule', runId });
+    return `check started (run ${runId}${info.catchUp ? ', catch-up' : ''})`;
   }
 
   /** The next install slot for SCHEDULE_3AM: local installAt plus this device's delay. */
@@ -252,42 +267,32 @@ export class Daemon implements DaemonControl {
       const d = r.nextDeadline();
       if (d !== null) earliest = Math.min(earliest, d);
     }
-    for (const at of this.nextChecks.values()) earliest = Math.min(earliest, at);
     const delay = Math.max(0, Math.min(earliest - now, this.opts.maxSleepMs ?? 30_000));
     // Not unref'd: this timer is the daemon's heartbeat and keeps the process alive on its own.
     this.timer = this.timers.setTimeout(() => this.onTimer(), delay);
   }
 
-  /** Turns stored deadlines into events. Also the place where wall-clock jumps are noticed. */
+  /** Turns stored deadlines into events. A missed install slot follows the catch-up rule. */
   onTimer(): void {
     if (this.closed) return;
     this.timer = null;
-    const { clock } = this.opts;
-    const reading = readClock(clock);
-    const jump = detectClockJump(this.lastReading, reading);
-    this.lastReading = reading;
-    const now = clock.now();
-    if (jump !== 0) this.onClockJump(jump, now);
+    const now = this.opts.clock.now();
     for (const product of this.config.products) {
       const runner = this.runners.get(product.name);
       if (!runner) continue;
       const deadline = runner.nextDeadline();
-      if (deadline !== null && now >= deadline) {
-        this.sendInternal(runner, { type: 'TICK', now, source: 'timer', nextSlotAt: this.nextInstallSlot(product, now) });
-      }
-      const checkAt = this.nextChecks.get(product.name);
-      if (checkAt !== undefined && now >= checkAt) {
-        const next = this.nextCheckSlot(product, now);
-        this.nextChecks.set(product.name, next);
-        this.store.setValue(`nextCheck:${product.name}`, String(next));
-        if (runner.state === 'idle') {
-          this.sendInternal(runner, { type: 'CHECK_NOW', now, source: 'schedule', runId: newRunId(now) });
-        } else {
-          this.logger.info('daily check skipped: a run is in progress', { product: product.name, state: runner.state });
+      if (deadline === null || now < deadline) continue;
+      if (runner.state === 'scheduled') {
+        const decision = decideCatchUp({ scheduledAt: deadline, now, catchUpWindowMs: product.schedule.installCatchUp });
+        if (decision.action === 'skip') {
+          // Installing hours late could interrupt the robot's working day: wait for the next slot.
+          const at = this.nextInstallSlot(product, now);
+          this.logger.warn('missed the scheduled install slot: rescheduled to the next one', { product: product.name, missedByMs: decision.missedByMs, at });
+          this.sendInternal(runner, { type: 'RESCHEDULE', now, source: 'timer', at });
+          continue;
         }
-      } else if (checkAt !== undefined) {
-        this.store.setValue(`nextCheck:${product.name}`, String(checkAt));
       }
+      this.sendInternal(runner, { type: 'TICK', now, source: 'timer', nextSlotAt: this.nextInstallSlot(product, now) });
     }
     this.arm();
   }
@@ -296,7 +301,6 @@ export class Daemon implements DaemonControl {
   private onClockJump(jumpMs: number, now: number): void {
     this.logger.warn('the wall clock jumped: recomputing scheduled times', { jumpMs });
     for (const product of this.config.products) {
-      this.nextChecks.set(product.name, this.nextCheckSlot(product, now));
       const runner = this.runners.get(product.name);
       if (runner?.state === 'scheduled') {
         this.sendInternal(runner, { type: 'RESCHEDULE', now, source: 'timer', at: this.nextInstallSlot(product, now) });
@@ -407,7 +411,7 @@ export class Daemon implements DaemonControl {
       choice: c.choice,
       allowedEvents: r.allowedEvents(PUBLIC_EVENTS, now, 'daemon'),
       deadlines: { choice: c.choiceDeadline, confirm: c.confirmDeadline, scheduledAt: c.scheduledAt, preCheckRetryAt: c.preCheckRetryAt },
-      nextCheckAt: this.nextChecks.get(r.product) ?? null,
+      nextCheckAt: this.scheduler.get(`check:${r.product}`)?.nextRunAt ?? null,
       preCheckReasons: c.preCheckReasons,
       progress: this.progress.get(r.product) ?? null,
       lastCheckAt: c.lastCheckAt,
@@ -513,8 +517,8 @@ export class Daemon implements DaemonControl {
       const runner = this.runners.get(product.name);
       if (!runner) continue;
       this.sendInternal(runner, { type: 'CONFIGURE', now, source: 'daemon', policy: policyFor(product) });
-      this.nextChecks.set(product.name, this.nextCheckSlot(product, now));
     }
+    this.registerChecks(next.products.filter((p) => this.runners.has(p.name)));
     this.opts.logging.setLevel(next.logging.level);
     this.arm();
     return { applied: changed.filter((k) => !needsRestart.includes(k)), needsRestart };
@@ -534,6 +538,7 @@ export class Daemon implements DaemonControl {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.closed = true;
+    this.scheduler.stop();
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     for (const r of this.runners.values()) r.stop();
     try {
