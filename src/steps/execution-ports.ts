@@ -233,8 +233,8 @@ function isStaging(v: unknown): v is { releaseDir: string; packagePath: string }
 
 /**
  * Remove what staging left for a run: the package file and the staged tree (normally already
- * renamed into the releases), and their folder when it is the run's own (its name holds the run
- * id). Never fails the step: a leftover costs space, not safety.
+ * renamed into the releases), and their folder when it is the run's own (named `<runId>`,
+ * `<prefix>-<runId>` or `<runId>-<suffix>`). Never fails the step: a leftover costs space, not safety.
  */
 export async function clearStaging(staging: OtadReleaseMarker['staging'], runId: string, logger: Logger): Promise<string[]> {
   if (staging === undefined) return [];
@@ -242,7 +242,8 @@ export async function clearStaging(staging: OtadReleaseMarker['staging'], runId:
   const targets = new Set([staging.releaseDir, staging.packagePath]);
   for (const p of [staging.releaseDir, staging.packagePath]) {
     const parent = path.dirname(p);
-    if (runId !== '' && path.basename(parent).includes(runId)) targets.add(parent);
+    const name = path.basename(parent);
+    if (runId !== '' && (name === runId || name.endsWith(`-${runId}`) || name.startsWith(`${runId}-`))) targets.add(parent);
   }
   for (const target of targets) {
     try {
