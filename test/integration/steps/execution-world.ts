@@ -180,8 +180,11 @@ export async function createWorld(productOverrides: Record<string, unknown> = {}
     },
     journal: () => createApplyJournal({ dir: journalDirFor(stateDir), product: PRODUCT, clock: systemClock, logger }),
     async close() {
-      const services = await world.ports().services().catch(() => null);
-      await services?.manager.stop(UNIT).catch(() => {});
+      // Only the process manager's unit: never ask a real systemd on the host to stop anything.
+      if (product.processUnits.length > 0) {
+        const services = await world.ports().services().catch(() => null);
+        if (services?.kind === 'process') await services.manager.stop(UNIT).catch(() => {});
+      }
       db.close();
       if (process.env.OTA_TEST_KEEP_WORLD === undefined) await fs.rm(root, { recursive: true, force: true });
     },
