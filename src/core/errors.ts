@@ -150,6 +150,12 @@ const NODE_CODE_MAP: Record<string, ErrorCode> = {
   EACCES: 'IO_FAILED',
   EPERM: 'IO_FAILED',
   EROFS: 'IO_FAILED',
+  // better-sqlite3 reports SQLite's own result codes.
+  SQLITE_FULL: 'DISK_FULL',
+  SQLITE_IOERR: 'IO_FAILED',
+  SQLITE_READONLY: 'IO_FAILED',
+  SQLITE_CORRUPT: 'STORE_FAILED',
+  SQLITE_CANTOPEN: 'STORE_FAILED',
 };
 
 /**
@@ -173,7 +179,8 @@ export function toErrorData(error: unknown): ErrorData {
       return { code: 'CANCELLED', category: 'internal', retryable: true, message: error.message || 'cancelled' };
     }
     const errno = (error as NodeJS.ErrnoException).code;
-    const mapped = errno === undefined ? undefined : NODE_CODE_MAP[errno];
+    // SQLite extended codes (SQLITE_IOERR_WRITE) map as their primary code.
+    const mapped = errno === undefined ? undefined : (NODE_CODE_MAP[errno] ?? NODE_CODE_MAP[errno.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1')]);
     if (mapped !== undefined) {
       const meta = ErrorCodes[mapped];
       return { code: mapped, category: meta.category, retryable: meta.retryable, message: error.message };

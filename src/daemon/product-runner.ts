@@ -59,8 +59,12 @@ export class ProductRunner {
   readonly product: string;
   private actor: Actor<UpdateMachine> | null = null;
   private lastState: string | null = null;
+  /** The state of the last transition written to the store: the log's next row starts from it. */
+  private savedState: string | null = null;
   private lastContextJson: string | null = null;
   private stopping = false;
+  /** The last transition could not be written: no step may start until one is. */
+  private unsaved: ReturnType<typeof toErrorData> | null = null;
   recovery: RecoveryDecision | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
@@ -116,6 +120,7 @@ export class ProductRunner {
     if (row && (decision.action === 'resume' || decision.action === 'rerun')) {
       try {
         this.lastState = row.state;
+        this.savedState = row.state;
         this.lastContextJson = JSON.stringify(savedContext);
         this.actor = this.createActor({ snapshot: row.snapshot });
         this.actor.start();
@@ -165,6 +170,7 @@ export class ProductRunner {
       if (saved?.installedVersion !== undefined) input.installedVersion = installedVersion ?? saved.installedVersion;
     }
     this.lastState = savedState ?? '(none)';
+    this.savedState = this.lastState;
     this.lastContextJson = null;
     this.actor = this.createActor({ input });
     this.actor.start();
@@ -207,6 +213,10 @@ export class ProductRunner {
         // The transition into this step is written synchronously by the inspector; yielding once
         // guarantees it is durable before the step touches anything.
         await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.unsaved) {
+          // Touching the robot in a state the database does not know would break recovery.
+          throw { error: { ...this.unsaved, message: `the ${name} step did not start: its state could not be saved (${this.unsaved.message})` }, at: this.deps.clock.now() } satisfies StepFailure;
+        }
         const step = this.deps.steps[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
         try {
           const result = await step(input, signal);
@@ -228,7 +238,10 @@ export class ProductRunner {
     const contextJson = JSON.stringify(snap.context);
     const from = this.lastState ?? '(none)';
     const changedState = state !== from;
-    if (!changedState && contextJson === this.lastContextJson) return;
+    // After a failed write the log goes on from the last state it holds, so it never has a gap.
+    const savedFrom = this.savedState ?? from;
+    const logRow = state !== savedFrom;
+    if (!changedState && !logRow && contextJson === this.lastContextJson) return;
     const ctx = snap.context;
     const prev = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : null;
     const now = this.deps.clock.now();
@@ -249,7 +262,7 @@ export class ProductRunner {
           state,
           runId: ctx.runId,
           at: now,
-          ...(changedState ? { transition: { from, to: state, eventType, event: recordedEvent } } : {}),
+          ...(logRow ? { transition: { from: savedFrom, to: state, eventType, event: recordedEvent } } : {}),
           ...(ctx.runId
             ? {
                 run: {
@@ -268,9 +281,13 @@ export class ProductRunner {
         });
         if (newOffer && ctx.offer) this.deps.store.recordRelease(ctx.offer, now);
       })();
+      this.unsaved = null;
+      this.savedState = state;
     } catch (error) {
-      // Losing a write is not survivable silently: log it loudly; the next transition retries the snapshot.
-      this.deps.logger.error('could not persist a transition', { product: this.product, state, error: toErrorData(error) });
+      // The step this transition enters refuses to start (see stepActors); the next transition
+      // retries the write, and a restart recovers from the last state that was saved.
+      this.unsaved = toErrorData(error);
+      this.deps.logger.error('could not save a transition: the step it enters will not start', { product: this.product, state, error: this.unsaved });
     }
     this.lastState = state;
     this.lastContextJson = contextJson;

@@ -118,7 +118,7 @@ export function createFakeSteps(spec: FakeStepsSpec = {}): Steps & { invocations
   return Object.assign(steps, { invocations });
 }
 
-export function fakeStepProvider(spec: FakeStepsSpec = {}): StepProvider & { steps: () => Steps } {
+export function fakeStepProvider(spec: FakeStepsSpec = {}): StepProvider & { steps: () => Steps & { invocations: Invocation[] } } {
   const steps = createFakeSteps(spec);
   return {
     real: true,

@@ -1,0 +1,80 @@
+/**
+ * Disk full during a database write: the transition cannot be saved, so the step it enters does
+ * not start (nothing on the robot changes in a state the database does not know), the daemon keeps
+ * running, and once space is back the run continues. Needs root for a small tmpfs.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildConfig } from '../../../src/config/load.js';
+import { systemClock } from '../../../src/core/clock.js';
+import { createLogging } from '../../../src/core/logging.js';
+import { Daemon } from '../../../src/daemon/daemon.js';
+import { fakeStepProvider } from '../../support/fake-steps.js';
+import { assertNoGap, waitUntil } from '../../support/otad-process.js';
+
+const isRoot = process.getuid?.() === 0;
+const cleanups: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function fill(dir: string): void {
+  // Fill the filesystem: write until ENOSPC.
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  for (let i = 0; ; i++) {
+    try {
+      writeFileSync(join(dir, `filler-${i}`), chunk);
+    } catch {
+      break;
+    }
+  }
+  try {
+    writeFileSync(join(dir, 'filler-last'), Buffer.alloc(512, 1));
+  } catch {
+    // Full to the last block.
+  }
+}
+
+describe('disk full during a database write', () => {
+  it.skipIf(!isRoot)('refuses to start the next step, keeps running, and continues once space is back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'otad-dbfull-'));
+    const state = join(dir, 'state');
+    mkdirSync(state);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', state]);
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cleanups.push(() => void execFileSync('umount', ['-l', state]));
+
+    const provider = fakeStepProvider({});
+    const steps = provider.steps();
+    const config = buildConfig({
+      paths: { stateDir: state, backupDir: join(dir, 'backups'), cacheDir: join(dir, 'cache'), stagingDir: join(dir, 'staging') },
+      decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
+      products: [{ name: 'robot-ai', installPath: join(dir, 'opt/robot-ai'), precheck: { retryInterval: '300ms' } }],
+    });
+    const logging = createLogging({ level: 'debug', stdout: false });
+    const daemon = new Daemon({ config, logging, clock: systemClock, deviceId: 'mac-0242ac110002', stepProvider: provider });
+    await daemon.start();
+    cleanups.push(() => daemon.stop(0).catch(() => {}));
+    const product = () => daemon.status().products[0]!;
+
+    await daemon.dispatch({ type: 'CHECK_NOW', source: 'cli' });
+    await waitUntil(() => product().state === 'awaitingChoice');
+    fill(state);
+
+    await daemon.dispatch({ type: 'UPDATE_NOW', source: 'rest' });
+    await waitUntil(() => product().state === 'preCheckWaiting');
+    expect(product().preCheckReasons[0]).toMatchObject({ code: 'DISK_FULL', message: expect.stringContaining('could not be saved') });
+    expect(steps.invocations.filter((i) => i.step === 'preCheck')).toEqual([]);
+    expect(logging.tail({ level: 'error' }).some((l) => l.message.includes('could not save a transition'))).toBe(true);
+    expect(daemon.health().ok).toBe(true);
+
+    execFileSync('sh', ['-c', `rm -f ${state}/filler-*`]);
+    await waitUntil(() => product().state === 'idle' && product().lastOutcome === 'committed', { timeoutMs: 20_000 });
+    const rows = daemon.transitions({ product: 'robot-ai', limit: 100 });
+    assertNoGap(rows.map((r) => ({ seq: r.seq, from_state: r.from, to_state: r.to })));
+    expect(rows.at(-1)?.to).toBe('idle');
+  }, 60_000);
+});
