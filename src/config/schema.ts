@@ -148,6 +148,8 @@ export const configSchema = z.object({
       downloadDeadline: duration('2h'),
       minThroughputBps: z.number().int().nonnegative().default(1024),
       retries: z.number().int().min(0).default(5),
+      /** Report each product's version and state to the server after start and after every run. */
+      checkIn: z.boolean().default(true),
     })
     .prefault({}),
   paths: z

@@ -12,6 +12,7 @@ import { diffConfig, loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
 import { Daemon, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
+import { startCheckins, type CheckinReporter } from './checkin.js';
 
 /** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
 export interface Interface {
@@ -51,6 +52,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let lock: InstanceLock | null = null;
   let daemon: Daemon | null = null;
   let interfaces: Interface[] = [];
+  let checkins: CheckinReporter | null = null;
   try {
     lock = acquireInstanceLock(config.paths.lockFile);
     const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
@@ -67,6 +69,10 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     });
     await daemon.start();
     if (opts.startInterfaces) interfaces = await opts.startInterfaces(daemon, config, logging);
+    if (config.server.checkIn && opts.stepProvider.real) {
+      checkins = startCheckins({ control: daemon, serverUrl: config.server.url, logger: log });
+      void checkins.reportAll();
+    }
   } catch (error) {
     log.error('otad could not start', { error: toErrorData(error) });
     lock?.release();
@@ -105,6 +111,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       if (stopping) return stopping;
       stopping = (async () => {
         log.info('otad stopping', { reason });
+        checkins?.stop();
         for (const i of interfaces) await i.close().catch((e: unknown) => log.warn(`closing ${i.name} failed`, { error: String(e) }));
         await d.stop();
         lock?.release();
