@@ -83,6 +83,8 @@ export interface RunArtifacts {
   validation?: ValidateOutput;
 }
 
+export type RollbackCause = 'failure' | 'manual' | 'interrupted' | 'crash-loop';
+
 export type RunOutcome = 'up-to-date' | 'committed' | 'rolled-back' | 'cancelled' | 'failed' | 'aborted';
 
 /** Per-product policy the daemon copies into the machine's input from configuration. */
@@ -120,6 +122,12 @@ export interface UpdateContext {
   /** The error that ended or diverted the run. */
   error: ErrorInfo | null;
   rollbackReason: string | null;
+  /**
+   * Why the run rolls back: the release failed (apply or validation), a person asked, the daemon was
+   * interrupted (a crash or power cut, which proves nothing against the release), or the release
+   * kept crashing the daemon. Only 'interrupted' spares the release from being marked bad.
+   */
+  rollbackCause: RollbackCause | null;
   lastOutcome: RunOutcome | null;
   lastCheckAt: number | null;
   /** When the current run started and when the machine last moved (ms since the epoch). */
@@ -210,6 +218,7 @@ export interface CommitOutput {
 
 export type RollbackInput = StepBase & {
   reason: string;
+  cause: RollbackCause;
   offer: Offer | null;
   applied: ApplyOutput | null;
   backup: BackupOutput | null;
@@ -263,6 +272,7 @@ export interface MachineInput {
   recovery?: {
     mode: 'rollback' | 'abort' | 'fail';
     reason: string;
+    cause: RollbackCause;
     runId: string | null;
     offer: Offer | null;
     artifacts: RunArtifacts;

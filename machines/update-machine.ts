@@ -81,6 +81,7 @@ function emptyRun(): Pick<
   | 'artifacts'
   | 'error'
   | 'rollbackReason'
+  | 'rollbackCause'
 > {
   return {
     offer: null,
@@ -96,6 +97,7 @@ function emptyRun(): Pick<
     artifacts: {},
     error: null,
     rollbackReason: null,
+    rollbackCause: null,
   };
 }
 
@@ -123,6 +125,7 @@ function initialContext(input: MachineInput): UpdateContext {
     artifacts: r.artifacts,
     error: r.error,
     rollbackReason: r.reason,
+    rollbackCause: r.cause,
     pendingRecovery: r.mode,
   };
 }
@@ -235,6 +238,7 @@ export const updateMachine = setup({
             runStartedAt: event.now,
             lastOutcome: null,
             rollbackReason: event.reason ?? 'manual rollback requested',
+            rollbackCause: 'manual' as const,
           })),
         },
       },
@@ -488,7 +492,7 @@ export const updateMachine = setup({
         },
         onError: {
           target: 'rollback',
-          actions: ['recordFailure', assign(() => ({ rollbackReason: 'apply failed' }))],
+          actions: ['recordFailure', assign(() => ({ rollbackReason: 'apply failed', rollbackCause: 'failure' as const }))],
         },
       },
     },
@@ -510,13 +514,13 @@ export const updateMachine = setup({
         },
         onError: {
           target: 'rollback',
-          actions: ['recordFailure', assign(() => ({ rollbackReason: 'validation failed' }))],
+          actions: ['recordFailure', assign(() => ({ rollbackReason: 'validation failed', rollbackCause: 'failure' as const }))],
         },
       },
       on: {
         ROLLBACK: {
           target: 'rollback',
-          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback during probation' })),
+          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback during probation', rollbackCause: 'manual' as const })),
         },
       },
     },
@@ -550,6 +554,7 @@ export const updateMachine = setup({
           product: context.product,
           runId: context.runId as string,
           reason: context.rollbackReason ?? 'rollback',
+          cause: context.rollbackCause ?? 'failure',
           offer: context.offer,
           applied: context.artifacts.applied ?? null,
           backup: context.artifacts.backup ?? null,
@@ -572,10 +577,10 @@ export const updateMachine = setup({
     failed: {
       on: {
         DETECTED: { actions: assign(({ event }) => ({ installedVersion: event.installedVersion })) },
-        RESET: { target: 'idle', actions: assign(() => ({ error: null, rollbackReason: null })) },
+        RESET: { target: 'idle', actions: assign(() => ({ error: null, rollbackReason: null, rollbackCause: null })) },
         ROLLBACK: {
           target: 'rollback',
-          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback after failure' })),
+          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback after failure', rollbackCause: 'manual' as const })),
         },
       },
     },

@@ -79,6 +79,7 @@ export const ErrorCodes = {
   // recovery
   RECOVERY_CRASH_LOOP: { category: 'internal', retryable: false },
   RECOVERY_FOREIGN_SNAPSHOT: { category: 'internal', retryable: false },
+  RECOVERY_INTERRUPTED: { category: 'internal', retryable: true },
   // api
   API_UNAUTHORIZED: { category: 'api', retryable: false },
   API_FORBIDDEN: { category: 'api', retryable: false },

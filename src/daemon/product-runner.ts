@@ -144,6 +144,7 @@ export class ProductRunner {
     savedRunId: string | null,
     saved: Partial<UpdateContext> | null,
   ): Promise<RecoveryDecision> {
+    const compatibleSnapshot = saved !== null;
     this.recovery = decision;
     const installedVersion = await this.deps.detectVersion().catch(() => null);
     const input: MachineInput = {
@@ -157,11 +158,12 @@ export class ProductRunner {
       input.recovery = {
         mode: decision.action,
         reason: decision.reason,
+        cause: crashLoop ? 'crash-loop' : 'interrupted',
         runId: savedRunId,
         offer: saved?.offer ?? null,
         artifacts: saved?.artifacts ?? {},
         error: {
-          code: crashLoop ? 'RECOVERY_CRASH_LOOP' : 'RECOVERY_FOREIGN_SNAPSHOT',
+          code: crashLoop ? 'RECOVERY_CRASH_LOOP' : compatibleSnapshot ? 'RECOVERY_INTERRUPTED' : 'RECOVERY_FOREIGN_SNAPSHOT',
           category: 'internal',
           retryable: false,
           message: decision.reason,

@@ -193,7 +193,8 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
       await checkpoint(ports, 'rollback:restored');
 
       const failed = record.plan.failed;
-      const blame = record.plan.action !== 'keep' || record.plan.markBad;
+      // An interrupted run (crash, power cut) proves nothing against the release: it may be offered again.
+      const blame = input.cause !== 'interrupted' && (record.plan.action !== 'keep' || record.plan.markBad);
       if (failed !== null && failed !== output.restoredVersion && blame) {
         ports.store?.markBad(ports.product.name, failed, `rolled back: ${input.reason}`, ports.clock.now());
         log.warn('version marked bad: it will not be offered again automatically', { version: failed, reason: input.reason });

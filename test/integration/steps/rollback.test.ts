@@ -24,7 +24,7 @@ afterEach(async () => {
 });
 
 function rollbackInput(over: Partial<RollbackInput> = {}): RollbackInput {
-  return { product: 'robot-ai', runId: 'r1', reason: 'validation failed', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', ...over };
+  return { product: 'robot-ai', runId: 'r1', reason: 'validation failed', cause: 'failure', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', ...over };
 }
 
 async function install1(): Promise<Record<string, string>> {

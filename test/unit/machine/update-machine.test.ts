@@ -373,7 +373,7 @@ describe('the update machine', () => {
 
   describe('recovery starts', () => {
     const recovery = (mode: 'rollback' | 'abort' | 'fail') => ({
-      recovery: { mode, reason: 'test', runId: 'r-old', offer: null, artifacts: {}, error: { code: 'RECOVERY_CRASH_LOOP', category: 'internal', retryable: false, message: 'test' } },
+      recovery: { mode, reason: 'test', cause: 'interrupted' as const, runId: 'r-old', offer: null, artifacts: {}, error: { code: 'RECOVERY_CRASH_LOOP', category: 'internal', retryable: false, message: 'test' } },
     });
 
     it('rollback mode goes straight to rollback and ends the old run', async () => {
