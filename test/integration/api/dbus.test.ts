@@ -87,8 +87,15 @@ describe.skipIf(!hasDbusDaemon)('D-Bus service on a private bus', () => {
   it('emits Progress signals with bytes and total', async () => {
     const progress: unknown[][] = [];
     iface.on('Progress', (...args: unknown[]) => progress.push(args));
-    h.daemon.bus.publish('progress', { product: 'robot-ai', runId: 'r', step: 'stage', bytes: 1500, total: 3000, rateBps: null, etaMs: null });
-    await waitFor(() => progress.length > 0, 'a Progress signal');
+    // The client's match rule reaches the bus asynchronously: publish until the signal gets through.
+    const publish = () => h.daemon.bus.publish('progress', { product: 'robot-ai', runId: 'r', step: 'stage', bytes: 1500, total: 3000, rateBps: null, etaMs: null });
+    publish();
+    const again = setInterval(publish, 200);
+    try {
+      await waitFor(() => progress.length > 0, 'a Progress signal');
+    } finally {
+      clearInterval(again);
+    }
     expect(progress[0]?.slice(0, 2)).toEqual(['robot-ai', 'stage']);
     expect(Number(progress[0]?.[2])).toBe(1500);
     expect(Number(progress[0]?.[3])).toBe(3000);
