@@ -6,13 +6,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+/** fsync a regular file or a directory by path. */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+/** Makes a rename or a new entry in `dir` survive a power cut. */
+export async function fsyncDir(dir: string): Promise<void> {
+  await fsyncPath(dir);
 }
 
 export async function atomicWriteFile(file: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {

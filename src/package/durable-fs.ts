@@ -7,19 +7,8 @@ import { chmod, lstat, open, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OtaError, type ErrorCode } from '../core/errors.js';
 
-export async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes a rename or a new entry in `dir` survive a power cut. */
-export async function fsyncDir(dir: string): Promise<void> {
-  await fsyncPath(dir);
-}
+export { fsyncDir, fsyncPath } from '../core/atomic-file.js';
+import { fsyncDir } from '../core/atomic-file.js';
 
 export async function fsyncParent(path: string): Promise<void> {
   await fsyncDir(dirname(path));

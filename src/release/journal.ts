@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { fsyncDir, isErrno, randomSuffix } from './switch.js';
+import { fsyncDir, isErrno } from './switch.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 
 /** In order. Each phase is written once the step it names has completed. */
 export const APPLY_PHASES = ['prepared', 'services-stopped', 'switched', 'services-started', 'done'] as const;
@@ -82,7 +83,7 @@ export function createApplyJournal(options: ApplyJournalOptions): ApplyJournal {
 
   async function persist(entry: ApplyJournalEntry): Promise<ApplyJournalEntry> {
     await fs.mkdir(options.dir, { recursive: true });
-    await writeFileAtomic(file, `${JSON.stringify(entry, null, 2)}\n`);
+    await atomicWriteFile(file, `${JSON.stringify(entry, null, 2)}\n`);
     log.debug('apply journal written', { runId: entry.runId, phase: entry.phase, from: entry.from, to: entry.to });
     return entry;
   }
@@ -120,22 +121,6 @@ export function createApplyJournal(options: ApplyJournalOptions): ApplyJournal {
 }
 
 /** Durable write: temp file, fsync, rename over, fsync the directory. */
-export async function writeFileAtomic(file: string, contents: string): Promise<void> {
-  const temp = `${file}.tmp-${randomSuffix()}`;
-  const handle = await fs.open(temp, 'w', 0o644);
-  try {
-    await handle.writeFile(contents);
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await fs.rm(temp, { force: true });
-    throw error;
-  }
-  await handle.close();
-  await fs.rename(temp, file);
-  await fsyncDir(path.dirname(file));
-}
-
 export function parseEntry(text: string): ApplyJournalEntry | null {
   let value: unknown;
   try {

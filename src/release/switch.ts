@@ -4,7 +4,6 @@
  * either the old entry or the new one is visible, never a half-written one.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
@@ -16,24 +15,8 @@ export const TEMP_LINK_MARKER = '.tmp-';
  * fsync a directory so that the entries created, renamed or removed in it survive a power cut.
  * rename(2) is atomic but only durable once the parent directory is synced.
  */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** fsync one regular file by path. */
-export async function fsyncFile(file: string): Promise<void> {
-  const handle = await fs.open(file, fsConstants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+export { fsyncDir, fsyncPath as fsyncFile } from '../core/atomic-file.js';
+import { fsyncDir, fsyncPath as fsyncFile } from '../core/atomic-file.js';
 
 /**
  * fsync every regular file and directory under `root` (symlinks are not followed), children

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Key, Signature } from '@tufjs/models';
 import { OtaError } from '../core/errors.js';
-import { writeFileAtomic } from './atomic.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 
 export const ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
 export type RoleName = (typeof ROLES)[number];
@@ -65,7 +65,7 @@ export async function saveKey(keysDir: string, key: SigningKey): Promise<string>
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, `${key.keyid}.json`);
   const body: KeyFile = { keyid: key.keyid, role: key.role, keytype: 'ed25519', scheme: 'ed25519', public: key.publicHex, private: key.privatePem };
-  await writeFileAtomic(file, `${JSON.stringify(body, null, 2)}\n`, 0o600);
+  await atomicWriteFile(file, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600 });
   await fs.chmod(file, 0o600);
   return file;
 }

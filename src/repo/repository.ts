@@ -19,7 +19,8 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
-import { exists, writeFileAtomic } from './atomic.js';
+import { exists } from './atomic.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 import {
   generateSigningKey,
   loadRoleKeys,
@@ -204,7 +205,7 @@ export function createPublisher(options: PublisherOptions) {
 
   async function writeMetadata(name: string, md: Metadata<Root | Targets | Snapshot | Timestamp>): Promise<Buffer> {
     const bytes = Buffer.from(`${JSON.stringify(md.toJSON(), null, 2)}\n`);
-    await writeFileAtomic(path.join(metadataDir, name), bytes);
+    await atomicWriteFile(path.join(metadataDir, name), bytes);
     return bytes;
   }
 
@@ -229,7 +230,7 @@ export function createPublisher(options: PublisherOptions) {
     await fs.mkdir(destDir, { recursive: true });
     const dest = path.join(destDir, `${sha256}.${base}`);
     if (!(await exists(dest))) {
-      if (source.bytes !== undefined) await writeFileAtomic(dest, source.bytes);
+      if (source.bytes !== undefined) await atomicWriteFile(dest, source.bytes);
       else {
         const tmp = `${dest}.tmp`;
         await fs.copyFile(source.file!, tmp);
@@ -321,7 +322,7 @@ export function createPublisher(options: PublisherOptions) {
       const rootSigned = rootFromParts(1, expires('root', settings), keys, roles, issued());
       const rootMd = new Metadata(rootSigned);
       await signRole(rootMd, 'root', rootSigned);
-      await writeFileAtomic(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
+      await atomicWriteFile(settingsFile, `${JSON.stringify(settings, null, 2)}\n`);
       await writeMetadata('1.root.json', rootMd);
       await writeMetadata('root.json', rootMd);
       const emptyTargets = new Metadata(new Targets({ version: 1, specVersion: SPEC_VERSION, expires: expires('targets', settings), unrecognizedFields: issued() }));
@@ -374,7 +375,7 @@ export function createPublisher(options: PublisherOptions) {
           sha256: manifestTarget.sha256,
           custom: { kind: 'manifest', product: input.product, version: input.version, channel: manifest.channel },
         };
-        await writeFileAtomic(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+        await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
         log.info('release staged', { product: input.product, version: input.version, package: packageTarget });
         return { manifest, manifestTarget, packageTarget };
       } finally {
@@ -391,7 +392,7 @@ export function createPublisher(options: PublisherOptions) {
       const staged = await readStaged();
       const info = await storeTarget(name, source);
       staged[name] = { length: info.length, sha256: info.sha256, custom };
-      await writeFileAtomic(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+      await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
       return info;
     },
 

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import { z } from 'zod';
 import type { Clock } from '../core/clock.js';
-import { writeFileAtomic } from '../repo/atomic.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 
 export const checkinSchema = z
   .object({
@@ -58,7 +58,7 @@ export function createDeviceStore(file: string, clock: Clock, maxDevices = 100_0
         const now = clock.now();
         const record: DeviceRecord = { ...checkin, firstSeen: previous?.firstSeen ?? now, lastSeen: now, checkins: (previous?.checkins ?? 0) + 1 };
         devices.set(key, record);
-        await writeFileAtomic(file, `${JSON.stringify([...devices.values()], null, 1)}\n`);
+        await atomicWriteFile(file, `${JSON.stringify([...devices.values()], null, 1)}\n`);
         return record;
       });
       queue = run.catch(() => {});

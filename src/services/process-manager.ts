@@ -13,7 +13,7 @@ import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { writeFileAtomic } from '../release/journal.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 import { isProcessAlive, readProcessIdentity } from './process-liveness.js';
 import { assertUnitName, type ServiceManager, type ServiceOpOptions, type ServiceStatus } from './service-manager.js';
 
@@ -112,7 +112,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
       closeSync(logFd);
     }
     const startTicks = readProcessIdentity(pid)?.startTicks ?? '';
-    await writeFileAtomic(pidFile(unit), JSON.stringify({ pid, startTicks, command: def.command }));
+    await atomicWriteFile(pidFile(unit), JSON.stringify({ pid, startTicks, command: def.command }));
     log.info('service started', { unit, pid });
   }
 

@@ -15,7 +15,8 @@ import type { StepContext } from '../daemon/daemon.js';
 import { createBackupManager, type BackupManager } from '../backup/backup-manager.js';
 import { createProbes, type HealthCheck, type HealthProbe } from '../health/checks.js';
 import { realSleep, type Sleep } from '../health/sleep.js';
-import { createApplyJournal, writeFileAtomic, type ApplyJournal } from '../release/journal.js';
+import { createApplyJournal, type ApplyJournal } from '../release/journal.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 import { createReleaseStore, type ReleaseCheckpoint, type ReleaseStore } from '../release/layout.js';
 import { readMarker, RELEASE_MARKER, type ReleaseMarker } from '../products/registry.js';
 import { createProcessServiceManager } from '../services/process-manager.js';
@@ -217,7 +218,7 @@ export interface OtadReleaseMarker extends ReleaseMarker {
 }
 
 export async function writeReleaseMarker(releaseDir: string, marker: OtadReleaseMarker): Promise<void> {
-  await writeFileAtomic(path.join(releaseDir, RELEASE_MARKER), `${JSON.stringify(marker, null, 2)}\n`);
+  await atomicWriteFile(path.join(releaseDir, RELEASE_MARKER), `${JSON.stringify(marker, null, 2)}\n`);
 }
 
 export async function readReleaseMarker(releaseDir: string): Promise<OtadReleaseMarker | null> {

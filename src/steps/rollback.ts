@@ -20,7 +20,8 @@ import type { Logger } from '../core/logger.js';
 import { parseBackupName } from '../backup/naming.js';
 import { runProbation } from '../health/probation.js';
 import { removeTree, toOtaError } from '../package/durable-fs.js';
-import { parseEntry, resolveInterrupted, writeFileAtomic, type ApplyJournalEntry } from '../release/journal.js';
+import { parseEntry, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 import type { ReleaseStore } from '../release/layout.js';
 import { isErrno } from '../release/switch.js';
 import {
@@ -138,7 +139,7 @@ async function readRecord(file: string, log: Logger): Promise<RollbackRecord | n
 
 async function writeRecord(file: string, record: RollbackRecord): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
-  await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`);
+  await atomicWriteFile(file, `${JSON.stringify(record, null, 2)}\n`);
 }
 
 export function outputOf(plan: ResolvedRollback): RollbackOutput {

@@ -23,7 +23,7 @@ import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../manifest/schema.js';
-import { writeFileAtomic } from '../repo/atomic.js';
+import { atomicWriteFile } from '../core/atomic-file.js';
 import { assessClockAhead, assessClockBehind, DEFAULT_CLOCK_POLICY, type ClockPolicy } from './clock-check.js';
 import { mapTufError } from './error-map.js';
 import { tooLargeError } from './fetch-ports.js';
@@ -159,7 +159,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
       problem = (error as NodeJS.ErrnoException).code === 'ENOENT' ? null : (error as Error).message;
     }
     if (cached !== null && cached.signed.version >= golden.root.signed.version) return cached;
-    await writeFileAtomic(cachedPath, golden.bytes);
+    await atomicWriteFile(cachedPath, golden.bytes);
     if (problem !== null) {
       log.warn('cached trusted root was corrupt; restored from the golden copy', { path: cachedPath, problem });
       options.audit?.audit({ kind: 'recovery', message: `trusted root ${cachedPath} was corrupt (${problem}); restored from the golden copy`, details: { problem } });
