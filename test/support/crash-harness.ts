@@ -215,7 +215,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
           services: [],
           processUnits: [{ name: PRODUCT, command: unitCommand }],
           healthChecks: [{ kind: 'http', url: `http://127.0.0.1:${appPort}/health`, timeout: '1s' }],
-          probation: { window: '1s', interval: '200ms', failureThreshold: 2 },
+          // Threshold 3: the first round right after a (re)start may find the service not yet listening.
+          probation: { window: '1s', interval: '200ms', failureThreshold: 3 },
           preservedPaths: ['config'],
           precheck: { minBatteryPercent: 0, retryInterval: '300ms' },
           decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '300ms' },

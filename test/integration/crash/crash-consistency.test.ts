@@ -9,10 +9,11 @@
  * the disk, the transition log has no gap, runs never overlap, the service answers from the
  * installed release, and a broken release ends rolled back, marked bad and never offered again.
  *
- * OTA_CRASH_SEED replays a schedule, OTA_TORTURE_KILLS=5000 is the long run, OTA_SKIP_CRASH=1
+ * OTA_CRASH_SEED replays a schedule, OTA_TORTURE_KILLS=5000 (or OTA_TORTURE=1) is the long run, OTA_SKIP_CRASH=1
  * skips it (docs/crash-testing.md).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import semver from 'semver';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,7 +21,7 @@ import { BUILT_OTAD, PRODUCT, createCrashWorld, createRng, type CrashWorld, type
 import { assertNoGap, query, readSaved, type SavedState } from '../../support/otad-process.js';
 
 const SKIP = process.env.OTA_SKIP_CRASH === '1';
-const KILLS = Number(process.env.OTA_TORTURE_KILLS ?? 50);
+const KILLS = Number(process.env.OTA_TORTURE_KILLS ?? (process.env.OTA_TORTURE === '1' ? 5000 : 50));
 const SEED = process.env.OTA_CRASH_SEED !== undefined ? Number(process.env.OTA_CRASH_SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
 /** A long run starts a fresh world (repository, install, state) every so many kills to bound disk use. */
 const KILLS_PER_WORLD = Number(process.env.OTA_CRASH_KILLS_PER_WORLD ?? 100);
@@ -66,6 +67,30 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
   const worlds: CrashWorld[] = [];
   afterAll(async () => {
     for (const w of worlds) await w.close(KEEP);
+  });
+
+  it('the install check tells a complete release from a half-written or altered tree', async () => {
+    const world = await createCrashWorld({ seed: SEED, bigFileBytes: 64 * 1024 });
+    worlds.push(world);
+    const whole = await world.inspectInstall();
+    expect(whole).toMatchObject({ kind: 'plain', detected: '1.0.0', marker: null });
+    expect(whole.matches.map((m) => m.version)).toEqual(['1.0.0']);
+
+    // A big file cut short, as an interrupted copy or extraction would leave it.
+    const big = join(world.installPath, 'models/planner.bin');
+    const bytes = readFileSync(big);
+    writeFileSync(big, bytes.subarray(0, bytes.length / 2));
+    const cut = await world.inspectInstall();
+    expect(cut.matches).toEqual([]);
+    expect(cut.diff).toEqual(['models/planner.bin: differs']);
+    writeFileSync(big, bytes);
+
+    // A file that belongs to no release, and otad's own marker (which is not part of a release).
+    writeFileSync(join(world.installPath, 'stray'), 'left behind\n');
+    expect((await world.inspectInstall()).diff).toEqual(['stray: differs (not in the release)']);
+    rmSync(join(world.installPath, 'stray'));
+    writeFileSync(join(world.installPath, '.ota-release.json'), JSON.stringify({ product: PRODUCT, version: '1.0.0', installedAt: 0, runId: null }));
+    expect((await world.inspectInstall()).matches.map((m) => m.version)).toEqual(['1.0.0']);
   });
 
   it(`always leaves one complete release on disk and settles by itself (${KILLS} kills, seed ${SEED})`, async () => {
