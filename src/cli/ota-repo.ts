@@ -153,6 +153,26 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
     });
 
   program
+    .command('rollout')
+    .description("change a release's phased-rollout percentage (lower it to halt the release for robots that have not started it)")
+    .requiredOption('--product <name>', 'product name')
+    .requiredOption('--version <semver>', 'release version')
+    .requiredOption('--percent <n>', 'robots taking part, 0-100')
+    .option('--publish', 'sign and publish right away')
+    .action(async (opts: { product: string; version: string; percent: string; publish?: boolean }) => {
+      const g = globals();
+      const percent = Number(opts.percent);
+      const publisher = publisherFor(g);
+      const changed = await publisher.setRollout({ product: opts.product, version: opts.version, percent });
+      const published = opts.publish === true ? await publisher.publish() : undefined;
+      print(
+        g.json,
+        { ...changed, ...(published ? { publish: published } : {}) },
+        `rollout of ${opts.product} ${opts.version} set to ${percent}%` + (published ? `\npublished: targets ${published.targetsVersion}` : '\nrun "ota-repo publish" to sign it'),
+      );
+    });
+
+  program
     .command('publish')
     .description('sign staged targets, a new snapshot and timestamp')
     .option('--resign-targets', 'sign a new targets version even with nothing staged (refreshes its expiry)')

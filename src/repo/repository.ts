@@ -384,6 +384,38 @@ export function createPublisher(options: PublisherOptions) {
     },
 
     /**
+     * Change a published release's rollout percentage: a new manifest (same package) is staged in
+     * place of the old one. Lowering it halts the release for robots that have not started it;
+     * raising it widens it. Nothing is visible until publish().
+     */
+    async setRollout(input: { product: string; version: string; percent: number }): Promise<{ manifest: Manifest; manifestTarget: TargetInfo }> {
+      await readSettings();
+      if (!Number.isFinite(input.percent) || input.percent < 0 || input.percent > 100) {
+        throw new OtaError('CONFIG_INVALID', `rollout percentage is ${input.percent}: expected a number from 0 to 100`);
+      }
+      const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
+      const state = await loadState();
+      const staged = await readStaged();
+      const current = staged[manifestName] ?? (() => {
+        const t = state.targets.signed.targets[manifestName];
+        const sha256 = t?.hashes['sha256'];
+        return t && sha256 ? { length: t.length, sha256, custom: (t.unrecognizedFields['custom'] as { otad: CustomTargetInfo } | undefined)?.otad } : undefined;
+      })();
+      if (current === undefined || current.custom === undefined) {
+        throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} is not in ${repoDir}: add it first`);
+      }
+      const { dir, base } = path.posix.parse(manifestName);
+      const file = path.join(targetsDir, ...dir.split('/').filter(Boolean), `${current.sha256}.${base}`);
+      const manifest = parseManifest(await fs.readFile(file), `release ${input.product} ${input.version}`);
+      const next: Manifest = { ...manifest, rolloutPercent: input.percent };
+      const manifestTarget = await storeTarget(manifestName, { bytes: Buffer.from(serializeManifest(next)) });
+      staged[manifestName] = { length: manifestTarget.length, sha256: manifestTarget.sha256, custom: current.custom };
+      await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+      log.info('rollout changed', { product: input.product, version: input.version, from: manifest.rolloutPercent ?? 100, to: input.percent });
+      return { manifest: next, manifestTarget };
+    },
+
+    /**
      * Stage one arbitrary target with otad's custom fields (releases use add()). The publisher signs
      * what it is given: the robot checks that a manifest agrees with its listing.
      */

@@ -41,6 +41,19 @@ describe('check step against a real ota-server', () => {
     expect(robot.logger.lines.some((l) => l.fields.reason === 'rollout')).toBe(true);
   });
 
+  it('stops offering a release whose rollout the operator lowers, and offers it again when raised', async () => {
+    await publishRelease(repo, '1.1.0', { files: { 'VERSION': '1.1.0\n' } }, { rolloutPercent: 100 });
+    expect(await robot.check(input('1.0.0'), new AbortController().signal)).toMatchObject({ available: true, offer: { version: '1.1.0', rolloutPercent: 100 } });
+    await repo.publisher.setRollout({ product: 'robot-ai', version: '1.1.0', percent: 0 });
+    await repo.publisher.publish();
+    expect(await robot.check(input('1.0.0'), new AbortController().signal)).toEqual({ available: false, installedVersion: '1.0.0' });
+    await repo.publisher.setRollout({ product: 'robot-ai', version: '1.1.0', percent: 100 });
+    await repo.publisher.publish();
+    expect(await robot.check(input('1.0.0'), new AbortController().signal)).toMatchObject({ available: true, offer: { version: '1.1.0' } });
+    await expect(repo.publisher.setRollout({ product: 'robot-ai', version: '9.9.9', percent: 5 })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(repo.publisher.setRollout({ product: 'robot-ai', version: '1.1.0', percent: 101 })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+  });
+
   it('rejects timestamp metadata signed by an unknown key with TRUST_SIGNATURE, audited once, nothing cached', async () => {
     await publishRelease(repo, '1.0.0', { files: { 'VERSION': '1.0.0\n' } });
     const ts = await repo.readMetadata('timestamp.json');
