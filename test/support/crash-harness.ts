@@ -91,8 +91,11 @@ export interface CrashWorld {
   readonly installPath: string;
   readonly appPort: number;
   readonly releases: ReadonlyMap<string, KnownRelease>;
-  /** Publish the next release (1.1.0, 1.2.0, …); every `brokenEvery`-th one is broken. */
-  publishNext(): Promise<KnownRelease>;
+  /**
+   * Publish the next release (1.1.0, 1.2.0, …); every `brokenEvery`-th one is broken.
+   * `preApplyHook` is the text of an executable `.ota/hooks/pre-apply` shipped in the release.
+   */
+  publishNext(options?: { preApplyHook?: string }): Promise<KnownRelease>;
   inspectInstall(): Promise<InstallView>;
   /** The version the install link points at (its release directory name), or null. */
   liveVersion(): string | null;
@@ -173,8 +176,9 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
   const releases = new Map<string, KnownRelease>();
   let published = 0;
 
-  const writeRelease = async (dir: string, version: string, broken: boolean): Promise<KnownRelease> => {
+  const writeRelease = async (dir: string, version: string, broken: boolean, preApplyHook?: string): Promise<KnownRelease> => {
     writeSampleRelease(dir, { version, notes: `robot-ai ${version}${broken ? ' (broken on purpose)' : ''}`, broken }, appPort);
+    if (preApplyHook !== undefined) writeFileSync(join(dir, '.ota/hooks/pre-apply'), preApplyHook, { mode: 0o755 });
     mkdirSync(join(dir, 'models'), { recursive: true });
     writeFileSync(join(dir, 'models/planner.bin'), bigFile(versionSeed(options.seed, version), bigBytes));
     writeFileSync(join(dir, 'models/README'), `planner weights for ${version}\n`);
@@ -242,12 +246,12 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
     installPath,
     appPort,
     releases,
-    async publishNext() {
+    async publishNext(opts = {}) {
       published += 1;
       const version = `1.${published}.0`;
       const broken = published % brokenEvery === 0;
       const dir = join(paths.build, version);
-      const release = await writeRelease(dir, version, broken);
+      const release = await writeRelease(dir, version, broken, opts.preApplyHook);
       await publisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
       await publisher.publish();
       rmSync(dir, { recursive: true, force: true });

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import semver from 'semver';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BUILT_OTAD, PRODUCT, createCrashWorld, createRng, type CrashWorld, type KnownRelease, type RunningDaemon } from '../../support/crash-harness.js';
-import { assertNoGap, query, readSaved, type SavedState } from '../../support/otad-process.js';
+import { assertNoGap, query, readSaved, waitUntil, type SavedState } from '../../support/otad-process.js';
 
 const SKIP = process.env.OTA_SKIP_CRASH === '1';
 const KILLS = Number(process.env.OTA_TORTURE_KILLS ?? (process.env.OTA_TORTURE === '1' ? 5000 : 50));
@@ -92,6 +92,49 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
     writeFileSync(join(world.installPath, '.ota-release.json'), JSON.stringify({ product: PRODUCT, version: '1.0.0', installedAt: 0, runId: null }));
     expect((await world.inspectInstall()).matches.map((m) => m.version)).toEqual(['1.0.0']);
   });
+
+  it('a release interrupted before the switch (in its pre-apply hook) is rolled back, not marked bad, and offered again', async () => {
+    const world = await createCrashWorld({ seed: SEED, bigFileBytes: 256 * 1024 });
+    worlds.push(world);
+    const db = world.sandbox.dbPath;
+    const hookStarted = join(world.root, 'pre-apply-started');
+    // The first time, the hook holds apply between its journal's `prepared` and the switch.
+    const release = await world.publishNext({ preApplyHook: `#!/bin/sh\n[ -e "${hookStarted}" ] && exit 0\ntouch "${hookStarted}"\nsleep 5\n` });
+    let daemon = await world.startOtad();
+    const check = async () => (await daemon.api.request<{ runId: string }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' })).runId;
+    const settled = (runId: string) =>
+      waitUntil(() => {
+        const s = readSaved(db);
+        return s?.state === 'idle' && s.runId === runId && s.context.lastOutcome !== null ? s : null;
+      }, { timeoutMs: 60_000, intervalMs: 20, what: `run ${runId} to settle` });
+
+    const first = await check();
+    await waitUntil(() => existsSync(hookStarted) && readSaved(db)?.state === 'apply' && world.readJournal()?.phase === 'prepared', {
+      timeoutMs: 60_000,
+      what: 'the pre-apply hook to run with the journal at prepared',
+    });
+    await daemon.proc.kill('SIGKILL');
+    const killed = await world.inspectInstall();
+    expect(killed.matches.map((m) => m.version)).toEqual(['1.0.0']);
+    expect(world.liveVersion()).toBe('1.0.0');
+
+    daemon = await world.startOtad();
+    const afterKill = await settled(first);
+    expect(afterKill.context.lastOutcome).toBe('rolled-back');
+    expect(afterKill.context.installedVersion).toBe('1.0.0');
+    const bad = query<{ bad_at: number | null }>(db, 'SELECT bad_at FROM releases WHERE product = ? AND version = ?', PRODUCT, release.version)[0];
+    expect(bad?.bad_at ?? null, `${release.version} never ran: a kill proves nothing against it`).toBeNull();
+    expect(await serviceVersion(world, '1.0.0')).toBe('1.0.0');
+
+    const second = await check();
+    const done = await settled(second);
+    expect(done.context.lastOutcome).toBe('committed');
+    expect(done.context.installedVersion).toBe(release.version);
+    expect((await world.inspectInstall()).matches.map((m) => m.version)).toEqual([release.version]);
+    expect(await serviceVersion(world, release.version)).toBe(release.version);
+    assertNoGap(query(db, 'SELECT seq, from_state, to_state FROM transitions WHERE product = ? ORDER BY seq', PRODUCT));
+    await daemon.proc.kill('SIGTERM');
+  }, 120_000);
 
   it(`always leaves one complete release on disk and settles by itself (${KILLS} kills, seed ${SEED})`, async () => {
     expect(existsSync(BUILT_OTAD), `${BUILT_OTAD} is missing: run \`npm run build\` first (npm test does)`).toBe(true);
@@ -348,5 +391,15 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
     expect(missing, `states never hit by a kill (per state: ${table.join(' ')})`).toEqual([]);
   }, Math.max(240_000, KILLS * 15_000));
 });
+
+/** The version the service answers with, waiting up to 10 s for `expected` (a restarted service takes a moment). */
+async function serviceVersion(world: CrashWorld, expected: string): Promise<string | null> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    const h = await world.appHealth();
+    if ((h?.ok && h.version === expected) || performance.now() > deadline) return h?.version ?? null;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 const compareVersions = (a: string, b: string): number => semver.compare(a, b);
