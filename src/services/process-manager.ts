@@ -6,9 +6,14 @@
  *
  * Not a supervisor: nothing restarts a unit that dies (restarts is always null). Under systemd,
  * use the systemctl adapter.
+ *
+ * A unit is started through `/bin/sh -c '… exec "$@"'`: the shell records its own pid in
+ * `<unit>.pid.starting` and then becomes the command (same pid). The record is written by the
+ * child itself, so a daemon killed between spawning a unit and writing its pid file never leaves a
+ * service it does not know about: the next start adopts it instead of starting a second one.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
@@ -45,12 +50,39 @@ interface PidRecord {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Whether `program` names an executable file, as a shell would look it up. */
+async function findProgram(program: string, pathVar: string, cwd: string | undefined): Promise<boolean> {
+  const candidates = program.includes('/') ? [path.resolve(cwd ?? process.cwd(), program)] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, program));
+  for (const file of candidates) {
+    try {
+      await fs.access(file, fs.constants.X_OK);
+      if ((await fs.stat(file)).isFile()) return true;
+    } catch {
+      // Not here.
+    }
+  }
+  return false;
+}
+
+/** True when `pid` runs `command` (its argv, as /proc/<pid>/cmdline shows it): a recycled pid never matches. */
+function runsCommand(pid: number, command: readonly string[]): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a, i, all) => i < all.length - 1 || a !== '');
+    const same = (want: readonly string[]) => argv.length === want.length && argv.every((a, i) => a === want[i]);
+    // Either the command itself, or its starting shell in the instant before exec.
+    return same(command) || (argv[0] === '/bin/sh' && argv[1] === '-c' && same([...argv.slice(0, 4), ...command]));
+  } catch {
+    return false;
+  }
+}
+
 export function createProcessServiceManager(options: ProcessManagerOptions): ServiceManager {
   const units = new Map(options.units.map((u) => [u.name, u]));
   for (const unit of options.units) assertUnitName(unit.name);
   const log = options.logger.child({ component: 'process-manager' });
   const pollMs = options.pollMs ?? 25;
   const pidFile = (unit: string): string => path.join(options.stateDir, `${unit}.pid`);
+  const startingFile = (unit: string): string => `${pidFile(unit)}.starting`;
 
   function unitDef(unit: string): ProcessUnit {
     const def = units.get(unit);
@@ -68,8 +100,25 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
       if (typeof parsed.pid !== 'number') return null;
       return { pid: parsed.pid, startTicks: String(parsed.startTicks ?? ''), command: parsed.command ?? [] };
     } catch {
+      return readStarting(unit);
+    }
+  }
+
+  /** The record a unit's own shell left when the daemon died before writing the pid file. */
+  async function readStarting(unit: string): Promise<PidRecord | null> {
+    let pid: number;
+    try {
+      pid = Number.parseInt((await fs.readFile(startingFile(unit), 'utf8')).trim(), 10);
+    } catch {
       return null;
     }
+    const def = unitDef(unit);
+    if (!Number.isInteger(pid) || pid <= 0 || !runsCommand(pid, def.command)) return null;
+    const record: PidRecord = { pid, startTicks: readProcessIdentity(pid)?.startTicks ?? '', command: def.command };
+    log.warn('adopting a service started by an earlier daemon that stopped before recording it', { unit, pid });
+    await atomicWriteFile(pidFile(unit), JSON.stringify(record));
+    await fs.rm(startingFile(unit), { force: true });
+    return record;
   }
 
   async function running(unit: string): Promise<PidRecord | null> {
@@ -80,20 +129,23 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
   async function start(unit: string, _opts?: ServiceOpOptions): Promise<void> {
     const def = unitDef(unit);
     if ((await running(unit)) !== null) return;
-    const [program, ...args] = def.command;
+    const [program] = def.command;
     if (program === undefined) throw new OtaError('CONFIG_INVALID', `unit ${unit} has an empty command`, { details: { unit } });
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LANG: 'C.UTF-8', ...def.env };
+    // The shell would only fail after the spawn: find the program first, for a clear error.
+    if (!(await findProgram(program, env.PATH, def.cwd))) {
+      throw new OtaError('SERVICE_FAILED', `could not start ${unit}: ${program} is not an executable file`, { details: { unit, command: def.command } });
+    }
     await fs.mkdir(options.stateDir, { recursive: true });
+    await fs.rm(startingFile(unit), { force: true });
     const logFd = openSync(path.join(options.stateDir, `${unit}.log`), 'a');
     let pid: number;
     try {
-      const child = spawn(program, args, {
+      // $0 is the record's path: the shell writes its pid there, then execs the command in place.
+      const script = 'printf "%s\\n" "$$" > "$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"';
+      const child = spawn('/bin/sh', ['-c', script, startingFile(unit), ...def.command], {
         cwd: def.cwd,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? '/',
-          LANG: 'C.UTF-8',
-          ...def.env,
-        },
+        env,
         detached: true,
         stdio: ['ignore', logFd, logFd],
       });
@@ -113,6 +165,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
     }
     const startTicks = readProcessIdentity(pid)?.startTicks ?? '';
     await atomicWriteFile(pidFile(unit), JSON.stringify({ pid, startTicks, command: def.command }));
+    await fs.rm(startingFile(unit), { force: true });
     log.info('service started', { unit, pid });
   }
 
@@ -158,6 +211,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
       log.info('service stopped', { unit, pid: record.pid });
     }
     await fs.rm(pidFile(unit), { force: true });
+    await fs.rm(startingFile(unit), { force: true });
   }
 
   async function status(unit: string): Promise<ServiceStatus> {

@@ -308,7 +308,14 @@ export function markerProbe(store: ReleaseStore, productName: string, version: s
 }
 
 /** The product's configured probes plus the marker probe, for the release of `version`. */
-export function releaseProbes(ports: ExecutionPorts, store: ReleaseStore, services: ServiceManager, version: string, requireMarker: boolean): HealthProbe[] {
+export function releaseProbes(
+  ports: ExecutionPorts,
+  store: ReleaseStore,
+  services: ServiceManager,
+  version: string,
+  requireMarker: boolean,
+  units: readonly string[] = [],
+): HealthProbe[] {
   const configured = createProbes(toHealthChecks(ports.product.healthChecks), {
     services,
     // The link, not the release dir: checks judge what is live.
@@ -318,7 +325,23 @@ export function releaseProbes(ports: ExecutionPorts, store: ReleaseStore, servic
   if (configured.some((p) => p.name === MARKER_CHECK_NAME)) {
     throw new OtaError('CONFIG_INVALID', `health check name "${MARKER_CHECK_NAME}" is reserved for otad's own version check`, { details: { product: ports.product.name } });
   }
-  return [...configured, markerProbe(store, ports.product.name, version, requireMarker)];
+  // Every unit the product runs must stay up through probation, configured as a check or not: a
+  // service that died at start would otherwise go unnoticed while something else answers its port.
+  const watched = new Set(ports.product.healthChecks.flatMap((c) => (c.kind === 'unit' ? [c.unit] : [])));
+  const running = ports.simulation ? [] : units.filter((u) => !watched.has(u)).map((u) => unitRunningProbe(services, u));
+  return [...configured, ...running, markerProbe(store, ports.product.name, version, requireMarker)];
+}
+
+function unitRunningProbe(services: ServiceManager, unit: string): HealthProbe {
+  return {
+    name: `${unit} running`,
+    kind: 'unit',
+    timeoutMs: 10_000,
+    async run() {
+      const st = await services.status(unit);
+      return st.active ? { ok: true, message: `${unit} is ${st.state}` } : { ok: false, message: `${unit} is ${st.state}, expected it running`, details: { state: st.state } };
+    },
+  };
 }
 
 export function sleepOf(ports: ExecutionPorts): Sleep {

@@ -412,7 +412,7 @@ async function probation(ports: ExecutionPorts, store: ReleaseStore, version: st
   log.info('probation of the restored release', { version, ...settings });
   try {
     await runProbation({
-      checks: releaseProbes(ports, store, services.manager, version, false),
+      checks: releaseProbes(ports, store, services.manager, version, false, services.units),
       ...settings,
       clock: ports.clock,
       sleep: sleepOf(ports),

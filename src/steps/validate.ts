@@ -31,7 +31,7 @@ export function createValidate(ports: ExecutionPorts, options: ValidateOptions =
     const { window, interval, failureThreshold } = ports.product.probation;
     log.info('probation started', { windowMs: window, intervalMs: interval, failureThreshold, checks: ports.product.healthChecks.length + 1 });
     const result = await runProbation({
-      checks: releaseProbes(ports, store, services.manager, version, true),
+      checks: releaseProbes(ports, store, services.manager, version, true, services.units),
       windowMs: window,
       intervalMs: interval,
       failureThreshold,

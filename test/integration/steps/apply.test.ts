@@ -54,6 +54,7 @@ describe('apply → validate → commit', () => {
     expect(validation.checks.map((c) => [c.name, c.ok])).toEqual([
       [`http:http://127.0.0.1:${world.port}/health`, true],
       ['version:VERSION', true],
+      ['robot-ai.service running', true],
       ['release-marker', true],
     ]);
 
