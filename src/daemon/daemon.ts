@@ -142,7 +142,7 @@ export class Daemon implements DaemonControl {
       this.logger.warn('no real update steps are configured: otad will report state and accept events, but every check or update fails with STEP_NOT_CONFIGURED');
     }
     if (config.simulation) {
-      this.logger.warn('SIMULATION MODE: backups and service restarts are skipped; nothing on this robot is really updated', { simulation: true });
+      this.logger.warn('SIMULATION MODE: backups are not written and services are not stopped or started', { simulation: true });
     }
     for (const product of config.products) {
       const runner = this.createRunner(product);
