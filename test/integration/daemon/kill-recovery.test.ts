@@ -1,5 +1,6 @@
 /**
- * A real otad process with slow fake steps, SIGKILLed in each state in turn and restarted on the
+ * A real otad process with slow fake steps, SIGKILLed in each state in turn (every state of the
+ * machine, from idle to failed) and restarted on the
  * same database: the run continues or rolls back as the recovery table says, the transition log
  * has no gap, and the daemon never crashes on restore.
  */
@@ -203,6 +204,19 @@ describe('otad killed in each state', () => {
     const exit = await p.kill('SIGTERM');
     expect(exit.code).toBe(0);
   }, 180_000);
+
+  it('keeps an UPDATE_NOW waiting for its confirmation across a kill, with the same deadline', async () => {
+    const s = sandbox({ decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h', confirmTimeout: '1h' } });
+    let p = spawnOtad(s, { fake: {}, env: { OTA_TEST_CHECK_ON_START: '1', OTA_TEST_UPDATE_NOW_ON_OFFER: '1' } });
+    procs.push(p);
+    await killIn(s, p, 'confirming');
+    const deadline = readSaved(s.dbPath)!.context.confirmDeadline as number;
+    p = start(s, {});
+    await p.ready();
+    expect(readSaved(s.dbPath)).toMatchObject({ state: 'confirming', context: expect.objectContaining({ confirmDeadline: deadline }) });
+    assertNoGap(transitions(s));
+    await p.kill('SIGTERM');
+  }, 120_000);
 
   it('keeps a failed run failed across a kill, and the daemon keeps serving', async () => {
     const s = sandbox();
