@@ -82,7 +82,8 @@ describe('otactl against a running otad', () => {
     expect(check.stdout).toMatch(/robot-ai: CHECK_NOW accepted; now checking \(run \S+\)/);
     const runId = /\(run (\S+)\)/.exec(check.stdout)?.[1] as string;
     await waitFor(() => watch.out().includes('checking → awaitingChoice'), 'the offer in watch', 20_000);
-    expect(watch.out()).toContain('update-available 2.0.0');
+    // The notification follows its transition on the stream; it may be a moment behind.
+    await waitFor(() => watch.out().includes('update-available 2.0.0'), 'the update-available notification in watch', 20_000);
     expect((await otactl(['update-now'])).code).toBe(0);
     const w = await watch.done;
     expect(w.code).toBe(0);
