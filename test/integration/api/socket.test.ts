@@ -95,6 +95,8 @@ describe('Socket.IO: the stream during a run', () => {
     h.daemon.bus.publish('progress', { product: 'robot-ai', runId: 'r', step: 'stage', bytes: 2048, total: 4096, rateBps: 1000, etaMs: 2000 });
     await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'commit');
     await waitFor(() => got.some((m) => m.type === 'transition' && (m.payload as { from: string }).from === 'commit'), 'the last transition on the socket');
+    // Notifications travel beside transitions, not behind them: wait for the run's last one too.
+    await waitFor(() => got.some((m) => m.type === 'notification' && (m.payload as { kind: string }).kind === 'run-ended'), 'the run-ended notification');
 
     for (const m of got) {
       expect(m.v).toBe(1);
