@@ -160,15 +160,16 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
 
     await product(page).getByRole('button', { name: 'Update now' }).click();
     await waitForState(page, 'Waiting until the robot is ready');
-    expect(await product(page).locator('.precheck li').allTextContents()).toEqual(['BATTERY_LOW battery at 12%, needs 30%']);
+    // The state comes from the stream first; the reasons come with the status read that follows it.
     await product(page).locator('.precheck', { hasText: 'Next try at' }).waitFor();
+    expect(await product(page).locator('.precheck li').allTextContents()).toEqual(['BATTERY_LOW battery at 12%, needs 30%']);
     // The retry instant comes from the daemon's clock: move it there and let the daemon see it.
     const retryAt = h.daemon.status().products[0]?.deadlines.preCheckRetryAt as number;
     h.clock.advance(retryAt - h.clock.now());
     h.daemon.onTimer();
 
     await waitForState(page, 'Backing up');
-    expect(await product(page).locator('.precheck').count()).toBe(0);
+    await expect.poll(() => product(page).locator('.precheck').count()).toBe(0);
     const runId = h.daemon.status().products[0]?.runId as string;
     h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'backup', bytes: 2048, total: 4096, rateBps: 1024, etaMs: 2000 });
     const bar = product(page).getByRole('progressbar');
@@ -179,7 +180,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'the run to commit');
     await waitForState(page, 'Idle');
     await product(page).locator('tr', { hasText: 'none → 2.0.0' }).filter({ hasText: 'committed' }).waitFor();
-    expect(await product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
+    await expect.poll(() => product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
     await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
     await page.locator('#log-lines li').first().waitFor();
 
@@ -196,7 +197,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     const page = await signIn(READ_TOKEN);
     await waitForState(page, 'Idle');
     await page.getByText('This token can read only').waitFor();
-    expect(await product(page).getByRole('button').count()).toBe(0);
+    await expect.poll(() => product(page).getByRole('button').count()).toBe(0);
 
     // The token lasts for the tab: a reload does not ask again; signing out forgets it.
     await page.reload();
@@ -236,7 +237,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(await alert.textContent()).toMatch(/UPDATE_NOW is not allowed while robot-ai is in state idle; allowed now: .*CHECK_NOW/);
     await waitForState(page, 'Idle');
     await product(page).getByRole('button', { name: 'Check now' }).waitFor();
-    expect(await product(page).getByRole('button', { name: 'Update now' }).count()).toBe(0);
+    await expect.poll(() => product(page).getByRole('button', { name: 'Update now' }).count()).toBe(0);
     await page.close();
   });
 });
