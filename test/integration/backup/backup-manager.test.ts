@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBackupManager, type BackupManager } from '../../../src/backup/backup-manager.js';
 import { ManualClock } from '../../../src/core/clock.js';
-import { OtaError } from '../../../src/core/errors.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
 import { hashTree } from '../../../src/package/create.js';
 import { isRoot, listAll, mountTmpfs, randomish, writeTree } from '../../support/tar-fixtures.js';
+import { rejection } from '../../support/assertions.js';
 
 let root: string;
 beforeAll(async () => {
@@ -37,16 +37,6 @@ async function product(dir: string): Promise<{ release: string; current: string;
 function manager(clock: ManualClock, extra: Partial<Parameters<typeof createBackupManager>[0]> = {}): { m: BackupManager; log: MemoryLogger } {
   const log = new MemoryLogger();
   return { m: createBackupManager({ clock, logger: log, deviceId: 'robot-42', ...extra }), log };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<OtaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OtaError);
-    return error as OtaError;
-  }
-  throw new Error('expected a rejection');
 }
 
 function sources(p: Awaited<ReturnType<typeof product>>) {

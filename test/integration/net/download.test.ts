@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/core/clock.js';
-import { OtaError } from '../../../src/core/errors.js';
 import { MemoryLogger, silentLogger } from '../../../src/core/logger.js';
 import { createDownloader } from '../../../src/net/download.js';
 import type { DownloaderOptions, ProgressEvent } from '../../../src/net/download.js';
@@ -13,6 +12,7 @@ import { createHttpClient } from '../../../src/net/http-client.js';
 import type { HttpClient } from '../../../src/net/http-client.js';
 import { createFaultyServer } from '../../support/faulty-server.js';
 import type { FaultyServer } from '../../support/faulty-server.js';
+import { rejection } from '../../support/assertions.js';
 
 const SIZE = 200 * 1024;
 const content = randomBytes(SIZE);
@@ -48,16 +48,6 @@ function makeDownloader(overrides: Partial<DownloaderOptions> = {}) {
     checkIntervalMs: 10,
     ...overrides,
   });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<OtaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OtaError);
-    return error as OtaError;
-  }
-  throw new Error('expected the promise to reject');
 }
 
 beforeEach(async () => {

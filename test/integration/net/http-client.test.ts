@@ -6,7 +6,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { OtaError } from '../../../src/core/errors.js';
 import { MemoryLogger, silentLogger } from '../../../src/core/logger.js';
 import { createHttpClient } from '../../../src/net/http-client.js';
 import type { HttpClient, HttpClientOptions } from '../../../src/net/http-client.js';
@@ -14,6 +13,7 @@ import { isTooLarge } from '../../../src/net/http-errors.js';
 import { withRetry } from '../../../src/net/retry.js';
 import { createFaultyServer } from '../../support/faulty-server.js';
 import type { FaultyServer } from '../../support/faulty-server.js';
+import { rejection } from '../../support/assertions.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 const fastRetry = { retries: 3, minDelayMs: 5, maxDelayMs: 20, factor: 2, jitter: true };
@@ -30,16 +30,6 @@ function makeHttp(overrides: Partial<HttpClientOptions> = {}): HttpClient {
     logger: silentLogger,
     ...overrides,
   });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<OtaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OtaError);
-    return error as OtaError;
-  }
-  throw new Error('expected the promise to reject');
 }
 
 /** Waits for something the server or a fake will do; the test timeout bounds it. */

@@ -4,10 +4,10 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OtaError } from '../../../src/core/errors.js';
 import { createPackage, hashTree } from '../../../src/package/create.js';
 import { extractPackage } from '../../../src/package/extract.js';
 import { benignEntries, HOSTILE_CASES, isRoot, listAll, mountTmpfs, randomish, writeTarGz, writeTree } from '../../support/tar-fixtures.js';
+import { rejection } from '../../support/assertions.js';
 
 let root: string;
 const passwdBefore = existsSync('/etc/passwd') ? createHash('sha256').update(await readFile('/etc/passwd')).digest('hex') : null;
@@ -18,16 +18,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-async function rejection(promise: Promise<unknown>): Promise<OtaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OtaError);
-    return error as OtaError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('extractPackage', () => {
   it('extracts a benign package into a fresh directory with modes kept and symlinks intact', async () => {

@@ -2,9 +2,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OtaError } from '../../../src/core/errors.js';
 import { scanPackage } from '../../../src/package/scan.js';
 import { benignEntries, HOSTILE_CASES, writeTarGz } from '../../support/tar-fixtures.js';
+import { rejection } from '../../support/assertions.js';
 
 let root: string;
 beforeAll(async () => {
@@ -13,16 +13,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-async function rejection(promise: Promise<unknown>): Promise<OtaError> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(OtaError);
-    return error as OtaError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('scanPackage', () => {
   it('lists every entry of a benign package with normalised paths, sizes, modes and types', async () => {
