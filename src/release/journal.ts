@@ -63,15 +63,8 @@ export function createApplyJournal(options: ApplyJournalOptions): ApplyJournal {
   const log = options.logger.child({ product: options.product, component: 'apply-journal' });
 
   async function read(): Promise<ApplyJournalEntry | null> {
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return null;
-      throw error;
-    }
-    const entry = parseEntry(text);
-    if (entry === null) {
+    const entry = await readJournalFile(file);
+    if (entry === 'damaged') {
       // Writes are atomic, so a bad file is not a torn write: it was damaged or hand-edited.
       throw new OtaError('STORE_FAILED', `apply journal ${file} is not a valid journal entry`, {
         details: { file },
@@ -121,6 +114,18 @@ export function createApplyJournal(options: ApplyJournalOptions): ApplyJournal {
 }
 
 /** Durable write: temp file, fsync, rename over, fsync the directory. */
+/** A journal file: null when there is none, 'damaged' when it does not parse (each caller decides what that means). */
+export async function readJournalFile(file: string): Promise<ApplyJournalEntry | 'damaged' | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return null;
+    throw error;
+  }
+  return parseEntry(text) ?? 'damaged';
+}
+
 export function parseEntry(text: string): ApplyJournalEntry | null {
   let value: unknown;
   try {

@@ -20,7 +20,7 @@ import type { Logger } from '../core/logger.js';
 import { parseBackupName } from '../backup/naming.js';
 import { runProbation } from '../health/probation.js';
 import { removeTree, toOtaError } from '../package/durable-fs.js';
-import { parseEntry, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
+import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import type { ReleaseStore } from '../release/layout.js';
 import { isErrno } from '../release/switch.js';
@@ -226,15 +226,9 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
 
 /** A damaged journal cannot guide a rollback: a person must look (ROLLBACK_FAILED). */
 async function readJournalForRollback(file: string, log: Logger): Promise<ApplyJournalEntry | null> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) return null;
-    throw error;
-  }
-  const entry = parseEntry(text);
-  if (entry === null) throw new OtaError('ROLLBACK_FAILED', `apply journal ${file} is damaged; cannot tell what to undo`, { details: { file } });
+  const entry = await readJournalFile(file);
+  if (entry === null) return null;
+  if (entry === 'damaged') throw new OtaError('ROLLBACK_FAILED', `apply journal ${file} is damaged; cannot tell what to undo`, { details: { file } });
   log.info('apply journal found', { runId: entry.runId, from: entry.from, to: entry.to, phase: entry.phase });
   return entry;
 }
