@@ -21,6 +21,9 @@ export const BACKUP_LIMITS: Readonly<PackageLimits> = Object.freeze({
   maxEntries: 5_000_000,
   maxTotalBytes: 1024 ** 4,
   maxEntryBytes: 256 * 1024 ** 3,
+  // A backup holds the product's own data (sparse files, zero-filled logs): no ratio cap.
+  maxCompressionRatio: 0,
+  origin: 'backup',
 });
 
 export interface BackupPorts {
@@ -115,7 +118,7 @@ export function createBackupManager(ports: BackupPorts): BackupManager {
 
     let written: { sha256: string; bytes: number };
     try {
-      const opts = { mtime: 'source' as const, ...(req.level === undefined ? {} : { level: req.level }) };
+      const opts = { mtime: 'source' as const, origin: 'backup' as const, ...(req.level === undefined ? {} : { level: req.level }) };
       written = await createArchive(sources, path, {
         ...opts,
         ...(req.signal === undefined ? {} : { signal: req.signal }),

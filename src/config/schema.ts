@@ -110,6 +110,16 @@ export const productSchema = z.object({
       level: z.number().int().min(0).max(9).default(6),
     })
     .prefault({}),
+  /** Caps on this product's packages; unset keys keep the defaults of src/package/limits.ts. */
+  packageLimits: z
+    .object({
+      maxEntries: z.number().int().min(1).optional(),
+      maxTotalBytes: z.number().int().min(1).optional(),
+      maxEntryBytes: z.number().int().min(1).optional(),
+      /** Inflated bytes per compressed byte; 0 turns the ratio cap off. */
+      maxCompressionRatio: z.number().int().min(0).optional(),
+    })
+    .prefault({}),
   repository: z
     .object({
       kind: z.enum(['tuf', 'local']).default('tuf'),

@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { OtaError } from '../core/errors.js';
 import { isAbortError, toOtaError } from './durable-fs.js';
-import { maxInflatedBytes, type PackageLimits } from './limits.js';
+import { maxInflatedBytes, ratioCapBytes, type PackageLimits } from './limits.js';
 
 export interface ArchiveReadResult {
   /** SHA-256 (hex) of the compressed file as it was read. */
@@ -39,7 +40,11 @@ export async function readArchiveInto(
       cb(null, chunk);
     },
   });
-  const counter = new InflatedCounter(maxInflatedBytes(limits));
+  // The ratio cap is measured against the whole compressed file, so a bomb stops at the same byte
+  // however the gunzip stage happens to chunk its output.
+  const compressedSize = await stat(file).then((st) => st.size).catch(() => 0);
+  const ratioCap = ratioCapBytes(limits, compressedSize);
+  const counter = new InflatedCounter(maxInflatedBytes(limits), ratioCap, limits.maxCompressionRatio, compressedSize);
   const stages = [createReadStream(file), hasher, createGunzip(), counter, sink] as const;
   // pipeline() reports the first error; a stage destroyed later still emits one, and an 'error'
   // without a listener would crash the daemon. Every stage gets a listener that only swallows.
@@ -67,12 +72,26 @@ class InflatedCounter extends Transform {
   error: OtaError | undefined;
   private tail = Buffer.alloc(0);
 
-  constructor(private readonly cap: number) {
+  constructor(
+    private readonly cap: number,
+    private readonly ratioCap: number,
+    private readonly ratio: number,
+    private readonly compressedSize: number,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
+    if (this.bytes > this.ratioCap && this.ratioCap < this.cap) {
+      this.error = new OtaError(
+        'PACKAGE_TOO_LARGE',
+        `package of ${this.compressedSize} bytes inflates past ${this.ratioCap} bytes, more than the compression-ratio cap of ${this.ratio}:1; reading stopped at the cap`,
+        { details: { limit: 'maxCompressionRatio', maxCompressionRatio: this.ratio, compressedBytes: this.compressedSize, cap: this.ratioCap, inflatedBytes: this.bytes } },
+      );
+      cb(this.error);
+      return;
+    }
     if (this.bytes > this.cap) {
       this.error = new OtaError('PACKAGE_TOO_LARGE', `package inflates past ${this.cap} bytes; reading stopped at the cap`, {
         details: { limit: 'inflatedBytes', cap: this.cap, inflatedBytes: this.bytes },

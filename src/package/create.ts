@@ -15,6 +15,7 @@ import * as tar from 'tar-stream';
 import { OtaError } from '../core/errors.js';
 import { fsyncDir, fsyncPath, throwIfAborted, toOtaError } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath } from './entry-checker.js';
+import type { EntryOrigin } from './name-rules.js';
 
 /** 1980-01-01T00:00:00Z: a fixed instant that tar and zip tools do not call implausible. */
 export const DEFAULT_PACKAGE_MTIME = 315_532_800_000;
@@ -25,6 +26,11 @@ export interface CreateOptions {
   /** Milliseconds since the epoch stamped on every entry, or 'source' to keep each file's own. */
   mtime?: number | 'source';
   signal?: AbortSignal;
+  /**
+   * 'package' (default): a release for robots. Group and other write bits are cleared (a robot
+   * rejects them) and every robot rule applies. 'backup': modes kept exactly, for a restore.
+   */
+  origin?: EntryOrigin;
   /** Uncompressed source bytes read so far, out of the total. */
   onProgress?(bytes: number, total: number): void;
 }
@@ -134,7 +140,14 @@ async function describe(abs: string, name: string, st: Stats): Promise<PlannedEn
 }
 
 async function writeArchive(entries: PlannedEntry[], tmp: string, level: number, total: number, opts: CreateOptions): Promise<CreateResult> {
-  const checker = createEntryChecker({ maxEntries: Number.MAX_SAFE_INTEGER, maxTotalBytes: Number.MAX_SAFE_INTEGER, maxEntryBytes: Number.MAX_SAFE_INTEGER });
+  const origin = opts.origin ?? 'package';
+  const checker = createEntryChecker({
+    maxEntries: Number.MAX_SAFE_INTEGER,
+    maxTotalBytes: Number.MAX_SAFE_INTEGER,
+    maxEntryBytes: Number.MAX_SAFE_INTEGER,
+    maxCompressionRatio: 0,
+    origin,
+  });
   const hash = createHash('sha256');
   let bytes = 0;
   const measure = new Transform({
@@ -155,7 +168,8 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
         name: e.name,
         type: e.type,
         size: e.size,
-        mode: e.mode,
+        // A publisher's tree often has 0664/0775 (umask 002); robots refuse group/other write.
+        mode: origin === 'package' && e.type !== 'symlink' ? e.mode & ~0o022 : e.mode,
         mtime: new Date(opts.mtime === 'source' ? Math.floor(e.mtimeMs) : (opts.mtime ?? DEFAULT_PACKAGE_MTIME)),
         uid: 0,
         gid: 0,

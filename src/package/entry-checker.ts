@@ -7,6 +7,7 @@
 import { posix } from 'node:path';
 import { OtaError } from '../core/errors.js';
 import type { PackageLimits } from './limits.js';
+import { checkEntryMode, checkEntryName, checkLinkTarget, type EntryOrigin } from './name-rules.js';
 
 export type EntryType = 'file' | 'directory' | 'symlink';
 
@@ -72,7 +73,12 @@ export interface EntryChecker {
   readonly totalBytes: number;
 }
 
+/**
+ * `limits.origin` 'package' (the default) applies every rule; 'backup' is an archive otad wrote
+ * itself of a tree already on the robot, restored as it was (its modes, its own release marker).
+ */
 export function createEntryChecker(limits: PackageLimits): EntryChecker {
+  const origin: EntryOrigin = limits.origin ?? 'package';
   const nodes = new Map<string, NodeKind>();
   const links = new Map<string, string>();
   let entries = 0;
@@ -99,12 +105,14 @@ export function createEntryChecker(limits: PackageLimits): EntryChecker {
       });
     }
     const path = normalizeEntryPath(raw);
+    checkEntryName(raw, path, origin);
     const mode = header.mode ?? (type === 'directory' ? 0o755 : 0o644);
     if ((mode & SPECIAL_BITS) !== 0) {
       throw new OtaError('PACKAGE_UNSAFE_MODE', `package entry "${raw}" has mode ${(mode & 0o7777).toString(8)} with setuid, setgid or sticky bits; these are not allowed`, {
         details: { entry: raw, mode: mode & 0o7777 },
       });
     }
+    checkEntryMode(raw, type, mode, origin);
     const size = type === 'file' ? (header.size ?? 0) : 0;
     if (!Number.isSafeInteger(size) || size < 0) {
       throw new OtaError('PACKAGE_CORRUPT', `package entry "${raw}" declares an invalid size ${String(header.size)}`, { details: { entry: raw } });
@@ -136,6 +144,7 @@ export function createEntryChecker(limits: PackageLimits): EntryChecker {
         throw unsafeLink(raw, target, 'the target is empty or contains a NUL byte');
       }
       if (target.startsWith('/')) throw unsafeLink(raw, target, 'absolute targets point outside the package');
+      checkLinkTarget(raw, target, origin);
       if (lexicalResolve(posix.dirname(path), target) === null) throw unsafeLink(raw, target, 'the target leaves the package');
       links.set(path, target);
       entry.linkname = target;

@@ -27,6 +27,7 @@ import { createStageStep } from './stage.js';
 import { createValidate } from './validate.js';
 import { OTAD_VERSION } from '../daemon/daemon.js';
 import { silentLogger } from '../core/logger.js';
+import type { PackageLimits } from '../package/limits.js';
 
 export interface RealStepOptions {
   /** Replace the system adapters (tests on machines without a battery sensor or timedatectl). */
@@ -115,7 +116,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           ...(isLocal ? { options: { requireServerReachable: false } } : {}),
         }),
         backup: createBackupStep({ product, config, backups, detect: detectProduct, clock, logger, deviceId: ctx.deviceId, progress: ctx.progress }),
-        stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress, audit }),
+        stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress, audit, limits: definedLimits(product.packageLimits) }),
         apply: createApply(execution),
         validate: createValidate(execution),
         commit: createCommit(execution),
@@ -131,4 +132,9 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
 
 export function defaultStepProvider(): RealStepProvider {
   return realStepProvider();
+}
+
+/** The product's package caps without the keys it leaves unset (those keep their defaults). */
+function definedLimits(limits: ProductConfig['packageLimits']): Partial<PackageLimits> {
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined)) as Partial<PackageLimits>;
 }

@@ -114,7 +114,14 @@ export function createStageStep(ports: StagePorts): StageStep {
           details: { target: offer.package.name, expected: offer.package.sha256, actual: scan.sha256 },
         });
       }
-      await ensureSpace(stagingRoot, scan.totalBytes + reserveBytes, offer.version);
+      // The scan knows the real unpacked size (the pre-check could only estimate it from the
+      // download): the new release stays on disk beside the kept previous release and the backups
+      // already written, and the product's minFreeBytes must still be free afterwards.
+      await ensureSpace(stagingRoot, scan.totalBytes + reserveBytes + product.precheck.minFreeBytes, offer.version, {
+        unpackedBytes: scan.totalBytes,
+        reserveBytes,
+        minFreeBytes: product.precheck.minFreeBytes,
+      });
       ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
       await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
       ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: 'unpacked and verified' });
@@ -223,14 +230,16 @@ async function pruneCache(dir: string, keep: string, log: Logger): Promise<void>
   }
 }
 
-async function ensureSpace(dir: string, needed: number, version: string): Promise<void> {
+async function ensureSpace(dir: string, needed: number, version: string, parts: { unpackedBytes: number; reserveBytes: number; minFreeBytes: number }): Promise<void> {
   const stats = await fs.statfs(dir).catch(() => null);
   if (stats === null) return;
   const free = stats.bavail * stats.bsize;
   if (free < needed) {
-    throw new OtaError('DISK_FULL', `not enough space in ${dir} to unpack release ${version}: ${free} bytes free, ${needed} needed`, {
-      details: { dir, freeBytes: free, neededBytes: needed },
-    });
+    throw new OtaError(
+      'DISK_FULL',
+      `not enough space in ${dir} to unpack release ${version}: ${free} bytes free, ${needed} needed (unpacked ${parts.unpackedBytes} + reserve ${parts.reserveBytes} + precheck.minFreeBytes ${parts.minFreeBytes})`,
+      { details: { dir, freeBytes: free, neededBytes: needed, ...parts } },
+    );
   }
 }
 

@@ -258,6 +258,52 @@ export const HOSTILE_CASES: HostileCase[] = [
     },
   },
   {
+    title: 'a 0777 directory with a 0666 and a 0777 file (as python tarfile keeps them)',
+    code: 'PACKAGE_UNSAFE_MODE',
+    build: (dir) =>
+      writeTarGz(join(dir, 'world-writable.tar.gz'), [
+        { name: 'app/', type: 'directory', mode: 0o777 },
+        { name: 'app/run.sh', content: '#!/bin/sh\n', mode: 0o777 },
+        { name: 'app/settings.py', content: 'X = 1\n', mode: 0o666 },
+      ]),
+  },
+  {
+    title: 'a group-writable file (0664)',
+    code: 'PACKAGE_UNSAFE_MODE',
+    build: (dir) => writeTarGz(join(dir, 'group-writable.tar.gz'), [ok(), { name: 'lib/x.py', content: 'x\n', mode: 0o664 }]),
+  },
+  {
+    title: 'an entry with a 300-byte name component',
+    code: 'PACKAGE_UNSAFE_PATH',
+    build: (dir) => writeTarGz(join(dir, 'long-component.tar.gz'), [ok(), { name: `lib/${'a'.repeat(300)}`, content: 'x\n' }]),
+  },
+  {
+    title: 'an entry with a 4,200-byte path (every component short)',
+    code: 'PACKAGE_UNSAFE_PATH',
+    build: (dir) => writeTarGz(join(dir, 'long-path.tar.gz'), [ok(), { name: longPath(4200), content: 'x\n' }]),
+  },
+  {
+    title: 'a newline in a name',
+    code: 'PACKAGE_UNSAFE_PATH',
+    build: (dir) => writeTarGz(join(dir, 'newline.tar.gz'), [ok(), { name: 'bin/run\nme', content: 'x\n' }]),
+  },
+  {
+    title: 'a name that is not valid UTF-8 (raw bytes 0xff 0xfe in the header)',
+    code: 'PACKAGE_UNSAFE_PATH',
+    build: (dir) => writeRawNameTarGz(join(dir, 'not-utf8.tar.gz'), Buffer.from([0x62, 0x69, 0x6e, 0x2f, 0xff, 0xfe, 0x2e, 0x70, 0x79]), 'x\n'),
+  },
+  {
+    title: "otad's own release marker .ota-release.json",
+    code: 'PACKAGE_UNSAFE_PATH',
+    build: (dir) =>
+      writeTarGz(join(dir, 'marker.tar.gz'), [ok(), { name: '.ota-release.json', content: '{"schema":1,"product":"robot-ai","version":"9.9.9"}\n' }]),
+  },
+  {
+    title: 'a tiny package past the compression-ratio cap (64 MiB of zeros, default limits)',
+    code: 'PACKAGE_TOO_LARGE',
+    build: (dir) => writeTarGz(join(dir, 'ratio-bomb.tar.gz'), [ok(), { name: 'zeros', zeros: 64 * 1024 * 1024 }]),
+  },
+  {
     title: 'a file that is not gzip at all',
     code: 'PACKAGE_CORRUPT',
     build: async (dir) => {
@@ -267,6 +313,38 @@ export const HOSTILE_CASES: HostileCase[] = [
     },
   },
 ];
+
+/** A relative path of `bytes` bytes made of 100-byte components. */
+export function longPath(bytes: number): string {
+  const parts: string[] = [];
+  let length = 0;
+  while (length < bytes) {
+    const take = Math.min(100, bytes - length - (parts.length > 0 ? 1 : 0));
+    parts.push('p'.repeat(Math.max(1, take)));
+    length = parts.join('/').length;
+  }
+  return parts.join('/');
+}
+
+/**
+ * One regular file whose ustar name field holds exactly `nameBytes` (tar-stream only writes names
+ * it was given as strings, always as UTF-8), followed by the end-of-archive marker.
+ */
+export async function writeRawNameTarGz(file: string, nameBytes: Buffer, content: string): Promise<string> {
+  const body = Buffer.from(content);
+  const template = gunzipSync(await tarGzBuffer([{ name: 'x', content }]));
+  const header = Buffer.from(template.subarray(0, 512));
+  header.fill(0, 0, 100);
+  nameBytes.copy(header, 0, 0, Math.min(100, nameBytes.length));
+  header.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let j = 0; j < 512; j += 1) sum += header[j] as number;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  const padded = Buffer.alloc(Math.ceil(body.length / 512) * 512);
+  body.copy(padded);
+  await writeFile(file, gzipSync(Buffer.concat([header, padded, Buffer.alloc(1024)])));
+  return file;
+}
 
 /**
  * `count` empty files f/000000, f/000001... Packing 100,000 entries one by one through tar-stream

@@ -75,6 +75,24 @@ describe('createPackage', () => {
     expect(scan.files[0]).toMatchObject({ path: 'tool', mode: 0o755 });
   });
 
+  it('clears group and other write bits of a publisher tree (umask 002), so robots accept what it builds', async () => {
+    const src = await writeTree(join(root, 'g-w'), { 'shared/tool': 'x', 'open.txt': 'y' });
+    await chmod(join(src, 'shared'), 0o777);
+    await chmod(join(src, 'shared/tool'), 0o775);
+    await chmod(join(src, 'open.txt'), 0o666);
+    const file = join(root, 'g-w.tar.gz');
+    await createPackage(src, file);
+    const modes = Object.fromEntries((await scanPackage(file)).files.map((f) => [f.path, f.mode]));
+    expect(modes).toEqual({ 'open.txt': 0o644, shared: 0o755, 'shared/tool': 0o755 });
+  });
+
+  it("refuses a tree holding otad's own release marker at its root (packaging an installed release)", async () => {
+    const src = await writeTree(join(root, 'marker'), { '.ota-release.json': '{}', VERSION: '1' });
+    const error = await createPackage(src, join(root, 'marker.tar.gz')).then(() => null, (e: unknown) => e as OtaError);
+    expect(error?.code).toBe('PACKAGE_UNSAFE_PATH');
+    expect(existsSync(join(root, 'marker.tar.gz'))).toBe(false);
+  });
+
   it('refuses a symlink leaving the tree and leaves neither the package nor a temp file', async () => {
     const dir = await mkdtemp(join(root, 'abs-'));
     const src = await writeTree(join(dir, 'src'), { ok: 'x', escape: { symlink: '/etc/passwd' } });
