@@ -167,7 +167,7 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
     }
 
     if (ports.isBad(product.name, manifest.version)) {
-      log.warn('release not offered: this version was marked bad after a rollback; publish a newer version to update', {
+      log.warn('release not offered: this version was marked bad (rolled back, or its package was rejected); publish a newer version to update', {
         version: manifest.version,
         installedVersion,
         reason: 'marked-bad',

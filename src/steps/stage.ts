@@ -41,6 +41,11 @@ export interface StagePorts {
   progress(message: Omit<ProgressMessage, 'product'>): void;
   /** package-rejected events for hostile packages (optional). */
   audit?: AuditSink;
+  /**
+   * Marks a release whose signed package was rejected, so it is never offered again: the same
+   * signed bytes would be rejected again (PACKAGE_* codes are not retryable).
+   */
+  markBad?(version: string, reason: string): void;
   /** Package caps (entries, bytes); defaults from src/package/limits.ts. */
   limits?: Partial<PackageLimits>;
   /** Free space kept beyond the package's unpacked size before extraction starts. Default 16 MiB. */
@@ -140,6 +145,7 @@ export function createStageStep(ports: StagePorts): StageStep {
           runId,
           details: { code: failure.code, target: offer.package.name },
         });
+        if (failure.category === 'package') ports.markBad?.(offer.version, `package rejected: ${failure.code}`);
         log.error('package rejected; staging removed', { code: failure.code, error: failure.message });
       } else {
         log.warn('staging failed; staging removed', { code: failure.code, error: failure.message });
