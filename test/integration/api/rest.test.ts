@@ -253,6 +253,8 @@ describe('REST v1: a handler that throws', () => {
       holdInhibit: (r) => d.holdInhibit(r),
       releaseInhibit: (...a) => d.releaseInhibit(...a),
       exportRun: (id) => d.exportRun(id),
+      productDefinitions: () => d.productDefinitions(),
+      repositories: () => d.repositories(),
       health: () => d.health(),
       bus: d.bus,
     };
