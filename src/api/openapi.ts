@@ -46,6 +46,15 @@ export function buildOpenApiDocument(): Json {
     },
     paths: {
       '/status': { get: { operationId: 'getStatus', summary: 'device and per-product lifecycle status', ...read, responses: { '200': json('Status', 'status'), ...common } } },
+      '/products': { get: { operationId: 'getProducts', summary: "each product's definition: install path, services, health checks, preserved paths, probation, repository", ...read, responses: { '200': json('Products', 'product definitions'), ...common } } },
+      '/repositories': {
+        get: {
+          operationId: 'getRepositories',
+          summary: "each product's repository as otad sees it: reachability and latency of otad's own probe (kept 5 s), the trusted metadata's expiry and signers, the last successful check",
+          ...read,
+          responses: { '200': json('Repositories', 'repository status'), ...common },
+        },
+      },
       '/events': {
         post: {
           operationId: 'postEvent',

@@ -100,6 +100,12 @@ export function createRestApp(deps: RestDeps): express.Express {
   v1.get('/status', (_req, res) => {
     res.json(control.status());
   });
+  v1.get('/products', (_req, res) => {
+    res.json({ products: control.productDefinitions() });
+  });
+  v1.get('/repositories', async (_req, res) => {
+    res.json({ repositories: await control.repositories() });
+  });
   v1.get('/history', (req, res) => {
     const q = parseBody(historyQuerySchema, req.query, 'history query');
     res.json({ runs: control.history(q) });

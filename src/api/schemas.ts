@@ -177,6 +177,41 @@ export const healthSchema = z
 export const ackResponseSchema = z.object({ acknowledged: z.number().int() }).register(apiSchemas, { id: 'AckResult' });
 export const releaseResponseSchema = z.object({ released: z.literal(true), holder: z.string() }).register(apiSchemas, { id: 'InhibitReleased' });
 
+export const productDefinitionSchema = z
+  .object({
+    product: z.string(),
+    type: z.string().nullable().describe('the product type (products/ registry), when configured'),
+    installPath: z.string(),
+    channel: z.string(),
+    allowPrerelease: z.boolean(),
+    services: z.array(z.string()).describe('systemd units, then process units: what an install or rollback restarts'),
+    healthChecks: z.array(z.object({ kind: z.string(), target: z.string() })),
+    preservedPaths: z.array(z.string()),
+    probation: z.object({ windowMs: z.number(), intervalMs: z.number(), failureThreshold: z.number().int() }),
+    backup: z.object({ enabled: z.boolean(), keep: z.number().int() }),
+    repository: z.object({ kind: z.enum(['tuf', 'local']), location: z.string().nullable() }),
+  })
+  .register(apiSchemas, { id: 'ProductDefinition' });
+export const productsSchema = z.object({ products: z.array(productDefinitionSchema) }).register(apiSchemas, { id: 'Products' });
+
+export const repositoryStatusSchema = z
+  .object({
+    product: z.string(),
+    kind: z.enum(['tuf', 'local']),
+    location: z.string().nullable().describe('the metadata URL (tuf) or folder (local) otad reads'),
+    channel: z.string(),
+    reachable: z.boolean().nullable().describe('null: nothing to probe (no location configured)'),
+    latencyMs: z.number().nullable().describe("round trip of otad's own probe request"),
+    httpStatus: z.number().int().nullable(),
+    probedAt: nullableMs,
+    problem: z.string().nullable(),
+    metadata: z.array(z.object({ role: z.string(), version: z.number().int().nullable(), expiresAt: nullableMs, signedBy: z.array(z.string()).describe('key ids, first 16 hex digits') })),
+    metadataExpiresAt: nullableMs.describe('the earliest expiry of the trusted metadata otad holds'),
+    lastSuccessfulCheckAt: nullableMs,
+  })
+  .register(apiSchemas, { id: 'RepositoryStatus' });
+export const repositoriesSchema = z.object({ repositories: z.array(repositoryStatusSchema) }).register(apiSchemas, { id: 'Repositories' });
+
 /** Parses with a schema; a failure becomes API_INVALID_REQUEST naming each offending field. */
 export function describeIssues(error: z.ZodError): string[] {
   return error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);

@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { parse as parseYaml } from 'yaml';
 import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
@@ -45,6 +46,25 @@ function positiveInt(text: string, what: string): number {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** The version file a product type names (config/product-types/<type>.yaml), else the default VERSION. */
+async function typeVersionFile(type: unknown): Promise<string> {
+  if (typeof type !== 'string') return 'VERSION';
+  // The templates shipped with otad, from src/cli or dist/src/cli (as the configuration loader finds them).
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.resolve(here, '../../config/product-types'), path.resolve(here, '../../../config/product-types')];
+  const dir = (await Promise.all(candidates.map(async (c) => ((await fs.stat(c).catch(() => null))?.isDirectory() ? c : null)))).find((c) => c !== null) ?? candidates[0]!;
+  const file = path.join(dir, `${type}.yaml`);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    const known = (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5));
+    throw new OtaError('CONFIG_INVALID', `--type ${type}: no product type ${file} (known: ${known.join(', ') || 'none'})`);
+  }
+  const doc = (parseYaml(text) ?? {}) as { versionFile?: unknown };
+  return typeof doc.versionFile === 'string' ? doc.versionFile : 'VERSION';
 }
 
 export interface CliIo {
@@ -115,6 +135,11 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
     .option('--max-deferral-hours <hours>', 'how long robots may defer this release')
     .option('--install-by <iso-time>', 'latest time by which robots must install it')
     .option('--min-free-bytes <n>', 'free disk space the release needs')
+    .option('--arch <list>', 'robot architectures it runs on, comma-separated (arm64, amd64); robots of another architecture never install it')
+    .option('--os <list>', 'operating systems it runs on, comma-separated (ubuntu-24.04); others never install it')
+    .option('--type <type>', 'product type (config/product-types/<type>.yaml): where its version file is')
+    .option('--version-file <path>', 'the version file inside the release (default: the type\'s versionFile, else VERSION)')
+    .option('--no-version-file', 'the release has no version file: skip the version check')
     .option('--publish', 'sign and publish right away')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const g = globals();
@@ -140,7 +165,14 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
       if (deferral !== undefined) input.maxDeferralHours = deferral;
       if (typeof opts.installBy === 'string') input.installBy = opts.installBy;
       const minFree = num('--min-free-bytes', opts.minFreeBytes);
-      if (minFree !== undefined) input.requirements = { minFreeBytes: minFree };
+      const list = (v: unknown) => (typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : undefined);
+      const arch = list(opts.arch);
+      const os = list(opts.os);
+      if (minFree !== undefined || arch !== undefined || os !== undefined) {
+        input.requirements = { ...(minFree !== undefined ? { minFreeBytes: minFree } : {}), ...(arch ? { arch } : {}), ...(os ? { os } : {}) };
+      }
+      // Commander turns --no-version-file into versionFile === false.
+      input.check = { versionFile: opts.versionFile === false ? null : typeof opts.versionFile === 'string' ? opts.versionFile : await typeVersionFile(opts.type) };
       const publisher = publisherFor(g);
       const added = await publisher.add(input);
       const published = opts.publish === true ? await publisher.publish() : undefined;

@@ -55,6 +55,8 @@ export const ErrorCodes = {
   RELEASE_WRONG_PRODUCT: { category: 'trust', retryable: false },
   RELEASE_DOWNGRADE: { category: 'trust', retryable: false },
   RELEASE_INCOMPATIBLE: { category: 'trust', retryable: false },
+  RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
+  RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
   // packages
   PACKAGE_UNSAFE_PATH: { category: 'package', retryable: false },
   PACKAGE_UNSAFE_LINK: { category: 'package', retryable: false },
@@ -73,6 +75,7 @@ export const ErrorCodes = {
   HOOK_TIMEOUT: { category: 'execution', retryable: false },
   SERVICE_FAILED: { category: 'execution', retryable: false },
   ROLLBACK_FAILED: { category: 'execution', retryable: false },
+  ROLLBACK_NOTHING_TO_UNDO: { category: 'api', retryable: false },
   // health
   HEALTH_CHECK_FAILED: { category: 'health', retryable: false },
   HEALTH_CHECK_TIMEOUT: { category: 'health', retryable: false },

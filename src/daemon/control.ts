@@ -6,6 +6,7 @@ import type { ChoiceRecord, ErrorInfo, EventSource, Offer, PreCheckReason, Publi
 import type { AuditRecord, InhibitRecord, PageQuery, ReleaseRecord, RunRecord, TransitionRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
+import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 
 export interface ProductStatus {
   product: string;
@@ -93,6 +94,10 @@ export interface DaemonControl {
   holdInhibit(request: InhibitRequest): InhibitRecord;
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean;
   exportRun(runId: string): RunExport;
+  /** Each product's definition from configuration: install path, services, health checks, preserved paths. */
+  productDefinitions(): ProductDefinition[];
+  /** Each product's repository as otad sees it: reachability and latency (probed by otad), metadata expiry, last successful check. */
+  repositories(): Promise<RepositoryStatus[]>;
   health(): { ok: boolean; products: Array<{ product: string; state: string }>; uptimeMs: number };
   readonly bus: EventBus;
 }

@@ -26,6 +26,7 @@ import type { TaskSpec } from '../schedule/spec.js';
 import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
+import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { JournalVerdict } from './recovery-policy.js';
 
 export const OTAD_VERSION = '0.1.0';
@@ -115,6 +116,27 @@ export class Daemon implements DaemonControl {
       onClockJump: (jumpMs) => this.onClockJump(jumpMs, opts.clock.now()),
     });
     opts.logging.onLine((line) => this.bus.publish('log', line));
+    this.bus.subscribe('transition', (t) => {
+      if (isSuccessfulCheckEnd(t)) this.store.setValue(`lastSuccessfulCheck:${t.product}`, String(t.at));
+    });
+    this.repositoryMonitor = createRepositoryMonitor({
+      config: () => this.config,
+      clock: opts.clock,
+      lastSuccessfulCheckAt: (product) => {
+        const v = this.store.getValue(`lastSuccessfulCheck:${product}`);
+        return v === null ? null : Number(v);
+      },
+    });
+  }
+
+  private readonly repositoryMonitor: ReturnType<typeof createRepositoryMonitor>;
+
+  productDefinitions(): ProductDefinition[] {
+    return this.config.products.map((p) => productDefinition(p, this.config));
+  }
+
+  repositories(): Promise<RepositoryStatus[]> {
+    return this.repositoryMonitor.repositories();
   }
 
   get deviceId(): string {

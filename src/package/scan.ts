@@ -23,12 +23,23 @@ export interface PackageScan {
   files: PackageScanFile[];
   /** SHA-256 (hex) of the compressed archive as read. */
   sha256: string;
+  /** The contents of the regular files asked for with `capture` that the archive holds. */
+  captured: Record<string, Buffer>;
 }
 
-export async function scanPackage(file: string, limits?: Partial<PackageLimits>, signal?: AbortSignal): Promise<PackageScan> {
+export interface ScanOptions {
+  /** Normalised entry paths (`VERSION`, `etc/version`) whose contents to keep, each up to 64 KiB. */
+  capture?: string[];
+}
+
+const MAX_CAPTURE_BYTES = 64 * 1024;
+
+export async function scanPackage(file: string, limits?: Partial<PackageLimits>, signal?: AbortSignal, options: ScanOptions = {}): Promise<PackageScan> {
   const resolved = resolveLimits(limits);
   const checker = createEntryChecker(resolved);
   const files: PackageScanFile[] = [];
+  const wanted = new Set(options.capture ?? []);
+  const captured: Record<string, Buffer> = {};
   let rejected: unknown;
   const extract = tar.extract();
 
@@ -45,13 +56,22 @@ export async function scanPackage(file: string, limits?: Partial<PackageLimits>,
       return;
     }
     if (entry.path !== '') files.push(toScanFile(entry));
+    if (entry.type === 'file' && wanted.has(entry.path) && entry.size <= MAX_CAPTURE_BYTES) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+      stream.on('end', () => {
+        captured[entry.path] = Buffer.concat(chunks);
+        next();
+      });
+      return;
+    }
     stream.on('end', () => next());
     stream.resume();
   });
 
   const read = await readArchiveInto(file, extract, resolved, () => rejected, signal);
   checker.finish();
-  return { entries: checker.entries, totalBytes: checker.totalBytes, files, sha256: read.sha256 };
+  return { entries: checker.entries, totalBytes: checker.totalBytes, files, sha256: read.sha256, captured };
 }
 
 function toScanFile(entry: CheckedEntry): PackageScanFile {

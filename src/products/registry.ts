@@ -66,12 +66,21 @@ export async function readMarker(dir: string): Promise<ReleaseMarker | null> {
 }
 
 async function readVersionFile(file: string): Promise<string | null> {
-  let first: string;
+  let text: string;
   try {
-    first = (await readFile(file, 'utf8')).split('\n')[0]?.trim().replace(/^v/, '') ?? '';
+    text = await readFile(file, 'utf8');
   } catch {
     return null;
   }
+  return parseVersionText(text);
+}
+
+/**
+ * The version a product's version file states: its first line, a leading `v` dropped, read as
+ * semver (coerced when it is not strict). The robot and the publisher read it the same way.
+ */
+export function parseVersionText(text: string): string | null {
+  const first = text.split('\n')[0]?.trim().replace(/^v/, '') ?? '';
   return semver.valid(first) ?? semver.coerce(first)?.version ?? null;
 }
 

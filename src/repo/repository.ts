@@ -19,6 +19,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
+import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
 import { exists } from './atomic.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import {
@@ -75,6 +76,8 @@ export interface ReleaseInput {
   rolloutPercent?: number;
   maxDeferralHours?: number;
   installBy?: string;
+  /** Check the package as a robot would before anything is stored (ota-repo add always does). */
+  check?: ReleaseCheck;
 }
 
 export interface TargetInfo {
@@ -365,6 +368,7 @@ export function createPublisher(options: PublisherOptions) {
         const stat = await fs.stat(packageFile).catch(() => null);
         if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
         if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
+        if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
         const packageTarget = await storeTarget(packageName, { file: packageFile });
         const manifest = { ...draft, package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 } };
         const manifestBytes = Buffer.from(serializeManifest(manifest));

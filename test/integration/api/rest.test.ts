@@ -46,7 +46,7 @@ describe('REST v1: reading state', () => {
   it('serves an OpenAPI 3.1 document that lists every endpoint', async () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths as object).sort()).toEqual(
-      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/logs', '/notifications/ack', '/runs/{runId}/export', '/status', '/transitions'].sort(),
+      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/logs', '/notifications/ack', '/products', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
     );
   });
 
@@ -253,6 +253,8 @@ describe('REST v1: a handler that throws', () => {
       holdInhibit: (r) => d.holdInhibit(r),
       releaseInhibit: (...a) => d.releaseInhibit(...a),
       exportRun: (id) => d.exportRun(id),
+      productDefinitions: () => d.productDefinitions(),
+      repositories: () => d.repositories(),
       health: () => d.health(),
       bus: d.bus,
     };

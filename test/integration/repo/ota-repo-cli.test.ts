@@ -8,7 +8,8 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { createServer, type OtaServer } from '../../../src/server/app.js';
 import { createTufRepository } from '../../../src/trust/tuf-repository.js';
 import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
-import { fakePackage, makeTempDir, sha256 } from '../../support/tuf-repo.js';
+import { makeTempDir, sha256 } from '../../support/tuf-repo.js';
+import { HOSTILE_CASES, writeTarGz } from '../../support/tar-fixtures.js';
 
 const run = promisify(execFile);
 const CLI = path.resolve('src/cli/ota-repo.ts');
@@ -39,8 +40,8 @@ describe('ota-repo CLI (spawned)', () => {
     expect((await otaRepo([...base, 'init', '--expiry', 'timestamp=2d'])).code).toBe(0);
     const mode = (await fs.stat(path.join(keysDir, 'root', (await fs.readdir(path.join(keysDir, 'root')))[0]!))).mode & 0o777;
     expect(mode).toBe(0o600);
-    const pkg = fakePackage('cli', 8000);
-    await fs.writeFile(path.join(dir, 'pkg.tar.gz'), pkg);
+    await writeTarGz(path.join(dir, 'pkg.tar.gz'), [{ name: 'VERSION', content: '3.1.0\n' }, { name: 'bin/app', content: 'x'.repeat(8000), mode: 0o755 }]);
+    const pkg = await fs.readFile(path.join(dir, 'pkg.tar.gz'));
     const added = await otaRepo([...base, '--json', 'add', '--product', 'robot-ai', '--version', '3.1.0', '--package', path.join(dir, 'pkg.tar.gz'), '--notes', 'from the CLI', '--publish']);
     expect(added.code).toBe(0);
     expect(JSON.parse(added.stdout).packageTarget.sha256).toBe(sha256(pkg));
@@ -74,5 +75,38 @@ describe('ota-repo CLI (spawned)', () => {
     const p = latest.manifest.package;
     await robot.downloadTarget({ name: p.target, length: p.length, sha256: p.sha256 }, dest);
     expect(sha256(await fs.readFile(dest))).toBe(sha256(pkg));
+  });
+
+  it('add refuses, before signing, a package whose version file disagrees with --version or that the robot would reject', async () => {
+    dir = await makeTempDir('otad-cli-');
+    const base = ['--repo', path.join(dir, 'repo'), '--keys', path.join(dir, 'keys')];
+    expect((await otaRepo([...base, 'init'])).code).toBe(0);
+    const staged = async () => JSON.parse(await fs.readFile(path.join(dir!, 'repo', 'staged.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+
+    // --source: the version file of the tree says 2.0.0, the publisher typed 2.0.1.
+    const src = path.join(dir, 'src');
+    await fs.mkdir(src);
+    await fs.writeFile(path.join(src, 'VERSION'), '2.0.0\n');
+    const mismatch = await otaRepo([...base, 'add', '--product', 'robot-ai', '--type', 'robot-ai', '--version', '2.0.1', '--source', src, '--publish']);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toContain('RELEASE_VERSION_MISMATCH');
+    expect(mismatch.stderr).toContain('VERSION says 2.0.0, not --version 2.0.1');
+    expect(Object.keys(await staged())).toEqual([]);
+
+    // A custom version file that is missing.
+    const missing = await otaRepo([...base, 'add', '--product', 'robot-ai', '--version', '2.0.0', '--version-file', 'etc/version', '--source', src]);
+    expect(missing.stderr).toContain('has no version file etc/version');
+
+    // The robot's package scan runs too: a hostile entry is refused here, not on the robot.
+    const hostile = HOSTILE_CASES.find((c) => c.code === 'PACKAGE_UNSAFE_PATH')!;
+    const bad = await otaRepo([...base, 'add', '--product', 'robot-ai', '--version', '2.0.0', '--no-version-file', '--package', await hostile.build(dir)]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('PACKAGE_UNSAFE_PATH');
+    expect(Object.keys(await staged())).toEqual([]);
+
+    // Agreeing version file: staged, with the architecture requirement in the signed manifest.
+    const good = await otaRepo([...base, '--json', 'add', '--product', 'robot-ai', '--type', 'robot-ai', '--version', '2.0.0', '--source', src, '--arch', 'arm64']);
+    expect(good.code).toBe(0);
+    expect(JSON.parse(good.stdout).manifest.requirements).toEqual({ arch: ['arm64'] });
   });
 });
