@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
+import { systemClock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { createPublisher } from '../../src/repo/repository.js';
 import { REPO_ROOT, spawnOtad, waitUntil, type OtadProcess, type Sandbox } from './otad-process.js';
 
 const run = promisify(execFile);
@@ -80,6 +83,12 @@ export interface Fleet {
   auditFile: string;
   /** `ota-repo add --product robot-ai --version V --package F --publish`. */
   publish(version: string, packageFile: string): Promise<void>;
+  /**
+   * A hostile package: `ota-repo add … --publish` must refuse it before signing (its stderr is
+   * returned), and then it is signed anyway with the same publisher library minus the CLI's check,
+   * as an attacker holding a targets key (or a publisher's machine that skipped the check) would.
+   */
+  publishHostile(version: string, packageFile: string): Promise<{ cliCode: number; cliStderr: string }>;
   api(method: 'GET' | 'POST', path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>;
   status(): Promise<ProductStatus>;
   /** Waits until no run is in flight (idle or awaiting a choice) and returns the status. */
@@ -196,6 +205,13 @@ export async function startFleet(opts: { product?: Record<string, unknown>; conf
     async publish(version, packageFile) {
       const r = await otaRepo(['--repo', repoDir, '--keys', keysDir, 'add', '--product', 'robot-ai', '--version', version, '--package', packageFile, '--publish']);
       if (r.code !== 0) throw new Error(`ota-repo add ${version} failed: ${r.stderr}`);
+    },
+    async publishHostile(version, packageFile) {
+      const r = await otaRepo(['--repo', repoDir, '--keys', keysDir, 'add', '--product', 'robot-ai', '--version', version, '--package', packageFile, '--publish']);
+      const publisher = createPublisher({ repoDir, keysDir, clock: systemClock, logger: silentLogger });
+      await publisher.add({ product: 'robot-ai', version, packageFile, notes: `hostile ${version}` });
+      await publisher.publish();
+      return { cliCode: r.code, cliStderr: r.stderr };
     },
     api,
     status,

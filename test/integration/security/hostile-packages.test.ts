@@ -1,6 +1,8 @@
 /**
- * Hostile but properly signed packages, end to end as the attack round ran them: each archive is
- * signed and published with `ota-repo add … --package … --publish`, served by a spawned ota-server,
+ * Hostile but properly signed packages, end to end as the attack round ran them: each archive goes
+ * to `ota-repo add … --package … --publish` (which now refuses it before signing, with the robot's
+ * code), is then signed anyway through the same publisher library (an attacker with a targets key),
+ * served by a spawned ota-server,
  * and a real otad is asked over REST to CHECK_NOW and UPDATE_NOW. Each must be *rejected* in the
  * sense of threats.md: a stable, non-retryable code in the API and the log, a package-rejected audit
  * entry, the installed release untouched, no staging tree or cached download left, otad running.
@@ -70,7 +72,11 @@ describe('hostile signed packages through ota-repo, ota-server and a real otad',
     it(`rejects ${attack.title} with ${attack.code}, not retryable, audited, nothing installed or left behind`, async () => {
       const v = `1.${i + 1}.0`;
       const file = await attack.build(join(fleet.dir, `attack-${v}.tar.gz`), v);
-      await fleet.publish(v, file);
+      const cli = await fleet.publishHostile(v, file);
+      // The publisher's own check refuses it before signing, with the robot's code…
+      expect(cli.cliCode).not.toBe(0);
+      expect(cli.cliStderr).toContain(attack.code);
+      // …and the robot still refuses it when it arrives properly signed anyway.
       const { status, run } = await fleet.checkAndUpdate(v);
 
       expect(run.outcome).toBe('failed');
