@@ -4,16 +4,28 @@
  * its Origin. Both are refused unless listed.
  */
 
-/** The host part of a Host header, lower-cased, without the port ("[::1]:7780" → "[::1]"). */
+/**
+ * The host part of a Host header, lower-cased, without the port ("[::1]:7780" → "[::1]"), or null
+ * when the header is not a plain authority. The header is parsed as an authority by the WHATWG URL
+ * parser, and then must be exactly host[:port]: "localhost:80@evil" (userinfo), "a/b", "a?b",
+ * "a#b", an empty or non-numeric port, or anything the parser would normalise differently is
+ * refused instead of being cut at the first ':'.
+ */
 export function hostOf(header: string | undefined): string | null {
   if (!header) return null;
   const h = header.trim().toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    return end < 0 ? null : h.slice(0, end + 1);
+  if (h === '' || /[@/\\?#\s]/.test(h)) return null;
+  let url: URL;
+  try {
+    url = new URL(`http://${h}`);
+  } catch {
+    return null;
   }
-  const colon = h.indexOf(':');
-  return colon < 0 ? h : h.slice(0, colon);
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') return null;
+  // The parser drops the default port 80 and normalises the host; the header must say the same.
+  const port = url.port === '' && /:80$/.test(h) ? '80' : url.port;
+  if (`${url.hostname}${port === '' ? '' : `:${port}`}` !== h) return null;
+  return url.hostname;
 }
 
 export function isAllowedHost(header: string | undefined, allowed: readonly string[]): boolean {

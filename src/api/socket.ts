@@ -15,7 +15,7 @@ import type { BusTopics, Topic } from '../daemon/event-bus.js';
 import type { Edge } from './edge.js';
 import { isAllowedHost, isAllowedOrigin, isSameOrigin } from './host-check.js';
 import { apiError, toApiError } from './http-errors.js';
-import { CREDENTIAL_PARAM, type Principal, type TokenVerifier } from './tokens.js';
+import { queryHasCredential, type Principal, type TokenVerifier } from './tokens.js';
 
 export const ENVELOPE_VERSION = 1;
 export const TOPICS: readonly Topic[] = ['transition', 'progress', 'notification', 'log'];
@@ -90,7 +90,9 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
       err.data = { code: 'API_UNAUTHORIZED' };
       next(err);
     };
-    if (Object.keys(query).some((k) => CREDENTIAL_PARAM.test(k))) return refuse('query-token', 'credentials are never accepted in the query string; use auth.token');
+    // The same rule as REST: a credential under any query parameter is refused, even next to a
+    // valid auth.token, because the handshake URL is what proxies and access logs keep.
+    if (queryHasCredential(query, tokens)) return refuse('query-token', 'credentials are never accepted in the query string; use auth.token');
     const auth = (socket.handshake.auth ?? {}) as { token?: unknown };
     if (typeof auth.token !== 'string' || auth.token === '') return refuse('no-token', 'auth.token is required');
     const principal = tokens.verify(auth.token);

@@ -103,15 +103,20 @@ export function bearerToken(header: string | undefined): string | null {
 export const CREDENTIAL_PARAM = /^(access[_-]?token|token|auth|authorization|bearer|api[_-]?key|key)$/i;
 
 /**
- * True when a query string carries a credential: a parameter named like one, or any value that is
- * a valid token. Such a request is refused even if it also has a good header: the token is now in
+ * True when a query string (REST) or a Socket.IO handshake query carries a credential: a parameter
+ * named like one, a value that is a valid token under any name, or a value that is a bearer
+ * credential ("Bearer …"). One rule for every transport. Such a request is refused even if it also has a good header: the token is now in
  * URLs, proxies' logs and shell history, and the caller must learn that.
  */
 export function queryHasCredential(query: Record<string, unknown>, verifier: TokenVerifier): boolean {
   for (const [k, v] of Object.entries(query)) {
     if (CREDENTIAL_PARAM.test(k)) return true;
     const values = Array.isArray(v) ? v : [v];
-    for (const value of values) if (typeof value === 'string' && value.length >= 16 && verifier.verify(value)) return true;
+    for (const value of values) {
+      if (typeof value !== 'string') continue;
+      if (/^bearer\s/i.test(value.trim())) return true;
+      if (value.length >= 16 && verifier.verify(value)) return true;
+    }
   }
   return false;
 }

@@ -373,7 +373,7 @@ export function createPublisher(options: PublisherOptions) {
         const manifest = { ...draft, package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 } };
         const manifestBytes = Buffer.from(serializeManifest(manifest));
         const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
-        staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version } };
+        staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version, channel: manifest.channel } };
         staged[manifestName] = {
           length: manifestTarget.length,
           sha256: manifestTarget.sha256,

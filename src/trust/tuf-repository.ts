@@ -332,7 +332,20 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
       if (manifest.version !== best.custom.version) {
         throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says version ${manifest.version}, its signed target entry says ${best.custom.version}`), `manifest ${best.name}`);
       }
+      if ((best.custom.channel ?? 'stable') !== manifest.channel) {
+        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says channel ${manifest.channel}, its signed target entry says ${best.custom.channel ?? 'stable'}`), `manifest ${best.name}`);
+      }
       const pkg = await signedTarget(manifest.package.target, opts.signal);
+      // Package entries carry the release's product, version and channel too (docs/repository.md);
+      // entries signed before they did (no kind) are accepted on the manifest's word.
+      if (pkg.custom.kind !== undefined && (pkg.custom.kind !== 'package' || pkg.custom.product !== product || pkg.custom.version !== manifest.version || (pkg.custom.channel !== undefined && pkg.custom.channel !== manifest.channel))) {
+        throw report(
+          new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target}, whose signed entry is for ${pkg.custom.kind ?? '?'} ${pkg.custom.product ?? '?'} ${pkg.custom.version ?? '?'} on channel ${pkg.custom.channel ?? '?'}`, {
+            details: { target: manifest.package.target },
+          }),
+          `manifest ${best.name}`,
+        );
+      }
       if (pkg.length !== manifest.package.length || pkg.sha256 !== manifest.package.sha256) {
         throw report(
           new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target} with a length or hash that differs from its signed target`),

@@ -79,6 +79,15 @@ describe('threat: a foreign Host header (DNS rebinding) → 403', () => {
     }
   });
 
+  it('refuses a Host that is not a plain authority (localhost:80@evil, a path, an unbracketed IPv6 literal)', async () => {
+    for (const host of ['localhost:80@evil', '127.0.0.1:80@attacker.example', 'localhost/x', '::1', '[::1', '[::1]:80@evil']) {
+      const res = await api().get('/api/v1/health').set('Host', host);
+      expect(res.status, host).toBe(403);
+      expect(res.body.error.code).toBe('API_FORBIDDEN');
+    }
+    expect((await api().get('/api/v1/health').set('Host', '[::1]:7780')).status).toBe(200);
+  });
+
   it('accepts the allowed names with any port', async () => {
     for (const host of ['localhost:1234', '127.0.0.1', `127.0.0.1:${h.interfaces.api?.port}`]) {
       const res = await api().get('/api/v1/health').set('Host', host);

@@ -67,6 +67,21 @@ describe('Socket.IO: handshake', () => {
     expect(r.ok).toBe(false);
   });
 
+  it('refuses a valid token under an ordinary query parameter (io(url, { auth: { token }, query: { x: token } })), on both transports', async () => {
+    for (const transports of [['websocket'], ['polling']]) {
+      for (const query of [{ x: CONTROL_TOKEN }, { x: READ_TOKEN }, { lastSeq: '0', q: `Bearer ${CONTROL_TOKEN}` }, { auth: 'anything' }] as Array<Record<string, string>>) {
+        const r = await outcome(client({ token: CONTROL_TOKEN }, { query, transports }));
+        expect(r.ok, `${transports[0]} ${JSON.stringify(Object.keys(query))}`).toBe(false);
+        expect(r).toMatchObject({ data: { code: 'API_UNAUTHORIZED' } });
+      }
+    }
+    // An ordinary query value still connects: only credential-shaped values are refused.
+    expect(await outcome(client({ token: READ_TOKEN }, { query: { x: 'dashboard-v2' } }))).toEqual({ ok: true });
+    const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8');
+    expect(audit).toContain('credentials are never accepted in the query string');
+    expect(audit).not.toContain(CONTROL_TOKEN);
+  });
+
   it('refuses a foreign Origin before the handshake completes, on both transports', async () => {
     for (const transports of [['websocket'], ['polling']]) {
       const r = await outcome(client({ token: CONTROL_TOKEN }, { origin: 'http://attacker.example', transports }));

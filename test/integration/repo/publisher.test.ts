@@ -54,6 +54,16 @@ describe('publisher library', () => {
     await expect(publisher.add({ product: 'robot-ai', version: '1.0.0', packageFile: pkg })).rejects.toThrow(/already exists/);
   });
 
+  it('signs the release channel into both target entries, the manifest and the package, as docs/repository.md says', async () => {
+    const { publisher, pkg } = await setup();
+    await publisher.add({ product: 'robot-ai', version: '2.0.0-beta.1', packageFile: pkg, channel: 'beta' });
+    await publisher.publish();
+    const targets = (await publisher.loadState()).targets.signed.targets;
+    const custom = (name: string) => (targets[name]?.unrecognizedFields['custom'] as { otad: unknown } | undefined)?.otad;
+    expect(custom('robot-ai/robot-ai-2.0.0-beta.1.manifest.json')).toEqual({ kind: 'manifest', product: 'robot-ai', version: '2.0.0-beta.1', channel: 'beta' });
+    expect(custom('robot-ai/robot-ai-2.0.0-beta.1.tar.gz')).toEqual({ kind: 'package', product: 'robot-ai', version: '2.0.0-beta.1', channel: 'beta' });
+  });
+
   it('refuses to sign when the role key is not present (offline targets key)', async () => {
     const { publisher, pkg, dir: d } = await setup();
     await fs.rename(path.join(d, 'keys', 'targets'), path.join(d, 'offline-targets'));

@@ -43,6 +43,23 @@ describe('Host and Origin checks', () => {
     expect(isAllowedHost('localhost.attacker.example', allowed)).toBe(false);
     expect(isAllowedHost(undefined, allowed)).toBe(false);
   });
+  it('parses Host as an authority: userinfo, paths, bad ports and non-canonical forms are refused, not cut at the first colon', () => {
+    for (const bad of ['localhost:80@evil', 'localhost:80@evil.example:80', 'evil@localhost', 'localhost:', 'localhost:x', 'localhost/x', 'localhost?x', 'localhost#x', 'a b', '']) {
+      expect(hostOf(bad), bad).toBeNull();
+    }
+    const allowed = ['localhost', '127.0.0.1', '[::1]'];
+    expect(isAllowedHost('localhost:80@evil', allowed)).toBe(false);
+    expect(isAllowedHost('127.0.0.1:1@attacker.example', allowed)).toBe(false);
+  });
+  it('handles IPv6 literals: bracketed with or without a port; unbracketed, unterminated or non-canonical forms refused', () => {
+    expect(hostOf('[::1]')).toBe('[::1]');
+    expect(hostOf('[::1]:80')).toBe('[::1]');
+    expect(hostOf('[::1]:7780')).toBe('[::1]');
+    expect(hostOf('[FE80::1]:7780')).toBe('[fe80::1]');
+    for (const bad of ['::1', '[::1', '[::1]x', '[::1]:', '[::1]:99999', '[0:0:0:0:0:0:0:1]', '[::1]@evil', '[::ffff:127.0.0.1]']) expect(hostOf(bad), bad).toBeNull();
+    expect(isAllowedHost('[::1]:7780', ['[::1]'])).toBe(true);
+    expect(isAllowedHost('[::2]:7780', ['[::1]'])).toBe(false);
+  });
   it('allows a missing Origin (non-browser), a listed origin, and the same origin', () => {
     expect(isAllowedOrigin(undefined, [])).toBe(true);
     expect(isAllowedOrigin('http://dash.local/', ['http://dash.local'])).toBe(true);
