@@ -12,6 +12,7 @@ import { OtaError } from '../core/errors.js';
 import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Logging } from '../core/logging.js';
 import type { Config } from '../config/load.js';
+import { planReload } from '../config/reload.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { PageQuery } from '../store/store.js';
 import { Store } from '../store/store.js';
@@ -22,7 +23,7 @@ import { decideCatchUp } from '../schedule/catch-up.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import type { TaskSpec } from '../schedule/spec.js';
+import { parseTaskSpec, type TaskSpec } from '../schedule/spec.js';
 import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
@@ -54,6 +55,15 @@ export interface StepProvider {
   journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
   /** The newest network snapshot, for status (providers without a network view leave it out). */
   network?(): unknown;
+}
+
+/** What a reload did: every changed key is in exactly one of applied and needsRestart. */
+export interface ReloadReport {
+  changed: string[];
+  /** Keys the next run uses (and the scheduler and logger at once). */
+  applied: string[];
+  /** Keys that keep their running value until otad is restarted. */
+  needsRestart: string[];
 }
 
 export interface DaemonOptions {
@@ -89,6 +99,8 @@ export class Daemon implements DaemonControl {
   readonly store: Store;
   private config: Config;
   private readonly runners = new Map<string, ProductRunner>();
+  /** Each product's step set for its next run (rebuilt by a reload). */
+  private readonly steps = new Map<string, Steps>();
   private readonly progress = new Map<string, ProgressMessage>();
   /** The daily checks: registered tasks with their last run, result and next run, kept in SQLite. */
   private readonly scheduler: Scheduler;
@@ -170,9 +182,12 @@ export class Daemon implements DaemonControl {
       const runner = this.createRunner(product);
       this.runners.set(product.name, runner);
       await runner.start();
+      // A restored snapshot carries the policy it was saved with: the configuration's applies from
+      // its next run.
+      runner.configure(policyFor(product));
       if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
     }
-    this.registerChecks(config.products);
+    this.registerChecks(this.checkTasks(config.products));
     this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
     this.arm();
@@ -180,27 +195,11 @@ export class Daemon implements DaemonControl {
 
   private createRunner(product: ProductConfig): ProductRunner {
     const { clock, logging } = this.opts;
-    const stepCtx: StepContext = {
-      product,
-      config: this.config,
-      deviceId: this.opts.deviceId,
-      store: this.store,
-      clock,
-      logger: logging.logger.child({ product: product.name }),
-      audit: this.auditSink(),
-      bus: this.bus,
-      progress: (m) => {
-        const message: ProgressMessage = { ...m, product: product.name };
-        this.progress.set(product.name, message);
-        this.bus.publish('progress', message);
-      },
-      inhibits: () => this.store.activeInhibits(clock.now()),
-    };
-    const steps = this.guardExecutionSlot(product.name, this.opts.stepProvider.steps(stepCtx));
+    this.steps.set(product.name, this.buildSteps(product, this.config));
     return new ProductRunner({
       product: product.name,
       policy: policyFor(product),
-      steps,
+      steps: () => this.currentSteps(product.name),
       store: this.store,
       clock,
       logger: logging.logger,
@@ -218,6 +217,37 @@ export class Daemon implements DaemonControl {
         this.arm();
       },
     });
+  }
+
+  /**
+   * Build the step set a product's next run will use, from the running configuration. A run in
+   * flight keeps the set it started with (ProductRunner pins it), so this never changes one.
+   */
+  private buildSteps(product: ProductConfig, config: Config): Steps {
+    const { clock, logging } = this.opts;
+    const stepCtx: StepContext = {
+      product,
+      config,
+      deviceId: this.opts.deviceId,
+      store: this.store,
+      clock,
+      logger: logging.logger.child({ product: product.name }),
+      audit: this.auditSink(),
+      bus: this.bus,
+      progress: (m) => {
+        const message: ProgressMessage = { ...m, product: product.name };
+        this.progress.set(product.name, message);
+        this.bus.publish('progress', message);
+      },
+      inhibits: () => this.store.activeInhibits(clock.now()),
+    };
+    return this.guardExecutionSlot(product.name, this.opts.stepProvider.steps(stepCtx));
+  }
+
+  private currentSteps(product: string): Steps {
+    const steps = this.steps.get(product);
+    if (!steps) throw new OtaError('INTERNAL', `no steps were built for product ${product}`);
+    return steps;
   }
 
   /**
@@ -246,17 +276,22 @@ export class Daemon implements DaemonControl {
 
   // ----- timers ----------------------------------------------------------------------------
 
-  /** One daily check task per product; re-registering an unchanged spec keeps its plan and history. */
-  private registerChecks(products: ProductConfig[]): void {
-    const wanted = new Set(products.map((p) => `check:${p.name}`));
-    for (const task of this.scheduler.list()) if (task.kind === 'check' && !wanted.has(task.id)) this.scheduler.remove(task.id);
-    for (const p of products) {
+  /** One daily check task per product, validated (a cron expression the scheduler refuses throws). */
+  private checkTasks(products: ProductConfig[]): Array<{ id: string; product: string; kind: 'check'; spec: TaskSpec }> {
+    return products.map((p) => {
       const timeZone = resolveTimeZone(p.schedule.timeZone);
       const spec: TaskSpec = p.schedule.checkCron
         ? { cron: p.schedule.checkCron, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp }
         : { time: p.schedule.checkAt, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp };
-      this.scheduler.upsert({ id: `check:${p.name}`, product: p.name, kind: 'check', spec });
-    }
+      return { id: `check:${p.name}`, product: p.name, kind: 'check' as const, spec: parseTaskSpec(spec) };
+    });
+  }
+
+  /** Re-registering an unchanged spec keeps its plan and history. */
+  private registerChecks(tasks: ReturnType<Daemon['checkTasks']>): void {
+    const wanted = new Set(tasks.map((t) => t.id));
+    for (const task of this.scheduler.list()) if (task.kind === 'check' && !wanted.has(task.id)) this.scheduler.remove(task.id);
+    for (const t of tasks) this.scheduler.upsert(t);
   }
 
   /** The daily check is due: start one if the product is idle; the result is kept with the task. */
@@ -530,26 +565,38 @@ export class Daemon implements DaemonControl {
 
   // ----- configuration and shutdown --------------------------------------------------------
 
-  /** SIGHUP: apply a new configuration's policies; changes that need a restart are reported. */
-  applyConfig(next: Config, changed: string[]): { applied: string[]; needsRestart: string[] } {
-    const needsRestart = changed.filter((k) => /^(paths|api|dbus)\b/.test(k) || /^products\b/.test(k) && !this.sameProducts(next));
-    this.config = next;
-    const now = this.opts.clock.now();
-    for (const product of next.products) {
-      const runner = this.runners.get(product.name);
-      if (!runner) continue;
-      this.sendInternal(runner, { type: 'CONFIGURE', now, source: 'daemon', policy: policyFor(product) });
+  /**
+   * SIGHUP: run on a newly loaded configuration. Keys that need a restart keep their running
+   * values (see src/config/reload.ts); everything else is used from the next run on: each
+   * product's steps are rebuilt (repository and HTTP client, pre-check, services, health checks,
+   * probation, channel), its policy waits for the run in flight to end, the daily checks are
+   * re-planned and the log level changes at once.
+   */
+  reload(next: Config): ReloadReport {
+    const plan = planReload(this.config, next);
+    if (plan.applied.length > 0) {
+      // Every product's new steps and daily checks are built before any is used: a configuration
+      // one of them refuses (a repository URL that is not a URL, a bad cron expression) is refused
+      // whole, and nothing changes.
+      const built = new Map<string, Steps>();
+      for (const product of plan.effective.products) {
+        if (this.runners.has(product.name)) built.set(product.name, this.buildSteps(product, plan.effective));
+      }
+      const checks = this.checkTasks(plan.effective.products.filter((p) => this.runners.has(p.name)));
+      this.config = plan.effective;
+      for (const product of this.config.products) {
+        const steps = built.get(product.name);
+        if (steps === undefined) continue;
+        this.steps.set(product.name, steps);
+        this.runners.get(product.name)?.configure(policyFor(product));
+      }
+      this.registerChecks(checks);
+      this.opts.logging.setLevel(this.config.logging.level);
+      this.arm();
+    } else {
+      this.config = plan.effective;
     }
-    this.registerChecks(next.products.filter((p) => this.runners.has(p.name)));
-    this.opts.logging.setLevel(next.logging.level);
-    this.arm();
-    return { applied: changed.filter((k) => !needsRestart.includes(k)), needsRestart };
-  }
-
-  private sameProducts(next: Config): boolean {
-    const a = [...this.runners.keys()].sort().join(',');
-    const b = next.products.map((p) => p.name).sort().join(',');
-    return a === b;
+    return { changed: plan.changed, applied: plan.applied, needsRestart: plan.needsRestart };
   }
 
   /** Critical steps (apply, rollback) are given time to finish before the process stops. */

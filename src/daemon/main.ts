@@ -8,9 +8,9 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
 import { createLogging, type Logging } from '../core/logging.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
-import { diffConfig, loadConfig, type Config } from '../config/load.js';
+import { loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
-import { Daemon, type StepProvider } from './daemon.js';
+import { Daemon, type ReloadReport, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
 
@@ -37,7 +37,7 @@ export interface RunningOtad {
   daemon: Daemon;
   config: Config;
   logging: Logging;
-  reload(): { ok: true; changed: string[]; needsRestart: string[] } | { ok: false; error: string };
+  reload(): ({ ok: true } & ReloadReport) | { ok: false; error: string };
   shutdown(reason: string): Promise<void>;
 }
 
@@ -53,6 +53,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let daemon: Daemon | null = null;
   let interfaces: Interface[] = [];
   let checkins: CheckinReporter | null = null;
+  const startCheckinsFor = (d: Daemon, c: Config): CheckinReporter | null =>
+    c.server.checkIn && opts.stepProvider.real ? startCheckins({ control: d, serverUrl: c.server.url, logger: log }) : null;
   try {
     lock = acquireInstanceLock(config.paths.lockFile);
     const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
@@ -69,10 +71,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     });
     await daemon.start();
     if (opts.startInterfaces) interfaces = await opts.startInterfaces(daemon, config, logging);
-    if (config.server.checkIn && opts.stepProvider.real) {
-      checkins = startCheckins({ control: daemon, serverUrl: config.server.url, logger: log });
-      void checkins.reportAll();
-    }
+    checkins = startCheckinsFor(daemon, config);
+    void checkins?.reportAll();
   } catch (error) {
     log.error('otad could not start', { error: toErrorData(error) });
     lock?.release();
@@ -81,7 +81,6 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   }
 
   const d = daemon;
-  let current = config;
   let stopping: Promise<void> | null = null;
   const running: RunningOtad = {
     daemon: d,
@@ -97,15 +96,23 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
         logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
         return { ok: false, error: message };
       }
-      const changed = diffConfig(current, next);
-      const result = d.applyConfig(next, changed);
-      current = next;
-      log.info(changed.length ? 'configuration reloaded' : 'configuration reloaded: nothing changed', {
-        changed,
-        needsRestart: result.needsRestart,
-      });
-      logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { changed, needsRestart: result.needsRestart } });
-      return { ok: true, changed, needsRestart: result.needsRestart };
+      let report: ReloadReport;
+      try {
+        report = d.reload(next);
+      } catch (error) {
+        const message = error instanceof OtaError ? error.message : String(error);
+        log.error('configuration reload refused; keeping the running configuration', { error: toErrorData(error) });
+        logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
+        return { ok: false, error: message };
+      }
+      // Check-ins follow the server: they go where the next run's requests go.
+      if (report.applied.some((k) => k.startsWith('server.') || k === 'environment' || k.startsWith('environments.'))) {
+        checkins?.stop();
+        checkins = startCheckinsFor(d, d.currentConfig);
+      }
+      log.info(report.changed.length ? 'configuration reloaded' : 'configuration reloaded: nothing changed', { ...report });
+      logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { ...report } });
+      return { ok: true, ...report };
     },
     shutdown(reason: string) {
       if (stopping) return stopping;

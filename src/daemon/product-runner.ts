@@ -33,7 +33,11 @@ import { decideRecovery, isStateName, type JournalVerdict, type RecoveryDecision
 export interface ProductRunnerDeps {
   product: string;
   policy: MachinePolicy;
-  steps: Steps;
+  /**
+   * The steps a run that starts now would use. A run keeps the set it started with to its end (a
+   * reload rebuilds the set for the next run, never under a run in flight).
+   */
+  steps: () => Steps;
   store: Store;
   clock: Clock;
   logger: Logger;
@@ -53,6 +57,9 @@ export interface ProductRunnerDeps {
 /** States in which a step of this product touches the robot: at most one product at a time. */
 export const EXECUTION_STATES: ReadonlySet<string> = new Set(['backup', 'staging', 'apply', 'validate', 'commit', 'rollback']);
 
+/** States between runs: a reloaded policy and step set apply here. */
+const OUTSIDE_A_RUN: ReadonlySet<string> = new Set(['idle', 'failed', '(none)', 'boot']);
+
 export type Snapshot = ReturnType<Actor<UpdateMachine>['getSnapshot']>;
 
 export class ProductRunner {
@@ -65,6 +72,10 @@ export class ProductRunner {
   private stopping = false;
   /** The last transition could not be written: no step may start until one is. */
   private unsaved: ReturnType<typeof toErrorData> | null = null;
+  /** The steps of the current run, taken when the run started. */
+  private pinned: { runId: string; steps: Steps } | null = null;
+  /** A policy from a reload, waiting for the run in flight to end (see configure). */
+  private pendingPolicy: MachinePolicy | null = null;
   recovery: RecoveryDecision | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
@@ -219,7 +230,7 @@ export class ProductRunner {
           // Touching the robot in a state the database does not know would break recovery.
           throw { error: { ...this.unsaved, message: `the ${name} step did not start: its state could not be saved (${this.unsaved.message})` }, at: this.deps.clock.now() } satisfies StepFailure;
         }
-        const step = this.deps.steps[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
+        const step = this.stepsOf((input as { runId: string }).runId)[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
         try {
           const result = await step(input, signal);
           return { result, at: this.deps.clock.now() };
@@ -234,8 +245,33 @@ export class ProductRunner {
     return actors as never;
   }
 
+  /** The steps of run `runId`: the set pinned when it started, or (a restored run) the current one. */
+  private stepsOf(runId: string): Steps {
+    if (this.pinned?.runId !== runId) this.pinned = { runId, steps: this.deps.steps() };
+    return this.pinned.steps;
+  }
+
+  /**
+   * A reloaded policy (decision and pre-check retry) applies from the next run: a run in flight
+   * keeps the deadlines and default choice it was offered with. Outside a run it applies at once.
+   */
+  configure(policy: MachinePolicy): void {
+    this.pendingPolicy = policy;
+    this.flushPolicy();
+  }
+
+  private flushPolicy(): void {
+    if (this.pendingPolicy === null || !this.actor || this.stopping || !OUTSIDE_A_RUN.has(this.state)) return;
+    const policy = this.pendingPolicy;
+    this.pendingPolicy = null;
+    if (JSON.stringify(policy) === JSON.stringify(this.context.policy)) return;
+    this.actor.send({ type: 'CONFIGURE', policy, now: this.deps.clock.now(), source: 'daemon' });
+  }
+
   private onSnapshot(event: { type: string }, snap: Snapshot): void {
     if (this.stopping || snap.status !== 'active') return;
+    // A new run takes the steps current when it starts, before its first step is invoked.
+    if (snap.context.runId !== null && !OUTSIDE_A_RUN.has(String(snap.value))) this.stepsOf(snap.context.runId);
     const state = String(snap.value);
     const contextJson = JSON.stringify(snap.context);
     const from = this.lastState ?? '(none)';
@@ -297,6 +333,11 @@ export class ProductRunner {
     this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
     this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
     this.publishNotifications(from, state, ctx, newOffer);
+    if (OUTSIDE_A_RUN.has(state)) {
+      this.pinned = null;
+      // Not from inside the inspector: the policy is sent once this transition is done.
+      if (this.pendingPolicy !== null) queueMicrotask(() => this.flushPolicy());
+    }
     this.deps.onTransition?.(this, from, state);
   }
 
@@ -350,6 +391,8 @@ export class ProductRunner {
 
   send(event: UpdateEvent): void {
     if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    // A run that starts with this event starts under the newest policy.
+    this.flushPolicy();
     this.actor.send(event);
   }
 

@@ -193,7 +193,10 @@ describe('the otad process', () => {
     proc.child.kill('SIGHUP');
     await waitUntil(() => readFileSync(sandbox.logPath, 'utf8').includes('"message":"configuration reloaded"'), { what: 'reload' });
     const line = readFileSync(sandbox.logPath, 'utf8').split('\n').find((l) => l.includes('"message":"configuration reloaded"'))!;
-    expect(JSON.parse(line).changed).toEqual(expect.arrayContaining(['decision.choiceTimeout', 'logging.level', 'products']));
+    const report = JSON.parse(line) as { changed: string[]; applied: string[]; needsRestart: string[] };
+    expect(report.changed).toEqual(expect.arrayContaining(['decision.choiceTimeout', 'logging.level', 'products.robot-ai.decision.choiceTimeout']));
+    expect(report.applied).toEqual(report.changed);
+    expect(report.needsRestart).toEqual([]);
     writeFileSync(sandbox.configPath, 'products: [ {name: robot-ai, installPath: relative/path} ]\n');
     proc.child.kill('SIGHUP');
     await waitUntil(() => readFileSync(sandbox.logPath, 'utf8').includes('configuration reload refused'), { what: 'refusal' });
