@@ -12,8 +12,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { OtaError } from '../core/errors.js';
-import { fsyncDir, fsyncPath, throwIfAborted, toOtaError } from './durable-fs.js';
+import { OtaError, toOtaError } from '../core/errors.js';
+import { fsyncDir, fsyncPath, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath } from './entry-checker.js';
 import type { EntryOrigin } from './name-rules.js';
 

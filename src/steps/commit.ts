@@ -8,8 +8,7 @@
  * Idempotent: a re-run finds no journal, prunes nothing more and returns the same version.
  */
 import type { CommitInput, CommitOutput } from '../../machines/types.js';
-import { OtaError } from '../core/errors.js';
-import { toOtaError } from '../package/durable-fs.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import { applyJournalOf, clearStaging, readReleaseMarker, releaseStoreOf, type ExecutionPorts } from './execution-ports.js';
 
 export type CommitStep = (input: CommitInput, signal: AbortSignal) => Promise<CommitOutput>;

@@ -15,11 +15,11 @@
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import type { RollbackInput, RollbackOutput } from '../../machines/types.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { parseBackupName } from '../backup/naming.js';
 import { runProbation } from '../health/probation.js';
-import { removeTree, toOtaError } from '../package/durable-fs.js';
+import { removeTree } from '../package/durable-fs.js';
 import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import type { ReleaseStore } from '../release/layout.js';
