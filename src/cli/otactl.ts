@@ -12,7 +12,7 @@ import { Command, CommanderError, Option } from 'commander';
 import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../config/load.js';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../core/duration.js';
 import { isOtaError, OtaError } from '../core/errors.js';
 import { OTAD_VERSION } from '../daemon/daemon.js';
 import type { DaemonStatus, DispatchResult, RunExport } from '../daemon/control.js';

@@ -3,7 +3,7 @@
  * keys; a test checks that every key of the defaults appears there.
  */
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../core/duration.js';
 
 const duration = (fallback: string) =>
   z

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyEnvOverrides, buildConfig } from '../../../src/config/load.js';
 import { diffConfig } from '../../../src/config/reload.js';
-import { parseDuration } from '../../../src/config/duration.js';
+import { parseDuration } from '../../../src/core/duration.js';
 import { OtaError } from '../../../src/core/errors.js';
 
 const product = { name: 'robot-ai', installPath: '/opt/robot-ai' };
