@@ -19,16 +19,9 @@ import { runHook, type HookName } from '../hooks/run-hook.js';
 import { detectProduct } from '../products/registry.js';
 import { phaseIndex, resolveInterrupted, type ApplyJournal, type ApplyJournalEntry, type ApplyPhase } from '../release/journal.js';
 import { assertReleaseName, type ReleaseStore } from '../release/layout.js';
-import {
-  applyJournalOf,
-  checkpoint,
-  readReleaseMarker,
-  releaseStoreOf,
-  startServices,
-  stopServices,
-  writeReleaseMarker,
-  type ExecutionPorts,
-} from './execution-ports.js';
+import { applyJournalOf, checkpoint, releaseStoreOf, type ExecutionPorts } from './ports.js';
+import { readReleaseMarker, writeReleaseMarker } from '../release/marker.js';
+import { startServices, stopServices } from '../services/choice.js';
 
 export type ApplyStep = (input: ApplyInput, signal: AbortSignal) => Promise<ApplyOutput>;
 

@@ -9,7 +9,9 @@
  */
 import type { CommitInput, CommitOutput } from '../../machines/types.js';
 import { OtaError, toOtaError } from '../core/errors.js';
-import { applyJournalOf, clearStaging, readReleaseMarker, releaseStoreOf, type ExecutionPorts } from './execution-ports.js';
+import { applyJournalOf, releaseStoreOf, type ExecutionPorts } from './ports.js';
+import { clearStaging } from '../release/staging.js';
+import { readReleaseMarker } from '../release/marker.js';
 
 export type CommitStep = (input: CommitInput, signal: AbortSignal) => Promise<CommitOutput>;
 

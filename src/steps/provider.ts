@@ -18,7 +18,7 @@ import { createApply } from './apply.js';
 import { createBackupStep } from './backup.js';
 import { createCheckStep } from './check.js';
 import { createCommit } from './commit.js';
-import { executionPortsFromContext, journalDirFor } from './execution-ports.js';
+import { executionPortsFromContext, journalDirFor } from './ports.js';
 import { journalVerdict } from './journal-verdict.js';
 import { createPreCheckStep } from './pre-check.js';
 import { createRepositoryForProduct, repositoryUrlsFor } from './repository-factory.js';

@@ -24,18 +24,11 @@ import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../
 import { atomicWriteFile } from '../core/atomic-file.js';
 import type { ReleaseStore } from '../release/layout.js';
 import { isErrno } from '../release/switch.js';
-import {
-  applyJournalOf,
-  checkpoint,
-  clearStaging,
-  readReleaseMarker,
-  releaseProbes,
-  releaseStoreOf,
-  sleepOf,
-  startServices,
-  stopServices,
-  type ExecutionPorts,
-} from './execution-ports.js';
+import { applyJournalOf, checkpoint, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
+import { clearStaging } from '../release/staging.js';
+import { readReleaseMarker } from '../release/marker.js';
+import { releaseProbes } from '../health/release-probes.js';
+import { startServices, stopServices } from '../services/choice.js';
 
 export type RollbackStep = (input: RollbackInput, signal: AbortSignal) => Promise<RollbackOutput>;
 
