@@ -14,7 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../config/load.js';
 import { parseDuration } from '../core/duration.js';
 import { isOtaError, OtaError } from '../core/errors.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import type { DaemonStatus, DispatchResult, RunExport } from '../daemon/control.js';
 import type { RunRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { MACHINE_VERSION, PUBLIC_EVENTS, CHOICES, type EventSource, type MachinePolicy, type PublicEventType, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
+import { OTAD_VERSION } from '../core/version.js';
 import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Logging } from '../core/logging.js';
 import type { Config } from '../config/load.js';
@@ -17,45 +18,17 @@ import type { ProductConfig } from '../config/schema.js';
 import type { PageQuery } from '../store/store.js';
 import { Store } from '../store/store.js';
 import { detectProduct } from '../products/registry.js';
-import { nextLocalSlot, nextCronSlot } from '../schedule/slot.js';
-import { deviceDelayMs } from '../schedule/spread.js';
-import { decideCatchUp } from '../schedule/catch-up.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import { parseTaskSpec, type TaskSpec } from '../schedule/spec.js';
 import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
+import { DeadlineDriver, type TimerFns } from './deadline-driver.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
+import { ExecutionSlot } from './execution-slot.js';
+import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
-import type { JournalVerdict } from './recovery-policy.js';
-
-export const OTAD_VERSION = '0.1.0';
-
-/** What the daemon needs from the outside world for one product's steps. */
-export interface StepContext {
-  product: ProductConfig;
-  config: Config;
-  deviceId: string;
-  store: Store;
-  clock: Clock;
-  logger: Logger;
-  audit: AuditSink;
-  bus: EventBus;
-  /** Report progress of a long step (download, backup) to the bus. */
-  progress(message: Omit<ProgressMessage, 'product'>): void;
-  /** Inhibits currently held by the robot's app (checked by pre-check). */
-  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
-}
-
-export interface StepProvider {
-  /** False when no real steps are wired (the daemon says so instead of pretending to update). */
-  readonly real: boolean;
-  steps(ctx: StepContext): Steps;
-  journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
-  /** The newest network snapshot, for status (providers without a network view leave it out). */
-  network?(): unknown;
-}
+import type { StepContext, StepProvider } from './step-provider.js';
 
 /** What a reload did: every changed key is in exactly one of applied and needsRestart. */
 export interface ReloadReport {
@@ -74,7 +47,7 @@ export interface DaemonOptions {
   stepProvider: StepProvider;
   /** False after a clean shutdown was recorded. */
   uncleanStart?: boolean;
-  timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(handle: unknown): void };
+  timers?: TimerFns;
   /** Longest single sleep: wall-clock jumps are noticed at least this often. */
   maxSleepMs?: number;
   /** Timers of the scheduler of daily checks (tests pass ManualTimers). */
@@ -90,10 +63,6 @@ export function policyFor(p: ProductConfig): MachinePolicy {
   };
 }
 
-export function resolveTimeZone(tz: string): string {
-  return tz === 'local' ? Intl.DateTimeFormat().resolvedOptions().timeZone : tz;
-}
-
 export class Daemon implements DaemonControl {
   readonly bus = new EventBus();
   readonly store: Store;
@@ -104,19 +73,24 @@ export class Daemon implements DaemonControl {
   private readonly progress = new Map<string, ProgressMessage>();
   /** The daily checks: registered tasks with their last run, result and next run, kept in SQLite. */
   private readonly scheduler: Scheduler;
-  private timer: unknown = null;
   /** The product allowed to touch the robot now (from a passed pre-check until its run settles). */
-  private slotHolder: string | null = null;
+  private readonly slot = new ExecutionSlot();
+  private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
-  private readonly timers: NonNullable<DaemonOptions['timers']>;
   private closed = false;
 
   constructor(private readonly opts: DaemonOptions) {
     this.config = opts.config;
     this.logger = opts.logging.logger;
     this.startedAt = opts.clock.now();
-    this.timers = opts.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
+    this.deadlines = new DeadlineDriver({
+      clock: opts.clock,
+      ...(opts.timers ? { timers: opts.timers } : {}),
+      ...(opts.maxSleepMs === undefined ? {} : { maxSleepMs: opts.maxSleepMs }),
+      earliest: () => this.earliestDeadline(),
+      onDue: (now) => this.onDeadlines(now),
+    });
     this.store = Store.open(opts.config.paths.database);
     this.scheduler = new Scheduler({
       clock: opts.clock,
@@ -185,9 +159,9 @@ export class Daemon implements DaemonControl {
       // A restored snapshot carries the policy it was saved with: the configuration's applies from
       // its next run.
       runner.configure(policyFor(product));
-      if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
+      if (EXECUTION_STATES.has(runner.state)) this.slot.claim(product.name);
     }
-    this.registerChecks(this.checkTasks(config.products));
+    this.registerChecks(config.products.map(checkTask));
     this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
     this.arm();
@@ -212,7 +186,7 @@ export class Daemon implements DaemonControl {
       onTransition: (r, _from, to) => {
         if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
           this.progress.delete(r.product);
-          if (this.slotHolder === r.product) this.slotHolder = null;
+          this.slot.release(r.product);
         }
         this.arm();
       },
@@ -241,7 +215,7 @@ export class Daemon implements DaemonControl {
       },
       inhibits: () => this.store.activeInhibits(clock.now()),
     };
-    return this.guardExecutionSlot(product.name, this.opts.stepProvider.steps(stepCtx));
+    return this.slot.guard(product.name, this.opts.stepProvider.steps(stepCtx));
   }
 
   private currentSteps(product: string): Steps {
@@ -250,45 +224,10 @@ export class Daemon implements DaemonControl {
     return steps;
   }
 
-  /**
-   * At most one product touches the robot at a time. The claim is made synchronously when a
-   * pre-check passes, so two products can never both pass into backup.
-   */
-  private guardExecutionSlot(product: string, steps: Steps): Steps {
-    return {
-      ...steps,
-      preCheck: async (input, signal) => {
-        const busy = () => (this.slotHolder !== null && this.slotHolder !== product ? this.slotHolder : null);
-        const before = busy();
-        if (before) {
-          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${before} is being updated; one update at a time` }] };
-        }
-        const result = await steps.preCheck(input, signal);
-        const after = busy();
-        if (result.ok && after) {
-          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${after} is being updated; one update at a time` }] };
-        }
-        if (result.ok) this.slotHolder = product;
-        return result;
-      },
-    };
-  }
-
   // ----- timers ----------------------------------------------------------------------------
 
-  /** One daily check task per product, validated (a cron expression the scheduler refuses throws). */
-  private checkTasks(products: ProductConfig[]): Array<{ id: string; product: string; kind: 'check'; spec: TaskSpec }> {
-    return products.map((p) => {
-      const timeZone = resolveTimeZone(p.schedule.timeZone);
-      const spec: TaskSpec = p.schedule.checkCron
-        ? { cron: p.schedule.checkCron, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp }
-        : { time: p.schedule.checkAt, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp };
-      return { id: `check:${p.name}`, product: p.name, kind: 'check' as const, spec: parseTaskSpec(spec) };
-    });
-  }
-
   /** Re-registering an unchanged spec keeps its plan and history. */
-  private registerChecks(tasks: ReturnType<Daemon['checkTasks']>): void {
+  private registerChecks(tasks: CheckTask[]): void {
     const wanted = new Set(tasks.map((t) => t.id));
     for (const task of this.scheduler.list()) if (task.kind === 'check' && !wanted.has(task.id)) this.scheduler.remove(task.id);
     for (const t of tasks) this.scheduler.upsert(t);
@@ -308,50 +247,37 @@ export class Daemon implements DaemonControl {
     return `check started (run ${runId}${info.catchUp ? ', catch-up' : ''})`;
   }
 
-  /** The next install slot for SCHEDULE_3AM: local installAt plus this device's delay. */
-  nextInstallSlot(product: ProductConfig, now: number): number {
-    const tz = resolveTimeZone(product.schedule.timeZone);
-    const delay = deviceDelayMs(this.opts.deviceId, `${product.name}:install`, product.schedule.window);
-    return nextLocalSlot({ after: now - delay, time: product.schedule.installAt, timeZone: tz }) + delay;
+  private nextInstallSlot(product: ProductConfig, now: number): number {
+    return nextInstallSlot(product, this.opts.deviceId, now);
+  }
+
+  private earliestDeadline(): number | null {
+    let earliest: number | null = null;
+    for (const r of this.runners.values()) {
+      const d = r.nextDeadline();
+      if (d !== null) earliest = earliest === null ? d : Math.min(earliest, d);
+    }
+    return earliest;
   }
 
   private arm(): void {
-    if (this.closed) return;
-    if (this.timer !== null) this.timers.clearTimeout(this.timer);
-    const now = this.opts.clock.now();
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const r of this.runners.values()) {
-      const d = r.nextDeadline();
-      if (d !== null) earliest = Math.min(earliest, d);
-    }
-    const delay = Math.max(0, Math.min(earliest - now, this.opts.maxSleepMs ?? 30_000));
-    // Not unref'd: this timer is the daemon's heartbeat and keeps the process alive on its own.
-    this.timer = this.timers.setTimeout(() => this.onTimer(), delay);
+    if (!this.closed) this.deadlines.arm();
   }
 
-  /** Turns stored deadlines into events. A missed install slot follows the catch-up rule. */
+  /** Turns stored deadlines into events now (the timer does this; tests and replays call it). */
   onTimer(): void {
-    if (this.closed) return;
-    this.timer = null;
-    const now = this.opts.clock.now();
+    this.deadlines.fire();
+  }
+
+  private onDeadlines(now: number): void {
     for (const product of this.config.products) {
       const runner = this.runners.get(product.name);
       if (!runner) continue;
-      const deadline = runner.nextDeadline();
-      if (deadline === null || now < deadline) continue;
-      if (runner.state === 'scheduled') {
-        const decision = decideCatchUp({ scheduledAt: deadline, now, catchUpWindowMs: product.schedule.installCatchUp });
-        if (decision.action === 'skip') {
-          // Installing hours late could interrupt the robot's working day: wait for the next slot.
-          const at = this.nextInstallSlot(product, now);
-          this.logger.warn('missed the scheduled install slot: rescheduled to the next one', { product: product.name, missedByMs: decision.missedByMs, at });
-          this.sendInternal(runner, { type: 'RESCHEDULE', now, source: 'timer', at });
-          continue;
-        }
-      }
-      this.sendInternal(runner, { type: 'TICK', now, source: 'timer', nextSlotAt: this.nextInstallSlot(product, now) });
+      const due = eventForDeadline({ product, deviceId: this.opts.deviceId, state: runner.state, deadline: runner.nextDeadline(), now });
+      if (due === null) continue;
+      if (due.missed) this.logger.warn('missed the scheduled install slot: rescheduled to the next one', { product: product.name, ...due.missed });
+      this.sendInternal(runner, due.event);
     }
-    this.arm();
   }
 
   /** A wall-clock jump: recompute every slot from the real time. Absolute deadlines stay as they are. */
@@ -582,7 +508,7 @@ export class Daemon implements DaemonControl {
       for (const product of plan.effective.products) {
         if (this.runners.has(product.name)) built.set(product.name, this.buildSteps(product, plan.effective));
       }
-      const checks = this.checkTasks(plan.effective.products.filter((p) => this.runners.has(p.name)));
+      const checks = plan.effective.products.filter((p) => this.runners.has(p.name)).map(checkTask);
       this.config = plan.effective;
       for (const product of this.config.products) {
         const steps = built.get(product.name);
@@ -608,7 +534,7 @@ export class Daemon implements DaemonControl {
     }
     this.closed = true;
     this.scheduler.stop();
-    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.deadlines.stop();
     for (const r of this.runners.values()) r.stop();
     try {
       this.store.setValue('cleanShutdown', '1');

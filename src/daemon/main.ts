@@ -10,7 +10,8 @@ import { createLogging, type Logging } from '../core/logging.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
 import { loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
-import { Daemon, type ReloadReport, type StepProvider } from './daemon.js';
+import { Daemon, type ReloadReport } from './daemon.js';
+import type { StepProvider } from './step-provider.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
 

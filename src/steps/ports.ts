@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Clock } from '../core/clock.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { ProductConfig } from '../config/schema.js';
-import type { StepContext } from '../daemon/daemon.js';
+import type { StepContext } from '../daemon/step-provider.js';
 import { createBackupManager, type BackupManager } from '../backup/backup-manager.js';
 import { realSleep, type Sleep } from '../health/sleep.js';
 import { createApplyJournal, type ApplyJournal } from '../release/journal.js';

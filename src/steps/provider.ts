@@ -7,7 +7,7 @@
 import type { Steps } from '../../machines/types.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { Config } from '../config/load.js';
-import type { StepContext, StepProvider } from '../daemon/daemon.js';
+import type { StepContext, StepProvider } from '../daemon/step-provider.js';
 import { createSystemAdapters, type SystemAdapters } from '../adapters/system/index.js';
 import { createBackupManager } from '../backup/backup-manager.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
@@ -25,7 +25,7 @@ import { createRepositoryForProduct, repositoryUrlsFor } from './repository-fact
 import { createRollback } from './rollback.js';
 import { createStageStep } from './stage.js';
 import { createValidate } from './validate.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { silentLogger } from '../core/logger.js';
 import type { PackageLimits } from '../package/limits.js';
 

@@ -13,7 +13,8 @@ import { buildConfig, type Config } from '../../../src/config/load.js';
 import type { ProductConfig } from '../../../src/config/schema.js';
 import { systemClock } from '../../../src/core/clock.js';
 import { createLogging } from '../../../src/core/logging.js';
-import { Daemon, type StepContext, type StepProvider } from '../../../src/daemon/daemon.js';
+import { Daemon } from '../../../src/daemon/daemon.js';
+import { type StepContext, type StepProvider } from '../../../src/daemon/step-provider.js';
 import { createFakeSteps } from '../../support/fake-steps.js';
 import { waitUntil } from '../../support/otad-process.js';
 
