@@ -5,8 +5,7 @@
  * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
  * control action is validated against an allow-list and the current state, and audited.
  */
-import { randomBytes } from 'node:crypto';
-import { MACHINE_VERSION, PUBLIC_EVENTS, CHOICES, type EventSource, type MachinePolicy, type PublicEventType, type Steps, type UpdateEvent } from '../../machines/types.js';
+import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
 import { OTAD_VERSION } from '../core/version.js';
@@ -27,6 +26,7 @@ import { EventBus, type ProgressMessage } from './event-bus.js';
 import { ExecutionSlot } from './execution-slot.js';
 import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
+import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
 
@@ -303,19 +303,12 @@ export class Daemon implements DaemonControl {
 
   async dispatch(req: DispatchRequest): Promise<DispatchResult> {
     const { clock } = this.opts;
-    if (!(PUBLIC_EVENTS as readonly string[]).includes(req.type)) {
-      throw new OtaError(
-        'API_INVALID_EVENT',
-        `"${String(req.type)}" is not an event otad accepts; the choices are ${CHOICES.join(' and ')}, and the other events are ${PUBLIC_EVENTS.filter((e) => !(CHOICES as readonly string[]).includes(e)).join(', ')}`,
-        { details: { event: req.type, choices: [...CHOICES], allowed: [...PUBLIC_EVENTS] } },
-      );
-    }
-    const type = req.type as PublicEventType;
+    const type = publicEventType(req.type);
     const productName = req.product ?? this.defaultProduct();
     const runner = this.runner(productName);
     const product = this.config.products.find((p) => p.name === productName) as ProductConfig;
     const now = clock.now();
-    const event = this.buildEvent(type, product, req, now);
+    const event = buildPublicEvent(type, req, now, () => this.nextInstallSlot(product, now));
     if (!runner.can(event)) {
       const allowed = runner.allowedEvents(PUBLIC_EVENTS, now, req.source);
       throw new OtaError('API_EVENT_NOT_ALLOWED', `${type} is not allowed while ${productName} is in state ${runner.state}; allowed now: ${allowed.join(', ') || 'none'}`, {
@@ -331,20 +324,6 @@ export class Daemon implements DaemonControl {
     });
     runner.send(event);
     return { product: productName, event: type, state: runner.state, runId: runner.context.runId };
-  }
-
-  private buildEvent(type: PublicEventType, product: ProductConfig, req: DispatchRequest, now: number): UpdateEvent {
-    const base = { now, source: req.source };
-    switch (type) {
-      case 'CHECK_NOW':
-        return { type, ...base, runId: newRunId(now) };
-      case 'ROLLBACK':
-        return { type, ...base, runId: newRunId(now), ...(req.reason ? { reason: req.reason } : {}) };
-      case 'SCHEDULE_3AM':
-        return { type, ...base, at: this.nextInstallSlot(product, now) };
-      default:
-        return { type, ...base };
-    }
   }
 
   private defaultProduct(): string {
@@ -543,8 +522,4 @@ export class Daemon implements DaemonControl {
       this.store.close();
     }
   }
-}
-
-export function newRunId(now: number): string {
-  return `${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }

@@ -4,7 +4,7 @@
  * so tests run with millisecond delays.
  */
 import pRetry from 'p-retry';
-import { OtaError, isOtaError, toErrorData, toOtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { abortReasonToError } from './http-errors.js';
 

@@ -2,8 +2,7 @@
  * Small filesystem helpers shared by package and backup code: fsync of files and directories,
  * complete removal of a tree we created, and cancellation checks (errors: src/core/errors.ts).
  */
-import { constants } from 'node:fs';
-import { chmod, lstat, open, readdir, rm } from 'node:fs/promises';
+import { chmod, lstat, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OtaError } from '../core/errors.js';
 
