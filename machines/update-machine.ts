@@ -8,8 +8,9 @@
  * Context is JSON. Deadlines are timestamps in context, checked on TICK events, because XState does
  * not restore `after:` timers from a persisted snapshot.
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, emit, fromPromise, setup } from 'xstate';
 import type {
+  Announcement,
   ApplyInput,
   ApplyOutput,
   BackupInput,
@@ -154,6 +155,7 @@ export const updateMachine = setup({
     context: {} as UpdateContext,
     events: {} as UpdateEvent,
     input: {} as MachineInput,
+    emitted: {} as Announcement,
   },
   actors: {
     check: unprovided<CheckInput, CheckOutput>('check'),
@@ -182,6 +184,23 @@ export const updateMachine = setup({
   },
   actions: {
     recordFailure: assign(({ event }) => ({ error: failureOf(event as unknown as ErrorEvent).error })),
+    announceOffer: emit(({ context }) => ({ type: 'offer' as const, runId: context.runId, offer: context.offer as Offer })),
+    announceCommitted: emit(({ context }) => ({ type: 'committed' as const, runId: context.runId, version: context.installedVersion })),
+    announceRolledBack: emit(({ context }) => ({
+      type: 'rolledBack' as const,
+      runId: context.runId,
+      version: context.installedVersion,
+      reason: context.rollbackReason,
+      error: context.error,
+    })),
+    announceFailed: emit(({ context }) => ({ type: 'failed' as const, runId: context.runId, version: context.installedVersion, error: context.error })),
+    announceRunEnd: emit(({ context }) => ({
+      type: 'runEnded' as const,
+      runId: context.runId,
+      version: context.installedVersion,
+      outcome: context.lastOutcome,
+      error: context.error,
+    })),
   },
 }).createMachine({
   id: 'update',
@@ -205,12 +224,12 @@ export const updateMachine = setup({
         {
           guard: ({ context }) => context.pendingRecovery === 'fail',
           target: 'failed',
-          actions: assign(() => ({ pendingRecovery: null, ...closeRun('failed') })),
+          actions: [assign(() => ({ pendingRecovery: null, ...closeRun('failed') })), 'announceFailed', 'announceRunEnd'],
         },
         {
           guard: ({ context }) => context.pendingRecovery === 'abort',
           target: 'idle',
-          actions: assign(() => ({ pendingRecovery: null, ...closeRun('aborted') })),
+          actions: [assign(() => ({ pendingRecovery: null, ...closeRun('aborted') })), 'announceRunEnd'],
         },
         { target: 'idle' },
       ],
@@ -256,25 +275,31 @@ export const updateMachine = setup({
           {
             guard: ({ event }) => (event as DoneEvent<CheckOutput>).output.result.available,
             target: 'awaitingChoice',
-            actions: assign(({ context, event }) => {
-              const done = (event as DoneEvent<CheckOutput>).output;
-              const result = done.result as Extract<CheckOutput, { available: true }>;
-              const deferralDeadline = deferralDeadlineOf(result.offer, done.at);
-              return {
-                offer: result.offer,
-                installedVersion: result.installedVersion,
-                lastCheckAt: done.at,
-                choiceDeadline: done.at + context.policy.choiceTimeoutMs,
-                deferralDeadline,
-              };
-            }),
+            actions: [
+              assign(({ context, event }) => {
+                const done = (event as DoneEvent<CheckOutput>).output;
+                const result = done.result as Extract<CheckOutput, { available: true }>;
+                const deferralDeadline = deferralDeadlineOf(result.offer, done.at);
+                return {
+                  offer: result.offer,
+                  installedVersion: result.installedVersion,
+                  lastCheckAt: done.at,
+                  choiceDeadline: done.at + context.policy.choiceTimeoutMs,
+                  deferralDeadline,
+                };
+              }),
+              'announceOffer',
+            ],
           },
           {
             target: 'idle',
-            actions: assign(({ event }) => {
-              const done = (event as DoneEvent<CheckOutput>).output;
-              return { ...closeRun('up-to-date'), installedVersion: done.result.installedVersion, lastCheckAt: done.at };
-            }),
+            actions: [
+              assign(({ event }) => {
+                const done = (event as DoneEvent<CheckOutput>).output;
+                return { ...closeRun('up-to-date'), installedVersion: done.result.installedVersion, lastCheckAt: done.at };
+              }),
+              'announceRunEnd',
+            ],
           },
         ],
         onError: {
@@ -282,11 +307,12 @@ export const updateMachine = setup({
           actions: [
             'recordFailure',
             assign(({ event }) => ({ ...closeRun('failed'), lastCheckAt: failureOf(event as ErrorEvent).at })),
+            'announceRunEnd',
           ],
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -333,7 +359,7 @@ export const updateMachine = setup({
             })),
           },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -354,9 +380,9 @@ export const updateMachine = setup({
         },
         TICK: [
           // The choice deadline is older than the confirmation one: the default still applies after both.
-          { guard: 'confirmExpired', target: 'awaitingChoice', actions: assign(() => ({ confirmDeadline: null })) },
+          { guard: 'confirmExpired', target: 'awaitingChoice', actions: [assign(() => ({ confirmDeadline: null })), 'announceOffer'] },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -367,7 +393,7 @@ export const updateMachine = setup({
         SCHEDULE_3AM: { actions: assign(({ event }) => ({ choice: choiceRecord('SCHEDULE_3AM', event), scheduledAt: event.at })) },
         RESCHEDULE: { actions: assign(({ event }) => ({ scheduledAt: event.at })) },
         // A release past its deferral budget can be installed sooner, never called off.
-        CANCEL: { guard: 'deferrable', target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { guard: 'deferrable', target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -417,7 +443,7 @@ export const updateMachine = setup({
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -425,7 +451,7 @@ export const updateMachine = setup({
       on: {
         TICK: { guard: 'preCheckRetryDue', target: 'preCheck' },
         UPDATE_NOW: { target: 'preCheck' },
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -445,10 +471,10 @@ export const updateMachine = setup({
           })),
         },
         // Nothing on the robot has changed yet: the run fails cleanly and the next check retries.
-        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceRunEnd'] },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -466,11 +492,11 @@ export const updateMachine = setup({
             artifacts: { ...context.artifacts, staged: (event as DoneEvent<StageOutput>).output.result },
           })),
         },
-        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceRunEnd'] },
       },
       on: {
         // The last moment a run may be cancelled: from apply on, only a rollback undoes it.
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: [assign(() => closeRun('cancelled')), 'announceRunEnd'] },
       },
     },
 
@@ -536,14 +562,18 @@ export const updateMachine = setup({
         }),
         onDone: {
           target: 'idle',
-          actions: assign(({ event }) => ({
-            ...closeRun('committed'),
-            installedVersion: (event as DoneEvent<CommitOutput>).output.result.version,
-            offer: null,
-          })),
+          actions: [
+            assign(({ event }) => ({
+              ...closeRun('committed'),
+              installedVersion: (event as DoneEvent<CommitOutput>).output.result.version,
+              offer: null,
+            })),
+            'announceCommitted',
+            'announceRunEnd',
+          ],
         },
         // The new release is running and proved healthy; what failed is bookkeeping: a person looks.
-        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceFailed', 'announceRunEnd'] },
       },
     },
 
@@ -562,14 +592,18 @@ export const updateMachine = setup({
         }),
         onDone: {
           target: 'idle',
-          actions: assign(({ event }) => ({
-            ...closeRun('rolled-back'),
-            installedVersion: (event as DoneEvent<RollbackOutput>).output.result.restoredVersion,
-            offer: null,
-          })),
+          actions: [
+            assign(({ event }) => ({
+              ...closeRun('rolled-back'),
+              installedVersion: (event as DoneEvent<RollbackOutput>).output.result.restoredVersion,
+              offer: null,
+            })),
+            'announceRolledBack',
+            'announceRunEnd',
+          ],
         },
         // The robot may not be on a known-good release: needs attention.
-        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceFailed', 'announceRunEnd'] },
       },
     },
 

@@ -5,12 +5,15 @@
  * - every transition is written (snapshot, transition row, run, choice, release) in one SQLite
  *   transaction before the step it enters starts (the step actors yield once before doing anything);
  * - on start, the saved state is restored, re-run or ended exactly as the recovery policy says;
- * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine.
+ * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine;
+ * - notifications and audit events come from what the machine announces (its emitted events),
+ *   published only after the transition that announced them is written.
  */
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { updateMachine, type UpdateMachine } from '../../machines/update-machine.js';
 import {
   MACHINE_VERSION,
+  type Announcement,
   STEP_NAMES,
   type EventSource,
   type MachineInput,
@@ -76,6 +79,11 @@ export class ProductRunner {
   private pinned: { runId: string; steps: Steps } | null = null;
   /** A policy from a reload, waiting for the run in flight to end (see configure). */
   private pendingPolicy: MachinePolicy | null = null;
+  /**
+   * What the machine announced during the step being processed. XState delivers emitted events
+   * before the snapshot, so they wait here until the transition is written, then are published.
+   */
+  private announced: Announcement[] = [];
   recovery: RecoveryDecision | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
@@ -217,6 +225,9 @@ export class ProductRunner {
     } else {
       actorRef = createActor(machine, { input: opts.input, inspect });
     }
+    actorRef.on('*', (announcement) => {
+      this.announced.push(announcement);
+    });
     return actorRef;
   }
 
@@ -269,6 +280,8 @@ export class ProductRunner {
   }
 
   private onSnapshot(event: { type: string }, snap: Snapshot): void {
+    const announced = this.announced;
+    this.announced = [];
     if (this.stopping || snap.status !== 'active') return;
     // A new run takes the steps current when it starts, before its first step is invoked.
     if (snap.context.runId !== null && !OUTSIDE_A_RUN.has(String(snap.value))) this.stepsOf(snap.context.runId);
@@ -279,13 +292,16 @@ export class ProductRunner {
     // After a failed write the log goes on from the last state it holds, so it never has a gap.
     const savedFrom = this.savedState ?? from;
     const logRow = state !== savedFrom;
-    if (!changedState && !logRow && contextJson === this.lastContextJson) return;
+    if (!changedState && !logRow && contextJson === this.lastContextJson && announced.length === 0) return;
     const ctx = snap.context;
     const prev = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : null;
     const now = this.deps.clock.now();
-    const runEnded = changedState && ctx.runId !== null && (state === 'idle' || state === 'failed') && ctx.lastOutcome !== null;
+    const runEnded = announced.some((a) => a.type === 'runEnded');
+    // Between runs (idle, failed) only the end of a run touches its row: a policy change or a
+    // detected version afterwards, or a RESET, must not reopen or re-date a finished run.
+    const writeRun = ctx.runId !== null && (!OUTSIDE_A_RUN.has(state) || runEnded);
     const newChoice = ctx.choice !== null && JSON.stringify(ctx.choice) !== JSON.stringify(prev?.choice ?? null);
-    const newOffer = changedState && state === 'awaitingChoice' && ctx.offer !== null;
+    const offers = announced.flatMap((a) => (a.type === 'offer' ? [a.offer] : []));
     // A machine started by the recovery policy moves from the saved state without an event of its own.
     const recovered = event.type === 'xstate.init' && changedState && from !== '(none)' && this.recovery !== null;
     const eventType = recovered ? 'otad.recovery' : event.type;
@@ -301,7 +317,7 @@ export class ProductRunner {
           runId: ctx.runId,
           at: now,
           ...(logRow ? { transition: { from: savedFrom, to: state, eventType, event: recordedEvent } } : {}),
-          ...(ctx.runId
+          ...(writeRun
             ? {
                 run: {
                   kind: ctx.runKind ?? 'update',
@@ -317,7 +333,7 @@ export class ProductRunner {
             : {}),
           ...(newChoice && ctx.choice ? { choice: ctx.choice } : {}),
         });
-        if (newOffer && ctx.offer) this.deps.store.recordRelease(ctx.offer, now);
+        for (const offer of offers) this.deps.store.recordRelease(offer, now);
       })();
       this.unsaved = null;
       this.savedState = state;
@@ -329,10 +345,12 @@ export class ProductRunner {
     }
     this.lastState = state;
     this.lastContextJson = contextJson;
+    if (changedState) {
+      this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
+      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
+    }
+    for (const a of announced) this.publish(a);
     if (!changedState) return;
-    this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
-    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
-    this.publishNotifications(from, state, ctx, newOffer);
     if (OUTSIDE_A_RUN.has(state)) {
       this.pinned = null;
       // Not from inside the inspector: the policy is sent once this transition is done.
@@ -350,33 +368,35 @@ export class ProductRunner {
     }
   }
 
-  private publishNotifications(from: string, to: string, ctx: UpdateContext, newOffer: boolean): void {
+  /** One announcement of the machine, as audit events and bus notifications. */
+  private publish(a: Announcement): void {
     const { bus, audit, store, clock } = this.deps;
-    if (newOffer && ctx.offer) {
-      bus.publish('notification', { product: this.product, kind: 'update-available', version: ctx.offer.version, notes: ctx.offer.notes, runId: ctx.runId });
-    }
-    if (to === 'idle' && ctx.lastOutcome === 'committed' && from === 'commit') {
-      const ev = { kind: 'install' as const, message: `installed ${this.product} ${ctx.installedVersion}`, product: this.product, ...(ctx.runId ? { runId: ctx.runId } : {}) };
-      audit.audit(ev);
-      store.audit(ev, clock.now());
-      bus.publish('notification', { product: this.product, kind: 'committed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'committed' });
-    }
-    if (from === 'rollback' && to === 'idle') {
-      const ev = {
-        kind: 'rollback' as const,
-        message: `rolled back ${this.product} to ${ctx.installedVersion ?? 'nothing'} (${ctx.rollbackReason ?? 'rollback'})`,
-        product: this.product,
-        ...(ctx.runId ? { runId: ctx.runId } : {}),
-      };
-      audit.audit(ev);
-      store.audit(ev, clock.now());
-      bus.publish('notification', { product: this.product, kind: 'rolled-back', version: ctx.installedVersion, runId: ctx.runId, outcome: 'rolled-back', error: ctx.error });
-    }
-    if (to === 'failed') {
-      bus.publish('notification', { product: this.product, kind: 'failed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'failed', error: ctx.error });
-    }
-    if ((to === 'idle' || to === 'failed') && from !== '(none)' && ctx.runId) {
-      bus.publish('notification', { product: this.product, kind: 'run-ended', version: ctx.installedVersion, runId: ctx.runId, outcome: ctx.lastOutcome, error: ctx.error });
+    const product = this.product;
+    const run = a.runId ? { runId: a.runId } : {};
+    switch (a.type) {
+      case 'offer':
+        bus.publish('notification', { product, kind: 'update-available', version: a.offer.version, notes: a.offer.notes, runId: a.runId });
+        return;
+      case 'committed': {
+        const ev = { kind: 'install' as const, message: `installed ${product} ${a.version}`, product, ...run };
+        audit.audit(ev);
+        store.audit(ev, clock.now());
+        bus.publish('notification', { product, kind: 'committed', version: a.version, runId: a.runId, outcome: 'committed' });
+        return;
+      }
+      case 'rolledBack': {
+        const ev = { kind: 'rollback' as const, message: `rolled back ${product} to ${a.version ?? 'nothing'} (${a.reason ?? 'rollback'})`, product, ...run };
+        audit.audit(ev);
+        store.audit(ev, clock.now());
+        bus.publish('notification', { product, kind: 'rolled-back', version: a.version, runId: a.runId, outcome: 'rolled-back', error: a.error });
+        return;
+      }
+      case 'failed':
+        bus.publish('notification', { product, kind: 'failed', version: a.version, runId: a.runId, outcome: 'failed', error: a.error });
+        return;
+      case 'runEnded':
+        if (a.runId) bus.publish('notification', { product, kind: 'run-ended', version: a.version, runId: a.runId, outcome: a.outcome, error: a.error });
+        return;
     }
   }
 

@@ -148,6 +148,11 @@ describe('configuration reload', () => {
     await waitUntil(() => state().state === 'confirming', { what: 'run 2 to ask for confirmation' });
     await daemon.dispatch({ product: 'robot-ai', type: 'CONFIRM', source: 'cli' });
     await waitUntil(() => state().state === 'idle' && state().runId === run2 && state().lastOutcome === 'committed', { what: 'run 2 to commit' });
+    // The new policy reached the machine between the runs without reopening the finished run.
+    const runs = daemon.history({ product: 'robot-ai' });
+    for (const runId of [run1, run2]) {
+      expect(runs.find((r) => r.runId === runId)).toMatchObject({ outcome: 'committed', endedAt: expect.any(Number) });
+    }
     const second = provider.calls.filter((c) => c.runId === run2);
     expect(second.map((c) => c.step)).toEqual(['check', 'preCheck', 'backup', 'stage', 'apply', 'validate', 'commit']);
     expect(new Set(second.map((c) => c.generation))).toEqual(new Set([2]));
