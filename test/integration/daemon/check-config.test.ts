@@ -15,6 +15,8 @@ import { createPublisher } from '../../../src/repo/repository.js';
 import { REPO_ROOT, spawnOtad, type OtadProcess, type Sandbox } from '../../support/otad-process.js';
 
 const OTAD = join(REPO_ROOT, 'dist/src/cli/otad.js');
+/** The systemctl stand-in (test/fixtures/bin/systemctl): a real executable that keeps unit state in files. */
+const STUB_BIN = join(REPO_ROOT, 'test/fixtures/bin');
 const isRoot = process.getuid?.() === 0;
 
 interface Run {
@@ -23,9 +25,9 @@ interface Run {
   stderr: string;
 }
 
-function checkConfig(configPath: string): Promise<Run> {
+function checkConfig(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [OTAD, '--check-config', '--config', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [OTAD, '--check-config', '--config', configPath], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -221,6 +223,30 @@ describe('otad --check-config', () => {
     const check = await checkConfig(configPath);
     expect(check.code).toBe(2);
     expect(check.stderr).toContain(`error PATH_NOT_CREATABLE: the folder of products[0].installPath (robot-ai): ${locked} is not writable by this user`);
+  });
+
+  it('asks systemd for each service: a unit systemd knows passes, a misspelled one is SERVICE_UNRESOLVABLE with its LoadState', async () => {
+    const w = await world();
+    const stub = join(w.dir, 'systemd');
+    mkdirSync(join(stub, 'units'), { recursive: true });
+    writeFileSync(join(stub, 'units', 'robot-ai.service'), 'inactive\n');
+    writeFileSync(join(stub, 'units', 'robot-ai-gpu.service'), 'active\n');
+    const env = { PATH: `${STUB_BIN}:${process.env.PATH ?? '/usr/bin:/bin'}`, SYSTEMCTL_STUB_DIR: stub };
+    const base = w.base();
+    const product = { name: 'robot-ai', installPath: join(w.dir, 'opt', 'robot-ai') };
+
+    const good = await checkConfig(w.write({ ...base, products: [{ ...product, services: ['robot-ai.service', 'robot-ai-gpu.service'] }] }), env);
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+
+    const bad = await checkConfig(w.write({ ...base, products: [{ ...product, services: ['robot-ai.service', 'robot-ai-gpu.servic'] }] }), env);
+    expect(bad.code).toBe(2);
+    expect(codes(bad.stderr, 'error')).toEqual(['SERVICE_UNRESOLVABLE']);
+    expect(bad.stderr).toContain('error SERVICE_UNRESOLVABLE: product robot-ai: systemd unit robot-ai-gpu.servic is not loadable (LoadState=not-found)');
+    const calls = readFileSync(join(stub, 'calls.log'), 'utf8');
+    expect(calls).toContain('show -p LoadState --value robot-ai-gpu.servic');
+    // Only asked, never told: no unit was started, stopped or restarted.
+    expect(calls).not.toMatch(/^(start|stop|restart) /m);
   });
 
   it('lists every unknown key of the file with its path and the closest known key', async () => {
