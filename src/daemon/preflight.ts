@@ -16,6 +16,7 @@ import path from 'node:path';
 import type { ConfigIssue } from '../config/load.js';
 import { loadConfig, type Config } from '../config/load.js';
 import { isOtaError, type ErrorCode } from '../core/errors.js';
+import { readCaFile } from '../net/http-client.js';
 import { stagingRootFor } from '../release/layout.js';
 import { unresolvableServices } from '../services/resolve.js';
 import { loadTokensFile } from '../api/tokens.js';
@@ -58,6 +59,7 @@ export async function preflight(opts: PreflightOptions = {}): Promise<PreflightR
     checkLock(config),
     checkApi(config),
     checkTrustedRoot(config),
+    checkCaFile(config),
     checkFolders(config),
     ...config.products.map((p) => checkStagingFilesystem(p)),
     ...config.products.map(async (p) =>
@@ -137,6 +139,16 @@ async function checkTrustedRoot(config: Config): Promise<Finding[]> {
     return [];
   } catch (error) {
     return [finding(error, 'TRUST_ROOT_CORRUPT', config.paths.trustedRoot)];
+  }
+}
+
+async function checkCaFile(config: Config): Promise<Finding[]> {
+  if (config.server.caFile === undefined) return [];
+  try {
+    readCaFile(config.server.caFile);
+    return [];
+  } catch (error) {
+    return [finding(error, 'CONFIG_INVALID', config.server.caFile)];
   }
 }
 

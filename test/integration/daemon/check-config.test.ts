@@ -178,6 +178,7 @@ describe('otad --check-config', () => {
     const configPath = w.write({
       ...base,
       paths: { ...(base.paths as object), trustedRoot: join(w.dir, 'etc', 'no-root.json') },
+      server: { ...(base.server as object), caFile: join(w.dir, 'etc', 'no-ca.pem') },
       products: [
         { name: 'robot-ai', installPath: join(notAFolder, 'robot-ai') },
         { name: 'nav', installPath: join(w.dir, 'opt', 'nav'), processUnits: [{ name: 'nav', command: ['/nonexistent/otad-test/nav'] }] },
@@ -193,6 +194,7 @@ describe('otad --check-config', () => {
       'TOKENS_FILE_INSECURE',
       'PORT_IN_USE',
       'TRUST_ROOT_MISSING',
+      'CONFIG_INVALID',
       'PATH_NOT_CREATABLE',
       'PATH_NOT_CREATABLE',
       'PATH_NOT_CREATABLE',
@@ -203,6 +205,7 @@ describe('otad --check-config', () => {
     expect(out).toContain(`error PORT_IN_USE: api.port ${w.port} on 127.0.0.1 is already in use`);
     expect(out).toContain(`error TRUST_ROOT_MISSING: golden trusted root ${join(w.dir, 'etc', 'no-root.json')} does not exist`);
     expect(out).not.toContain('TRUST_ROOT_CORRUPT');
+    expect(out).toContain(`error CONFIG_INVALID: cannot read the CA file ${join(w.dir, 'etc', 'no-ca.pem')}`);
     expect(out).toContain(`error PATH_NOT_CREATABLE: the folder of products[0].installPath (robot-ai): ${notAFolder} is not a folder`);
     expect(out).toContain(`the staging folder of robot-ai: ${join(notAFolder, '.otad', 'robot-ai', 'staging', 'robot-ai')} cannot be created: ${notAFolder} is not a folder`);
     expect(out).toContain('error SERVICE_UNRESOLVABLE: product nav: process unit nav runs /nonexistent/otad-test/nav, which is not an executable file');
@@ -210,7 +213,7 @@ describe('otad --check-config', () => {
     expect(codes(out, 'warning')).toEqual(['FILE_MODE_LOOSE', 'FILE_MODE_LOOSE']);
     expect(out).toContain(`warning FILE_MODE_LOOSE: state folder ${w.stateDir} has mode 0755, more open than the 0700 otad creates it with`);
     expect(out).toContain(`warning FILE_MODE_LOOSE: log file ${w.logFile} has mode 0644`);
-    expect(out).toContain('8 error(s), 2 warning(s)');
+    expect(out).toContain('9 error(s), 2 warning(s)');
   });
 
   it.skipIf(isRoot)('reports an install path whose parent exists but is not writable by the user otad runs as', async () => {
