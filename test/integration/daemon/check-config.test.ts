@@ -148,6 +148,9 @@ describe('otad --check-config', () => {
     const proc = await started(w.sandbox(configPath));
     expect(mode(w.stateDir)).toBe(0o700);
     expect(mode(join(w.stateDir, 'otad.db'))).toBe(0o600);
+    // SQLite creates its journal files with the database's mode.
+    expect(mode(join(w.stateDir, 'otad.db-wal'))).toBe(0o600);
+    expect(mode(join(w.stateDir, 'otad.db-shm'))).toBe(0o600);
     expect(mode(w.logFile)).toBe(0o640);
     const api = JSON.parse(readFileSync(join(w.stateDir, 'api.json'), 'utf8')) as { port: number };
     expect(api.port).toBe(w.port);
