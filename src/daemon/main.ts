@@ -3,7 +3,7 @@
  * lifecycle, start the interfaces, and handle signals (SIGTERM/SIGINT: checkpoint and close;
  * SIGHUP: reload configuration and report what changed or why the new file was refused).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
@@ -157,8 +157,12 @@ async function reportTrustedRoot(config: Config, log: Logging['logger']): Promis
   }
 }
 
-/** A clean shutdown is recorded in the store; anything else (SIGKILL, power cut) is an unclean start. */
+/**
+ * A clean shutdown is recorded in the store; anything else (SIGKILL, power cut) is an unclean start.
+ * The very first start, on a state folder without a database, is not: nothing ran before it.
+ */
 function readUncleanStart(database: string): boolean {
+  if (!existsSync(database)) return false;
   let store: Store | null = null;
   try {
     store = Store.open(database);
