@@ -9,6 +9,7 @@
  * - notifications and audit events come from what the machine announces (its emitted events),
  *   published only after the transition that announced them is written.
  */
+import { transitionCause } from './transition-cause.js';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { updateMachine, type UpdateMachine } from '../../machines/update-machine.js';
 import {
@@ -346,8 +347,9 @@ export class ProductRunner {
     this.lastState = state;
     this.lastContextJson = contextJson;
     if (changedState) {
-      this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
-      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
+      const cause = transitionCause({ from, to: state, event: eventType, source: (event as { source?: string }).source }, ctx);
+      this.deps.logger.child({ product: this.product }).info(`${from} → ${state}: ${cause}`, { event: eventType, runId: ctx.runId, seq });
+      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, cause, at: now });
     }
     for (const a of announced) this.publish(a);
     if (!changedState) return;

@@ -2,12 +2,12 @@
  * Which service manager runs a product's units (systemd, the process manager, or none), and
  * stopping and starting them in order, or only saying so in simulation mode.
  */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ProductConfig } from '../config/schema.js';
 import { createProcessServiceManager } from './process-manager.js';
+import { systemctlWorks } from './resolve.js';
 import { startAll, stopAll, type ServiceManager } from './service-manager.js';
 import { createSystemctlServiceManager } from './systemctl.js';
 
@@ -107,13 +107,6 @@ export async function startServices(ports: { simulation: boolean }, services: Re
     return;
   }
   await startAll(services.manager, services.units, log);
-}
-
-/** `systemctl show -p Version` answers only where systemd runs (not in a container without it). */
-function systemctlWorks(systemctl: string, env: NodeJS.ProcessEnv | undefined): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile(systemctl, ['show', '-p', 'Version'], { timeout: 5000, killSignal: 'SIGKILL', env: env ?? process.env }, (error) => resolve(error === null));
-  });
 }
 
 const noServices: ServiceManager = {
