@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { isOtaError } from '../core/errors.js';
 import { startOtad } from '../daemon/main.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
 

@@ -3,14 +3,15 @@
  * product-type templates, environment-variable overrides (OTA_SERVER__URL → server.url), then
  * validation whose messages name the key, the value and what was expected.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
 import { OtaError } from '../core/errors.js';
+import { databasePath } from './defaults.js';
 import { configSchema, type ParsedConfig, type ProductConfig } from './schema.js';
+import { applyEnvOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/ota/config.yaml';
+export { applyEnvOverrides, DEFAULT_CONFIG_PATH, resolveConfigPath, type LoadOptions } from './source.js';
 
 /** The configuration with every derived value filled in: what the daemon runs on. */
 export interface Config extends Omit<ParsedConfig, 'paths' | 'products' | 'server'> {
@@ -19,21 +20,6 @@ export interface Config extends Omit<ParsedConfig, 'paths' | 'products' | 'serve
   products: ProductConfig[];
   /** Where it came from, for status and reload reports. */
   source: string | null;
-}
-
-export interface LoadOptions {
-  /** Explicit path (the --config flag); otherwise OTA_CONFIG, otherwise the default path. */
-  path?: string;
-  env?: NodeJS.ProcessEnv;
-  /** When true, a missing file at the default path is not an error: defaults apply. */
-  allowMissingDefault?: boolean;
-}
-
-export function resolveConfigPath(opts: LoadOptions): { path: string; explicit: boolean } {
-  const env = opts.env ?? process.env;
-  if (opts.path) return { path: resolve(opts.path), explicit: true };
-  if (env.OTA_CONFIG) return { path: resolve(env.OTA_CONFIG), explicit: true };
-  return { path: DEFAULT_CONFIG_PATH, explicit: false };
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
@@ -95,7 +81,7 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
     paths: {
       ...parsed.paths,
       stateDir,
-      database: parsed.paths.database ?? join(stateDir, 'otad.db'),
+      database: parsed.paths.database ?? databasePath(stateDir),
       cacheDir: parsed.paths.cacheDir ?? join(stateDir, 'cache'),
       stagingDir: parsed.paths.stagingDir ?? join(stateDir, 'staging'),
       backupDir: parsed.paths.backupDir ?? join(stateDir, 'backups'),
@@ -112,64 +98,10 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
   return config;
 }
 
-function parseYamlFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new OtaError('CONFIG_NOT_FOUND', `cannot read configuration file ${path}: ${(cause as Error).message}`, { cause });
-  }
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text, { prettyErrors: true });
-  } catch (cause) {
-    throw new OtaError('CONFIG_PARSE', `configuration file ${path} is not valid YAML: ${(cause as Error).message}`, { cause });
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new OtaError('CONFIG_PARSE', `configuration file ${path} must hold a mapping of keys at the top level`);
-  }
-  return doc as Record<string, unknown>;
-}
-
 function formatPath(path: ReadonlyArray<PropertyKey>): string {
   let out = '';
   for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${String(seg)}` : String(seg);
   return out || '(top level)';
-}
-
-const snakeToCamel = (s: string): string => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-
-/** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel. */
-export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
-  const applied: string[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('OTA_') || value === undefined) continue;
-    if (name === 'OTA_CONFIG' || name.startsWith('OTA_TEST_')) continue;
-    const segments = name.slice(4).split('__').filter(Boolean).map(snakeToCamel);
-    if (segments.length === 0) continue;
-    let node: Record<string, unknown> | unknown[] = doc;
-    for (let i = 0; i < segments.length - 1; i++) {
-      const seg = segments[i] as string;
-      const key: string | number = Array.isArray(node) ? Number(seg) : seg;
-      let next = (node as Record<string | number, unknown>)[key];
-      if (next === undefined || next === null || typeof next !== 'object') {
-        next = /^\d+$/.test(segments[i + 1] as string) ? [] : {};
-        (node as Record<string | number, unknown>)[key] = next;
-      }
-      node = next as Record<string, unknown>;
-    }
-    const last = segments[segments.length - 1] as string;
-    let parsed: unknown = value;
-    try {
-      parsed = YAML.parse(value);
-    } catch {
-      parsed = value;
-    }
-    (node as Record<string | number, unknown>)[Array.isArray(node) ? Number(last) : last] = parsed ?? value;
-    applied.push(segments.join('.'));
-  }
-  return applied;
 }
 
 function productTypesDir(doc: Record<string, unknown>): string {
