@@ -37,7 +37,7 @@ export function progressText(p: ProgressMessage): string {
 
 const percent = (p: ProgressMessage): number => (p.total ? Math.min(100, Math.floor((p.bytes * 100) / p.total)) : 0);
 
-/** The tokens of the terminal bar's format (see BAR_FORMAT). */
+/** The tokens of the terminal bar's format (see BAR_FORMAT); not named like cli-progress's own ({eta}, {value}). */
 export function barPayload(p: ProgressMessage): Record<string, string> {
   return {
     product: p.product,
@@ -45,11 +45,11 @@ export function barPayload(p: ProgressMessage): Record<string, string> {
     done: formatMiB(p.bytes).replace(' MiB', ''),
     size: p.total !== null ? formatMiB(p.total) : '? MiB',
     rate: formatRate(p.rateBps),
-    eta: formatDuration(p.etaMs),
+    timeLeft: formatDuration(p.etaMs),
   };
 }
 
-export const BAR_FORMAT = '  {product} {step} [{bar}] {percentage}% {done}/{size}  {rate}  {eta} left';
+export const BAR_FORMAT = '  {product} {step} [{bar}] {percentage}% {done}/{size}  {rate}  {timeLeft} left';
 
 /**
  * Decides which progress messages become a line when the output is not a terminal: the first of
