@@ -9,6 +9,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Clock } from '../core/clock.js';
+import type { AuthFailureGuard } from './auth-failures.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { DaemonControl } from '../daemon/control.js';
 import type { BusTopics, Topic } from '../daemon/event-bus.js';
@@ -42,6 +43,8 @@ export interface SocketDeps {
   clock: Clock;
   logger: Logger;
   audit: AuditSink;
+  /** The same per-remote counting, coalescing and throttling of refusals as REST. */
+  authFailures: AuthFailureGuard;
 }
 
 export interface SocketStream {
@@ -52,7 +55,7 @@ export interface SocketStream {
 const PAGE = 500;
 
 export function attachSocketStream(server: HttpServer, deps: SocketDeps): SocketStream {
-  const { control, tokens, audit } = deps;
+  const { control, tokens } = deps;
   let latestSeq = 0;
   for (let page = control.transitions({ afterSeq: 0, limit: 1000 }); page.length > 0; page = control.transitions({ afterSeq: latestSeq, limit: 1000 })) {
     latestSeq = (page.at(-1) as { seq: number }).seq;
@@ -68,13 +71,16 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
     maxHttpBufferSize: deps.maxMessageBytes,
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
+      const remote = req.socket.remoteAddress ?? 'unix socket';
       if (!isAllowedHost(req.headers.host, deps.allowedHosts)) {
-        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake with a foreign Host header refused', details: { reason: 'host' } });
+        if (deps.authFailures.throttledFor(remote) === 0) deps.authFailures.refuse({ remote, reason: 'host', message: 'Socket.IO handshake with a foreign Host header refused' });
         callback('foreign Host', false);
         return;
       }
       if (!isAllowedOrigin(origin, deps.allowedOrigins) && !isSameOrigin(origin, req.headers.host)) {
-        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake from a foreign Origin refused', details: { reason: 'origin', origin: String(origin).slice(0, 200) } });
+        if (deps.authFailures.throttledFor(remote) === 0) {
+          deps.authFailures.refuse({ remote, reason: 'origin', message: 'Socket.IO handshake from a foreign Origin refused', details: { origin: String(origin).slice(0, 200) } });
+        }
         callback('foreign Origin', false);
         return;
       }
@@ -85,7 +91,14 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
   io.use((socket, next) => {
     const query = socket.handshake.query as Record<string, unknown>;
     const refuse = (reason: string, message: string) => {
-      audit.audit({ kind: 'api-auth-failure', message: `Socket.IO connection refused: ${message}`, details: { reason } });
+      const remote = socket.handshake.address || 'unknown';
+      const waitMs = deps.authFailures.throttledFor(remote);
+      if (waitMs > 0) {
+        const err = new Error(`too many refused requests from ${remote}; try again in ${Math.ceil(waitMs / 1000)} s`) as Error & { data?: unknown };
+        err.data = { code: 'API_RATE_LIMITED', retryAfterMs: waitMs };
+        return next(err);
+      }
+      deps.authFailures.refuse({ remote, reason, message: `Socket.IO connection refused: ${message}` });
       const err = new Error(message) as Error & { data?: unknown };
       err.data = { code: 'API_UNAUTHORIZED' };
       next(err);

@@ -196,6 +196,8 @@ export const configSchema = z.object({
       allowedOrigins: z.array(z.string()).default([]),
       bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
       controlRateLimit: z.object({ window: duration('1m'), max: z.number().int().min(1).default(30) }).prefault({}),
+      /** Refused requests per remote and window: the first of each kind audited, the rest summarised; past max, 429. */
+      authFailures: z.object({ window: duration('1m'), max: z.number().int().min(1).default(20) }).prefault({}),
     })
     .prefault({}),
   dbus: z

@@ -66,8 +66,10 @@ export function createLogging(opts: LoggingOptions): Logging {
     transports,
   });
 
+  // Each audit event is written once per destination: the main stream (stdout/journald and the log
+  // file) carries it as a line with channel "audit", and the audit file, when configured, gets its
+  // own copy. The audit logger does not also write to stdout, which printed every event twice.
   const auditTransports: winston.transport[] = [];
-  if (opts.stdout !== false) auditTransports.push(new winston.transports.Console());
   if (opts.auditFile) auditTransports.push(new winston.transports.File({ filename: opts.auditFile }));
   if (auditTransports.length === 0) auditTransports.push(new winston.transports.Console({ silent: true }));
   const auditLogger = winston.createLogger({
