@@ -3,6 +3,7 @@
  * the state it last saved in its database, printed with a warning on stderr and exit code 5 so a
  * script never mistakes a stopped daemon for a healthy one.
  */
+import { existsSync } from 'node:fs';
 import { ApiClientError } from '../../api/client.js';
 import type { DaemonStatus } from '../../daemon/control.js';
 import { type CliContext, iso, out, printJson } from './context.js';
@@ -58,7 +59,6 @@ interface SnapshotRow {
 /** The state as the daemon last saved it: shown, but the command still fails (exit 5). */
 async function offlineStatus(ctx: CliContext, unreachable: ApiClientError): Promise<void> {
   const cfg = await ctx.config();
-  const { existsSync } = await import('node:fs');
   if (!existsSync(cfg.paths.database)) {
     throw new ApiClientError(null, 'UNREACHABLE', `${unreachable.message}; and there is no state database at ${cfg.paths.database} to read instead`);
   }

@@ -81,9 +81,11 @@ export async function watch(ctx: CliContext, opts: WatchOptions): Promise<void> 
 
     // Messages that arrive while the current state is being read wait for it: the state comes first.
     let backlog: Envelope[] | null = null;
+    let statusRead = false;
     socket.on('connect', () => {
       process.stderr.write(`watching otad at ${c.baseUrl}\n`);
-      if (backlog !== null) return; // a reconnection: the stream resumes from lastSeq
+      if (statusRead) return; // a reconnection: the stream resumes from lastSeq
+      statusRead = true;
       backlog = [];
       c.request<DaemonStatus>('GET', '/api/v1/status').then(
         (s) => {
