@@ -11,6 +11,8 @@ import { OtaError } from '../core/errors.js';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_STATE_DIR, DEFAULT_TOKENS_FILE, databasePath } from './defaults.js';
 import { applyEnvOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
 
+const CLIENT_SECTIONS = ['paths', 'api'] as const;
+
 export interface ClientConfig {
   /** The file read, or null when the default file is missing and defaults apply. */
   source: string | null;
@@ -26,7 +28,8 @@ export async function readClientConfig(opts: LoadOptions = {}): Promise<ClientCo
   if (existsSync(path)) doc = parseYamlFile(path);
   else if (explicit || !opts.allowMissingDefault) throw new OtaError('CONFIG_NOT_FOUND', `configuration file ${path} does not exist`, { details: { path } });
   else source = null;
-  applyEnvOverrides(doc, env);
+  // Only these two sections matter here; for them the daemon applies the same overrides.
+  applyEnvOverrides(doc, env, CLIENT_SECTIONS);
 
   const paths = section(doc.paths);
   const api = section(doc.api);

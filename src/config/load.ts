@@ -7,11 +7,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OtaError } from '../core/errors.js';
+import type { z } from 'zod';
 import { databasePath } from './defaults.js';
 import { configSchema, type ParsedConfig, type ProductConfig } from './schema.js';
-import { applyEnvOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
+import { applyEnvOverrides as applyOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
+import { describeUnknownKeys, formatPath, knownKeys } from './unknown-keys.js';
 
-export { applyEnvOverrides, DEFAULT_CONFIG_PATH, resolveConfigPath, type LoadOptions } from './source.js';
+export { DEFAULT_CONFIG_PATH, resolveConfigPath, type LoadOptions } from './source.js';
 
 /** The configuration with every derived value filled in: what the daemon runs on. */
 export interface Config extends Omit<ParsedConfig, 'paths' | 'products' | 'server'> {
@@ -47,13 +49,12 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
 
   const result = configSchema.safeParse(doc, { reportInput: true });
   if (!result.success) {
-    const problems = result.error.issues.map((i) => {
-      const key = formatPath(i.path);
-      const value = 'input' in i && i.input !== undefined ? ` = ${JSON.stringify(i.input)}` : ' (missing)';
-      return `${key}${value}: ${i.message}`;
-    });
-    throw new OtaError('CONFIG_INVALID', `invalid configuration${opts.source ? ` in ${opts.source}` : ''}:\n  ${problems.join('\n  ')}`, {
-      details: { problems, source: opts.source ?? null },
+    const issues = configIssues(result.error.issues, doc);
+    const problems = issues.map((i) => i.message);
+    // One code for the whole file: unknown keys alone have their own, anything else is invalid.
+    const code = issues.every((i) => i.code === 'CONFIG_UNKNOWN_KEY') ? 'CONFIG_UNKNOWN_KEY' : 'CONFIG_INVALID';
+    throw new OtaError(code, `invalid configuration${opts.source ? ` in ${opts.source}` : ''}:\n  ${problems.join('\n  ')}`, {
+      details: { problems, issues, source: opts.source ?? null },
     });
   }
   const parsed = result.data;
@@ -83,7 +84,6 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
       stateDir,
       database: parsed.paths.database ?? databasePath(stateDir),
       cacheDir: parsed.paths.cacheDir ?? join(stateDir, 'cache'),
-      stagingDir: parsed.paths.stagingDir ?? join(stateDir, 'staging'),
       backupDir: parsed.paths.backupDir ?? join(stateDir, 'backups'),
       lockFile: parsed.paths.lockFile ?? join(stateDir, 'otad.lock'),
       productTypesDir: typesDir,
@@ -98,10 +98,37 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
   return config;
 }
 
-function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${String(seg)}` : String(seg);
-  return out || '(top level)';
+/** One problem of a configuration document, with its own code: what --check-config lists. */
+export interface ConfigIssue {
+  code: 'CONFIG_UNKNOWN_KEY' | 'CONFIG_INVALID';
+  /** The key, e.g. `products[0].healthCheks`. */
+  path: string;
+  message: string;
+  /** For unknown keys: the closest known key at that place. */
+  suggestion?: string;
+}
+
+function configIssues(zodIssues: readonly z.core.$ZodIssue[], doc: unknown): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const i of zodIssues) {
+    if (i.code === 'unrecognized_keys') {
+      for (const u of describeUnknownKeys(configSchema, doc, i.path, i.keys)) {
+        out.push({ code: 'CONFIG_UNKNOWN_KEY', path: u.path, message: u.message, ...(u.suggestion === null ? {} : { suggestion: u.suggestion }) });
+      }
+      continue;
+    }
+    const key = formatPath(i.path);
+    const value = 'input' in i && i.input !== undefined ? ` = ${JSON.stringify(i.input)}` : ' (missing)';
+    out.push({ code: 'CONFIG_INVALID', path: key, message: `${key}${value}: ${i.message}` });
+  }
+  return out;
+}
+
+const TOP_LEVEL_KEYS = knownKeys(configSchema);
+
+/** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel (see ./source.ts). */
+export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
+  return applyOverrides(doc, env, TOP_LEVEL_KEYS);
 }
 
 function productTypesDir(doc: Record<string, unknown>): string {

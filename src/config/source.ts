@@ -47,14 +47,22 @@ export function parseYamlFile(path: string): Record<string, unknown> {
 
 const snakeToCamel = (s: string): string => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
-/** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel. */
-export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
+/**
+ * OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel.
+ * `topLevelKeys` are the configuration's top-level keys (the schema's, passed in so this file does
+ * not load it).
+ */
+export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv, topLevelKeys: readonly string[]): string[] {
   const applied: string[] = [];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('OTA_') || value === undefined) continue;
     if (name === 'OTA_CONFIG' || name.startsWith('OTA_TEST_')) continue;
     const segments = name.slice(4).split('__').filter(Boolean).map(snakeToCamel);
     if (segments.length === 0) continue;
+    // OTA_TOKEN_FILE, OTA_PRODUCT (hook environment) and the like are not configuration: a name
+    // without "__" is an override only when it names a top-level key (OTA_SIMULATION). A name with
+    // "__" always is one, so a misspelled section is refused as an unknown key, not ignored.
+    if (segments.length === 1 && !topLevelKeys.includes(segments[0] as string)) continue;
     let node: Record<string, unknown> | unknown[] = doc;
     for (let i = 0; i < segments.length - 1; i++) {
       const seg = segments[i] as string;

@@ -18,7 +18,7 @@ import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
-import { defaultReleasesDir } from '../release/layout.js';
+import { defaultReleasesDir, stagingRootFor } from '../release/layout.js';
 import { DEFAULT_CLOCK_POLICY } from '../trust/clock-check.js';
 
 /** Every reason code a pre-check can report; docs/pre-checks.md explains each. */
@@ -314,7 +314,7 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
   async function measureDisk(): Promise<DiskMeasurement> {
     const dirs: Record<DiskRole, string> = {
       cache: config.paths.cacheDir,
-      staging: config.paths.stagingDir,
+      staging: stagingRootFor(product),
       releases: product.releasesDir ?? defaultReleasesDir(product.installPath, product.name),
       backups: config.paths.backupDir,
     };

@@ -27,6 +27,7 @@ import { atomicWriteFile } from '../core/atomic-file.js';
 import { assessClockAhead, assessClockBehind, DEFAULT_CLOCK_POLICY, type ClockPolicy } from './clock-check.js';
 import { mapTufError } from './error-map.js';
 import { tooLargeError } from './fetch-ports.js';
+import { readGoldenRoot, readRoot } from './trusted-root.js';
 import type { MetadataFetcher, TargetDownloader } from './ports.js';
 import { PASS_OVER_CODES, type DownloadOptions, type LatestReleaseOptions, type UpdateRepository, type VerifiedRelease } from './update-repository.js';
 
@@ -151,9 +152,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
   async function ensureTrustedRoot(): Promise<Metadata<Root>> {
     await fs.mkdir(metadataDir, { recursive: true });
     const cachedPath = path.join(metadataDir, 'root.json');
-    const golden = await readRoot(options.trustedRootPath).catch((cause: unknown) => {
-      throw new OtaError('TRUST_ROOT_CORRUPT', `golden trusted root ${options.trustedRootPath} is unusable: ${(cause as Error).message}`, { cause });
-    });
+    const golden = await readGoldenRoot(options.trustedRootPath);
     let cached: Metadata<Root> | null = null;
     let problem: string | null = null;
     try {
@@ -419,14 +418,6 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
 /** Remove a failed download and any partial file a downloader may keep beside it. */
 async function removeDownload(dest: string): Promise<void> {
   await Promise.all([dest, `${dest}.partial`, `${dest}.part`].map((f) => fs.rm(f, { force: true })));
-}
-
-async function readRoot(file: string): Promise<{ root: Metadata<Root>; bytes: Buffer }> {
-  const bytes = await fs.readFile(file);
-  const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')) as Json);
-  // A root must carry a threshold of its own signatures: anything else is damage, not trust.
-  root.verifyDelegate(MetadataKind.Root, root);
-  return { root, bytes };
 }
 
 function ensureSlash(url: string): string {
