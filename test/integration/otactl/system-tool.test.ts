@@ -57,6 +57,30 @@ describe('otactl as a system tool, against a running otad', () => {
     expect(release.stdout).toContain('inhibit held by robot-ai.mission released');
   });
 
+  it('status loads only what it needs: no Socket.IO client, progress bars, SQLite, configuration schema or machine', async () => {
+    const record = join(d.sandbox.dir, 'imports.txt');
+    const loaded = async (args: string[], extra: Record<string, string> = {}) => {
+      writeFileSync(record, '');
+      const r = await new Promise<number | null>((res) => {
+        const child = spawn(process.execPath, ['--import', join(REPO_ROOT, 'test/support/record-imports.mjs'), OTACTL, ...args], { env: { ...process.env, ...env(), ...extra, OTA_TEST_IMPORTS_FILE: record }, stdio: 'ignore' });
+        child.on('close', res);
+      });
+      return { code: r, urls: readFileSync(record, 'utf8').split('\n').filter(Boolean) };
+    };
+    const HEAVY = /node_modules\/(socket\.io-client|cli-progress|better-sqlite3|zod|xstate|winston)\/|dist\/src\/config\/schema\.js|dist\/machines\/update-machine\.js|dist\/src\/daemon\/daemon\.js/;
+    const status = await loaded(['status']);
+    expect(status.code).toBe(0);
+    expect(status.urls).toContainEqual(expect.stringMatching(/dist\/src\/cli\/otactl\/status\.js$/));
+    expect(status.urls.filter((u) => HEAVY.test(u))).toEqual([]);
+    // The recording sees such imports where a command does make them.
+    const watch = await loaded(['watch', '--until', 'idle']);
+    expect(watch.code).toBe(0);
+    expect(watch.urls).toContainEqual(expect.stringMatching(/node_modules\/socket\.io-client\//));
+    const offline = await loaded(['--url', 'http://127.0.0.1:9', 'status']);
+    expect(offline.code).toBe(5);
+    expect(offline.urls).toContainEqual(expect.stringMatching(/node_modules\/better-sqlite3\//));
+  });
+
   it('watch prints the current state first, and with --until exits 0 at once when a product is already in that state', async () => {
     const r = await otactl(['watch', '--until', 'idle', '--timeout', '30s']);
     expect(r.code).toBe(0);
