@@ -9,6 +9,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Clock } from '../core/clock.js';
+import { transitionCause } from '../daemon/transition-cause.js';
 import type { AuthFailureGuard } from './auth-failures.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { DaemonControl } from '../daemon/control.js';
@@ -155,7 +156,7 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
         const page = control.transitions({ afterSeq: after, limit: PAGE });
         for (const t of page) {
           socket.send(
-            envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, at: t.at }, t.seq, t.at),
+            envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, cause: replayedCause(t), at: t.at }, t.seq, t.at),
           );
           after = t.seq;
         }
@@ -189,4 +190,12 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
         resolve();
       }),
   };
+}
+
+/**
+ * The cause of a transition read back from the log for a resuming client: the log keeps the event,
+ * not the context the machine entered the state with, so versions and error codes are left out.
+ */
+function replayedCause(t: { from: string; to: string; eventType: string }): string {
+  return transitionCause({ from: t.from, to: t.to, event: t.eventType }, { offer: null, error: null, installedVersion: null, preCheckReasons: [], lastOutcome: null });
 }

@@ -127,7 +127,8 @@ describe('Socket.IO: the stream during a run', () => {
     expect(got.find((m) => m.type === 'progress')?.payload).toMatchObject({ step: 'stage', bytes: 2048, total: 4096 });
     const kinds = got.filter((m) => m.type === 'notification').map((m) => (m.payload as { kind: string }).kind);
     expect(kinds).toEqual(expect.arrayContaining(['update-available', 'committed', 'run-ended']));
-    expect(got.some((m) => m.type === 'log' && (m.payload as { message: string }).message.includes('state'))).toBe(true);
+    expect(got.some((m) => m.type === 'log' && (m.payload as { message: string }).message.startsWith('awaitingChoice → preCheck: '))).toBe(true);
+    expect(got.filter((m) => m.type === 'transition').every((m) => typeof (m.payload as { cause?: unknown }).cause === 'string')).toBe(true);
   });
 
   it('acknowledges refusals with the same codes as REST: invalid event, not allowed now, read scope', async () => {
