@@ -121,7 +121,7 @@ export async function watch(ctx: CliContext, opts: WatchOptions): Promise<void> 
       if (json) out(JSON.stringify(m));
       else if (m.type === 'transition') {
         const t = m.payload as Envelope<'transition'>['payload'];
-        print(`${iso(t.at)} ${t.product}: ${t.from} → ${t.to}  (${t.event})`);
+        print(`${iso(t.at)} ${t.product}: ${t.from} → ${t.to}  (${t.cause})`);
       } else if (m.type === 'progress') showProgress(m.payload as ProgressMessage, m.time);
       else if (m.type === 'notification') {
         const n = m.payload as Envelope<'notification'>['payload'];

@@ -140,7 +140,7 @@ describe('otactl as a system tool, against a running otad', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines.length).toBeGreaterThan(3);
     for (const line of lines) expect(line).toMatch(/^\S+ (error|warn |info |debug) (robot-ai|\(daemon\)): \S/);
-    expect(lines).toContainEqual(expect.stringMatching(/ info {2}robot-ai: state commit → idle$/));
+    expect(lines).toContainEqual(expect.stringMatching(/ info {2}robot-ai: commit → idle: /));
     expect(lines).toContainEqual(expect.stringMatching(/ info {2}\(daemon\): otad ready$/));
   });
 
