@@ -1,6 +1,9 @@
 /**
- * The daemon: one ProductRunner per configured product, the store, the event bus, the timer that
- * turns stored deadlines into TICK events, and the DaemonControl surface the edges use.
+ * The daemon: one ProductRunner per configured product with the step set its next run uses, the
+ * store, the event bus, and the DaemonControl surface the edges use. The deadline timer
+ * (deadline-driver.ts), the one-update-at-a-time slot (execution-slot.ts), the schedule
+ * (product-schedule.ts), public events (public-events.ts) and the reload plan
+ * (src/config/reload.ts) live in their own modules.
  *
  * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
  * control action is validated against an allow-list and the current state, and audited.
