@@ -26,6 +26,7 @@ const CMD = {
   init: 'ota-repo --repo /srv/ota/repo --keys /srv/ota/keys init',
   add: 'ota-repo --repo /srv/ota/repo --keys /srv/ota/keys add --product robot-ai --version 1.1.0 --source ./robot-ai-1.1.0 --notes "Smoother path planning" --publish',
   verify: 'ota-repo --repo /srv/ota/repo verify',
+  refresh: 'ota-repo --repo /srv/ota/repo --keys /srv/ota/keys refresh-timestamp --if-expiring-within 12h',
   server: 'ota-server --repo /srv/ota/repo --keys /srv/ota/keys --host 0.0.0.0 --port 8080',
   installCurrent: 'cp -a ./robot-ai-1.0.0 /opt/robot-ai',
   root: 'install -D -m 0644 /srv/ota/repo/metadata/1.root.json /etc/ota/root.json',
@@ -184,6 +185,7 @@ describe('docs/first-robot.md, followed literally', () => {
     expect(init).toContain(join(w.root, 'srv/ota/repo/metadata/1.root.json'));
     await ok(CMD.add);
     await ok(CMD.verify);
+    expect(await ok(CMD.refresh)).toMatch(/^timestamp \d+ still valid until .*: not re-signed/);
 
     // 2. The server.
     const server = shLong(CMD.server);
