@@ -15,7 +15,7 @@ import { loadConfig, type Config } from '../config/load.js';
 import { parseDuration } from '../config/duration.js';
 import { isOtaError, OtaError } from '../core/errors.js';
 import { OTAD_VERSION } from '../daemon/daemon.js';
-import type { DaemonStatus, DispatchResult, RunExport } from '../daemon/control.js';
+import type { BadMarkInfo, DaemonStatus, DispatchResult, ReleaseHistory, RunExport } from '../daemon/control.js';
 import type { RunRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';
 import { ApiClient, ApiClientError, readTokenFile, resolveApiUrl } from '../api/client.js';
@@ -86,6 +86,7 @@ function printStatus(s: DaemonStatus): void {
     if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
+    if (p.allowedEvents.includes('ROLLBACK') && p.rollbackTarget) out(`  rollback goes to ${p.rollbackTarget.version ?? 'nothing (first install undone)'} (otactl rollback)`);
   }
   for (const i of s.inhibits) out(`inhibit: ${i.holder} until ${iso(i.expiresAt)}: ${i.reason}`);
 }
@@ -169,8 +170,83 @@ eventCommand('update-now', 'UPDATE_NOW', 'install the offered update now');
 eventCommand('schedule', 'SCHEDULE_3AM', 'install the offered update in the next maintenance slot (3 AM)');
 eventCommand('confirm', 'CONFIRM', 'confirm an UPDATE_NOW that needs confirmation');
 eventCommand('cancel', 'CANCEL', 'cancel the current run (until apply starts)');
-eventCommand('rollback', 'ROLLBACK', 'roll back to the previous release', true);
 eventCommand('reset', 'RESET', 'acknowledge a failed run and return to idle');
+
+// ----- rollback and releases -------------------------------------------------------------
+
+/** The product named, or the only one the daemon manages. */
+async function productOrOnly(c: ApiClient, product: string | undefined): Promise<string> {
+  if (product) return product;
+  const s = await c.request<DaemonStatus>('GET', '/api/v1/status');
+  if (s.products.length === 1) return (s.products[0] as DaemonStatus['products'][number]).product;
+  throw new OtaError('CONFIG_INVALID', `name a product: this robot manages ${s.products.map((p) => p.product).join(', ') || 'none'}`);
+}
+
+const releasesPath = (product: string) => `/api/v1/products/${encodeURIComponent(product)}/releases`;
+
+program
+  .command('rollback [product]')
+  .description('roll back to the previous release (refused when there is nothing to go back to); the release left is marked bad only with --mark-bad')
+  .option('-r, --reason <text>', 'why (recorded in the audit log and the bad mark)')
+  .option('--mark-bad', 'also mark the release it leaves bad, so no check offers it again (undo: otactl releases unmark VERSION)')
+  .action(async (productArg: string | undefined, opts: { reason?: string; markBad?: boolean }) => {
+    const c = client();
+    const product = await productOrOnly(c, productArg);
+    const before = await c.request<ReleaseHistory>('GET', releasesPath(product));
+    const result = await c.request<DispatchResult>('POST', '/api/v1/events', {
+      product,
+      type: 'ROLLBACK',
+      ...(opts.reason ? { reason: opts.reason } : {}),
+      ...(opts.markBad ? { markBad: true } : {}),
+    });
+    if (globals().json) return printJson({ ...result, rollbackTarget: before.rollbackTarget, markBad: opts.markBad === true });
+    const t = before.rollbackTarget;
+    const to = t === null ? 'the previous release' : t.version === null ? 'nothing (the failed first install is undone)' : t.version;
+    out(`${result.product}: rolling back to ${to}${t?.method === 'backup' ? ' (from a backup)' : ''}; now ${result.state}${result.runId ? ` (run ${result.runId})` : ''}`);
+    const leaves = t?.leaves ?? before.installedVersion;
+    if (leaves !== null && leaves !== t?.version) {
+      out(
+        opts.markBad
+          ? `  ${leaves} is marked bad and will not be offered again (undo: otactl releases unmark ${leaves})`
+          : `  ${leaves} is not marked bad: a later check may offer it again (use --mark-bad to keep it away)`,
+      );
+    }
+  });
+
+function badText(b: BadMarkInfo): string {
+  const who = b.by === null ? 'recorded before otad kept who' : b.by === 'operator' ? `by operator ${b.actor ?? '(unknown)'}` : `automatically by ${b.actor ?? 'otad'}`;
+  return `BAD since ${iso(b.at)} ${who}${b.runId ? ` (run ${b.runId})` : ''}: ${b.reason}`;
+}
+
+const releases = program
+  .command('releases')
+  .description('every release known for a product: installed, previous (where a rollback goes), on disk, backed up, bad and why')
+  .option('-p, --product <name>')
+  .action(async (opts: { product?: string }) => {
+    const c = client();
+    const product = await productOrOnly(c, opts.product);
+    const h = await c.request<ReleaseHistory>('GET', releasesPath(product));
+    if (globals().json) return printJson(h);
+    const t = h.rollbackTarget;
+    out(`${h.product}: installed ${h.installedVersion ?? '-'}   ${t === null ? `rollback: nothing to go back to${h.rollbackUnavailable ? ` (${h.rollbackUnavailable})` : ''}` : `rollback goes to ${t.version ?? 'nothing (first install undone)'}${t.method === 'backup' ? ' (from a backup)' : ''}`}`);
+    if (h.releases.length === 0) out('  no releases known yet');
+    for (const r of h.releases) {
+      const tags = [r.installed ? 'installed' : null, r.previous ? 'previous' : null, r.onDisk ? 'on disk' : null, r.backup ? 'backup' : null, r.foundAt ? `found ${iso(r.foundAt)}` : null].filter((x) => x !== null);
+      out(`  ${r.version.padEnd(12)} ${tags.join(', ') || '-'}`);
+      if (r.bad) out(`  ${' '.repeat(12)} ${badText(r.bad)}`);
+    }
+  });
+releases
+  .command('unmark <version>')
+  .description('clear the bad mark of a release, so a check may offer it again (audited)')
+  .option('-p, --product <name>')
+  .action(async (version: string, opts: { product?: string }) => {
+    const c = client();
+    const product = await productOrOnly(c, opts.product ?? releases.opts<{ product?: string }>().product);
+    const r = await c.request<{ product: string; version: string; cleared: BadMarkInfo }>('DELETE', `${releasesPath(product)}/${encodeURIComponent(version)}/bad`);
+    if (globals().json) return printJson(r);
+    out(`${r.product} ${r.version}: bad mark cleared (it was ${badText(r.cleared)}); a check may offer it again`);
+  });
 
 const inhibit = program.command('inhibit').description('hold or release an inhibit: no update starts while one is held');
 inhibit

@@ -93,9 +93,15 @@ describe('the store', () => {
     expect(s.pendingNotifications('robot-ai').map((r) => r.version)).toEqual(['2.0.0']);
     expect(s.acknowledgeRelease('robot-ai', '2.0.0', 7)).toBe(1);
     expect(s.pendingNotifications()).toEqual([]);
-    s.markBad('robot-ai', '2.0.0', 'health check failed', 8);
+    s.markBad('robot-ai', '2.0.0', { reason: 'health check failed', at: 8, by: 'automatic', actor: 'otad', runId: 'r1' });
     expect(s.isBad('robot-ai', '2.0.0')).toBe(true);
     expect(s.isBad('robot-ai', '2.0.1')).toBe(false);
+    expect(s.release('robot-ai', '2.0.0')).toMatchObject({ badAt: 8, badReason: 'health check failed', badBy: 'automatic', badActor: 'otad', badRunId: 'r1' });
+    // Unmarking returns the mark it cleared, and the release may be offered again.
+    expect(s.unmarkBad('robot-ai', '2.0.0')).toMatchObject({ badBy: 'automatic' });
+    expect(s.isBad('robot-ai', '2.0.0')).toBe(false);
+    expect(s.unmarkBad('robot-ai', '2.0.0')).toBeNull();
+    expect(s.knownReleases('robot-ai').map((r) => r.version)).toEqual(['2.0.0']);
     s.close();
   });
 
