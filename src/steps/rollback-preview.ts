@@ -9,7 +9,7 @@ import { createReleaseStore } from '../release/layout.js';
 import type { BackupManager } from '../backup/backup-manager.js';
 import type { Logger } from '../core/logger.js';
 import type { ProductConfig } from '../config/schema.js';
-import { planRollback } from './rollback.js';
+import { backupMayReplace, planRollback } from './rollback.js';
 import { applyJournalOf, readReleaseMarker, releasesDirOf } from './execution-ports.js';
 import type { Clock } from '../core/clock.js';
 
@@ -70,7 +70,7 @@ export async function previewRollback(ports: RollbackPreviewPorts, run: RunFacts
     case 'unlink':
       return { ...base, target: { version: null, method: 'undo-first-install', leaves: plan.failed }, why: null };
     case 'restore': {
-      const usable = backups.filter((v) => v !== plan.failed);
+      const usable = backups.filter((v) => backupMayReplace(v, plan.failed, plan.prefer));
       const version = usable.includes(plan.prefer ?? '') ? plan.prefer : (usable[0] ?? null);
       if (version !== null) return { ...base, target: { version, method: 'backup', leaves: plan.failed }, why: null };
       return { ...base, target: null, why: `${live ?? 'the live release'} has no previous release on disk and no backup of another version` };

@@ -22,7 +22,7 @@ import { runProbation } from '../health/probation.js';
 import { removeTree, toOtaError } from '../package/durable-fs.js';
 import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
-import type { ReleaseStore } from '../release/layout.js';
+import { compareReleaseNames, type ReleaseStore } from '../release/layout.js';
 import type { BadMark } from '../store/store.js';
 import { isErrno } from '../release/switch.js';
 import {
@@ -289,8 +289,18 @@ async function resolvePlan(
 }
 
 /**
+ * Whether a backup of `version` may stand in when the release left (`failed`) names no
+ * predecessor: only an older version. "Rolling back" to a newer release is an update nobody asked
+ * for (the newer one may be exactly what was rolled back from before).
+ */
+export function backupMayReplace(version: string, failed: string | null, prefer: string | null): boolean {
+  if (version === failed) return false;
+  return prefer !== null || failed === null || compareReleaseNames(version, failed) < 0;
+}
+
+/**
  * The backup to restore: the run's own backup, then the newest of the preferred version, then the
- * newest of any other version except the failed one. Each candidate must verify (checksum and a
+ * newest of any other version except the failed one (an older one, when there is no preferred). Each candidate must verify (checksum and a
  * safe listing); a damaged one is skipped with a warning.
  */
 async function pickBackup(
@@ -310,7 +320,7 @@ async function pickBackup(
   }
   const listed = await ports.backups.list(ports.product.name, ports.backupDir);
   for (const b of listed) if (b.version === prefer) candidates.push({ path: b.path, version: b.version });
-  for (const b of listed) if (b.version !== prefer) candidates.push({ path: b.path, version: b.version });
+  for (const b of listed) if (b.version !== prefer && backupMayReplace(b.version, failed, prefer)) candidates.push({ path: b.path, version: b.version });
   const seen = new Set<string>();
   for (const c of candidates) {
     if (seen.has(c.path) || c.version === failed) continue;
