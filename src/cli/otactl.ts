@@ -19,7 +19,7 @@ import type { BadMarkInfo, DaemonStatus, DispatchResult, ReleaseHistory, RunExpo
 import type { RunRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';
 import { ApiClient, ApiClientError, readTokenFile, resolveApiUrl } from '../api/client.js';
-import type { Envelope } from '../api/socket.js';
+import type { Envelope, ResyncEnvelope } from '../api/socket.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, notAllowed: 3, auth: 4, unreachable: 5 } as const;
 
@@ -394,8 +394,12 @@ program
       socket.on('message', (m: Envelope) => {
         const product = (m.payload as { product?: string }).product;
         if (opts.product && product !== undefined && product !== opts.product) return;
-        if (m.type === 'transition') lastSeq = m.seq;
+        if (m.type === 'transition' || (m as { type: string }).type === 'resync') lastSeq = m.seq;
         if (json) out(JSON.stringify(m));
+        else if ((m as { type: string }).type === 'resync') {
+          const r = (m as unknown as ResyncEnvelope).payload;
+          out(`otad no longer holds the transitions after ${r.lastSeq} (${r.reason}); continuing from ${r.latestSeq} (otactl history and status show the rest)`);
+        }
         else if (m.type === 'transition') {
           const t = m.payload as Envelope<'transition'>['payload'];
           if (bar && barStep) {

@@ -148,6 +148,8 @@ export interface DaemonControl {
   dispatch(request: DispatchRequest): Promise<DispatchResult>;
   history(q?: PageQuery): RunRecord[];
   transitions(q?: PageQuery): TransitionRecord[];
+  /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
+  transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };
   logs(q?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
   audit(limit?: number): AuditRecord[];
   releases(product?: string): ReleaseRecord[];

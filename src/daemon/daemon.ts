@@ -183,6 +183,7 @@ export class Daemon implements DaemonControl {
       if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
       await this.rollbackPreview(product.name).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: product.name, error: String(error) }));
     }
+    this.pruneHistory();
     this.registerChecks(config.products);
     this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
@@ -221,7 +222,9 @@ export class Daemon implements DaemonControl {
       detectVersion: async () => (await detectProduct(product)).version,
       maxRestores: this.config.recovery.maxRestoresPerState,
       uncleanStart: this.opts.uncleanStart ?? true,
-      onTransition: (r, _from, to) => {
+      onTransition: (r, from, to) => {
+        // A run settles in idle or failed: the moment its history is complete and older runs may go.
+        if ((to === 'idle' || to === 'failed') && from !== to) this.pruneHistory();
         if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
           this.progress.delete(r.product);
           if (this.slotHolder === r.product) this.slotHolder = null;
@@ -529,6 +532,20 @@ export class Daemon implements DaemonControl {
 
   transitions(q: PageQuery = {}) {
     return this.store.transitions(q);
+  }
+
+  transitionRange() {
+    return this.store.seqRange();
+  }
+
+  /** Applies config `history` (runs kept, maximum age). Never fails the caller: a full disk must not stop a run ending. */
+  private pruneHistory(): void {
+    try {
+      const r = this.store.pruneHistory({ keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge }, this.opts.clock.now());
+      if (r.runs > 0 || r.transitions > 0) this.logger.info('old history pruned', { ...r, keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge });
+    } catch (error) {
+      this.logger.warn('could not prune old history', { error: String(error) });
+    }
   }
 
   logs(q: { level?: string; limit?: number; since?: number; contains?: string } = {}) {

@@ -134,6 +134,7 @@ export interface PageQuery {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+const PRUNED_THROUGH_KEY = 'transitions:prunedThrough';
 const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
 
 export class Store {
@@ -332,12 +333,18 @@ export class Store {
   /**
    * The retained range of the transition log (MIN and MAX of the primary key: two index lookups,
    * never a scan). `oldest` is null when the log is empty; `latest` is the highest seq ever
-   * handed out (AUTOINCREMENT never reuses one, even after pruning).
+   * handed out (AUTOINCREMENT never reuses one, even after pruning); `prunedThrough` the highest
+   * one retention removed (rows of old runs go from anywhere below the runs kept).
    */
-  seqRange(): { oldest: number | null; latest: number } {
+  seqRange(): { oldest: number | null; latest: number; prunedThrough: number } {
     const row = this.db.prepare('SELECT MIN(seq) AS oldest, MAX(seq) AS latest FROM transitions').get() as { oldest: number | null; latest: number | null };
     const issued = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'").get() as { seq: number } | undefined;
-    return { oldest: row.oldest, latest: Math.max(row.latest ?? 0, issued?.seq ?? 0) };
+    return { oldest: row.oldest, latest: Math.max(row.latest ?? 0, issued?.seq ?? 0), prunedThrough: this.prunedThrough() };
+  }
+
+  /** The highest seq retention has removed (0: none): a reader resuming at or below it missed rows. */
+  prunedThrough(): number {
+    return Number(this.getValue(PRUNED_THROUGH_KEY) ?? 0);
   }
 
   // ----- retention -------------------------------------------------------------------------
@@ -366,6 +373,9 @@ export class Store {
         )
         .pluck()
         .all(policy.keepRuns, cutoff, cutoff) as string[];
+      const maxSeqOf = this.db.prepare('SELECT MAX(seq) FROM transitions WHERE run_id = ?').pluck();
+      let prunedThrough = this.prunedThrough();
+      for (const runId of doomed) prunedThrough = Math.max(prunedThrough, (maxSeqOf.get(runId) as number | null) ?? 0);
       const delTransitions = this.db.prepare('DELETE FROM transitions WHERE run_id = ?');
       const delChoices = this.db.prepare('DELETE FROM choices WHERE run_id = ?');
       const delRestores = this.db.prepare('DELETE FROM restores WHERE run_id = ?');
@@ -377,12 +387,17 @@ export class Store {
         delRestores.run(runId);
         delRun.run(runId);
       }
-      transitions += this.db
+      const orphans = this.db
         .prepare(
-          `DELETE FROM transitions WHERE run_id IS NULL AND seq < COALESCE(
+          `SELECT seq FROM transitions WHERE run_id IS NULL AND seq < COALESCE(
              (SELECT MIN(t.seq) FROM transitions t JOIN runs r ON r.run_id = t.run_id WHERE t.product = transitions.product), 0)`,
         )
-        .run().changes;
+        .pluck()
+        .all() as number[];
+      const delSeq = this.db.prepare('DELETE FROM transitions WHERE seq = ?');
+      for (const seq of orphans) transitions += delSeq.run(seq).changes;
+      for (const seq of orphans) prunedThrough = Math.max(prunedThrough, seq);
+      if (transitions > 0) this.setValue(PRUNED_THROUGH_KEY, String(prunedThrough));
       result = { runs: doomed.length, transitions };
     })();
     if (result.runs > 0 || result.transitions > 0) this.db.pragma('incremental_vacuum');

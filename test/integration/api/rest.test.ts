@@ -246,6 +246,7 @@ describe('REST v1: a handler that throws', () => {
       dispatch: (r) => d.dispatch(r),
       history: (q) => d.history(q),
       transitions: (q) => d.transitions(q),
+      transitionRange: () => d.transitionRange(),
       logs: (q) => d.logs(q),
       audit: (l) => d.audit(l),
       releases: (p) => d.releases(p),

@@ -153,6 +153,9 @@ function onMessage(m) {
     requestRefresh();
   } else if (m.type === 'log') {
     addLogLine(p);
+  } else if (m.type === 'resync') {
+    // What was missed is no longer in the daemon's history: read the whole state again.
+    requestRefresh();
   }
 }
 
