@@ -256,10 +256,15 @@ export class Store {
           .prepare(
             `INSERT INTO runs (run_id, product, kind, started_at, ended_at, from_version, to_version, state, outcome, error)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at,
+             ON CONFLICT(run_id) DO UPDATE SET
+               -- A settled run (idle or failed) stays ended when a later write only changes the
+               -- context (a version detected, a policy reloaded, a restart): retention and history
+               -- rely on its end. Moving on (failed → rollback) clears it.
+               ended_at = CASE WHEN excluded.state IN ('idle', 'failed') AND runs.ended_at IS NOT NULL THEN runs.ended_at ELSE excluded.ended_at END,
+               outcome = CASE WHEN excluded.state IN ('idle', 'failed') AND excluded.outcome IS NULL THEN runs.outcome ELSE excluded.outcome END,
                from_version = COALESCE(runs.from_version, excluded.from_version),
                to_version = COALESCE(runs.to_version, excluded.to_version),
-               state = excluded.state, outcome = excluded.outcome, error = excluded.error`,
+               state = excluded.state, error = excluded.error`,
           )
           .run(
             w.runId,
@@ -356,7 +361,7 @@ export class Store {
    * Never dropped: a run still in flight (no end), the run each product's saved snapshot belongs
    * to (recovery and the crash-loop counter read it), and each product's newest finished run (its
    * last outcome). Transitions without a run (a daemon start) go once they are older than the
-   * oldest run kept for their product.
+   * oldest run kept for their product, except the one transition right before that run.
    */
   pruneHistory(policy: RetentionPolicy, now: number): PruneResult {
     let result: PruneResult = { runs: 0, transitions: 0 };
@@ -373,30 +378,37 @@ export class Store {
         )
         .pluck()
         .all(policy.keepRuns, cutoff, cutoff) as string[];
-      const maxSeqOf = this.db.prepare('SELECT MAX(seq) FROM transitions WHERE run_id = ?').pluck();
-      let prunedThrough = this.prunedThrough();
-      for (const runId of doomed) prunedThrough = Math.max(prunedThrough, (maxSeqOf.get(runId) as number | null) ?? 0);
-      const delTransitions = this.db.prepare('DELETE FROM transitions WHERE run_id = ?');
+      const products = this.db.prepare('SELECT product FROM runs WHERE run_id = ?').pluck();
+      const touched = new Set(doomed.map((runId) => products.get(runId) as string));
       const delChoices = this.db.prepare('DELETE FROM choices WHERE run_id = ?');
       const delRestores = this.db.prepare('DELETE FROM restores WHERE run_id = ?');
       const delRun = this.db.prepare('DELETE FROM runs WHERE run_id = ?');
-      let transitions = 0;
       for (const runId of doomed) {
-        transitions += delTransitions.run(runId).changes;
         delChoices.run(runId);
         delRestores.run(runId);
         delRun.run(runId);
       }
-      const orphans = this.db
-        .prepare(
-          `SELECT seq FROM transitions WHERE run_id IS NULL AND seq < COALESCE(
-             (SELECT MIN(t.seq) FROM transitions t JOIN runs r ON r.run_id = t.run_id WHERE t.product = transitions.product), 0)`,
-        )
-        .pluck()
-        .all() as number[];
+      // Per product, every row below its oldest kept run goes (rows of removed runs, a daemon
+      // start's row of no run), but the last of them: the snapshot before the oldest kept run,
+      // which its export starts from. Rows of removed runs above that line go too.
+      const boundaryOf = this.db.prepare('SELECT MIN(t.seq) FROM transitions t JOIN runs r ON r.run_id = t.run_id WHERE t.product = ?').pluck();
+      const keepOf = this.db.prepare('SELECT MAX(seq) FROM transitions WHERE product = ? AND seq < ?').pluck();
+      const doomedRows = this.db.prepare(
+        `SELECT seq FROM transitions WHERE product = @product AND seq <> @keep
+           AND (seq < @boundary OR (run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM runs)))`,
+      ).pluck();
       const delSeq = this.db.prepare('DELETE FROM transitions WHERE seq = ?');
-      for (const seq of orphans) transitions += delSeq.run(seq).changes;
-      for (const seq of orphans) prunedThrough = Math.max(prunedThrough, seq);
+      let prunedThrough = this.prunedThrough();
+      let transitions = 0;
+      for (const product of touched) {
+        // No kept run with transitions: only the rows of removed runs go.
+        const boundary = (boundaryOf.get(product) as number | null) ?? -1;
+        const keep = boundary < 0 ? -1 : ((keepOf.get(product, boundary) as number | null) ?? -1);
+        for (const seq of doomedRows.all({ product, keep, boundary }) as number[]) {
+          transitions += delSeq.run(seq).changes;
+          prunedThrough = Math.max(prunedThrough, seq);
+        }
+      }
       if (transitions > 0) this.setValue(PRUNED_THROUGH_KEY, String(prunedThrough));
       result = { runs: doomed.length, transitions };
     })();

@@ -274,8 +274,14 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       expect(await product(page).locator('tr[data-release="1.0.0"] td').first().textContent()).toBe('rollback target, on disk, backup');
       if (shots) await page.screenshot({ path: join(shots, 'rollback-offered.png'), fullPage: true });
 
+      // At 400 px the buttons still show, and the keyboard works them.
+      await page.setViewportSize({ width: 400, height: 1600 });
+      const rollBack = product(page).getByRole('button', { name: 'Roll back to 1.0.0', exact: true });
+      expect(await rollBack.isVisible()).toBe(true);
+      if (shots) await page.screenshot({ path: join(shots, 'rollback-offered-400px.png'), fullPage: true });
       const before = (await runs()).length;
-      await product(page).getByRole('button', { name: 'Roll back to 1.0.0', exact: true }).click();
+      await rollBack.focus();
+      await page.keyboard.press('Enter');
       await rolledBackTo('1.0.0', before);
       await product(page).locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();
       // Nothing further back: no rollback button of any kind.

@@ -69,7 +69,8 @@ describe('history retention', () => {
       if (i === 100) sizeAt100 = fileSize(bounded, path);
     }
     expect(count(bounded, 'runs')).toBe(20);
-    expect(count(bounded, 'transitions')).toBe(20 * FIXTURE.transitions.length);
+    // The 20 runs' rows, and the one before the oldest of them (the snapshot its export starts from).
+    expect(count(bounded, 'transitions')).toBe(20 * FIXTURE.transitions.length + 1);
     expect(count(bounded, 'choices')).toBeLessThanOrEqual(20);
     // The 20 newest runs are the ones kept.
     expect(bounded.runs({ limit: 100 }).map((r) => r.runId)).toEqual(Array.from({ length: 20 }, (_, k) => `run-${300 - k}`));
@@ -115,7 +116,7 @@ describe('history retention', () => {
     store.close();
   });
 
-  it('records how far it pruned, and removes transitions of no run older than the runs it keeps', () => {
+  it('records how far it pruned, and keeps only the one transition right before the oldest run it keeps', () => {
     const store = Store.open(join(dir, 'otad.db'));
     const now = Date.UTC(2026, 5, 1);
     // A daemon start writes a transition outside any run.
@@ -127,9 +128,12 @@ describe('history retention', () => {
     store.pruneHistory({ keepRuns: 2, maxAgeMs: 0 }, now);
     const after = store.seqRange();
     expect(after.latest).toBe(before.latest);
-    expect(after.prunedThrough).toBe(removedMax);
-    expect(after.oldest).toBe(removedMax + 1);
-    expect(store.transitions({ limit: 1 })[0]?.runId).toBe('r-4');
+    expect(after.prunedThrough).toBe(removedMax - 1);
+    expect(after.oldest).toBe(removedMax);
+    // The daemon start's row and r-1 … r-3 are gone but r-3's last row: r-4's export starts from its snapshot.
+    expect(store.transitions({ limit: 100 }).filter((t) => t.runId === null || t.runId === 'r-3').map((t) => t.seq)).toEqual([removedMax]);
+    const firstOfR4 = store.transitions({ runId: 'r-4', limit: 1 })[0]?.seq as number;
+    expect(store.snapshotBefore('robot-ai', firstOfR4)).toEqual(FIXTURE.transitions.at(-1)?.snapshot);
     store.close();
   });
 
