@@ -63,6 +63,8 @@ export interface Offer {
   /** How long, from when it was offered, the release may be deferred. */
   maxDeferralMs?: number;
   minFromVersion?: string;
+  /** The signed manifest's requirements.minFreeBytes: the disk pre-check demands at least this where the release is staged. */
+  minFreeBytes?: number;
 }
 
 export interface ChoiceRecord {

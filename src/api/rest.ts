@@ -18,6 +18,7 @@ import { buildOpenApiDocument } from './openapi.js';
 import { historyQuerySchema, logsQuerySchema, productPathSchema, transitionsQuerySchema } from './schemas.js';
 import { createDashboardRouter } from './ui/router.js';
 import { bearerToken, queryHasCredential, type Principal, type TokenVerifier } from './tokens.js';
+import type { AuthFailureGuard } from './auth-failures.js';
 
 export interface RestDeps {
   control: DaemonControl;
@@ -28,29 +29,41 @@ export interface RestDeps {
   metrics: Metrics;
   logger: Logger;
   audit: AuditSink;
+  /** Counts, coalesces and throttles refused requests per remote (auth-failures.ts). */
+  authFailures: AuthFailureGuard;
 }
 
 type Locals = { principal?: Principal };
 
 export function createRestApp(deps: RestDeps): express.Express {
-  const { control, edge, tokens, logger, audit } = deps;
+  const { control, edge, tokens, logger, authFailures } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   const openapi = buildOpenApiDocument();
 
-  const refuse = (req: Request, kind: string, message: string) => {
+  /**
+   * A refused request: coalesced into the audit log per remote, and once a remote has been refused
+   * too often in the window, answered 429 instead (see auth-failures.ts).
+   */
+  const refuse = (req: Request, res: Response, kind: string, message: string): void => {
+    const remote = req.socket.remoteAddress ?? 'unix socket';
+    const waitMs = authFailures.throttledFor(remote);
+    if (waitMs > 0) {
+      res.setHeader('Retry-After', String(Math.max(1, Math.ceil(waitMs / 1000))));
+      throw apiError('API_RATE_LIMITED', `too many refused requests from ${remote}; try again in ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: waitMs });
+    }
     // The path only: a query string may hold a credential and is never logged.
-    audit.audit({ kind: 'api-auth-failure', message: `${message}: ${req.method} ${req.baseUrl}${req.path}`, details: { reason: kind, remote: req.socket.remoteAddress ?? 'unix socket' } });
+    authFailures.refuse({ remote, reason: kind, message: `${message}: ${req.method} ${req.baseUrl}${req.path}` });
   };
 
-  app.use((req, _res, next) => {
+  app.use((req, res, next) => {
     if (!isAllowedHost(req.headers.host, deps.allowedHosts)) {
-      refuse(req, 'host', 'request with a foreign Host header refused');
+      refuse(req, res, 'host', 'request with a foreign Host header refused');
       throw apiError('API_FORBIDDEN', 'this Host is not allowed; otad answers only to the names in api.allowedHosts');
     }
     if (queryHasCredential(req.query as Record<string, unknown>, tokens)) {
-      refuse(req, 'query-token', 'request with a credential in the query string refused');
+      refuse(req, res, 'query-token', 'request with a credential in the query string refused');
       throw apiError('API_UNAUTHORIZED', 'credentials are never accepted in the query string; send Authorization: Bearer <token>');
     }
     next();
@@ -62,13 +75,13 @@ export function createRestApp(deps: RestDeps): express.Express {
   app.get('/api/v1/openapi.json', (_req, res) => {
     res.json(openapi);
   });
-  app.use('/ui', createDashboardRouter({ tokens, audit }));
+  app.use('/ui', createDashboardRouter({ tokens, refuse }));
 
   const authenticate = (req: Request, res: Response<unknown, Locals>, next: NextFunction) => {
     const presented = bearerToken(req.headers.authorization);
     const principal = presented === null ? null : tokens.verify(presented);
     if (!principal) {
-      refuse(req, presented === null ? 'no-token' : 'wrong-token', presented === null ? 'request without a bearer token refused' : 'request with a wrong token refused');
+      refuse(req, res, presented === null ? 'no-token' : 'wrong-token', presented === null ? 'request without a bearer token refused' : 'request with a wrong token refused');
       res.setHeader('WWW-Authenticate', 'Bearer realm="otad"');
       throw apiError('API_UNAUTHORIZED', presented === null ? 'a bearer token is required (Authorization: Bearer <token>)' : 'the bearer token is not valid');
     }
@@ -79,7 +92,7 @@ export function createRestApp(deps: RestDeps): express.Express {
   const requireControl = (req: Request, res: Response<unknown, Locals>, next: NextFunction) => {
     const p = res.locals.principal as Principal;
     if (p.scope !== 'control') {
-      refuse(req, 'scope', `token "${p.name}" with read scope used on a control endpoint`);
+      refuse(req, res, 'scope', `token "${p.name}" with read scope used on a control endpoint`);
       throw apiError('API_FORBIDDEN', `token "${p.name}" has the read scope; this endpoint needs a control token`);
     }
     const length = Number(req.headers['content-length'] ?? 0);

@@ -224,6 +224,10 @@ export const repositoryStatusSchema = z
     metadata: z.array(z.object({ role: z.string(), version: z.number().int().nullable(), expiresAt: nullableMs, signedBy: z.array(z.string()).describe('key ids, first 16 hex digits') })),
     metadataExpiresAt: nullableMs.describe('the earliest expiry of the trusted metadata otad holds'),
     lastSuccessfulCheckAt: nullableMs,
+    latestRelease: z
+      .object({ version: z.string(), channel: z.string(), releasedAt: z.string(), notes: z.string(), checkedAt: z.number() })
+      .nullable()
+      .describe('the newest release the last successful check verified, from the release cache: its notes are readable offline'),
   })
   .register(apiSchemas, { id: 'RepositoryStatus' });
 export const repositoriesSchema = z.object({ repositories: z.array(repositoryStatusSchema) }).register(apiSchemas, { id: 'Repositories' });

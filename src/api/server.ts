@@ -17,6 +17,7 @@ import type { DaemonControl } from '../daemon/control.js';
 import { API_ADDRESS_FILE } from './client.js';
 import type { Edge } from './edge.js';
 import { createMetrics } from './metrics.js';
+import { createAuthFailureGuard } from './auth-failures.js';
 import { createRestApp } from './rest.js';
 import { attachSocketStream } from './socket.js';
 import type { TokenVerifier } from './tokens.js';
@@ -72,6 +73,7 @@ function closeServer(server: Server): Promise<void> {
 export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
   const { api, logger } = deps;
   const metrics = createMetrics(deps.control);
+  const authFailures = createAuthFailureGuard({ audit: deps.audit, windowMs: api.authFailures.window, max: api.authFailures.max });
   const app = createRestApp({
     control: deps.control,
     edge: deps.edge,
@@ -81,6 +83,7 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     metrics,
     logger,
     audit: deps.audit,
+    authFailures,
   });
   const server = createServer(app);
   server.headersTimeout = 20_000;
@@ -95,6 +98,7 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     clock: deps.clock,
     logger,
     audit: deps.audit,
+    authFailures,
   });
   await listen(server, { host: api.host, port: api.port });
   const port = (server.address() as AddressInfo).port;
@@ -121,6 +125,7 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
     server,
     async close() {
       metrics.close();
+      authFailures.close();
       await stream.close();
       await closeServer(server);
       if (unixServer) {

@@ -11,6 +11,8 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
 import type { Clock } from '../core/clock.js';
+import { transitionCause } from '../daemon/transition-cause.js';
+import type { AuthFailureGuard } from './auth-failures.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { DaemonControl } from '../daemon/control.js';
 import type { BusTopics, Topic } from '../daemon/event-bus.js';
@@ -44,6 +46,8 @@ export interface SocketDeps {
   clock: Clock;
   logger: Logger;
   audit: AuditSink;
+  /** The same per-remote counting, coalescing and throttling of refusals as REST. */
+  authFailures: AuthFailureGuard;
 }
 
 export interface SocketStream {
@@ -75,7 +79,7 @@ export interface ResyncEnvelope {
 }
 
 export function attachSocketStream(server: HttpServer, deps: SocketDeps): SocketStream {
-  const { control, tokens, audit } = deps;
+  const { control, tokens } = deps;
   // MAX(seq) through the primary key: one lookup however long the log is.
   let latestSeq = control.transitionRange().latest;
   const offSeq = control.bus.subscribe('transition', (t) => {
@@ -88,13 +92,16 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
     maxHttpBufferSize: deps.maxMessageBytes,
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
+      const remote = req.socket.remoteAddress ?? 'unix socket';
       if (!isAllowedHost(req.headers.host, deps.allowedHosts)) {
-        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake with a foreign Host header refused', details: { reason: 'host' } });
+        if (deps.authFailures.throttledFor(remote) === 0) deps.authFailures.refuse({ remote, reason: 'host', message: 'Socket.IO handshake with a foreign Host header refused' });
         callback('foreign Host', false);
         return;
       }
       if (!isAllowedOrigin(origin, deps.allowedOrigins) && !isSameOrigin(origin, req.headers.host)) {
-        audit.audit({ kind: 'api-auth-failure', message: 'Socket.IO handshake from a foreign Origin refused', details: { reason: 'origin', origin: String(origin).slice(0, 200) } });
+        if (deps.authFailures.throttledFor(remote) === 0) {
+          deps.authFailures.refuse({ remote, reason: 'origin', message: 'Socket.IO handshake from a foreign Origin refused', details: { origin: String(origin).slice(0, 200) } });
+        }
         callback('foreign Origin', false);
         return;
       }
@@ -105,7 +112,14 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
   io.use((socket, next) => {
     const query = socket.handshake.query as Record<string, unknown>;
     const refuse = (reason: string, message: string) => {
-      audit.audit({ kind: 'api-auth-failure', message: `Socket.IO connection refused: ${message}`, details: { reason } });
+      const remote = socket.handshake.address || 'unknown';
+      const waitMs = deps.authFailures.throttledFor(remote);
+      if (waitMs > 0) {
+        const err = new Error(`too many refused requests from ${remote}; try again in ${Math.ceil(waitMs / 1000)} s`) as Error & { data?: unknown };
+        err.data = { code: 'API_RATE_LIMITED', retryAfterMs: waitMs };
+        return next(err);
+      }
+      deps.authFailures.refuse({ remote, reason, message: `Socket.IO connection refused: ${message}` });
       const err = new Error(message) as Error & { data?: unknown };
       err.data = { code: 'API_UNAUTHORIZED' };
       next(err);
@@ -188,7 +202,7 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
     if (page.length > MAX_REPLAY) return resync('too-far-behind');
     let after = from;
     for (const t of page) {
-      socket.send(envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, at: t.at }, t.seq, t.at));
+      socket.send(envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, cause: replayedCause(t), at: t.at }, t.seq, t.at));
       after = t.seq;
     }
     return after;
@@ -205,4 +219,12 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
         resolve();
       }),
   };
+}
+
+/**
+ * The cause of a transition read back from the log for a resuming client: the log keeps the event,
+ * not the context the machine entered the state with, so versions and error codes are left out.
+ */
+function replayedCause(t: { from: string; to: string; eventType: string }): string {
+  return transitionCause({ from: t.from, to: t.to, event: t.eventType }, { offer: null, error: null, installedVersion: null, preCheckReasons: [], lastOutcome: null });
 }

@@ -68,7 +68,7 @@ export function loadTokensFile(path: string): TokenVerifier {
   }
   if ((mode & 0o077) !== 0) {
     throw new OtaError(
-      'CONFIG_INVALID',
+      'TOKENS_FILE_INSECURE',
       `API tokens file ${path} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}; group and other must have no access: run chmod 600 ${path}`,
       { details: { path, mode: mode & 0o777 } },
     );

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * otad: the update daemon. `otad [--config FILE]` runs it; `otad --check-config` validates the
- * configuration and exits (0: valid, 2: invalid), printing the resolved configuration with --print.
+ * otad: the update daemon. `otad [--config FILE]` runs it; `otad --check-config` checks the
+ * configuration and the host it would run on (src/daemon/preflight.ts), lists every error and
+ * warning with its code, and exits 0 only when otad would start and work (2 otherwise); --print
+ * adds the resolved configuration as JSON.
  */
 import { Command } from 'commander';
-import { loadConfig } from '../config/load.js';
 import { isOtaError } from '../core/errors.js';
 import { startOtad } from '../daemon/main.js';
+import { formatReport, preflight } from '../daemon/preflight.js';
 import { OTAD_VERSION } from '../daemon/daemon.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
@@ -16,7 +18,7 @@ const program = new Command()
   .description('Over-the-air update daemon for Ubuntu robots')
   .version(OTAD_VERSION)
   .option('-c, --config <file>', 'configuration file (default: $OTA_CONFIG or /etc/ota/config.yaml)')
-  .option('--check-config', 'validate the configuration and exit')
+  .option('--check-config', 'check the configuration and this host (paths, trusted root, tokens, port, services); list every problem and exit')
   .option('--print', 'with --check-config: print the resolved configuration as JSON')
   .parse();
 
@@ -24,9 +26,11 @@ const opts = program.opts<{ config?: string; checkConfig?: boolean; print?: bool
 
 async function main(): Promise<void> {
   if (opts.checkConfig) {
-    const config = loadConfig({ ...(opts.config ? { path: opts.config } : {}), allowMissingDefault: true });
-    if (opts.print) process.stdout.write(JSON.stringify(config, null, 2) + '\n');
-    else process.stdout.write(`configuration ${config.source ?? '(defaults)'} is valid: ${config.products.length} product(s)\n`);
+    const report = await preflight(opts.config ? { configPath: opts.config } : {});
+    if (opts.print && report.config !== null) process.stdout.write(JSON.stringify(report.config, null, 2) + '\n');
+    // stdout carries only the JSON with --print; the findings go to stderr then, and on failure.
+    (report.errors.length > 0 || opts.print ? process.stderr : process.stdout).write(formatReport(report));
+    process.exitCode = report.errors.length > 0 ? 2 : 0;
     return;
   }
   await startOtad({

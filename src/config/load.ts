@@ -8,7 +8,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { OtaError } from '../core/errors.js';
+import type { z } from 'zod';
 import { configSchema, type ParsedConfig, type ProductConfig } from './schema.js';
+import { describeUnknownKeys, formatPath, knownKeys } from './unknown-keys.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ota/config.yaml';
 
@@ -61,13 +63,12 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
 
   const result = configSchema.safeParse(doc, { reportInput: true });
   if (!result.success) {
-    const problems = result.error.issues.map((i) => {
-      const key = formatPath(i.path);
-      const value = 'input' in i && i.input !== undefined ? ` = ${JSON.stringify(i.input)}` : ' (missing)';
-      return `${key}${value}: ${i.message}`;
-    });
-    throw new OtaError('CONFIG_INVALID', `invalid configuration${opts.source ? ` in ${opts.source}` : ''}:\n  ${problems.join('\n  ')}`, {
-      details: { problems, source: opts.source ?? null },
+    const issues = configIssues(result.error.issues, doc);
+    const problems = issues.map((i) => i.message);
+    // One code for the whole file: unknown keys alone have their own, anything else is invalid.
+    const code = issues.every((i) => i.code === 'CONFIG_UNKNOWN_KEY') ? 'CONFIG_UNKNOWN_KEY' : 'CONFIG_INVALID';
+    throw new OtaError(code, `invalid configuration${opts.source ? ` in ${opts.source}` : ''}:\n  ${problems.join('\n  ')}`, {
+      details: { problems, issues, source: opts.source ?? null },
     });
   }
   const parsed = result.data;
@@ -97,7 +98,6 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
       stateDir,
       database: parsed.paths.database ?? join(stateDir, 'otad.db'),
       cacheDir: parsed.paths.cacheDir ?? join(stateDir, 'cache'),
-      stagingDir: parsed.paths.stagingDir ?? join(stateDir, 'staging'),
       backupDir: parsed.paths.backupDir ?? join(stateDir, 'backups'),
       lockFile: parsed.paths.lockFile ?? join(stateDir, 'otad.lock'),
       productTypesDir: typesDir,
@@ -132,13 +132,35 @@ function parseYamlFile(path: string): Record<string, unknown> {
   return doc as Record<string, unknown>;
 }
 
-function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${String(seg)}` : String(seg);
-  return out || '(top level)';
+/** One problem of a configuration document, with its own code: what --check-config lists. */
+export interface ConfigIssue {
+  code: 'CONFIG_UNKNOWN_KEY' | 'CONFIG_INVALID';
+  /** The key, e.g. `products[0].healthCheks`. */
+  path: string;
+  message: string;
+  /** For unknown keys: the closest known key at that place. */
+  suggestion?: string;
+}
+
+function configIssues(zodIssues: readonly z.core.$ZodIssue[], doc: unknown): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const i of zodIssues) {
+    if (i.code === 'unrecognized_keys') {
+      for (const u of describeUnknownKeys(configSchema, doc, i.path, i.keys)) {
+        out.push({ code: 'CONFIG_UNKNOWN_KEY', path: u.path, message: u.message, ...(u.suggestion === null ? {} : { suggestion: u.suggestion }) });
+      }
+      continue;
+    }
+    const key = formatPath(i.path);
+    const value = 'input' in i && i.input !== undefined ? ` = ${JSON.stringify(i.input)}` : ' (missing)';
+    out.push({ code: 'CONFIG_INVALID', path: key, message: `${key}${value}: ${i.message}` });
+  }
+  return out;
 }
 
 const snakeToCamel = (s: string): string => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+const TOP_LEVEL_KEYS = knownKeys(configSchema);
 
 /** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel. */
 export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
@@ -148,6 +170,10 @@ export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.Proc
     if (name === 'OTA_CONFIG' || name.startsWith('OTA_TEST_')) continue;
     const segments = name.slice(4).split('__').filter(Boolean).map(snakeToCamel);
     if (segments.length === 0) continue;
+    // OTA_TOKEN_FILE, OTA_PRODUCT (hook environment) and the like are not configuration: a name
+    // without "__" is an override only when it names a top-level key (OTA_SIMULATION). A name with
+    // "__" always is one, so a misspelled section is refused as an unknown key, not ignored.
+    if (segments.length === 1 && !TOP_LEVEL_KEYS.includes(segments[0] as string)) continue;
     let node: Record<string, unknown> | unknown[] = doc;
     for (let i = 0; i < segments.length - 1; i++) {
       const seg = segments[i] as string;

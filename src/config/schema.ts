@@ -36,17 +36,17 @@ const timeZone = z.string().refine(
 export const ENVIRONMENTS = ['production', 'staging', 'test', 'simulation'] as const;
 
 const healthCheck = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('unit'), unit: z.string().min(1) }),
-  z.object({ kind: z.literal('http'), url: z.url(), expectStatus: z.number().int().default(200), timeout: duration('5s') }),
-  z.object({ kind: z.literal('command'), command: z.array(z.string()).min(1), timeout: duration('30s') }),
-  z.object({
+  z.strictObject({ kind: z.literal('unit'), unit: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('http'), url: z.url(), expectStatus: z.number().int().default(200), timeout: duration('5s') }),
+  z.strictObject({ kind: z.literal('command'), command: z.array(z.string()).min(1), timeout: duration('30s') }),
+  z.strictObject({
     kind: z.literal('version'),
     command: z.array(z.string()).min(1).optional(),
     file: z.string().optional(),
   }),
 ]);
 
-const processUnit = z.object({
+const processUnit = z.strictObject({
   name: z.string().min(1),
   /** For the process-based service manager (no systemd): the command that runs the service. */
   command: z.array(z.string()).min(1),
@@ -54,7 +54,7 @@ const processUnit = z.object({
   env: z.record(z.string(), z.string()).default({}),
 });
 
-export const scheduleSchema = z.object({
+export const scheduleSchema = z.strictObject({
   checkAt: hhmm.default('03:00'),
   installAt: hhmm.default('03:00'),
   /** An optional cron expression for the daily check (croner syntax); wins over checkAt. */
@@ -68,24 +68,24 @@ export const scheduleSchema = z.object({
   installCatchUp: duration('1h'),
 });
 
-export const decisionSchema = z.object({
+export const decisionSchema = z.strictObject({
   defaultChoice: z.enum(['UPDATE_NOW', 'SCHEDULE_3AM']).default('SCHEDULE_3AM'),
   choiceTimeout: duration('24h'),
   /** 0 turns the confirmation step off. */
   confirmTimeout: duration('0'),
 });
 
-export const precheckSchema = z.object({
+export const precheckSchema = z.strictObject({
   minFreeBytes: z.number().int().nonnegative().default(0),
   minBatteryPercent: z.number().min(0).max(100).default(30),
   requireCharging: z.boolean().default(false),
   /** Wait and re-check this often while a pre-check does not pass. */
   retryInterval: duration('10m'),
   /** Product-specific check commands: exit 0 means it is safe. */
-  commands: z.array(z.object({ name: z.string(), command: z.array(z.string()).min(1), timeout: duration('30s') })).default([]),
+  commands: z.array(z.strictObject({ name: z.string(), command: z.array(z.string()).min(1), timeout: duration('30s') })).default([]),
 });
 
-export const productSchema = z.object({
+export const productSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a lower-case product name ([a-z0-9._-])'),
   type: z.string().optional(),
   installPath: z.string().refine((p) => p.startsWith('/'), 'expected an absolute path'),
@@ -99,12 +99,12 @@ export const productSchema = z.object({
   processUnits: z.array(processUnit).default([]),
   healthChecks: z.array(healthCheck).default([]),
   probation: z
-    .object({ window: duration('2m'), interval: duration('10s'), failureThreshold: z.number().int().min(1).default(3) })
+    .strictObject({ window: duration('2m'), interval: duration('10s'), failureThreshold: z.number().int().min(1).default(3) })
     .prefault({}),
   preservedPaths: z.array(z.string()).default([]),
-  hooks: z.object({ timeout: duration('5m') }).prefault({}),
+  hooks: z.strictObject({ timeout: duration('5m') }).prefault({}),
   backup: z
-    .object({
+    .strictObject({
       enabled: z.boolean().default(true),
       keep: z.number().int().min(1).default(2),
       level: z.number().int().min(0).max(9).default(6),
@@ -112,7 +112,7 @@ export const productSchema = z.object({
     .prefault({}),
   /** Caps on this product's packages; unset keys keep the defaults of src/package/limits.ts. */
   packageLimits: z
-    .object({
+    .strictObject({
       maxEntries: z.number().int().min(1).optional(),
       maxTotalBytes: z.number().int().min(1).optional(),
       maxEntryBytes: z.number().int().min(1).optional(),
@@ -121,7 +121,7 @@ export const productSchema = z.object({
     })
     .prefault({}),
   repository: z
-    .object({
+    .strictObject({
       kind: z.enum(['tuf', 'local']).default('tuf'),
       url: z.string().optional(),
       targetBaseUrl: z.string().optional(),
@@ -133,9 +133,9 @@ export const productSchema = z.object({
   precheck: precheckSchema.prefault({}),
 });
 
-const endpoint = z.object({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
+const endpoint = z.strictObject({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
 
-export const configSchema = z.object({
+export const configSchema = z.strictObject({
   environment: z.enum(ENVIRONMENTS).default('production'),
   environments: z
     .record(z.string(), endpoint)
@@ -148,7 +148,7 @@ export const configSchema = z.object({
   /** Simulation skips real backups and service restarts, and says so loudly. */
   simulation: z.boolean().default(false),
   server: z
-    .object({
+    .strictObject({
       url: z.string().optional(),
       targetBaseUrl: z.string().optional(),
       caFile: z.string().optional(),
@@ -163,11 +163,10 @@ export const configSchema = z.object({
     })
     .prefault({}),
   paths: z
-    .object({
+    .strictObject({
       stateDir: z.string().default('/var/lib/ota'),
       database: z.string().optional(),
       cacheDir: z.string().optional(),
-      stagingDir: z.string().optional(),
       backupDir: z.string().optional(),
       lockFile: z.string().optional(),
       trustedRoot: z.string().default('/etc/ota/root.json'),
@@ -176,7 +175,7 @@ export const configSchema = z.object({
     })
     .prefault({}),
   logging: z
-    .object({
+    .strictObject({
       level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
       /** JSON lines on stdout for journald; off when only the file should be written. */
       stdout: z.boolean().default(true),
@@ -185,7 +184,7 @@ export const configSchema = z.object({
     })
     .prefault({}),
   api: z
-    .object({
+    .strictObject({
       enabled: z.boolean().default(true),
       host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(7780),
@@ -194,11 +193,13 @@ export const configSchema = z.object({
       allowedHosts: z.array(z.string()).default(['localhost', '127.0.0.1', '[::1]']),
       allowedOrigins: z.array(z.string()).default([]),
       bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
-      controlRateLimit: z.object({ window: duration('1m'), max: z.number().int().min(1).default(30) }).prefault({}),
+      controlRateLimit: z.strictObject({ window: duration('1m'), max: z.number().int().min(1).default(30) }).prefault({}),
+      /** Refused requests per remote and window: the first of each kind audited, the rest summarised; past max, 429. */
+      authFailures: z.strictObject({ window: duration('1m'), max: z.number().int().min(1).default(20) }).prefault({}),
     })
     .prefault({}),
   dbus: z
-    .object({
+    .strictObject({
       enabled: z.boolean().default(false),
       /** 'system', 'session', or a D-Bus address such as unix:path=/run/otad-bus. */
       bus: z.string().default('system'),
@@ -206,18 +207,18 @@ export const configSchema = z.object({
     })
     .prefault({}),
   recovery: z
-    .object({
+    .strictObject({
       /** Restores of one run in one state before the crash-loop guard ends the run. */
       maxRestoresPerState: z.number().int().min(1).default(3),
     })
     .prefault({}),
-  inhibit: z.object({ maxHold: duration('4h') }).prefault({}),
+  inhibit: z.strictObject({ maxHold: duration('4h') }).prefault({}),
   /**
    * How much finished history the database keeps (runs, their transitions and snapshots, choices):
    * each update run costs about 30 KB, so without a bound the database grows forever.
    */
   history: z
-    .object({
+    .strictObject({
       /** Finished runs kept per product, newest first. */
       keepRuns: z.number().int().min(1).default(100),
       /** Finished runs that ended longer ago are dropped (0: no age limit). */

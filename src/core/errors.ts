@@ -22,6 +22,11 @@ export const ErrorCodes = {
   CONFIG_INVALID: { category: 'config', retryable: false },
   CONFIG_NOT_FOUND: { category: 'config', retryable: false },
   CONFIG_PARSE: { category: 'config', retryable: false },
+  CONFIG_UNKNOWN_KEY: { category: 'config', retryable: false },
+  TOKENS_FILE_INSECURE: { category: 'config', retryable: false },
+  SERVICE_UNRESOLVABLE: { category: 'config', retryable: false },
+  PORT_IN_USE: { category: 'config', retryable: false },
+  FILE_MODE_LOOSE: { category: 'config', retryable: false },
   PRODUCT_UNKNOWN: { category: 'config', retryable: false },
   STEP_NOT_CONFIGURED: { category: 'config', retryable: false },
   // process and storage
@@ -30,6 +35,8 @@ export const ErrorCodes = {
   STORE_SCHEMA_TOO_NEW: { category: 'storage', retryable: false },
   DISK_FULL: { category: 'storage', retryable: true },
   IO_FAILED: { category: 'storage', retryable: true },
+  PATH_NOT_CREATABLE: { category: 'storage', retryable: false },
+  STAGING_OTHER_FILESYSTEM: { category: 'storage', retryable: false },
   // network
   NETWORK_OFFLINE: { category: 'network', retryable: true },
   NETWORK_TIMEOUT: { category: 'network', retryable: true },
@@ -48,6 +55,7 @@ export const ErrorCodes = {
   TRUST_LENGTH_MISMATCH: { category: 'trust', retryable: false },
   TRUST_HASH_MISMATCH: { category: 'trust', retryable: false },
   TRUST_ROOT_CORRUPT: { category: 'trust', retryable: false },
+  TRUST_ROOT_MISSING: { category: 'trust', retryable: false },
   CLOCK_NOT_SYNCED: { category: 'precondition', retryable: true },
   // release manifests
   MANIFEST_INVALID: { category: 'trust', retryable: false },

@@ -48,6 +48,9 @@ export function redact(fields: LogFields): LogFields {
   return out;
 }
 
+/** Log files are created 0640 (owner writes, group adm reads, as deploy/logrotate recreates them); appended to, never truncated. */
+export const LOG_FILE_OPTIONS = { flags: 'a', mode: 0o640 } as const;
+
 export function createLogging(opts: LoggingOptions): Logging {
   const now = opts.now ?? Date.now;
   const tailSize = opts.tailSize ?? 2000;
@@ -56,7 +59,7 @@ export function createLogging(opts: LoggingOptions): Logging {
 
   const transports: winston.transport[] = [];
   if (opts.stdout !== false) transports.push(new winston.transports.Console());
-  if (opts.file) transports.push(new winston.transports.File({ filename: opts.file }));
+  if (opts.file) transports.push(new winston.transports.File({ filename: opts.file, options: LOG_FILE_OPTIONS }));
   // winston warns about a logger without transports; the in-memory tail still keeps every line.
   if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));
   const main = winston.createLogger({
@@ -66,9 +69,11 @@ export function createLogging(opts: LoggingOptions): Logging {
     transports,
   });
 
+  // Each audit event is written once per destination: the main stream (stdout/journald and the log
+  // file) carries it as a line with channel "audit", and the audit file, when configured, gets its
+  // own copy. The audit logger does not also write to stdout, which printed every event twice.
   const auditTransports: winston.transport[] = [];
-  if (opts.stdout !== false) auditTransports.push(new winston.transports.Console());
-  if (opts.auditFile) auditTransports.push(new winston.transports.File({ filename: opts.auditFile }));
+  if (opts.auditFile) auditTransports.push(new winston.transports.File({ filename: opts.auditFile, options: LOG_FILE_OPTIONS }));
   if (auditTransports.length === 0) auditTransports.push(new winston.transports.Console({ silent: true }));
   const auditLogger = winston.createLogger({
     level: 'info',

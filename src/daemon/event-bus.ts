@@ -12,7 +12,10 @@ export interface TransitionMessage {
   runId: string | null;
   from: string;
   to: string;
+  /** The machine's event type, as the transition log records it. */
   event: string;
+  /** Why, in words (transition-cause.ts): "check found 1.1.0", "health check failed (…)". */
+  cause: string;
   at: number;
 }
 

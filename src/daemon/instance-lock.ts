@@ -27,6 +27,17 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** The pid of a live otad holding the lock at `path`, or null (no lock, or a stale one). Only reads. */
+export function lockHolder(path: string): number | null {
+  let holder = NaN;
+  try {
+    holder = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
+  } catch {
+    return null;
+  }
+  return Number.isInteger(holder) && holder !== process.pid && processAlive(holder) ? holder : null;
+}
+
 export function acquireInstanceLock(path: string): InstanceLock {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < 2; attempt++) {

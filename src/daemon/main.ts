@@ -3,6 +3,7 @@
  * lifecycle, start the interfaces, and handle signals (SIGTERM/SIGINT: checkpoint and close;
  * SIGHUP: reload configuration and report what changed or why the new file was refused).
  */
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
@@ -10,6 +11,7 @@ import { createLogging, type Logging } from '../core/logging.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
 import { diffConfig, loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
+import { readGoldenRoot } from '../trust/trusted-root.js';
 import { Daemon, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
@@ -54,6 +56,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let interfaces: Interface[] = [];
   let checkins: CheckinReporter | null = null;
   try {
+    // The state folder holds the database, the device id and trusted metadata: otad's alone.
+    mkdirSync(config.paths.stateDir, { recursive: true, mode: 0o700 });
     lock = acquireInstanceLock(config.paths.lockFile);
     const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
     const uncleanStart = readUncleanStart(config.paths.database);
@@ -68,6 +72,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       uncleanStart,
     });
     await daemon.start();
+    await reportTrustedRoot(config, log);
     if (opts.startInterfaces) interfaces = await opts.startInterfaces(daemon, config, logging);
     if (config.server.checkIn && opts.stepProvider.real) {
       checkins = startCheckins({ control: daemon, serverUrl: config.server.url, logger: log });
@@ -138,8 +143,26 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   return running;
 }
 
-/** A clean shutdown is recorded in the store; anything else (SIGKILL, power cut) is an unclean start. */
+/**
+ * Every product's checks start from the golden trusted root. Without a usable one otad still runs
+ * (it keeps serving status and can roll back), but no update can be trusted: say so at start, with
+ * the code a check would fail with, instead of first at 3 AM.
+ */
+async function reportTrustedRoot(config: Config, log: Logging['logger']): Promise<void> {
+  if (config.products.length === 0) return;
+  try {
+    await readGoldenRoot(config.paths.trustedRoot);
+  } catch (error) {
+    log.error('no usable trusted root: no update can be checked until it is fixed', { error: toErrorData(error), path: config.paths.trustedRoot });
+  }
+}
+
+/**
+ * A clean shutdown is recorded in the store; anything else (SIGKILL, power cut) is an unclean start.
+ * The very first start, on a state folder without a database, is not: nothing ran before it.
+ */
 function readUncleanStart(database: string): boolean {
+  if (!existsSync(database)) return false;
   let store: Store | null = null;
   try {
     store = Store.open(database);

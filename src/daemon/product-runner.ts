@@ -7,6 +7,7 @@
  * - on start, the saved state is restored, re-run or ended exactly as the recovery policy says;
  * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine.
  */
+import { transitionCause } from './transition-cause.js';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { updateMachine, type UpdateMachine } from '../../machines/update-machine.js';
 import {
@@ -294,8 +295,9 @@ export class ProductRunner {
     this.lastState = state;
     this.lastContextJson = contextJson;
     if (!changedState) return;
-    this.deps.logger.child({ product: this.product }).info(`state ${from} → ${state}`, { event: eventType, runId: ctx.runId, seq });
-    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, at: now });
+    const cause = transitionCause({ from, to: state, event: eventType, source: (event as { source?: string }).source }, ctx);
+    this.deps.logger.child({ product: this.product }).info(`${from} → ${state}: ${cause}`, { event: eventType, runId: ctx.runId, seq });
+    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, cause, at: now });
     this.publishNotifications(from, state, ctx, newOffer);
     this.deps.onTransition?.(this, from, state);
   }

@@ -15,6 +15,7 @@ import type { Clock } from '../core/clock.js';
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
 import { metadataDirFor, repositoryUrlsFor } from '../steps/repository-factory.js';
+import { createFileReleaseCache } from '../steps/check.js';
 
 export const PROBE_TTL_MS = 5_000;
 export const PROBE_TIMEOUT_MS = 3_000;
@@ -60,6 +61,11 @@ export interface RepositoryStatus {
   /** The earliest expiry among them: after it, otad must refresh before it trusts anything. */
   metadataExpiresAt: number | null;
   lastSuccessfulCheckAt: number | null;
+  /**
+   * The newest release the last successful check verified, read from the release cache
+   * (`<paths.cacheDir>/<product>/latest-release.json`): its notes are readable while offline.
+   */
+  latestRelease: { version: string; channel: string; releasedAt: string; notes: string; checkedAt: number } | null;
 }
 
 export function describeHealthCheck(c: ProductConfig['healthChecks'][number]): { kind: string; target: string } {
@@ -176,7 +182,11 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
     const config = deps.config();
     const location = repositoryLocation(p, config);
     const dir = metadataDirFor(config, p.name);
-    const [probed, ...roles] = await Promise.all([location === null ? null : probe(p, location), ...ROLES.map((r) => readMetadataRole(dir, r))]);
+    const [probed, cached, ...roles] = await Promise.all([
+      location === null ? null : probe(p, location),
+      createFileReleaseCache(config.paths.cacheDir).read(p.name).catch(() => null),
+      ...ROLES.map((r) => readMetadataRole(dir, r)),
+    ]);
     const metadata = roles.filter((r): r is MetadataRole => r !== null);
     const expiries = metadata.map((r) => r.expiresAt).filter((e): e is number => e !== null);
     return {
@@ -192,6 +202,9 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
       metadata,
       metadataExpiresAt: expiries.length > 0 ? Math.min(...expiries) : null,
       lastSuccessfulCheckAt: deps.lastSuccessfulCheckAt(p.name),
+      latestRelease: cached
+        ? { version: cached.manifest.version, channel: cached.manifest.channel, releasedAt: cached.manifest.releasedAt, notes: cached.manifest.notes, checkedAt: cached.checkedAt }
+        : null,
     };
   }
 

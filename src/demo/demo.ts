@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     running = await startOtad({ configPath, stepProvider: defaultStepProvider(), startInterfaces: defaultInterfaces });
     const daemon = running.daemon;
     daemon.bus.subscribe('transition', (t) => {
-      out(`   ${t.product}: ${t.from} → ${t.to}  (${t.event})`);
+      out(`   ${t.product}: ${t.from} → ${t.to}  (${t.cause})`);
     });
     let lastPct = -1;
     daemon.bus.subscribe('progress', (p) => {
@@ -159,11 +159,16 @@ async function main(): Promise<void> {
     let s = await waitFor('the offer', async () => ((await status()).state === 'awaitingChoice' ? status() : null));
     out(`   offered ${s.offeredVersion}: "${s.releaseNotes}"; allowed now: ${s.allowedEvents.join(', ')}`);
     check(s.offeredVersion === '1.1.0', 'otad offers 1.1.0 and waits for a choice');
+    // A deliberate mistake, to show how otad answers an event it does not know.
+    out('   (on purpose, a wrong choice first: UPDATE_LATER is not one of the two choices)');
+    let refusal: string | null = null;
     try {
       await app.request('POST', '/api/v1/events', { product: 'robot-ai', type: 'UPDATE_LATER' });
     } catch (error) {
-      out(`   UPDATE_LATER → ${(error as Error).message}`);
+      refusal = (error as Error).message;
+      out(`   UPDATE_LATER → ${refusal}`);
     }
+    check(refusal !== null, 'otad refuses the wrong choice and still waits for one of the two');
     await app.request('POST', '/api/v1/events', { product: 'robot-ai', type: 'UPDATE_NOW' });
     s = await waitFor('the update to finish', async () => {
       const st = await status();

@@ -56,7 +56,7 @@ export function checkName(check: HealthCheck): string {
     case 'unit':
       return `unit:${check.unit}`;
     case 'http':
-      return `http:${check.url}`;
+      return check.url;
     case 'command':
       return `command:${check.command.join(' ')}`;
     case 'version':

@@ -88,5 +88,6 @@ export function toOffer(manifest: Manifest, manifestTarget: TargetRef): Offer {
   if (manifest.installBy !== undefined) offer.installBy = Date.parse(manifest.installBy);
   if (manifest.maxDeferralHours !== undefined) offer.maxDeferralMs = Math.round(manifest.maxDeferralHours * 3_600_000);
   if (manifest.minFromVersion !== undefined) offer.minFromVersion = manifest.minFromVersion;
+  if (manifest.requirements?.minFreeBytes !== undefined) offer.minFreeBytes = manifest.requirements.minFreeBytes;
   return offer;
 }

@@ -269,7 +269,8 @@ function flattenHeaders(headers: Dispatcher.ResponseData['headers']): HttpHeader
   return flat;
 }
 
-function readCaFile(path: string): string {
+/** The extra CA bundle of server.caFile, as PEM; CONFIG_INVALID when unreadable or holding no certificate. */
+export function readCaFile(path: string): string {
   try {
     const pem = readFileSync(path, 'utf8');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) {

@@ -109,6 +109,16 @@ export function defaultReleasesDir(installPath: string, product: string): string
   return path.join(path.dirname(path.resolve(installPath)), '.otad', product, 'releases');
 }
 
+/**
+ * Where a product's runs are staged: `<dirname(releasesDir)>/staging/<product>`, a sibling of the
+ * releases folder and hence on its filesystem, so that importing a staged tree is a rename(2).
+ * This is the only staging place: the disk pre-check measures it and --check-config checks it.
+ */
+export function stagingRootFor(product: { name: string; installPath: string; releasesDir?: string | undefined }): string {
+  const releasesDir = product.releasesDir ?? defaultReleasesDir(product.installPath, product.name);
+  return path.join(path.dirname(path.resolve(releasesDir)), 'staging', product.name);
+}
+
 /** A version names a directory: it must be a single safe path component. */
 export function assertReleaseName(version: string): void {
   if (!VERSION_NAME.test(version) || version.includes('..')) {

@@ -51,7 +51,7 @@ interface PidRecord {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whether `program` names an executable file, as a shell would look it up. */
-async function findProgram(program: string, pathVar: string, cwd: string | undefined): Promise<boolean> {
+export async function findProgram(program: string, pathVar: string, cwd: string | undefined): Promise<boolean> {
   const candidates = program.includes('/') ? [path.resolve(cwd ?? process.cwd(), program)] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, program));
   for (const file of candidates) {
     try {

@@ -27,7 +27,8 @@ import type { NetworkMonitor, NetworkSnapshot } from '../net/network-monitor.js'
 import { withRetry, type RetryPolicy } from '../net/retry.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import { inRollout, rolloutBucket } from '../schedule/spread.js';
-import type { UpdateRepository, VerifiedRelease } from '../trust/update-repository.js';
+import type { PassedOverRelease, UpdateRepository, VerifiedRelease } from '../trust/update-repository.js';
+import { detectPlatform, unmetRequirements, type Platform } from '../manifest/requirements.js';
 
 /** Where the daemon reads the robot's network quality from (status, API, metrics). */
 export interface NetworkStatusSink {
@@ -101,6 +102,8 @@ export interface CheckPorts {
   releaseCache?: ReleaseCache;
   /** How often to look again while offline. Default 30 s. */
   offlinePollMs?: number;
+  /** What this robot is, for the manifest's signed requirements. Default: detectPlatform(). */
+  platform?: Platform;
   /** Backoff for transient network failures; retries default to config.server.retries. */
   retry?: Partial<RetryPolicy>;
 }
@@ -114,6 +117,7 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
   const cache = ports.releaseCache ?? createFileReleaseCache(ports.config.paths.cacheDir);
   const pollMs = ports.offlinePollMs ?? DEFAULT_OFFLINE_POLL_MS;
   const retryPolicy: Partial<RetryPolicy> = { retries: ports.config.server.retries, ...(ports.retry ?? {}) };
+  const platform = ports.platform ?? detectPlatform();
 
   return async function check(input: CheckInput, signal: AbortSignal): Promise<CheckOutput> {
     const log = ports.logger.child({ step: 'check', runId: input.runId });
@@ -130,14 +134,41 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
 
     // Metadata requests are small and not retried by the TUF client: transport trouble (a reset,
     // a 503, a DNS hiccup) is retried here with backoff; trust failures never are.
+    const passedOver: PassedOverRelease[] = [];
     const release = await withRetry(
       async () => {
         await repository.refresh(signal);
-        return repository.latestRelease(product.name, { channel: product.channel, allowPrerelease: product.allowPrerelease, signal });
+        passedOver.length = 0;
+        return repository.latestRelease(product.name, {
+          channel: product.channel,
+          allowPrerelease: product.allowPrerelease,
+          signal,
+          accept: (manifest) => {
+            const unmet = unmetRequirements(manifest.requirements, platform);
+            if (unmet.length === 0) return null;
+            return new OtaError('RELEASE_REQUIREMENTS_UNMET', `release ${manifest.version} ${unmet.map((u) => u.message).join('; ')}`, {
+              details: { version: manifest.version, unmet: unmet.map((u) => u.requirement), platform: { ...platform } },
+            });
+          },
+          onPassedOver: (p) => passedOver.push(p),
+        });
       },
       { operation: `check ${product.name}`, logger: log, signal, policy: retryPolicy, shouldRetry: (error) => error.category === 'network' },
     );
+    for (const p of passedOver) {
+      const fields = { version: p.version, target: p.target, code: p.error.code, installedVersion };
+      if (p.error.code === 'RELEASE_REQUIREMENTS_UNMET') {
+        log.info(`release ${p.version} passed over: it is not for this robot (${p.error.message})`, fields);
+      } else {
+        log.warn(`release ${p.version} passed over: ${p.error.message}; an older valid release is considered instead`, fields);
+        ports.audit.audit({ kind: 'trust-failure', message: `check: release ${p.version} passed over: ${p.error.message}`, product: product.name, runId: input.runId, details: { code: p.error.code, target: p.target } });
+      }
+    }
     if (release === null) {
+      if (passedOver.length > 0) {
+        log.info('no release of this product on its channel fits this robot', { channel: product.channel, installedVersion, passedOver: passedOver.map((p) => p.version) });
+        return none;
+      }
       log.info('no release of this product on its channel', { channel: product.channel, installedVersion });
       return none;
     }

@@ -4,7 +4,6 @@
  * health probes a release is judged by. Every step builds its release store and journal from
  * these ports on each call, so a step re-run after a crash sees only what is on disk.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../core/clock.js';
@@ -22,6 +21,7 @@ import { createReleaseStore, type ReleaseCheckpoint, type ReleaseStore } from '.
 import { readMarker, RELEASE_MARKER, type ReleaseMarker } from '../products/registry.js';
 import { createProcessServiceManager } from '../services/process-manager.js';
 import { startAll, stopAll, type ServiceManager } from '../services/service-manager.js';
+import { systemctlWorks } from '../services/resolve.js';
 import { createSystemctlServiceManager } from '../services/systemctl.js';
 
 /** Named instants inside apply and rollback; a test that throws there simulates a crash. */
@@ -194,12 +194,6 @@ export async function startServices(ports: Pick<ExecutionPorts, 'simulation'>, s
 }
 
 /** `systemctl show -p Version` answers only where systemd runs (not in a container without it). */
-function systemctlWorks(systemctl: string, env: NodeJS.ProcessEnv | undefined): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile(systemctl, ['show', '-p', 'Version'], { timeout: 5000, killSignal: 'SIGKILL', env: env ?? process.env }, (error) => resolve(error === null));
-  });
-}
-
 const noServices: ServiceManager = {
   stop: async () => {},
   start: async () => {},

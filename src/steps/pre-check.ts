@@ -18,7 +18,7 @@ import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
-import { defaultReleasesDir } from '../release/layout.js';
+import { defaultReleasesDir, stagingRootFor } from '../release/layout.js';
 import { DEFAULT_CLOCK_POLICY } from '../trust/clock-check.js';
 
 /** Every reason code a pre-check can report; docs/pre-checks.md explains each. */
@@ -92,7 +92,7 @@ export interface DiskMeasurement {
 
 export interface PreCheckMeasurements {
   now: number;
-  offer: Pick<Offer, 'version' | 'releasedAt' | 'package'>;
+  offer: Pick<Offer, 'version' | 'releasedAt' | 'package' | 'minFreeBytes'>;
   disk: Measured<DiskMeasurement>;
   network: Measured<{ online: boolean; serverReachable: boolean }>;
   battery: Measured<BatteryReading>;
@@ -155,7 +155,7 @@ interface Need {
  * again in the releases folder when that is another filesystem, since the tree must then be
  * copied rather than renamed), the backup, and the product's minFreeBytes left over on each.
  */
-export function diskNeeds(d: DiskMeasurement, packageBytes: number): Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }> {
+export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFreeBytes = 0): Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }> {
   const byFs = new Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }>();
   const add = (role: DiskRole, what: string, bytes: number): void => {
     const place = d.places[role];
@@ -168,7 +168,10 @@ export function diskNeeds(d: DiskMeasurement, packageBytes: number): Map<string,
     if (bytes > 0) entry.needs.push({ what, bytes });
   };
   add('cache', 'download', packageBytes * DOWNLOAD_FACTOR);
-  add('staging', 'extraction', packageBytes * EXTRACTION_FACTOR);
+  // The signed manifest may say the release needs more room than the estimate (requirements.minFreeBytes).
+  const extraction = packageBytes * EXTRACTION_FACTOR;
+  if (releaseMinFreeBytes > extraction) add('staging', 'the release\'s signed requirements.minFreeBytes', releaseMinFreeBytes);
+  else add('staging', 'extraction', extraction);
   const releasesSeparate = d.places.releases.fs.id !== d.places.staging.fs.id;
   add('releases', 'release copy', releasesSeparate ? packageBytes * EXTRACTION_FACTOR : 0);
   add('backups', 'backup', d.backupSourceBytes === null || d.backupSourceBytes === 0 ? 0 : backupEstimate(d.backupSourceBytes));
@@ -180,7 +183,7 @@ function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreChe
     out.reasons.push({ code: 'DISK_SPACE_LOW', message: `free disk space could not be measured: ${m.disk.error}` });
     return;
   }
-  for (const fs of diskNeeds(m.disk.value, m.offer.package.length).values()) {
+  for (const fs of diskNeeds(m.disk.value, m.offer.package.length, m.offer.minFreeBytes ?? 0).values()) {
     const needs = [...fs.needs, { what: 'precheck.minFreeBytes', bytes: policy.minFreeBytes }];
     const total = needs.reduce((s, n) => s + n.bytes, 0);
     if (fs.freeBytes >= total) continue;
@@ -311,7 +314,7 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
   async function measureDisk(): Promise<DiskMeasurement> {
     const dirs: Record<DiskRole, string> = {
       cache: config.paths.cacheDir,
-      staging: config.paths.stagingDir,
+      staging: stagingRootFor(product),
       releases: product.releasesDir ?? defaultReleasesDir(product.installPath, product.name),
       backups: config.paths.backupDir,
     };

@@ -29,6 +29,7 @@ import { fsyncDir, removeTree, toOtaError } from '../package/durable-fs.js';
 import { extractScanned } from '../package/extract.js';
 import type { PackageLimits } from '../package/limits.js';
 import { scanPackage } from '../package/scan.js';
+import { stagingRootFor } from '../release/layout.js';
 import type { UpdateRepository } from '../trust/update-repository.js';
 
 export interface StagePorts {
@@ -65,16 +66,6 @@ export function packageCacheDir(cacheDir: string, product: string): string {
 /** The cached file of one package target: content-addressed, so a partial never meets other bytes. */
 export function packageCachePath(cacheDir: string, product: string, target: { name: string; sha256: string }): string {
   return path.join(packageCacheDir(cacheDir, product), `${target.sha256.slice(0, 16)}-${path.posix.basename(target.name)}`);
-}
-
-/** Where this product's runs are staged: a sibling of releasesDir, hence on its filesystem. */
-export function stagingRootFor(product: ProductConfig): string {
-  if (product.releasesDir === undefined) {
-    throw new OtaError('CONFIG_INVALID', `product ${product.name} has no releasesDir; the configuration loader should have set its default`, {
-      details: { product: product.name },
-    });
-  }
-  return path.join(path.dirname(path.resolve(product.releasesDir)), 'staging', product.name);
 }
 
 export function createStageStep(ports: StagePorts): StageStep {

@@ -4,7 +4,7 @@
  * belongs to) are one transaction, so the database never shows one without the other.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { OtaError } from '../core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -145,7 +145,12 @@ export class Store {
   }
 
   static open(path: string, extraMigrations: readonly string[] = []): Store {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // Created 0600 before SQLite sees it: SQLite gives the -wal and -shm files the mode of the
+      // database, so the run history stays readable by otad alone.
+      if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+    }
     let db: Database.Database;
     try {
       db = new Database(path);

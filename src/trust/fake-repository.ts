@@ -106,8 +106,15 @@ export function createFakeRepository(): FakeRepository {
         .filter((r) => r.manifest.product === product && r.manifest.channel === channel)
         .filter((r) => options.allowPrerelease === true || semver.prerelease(r.manifest.version) === null)
         .sort((a, b) => semver.compare(b.manifest.version, a.manifest.version));
-      const best = matching[0];
-      return best === undefined ? null : { manifest: best.manifest, manifestTarget: manifestTarget(best.manifest) };
+      for (const r of matching) {
+        const refusal = options.accept?.(r.manifest) ?? null;
+        if (refusal !== null) {
+          options.onPassedOver?.({ target: manifestTarget(r.manifest).name, version: r.manifest.version, error: refusal });
+          continue;
+        }
+        return { manifest: r.manifest, manifestTarget: manifestTarget(r.manifest) };
+      }
+      return null;
     },
     async downloadTarget(target: TargetRef, dest: string, options: DownloadOptions = {}) {
       await enter('downloadTarget', [target, dest], options.signal);

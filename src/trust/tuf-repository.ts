@@ -27,8 +27,12 @@ import { atomicWriteFile } from '../core/atomic-file.js';
 import { assessClockAhead, assessClockBehind, DEFAULT_CLOCK_POLICY, type ClockPolicy } from './clock-check.js';
 import { mapTufError } from './error-map.js';
 import { tooLargeError } from './fetch-ports.js';
+import { readGoldenRoot, readRoot } from './trusted-root.js';
 import type { MetadataFetcher, TargetDownloader } from './ports.js';
-import type { DownloadOptions, LatestReleaseOptions, UpdateRepository, VerifiedRelease } from './update-repository.js';
+import { PASS_OVER_CODES, type DownloadOptions, type LatestReleaseOptions, type UpdateRepository, type VerifiedRelease } from './update-repository.js';
+
+/** How many releases, newest first, a check looks at before it gives up finding a usable one. */
+const MAX_CANDIDATES = 16;
 
 /** The field ota-repo writes into signed metadata with the signing time. */
 const ISSUED_FIELD = 'x-otad-issued';
@@ -148,9 +152,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
   async function ensureTrustedRoot(): Promise<Metadata<Root>> {
     await fs.mkdir(metadataDir, { recursive: true });
     const cachedPath = path.join(metadataDir, 'root.json');
-    const golden = await readRoot(options.trustedRootPath).catch((cause: unknown) => {
-      throw new OtaError('TRUST_ROOT_CORRUPT', `golden trusted root ${options.trustedRootPath} is unusable: ${(cause as Error).message}`, { cause });
-    });
+    const golden = await readGoldenRoot(options.trustedRootPath);
     let cached: Metadata<Root> | null = null;
     let problem: string | null = null;
     try {
@@ -290,69 +292,94 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         .filter(({ custom }) => semver.valid(custom.version ?? '') !== null)
         .filter(({ custom }) => opts.allowPrerelease === true || semver.prerelease(custom.version!) === null)
         .sort((a, b) => semver.rcompare(a.custom.version!, b.custom.version!));
-      const best = candidates[0];
-      if (best === undefined) return null;
-      const signed = await signedTarget(best.name, opts.signal);
-      const manifestTarget: TargetRef = { name: best.name, length: signed.length, sha256: signed.sha256 };
-      if (signed.length > limits.manifestMaxBytes) {
-        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} is ${signed.length} bytes, expected at most ${limits.manifestMaxBytes}`), `manifest ${best.name}`);
+      // The newest release that is genuine, well-formed and for this robot. A malformed manifest
+      // (signed, intact, but unusable) or one whose requirements do not fit is passed over and
+      // reported, so it cannot hide an older valid release; any other failure ends the check.
+      let newestRefusal: OtaError | null = null;
+      for (const best of candidates.slice(0, MAX_CANDIDATES)) {
+        let verified: VerifiedRelease;
+        try {
+          verified = await verifyCandidate(best);
+        } catch (error) {
+          if (!isOtaError(error) || !PASS_OVER_CODES.has(error.code)) throw error;
+          opts.onPassedOver?.({ target: best.name, version: best.custom.version!, error });
+          if (error.code !== 'RELEASE_REQUIREMENTS_UNMET') newestRefusal ??= error;
+          continue;
+        }
+        const refusal = opts.accept?.(verified.manifest) ?? null;
+        if (refusal !== null) {
+          opts.onPassedOver?.({ target: best.name, version: best.custom.version!, error: refusal });
+          continue;
+        }
+        return verified;
       }
-      let bytes: Buffer;
-      try {
-        const fetchOptions: Parameters<MetadataFetcher['getBuffer']>[1] = { maxBytes: signed.length, deadlineMs: limits.metadataDeadlineMs };
-        if (opts.signal !== undefined) fetchOptions.signal = opts.signal;
-        bytes = await options.fetcher.getBuffer(targetUrl(best.name, signed.sha256), fetchOptions);
-      } catch (error) {
-        const e = isOtaError(error) ? error : mapTufError(error);
-        // More bytes than signed is a length attack on the manifest, not a metadata size problem.
-        throw report(e.details?.tooLarge === true || e.code === 'TRUST_METADATA_TOO_LARGE'
-          ? new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is longer than its signed ${signed.length} bytes`, { cause: e })
-          : e, `manifest ${best.name}`);
+      // Nothing usable: a malformed newest manifest is an error the operator must see, not "no release".
+      if (newestRefusal !== null) throw newestRefusal;
+      return null;
+
+      async function verifyCandidate(best: (typeof candidates)[number]): Promise<VerifiedRelease> {
+        const signed = await signedTarget(best.name, opts.signal);
+        const manifestTarget: TargetRef = { name: best.name, length: signed.length, sha256: signed.sha256 };
+        if (signed.length > limits.manifestMaxBytes) {
+          throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} is ${signed.length} bytes, expected at most ${limits.manifestMaxBytes}`), `manifest ${best.name}`);
+        }
+        let bytes: Buffer;
+        try {
+          const fetchOptions: Parameters<MetadataFetcher['getBuffer']>[1] = { maxBytes: signed.length, deadlineMs: limits.metadataDeadlineMs };
+          if (opts.signal !== undefined) fetchOptions.signal = opts.signal;
+          bytes = await options.fetcher.getBuffer(targetUrl(best.name, signed.sha256), fetchOptions);
+        } catch (error) {
+          const e = isOtaError(error) ? error : mapTufError(error);
+          // More bytes than signed is a length attack on the manifest, not a metadata size problem.
+          throw report(e.details?.tooLarge === true || e.code === 'TRUST_METADATA_TOO_LARGE'
+            ? new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is longer than its signed ${signed.length} bytes`, { cause: e })
+            : e, `manifest ${best.name}`);
+        }
+        const actual = createHash('sha256').update(bytes).digest('hex');
+        if (bytes.length !== signed.length) {
+          throw report(new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is ${bytes.length} bytes, signed length is ${signed.length}`), `manifest ${best.name}`);
+        }
+        if (actual !== signed.sha256) {
+          throw report(new OtaError('TRUST_HASH_MISMATCH', `manifest ${best.name} has SHA-256 ${actual}, signed value is ${signed.sha256}`), `manifest ${best.name}`);
+        }
+        let manifest;
+        try {
+          manifest = parseManifest(bytes, best.name);
+        } catch (error) {
+          throw report(error as OtaError, `manifest ${best.name}`);
+        }
+        // The signed listing and the signed manifest must tell the same story.
+        if (manifest.product !== product) {
+          throw report(
+            new OtaError('RELEASE_WRONG_PRODUCT', `manifest ${best.name} is for product ${manifest.product}, expected ${product}`, { details: { target: best.name, product: manifest.product } }),
+            `manifest ${best.name}`,
+          );
+        }
+        if (manifest.version !== best.custom.version) {
+          throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says version ${manifest.version}, its signed target entry says ${best.custom.version}`), `manifest ${best.name}`);
+        }
+        if ((best.custom.channel ?? 'stable') !== manifest.channel) {
+          throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says channel ${manifest.channel}, its signed target entry says ${best.custom.channel ?? 'stable'}`), `manifest ${best.name}`);
+        }
+        const pkg = await signedTarget(manifest.package.target, opts.signal);
+        // Package entries carry the release's product, version and channel too (docs/repository.md);
+        // entries signed before they did (no kind) are accepted on the manifest's word.
+        if (pkg.custom.kind !== undefined && (pkg.custom.kind !== 'package' || pkg.custom.product !== product || pkg.custom.version !== manifest.version || (pkg.custom.channel !== undefined && pkg.custom.channel !== manifest.channel))) {
+          throw report(
+            new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target}, whose signed entry is for ${pkg.custom.kind ?? '?'} ${pkg.custom.product ?? '?'} ${pkg.custom.version ?? '?'} on channel ${pkg.custom.channel ?? '?'}`, {
+              details: { target: manifest.package.target },
+            }),
+            `manifest ${best.name}`,
+          );
+        }
+        if (pkg.length !== manifest.package.length || pkg.sha256 !== manifest.package.sha256) {
+          throw report(
+            new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target} with a length or hash that differs from its signed target`),
+            `manifest ${best.name}`,
+          );
+        }
+        return { manifest, manifestTarget };
       }
-      const actual = createHash('sha256').update(bytes).digest('hex');
-      if (bytes.length !== signed.length) {
-        throw report(new OtaError('TRUST_LENGTH_MISMATCH', `manifest ${best.name} is ${bytes.length} bytes, signed length is ${signed.length}`), `manifest ${best.name}`);
-      }
-      if (actual !== signed.sha256) {
-        throw report(new OtaError('TRUST_HASH_MISMATCH', `manifest ${best.name} has SHA-256 ${actual}, signed value is ${signed.sha256}`), `manifest ${best.name}`);
-      }
-      let manifest;
-      try {
-        manifest = parseManifest(bytes, best.name);
-      } catch (error) {
-        throw report(error as OtaError, `manifest ${best.name}`);
-      }
-      // The signed listing and the signed manifest must tell the same story.
-      if (manifest.product !== product) {
-        throw report(
-          new OtaError('RELEASE_WRONG_PRODUCT', `manifest ${best.name} is for product ${manifest.product}, expected ${product}`, { details: { target: best.name, product: manifest.product } }),
-          `manifest ${best.name}`,
-        );
-      }
-      if (manifest.version !== best.custom.version) {
-        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says version ${manifest.version}, its signed target entry says ${best.custom.version}`), `manifest ${best.name}`);
-      }
-      if ((best.custom.channel ?? 'stable') !== manifest.channel) {
-        throw report(new OtaError('MANIFEST_INVALID', `manifest ${best.name} says channel ${manifest.channel}, its signed target entry says ${best.custom.channel ?? 'stable'}`), `manifest ${best.name}`);
-      }
-      const pkg = await signedTarget(manifest.package.target, opts.signal);
-      // Package entries carry the release's product, version and channel too (docs/repository.md);
-      // entries signed before they did (no kind) are accepted on the manifest's word.
-      if (pkg.custom.kind !== undefined && (pkg.custom.kind !== 'package' || pkg.custom.product !== product || pkg.custom.version !== manifest.version || (pkg.custom.channel !== undefined && pkg.custom.channel !== manifest.channel))) {
-        throw report(
-          new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target}, whose signed entry is for ${pkg.custom.kind ?? '?'} ${pkg.custom.product ?? '?'} ${pkg.custom.version ?? '?'} on channel ${pkg.custom.channel ?? '?'}`, {
-            details: { target: manifest.package.target },
-          }),
-          `manifest ${best.name}`,
-        );
-      }
-      if (pkg.length !== manifest.package.length || pkg.sha256 !== manifest.package.sha256) {
-        throw report(
-          new OtaError('MANIFEST_INVALID', `manifest ${best.name} names package ${manifest.package.target} with a length or hash that differs from its signed target`),
-          `manifest ${best.name}`,
-        );
-      }
-      return { manifest, manifestTarget };
     },
 
     async downloadTarget(target: TargetRef, dest: string, opts: DownloadOptions = {}): Promise<{ path: string }> {
@@ -391,14 +418,6 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
 /** Remove a failed download and any partial file a downloader may keep beside it. */
 async function removeDownload(dest: string): Promise<void> {
   await Promise.all([dest, `${dest}.partial`, `${dest}.part`].map((f) => fs.rm(f, { force: true })));
-}
-
-async function readRoot(file: string): Promise<{ root: Metadata<Root>; bytes: Buffer }> {
-  const bytes = await fs.readFile(file);
-  const root = Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')) as Json);
-  // A root must carry a threshold of its own signatures: anything else is damage, not trust.
-  root.verifyDelegate(MetadataKind.Root, root);
-  return { root, bytes };
 }
 
 function ensureSlash(url: string): string {

@@ -4,6 +4,7 @@
  * genuine; whatever fails throws an OtaError with a stable code.
  */
 import type { TargetRef } from '../../machines/types.js';
+import type { OtaError } from '../core/errors.js';
 import type { Manifest } from '../manifest/schema.js';
 
 export interface LatestReleaseOptions {
@@ -12,7 +13,32 @@ export interface LatestReleaseOptions {
   /** Consider prerelease versions (2.1.0-rc.1). Default false. */
   allowPrerelease?: boolean;
   signal?: AbortSignal;
+  /**
+   * Whether a genuine release is for this robot (signed requirements: architecture, OS). A release
+   * refused here is passed over and the next older one is considered.
+   */
+  accept?: (manifest: Manifest) => OtaError | null;
+  /** Told about every newer release that was passed over, and why, before the one returned. */
+  onPassedOver?: (passed: PassedOverRelease) => void;
 }
+
+/**
+ * A release newer than the one returned that cannot be offered: its signed manifest is malformed
+ * (the publisher's mistake, reported and skipped so it does not hide an older valid release) or
+ * its requirements do not fit this robot.
+ */
+export interface PassedOverRelease {
+  target: string;
+  version: string;
+  error: OtaError;
+}
+
+/**
+ * Codes of a manifest that arrived intact (bytes equal to the signed hash) but says something
+ * unusable. Anything else (transport failure, a hash or length mismatch) stops the check: skipping
+ * past tampered bytes would let whoever tampers choose which older release a robot installs.
+ */
+export const PASS_OVER_CODES: ReadonlySet<string> = new Set(['MANIFEST_INVALID', 'MANIFEST_SCHEMA_UNSUPPORTED', 'RELEASE_WRONG_PRODUCT', 'RELEASE_REQUIREMENTS_UNMET']);
 
 /** A manifest whose bytes matched a signed target, and that target. */
 export interface VerifiedRelease {

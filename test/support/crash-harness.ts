@@ -298,7 +298,10 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       const proc = spawnOtad(sandbox, { entry: 'built' });
       procs.push(proc);
       await proc.ready(60_000);
-      const { url: apiUrl } = JSON.parse(readFileSync(join(paths.state, 'api.json'), 'utf8')) as { url: string };
+      // The address file of a killed process stays behind; use only the one this process wrote.
+      const address = JSON.parse(readFileSync(join(paths.state, 'api.json'), 'utf8')) as { url: string; pid: number };
+      if (address.pid !== proc.child.pid) throw new Error(`api.json belongs to pid ${address.pid}, not to the otad just started (pid ${proc.child.pid})`);
+      const apiUrl = address.url;
       return { proc, api: new ApiClient(apiUrl, TOKEN), url: apiUrl };
     },
     async appHealth() {

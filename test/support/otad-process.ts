@@ -3,7 +3,7 @@
  * with fake steps), read its saved state straight from the SQLite file, SIGKILL it, wait for it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -72,6 +72,9 @@ export function spawnOtad(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Readiness is read only from what THIS process wrote: the log is shared by every restart on the
+  // same sandbox, and a pid can come back after the kernel's pid counter wraps (pid_max 32768).
+  const logStart = existsSync(sandbox.logPath) ? statSync(sandbox.logPath).size : 0;
   const log = createWriteStream(sandbox.logPath, { flags: 'a' });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
@@ -87,7 +90,13 @@ export function spawnOtad(
     exited,
     alive: () => !done,
     async ready(timeoutMs = 60_000) {
-      const logged = () => existsSync(sandbox.logPath) && readFileSync(sandbox.logPath, 'utf8').split('\n').some((l) => l.includes('"otad ready"') && l.includes(`"pid":${child.pid}`));
+      const logged = () =>
+        existsSync(sandbox.logPath) &&
+        readFileSync(sandbox.logPath)
+          .subarray(logStart)
+          .toString('utf8')
+          .split('\n')
+          .some((l) => l.includes('"otad ready"') && l.includes(`"pid":${child.pid}`));
       await waitUntil(() => done || logged(), {
         timeoutMs,
         intervalMs: 20,

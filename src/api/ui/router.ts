@@ -14,7 +14,6 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type Response } from 'express';
-import type { AuditSink } from '../../core/logger.js';
 import { apiError } from '../http-errors.js';
 import { bearerToken, type TokenVerifier } from '../tokens.js';
 
@@ -34,7 +33,8 @@ export const SOCKET_CLIENT_FILE = 'socket.io.esm.min.js';
 
 export interface DashboardDeps {
   tokens: TokenVerifier;
-  audit: AuditSink;
+  /** Records a refused request (coalesced and throttled per remote), or throws API_RATE_LIMITED. */
+  refuse(req: Request, res: Response, reason: string, message: string): void;
   /** Folder of index.html and its modules; found beside this file (or its source) when omitted. */
   assetsDir?: string;
 }
@@ -79,11 +79,7 @@ export function createDashboardRouter(deps: DashboardDeps): express.Router {
     const presented = bearerToken(req.headers.authorization);
     const principal = presented === null ? null : deps.tokens.verify(presented);
     if (!principal) {
-      deps.audit.audit({
-        kind: 'api-auth-failure',
-        message: `${presented === null ? 'request without a bearer token' : 'request with a wrong token'} refused: GET ${req.baseUrl}${req.path}`,
-        details: { reason: presented === null ? 'no-token' : 'wrong-token', remote: req.socket.remoteAddress ?? 'unix socket' },
-      });
+      deps.refuse(req, res, presented === null ? 'no-token' : 'wrong-token', presented === null ? 'request without a bearer token refused' : 'request with a wrong token refused');
       res.setHeader('WWW-Authenticate', 'Bearer realm="otad"');
       throw apiError('API_UNAUTHORIZED', presented === null ? 'a bearer token is required (Authorization: Bearer <token>)' : 'the bearer token is not valid');
     }

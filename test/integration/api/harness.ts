@@ -51,7 +51,8 @@ export function makeConfig(dir: string, extra: Record<string, unknown> = {}, pro
     environment: 'test',
     paths: { stateDir: join(dir, 'state'), trustedRoot: join(dir, 'root.json'), inhibitFile: join(dir, 'inhibit') },
     logging: { level: 'debug' },
-    api: { port: 0, tokensFile, ...(extra.api as object | undefined) },
+    // These tests send many refused requests on purpose; the throttle has its own test (security/auth-flood).
+    api: { port: 0, tokensFile, authFailures: { max: 100_000 }, ...(extra.api as object | undefined) },
     products: products.map((name) => ({ name, installPath: join(dir, 'opt', name) })),
   };
   for (const [k, v] of Object.entries(extra)) if (k !== 'api') raw[k] = v;

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { bearer, CONTROL_TOKEN, READ_TOKEN, startHarness, waitFor, type Harness } from './harness.js';
 import { assertMatchesDocument } from './openapi-check.js';
+import { createAuthFailureGuard } from '../../../src/api/auth-failures.js';
 import { createRestApp } from '../../../src/api/rest.js';
 import { createEdge } from '../../../src/api/edge.js';
 import { createFixedWindowLimiter } from '../../../src/api/rate-limit.js';
@@ -271,6 +272,7 @@ describe('REST v1: a handler that throws', () => {
       metrics: createMetrics(d),
       logger: h.logging.logger,
       audit: h.logging.audit,
+      authFailures: createAuthFailureGuard({ audit: h.logging.audit, windowMs: 60_000, max: 20 }),
     });
     const res = await request(app).get('/api/v1/status').set('Host', '127.0.0.1').set(rd);
     expect(res.status).toBe(500);

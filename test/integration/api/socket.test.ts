@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connect, type Socket } from 'socket.io-client';
@@ -77,8 +77,8 @@ describe('Socket.IO: handshake', () => {
     }
     // An ordinary query value still connects: only credential-shaped values are refused.
     expect(await outcome(client({ token: READ_TOKEN }, { query: { x: 'dashboard-v2' } }))).toEqual({ ok: true });
+    await waitFor(() => existsSync(join(h.dir, 'audit.log')) && readFileSync(join(h.dir, 'audit.log'), 'utf8').includes('credentials are never accepted in the query string'), 'the audit entry');
     const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8');
-    expect(audit).toContain('credentials are never accepted in the query string');
     expect(audit).not.toContain(CONTROL_TOKEN);
   });
 
@@ -87,7 +87,8 @@ describe('Socket.IO: handshake', () => {
       const r = await outcome(client({ token: CONTROL_TOKEN }, { origin: 'http://attacker.example', transports }));
       expect(r.ok, transports[0]).toBe(false);
     }
-    expect(readFileSync(join(h.dir, 'audit.log'), 'utf8')).toContain('Socket.IO handshake from a foreign Origin refused');
+    // The audit file is written asynchronously by its transport.
+    await waitFor(() => existsSync(join(h.dir, 'audit.log')) && readFileSync(join(h.dir, 'audit.log'), 'utf8').includes('Socket.IO handshake from a foreign Origin refused'), 'the audit entry');
   });
 
   it('accepts a listed Origin and the daemon\'s own origin', async () => {
@@ -126,7 +127,8 @@ describe('Socket.IO: the stream during a run', () => {
     expect(got.find((m) => m.type === 'progress')?.payload).toMatchObject({ step: 'stage', bytes: 2048, total: 4096 });
     const kinds = got.filter((m) => m.type === 'notification').map((m) => (m.payload as { kind: string }).kind);
     expect(kinds).toEqual(expect.arrayContaining(['update-available', 'committed', 'run-ended']));
-    expect(got.some((m) => m.type === 'log' && (m.payload as { message: string }).message.includes('state'))).toBe(true);
+    expect(got.some((m) => m.type === 'log' && (m.payload as { message: string }).message.startsWith('awaitingChoice → preCheck: '))).toBe(true);
+    expect(got.filter((m) => m.type === 'transition').every((m) => typeof (m.payload as { cause?: unknown }).cause === 'string')).toBe(true);
   });
 
   it('acknowledges refusals with the same codes as REST: invalid event, not allowed now, read scope', async () => {

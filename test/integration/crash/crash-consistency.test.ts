@@ -318,7 +318,9 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
           .sort((a, b) => compareVersions(b.version, a.version))[0];
         pending ??= publish ? await world.publishNext() : world.releases.get(installed);
         if (pending === undefined) return fail(`the installed version ${installed} is not a known release`);
-        const res = await daemon.api.request<{ runId: string | null }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
+        const res = await daemon.api
+          .request<{ runId: string | null }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' })
+          .catch((error: unknown) => fail(`CHECK_NOW failed (otad ${daemon.proc.alive() ? 'running' : 'not running'}): ${String(error)}`));
         if (!res.runId) fail('CHECK_NOW returned no run id');
         runs += 1;
         return { runId: res.runId!, from: installed, to: pending, startedAt: performance.now(), kills: [] };

@@ -50,7 +50,7 @@ describe('disk full during a database write', () => {
     const provider = fakeStepProvider({});
     const steps = provider.steps();
     const config = buildConfig({
-      paths: { stateDir: state, backupDir: join(dir, 'backups'), cacheDir: join(dir, 'cache'), stagingDir: join(dir, 'staging') },
+      paths: { stateDir: state, backupDir: join(dir, 'backups'), cacheDir: join(dir, 'cache') },
       decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
       products: [{ name: 'robot-ai', installPath: join(dir, 'opt/robot-ai'), precheck: { retryInterval: '300ms' } }],
     });

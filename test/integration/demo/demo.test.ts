@@ -19,5 +19,13 @@ describe('the demo', () => {
     expect(r.stdout).toContain('✓ 1.2.0 was rolled back (HEALTH_CHECK_FAILED): robot-ai is on 1.1.0');
     expect(r.stdout).toContain('✓ 1.2.0 is marked bad and not offered again');
     expect(r.stdout).toMatch(/update\s+1\.1\.0\s+→ 1\.2\.0\s+rolled-back/);
+    // A newcomer reads causes, not XState internals; the deliberate wrong choice says so.
+    expect(r.stdout).not.toContain('xstate.');
+    expect(r.stdout).toContain('checking → awaitingChoice  (check found 1.1.0)');
+    expect(r.stdout).toContain('validate → rollback  (health check failed (HEALTH_CHECK_FAILED');
+    expect(r.stdout).toContain('commit → idle  (1.1.0 committed)');
+    expect(r.stdout).toContain('rollback → idle  (rolled back to 1.1.0)');
+    expect(r.stdout).toContain('(on purpose, a wrong choice first');
+    expect(r.stdout).not.toMatch(/http:http|http http/);
   }, 300_000);
 });

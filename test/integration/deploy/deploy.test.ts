@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../support/otad-process.js';
@@ -20,6 +21,28 @@ describe('deployment files', () => {
     const r = spawnSync(logrotate!, ['-d', join(REPO_ROOT, 'deploy/logrotate/otad')], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(r.stderr).not.toMatch(/error/i);
+  });
+
+  it.skipIf(!logrotate)('rotating real log files keeps the live files and their rotated copies at 0640', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'otad-logrotate-'));
+    try {
+      const conf = join(dir, 'otad.conf');
+      writeFileSync(conf, readFileSync(join(REPO_ROOT, 'deploy/logrotate/otad'), 'utf8').replaceAll('/var/log/ota/', `${dir}/`), { mode: 0o644 });
+      for (const name of ['otad.log', 'audit.log']) {
+        writeFileSync(join(dir, name), `{"message":"a line of ${name}"}\n`, { mode: 0o640 });
+        chmodSync(join(dir, name), 0o640);
+      }
+      const r = spawnSync(logrotate!, ['-f', '-s', join(dir, 'state'), conf], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      for (const name of ['otad.log', 'audit.log']) {
+        expect(statSync(join(dir, name)).size, `${name} truncated in place`).toBe(0);
+        expect(statSync(join(dir, name)).mode & 0o777).toBe(0o640);
+        expect(readFileSync(join(dir, `${name}.1`), 'utf8')).toContain(`a line of ${name}`);
+        expect(statSync(join(dir, `${name}.1`)).mode & 0o777, `${name}.1`).toBe(0o640);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('ships a unit that reloads with SIGHUP and gives apply time to finish on stop', () => {

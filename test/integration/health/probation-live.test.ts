@@ -75,7 +75,7 @@ describe('probation against real checks', () => {
     mode = 'error';
     await expect(probation([{ kind: 'http', url: `${base}/health`, timeoutMs: 10_000 }])).rejects.toMatchObject({
       code: 'HEALTH_CHECK_FAILED',
-      details: { check: `http:${base}/health`, lastMessage: `${base}/health answered 503, expected 2xx` },
+      details: { check: `${base}/health`, lastMessage: `${base}/health answered 503, expected 2xx` },
     });
   });
 

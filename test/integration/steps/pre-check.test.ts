@@ -121,14 +121,36 @@ describe('pre-check with real statfs', () => {
       await writeTree(join(dir, 'opt/robot-ai'), { VERSION: '2.0.0\n', 'lib/model.bin': randomish(MiB) });
       const { step } = realStep(dir);
       expect(await step(input(256 * KiB), new AbortController().signal)).toEqual({ ok: true });
-      const out = await step(input(2 * MiB), new AbortController().signal);
+      // 6 MiB download + about 2 MiB backup on the 8 MiB tmpfs; the extraction (18 MiB) is elsewhere.
+      const out = await step(input(6 * MiB), new AbortController().signal);
       expect(out.ok).toBe(false);
       if (out.ok) return;
       expect(out.reasons).toHaveLength(1);
       expect(out.reasons[0]?.code).toBe('DISK_SPACE_LOW');
       expect(out.reasons[0]?.message).toContain(join(state, 'cache'));
       expect(out.reasons[0]?.message).toContain(join(state, 'backups'));
-      expect(out.reasons[0]?.message).toMatch(/download 2\.0 MiB .*extraction 6\.0 MiB .*backup /);
+      // Extraction happens beside the releases, on the big disk: not counted against the tmpfs.
+      expect(out.reasons[0]?.message).toMatch(/download 6\.0 MiB .*backup /);
+      expect(out.reasons[0]?.message).not.toContain('extraction');
+    } finally {
+      await unmount();
+    }
+  });
+
+  it.skipIf(!isRoot)('reports DISK_SPACE_LOW on a small tmpfs holding the releases and staging folders, where extraction really happens', async () => {
+    const dir = join(root, 'tmpfs-staging');
+    const unmount = await mountTmpfs(join(dir, 'opt/.otad'), '8m');
+    try {
+      await writeTree(join(dir, 'opt/robot-ai'), { VERSION: '2.0.0\n' });
+      const { step } = realStep(dir);
+      expect(await step(input(2 * MiB), new AbortController().signal)).toEqual({ ok: true });
+      const out = await step(input(3 * MiB), new AbortController().signal);
+      if (out.ok) throw new Error('expected DISK_SPACE_LOW');
+      expect(out.reasons).toHaveLength(1);
+      expect(out.reasons[0]?.code).toBe('DISK_SPACE_LOW');
+      expect(out.reasons[0]?.message).toContain(`${join(dir, 'opt/.otad/robot-ai/staging/robot-ai')}, ${join(dir, 'opt/.otad/robot-ai/releases')}`);
+      expect(out.reasons[0]?.message).toMatch(/extraction 9\.0 MiB/);
+      expect(out.reasons[0]?.message).not.toContain('download');
     } finally {
       await unmount();
     }

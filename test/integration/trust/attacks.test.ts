@@ -175,6 +175,29 @@ describe('releases that must not be offered', () => {
     expect(manifests.length).toBe(2);
     expect(vacuum.packageName).toBe('vacuum/vacuum-3.0.0.tar.gz');
     const robot = await repo.robot();
+    // It is passed over and reported, never taken for robot-ai: the older genuine release is what
+    // the robot sees, and the foreign manifest is audited as a trust failure.
+    const passed: Array<{ version: string; code: string }> = [];
+    const latest = await robot.repo.latestRelease('robot-ai', { onPassedOver: (p) => passed.push({ version: p.version, code: p.error.code }) });
+    expect(latest?.manifest.product).toBe('robot-ai');
+    expect(latest?.manifest.version).toBe('1.0.0');
+    expect(passed).toEqual([{ version: '3.0.0', code: 'RELEASE_WRONG_PRODUCT' }]);
+    expect(robot.audit.events.some((e) => e.kind === 'trust-failure' && e.message.includes('robot-ai-3.0.0') && e.details?.code === 'RELEASE_WRONG_PRODUCT')).toBe(true);
+    expect(await listDir(robot.downloadDir)).toEqual([]);
+  });
+
+  it('a genuinely signed manifest for another product as the only release → RELEASE_WRONG_PRODUCT, nothing downloaded', async () => {
+    repo = await createTestRepo();
+    await repo.release('vacuum', '3.0.0');
+    const vac = (await repo.publisher.listTargets()).find((t) => t.name === 'vacuum/vacuum-3.0.0.manifest.json')!;
+    await repo.publisher.stageTarget('robot-ai/robot-ai-3.0.0.manifest.json', { file: await repo.targetFile(vac.name) }, {
+      kind: 'manifest',
+      product: 'robot-ai',
+      version: '3.0.0',
+      channel: 'stable',
+    });
+    await repo.publisher.publish();
+    const robot = await repo.robot();
     await expectRejected(robot, 'RELEASE_WRONG_PRODUCT');
   });
 

@@ -63,7 +63,7 @@ function healthy(overrides: Partial<PreCheckMeasurements> = {}): PreCheckMeasure
       value: {
         places: {
           cache: { dir: '/var/lib/ota/cache', fs },
-          staging: { dir: '/var/lib/ota/staging', fs },
+          staging: { dir: '/opt/.otad/robot-ai/staging/robot-ai', fs },
           releases: { dir: '/opt/.otad/robot-ai/releases', fs },
           backups: { dir: '/var/lib/ota/backups', fs },
         },
@@ -380,8 +380,21 @@ describe('pre-check step with fake ports', () => {
     const out = await s.step(input(), new AbortController().signal);
     if (out.ok) throw new Error('expected DISK_SPACE_LOW');
     expect(out.reasons).toHaveLength(1);
-    expect(out.reasons[0]?.message).toContain('/var/lib/ota/cache, /var/lib/ota/staging, /var/lib/ota/backups');
+    expect(out.reasons[0]?.message).toContain('/var/lib/ota/cache, /var/lib/ota/backups');
     expect(out.reasons[0]?.message).toContain('backup 10.5 GiB');
+  });
+
+  it('measures staging where the stage step extracts: beside the releases folder, not under the state folder', async () => {
+    const s = setup();
+    s.disk.mounts = [
+      { at: '/', freeBytes: 50 * GiB },
+      { at: '/opt', freeBytes: 100 * MiB },
+    ];
+    const out = await s.step(input(), new AbortController().signal);
+    if (out.ok) throw new Error('expected DISK_SPACE_LOW');
+    expect(out.reasons).toHaveLength(1);
+    expect(out.reasons[0]?.message).toContain('/opt/.otad/robot-ai/staging/robot-ai, /opt/.otad/robot-ai/releases');
+    expect(out.reasons[0]?.message).toContain('extraction');
   });
 
   it('does not count a backup in simulation mode or when backups are off', async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../../src/config/load.js';
 import { metadataDirFor, repositoryUrlsFor } from '../../../src/steps/repository-factory.js';
-import { packageCachePath, stagingRootFor } from '../../../src/steps/stage.js';
+import { stagingRootFor } from '../../../src/release/layout.js';
+import { packageCachePath } from '../../../src/steps/stage.js';
 
 const SHA = 'ab'.repeat(32);
 
