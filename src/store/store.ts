@@ -159,10 +159,17 @@ export class Store {
     }
     // Incremental auto-vacuum lets pruned history give its pages back to the filesystem. It can
     // only be switched on an empty database or by one VACUUM; a database from before it gets that
-    // VACUUM once, here.
+    // VACUUM once, here. A VACUUM that cannot run (a full disk: it needs room for a copy) is left
+    // for a later start: pruned pages are still reused, the file only does not shrink.
     if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) {
       db.pragma('auto_vacuum = INCREMENTAL');
-      if ((db.pragma('page_count', { simple: true }) as number) > 0) db.exec('VACUUM');
+      if ((db.pragma('page_count', { simple: true }) as number) > 0) {
+        try {
+          db.exec('VACUUM');
+        } catch {
+          // Next start tries again.
+        }
+      }
     }
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');

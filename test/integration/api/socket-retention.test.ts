@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connect, type Socket } from 'socket.io-client';
 import { startRealOtad, type RealOtad } from './real-otad.js';
 import { CONTROL_TOKEN, READ_TOKEN, waitFor } from './harness.js';
-import { query } from '../../support/otad-process.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { query, REPO_ROOT } from '../../support/otad-process.js';
 import type { Envelope, ResyncEnvelope } from '../../../src/api/socket.js';
 import { startHarness, type Harness } from './harness.js';
 import { MAX_REPLAY } from '../../../src/api/socket.js';
@@ -72,6 +74,24 @@ describe('history retention through a running otad', () => {
       ['transition', latest - 1],
       ['transition', latest],
     ]);
+
+    // otactl watch says so and carries on from the latest seq.
+    const watch = spawn(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--config', d.sandbox.configPath, 'watch', '--since-seq', '1', '--until', 'idle', '--timeout', '30s'], {
+      env: { ...process.env, OTA_TOKEN_FILE: d.tokensFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    watch.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    watch.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const exited = new Promise<number | null>((res) => watch.on('close', (code) => res(code)));
+    await waitFor(() => out.includes('no longer holds'), 'otactl watch to report the resync', 20_000);
+    await api('POST', '/api/v1/events', { product: 'robot-ai', type: 'CHECK_NOW' });
+    expect(await exited).toBe(0);
+    expect(err).toContain('watching otad');
+    const lines = out.trim().split('\n');
+    expect(lines[0]).toBe(`otad no longer holds the transitions after 1 (pruned); continuing from ${latest} (otactl history and status show the rest)`);
+    expect(lines.slice(1).map((l) => l.replace(/^\S+ /, ''))).toEqual([expect.stringMatching(/^robot-ai: idle → checking/), expect.stringMatching(/^robot-ai: checking → idle/)]);
 
     // A seq this database never handed out.
     const ahead = await resume(d.url, latest + 50, (got) => got.length > 0);
