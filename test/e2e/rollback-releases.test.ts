@@ -25,14 +25,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROL_TOKEN, READ_TOKEN, startFleet, type Fleet } from '../support/fleet-e2e.js';
 import { REPO_ROOT } from '../support/otad-process.js';
 import { writeTarGz, type FixtureEntry } from '../support/tar-fixtures.js';
-import { hasDbusDaemon, startPrivateBus, type PrivateBus } from '../integration/api/private-bus.js';
+import { hasDbusDaemon, hasTool, startPrivateBus, type PrivateBus } from '../integration/api/private-bus.js';
 
 const run = promisify(execFile);
 const OTACTL = join(REPO_ROOT, 'dist/src/cli/otactl.js');
 const CHROMIUM = '/usr/bin/chromium';
 const NAME = 'io.otad.Daemon1';
-const haveAll = existsSync(OTACTL) && hasDbusDaemon && existsSync(CHROMIUM);
-if (!haveAll) console.warn(`rollback end-to-end skipped: needs ${OTACTL} (npm run build), /usr/bin/dbus-daemon and ${CHROMIUM}`);
+const haveAll = existsSync(OTACTL) && hasDbusDaemon && hasTool('busctl') && existsSync(CHROMIUM);
+if (!haveAll) console.warn(`rollback end-to-end skipped: needs ${OTACTL} (npm run build), /usr/bin/dbus-daemon, busctl and ${CHROMIUM}`);
 
 let dir: string;
 let bus: PrivateBus;
@@ -141,6 +141,11 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
     expect(cli.code).toBe(3);
     expect(cli.stderr).toContain('ROLLBACK_NOTHING_TO_UNDO');
 
+    // Rollback keeps its signature; RollbackWith, GetReleases and UnmarkBad are added beside it.
+    const { stdout: introspected } = await run('busctl', [`--address=${bus.address}`, 'introspect', NAME, '/io/otad/Daemon1', NAME]);
+    for (const [member, sig, out] of [['Rollback', 's', 's'], ['RollbackWith', 'sbs', 's'], ['GetReleases', 's', 's'], ['UnmarkBad', 'ss', 's']]) {
+      expect(introspected).toMatch(new RegExp(`^\\.${member} +method +${sig} +${out} `, 'm'));
+    }
     expect(await dbusError(iface.Rollback!(''))).toBe(`${NAME}.Error.ROLLBACK_NOTHING_TO_UNDO`);
     expect(await dbusError(iface.RollbackWith!('', true, 'test'))).toBe(`${NAME}.Error.ROLLBACK_NOTHING_TO_UNDO`);
 
