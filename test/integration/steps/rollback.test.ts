@@ -10,6 +10,7 @@ import { hashTree } from '../../../src/package/create.js';
 import { createApply } from '../../../src/steps/apply.js';
 import { createCommit } from '../../../src/steps/commit.js';
 import { createRollback, rollbackRecordFile } from '../../../src/steps/rollback.js';
+import { previewRollback } from '../../../src/steps/rollback-preview.js';
 import { createWorld, offer, UNIT, waitForVersion, type ReleaseOptions, type World } from './execution-world.js';
 
 let world: World;
@@ -155,6 +156,35 @@ describe('rollback', () => {
     expect(result).toEqual({ restoredVersion: '1.0.0', method: 'nothing-to-undo' });
     expect(world.db.isBad('robot-ai', '1.0.0')).toBe(false);
     expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
+  });
+
+  it('never "rolls back" to a newer version from a backup when the live release names no predecessor', async () => {
+    await install1();
+    await world.releases().adopt('1.0.0');
+    // A backup of a newer release (taken before some later update was undone) is all there is.
+    const newer = path.join(world.root, 'newer');
+    await world.writeRelease(newer, '2.0.0');
+    await createBackupManager({ clock: systemClock, logger: world.logger, deviceId: 'robot-1' }).create({ product: 'robot-ai', version: '2.0.0', sources: [{ path: newer, as: 'release' }], backupDir: world.backupDir });
+
+    const ports = world.ports({ rollbackProbation: quickProbation });
+    const preview = await previewRollback({ product: world.product, journalDir: ports.journalDir, backupDir: world.backupDir, backups: ports.backups as NonNullable<typeof ports.backups>, clock: systemClock, logger: world.logger });
+    expect(preview).toMatchObject({ live: '1.0.0', previous: null, onDisk: ['1.0.0'], backups: ['2.0.0'], target: null });
+    expect(preview.why).toBe('1.0.0 has no previous release on disk and no backup of another version');
+
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'operator request', offer: null, applied: null });
+    expect(await createRollback(ports)(manual, signal)).toEqual({ restoredVersion: '1.0.0', method: 'nothing-to-undo' });
+    expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
+  });
+
+  it('previews where a manual rollback of a committed release goes, the same place the step then goes', async () => {
+    await install1();
+    const out = await apply2();
+    await createCommit(world.ports())({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
+    const ports = world.ports({ rollbackProbation: quickProbation });
+    const preview = await previewRollback({ product: world.product, journalDir: ports.journalDir, backupDir: world.backupDir, backups: ports.backups as NonNullable<typeof ports.backups>, clock: systemClock, logger: world.logger });
+    expect(preview).toMatchObject({ live: '2.0.0', previous: '1.0.0', target: { version: '1.0.0', method: 'previous-release', leaves: '2.0.0' }, why: null });
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'operator request', offer: null, applied: null, installedVersion: '2.0.0' });
+    expect(await createRollback(ports)(manual, signal)).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });
   });
 
   it('fails with ROLLBACK_FAILED when the restored release does not prove healthy', async () => {
