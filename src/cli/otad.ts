@@ -8,8 +8,8 @@
 import { Command } from 'commander';
 import { isOtaError } from '../core/errors.js';
 import { startOtad } from '../daemon/main.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { formatReport, preflight } from '../daemon/preflight.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
 

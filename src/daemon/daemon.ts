@@ -26,13 +26,13 @@ import type { TaskSpec } from '../schedule/spec.js';
 import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
 import type { ReleaseRecord } from '../store/store.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { JournalVerdict } from './recovery-policy.js';
 import type { RollbackPreview, RunFacts } from '../steps/rollback-preview.js';
 import { compareReleaseNames } from '../release/layout.js';
 
-export const OTAD_VERSION = '0.1.0';
 
 /** What the daemon needs from the outside world for one product's steps. */
 export interface StepContext {

@@ -27,7 +27,7 @@ import { previewRollback, type RunFacts } from './rollback-preview.js';
 import { systemClock } from '../core/clock.js';
 import { createStageStep } from './stage.js';
 import { createValidate } from './validate.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { silentLogger } from '../core/logger.js';
 import type { PackageLimits } from '../package/limits.js';
 
