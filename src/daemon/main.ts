@@ -16,6 +16,7 @@ import { readGoldenRoot } from '../trust/trusted-root.js';
 import { Daemon, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
+import { startProcessUnits } from './process-units-at-start.js';
 
 /** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
 export interface Interface {
@@ -75,6 +76,15 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       deviceIdSource: identity.source,
       products: config.products.map((p) => p.name),
       uncleanStart,
+    });
+    // Before any lifecycle is restored, so no step stops or starts a unit at the same time.
+    const store = daemon.store;
+    await startProcessUnits({
+      products: config.products,
+      stateDir: config.paths.stateDir,
+      simulation: config.simulation,
+      savedState: (product) => store.loadSnapshot(product)?.state ?? null,
+      logger: log,
     });
     await daemon.start();
     await reportTrustedRoot(config, log);
