@@ -16,6 +16,7 @@ import { createProbes, type HealthCheck, type HealthProbe } from '../health/chec
 import { realSleep, type Sleep } from '../health/sleep.js';
 import { createApplyJournal, type ApplyJournal } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
+import type { BadMark } from '../store/store.js';
 import { createReleaseStore, type ReleaseCheckpoint, type ReleaseStore } from '../release/layout.js';
 import { readMarker, RELEASE_MARKER, type ReleaseMarker } from '../products/registry.js';
 import { createProcessServiceManager } from '../services/process-manager.js';
@@ -54,7 +55,7 @@ export interface ExecutionPorts {
   /** Used by rollback to find and restore a backup when the previous release is gone. */
   backups?: BackupManager;
   /** Used by rollback to mark the failed version bad. */
-  store?: { markBad(product: string, version: string, reason: string, at: number): void };
+  store?: { markBad(product: string, version: string, mark: BadMark): void };
   audit?: AuditSink;
   /** Rollback probation of the restored release (default: the product's, window capped at 30 s). */
   rollbackProbation?: { windowMs: number; intervalMs: number; failureThreshold: number };
