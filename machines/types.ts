@@ -130,6 +130,12 @@ export interface UpdateContext {
    * kept crashing the daemon. Only 'interrupted' spares the release from being marked bad.
    */
   rollbackCause: RollbackCause | null;
+  /**
+   * A manual rollback marks the release it leaves bad only when the operator asked (ROLLBACK with
+   * markBad); `rollbackBy` names who asked. Absent in snapshots saved before these existed: read as false / null.
+   */
+  rollbackMarkBad: boolean;
+  rollbackBy: string | null;
   lastOutcome: RunOutcome | null;
   lastCheckAt: number | null;
   /** When the current run started and when the machine last moved (ms since the epoch). */
@@ -153,7 +159,7 @@ export type UpdateEvent =
   | ({ type: 'SCHEDULE_3AM'; at: number } & Stamped)
   | ({ type: 'CONFIRM' } & Stamped)
   | ({ type: 'CANCEL' } & Stamped)
-  | ({ type: 'ROLLBACK'; runId: string; reason?: string } & Stamped)
+  | ({ type: 'ROLLBACK'; runId: string; reason?: string; markBad?: boolean; actor?: string } & Stamped)
   /** Acknowledge a failed run: the operator has looked at it. */
   | ({ type: 'RESET' } & Stamped)
   /** The timer event: the daemon sends it when a stored deadline may have passed. */
@@ -240,6 +246,12 @@ export type RollbackInput = StepBase & {
   applied: ApplyOutput | null;
   backup: BackupOutput | null;
   installedVersion: string | null;
+  /** Manual rollbacks only: mark the release left behind bad (automatic ones always do, interrupted ones never). */
+  markBad: boolean;
+  /** Who asked for a manual rollback (token name, D-Bus caller, user); null for automatic ones. */
+  requestedBy: string | null;
+  /** The error that sent the run into rollback, for the bad mark's reason. */
+  failure: { code: string; message: string } | null;
 };
 export interface RollbackOutput {
   restoredVersion: string | null;

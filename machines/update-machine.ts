@@ -83,6 +83,8 @@ function emptyRun(): Pick<
   | 'error'
   | 'rollbackReason'
   | 'rollbackCause'
+  | 'rollbackMarkBad'
+  | 'rollbackBy'
 > {
   return {
     offer: null,
@@ -99,6 +101,8 @@ function emptyRun(): Pick<
     error: null,
     rollbackReason: null,
     rollbackCause: null,
+    rollbackMarkBad: false,
+    rollbackBy: null,
   };
 }
 
@@ -135,6 +139,11 @@ const offerOf = (c: UpdateContext): Offer => c.offer as Offer;
 
 function choiceRecord(choice: ChoiceRecord['choice'], event: { source: ChoiceRecord['source']; now: number }): ChoiceRecord {
   return { choice, source: event.source, at: event.now };
+}
+
+/** What a ROLLBACK event says about marking bad: only what the operator asked, never implied. */
+function manualRollbackOf(event: { markBad?: boolean; actor?: string }): Pick<UpdateContext, 'rollbackMarkBad' | 'rollbackBy'> {
+  return { rollbackMarkBad: event.markBad === true, rollbackBy: event.actor ?? null };
 }
 
 /** Closing a run keeps its id and outcome for status and history; the next CHECK_NOW replaces them. */
@@ -266,6 +275,7 @@ export const updateMachine = setup({
             lastOutcome: null,
             rollbackReason: event.reason ?? 'manual rollback requested',
             rollbackCause: 'manual' as const,
+            ...manualRollbackOf(event),
           })),
         },
       },
@@ -554,7 +564,7 @@ export const updateMachine = setup({
       on: {
         ROLLBACK: {
           target: 'rollback',
-          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback during probation', rollbackCause: 'manual' as const })),
+          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback during probation', rollbackCause: 'manual' as const, ...manualRollbackOf(event) })),
         },
       },
     },
@@ -597,6 +607,9 @@ export const updateMachine = setup({
           applied: context.artifacts.applied ?? null,
           backup: context.artifacts.backup ?? null,
           installedVersion: context.installedVersion,
+          markBad: context.rollbackMarkBad === true,
+          requestedBy: context.rollbackBy ?? null,
+          failure: context.error === null ? null : { code: context.error.code, message: context.error.message },
         }),
         onDone: {
           target: 'idle',
@@ -619,10 +632,10 @@ export const updateMachine = setup({
     failed: {
       on: {
         DETECTED: { actions: assign(({ event }) => ({ installedVersion: event.installedVersion })) },
-        RESET: { target: 'idle', actions: assign(() => ({ error: null, rollbackReason: null, rollbackCause: null })) },
+        RESET: { target: 'idle', actions: assign(() => ({ error: null, rollbackReason: null, rollbackCause: null, rollbackMarkBad: false, rollbackBy: null })) },
         ROLLBACK: {
           target: 'rollback',
-          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback after failure', rollbackCause: 'manual' as const })),
+          actions: assign(({ event }) => ({ rollbackReason: event.reason ?? 'manual rollback after failure', rollbackCause: 'manual' as const, ...manualRollbackOf(event) })),
         },
       },
     },

@@ -30,12 +30,18 @@ export interface DbusService {
   close(): Promise<void>;
 }
 
-type EventFn = (type: string, product: string) => Promise<string>;
+type EventFn = (type: string, product: string, extra?: { markBad?: boolean; reason?: string }) => Promise<string>;
+
+interface ReleaseFns {
+  releases(product: string): Promise<string>;
+  unmark(product: string, version: string): Promise<string>;
+}
 
 class OtadInterface extends dbus.interface.Interface {
   constructor(
     private readonly send: EventFn,
     private readonly status: () => string,
+    private readonly releaseFns: ReleaseFns,
   ) {
     super(DBUS_INTERFACE);
   }
@@ -54,8 +60,21 @@ class OtadInterface extends dbus.interface.Interface {
   Cancel(product: string) {
     return this.send('CANCEL', product);
   }
+  /** Rolls back without marking the release it leaves bad (as before RollbackWith existed). */
   Rollback(product: string) {
     return this.send('ROLLBACK', product);
+  }
+  /** (s product, b markBad, s reason) → s: a rollback that may also mark the release it leaves bad. */
+  RollbackWith(product: string, markBad: boolean, reason: string) {
+    return this.send('ROLLBACK', product, { markBad, ...(reason ? { reason } : {}) });
+  }
+  /** (s product) → s: the ReleaseHistory JSON of GET /api/v1/products/{product}/releases. */
+  GetReleases(product: string) {
+    return this.releaseFns.releases(product);
+  }
+  /** (s product, s version) → s: clears a bad mark; the UnmarkResult JSON. */
+  UnmarkBad(product: string, version: string) {
+    return this.releaseFns.unmark(product, version);
   }
   GetStatus() {
     return this.status();
@@ -75,9 +94,27 @@ class OtadInterface extends dbus.interface.Interface {
 // configureMembers writes into each options object (name, fn): every member needs its own.
 const event = () => ({ inSignature: 's', outSignature: 's' });
 OtadInterface.configureMembers({
-  methods: { UpdateNow: event(), Schedule3AM: event(), CheckNow: event(), Confirm: event(), Cancel: event(), Rollback: event(), GetStatus: { outSignature: 's' } },
+  methods: {
+    UpdateNow: event(),
+    Schedule3AM: event(),
+    CheckNow: event(),
+    Confirm: event(),
+    Cancel: event(),
+    Rollback: event(),
+    RollbackWith: { inSignature: 'sbs', outSignature: 's' },
+    GetStatus: { outSignature: 's' },
+    GetReleases: { inSignature: 's', outSignature: 's' },
+    UnmarkBad: { inSignature: 'ss', outSignature: 's' },
+  },
   signals: { StateChanged: { signature: 'ssss' }, Progress: { signature: 'ssxx' }, UpdateAvailable: { signature: 'sss' } },
 });
+
+/** An empty product means the only one, as for the event methods. */
+function onlyProduct(control: DaemonControl): string {
+  const names = control.productDefinitions().map((p) => p.product);
+  if (names.length === 1) return names[0] as string;
+  throw new OtaError('PRODUCT_UNKNOWN', `name a product: this robot manages ${names.join(', ') || 'none'}`, { details: { known: names } });
+}
 
 function connect(bus: string): dbus.MessageBus {
   if (bus === 'system') return dbus.systemBus();
@@ -90,15 +127,20 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
   const bus = connect(deps.bus);
   bus.on('error', (error: unknown) => logger.error('D-Bus connection error', { bus: deps.bus, error: String(error) }));
 
-  const send: EventFn = async (type, product) => {
+  const answer = async (what: string, fn: () => unknown): Promise<string> => {
     try {
-      const result = await edge.dispatch({ type, ...(product ? { product } : {}) }, { actor: 'dbus', source: 'dbus' });
-      return JSON.stringify(result);
+      return JSON.stringify(await fn());
     } catch (error) {
       const mapped = toApiError(error);
-      if (mapped.internal) logger.error('a D-Bus method failed', { type, error: String(error) });
+      if (mapped.internal) logger.error('a D-Bus method failed', { method: what, error: String(error) });
       throw new dbus.DBusError(`${DBUS_INTERFACE}.Error.${mapped.body.error.code}`, mapped.body.error.message);
     }
+  };
+  const caller = { actor: 'dbus', source: 'dbus' as const };
+  const send: EventFn = (type, product, extra = {}) => answer(type, () => edge.dispatch({ type, ...(product ? { product } : {}), ...extra }, caller));
+  const releaseFns: ReleaseFns = {
+    releases: (product) => answer('GetReleases', () => control.releaseHistory(product || onlyProduct(control))),
+    unmark: (product, version) => answer('UnmarkBad', () => edge.unmarkRelease({ product: product || onlyProduct(control), version }, caller)),
   };
   const iface = new OtadInterface(send, () => {
     try {
@@ -107,7 +149,7 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
       logger.error('D-Bus GetStatus failed', { error: String(error) });
       throw new dbus.DBusError(`${DBUS_INTERFACE}.Error.INTERNAL`, 'otad could not read its status; the reason is in the otad log');
     }
-  });
+  }, releaseFns);
 
   const timeoutMs = deps.connectTimeoutMs ?? 10_000;
   let timer: NodeJS.Timeout | undefined;

@@ -10,7 +10,7 @@ import type { AuditSink } from '../core/logger.js';
 import type { DaemonControl, DispatchResult } from '../daemon/control.js';
 import type { InhibitRecord } from '../store/store.js';
 import type { RateLimiter } from './rate-limit.js';
-import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRequestSchema } from './schemas.js';
+import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRequestSchema, releasePathSchema } from './schemas.js';
 
 export interface Caller {
   /** Token name, D-Bus sender or user: recorded in the audit log. */
@@ -29,6 +29,8 @@ export interface Edge {
   holdInhibit(body: unknown, caller: Caller): InhibitRecord;
   releaseInhibit(holder: string, caller: Caller): { released: true; holder: string };
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
+  /** Clear a release's bad mark (path parameters as given by the caller). */
+  unmarkRelease(params: unknown, caller: Caller): ReturnType<DaemonControl['unmarkRelease']>;
 }
 
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
@@ -95,7 +97,14 @@ export function createEdge(deps: EdgeDeps): Edge {
           actor: caller.actor,
           ...(req.product !== undefined ? { product: req.product } : {}),
           ...(req.reason !== undefined ? { reason: req.reason } : {}),
+          ...(req.markBad !== undefined ? { markBad: req.markBad } : {}),
         });
+      });
+    },
+    unmarkRelease(params, caller) {
+      return guardedSync('a bad-mark removal', caller, () => {
+        const p = parseBody(releasePathSchema, params, 'release');
+        return control.unmarkRelease({ product: p.product, version: p.version, source: caller.source, actor: caller.actor });
       });
     },
     holdInhibit(body, caller) {

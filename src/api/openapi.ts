@@ -47,6 +47,27 @@ export function buildOpenApiDocument(): Json {
     paths: {
       '/status': { get: { operationId: 'getStatus', summary: 'device and per-product lifecycle status', ...read, responses: { '200': json('Status', 'status'), ...common } } },
       '/products': { get: { operationId: 'getProducts', summary: "each product's definition: install path, services, health checks, preserved paths, probation, repository", ...read, responses: { '200': json('Products', 'product definitions'), ...common } } },
+      '/products/{product}/releases': {
+        get: {
+          operationId: 'getReleases',
+          summary: 'every release known for the product (found by a check, on disk, backed up, marked bad), which is installed, where a rollback would go, and why a release is bad (reason, when, automatic or operator, who, which run)',
+          ...read,
+          parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': json('ReleaseHistory', 'the releases, newest first'), ...common, '404': err('unknown product (PRODUCT_UNKNOWN)') },
+        },
+      },
+      '/products/{product}/releases/{version}/bad': {
+        delete: {
+          operationId: 'unmarkRelease',
+          summary: 'clear the bad mark of a release, so checks may offer it again (control scope; audited)',
+          ...read,
+          parameters: [
+            { name: 'product', in: 'path', required: true, schema: { type: 'string' } },
+            { name: 'version', in: 'path', required: true, schema: { type: 'string' } },
+          ],
+          responses: { '200': json('UnmarkResult', 'the mark that was cleared'), ...control, '404': err('unknown product (PRODUCT_UNKNOWN), or the release is not marked bad (API_NOT_FOUND)') },
+        },
+      },
       '/repositories': {
         get: {
           operationId: 'getRepositories',
@@ -65,7 +86,7 @@ export function buildOpenApiDocument(): Json {
             '202': json('DispatchResult', 'accepted: the machine moved on'),
             ...control,
             '404': err('unknown product (PRODUCT_UNKNOWN)'),
-            '409': err('not allowed in the current state (API_EVENT_NOT_ALLOWED); details.state and details.allowed'),
+            '409': err('not allowed in the current state (API_EVENT_NOT_ALLOWED; details.state and details.allowed), or a ROLLBACK with nothing to go back to (ROLLBACK_NOTHING_TO_UNDO; nothing changed)'),
           },
         },
       },

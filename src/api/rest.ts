@@ -15,7 +15,7 @@ import { isAllowedHost } from './host-check.js';
 import { apiError, toApiError } from './http-errors.js';
 import type { Metrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
-import { historyQuerySchema, logsQuerySchema, transitionsQuerySchema } from './schemas.js';
+import { historyQuerySchema, logsQuerySchema, productPathSchema, transitionsQuerySchema } from './schemas.js';
 import { createDashboardRouter } from './ui/router.js';
 import { bearerToken, queryHasCredential, type Principal, type TokenVerifier } from './tokens.js';
 import type { AuthFailureGuard } from './auth-failures.js';
@@ -115,6 +115,13 @@ export function createRestApp(deps: RestDeps): express.Express {
   });
   v1.get('/products', (_req, res) => {
     res.json({ products: control.productDefinitions() });
+  });
+  v1.get('/products/:product/releases', async (req, res) => {
+    const { product } = parseBody(productPathSchema, { ...req.params }, 'product');
+    res.json(await control.releaseHistory(product));
+  });
+  v1.delete('/products/:product/releases/:version/bad', requireControl, (req, res) => {
+    res.json(edge.unmarkRelease({ ...req.params }, caller(res)));
   });
   v1.get('/repositories', async (_req, res) => {
     res.json({ repositories: await control.repositories() });

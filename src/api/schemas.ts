@@ -29,8 +29,13 @@ export const eventRequestSchema = z
     product: name.optional().describe('optional when the robot manages one product'),
     type: z.string().min(1).max(64).describe('UPDATE_NOW or SCHEDULE_3AM (the choices), or CHECK_NOW, CONFIRM, CANCEL, ROLLBACK, RESET'),
     reason: z.string().max(200).optional(),
+    markBad: z.boolean().optional().describe('ROLLBACK only: also mark the release it leaves bad, so no check offers it again (undo with DELETE /products/{product}/releases/{version}/bad)'),
   })
   .register(apiSchemas, { id: 'EventRequest' });
+
+/** Path parameters of the release endpoints. */
+export const releasePathSchema = z.strictObject({ product: name, version: z.string().regex(/^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$/) });
+export const productPathSchema = z.strictObject({ product: name });
 
 export const inhibitRequestSchema = z
   .strictObject({
@@ -79,6 +84,14 @@ const offer = z.looseObject({ product: z.string(), version: z.string(), channel:
 
 export const inhibitRecordSchema = z.object({ holder: z.string(), reason: z.string(), since: ms, expiresAt: ms }).register(apiSchemas, { id: 'Inhibit' });
 
+export const rollbackTargetSchema = z
+  .object({
+    version: z.string().nullable().describe('the release a rollback returns to; null only when a failed first install is undone'),
+    method: z.enum(['previous-release', 'backup', 'undo-first-install']),
+    leaves: z.string().nullable().describe('the release it leaves: removed from disk, marked bad only when asked (markBad) or after a failure'),
+  })
+  .register(apiSchemas, { id: 'RollbackTarget' });
+
 export const productStatusSchema = z
   .object({
     product: z.string(),
@@ -100,6 +113,9 @@ export const productStatusSchema = z
     error: errorInfo.nullable(),
     notification: z.object({ version: z.string(), notes: z.string(), foundAt: ms }).nullable(),
     recovery: z.object({ action: z.string(), reason: z.string() }).nullable(),
+    rollbackTarget: rollbackTargetSchema
+      .nullable()
+      .describe('where a rollback would go, as of the last state change; null: nothing to go back to (ROLLBACK is then not allowed), or no view of the disk'),
   })
   .register(apiSchemas, { id: 'ProductStatus' });
 
@@ -215,6 +231,44 @@ export const repositoryStatusSchema = z
   })
   .register(apiSchemas, { id: 'RepositoryStatus' });
 export const repositoriesSchema = z.object({ repositories: z.array(repositoryStatusSchema) }).register(apiSchemas, { id: 'Repositories' });
+
+export const badMarkSchema = z
+  .object({
+    at: ms,
+    reason: z.string(),
+    by: z.enum(['automatic', 'operator']).nullable().describe('automatic: a failed apply or validation, a rejected package, a crash loop; operator: a rollback with markBad. Null: marked before otad recorded this'),
+    actor: z.string().nullable().describe("the operator's token name or D-Bus caller, or otad"),
+    runId: z.string().nullable(),
+  })
+  .register(apiSchemas, { id: 'BadMark' });
+
+export const releaseEntrySchema = z
+  .object({
+    version: z.string(),
+    installed: z.boolean().describe('the version installed now'),
+    previous: z.boolean().describe('the version a rollback would return to'),
+    onDisk: z.boolean().describe('kept as a release directory'),
+    backup: z.boolean().describe('a backup of it is in the backup directory'),
+    channel: z.string().nullable(),
+    releasedAt: nullableMs,
+    foundAt: nullableMs.describe('when a check first found it; null: known only from disk'),
+    bad: badMarkSchema.nullable().describe('null: not marked bad'),
+  })
+  .register(apiSchemas, { id: 'ReleaseEntry' });
+
+export const releaseHistorySchema = z
+  .object({
+    product: z.string(),
+    installedVersion: z.string().nullable(),
+    rollbackTarget: rollbackTargetSchema.nullable(),
+    rollbackUnavailable: z.string().nullable().describe('why there is nothing to roll back to'),
+    releases: z.array(releaseEntrySchema).describe('newest first'),
+  })
+  .register(apiSchemas, { id: 'ReleaseHistory' });
+
+export const unmarkResultSchema = z
+  .object({ product: z.string(), version: z.string(), cleared: badMarkSchema.describe('the mark that was cleared') })
+  .register(apiSchemas, { id: 'UnmarkResult' });
 
 /** Parses with a schema; a failure becomes API_INVALID_REQUEST naming each offending field. */
 export function describeIssues(error: z.ZodError): string[] {

@@ -3,7 +3,9 @@
  * `{ v: 1, type, time, seq, payload }` sent as the `message` event. A client authenticates with
  * `auth: { token }` in the handshake; a browser page from a foreign Origin is refused before the
  * handshake completes. A client that gives `auth.lastSeq` first receives the transitions it missed
- * (read from the database), then live ones, with no gap and no duplicate. Clients with the control
+ * (read from the database, at most MAX_REPLAY), then live ones, with no gap and no duplicate; when
+ * the log no longer holds what it missed (retention, or too far behind) it gets one `resync`
+ * message instead and should refetch the full state. Clients with the control
  * scope may emit `event` with the REST body and get an acknowledgement `{ ok, result | error }`.
  */
 import type { Server as HttpServer } from 'node:http';
@@ -53,15 +55,33 @@ export interface SocketStream {
   close(): Promise<void>;
 }
 
-const PAGE = 500;
+/**
+ * The most transitions a resuming client is sent from the database. Further behind, or behind
+ * what retention removed, it is told to `resync` (refetch the full state) instead: a replay is a
+ * bounded read of the primary-key range, never a walk of the whole log.
+ */
+export const MAX_REPLAY = 1000;
+
+/** Sent instead of a replay the log can no longer give, before any live message. */
+export interface ResyncEnvelope {
+  v: typeof ENVELOPE_VERSION;
+  type: 'resync';
+  time: number;
+  /** The latest seq: live transitions continue after it. */
+  seq: number;
+  payload: {
+    reason: 'pruned' | 'too-far-behind' | 'unknown-seq';
+    /** The client's auth.lastSeq. */
+    lastSeq: number;
+    oldestSeq: number | null;
+    latestSeq: number;
+  };
+}
 
 export function attachSocketStream(server: HttpServer, deps: SocketDeps): SocketStream {
   const { control, tokens } = deps;
-  let latestSeq = 0;
-  for (let page = control.transitions({ afterSeq: 0, limit: 1000 }); page.length > 0; page = control.transitions({ afterSeq: latestSeq, limit: 1000 })) {
-    latestSeq = (page.at(-1) as { seq: number }).seq;
-    if (page.length < 1000) break;
-  }
+  // MAX(seq) through the primary key: one lookup however long the log is.
+  let latestSeq = control.transitionRange().latest;
   const offSeq = control.bus.subscribe('transition', (t) => {
     latestSeq = Math.max(latestSeq, t.seq);
   });
@@ -150,20 +170,7 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
       for (const off of offs) off();
     });
 
-    if (lastSent !== null && topics.includes('transition')) {
-      let after = lastSent;
-      for (;;) {
-        const page = control.transitions({ afterSeq: after, limit: PAGE });
-        for (const t of page) {
-          socket.send(
-            envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, cause: replayedCause(t), at: t.at }, t.seq, t.at),
-          );
-          after = t.seq;
-        }
-        if (page.length < PAGE) break;
-      }
-      lastSent = after;
-    }
+    if (lastSent !== null && topics.includes('transition')) lastSent = replay(socket, lastSent);
 
     socket.on('event', async (body: unknown, ack: unknown) => {
       if (typeof ack !== 'function') return;
@@ -177,6 +184,28 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
         reply({ ok: false, error: mapped.body.error });
       }
     });
+  }
+
+  /** Sends what a client resuming after `from` missed, or a resync; returns the seq it now has. */
+  function replay(socket: Socket, from: number): number {
+    const range = control.transitionRange();
+    const resync = (reason: ResyncEnvelope['payload']['reason']): number => {
+      const message: ResyncEnvelope = { v: ENVELOPE_VERSION, type: 'resync', time: deps.clock.now(), seq: range.latest, payload: { reason, lastSeq: from, oldestSeq: range.oldest, latestSeq: range.latest } };
+      socket.send(message);
+      return range.latest;
+    };
+    // A seq this log never handed out (a database replaced under the client): nothing to resume from.
+    if (from > range.latest) return resync('unknown-seq');
+    // Rows after `from` were removed by retention: a replay would have a hole.
+    if (from < range.prunedThrough) return resync('pruned');
+    const page = control.transitions({ afterSeq: from, limit: MAX_REPLAY + 1 });
+    if (page.length > MAX_REPLAY) return resync('too-far-behind');
+    let after = from;
+    for (const t of page) {
+      socket.send(envelope('transition', { seq: t.seq, product: t.product, runId: t.runId, from: t.from, to: t.to, event: t.eventType, cause: replayedCause(t), at: t.at }, t.seq, t.at));
+      after = t.seq;
+    }
+    return after;
   }
 
   return {

@@ -45,8 +45,29 @@ eventCommand('update-now', 'UPDATE_NOW', 'install the offered update now');
 eventCommand('schedule', 'SCHEDULE_3AM', 'install the offered update in the next maintenance slot (3 AM)');
 eventCommand('confirm', 'CONFIRM', 'confirm an UPDATE_NOW that needs confirmation');
 eventCommand('cancel', 'CANCEL', 'cancel the current run (until apply starts); the offer is dropped until the next check');
-eventCommand('rollback', 'ROLLBACK', 'roll back to the previous release', true);
 eventCommand('reset', 'RESET', 'acknowledge a failed run and return to idle');
+
+program
+  .command('rollback [product]')
+  .description('roll back to the previous release, saying to which (refused, exit 3, when there is nothing to go back to); the release left is marked bad only with --mark-bad')
+  .option('-r, --reason <text>', 'why (recorded in the audit log and the bad mark)')
+  .option('--mark-bad', 'also mark the release it leaves bad, so no check offers it again (undo: otactl releases unmark VERSION)')
+  .action(async (product: string | undefined, opts: { reason?: string; markBad?: boolean }) => (await import('./otactl/releases.js')).rollback(ctx(), product, opts));
+
+const releases = program
+  .command('releases')
+  .description('every release known for a product: installed, previous (where a rollback goes), on disk, backed up, bad and why')
+  .option('-p, --product <name>')
+  .action(async (opts: { product?: string }) => (await import('./otactl/releases.js')).releases(ctx(), opts));
+releases
+  .command('unmark <version>')
+  .description('clear the bad mark of a release, so a check may offer it again (audited)')
+  .option('-p, --product <name>')
+  .action(async (version: string, opts: { product?: string }) => {
+    // -p may be given before the subcommand too: `otactl releases -p robot-ai unmark 1.1.0`.
+    const product = opts.product ?? releases.opts<{ product?: string }>().product;
+    await (await import('./otactl/releases.js')).unmark(ctx(), version, product === undefined ? {} : { product });
+  });
 
 const HOLDER_HELP = 'who holds the inhibit (for example robot-ai.mission): a name you choose for the holder, not a product; release it with the same name';
 const inhibit = program

@@ -214,6 +214,18 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   inhibit: z.strictObject({ maxHold: duration('4h') }).prefault({}),
+  /**
+   * How much finished history the database keeps (runs, their transitions and snapshots, choices):
+   * each update run costs about 30 KB, so without a bound the database grows forever.
+   */
+  history: z
+    .strictObject({
+      /** Finished runs kept per product, newest first. */
+      keepRuns: z.number().int().min(1).default(100),
+      /** Finished runs that ended longer ago are dropped (0: no age limit). */
+      maxAge: duration('90d'),
+    })
+    .prefault({}),
   /** Defaults copied into every product that does not set its own. */
   schedule: scheduleSchema.prefault({}),
   decision: decisionSchema.prefault({}),

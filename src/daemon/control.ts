@@ -29,6 +29,65 @@ export interface ProductStatus {
   error: ErrorInfo | null;
   notification: { version: string; notes: string; foundAt: number } | null;
   recovery: { action: string; reason: string } | null;
+  /**
+   * Where a rollback would go, as of the product's last state change (null: nothing to go back
+   * to, or this daemon has no view of the disk). When it is null for a real install, ROLLBACK is
+   * not among allowedEvents.
+   */
+  rollbackTarget: RollbackTarget | null;
+}
+
+export interface RollbackTarget {
+  /** The release a rollback returns to; null only when a failed first install is undone. */
+  version: string | null;
+  method: 'previous-release' | 'backup' | 'undo-first-install';
+  /** The release the rollback leaves (removed from disk; marked bad only when asked, or after a failure). */
+  leaves: string | null;
+}
+
+export interface BadMarkInfo {
+  at: number;
+  reason: string;
+  /** 'automatic': a failed apply or validation, a rejected package, a crash loop; 'operator': someone asked. Null for marks recorded before this was kept. */
+  by: 'automatic' | 'operator' | null;
+  /** The operator (token name, D-Bus caller) or 'otad'. */
+  actor: string | null;
+  runId: string | null;
+}
+
+export interface ReleaseEntry {
+  version: string;
+  /** The version installed now. */
+  installed: boolean;
+  /** The version a rollback would return to. */
+  previous: boolean;
+  /** Kept as a release directory beside the live one. */
+  onDisk: boolean;
+  /** A backup of this version is in the backup directory. */
+  backup: boolean;
+  channel: string | null;
+  releasedAt: number | null;
+  /** When a check first found it (null: known only from disk). */
+  foundAt: number | null;
+  /** Null: not marked bad (it may be offered). */
+  bad: BadMarkInfo | null;
+}
+
+export interface ReleaseHistory {
+  product: string;
+  installedVersion: string | null;
+  rollbackTarget: RollbackTarget | null;
+  /** Why there is nothing to roll back to (null when there is, or when the daemon cannot tell). */
+  rollbackUnavailable: string | null;
+  /** Newest first. */
+  releases: ReleaseEntry[];
+}
+
+export interface UnmarkRequest {
+  product: string;
+  version: string;
+  source: EventSource;
+  actor?: string;
 }
 
 export interface DaemonStatus {
@@ -53,6 +112,8 @@ export interface DispatchRequest {
   /** Who asked (token name, D-Bus sender, user): for the audit log. */
   actor?: string;
   reason?: string;
+  /** ROLLBACK only: also mark the release it leaves bad, so it is not offered again. */
+  markBad?: boolean;
 }
 
 export interface DispatchResult {
@@ -87,9 +148,15 @@ export interface DaemonControl {
   dispatch(request: DispatchRequest): Promise<DispatchResult>;
   history(q?: PageQuery): RunRecord[];
   transitions(q?: PageQuery): TransitionRecord[];
+  /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
+  transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };
   logs(q?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
   audit(limit?: number): AuditRecord[];
   releases(product?: string): ReleaseRecord[];
+  /** Every release known for a product (found, on disk, backed up, marked bad) and where a rollback would go. */
+  releaseHistory(product: string): Promise<ReleaseHistory>;
+  /** Clear a bad mark (audited): the release may be offered again. API_NOT_FOUND when it is not marked bad. */
+  unmarkRelease(request: UnmarkRequest): { product: string; version: string; cleared: BadMarkInfo };
   acknowledge(product: string, version: string | null, source: EventSource, actor?: string): number;
   holdInhibit(request: InhibitRequest): InhibitRecord;
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean;

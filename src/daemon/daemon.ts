@@ -23,7 +23,8 @@ import { detectProduct } from '../products/registry.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
+import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
+import type { ReleaseRecord } from '../store/store.js';
 import { DeadlineDriver, type TimerFns } from './deadline-driver.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
 import { ExecutionSlot } from './execution-slot.js';
@@ -32,6 +33,8 @@ import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
+import type { RollbackPreview } from '../steps/rollback-preview.js';
+import { compareReleaseNames } from '../release/layout.js';
 
 /** What a reload did: every changed key is in exactly one of applied and needsRestart. */
 export interface ReloadReport {
@@ -82,6 +85,8 @@ export class Daemon implements DaemonControl {
   private readonly startedAt: number;
   private readonly logger: Logger;
   private closed = false;
+  /** Each product's rollback preview as of its last state change: status reads it without touching the disk. */
+  private readonly rollbackPreviews = new Map<string, RollbackPreview>();
 
   constructor(private readonly opts: DaemonOptions) {
     this.config = opts.config;
@@ -163,7 +168,9 @@ export class Daemon implements DaemonControl {
       // its next run.
       runner.configure(policyFor(product));
       if (EXECUTION_STATES.has(runner.state)) this.slot.claim(product.name);
+      await this.rollbackPreview(product.name).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: product.name, error: String(error) }));
     }
+    this.pruneHistory();
     this.registerChecks(config.products.map(checkTask));
     this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
@@ -186,10 +193,16 @@ export class Daemon implements DaemonControl {
       detectVersion: async () => (await detectProduct(product)).version,
       maxRestores: this.config.recovery.maxRestoresPerState,
       uncleanStart: this.opts.uncleanStart ?? true,
-      onTransition: (r, _from, to) => {
+      onTransition: (r, from, to) => {
+        // A run settles in idle or failed: the moment its history is complete and older runs may go.
+        if ((to === 'idle' || to === 'failed') && from !== to) this.pruneHistory();
         if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
           this.progress.delete(r.product);
           this.slot.release(r.product);
+        }
+        // The disk moves during the executing steps; where a rollback would go is read once they settle.
+        if (!EXECUTION_STATES.has(to) || to === 'validate') {
+          void this.rollbackPreview(r.product).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: r.product, error: String(error) }));
         }
         this.arm();
       },
@@ -311,19 +324,46 @@ export class Daemon implements DaemonControl {
     const runner = this.runner(productName);
     const product = this.config.products.find((p) => p.name === productName) as ProductConfig;
     const now = clock.now();
+    if (req.markBad !== undefined && type !== 'ROLLBACK') {
+      throw new OtaError('API_INVALID_REQUEST', `markBad belongs to ROLLBACK only, not ${type}`, { details: { event: type } });
+    }
     const event = buildPublicEvent(type, req, now, () => this.nextInstallSlot(product, now));
-    if (!runner.can(event)) {
-      const allowed = runner.allowedEvents(PUBLIC_EVENTS, now, req.source);
+    const refuseIfNotAllowed = () => {
+      if (runner.can(event)) return;
+      const allowed = this.allowedEvents(runner, now, req.source);
       throw new OtaError('API_EVENT_NOT_ALLOWED', `${type} is not allowed while ${productName} is in state ${runner.state}; allowed now: ${allowed.join(', ') || 'none'}`, {
         details: { product: productName, state: runner.state, event: type, allowed },
       });
+    };
+    refuseIfNotAllowed();
+    let target: RollbackTarget | null = null;
+    if (type === 'ROLLBACK') {
+      // Read fresh from disk: a rollback with nothing to go back to is refused before the machine
+      // moves, so it can never end with the robot's files on disk and "installed: none" recorded.
+      const preview = await this.rollbackPreview(productName).catch((error: unknown) => {
+        this.logger.warn('could not tell where a rollback would go; the rollback step decides', { product: productName, error: String(error) });
+        return null;
+      });
+      if (preview !== null && preview.target === null) {
+        throw new OtaError('ROLLBACK_NOTHING_TO_UNDO', `nothing to roll back to for ${productName}: ${preview.why ?? 'no previous release and no backup'}; nothing changed`, {
+          details: { product: productName, state: runner.state, live: preview.live, previous: preview.previous, onDisk: preview.onDisk, backups: preview.backups },
+        });
+      }
+      target = preview?.target ?? null;
+      refuseIfNotAllowed();
     }
     this.auditAction({
       kind: 'api-control',
-      message: `${type} for ${productName} from ${req.source}${req.actor ? ` (${req.actor})` : ''}`,
+      message: `${type} for ${productName} from ${req.source}${req.actor ? ` (${req.actor})` : ''}${target ? ` to ${target.version ?? 'nothing (first install undone)'}${req.markBad ? `, marking ${target.leaves ?? 'the release it leaves'} bad` : ''}` : ''}`,
       product: productName,
       ...(req.actor ? { actor: req.actor } : {}),
-      details: { event: type, source: req.source, state: runner.state, ...(req.reason ? { reason: req.reason } : {}) },
+      details: {
+        event: type,
+        source: req.source,
+        state: runner.state,
+        ...(req.reason ? { reason: req.reason } : {}),
+        ...(type === 'ROLLBACK' ? { markBad: req.markBad === true, target } : {}),
+      },
     });
     runner.send(event);
     return { product: productName, event: type, state: runner.state, runId: runner.context.runId };
@@ -374,7 +414,7 @@ export class Daemon implements DaemonControl {
       offer: c.offer,
       releaseNotes: c.offer?.notes ?? null,
       choice: c.choice,
-      allowedEvents: r.allowedEvents(PUBLIC_EVENTS, now, 'daemon'),
+      allowedEvents: this.allowedEvents(r, now, 'daemon'),
       deadlines: { choice: c.choiceDeadline, confirm: c.confirmDeadline, scheduledAt: c.scheduledAt, preCheckRetryAt: c.preCheckRetryAt },
       nextCheckAt: this.scheduler.get(`check:${r.product}`)?.nextRunAt ?? null,
       preCheckReasons: c.preCheckReasons,
@@ -384,7 +424,37 @@ export class Daemon implements DaemonControl {
       error: c.error,
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
+      rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
     };
+  }
+
+  /** The machine's allowed events, without ROLLBACK when the disk shows nothing to go back to. */
+  private allowedEvents(r: ProductRunner, now: number, source: EventSource) {
+    const allowed = r.allowedEvents(PUBLIC_EVENTS, now, source);
+    const preview = this.rollbackPreviews.get(r.product);
+    return preview !== undefined && preview.target === null ? allowed.filter((e) => e !== 'ROLLBACK') : allowed;
+  }
+
+  /** Where a rollback would go now (null: this provider has no view of the disk); refreshes the cached one. */
+  private async rollbackPreview(product: string): Promise<RollbackPreview | null> {
+    const provider = this.opts.stepProvider;
+    if (provider.previewRollback === undefined) return null;
+    const runner = this.runner(product);
+    const config = this.config.products.find((p) => p.name === product) as ProductConfig;
+    const c = runner.context;
+    // From idle a manual rollback starts a fresh run; in validate or failed it undoes the run in flight.
+    const inRun = runner.state !== 'idle';
+    const applied = inRun ? (c.artifacts.applied ?? null) : null;
+    const preview = await provider.previewRollback(config, this.config, {
+      attempted: inRun ? (applied?.version ?? c.offer?.version ?? null) : null,
+      applied: applied === null ? null : { version: applied.version, fromRelease: applied.fromRelease },
+    });
+    const before = this.rollbackPreviews.get(product);
+    this.rollbackPreviews.set(product, preview);
+    if (before !== undefined && JSON.stringify(before.target) !== JSON.stringify(preview.target)) {
+      this.bus.publish('notification', { product, kind: 'releases-changed', version: preview.target?.version ?? null });
+    }
+    return preview;
   }
 
   history(q: PageQuery = {}) {
@@ -393,6 +463,20 @@ export class Daemon implements DaemonControl {
 
   transitions(q: PageQuery = {}) {
     return this.store.transitions(q);
+  }
+
+  transitionRange() {
+    return this.store.seqRange();
+  }
+
+  /** Applies config `history` (runs kept, maximum age). Never fails the caller: a full disk must not stop a run ending. */
+  private pruneHistory(): void {
+    try {
+      const r = this.store.pruneHistory({ keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge }, this.opts.clock.now());
+      if (r.runs > 0 || r.transitions > 0) this.logger.info('old history pruned', { ...r, keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge });
+    } catch (error) {
+      this.logger.warn('could not prune old history', { error: String(error) });
+    }
   }
 
   logs(q: { level?: string; limit?: number; since?: number; contains?: string } = {}) {
@@ -405,6 +489,49 @@ export class Daemon implements DaemonControl {
 
   releases(product?: string) {
     return this.store.pendingNotifications(product);
+  }
+
+  async releaseHistory(product: string): Promise<ReleaseHistory> {
+    const runner = this.runner(product);
+    const preview = await this.rollbackPreview(product);
+    const installed = runner.context.installedVersion;
+    const known = new Map<string, ReleaseRecord>(this.store.knownReleases(product).map((r) => [r.version, r]));
+    const versions = new Set<string>([...known.keys(), ...(preview?.onDisk ?? []), ...(preview?.backups ?? []), ...(installed === null ? [] : [installed])]);
+    const target = preview?.target ?? null;
+    const releases: ReleaseEntry[] = [...versions].sort((a, b) => compareReleaseNames(b, a)).map((version) => {
+      const r = known.get(version);
+      const found = r !== undefined && r.offer !== null;
+      return {
+        version,
+        installed: version === installed,
+        previous: target !== null && target.version === version,
+        onDisk: preview?.onDisk.includes(version) ?? false,
+        backup: preview?.backups.includes(version) ?? false,
+        channel: found ? r.channel : null,
+        releasedAt: found ? r.releasedAt : null,
+        foundAt: found ? r.foundAt : null,
+        bad: r === undefined ? null : badMarkOf(r),
+      };
+    });
+    return { product, installedVersion: installed, rollbackTarget: target, rollbackUnavailable: preview?.why ?? null, releases };
+  }
+
+  unmarkRelease(req: UnmarkRequest): { product: string; version: string; cleared: BadMarkInfo } {
+    this.runner(req.product);
+    const before = this.store.unmarkBad(req.product, req.version);
+    const cleared = before === null ? null : badMarkOf(before);
+    if (cleared === null) {
+      throw new OtaError('API_NOT_FOUND', `${req.product} ${req.version} is not marked bad`, { details: { product: req.product, version: req.version } });
+    }
+    this.auditAction({
+      kind: 'api-control',
+      message: `bad mark of ${req.product} ${req.version} cleared from ${req.source}${req.actor ? ` (${req.actor})` : ''}: it may be offered again (it was marked ${cleared.by ?? 'bad'}${cleared.actor ? ` by ${cleared.actor}` : ''}: ${cleared.reason})`,
+      product: req.product,
+      ...(req.actor ? { actor: req.actor } : {}),
+      details: { action: 'unmark-bad', version: req.version, source: req.source, cleared },
+    });
+    this.bus.publish('notification', { product: req.product, kind: 'releases-changed', version: req.version });
+    return { product: req.product, version: req.version, cleared };
   }
 
   acknowledge(product: string, version: string | null, source: EventSource, actor?: string): number {
@@ -525,4 +652,9 @@ export class Daemon implements DaemonControl {
       this.store.close();
     }
   }
+}
+
+function badMarkOf(r: ReleaseRecord): BadMarkInfo | null {
+  if (r.badAt === null) return null;
+  return { at: r.badAt, reason: r.badReason ?? '', by: r.badBy, actor: r.badActor, runId: r.badRunId };
 }

@@ -32,7 +32,8 @@ export interface ProgressMessage {
 
 export interface NotificationMessage {
   product: string;
-  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended';
+  /** `releases-changed`: where a rollback would go, or a bad mark, changed (the releases list is worth refetching). */
+  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended' | 'releases-changed';
   version: string | null;
   notes?: string;
   outcome?: RunOutcome | null;

@@ -17,13 +17,20 @@ export function publicEventType(type: unknown): PublicEventType {
   );
 }
 
-export function buildPublicEvent(type: PublicEventType, req: Pick<DispatchRequest, 'source' | 'reason'>, now: number, nextInstallSlot: () => number): UpdateEvent {
+export function buildPublicEvent(type: PublicEventType, req: Pick<DispatchRequest, 'source' | 'reason' | 'markBad' | 'actor'>, now: number, nextInstallSlot: () => number): UpdateEvent {
   const base = { now, source: req.source };
   switch (type) {
     case 'CHECK_NOW':
       return { type, ...base, runId: newRunId(now) };
     case 'ROLLBACK':
-      return { type, ...base, runId: newRunId(now), ...(req.reason ? { reason: req.reason } : {}) };
+      return {
+        type,
+        ...base,
+        runId: newRunId(now),
+        ...(req.reason ? { reason: req.reason } : {}),
+        ...(req.markBad ? { markBad: true } : {}),
+        ...(req.actor ? { actor: req.actor } : {}),
+      };
     case 'SCHEDULE_3AM':
       return { type, ...base, at: nextInstallSlot() };
     default:

@@ -11,6 +11,7 @@ import type { ProductConfig } from '../config/schema.js';
 import type { Store } from '../store/store.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { JournalVerdict } from './recovery-policy.js';
+import type { RollbackPreview, RunFacts } from '../steps/rollback-preview.js';
 
 /** What the daemon needs from the outside world for one product's steps. */
 export interface StepContext {
@@ -35,4 +36,9 @@ export interface StepProvider {
   journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
   /** The newest network snapshot, for status (providers without a network view leave it out). */
   network?(): unknown;
+  /**
+   * Where a rollback would go now, read from disk. Providers without a disk view (test fakes)
+   * leave it out: ROLLBACK is then offered and accepted as the machine allows.
+   */
+  previewRollback?(product: ProductConfig, config: Config, run: RunFacts): Promise<RollbackPreview>;
 }

@@ -13,6 +13,7 @@ import { realSleep, type Sleep } from '../health/sleep.js';
 import { createApplyJournal, type ApplyJournal } from '../release/journal.js';
 import { createReleaseStore, type ReleaseCheckpoint, type ReleaseStore } from '../release/layout.js';
 import { serviceChooser, type ResolvedServices } from '../services/choice.js';
+import type { BadMark } from '../store/store.js';
 
 /** Named instants inside apply and rollback; a test that throws there simulates a crash. */
 export type StepCheckpoint =
@@ -45,7 +46,7 @@ export interface ExecutionPorts {
   /** Used by rollback to find and restore a backup when the previous release is gone. */
   backups?: BackupManager;
   /** Used by rollback to mark the failed version bad. */
-  store?: { markBad(product: string, version: string, reason: string, at: number): void };
+  store?: { markBad(product: string, version: string, mark: BadMark): void };
   audit?: AuditSink;
   /** Rollback probation of the restored release (default: the product's, window capped at 30 s). */
   rollbackProbation?: { windowMs: number; intervalMs: number; failureThreshold: number };

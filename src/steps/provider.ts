@@ -23,6 +23,8 @@ import { journalVerdict } from './journal-verdict.js';
 import { createPreCheckStep } from './pre-check.js';
 import { createRepositoryForProduct, repositoryUrlsFor } from './repository-factory.js';
 import { createRollback } from './rollback.js';
+import { previewRollback, type RunFacts } from './rollback-preview.js';
+import { systemClock } from '../core/clock.js';
 import { createStageStep } from './stage.js';
 import { createValidate } from './validate.js';
 import { OTAD_VERSION } from '../core/version.js';
@@ -119,13 +121,27 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
           audit,
           limits: definedLimits(product.packageLimits),
-          markBad: (version, reason) => ctx.store.markBad(product.name, version, reason, clock.now()),
+          markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
         }),
         apply: createApply(execution),
         validate: createValidate(execution),
         commit: createCommit(execution),
         rollback: createRollback(execution),
       };
+    },
+
+    previewRollback(product: ProductConfig, config: Config, run: RunFacts) {
+      return previewRollback(
+        {
+          product,
+          journalDir: journalDirFor(config.paths.stateDir),
+          backupDir: config.paths.backupDir,
+          backups: createBackupManager({ clock: systemClock, logger: silentLogger, deviceId: '' }),
+          clock: systemClock,
+          logger: silentLogger,
+        },
+        run,
+      );
     },
 
     journalVerdict(product: ProductConfig, config: Config) {

@@ -22,7 +22,8 @@ import { runProbation } from '../health/probation.js';
 import { removeTree } from '../package/durable-fs.js';
 import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
-import type { ReleaseStore } from '../release/layout.js';
+import { compareReleaseNames, type ReleaseStore } from '../release/layout.js';
+import type { BadMark } from '../store/store.js';
 import { isErrno } from '../release/switch.js';
 import { applyJournalOf, checkpoint, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
 import { clearStaging } from '../release/staging.js';
@@ -187,11 +188,12 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
       await checkpoint(ports, 'rollback:restored');
 
       const failed = record.plan.failed;
-      // An interrupted run (crash, power cut) proves nothing against the release: it may be offered again.
-      const blame = input.cause !== 'interrupted' && (record.plan.action !== 'keep' || record.plan.markBad);
-      if (failed !== null && failed !== output.restoredVersion && blame) {
-        ports.store?.markBad(ports.product.name, failed, `rolled back: ${input.reason}`, ports.clock.now());
-        log.warn('version marked bad: it will not be offered again automatically', { version: failed, reason: input.reason });
+      if (failed !== null && failed !== output.restoredVersion && shouldMarkBad(input, record.plan)) {
+        const mark = badMarkOf(input, ports.clock.now());
+        ports.store?.markBad(ports.product.name, failed, mark);
+        log.warn('version marked bad: it will not be offered again automatically', { version: failed, ...mark });
+      } else if (failed !== null && failed !== output.restoredVersion) {
+        log.info('the release rolled back from is not marked bad: a later check may offer it again', { version: failed, cause: input.cause });
       }
       if (output.restoredVersion !== null) await probation(ports, store, output.restoredVersion, log, signal);
 
@@ -215,6 +217,27 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
       });
     }
   };
+}
+
+/**
+ * Whether the release a rollback leaves is kept away from the robot from now on:
+ * - interrupted (crash, power cut): never; that proves nothing against the release;
+ * - manual: only when the operator asked (`--mark-bad`); a healthy release someone stepped back
+ *   from is not condemned silently;
+ * - a failure or a crash loop: yes, unless the release never ran (the plan says so).
+ */
+export function shouldMarkBad(input: Pick<RollbackInput, 'cause' | 'markBad'>, plan: ResolvedRollback): boolean {
+  if (input.cause === 'interrupted') return false;
+  if (input.cause === 'manual') return input.markBad === true;
+  return plan.action !== 'keep' || plan.markBad;
+}
+
+/** The bad mark's account of why: the rollback's reason and the failure behind it, and who decided. */
+export function badMarkOf(input: Pick<RollbackInput, 'cause' | 'reason' | 'failure' | 'requestedBy' | 'runId'>, at: number): BadMark {
+  const why = input.failure ? `${input.reason}: ${input.failure.code}: ${input.failure.message}` : input.reason;
+  return input.cause === 'manual'
+    ? { reason: `marked bad by an operator on rollback: ${why}`, at, by: 'operator', actor: input.requestedBy ?? null, runId: input.runId }
+    : { reason: `rolled back automatically: ${why}`, at, by: 'automatic', actor: 'otad', runId: input.runId };
 }
 
 /** A damaged journal cannot guide a rollback: a person must look (ROLLBACK_FAILED). */
@@ -259,8 +282,18 @@ async function resolvePlan(
 }
 
 /**
+ * Whether a backup of `version` may stand in when the release left (`failed`) names no
+ * predecessor: only an older version. "Rolling back" to a newer release is an update nobody asked
+ * for (the newer one may be exactly what was rolled back from before).
+ */
+export function backupMayReplace(version: string, failed: string | null, prefer: string | null): boolean {
+  if (version === failed) return false;
+  return prefer !== null || failed === null || compareReleaseNames(version, failed) < 0;
+}
+
+/**
  * The backup to restore: the run's own backup, then the newest of the preferred version, then the
- * newest of any other version except the failed one. Each candidate must verify (checksum and a
+ * newest of any other version except the failed one (an older one, when there is no preferred). Each candidate must verify (checksum and a
  * safe listing); a damaged one is skipped with a warning.
  */
 async function pickBackup(
@@ -280,7 +313,7 @@ async function pickBackup(
   }
   const listed = await ports.backups.list(ports.product.name, ports.backupDir);
   for (const b of listed) if (b.version === prefer) candidates.push({ path: b.path, version: b.version });
-  for (const b of listed) if (b.version !== prefer) candidates.push({ path: b.path, version: b.version });
+  for (const b of listed) if (b.version !== prefer && backupMayReplace(b.version, failed, prefer)) candidates.push({ path: b.path, version: b.version });
   const seen = new Set<string>();
   for (const c of candidates) {
     if (seen.has(c.path) || c.version === failed) continue;

@@ -46,7 +46,7 @@ export interface StagePorts {
    * Marks a release whose signed package was rejected, so it is never offered again: the same
    * signed bytes would be rejected again (PACKAGE_* codes are not retryable).
    */
-  markBad?(version: string, reason: string): void;
+  markBad?(version: string, reason: string, runId: string): void;
   /** Package caps (entries, bytes); defaults from src/package/limits.ts. */
   limits?: Partial<PackageLimits>;
   /** Free space kept beyond the package's unpacked size before extraction starts. Default 16 MiB. */
@@ -136,7 +136,7 @@ export function createStageStep(ports: StagePorts): StageStep {
           runId,
           details: { code: failure.code, target: offer.package.name },
         });
-        if (failure.category === 'package') ports.markBad?.(offer.version, `package rejected: ${failure.code}`);
+        if (failure.category === 'package') ports.markBad?.(offer.version, `package rejected: ${failure.code}: ${failure.message}`, runId);
         log.error('package rejected; staging removed', { code: failure.code, error: failure.message });
       } else {
         log.warn('staging failed; staging removed', { code: failure.code, error: failure.message });

@@ -93,6 +93,15 @@ export const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  // 3: who or what marked a release bad (an automatic rollback after a failure, or an operator),
+  //    and the run that did it; the index serves history retention (oldest ended runs first)
+  `
+  ALTER TABLE releases ADD COLUMN bad_by TEXT;
+  ALTER TABLE releases ADD COLUMN bad_actor TEXT;
+  ALTER TABLE releases ADD COLUMN bad_run_id TEXT;
+  CREATE INDEX runs_ended ON runs(product, ended_at);
+  CREATE INDEX transitions_at ON transitions(at);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -59,6 +59,33 @@ export interface ReleaseRecord {
   acknowledgedAt: number | null;
   badAt: number | null;
   badReason: string | null;
+  /** 'automatic' (a failed apply or validation, a rejected package, a crash loop) or 'operator'; null when not bad or recorded before this was kept. */
+  badBy: BadMark['by'] | null;
+  /** The operator (token name, D-Bus caller, user) or 'otad'. */
+  badActor: string | null;
+  badRunId: string | null;
+}
+
+/** Why a release is kept away from this robot: what the interfaces show, and what `unmark` undoes. */
+export interface BadMark {
+  reason: string;
+  at: number;
+  by: 'automatic' | 'operator';
+  actor: string | null;
+  runId: string | null;
+}
+
+/** How much finished history the store keeps (config `history`). */
+export interface RetentionPolicy {
+  /** Finished runs kept per product, newest first. */
+  keepRuns: number;
+  /** Finished runs that ended longer ago than this are dropped (0: no age limit). */
+  maxAgeMs: number;
+}
+
+export interface PruneResult {
+  runs: number;
+  transitions: number;
 }
 
 export interface AuditRecord extends AuditEvent {
@@ -107,6 +134,7 @@ export interface PageQuery {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+const PRUNED_THROUGH_KEY = 'transitions:prunedThrough';
 const parse = <T>(v: string | null): T | null => (v === null ? null : (JSON.parse(v) as T));
 
 export class Store {
@@ -128,6 +156,20 @@ export class Store {
       db = new Database(path);
     } catch (cause) {
       throw new OtaError('STORE_FAILED', `cannot open the state database at ${path}`, { cause });
+    }
+    // Incremental auto-vacuum lets pruned history give its pages back to the filesystem. It can
+    // only be switched on an empty database or by one VACUUM; a database from before it gets that
+    // VACUUM once, here. A VACUUM that cannot run (a full disk: it needs room for a copy) is left
+    // for a later start: pruned pages are still reused, the file only does not shrink.
+    if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) {
+      db.pragma('auto_vacuum = INCREMENTAL');
+      if ((db.pragma('page_count', { simple: true }) as number) > 0) {
+        try {
+          db.exec('VACUUM');
+        } catch {
+          // Next start tries again.
+        }
+      }
     }
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
@@ -226,10 +268,15 @@ export class Store {
           .prepare(
             `INSERT INTO runs (run_id, product, kind, started_at, ended_at, from_version, to_version, state, outcome, error)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(run_id) DO UPDATE SET ended_at = excluded.ended_at,
+             ON CONFLICT(run_id) DO UPDATE SET
+               -- A settled run (idle or failed) stays ended when a later write only changes the
+               -- context (a version detected, a policy reloaded, a restart): retention and history
+               -- rely on its end. Moving on (failed → rollback) clears it.
+               ended_at = CASE WHEN excluded.state IN ('idle', 'failed') AND runs.ended_at IS NOT NULL THEN runs.ended_at ELSE excluded.ended_at END,
+               outcome = CASE WHEN excluded.state IN ('idle', 'failed') AND excluded.outcome IS NULL THEN runs.outcome ELSE excluded.outcome END,
                from_version = COALESCE(runs.from_version, excluded.from_version),
                to_version = COALESCE(runs.to_version, excluded.to_version),
-               state = excluded.state, outcome = excluded.outcome, error = excluded.error`,
+               state = excluded.state, error = excluded.error`,
           )
           .run(
             w.runId,
@@ -298,6 +345,87 @@ export class Store {
   lastSeq(): number {
     const row = this.db.prepare('SELECT MAX(seq) AS seq FROM transitions').get() as { seq: number | null };
     return row.seq ?? 0;
+  }
+
+  /**
+   * The retained range of the transition log (MIN and MAX of the primary key: two index lookups,
+   * never a scan). `oldest` is null when the log is empty; `latest` is the highest seq ever
+   * handed out (AUTOINCREMENT never reuses one, even after pruning); `prunedThrough` the highest
+   * one retention removed (rows of old runs go from anywhere below the runs kept).
+   */
+  seqRange(): { oldest: number | null; latest: number; prunedThrough: number } {
+    const row = this.db.prepare('SELECT MIN(seq) AS oldest, MAX(seq) AS latest FROM transitions').get() as { oldest: number | null; latest: number | null };
+    const issued = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'transitions'").get() as { seq: number } | undefined;
+    return { oldest: row.oldest, latest: Math.max(row.latest ?? 0, issued?.seq ?? 0), prunedThrough: this.prunedThrough() };
+  }
+
+  /** The highest seq retention has removed (0: none): a reader resuming at or below it missed rows. */
+  prunedThrough(): number {
+    return Number(this.getValue(PRUNED_THROUGH_KEY) ?? 0);
+  }
+
+  // ----- retention -------------------------------------------------------------------------
+
+  /**
+   * Drops finished runs beyond the policy, with their transitions, choices and restore counters,
+   * and hands the freed pages back to the filesystem (incremental auto-vacuum).
+   *
+   * Never dropped: a run still in flight (no end), the run each product's saved snapshot belongs
+   * to (recovery and the crash-loop counter read it), and each product's newest finished run (its
+   * last outcome). Transitions without a run (a daemon start) go once they are older than the
+   * oldest run kept for their product, except the one transition right before that run.
+   */
+  pruneHistory(policy: RetentionPolicy, now: number): PruneResult {
+    let result: PruneResult = { runs: 0, transitions: 0 };
+    this.db.transaction(() => {
+      const cutoff = policy.maxAgeMs > 0 ? now - policy.maxAgeMs : null;
+      const doomed = this.db
+        .prepare(
+          `SELECT run_id FROM (
+             SELECT run_id, ended_at, ROW_NUMBER() OVER (PARTITION BY product ORDER BY started_at DESC, rowid DESC) AS rank
+             FROM runs WHERE ended_at IS NOT NULL
+           )
+           WHERE rank > 1 AND (rank > ? OR (? IS NOT NULL AND ended_at < ?))
+             AND run_id NOT IN (SELECT run_id FROM snapshots WHERE run_id IS NOT NULL)`,
+        )
+        .pluck()
+        .all(policy.keepRuns, cutoff, cutoff) as string[];
+      const products = this.db.prepare('SELECT product FROM runs WHERE run_id = ?').pluck();
+      const touched = new Set(doomed.map((runId) => products.get(runId) as string));
+      const delChoices = this.db.prepare('DELETE FROM choices WHERE run_id = ?');
+      const delRestores = this.db.prepare('DELETE FROM restores WHERE run_id = ?');
+      const delRun = this.db.prepare('DELETE FROM runs WHERE run_id = ?');
+      for (const runId of doomed) {
+        delChoices.run(runId);
+        delRestores.run(runId);
+        delRun.run(runId);
+      }
+      // Per product, every row below its oldest kept run goes (rows of removed runs, a daemon
+      // start's row of no run), but the last of them: the snapshot before the oldest kept run,
+      // which its export starts from. Rows of removed runs above that line go too.
+      const boundaryOf = this.db.prepare('SELECT MIN(t.seq) FROM transitions t JOIN runs r ON r.run_id = t.run_id WHERE t.product = ?').pluck();
+      const keepOf = this.db.prepare('SELECT MAX(seq) FROM transitions WHERE product = ? AND seq < ?').pluck();
+      const doomedRows = this.db.prepare(
+        `SELECT seq FROM transitions WHERE product = @product AND seq <> @keep
+           AND (seq < @boundary OR (run_id IS NOT NULL AND run_id NOT IN (SELECT run_id FROM runs)))`,
+      ).pluck();
+      const delSeq = this.db.prepare('DELETE FROM transitions WHERE seq = ?');
+      let prunedThrough = this.prunedThrough();
+      let transitions = 0;
+      for (const product of touched) {
+        // No kept run with transitions: only the rows of removed runs go.
+        const boundary = (boundaryOf.get(product) as number | null) ?? -1;
+        const keep = boundary < 0 ? -1 : ((keepOf.get(product, boundary) as number | null) ?? -1);
+        for (const seq of doomedRows.all({ product, keep, boundary }) as number[]) {
+          transitions += delSeq.run(seq).changes;
+          prunedThrough = Math.max(prunedThrough, seq);
+        }
+      }
+      if (transitions > 0) this.setValue(PRUNED_THROUGH_KEY, String(prunedThrough));
+      result = { runs: doomed.length, transitions };
+    })();
+    if (result.runs > 0 || result.transitions > 0) this.db.pragma('incremental_vacuum');
+    return result;
   }
 
   // ----- runs ------------------------------------------------------------------------------
@@ -398,14 +526,30 @@ export class Store {
     return info.changes;
   }
 
-  markBad(product: string, version: string, reason: string, at: number): void {
+  markBad(product: string, version: string, mark: BadMark): void {
     this.db
       .prepare(
-        `INSERT INTO releases (product, version, channel, notes, released_at, found_at, offer, notified, bad_at, bad_reason)
-         VALUES (?, ?, '', '', 0, ?, 'null', 0, ?, ?)
-         ON CONFLICT(product, version) DO UPDATE SET bad_at = excluded.bad_at, bad_reason = excluded.bad_reason`,
+        `INSERT INTO releases (product, version, channel, notes, released_at, found_at, offer, notified, bad_at, bad_reason, bad_by, bad_actor, bad_run_id)
+         VALUES (?, ?, '', '', 0, ?, 'null', 0, ?, ?, ?, ?, ?)
+         ON CONFLICT(product, version) DO UPDATE SET bad_at = excluded.bad_at, bad_reason = excluded.bad_reason,
+           bad_by = excluded.bad_by, bad_actor = excluded.bad_actor, bad_run_id = excluded.bad_run_id`,
       )
-      .run(product, version, at, at, reason);
+      .run(product, version, mark.at, mark.at, mark.reason, mark.by, mark.actor, mark.runId);
+  }
+
+  /** Clears a bad mark; returns the release as it was (null when it was not marked bad). */
+  unmarkBad(product: string, version: string): ReleaseRecord | null {
+    const before = this.release(product, version);
+    if (before === null || before.badAt === null) return null;
+    this.db
+      .prepare('UPDATE releases SET bad_at = NULL, bad_reason = NULL, bad_by = NULL, bad_actor = NULL, bad_run_id = NULL WHERE product = ? AND version = ?')
+      .run(product, version);
+    return before;
+  }
+
+  /** Every release the store knows for a product: found by a check, or marked bad. */
+  knownReleases(product: string): ReleaseRecord[] {
+    return (this.db.prepare('SELECT * FROM releases WHERE product = ? ORDER BY found_at DESC, version DESC').all(product) as ReleaseRow[]).map(toRelease);
   }
 
   isBad(product: string, version: string): boolean {
@@ -489,6 +633,9 @@ interface ReleaseRow {
   acknowledged_at: number | null;
   bad_at: number | null;
   bad_reason: string | null;
+  bad_by: string | null;
+  bad_actor: string | null;
+  bad_run_id: string | null;
 }
 
 function toRelease(r: ReleaseRow): ReleaseRecord {
@@ -504,5 +651,8 @@ function toRelease(r: ReleaseRow): ReleaseRecord {
     acknowledgedAt: r.acknowledged_at,
     badAt: r.bad_at,
     badReason: r.bad_reason,
+    badBy: r.bad_by === 'automatic' || r.bad_by === 'operator' ? r.bad_by : null,
+    badActor: r.bad_actor,
+    badRunId: r.bad_run_id,
   };
 }

@@ -134,7 +134,7 @@ export async function startFleet(opts: { product?: Record<string, unknown>; conf
     server: { url: server.url, connectTimeout: '5s', retries: 0, checkIn: false },
     paths: { stateDir, trustedRoot: join(etc, 'root.json'), inhibitFile: join(dir, 'robot/run/ota/inhibit') },
     logging: { level: 'info', file: logFile, auditFile },
-    api: { host: '127.0.0.1', port: 0, tokensFile },
+    api: { host: '127.0.0.1', port: 0, tokensFile, ...(opts.config?.api as Record<string, unknown> | undefined) },
     decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
     products: [
       {
@@ -147,7 +147,7 @@ export async function startFleet(opts: { product?: Record<string, unknown>; conf
         ...opts.product,
       },
     ],
-    ...opts.config,
+    ...Object.fromEntries(Object.entries(opts.config ?? {}).filter(([k]) => k !== 'api')),
   };
   writeFileSync(configPath, YAML.stringify(config));
   const sandbox: Sandbox = { dir, stateDir, configPath, dbPath: join(stateDir, 'otad.db'), logPath: join(dir, 'otad.stdout.log'), installRoot: join(dir, 'robot/opt') };

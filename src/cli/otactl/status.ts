@@ -32,6 +32,7 @@ function printStatus(s: DaemonStatus): void {
     if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
+    if (p.allowedEvents.includes('ROLLBACK') && p.rollbackTarget) out(`  rollback goes to ${p.rollbackTarget.version ?? 'nothing (first install undone)'} (otactl rollback)`);
   }
   for (const i of s.inhibits) out(`inhibit: held by ${i.holder} until ${iso(i.expiresAt)}: ${i.reason}`);
 }

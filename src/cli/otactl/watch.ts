@@ -5,7 +5,7 @@
  * status is read, so a transition between the two is seen (perhaps twice), never missed.
  */
 import { ApiClientError } from '../../api/client.js';
-import type { Envelope } from '../../api/socket.js';
+import type { Envelope, ResyncEnvelope } from '../../api/socket.js';
 import { parseDuration } from '../../core/duration.js';
 import { OtaError } from '../../core/errors.js';
 import type { DaemonStatus } from '../../daemon/control.js';
@@ -117,9 +117,12 @@ export async function watch(ctx: CliContext, opts: WatchOptions): Promise<void> 
       if (finished) return;
       const product = (m.payload as { product?: string }).product;
       if (!shown(product)) return;
-      if (m.type === 'transition') lastSeq = m.seq;
+      if (m.type === 'transition' || (m as { type: string }).type === 'resync') lastSeq = m.seq;
       if (json) out(JSON.stringify(m));
-      else if (m.type === 'transition') {
+      else if ((m as { type: string }).type === 'resync') {
+        const r = (m as unknown as ResyncEnvelope).payload;
+        print(`otad no longer holds the transitions after ${r.lastSeq} (${r.reason}); continuing from ${r.latestSeq} (otactl history and status show the rest)`);
+      } else if (m.type === 'transition') {
         const t = m.payload as Envelope<'transition'>['payload'];
         print(`${iso(t.at)} ${t.product}: ${t.from} → ${t.to}  (${t.cause})`);
       } else if (m.type === 'progress') showProgress(m.payload as ProgressMessage, m.time);

@@ -22,6 +22,6 @@ describe('docs/api.md against the OpenAPI document', () => {
 
   it('documents every D-Bus member', () => {
     const text = docs('dbus.md');
-    for (const m of ['UpdateNow', 'Schedule3AM', 'CheckNow', 'Cancel', 'Rollback', 'GetStatus', 'StateChanged', 'Progress', 'UpdateAvailable']) expect(text).toContain(m);
+    for (const m of ['UpdateNow', 'Schedule3AM', 'CheckNow', 'Cancel', 'Rollback', 'RollbackWith', 'GetStatus', 'GetReleases', 'UnmarkBad', 'StateChanged', 'Progress', 'UpdateAvailable']) expect(text).toContain(m);
   });
 });

@@ -47,7 +47,7 @@ describe('REST v1: reading state', () => {
   it('serves an OpenAPI 3.1 document that lists every endpoint', async () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths as object).sort()).toEqual(
-      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/logs', '/notifications/ack', '/products', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
+      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/logs', '/notifications/ack', '/products', '/products/{product}/releases', '/products/{product}/releases/{version}/bad', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
     );
   });
 
@@ -247,9 +247,12 @@ describe('REST v1: a handler that throws', () => {
       dispatch: (r) => d.dispatch(r),
       history: (q) => d.history(q),
       transitions: (q) => d.transitions(q),
+      transitionRange: () => d.transitionRange(),
       logs: (q) => d.logs(q),
       audit: (l) => d.audit(l),
       releases: (p) => d.releases(p),
+      releaseHistory: (p) => d.releaseHistory(p),
+      unmarkRelease: (r) => d.unmarkRelease(r),
       acknowledge: (...a) => d.acknowledge(...a),
       holdInhibit: (r) => d.holdInhibit(r),
       releaseInhibit: (...a) => d.releaseInhibit(...a),

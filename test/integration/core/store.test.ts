@@ -43,6 +43,22 @@ describe('the store', () => {
     expect(() => Store.open(p)).toThrow(expect.objectContaining({ code: 'STORE_SCHEMA_TOO_NEW' }));
   });
 
+  it('keeps a settled run ended when a later write in idle only changes the context, and clears the end when the run moves on', () => {
+    const s = Store.open(dbPath());
+    const run = (outcome: 'committed' | 'failed' | null, endedAt: number | null) => ({ kind: 'update', startedAt: 1, fromVersion: '1.0.0', toVersion: '2.0.0', outcome, endedAt, error: null });
+    s.writeTransition({ product: 'robot-ai', machineVersion: 1, snapshot: {}, state: 'idle', runId: 'r1', at: 10, run: run('committed', 10) });
+    // DETECTED while idle: the same run id, no end of its own.
+    s.writeTransition({ product: 'robot-ai', machineVersion: 1, snapshot: {}, state: 'idle', runId: 'r1', at: 20, run: run(null, null) });
+    // A restart re-announces the end: the first end stays.
+    s.writeTransition({ product: 'robot-ai', machineVersion: 1, snapshot: {}, state: 'idle', runId: 'r1', at: 30, run: run('committed', 30) });
+    expect(s.run('r1')).toMatchObject({ outcome: 'committed', endedAt: 10, state: 'idle' });
+    // failed → rollback (a manual rollback of the same run): in flight again.
+    s.writeTransition({ product: 'robot-ai', machineVersion: 1, snapshot: {}, state: 'failed', runId: 'r2', at: 40, run: run('failed', 40) });
+    s.writeTransition({ product: 'robot-ai', machineVersion: 1, snapshot: {}, state: 'rollback', runId: 'r2', at: 50, run: run(null, null) });
+    expect(s.run('r2')).toMatchObject({ outcome: null, endedAt: null, state: 'rollback' });
+    s.close();
+  });
+
   it('writes a transition, its snapshot, its run and a choice in one transaction', () => {
     const s = Store.open(dbPath());
     const seq = s.writeTransition({
@@ -93,9 +109,15 @@ describe('the store', () => {
     expect(s.pendingNotifications('robot-ai').map((r) => r.version)).toEqual(['2.0.0']);
     expect(s.acknowledgeRelease('robot-ai', '2.0.0', 7)).toBe(1);
     expect(s.pendingNotifications()).toEqual([]);
-    s.markBad('robot-ai', '2.0.0', 'health check failed', 8);
+    s.markBad('robot-ai', '2.0.0', { reason: 'health check failed', at: 8, by: 'automatic', actor: 'otad', runId: 'r1' });
     expect(s.isBad('robot-ai', '2.0.0')).toBe(true);
     expect(s.isBad('robot-ai', '2.0.1')).toBe(false);
+    expect(s.release('robot-ai', '2.0.0')).toMatchObject({ badAt: 8, badReason: 'health check failed', badBy: 'automatic', badActor: 'otad', badRunId: 'r1' });
+    // Unmarking returns the mark it cleared, and the release may be offered again.
+    expect(s.unmarkBad('robot-ai', '2.0.0')).toMatchObject({ badBy: 'automatic' });
+    expect(s.isBad('robot-ai', '2.0.0')).toBe(false);
+    expect(s.unmarkBad('robot-ai', '2.0.0')).toBeNull();
+    expect(s.knownReleases('robot-ai').map((r) => r.version)).toEqual(['2.0.0']);
     s.close();
   });
 

@@ -87,7 +87,7 @@ describe('apply killed at each instant, recovered from the disk', () => {
       } else {
         expect(decision.action).toBe('rollback');
         const result = await createRollback(world.ports({ rollbackProbation: quickProbation }))(
-          { product: 'robot-ai', runId: 'r1', reason: decision.reason, cause: 'interrupted', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0' },
+          { product: 'robot-ai', runId: 'r1', reason: decision.reason, cause: 'interrupted', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', markBad: false, requestedBy: null, failure: null },
           signal,
         );
         live = '1.0.0';
@@ -114,7 +114,7 @@ describe('rollback killed at each instant, run again', () => {
     it(`killed at ${point}: the second run ends in the same state as one uninterrupted run`, async () => {
       const { oldTree, input } = await scene('r1');
       const out = await createApply(world.ports())(input, signal);
-      const rollbackInput: RollbackInput = { product: 'robot-ai', runId: 'r1', reason: 'validation failed', cause: 'failure', offer: offer('2.0.0'), applied: out, backup: null, installedVersion: '1.0.0' };
+      const rollbackInput: RollbackInput = { product: 'robot-ai', runId: 'r1', reason: 'validation failed', cause: 'failure', offer: offer('2.0.0'), applied: out, backup: null, installedVersion: '1.0.0', markBad: false, requestedBy: null, failure: null };
 
       await expect(createRollback(world.ports({ rollbackProbation: quickProbation, checkpoint: crashAt(point) }))(rollbackInput, signal)).rejects.toBeInstanceOf(Error);
       const result = await createRollback(world.ports({ rollbackProbation: quickProbation }))(rollbackInput, signal);

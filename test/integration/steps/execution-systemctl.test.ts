@@ -72,7 +72,7 @@ describe('apply and validate through systemctl', () => {
 
     const ports = world.ports({ rollbackProbation: { windowMs: 0, intervalMs: 20, failureThreshold: 2 } }, { env: stubEnv() });
     const result = await createRollback(ports)(
-      { product: 'robot-ai', runId: 'r1', reason: 'apply failed', cause: 'failure', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0' },
+      { product: 'robot-ai', runId: 'r1', reason: 'apply failed', cause: 'failure', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', markBad: false, requestedBy: null, failure: null },
       signal,
     );
     expect(result).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });

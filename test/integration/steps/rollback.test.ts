@@ -10,6 +10,7 @@ import { hashTree } from '../../../src/package/create.js';
 import { createApply } from '../../../src/steps/apply.js';
 import { createCommit } from '../../../src/steps/commit.js';
 import { createRollback, rollbackRecordFile } from '../../../src/steps/rollback.js';
+import { previewRollback } from '../../../src/steps/rollback-preview.js';
 import { createWorld, offer, UNIT, waitForVersion, type ReleaseOptions, type World } from './execution-world.js';
 
 let world: World;
@@ -24,7 +25,7 @@ afterEach(async () => {
 });
 
 function rollbackInput(over: Partial<RollbackInput> = {}): RollbackInput {
-  return { product: 'robot-ai', runId: 'r1', reason: 'validation failed', cause: 'failure', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', ...over };
+  return { product: 'robot-ai', runId: 'r1', reason: 'validation failed', cause: 'failure', offer: offer('2.0.0'), applied: null, backup: null, installedVersion: '1.0.0', markBad: false, requestedBy: null, failure: null, ...over };
 }
 
 async function install1(): Promise<Record<string, string>> {
@@ -75,6 +76,7 @@ describe('rollback', () => {
     expect(await world.journal().read()).toBeNull();
     expect(world.db.isBad('robot-ai', '2.0.0')).toBe(true);
     expect(world.db.isBad('robot-ai', '1.0.0')).toBe(false);
+    expect(world.db.release('robot-ai', '2.0.0')).toMatchObject({ badBy: 'automatic', badActor: 'otad', badRunId: 'r1', badReason: 'rolled back automatically: validation failed' });
     // The failed run's staging is cleared too.
     expect(existsSync(path.join(world.root, 'opt', '.staging', 'run-r1'))).toBe(false);
   });
@@ -120,20 +122,30 @@ describe('rollback', () => {
     expect(await world.journal().read()).not.toBeNull();
   });
 
-  it('rolls a committed release back on a manual request, to the release its marker names, and marks it bad', async () => {
+  it('rolls a committed release back on a manual request, to the release its marker names, without marking it bad', async () => {
     const before = await install1();
     const out = await apply2();
     await createCommit(world.ports())({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
 
-    const manual = rollbackInput({ runId: 'r2', reason: 'operator request', offer: null, applied: null, installedVersion: '2.0.0' });
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'operator request', offer: null, applied: null, installedVersion: '2.0.0' });
     const result = await createRollback(world.ports({ rollbackProbation: quickProbation }))(manual, signal);
     expect(result).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });
     expect(await hashTree(world.installPath)).toEqual(before);
-    expect(world.db.isBad('robot-ai', '2.0.0')).toBe(true);
+    // A healthy release someone stepped back from is not condemned: a later check may offer it again.
+    expect(world.db.isBad('robot-ai', '2.0.0')).toBe(false);
 
     // Run again (the daemon died before recording the result): the same answer, never one release further.
     expect(await createRollback(world.ports({ rollbackProbation: quickProbation }))(manual, signal)).toEqual(result);
     expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
+  });
+
+  it('marks the release it leaves bad on a manual request with markBad, naming the operator', async () => {
+    await install1();
+    const out = await apply2();
+    await createCommit(world.ports())({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'arm drifts', markBad: true, requestedBy: 'alice', offer: null, applied: null, installedVersion: '2.0.0' });
+    expect(await createRollback(world.ports({ rollbackProbation: quickProbation }))(manual, signal)).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });
+    expect(world.db.release('robot-ai', '2.0.0')).toMatchObject({ badBy: 'operator', badActor: 'alice', badRunId: 'r2', badReason: 'marked bad by an operator on rollback: arm drifts' });
   });
 
   it('has nothing to undo on a manual request when the live release has no predecessor and no backup', async () => {
@@ -144,6 +156,35 @@ describe('rollback', () => {
     expect(result).toEqual({ restoredVersion: '1.0.0', method: 'nothing-to-undo' });
     expect(world.db.isBad('robot-ai', '1.0.0')).toBe(false);
     expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
+  });
+
+  it('never "rolls back" to a newer version from a backup when the live release names no predecessor', async () => {
+    await install1();
+    await world.releases().adopt('1.0.0');
+    // A backup of a newer release (taken before some later update was undone) is all there is.
+    const newer = path.join(world.root, 'newer');
+    await world.writeRelease(newer, '2.0.0');
+    await createBackupManager({ clock: systemClock, logger: world.logger, deviceId: 'robot-1' }).create({ product: 'robot-ai', version: '2.0.0', sources: [{ path: newer, as: 'release' }], backupDir: world.backupDir });
+
+    const ports = world.ports({ rollbackProbation: quickProbation });
+    const preview = await previewRollback({ product: world.product, journalDir: ports.journalDir, backupDir: world.backupDir, backups: ports.backups as NonNullable<typeof ports.backups>, clock: systemClock, logger: world.logger });
+    expect(preview).toMatchObject({ live: '1.0.0', previous: null, onDisk: ['1.0.0'], backups: ['2.0.0'], target: null });
+    expect(preview.why).toBe('1.0.0 has no previous release on disk and no backup of another version');
+
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'operator request', offer: null, applied: null });
+    expect(await createRollback(ports)(manual, signal)).toEqual({ restoredVersion: '1.0.0', method: 'nothing-to-undo' });
+    expect(await world.releases().current()).toMatchObject({ version: '1.0.0' });
+  });
+
+  it('previews where a manual rollback of a committed release goes, the same place the step then goes', async () => {
+    await install1();
+    const out = await apply2();
+    await createCommit(world.ports())({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
+    const ports = world.ports({ rollbackProbation: quickProbation });
+    const preview = await previewRollback({ product: world.product, journalDir: ports.journalDir, backupDir: world.backupDir, backups: ports.backups as NonNullable<typeof ports.backups>, clock: systemClock, logger: world.logger });
+    expect(preview).toMatchObject({ live: '2.0.0', previous: '1.0.0', target: { version: '1.0.0', method: 'previous-release', leaves: '2.0.0' }, why: null });
+    const manual = rollbackInput({ runId: 'r2', cause: 'manual', reason: 'operator request', offer: null, applied: null, installedVersion: '2.0.0' });
+    expect(await createRollback(ports)(manual, signal)).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });
   });
 
   it('fails with ROLLBACK_FAILED when the restored release does not prove healthy', async () => {

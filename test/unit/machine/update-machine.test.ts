@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import { updateMachine } from '../../../machines/update-machine.js';
-import { STEP_NAMES, type Announcement, type MachineInput, type MachinePolicy, type StepName, type UpdateEvent } from '../../../machines/types.js';
+import { STEP_NAMES, type Announcement, type MachineInput, type MachinePolicy, type RollbackInput, type StepName, type UpdateEvent } from '../../../machines/types.js';
 import { toErrorData } from '../../../src/core/errors.js';
 import { createFakeSteps, type FakeStepsSpec } from '../../support/fake-steps.js';
 
@@ -272,6 +272,51 @@ describe('the update machine', () => {
       await h.settle('idle');
       expect(h.actor.getSnapshot().context.lastOutcome).toBe('rolled-back');
       expect(h.actor.getSnapshot().context.rollbackReason).toBe('manual rollback during probation');
+    });
+  });
+
+  describe('what the rollback step is told about marking bad', () => {
+    /** A machine whose rollback step records its input; the other steps are the fakes. */
+    function recording(spec: FakeStepsSpec = {}) {
+      const inputs: RollbackInput[] = [];
+      const fake = createFakeSteps(spec);
+      const actors: Record<string, unknown> = {};
+      for (const name of STEP_NAMES) {
+        actors[name] = fromPromise(async ({ input: stepInput, signal }: { input: unknown; signal: AbortSignal }) => {
+          if (name === 'rollback') inputs.push(stepInput as RollbackInput);
+          try {
+            return { result: await (fake[name] as (i: unknown, s: AbortSignal) => Promise<unknown>)(stepInput, signal), at: T0 };
+          } catch (error) {
+            throw { error: toErrorData(error), at: T0 };
+          }
+        });
+      }
+      const actor = createActor(updateMachine.provide({ actors: actors as never }), { input: { product: 'robot-ai', policy: basePolicy, installedVersion: '1.0.0', now: T0 } });
+      actor.start();
+      const send = (e: Record<string, unknown> & { type: UpdateEvent['type'] }) => actor.send({ now: T0, source: 'test', ...e } as UpdateEvent);
+      return { actor, send, inputs, settle: (state: string) => waitFor(actor, (x) => x.matches(state as never), { timeout: 2000 }) };
+    }
+
+    it('a manual rollback carries markBad and who asked only as the event says', async () => {
+      const r = recording();
+      r.send({ type: 'ROLLBACK', runId: 'rb-1', actor: 'alice' });
+      await r.settle('idle');
+      r.send({ type: 'ROLLBACK', runId: 'rb-2', markBad: true, actor: 'bob', reason: 'arm drifts' });
+      await r.settle('idle');
+      expect(r.inputs.map((i) => [i.cause, i.markBad, i.requestedBy, i.reason])).toEqual([
+        ['manual', false, 'alice', 'manual rollback requested'],
+        ['manual', true, 'bob', 'arm drifts'],
+      ]);
+    });
+
+    it('an automatic rollback after a failed validation carries the failure for the bad mark', async () => {
+      const r = recording({ fail: { validate: 'HEALTH_CHECK_FAILED' } });
+      r.send({ type: 'CHECK_NOW', runId: 'run-1' });
+      await r.settle('awaitingChoice');
+      r.send({ type: 'UPDATE_NOW' });
+      await r.settle('idle');
+      expect(r.inputs).toHaveLength(1);
+      expect(r.inputs[0]).toMatchObject({ cause: 'failure', reason: 'validation failed', markBad: false, requestedBy: null, failure: { code: 'HEALTH_CHECK_FAILED' } });
     });
   });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ApplyJournalEntry, ApplyPhase } from '../../../src/release/journal.js';
 import { resolveInterrupted } from '../../../src/release/journal.js';
 import { verdictOf } from '../../../src/steps/journal-verdict.js';
-import { outputOf, planRollback, type RollbackFacts, type RollbackPlan } from '../../../src/steps/rollback.js';
+import { backupMayReplace, badMarkOf, outputOf, planRollback, shouldMarkBad, type RollbackFacts, type RollbackPlan } from '../../../src/steps/rollback.js';
 
 function journal(phase: ApplyPhase, from: string | null = '1.0.0', to = '2.0.0'): ApplyJournalEntry {
   return { schema: 1, product: 'robot-ai', runId: 'r1', from, to, phase, updatedAt: 0 };
@@ -85,4 +85,49 @@ describe('journal verdict for the recovery policy', () => {
       expect(verdictOf(resolveInterrupted(entry, live))).toBe(verdict);
     });
   }
+});
+
+describe('which release a rollback marks bad', () => {
+  const switchPlan = { action: 'switch', failed: '2.0.0', target: '1.0.0' } as const;
+  const neverRan = { action: 'keep', failed: '2.0.0', live: '1.0.0', method: 'nothing-to-undo', markBad: false } as const;
+  it.each([
+    ['a failed validation marks the release bad', { cause: 'failure', markBad: false }, switchPlan, true],
+    ['a crash loop marks it bad', { cause: 'crash-loop', markBad: false }, switchPlan, true],
+    ['a failure before the release ever ran proves nothing', { cause: 'failure', markBad: false }, neverRan, false],
+    ['an interruption (crash, power cut) never does', { cause: 'interrupted', markBad: true }, switchPlan, false],
+    ['a manual rollback does not, unless asked', { cause: 'manual', markBad: false }, switchPlan, false],
+    ['a manual rollback with markBad does', { cause: 'manual', markBad: true }, switchPlan, true],
+  ] as const)('%s', (_title, input, plan, expected) => {
+    expect(shouldMarkBad(input, plan)).toBe(expected);
+  });
+
+  it('says why and who: the failure for an automatic mark, the operator for a manual one', () => {
+    const base = { runId: 'r9', requestedBy: 'alice', failure: { code: 'HEALTH_CHECK_FAILED', message: 'unit down' } };
+    expect(badMarkOf({ ...base, cause: 'failure', reason: 'validation failed' }, 5)).toEqual({
+      reason: 'rolled back automatically: validation failed: HEALTH_CHECK_FAILED: unit down',
+      at: 5,
+      by: 'automatic',
+      actor: 'otad',
+      runId: 'r9',
+    });
+    expect(badMarkOf({ ...base, failure: null, cause: 'manual', reason: 'arm drifts' }, 6)).toEqual({
+      reason: 'marked bad by an operator on rollback: arm drifts',
+      at: 6,
+      by: 'operator',
+      actor: 'alice',
+      runId: 'r9',
+    });
+  });
+});
+
+describe('which backup may stand in for a missing predecessor', () => {
+  it.each([
+    ['an older version, when none is preferred', '1.0.0', '2.0.0', null, true],
+    ['never a newer one, when none is preferred (that would be an update)', '3.0.0', '2.0.0', null, false],
+    ['never the release being left', '2.0.0', '2.0.0', null, false],
+    ['any other version when a predecessor is named but not backed up', '3.0.0', '2.0.0', '1.0.0', true],
+    ['any version when nothing is being left (nothing was installed)', '3.0.0', null, null, true],
+  ] as const)('%s', (_title, version, failed, prefer, expected) => {
+    expect(backupMayReplace(version, failed, prefer)).toBe(expected);
+  });
 });

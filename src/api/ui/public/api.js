@@ -57,7 +57,11 @@ export function createApi(token) {
     history: (product, limit) => call('GET', `/api/v1/history?product=${encodeURIComponent(product)}&limit=${limit}`),
     /** @param {number} limit */
     logs: (limit) => call('GET', `/api/v1/logs?level=info&limit=${limit}`),
-    /** @param {string} product @param {string} type */
-    sendEvent: (product, type) => call('POST', '/api/v1/events', { product, type, reason: 'operator dashboard' }),
+    /** @param {string} product @param {string} type @param {{ markBad?: boolean }} [extra] */
+    sendEvent: (product, type, extra = {}) => call('POST', '/api/v1/events', { product, type, reason: 'operator dashboard', ...extra }),
+    /** @param {string} product */
+    releases: (product) => call('GET', `/api/v1/products/${encodeURIComponent(product)}/releases`),
+    /** @param {string} product @param {string} version */
+    unmark: (product, version) => call('DELETE', `/api/v1/products/${encodeURIComponent(product)}/releases/${encodeURIComponent(version)}/bad`),
   };
 }

@@ -31,6 +31,7 @@ const model = {
   canControl: false,
   /** @type {any} */ status: null,
   /** @type {Map<string, any[]>} */ runs: new Map(),
+  /** @type {Map<string, any>} */ releases: new Map(),
   /** @type {Map<string, any>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {string[]} */ logKeys: [],
@@ -61,6 +62,8 @@ function render() {
     ...s.products.map((p) =>
       renderProduct(p, {
         runs: model.runs.get(p.product) ?? [],
+        releases: model.releases.get(p.product) ?? null,
+        onUnmark: unmarkRelease,
         progress: model.progress.get(p.product) ?? p.progress ?? null,
         canControl: model.canControl,
         busy: model.busy.has(p.product),
@@ -78,8 +81,14 @@ async function refresh() {
   const api = model.api;
   if (!api) return;
   const status = await api.status();
-  const runs = await Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS)));
-  status.products.forEach((p, i) => model.runs.set(p.product, runs[i].runs));
+  const [runs, releases] = await Promise.all([
+    Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS))),
+    Promise.all(status.products.map((p) => api.releases(p.product))),
+  ]);
+  status.products.forEach((p, i) => {
+    model.runs.set(p.product, runs[i].runs);
+    model.releases.set(p.product, releases[i]);
+  });
   model.status = status;
   render();
 }
@@ -138,21 +147,41 @@ function onMessage(m) {
       'rolled-back': `rolled back (${p.version ?? 'previous version'})`,
       failed: `the run failed${p.error ? `: ${p.error.code}` : ''}`,
       'run-ended': `the run ended${p.outcome ? ` (${p.outcome})` : ''}`,
+      'releases-changed': 'the releases changed',
     }[p.kind];
     announce(`${p.product}: ${what ?? p.kind}`);
     requestRefresh();
   } else if (m.type === 'log') {
     addLogLine(p);
+  } else if (m.type === 'resync') {
+    // What was missed is no longer in the daemon's history: read the whole state again.
+    requestRefresh();
   }
 }
 
-async function sendEvent(product, type, label) {
+async function unmarkRelease(product, version) {
   if (!model.api) return;
   model.busy.add(product);
   render();
   showError(null);
   try {
-    const r = await model.api.sendEvent(product, type);
+    await model.api.unmark(product, version);
+    announce(`${product}: ${version} is no longer marked bad`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    model.busy.delete(product);
+    requestRefresh();
+  }
+}
+
+async function sendEvent(product, type, label, extra = {}) {
+  if (!model.api) return;
+  model.busy.add(product);
+  render();
+  showError(null);
+  try {
+    const r = await model.api.sendEvent(product, type, extra);
     announce(`${product}: ${label} accepted (${stateLabel(r.state)})`);
   } catch (error) {
     showError(error);

@@ -98,17 +98,36 @@ export function describeProgress(p) {
 }
 
 /**
+ * The rollback buttons say where they go ("Roll back to 1.0.0"); a second one also marks the
+ * release left bad. Without a target the daemon does not allow ROLLBACK, so no button shows.
+ * @param {any} target the product's rollbackTarget (null: the daemon cannot tell)
+ * @returns {Array<[string, string, { markBad?: boolean }]>}
+ */
+export function rollbackButtons(target) {
+  const to = target ? (target.version === null ? 'Undo the first install' : `Roll back to ${target.version}`) : 'Roll back';
+  const buttons = /** @type {Array<[string, string, { markBad?: boolean }]>} */ ([['ROLLBACK', to, {}]]);
+  if (target?.leaves) buttons.push(['ROLLBACK', `${to} and mark ${target.leaves} bad`, { markBad: true }]);
+  return buttons;
+}
+
+/**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], progress: any | null, canControl: boolean, busy: boolean, onEvent: (product: string, type: string, label: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, progress: any | null, canControl: boolean, busy: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
   const allowed = new Set(p.allowedEvents);
-  const button = ([type, label]) =>
-    h('button', { type: 'button', 'data-event': type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy, onclick: () => view.onEvent(p.product, type, label) }, label);
+  const button = ([type, label, extra = {}]) =>
+    h(
+      'button',
+      { type: 'button', 'data-event': extra.markBad ? `${type}:markBad` : type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy, onclick: () => view.onEvent(p.product, type, label, extra) },
+      label,
+    );
   const choices = view.canControl ? CHOICE_EVENTS.filter(([t]) => allowed.has(t)) : [];
-  const actions = view.canControl ? ACTION_EVENTS.filter(([t]) => allowed.has(t)) : [];
+  const actions = view.canControl
+    ? ACTION_EVENTS.filter(([t]) => allowed.has(t)).flatMap(([t, label]) => (t === 'ROLLBACK' ? rollbackButtons(p.rollbackTarget) : [[t, label]]))
+    : [];
   const progress = view.progress && WORKING.has(p.state) && view.progress.runId === p.runId ? view.progress : null;
 
   const facts = [
@@ -151,6 +170,46 @@ export function renderProduct(p, view) {
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
     renderHistory(p.product, view.runs),
+    view.releases && renderReleases(p.product, view.releases, view),
+  );
+}
+
+/** @param {any} b a BadMark */
+export function describeBadMark(b) {
+  const who = b.by === 'operator' ? `by operator ${b.actor ?? '(unknown)'}` : b.by === 'automatic' ? `automatically by ${b.actor ?? 'otad'}` : 'by an earlier otad';
+  return `Marked bad ${formatTime(b.at)} ${who}: ${b.reason}`;
+}
+
+/**
+ * Every release known for the product (GET /api/v1/products/{product}/releases).
+ * @param {string} product @param {any} history
+ * @param {{ canControl: boolean, busy: boolean, onUnmark: (product: string, version: string) => void }} view
+ */
+function renderReleases(product, history, view) {
+  const caption = h('caption', null, `Releases of ${product}`);
+  const rows = history.releases.map((r) => {
+    const tags = [r.installed && 'installed', r.previous && 'rollback target', r.onDisk && 'on disk', r.backup && 'backup'].filter(Boolean).join(', ');
+    return h(
+      'tr',
+      { 'data-release': r.version },
+      h('th', { scope: 'row' }, r.version),
+      h('td', null, tags || '—'),
+      h(
+        'td',
+        { class: r.bad ? 'bad' : null },
+        r.bad ? describeBadMark(r.bad) : 'not marked bad',
+        r.bad &&
+          view.canControl &&
+          h('button', { type: 'button', 'data-event': `unmark:${r.version}`, disabled: view.busy, onclick: () => view.onUnmark(product, r.version) }, `Unmark ${r.version}`),
+      ),
+    );
+  });
+  return h(
+    'table',
+    { class: 'releases' },
+    caption,
+    h('thead', null, h('tr', null, ...['Version', 'Status', 'Bad?'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, ...(rows.length ? rows : [h('tr', null, h('td', { colspan: '3' }, 'No releases known yet'))])),
   );
 }
 

@@ -1,5 +1,6 @@
 // The live stream: Socket.IO with the token in the handshake's auth (never the query string).
-// On a reconnect the daemon replays the transitions after the last seq seen, so none is missed.
+// On a reconnect the daemon replays the transitions after the last seq seen, so none is missed, or,
+// when its retained history no longer reaches back that far, sends `resync`: the page refetches.
 import { io } from './vendor/socket.io.esm.min.js';
 
 /**
@@ -29,7 +30,8 @@ export function openStream(opts) {
   });
   socket.on('message', (envelope) => {
     if (!envelope || envelope.v !== 1) return;
-    if (envelope.type === 'transition') lastSeq = envelope.seq;
+    // A resync carries the latest seq: the stream goes on from there after the page refetches.
+    if (envelope.type === 'transition' || envelope.type === 'resync') lastSeq = envelope.seq;
     opts.onMessage(envelope);
   });
   return { close: () => socket.disconnect() };
