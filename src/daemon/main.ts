@@ -15,6 +15,7 @@ import { readGoldenRoot } from '../trust/trusted-root.js';
 import { Daemon, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
+import { createSdNotifier, formatProductStatus, type SdNotifier } from './sd-notify.js';
 
 /** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
 export interface Interface {
@@ -86,6 +87,11 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   }
 
   const d = daemon;
+  // Only the real process speaks to the service manager: an embedded daemon (tests) must not claim
+  // readiness for whatever process runs it.
+  const notifier: SdNotifier | null = opts.handleSignals ? createSdNotifier({ env, pid: process.pid }) : null;
+  const productStatus = () => formatProductStatus(d.status().products.map((p) => ({ product: p.product, state: p.state })));
+  if (notifier?.enabled) d.bus.subscribe('transition', () => notifier.status(productStatus()));
   let current = config;
   let stopping: Promise<void> | null = null;
   const running: RunningOtad = {
@@ -115,6 +121,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     shutdown(reason: string) {
       if (stopping) return stopping;
       stopping = (async () => {
+        notifier?.stopping();
+        notifier?.close();
         log.info('otad stopping', { reason });
         checkins?.stop();
         for (const i of interfaces) await i.close().catch((e: unknown) => log.warn(`closing ${i.name} failed`, { error: String(e) }));
@@ -136,10 +144,18 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => running.reload());
+    process.on('SIGHUP', () => {
+      // systemd >= 253 matches RELOADING=1 to the reload by its MONOTONIC_USEC (Type=notify-reload).
+      notifier?.reloading();
+      const result = running.reload();
+      notifier?.ready(result.ok ? productStatus() : `${productStatus()} (configuration reload refused: ${result.error})`);
+    });
     process.on('unhandledRejection', (reason) => log.error('unhandled rejection (the daemon keeps running)', { error: toErrorData(reason) }));
   }
   log.info('otad ready', { pid: process.pid, products: d.status().products.map((p) => ({ product: p.product, state: p.state })) });
+  // READY=1 only now: every product is restored and every interface listens (api.json is written).
+  notifier?.ready(productStatus());
+  notifier?.startWatchdog();
   return running;
 }
 

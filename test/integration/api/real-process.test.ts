@@ -86,12 +86,12 @@ describe('REST v1 on a real otad process', () => {
 });
 
 describe('otad refuses to start with an unsafe tokens file', () => {
-  it('exits 2 with a message naming the file and the fix when group or other can read it', async () => {
+  it('exits 78 (EX_CONFIG) with a message naming the file and the fix when group or other can read it', async () => {
     const sandbox = makeApiSandbox();
     chmodSync(sandbox.tokensFile, 0o644);
     const proc = spawnOtad(sandbox, { entry: 'source' });
     const { code } = await proc.exited;
-    expect(code).toBe(2);
+    expect(code).toBe(78);
     const log = readFileSync(sandbox.logPath, 'utf8');
     expect(log).toContain(`API tokens file ${sandbox.tokensFile} has mode 0644`);
     expect(log).toContain('chmod 600');
