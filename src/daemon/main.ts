@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
 import { createLogging, type Logging } from '../core/logging.js';
+import { isJournalStream } from '../core/journal-format.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
 import { diffConfig, loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
@@ -49,7 +50,9 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   const clock = opts.clock ?? systemClock;
   const loadOpts = { ...(opts.configPath ? { path: opts.configPath } : {}), env, allowMissingDefault: true };
   const config = loadConfig(loadOpts);
-  const logging = createLogging({ level: config.logging.level, stdout: config.logging.stdout, file: config.logging.file, auditFile: config.logging.auditFile });
+  // Only the real process's fd 1 can be the journal stream systemd named in JOURNAL_STREAM.
+  const journal = opts.handleSignals === true && isJournalStream(env);
+  const logging = createLogging({ level: config.logging.level, stdout: config.logging.stdout, journal, file: config.logging.file, auditFile: config.logging.auditFile });
   const log = logging.logger;
 
   let lock: InstanceLock | null = null;
