@@ -99,3 +99,19 @@ describe('otad refuses to start with an unsafe tokens file', () => {
     rmSync(sandbox.dir, { recursive: true, force: true });
   });
 });
+
+describe('otad without a tokens file', () => {
+  it('keeps running its products with the REST API off, and says how to fix it', async () => {
+    const sandbox = makeApiSandbox();
+    rmSync(sandbox.tokensFile);
+    const proc = spawnOtad(sandbox, { entry: 'source' });
+    await proc.ready();
+    const log = readFileSync(sandbox.logPath, 'utf8');
+    expect(log).toContain('the REST API and Socket.IO stay off: there is no API tokens file');
+    expect(log).toContain(sandbox.tokensFile);
+    expect(existsSync(join(sandbox.stateDir, 'api.json'))).toBe(false);
+    const { code } = await proc.kill('SIGTERM');
+    expect(code).toBe(0);
+    rmSync(sandbox.dir, { recursive: true, force: true });
+  });
+});
