@@ -141,6 +141,14 @@ function closeRun(outcome: RunOutcome) {
   return { lastOutcome: outcome, choiceDeadline: null, deferralDeadline: null, confirmDeadline: null, scheduledAt: null, preCheckRetryAt: null };
 }
 
+/**
+ * A cancelled run also drops its offer: the robot said no to this run, so nothing is on offer
+ * until the next check finds it again (the run's history keeps the version it aimed at).
+ */
+function cancelRun() {
+  return { ...closeRun('cancelled'), offer: null };
+}
+
 /** The end of a release's deferral budget: its install-by instant, or its maximum deferral from when it was offered. */
 export function deferralDeadlineOf(offer: Offer, offeredAt: number): number | null {
   const limits = [offer.installBy, offer.maxDeferralMs === undefined ? undefined : offeredAt + offer.maxDeferralMs].filter(
@@ -286,7 +294,7 @@ export const updateMachine = setup({
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -333,7 +341,7 @@ export const updateMachine = setup({
             })),
           },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -356,7 +364,7 @@ export const updateMachine = setup({
           // The choice deadline is older than the confirmation one: the default still applies after both.
           { guard: 'confirmExpired', target: 'awaitingChoice', actions: assign(() => ({ confirmDeadline: null })) },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -367,7 +375,7 @@ export const updateMachine = setup({
         SCHEDULE_3AM: { actions: assign(({ event }) => ({ choice: choiceRecord('SCHEDULE_3AM', event), scheduledAt: event.at })) },
         RESCHEDULE: { actions: assign(({ event }) => ({ scheduledAt: event.at })) },
         // A release past its deferral budget can be installed sooner, never called off.
-        CANCEL: { guard: 'deferrable', target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { guard: 'deferrable', target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -417,7 +425,7 @@ export const updateMachine = setup({
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -425,7 +433,7 @@ export const updateMachine = setup({
       on: {
         TICK: { guard: 'preCheckRetryDue', target: 'preCheck' },
         UPDATE_NOW: { target: 'preCheck' },
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -448,7 +456,7 @@ export const updateMachine = setup({
         onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed'))] },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 
@@ -470,7 +478,7 @@ export const updateMachine = setup({
       },
       on: {
         // The last moment a run may be cancelled: from apply on, only a rollback undoes it.
-        CANCEL: { target: 'idle', actions: assign(() => closeRun('cancelled')) },
+        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
       },
     },
 

@@ -6,7 +6,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import type { Config } from '../config/load.js';
 
 /** Written by the API server in the state folder once it listens: { host, port, url, socketPath, pid }. */
 export const API_ADDRESS_FILE = 'api.json';
@@ -26,7 +25,13 @@ export class ApiClientError extends Error {
   }
 }
 
-export function resolveApiUrl(opts: { url?: string | undefined; env: NodeJS.ProcessEnv; config: Config }): string {
+/** The part of the configuration that locates the API: the daemon's Config and otactl's ClientConfig both fit. */
+export interface ApiLocation {
+  paths: { stateDir: string };
+  api: { host: string; port: number };
+}
+
+export function resolveApiUrl(opts: { url?: string | undefined; env: NodeJS.ProcessEnv; config: ApiLocation }): string {
   if (opts.url) return opts.url.replace(/\/$/, '');
   if (opts.env.OTA_URL) return opts.env.OTA_URL.replace(/\/$/, '');
   const file = join(opts.config.paths.stateDir, API_ADDRESS_FILE);
@@ -66,33 +71,54 @@ export class ApiClient {
     readonly token: string | null,
   ) {}
 
+  /**
+   * One request over node:http (node:https for an https URL). Not fetch: its HTTP stack is loaded
+   * on first use and costs a one-shot command like `otactl status` more time than the request.
+   */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
+    const url = new URL(`${this.baseUrl}${path}`);
+    const payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
+    const transport = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    let answer: { status: number; text: string };
     try {
-      res = await fetch(`${this.baseUrl}${path}`, {
-        method,
-        headers: {
-          ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
-          ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(15_000),
+      answer = await new Promise((resolve, reject) => {
+        const req = transport.request(
+          url,
+          {
+            method,
+            headers: {
+              ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
+              ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) } : {}),
+            },
+            timeout: REQUEST_TIMEOUT_MS,
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', reject);
+          },
+        );
+        req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })));
+        req.on('error', reject);
+        req.end(payload ?? undefined);
       });
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+      const cause = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
       throw new ApiClientError(null, 'UNREACHABLE', `otad is not reachable at ${this.baseUrl} (${cause}); is otad running? (systemctl status otad)`);
     }
-    const text = await res.text();
     let data: unknown = null;
     try {
-      data = text ? JSON.parse(text) : null;
+      data = answer.text ? JSON.parse(answer.text) : null;
     } catch {
-      data = text;
+      data = answer.text;
     }
-    if (!res.ok) {
+    if (answer.status < 200 || answer.status >= 300) {
       const e = (data as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
-      throw new ApiClientError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `otad answered ${res.status}`, e?.details);
+      throw new ApiClientError(answer.status, e?.code ?? `HTTP_${answer.status}`, e?.message ?? `otad answered ${answer.status}`, e?.details);
     }
     return data as T;
   }
 }
+
+const REQUEST_TIMEOUT_MS = 15_000;

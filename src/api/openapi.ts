@@ -3,7 +3,7 @@
  * (schemas.ts). Served at /api/v1/openapi.json; docs/api.md is checked against it by a test.
  */
 import { z } from 'zod';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { apiSchemas } from './schemas.js';
 
 const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'AckRequest']);

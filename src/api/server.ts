@@ -117,7 +117,7 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
 
   const hostForUrl = api.host.includes(':') ? `[${api.host}]` : api.host;
   const address: ApiAddress = { host: api.host, port, url: `http://${hostForUrl}:${port}`, socketPath: api.socketPath ?? null, pid: process.pid };
-  await atomicWriteFile(join(deps.stateDir, API_ADDRESS_FILE), JSON.stringify(address, null, 2) + '\n', { mode: 0o644 });
+  await atomicWriteFile(join(deps.stateDir, API_ADDRESS_FILE), JSON.stringify(address, null, 2) + '\n', { mode: 0o600 });
   logger.info(`API listening on ${address.url}${address.socketPath ? ` and ${address.socketPath}` : ''}`, { ...address });
 
   return {

@@ -90,7 +90,7 @@ export function createBackupManager(ports: BackupPorts): BackupManager {
       throw new OtaError('CONFIG_INVALID', `backup name "${name}" is not a backup name for product ${req.product}`, { details: { name } });
     }
     const path = join(req.backupDir, name);
-    await mkdir(req.backupDir, { recursive: true }).catch((error: unknown) => {
+    await mkdir(req.backupDir, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
       throw toOtaError(error, 'BACKUP_FAILED', `creating backup directory ${req.backupDir}`);
     });
 
@@ -241,7 +241,7 @@ async function writeChecksum(path: string, sha256: string): Promise<void> {
   const target = path + CHECKSUM_SUFFIX;
   const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    await writeFile(tmp, `${sha256}  ${name}\n`, { flag: 'wx', mode: 0o644 });
+    await writeFile(tmp, `${sha256}  ${name}\n`, { flag: 'wx', mode: 0o600 });
     await fsyncPath(tmp);
     await rename(tmp, target);
     await fsyncDir(dirname(path));

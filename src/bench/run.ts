@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: times otad's hot paths against the standard tools in the same run and prints
  * the ratio (ours / baseline; below 1 is faster). Download vs curl (+ sha256sum), streaming hash
- * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf, and our peak memory while
- * downloading. Numbers vary on a shared machine; the ratio is what to compare.
+ * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf, our peak memory while
+ * downloading, and `otactl status` against `systemctl --version` (the start of a small system
+ * tool) with the peak RSS of each. Numbers vary on a shared machine; the ratio is what to compare.
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchDownload } from './download-bench.js';
+import { benchOtactlStatus } from './otactl-bench.js';
 import { createPackage, hashFile } from '../package/create.js';
 import { extractPackage } from '../package/extract.js';
 
@@ -49,31 +52,47 @@ function makeTree(root: string, files: number, bigMiB: number): void {
 }
 
 async function main(): Promise<void> {
+  const only = new Set(process.argv.slice(2));
+  const wanted = (part: string) => only.size === 0 || only.has(part);
   const work = mkdtempSync(join(tmpdir(), 'otad-bench-'));
   const lines: string[] = [];
   try {
-    const before = process.memoryUsage().rss;
-    const d = await benchDownload({});
-    const peakRss = process.memoryUsage().rss;
-    lines.push(row(`download ${d.bytes >> 20} MiB`, d.oursMs, 'curl', d.curlMs, `   vs curl+sha256sum ${d.ratioVsCurlPlusHash?.toFixed(2) ?? 'n/a'}   hashes match: ${d.hashesMatch}`));
-    lines.push(`${'memory while downloading'.padEnd(28)} rss ${(before / 2 ** 20).toFixed(0)} MiB → ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
+    if (wanted('download')) {
+      const before = process.memoryUsage().rss;
+      const d = await benchDownload({});
+      const peakRss = process.memoryUsage().rss;
+      lines.push(row(`download ${d.bytes >> 20} MiB`, d.oursMs, 'curl', d.curlMs, `   vs curl+sha256sum ${d.ratioVsCurlPlusHash?.toFixed(2) ?? 'n/a'}   hashes match: ${d.hashesMatch}`));
+      lines.push(`${'memory while downloading'.padEnd(28)} rss ${(before / 2 ** 20).toFixed(0)} MiB → ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
+    }
 
-    const blob = join(work, 'blob.bin');
-    const buf = Buffer.alloc(256 << 20);
-    randomFillSync(buf);
-    writeFileSync(blob, buf);
-    const ours = await time(() => hashFile(blob));
-    lines.push(row('sha256 256 MiB', ours.ms, 'sha256sum', await baseline('sha256sum', [blob])));
+    if (wanted('hash')) {
+      const blob = join(work, 'blob.bin');
+      const buf = Buffer.alloc(256 << 20);
+      randomFillSync(buf);
+      writeFileSync(blob, buf);
+      const ours = await time(() => hashFile(blob));
+      lines.push(row('sha256 256 MiB', ours.ms, 'sha256sum', await baseline('sha256sum', [blob])));
+    }
 
-    const tree = join(work, 'tree');
-    makeTree(tree, 4000, 64);
-    const pkg = join(work, 'pkg.tar.gz');
-    const created = await time(() => createPackage(tree, pkg, { level: 6 }));
-    lines.push(row('package 4000 files + 64 MiB', created.ms, 'tar -czf', await baseline('tar', ['-czf', join(work, 'base.tar.gz'), '-C', tree, '.'])));
+    if (wanted('package')) {
+      const tree = join(work, 'tree');
+      makeTree(tree, 4000, 64);
+      const pkg = join(work, 'pkg.tar.gz');
+      const created = await time(() => createPackage(tree, pkg, { level: 6 }));
+      lines.push(row('package 4000 files + 64 MiB', created.ms, 'tar -czf', await baseline('tar', ['-czf', join(work, 'base.tar.gz'), '-C', tree, '.'])));
 
-    const extracted = await time(() => extractPackage(pkg, join(work, 'extracted')));
-    mkdirSync(join(work, 'base-extract'));
-    lines.push(row('scan + safe extract', extracted.ms, 'tar -xzf', await baseline('tar', ['-xzf', pkg, '-C', join(work, 'base-extract')])));
+      const extracted = await time(() => extractPackage(pkg, join(work, 'extracted')));
+      mkdirSync(join(work, 'base-extract'));
+      lines.push(row('scan + safe extract', extracted.ms, 'tar -xzf', await baseline('tar', ['-xzf', pkg, '-C', join(work, 'base-extract')])));
+    }
+
+    if (wanted('otactl')) {
+      const o = await benchOtactlStatus();
+      const rss = (kib: number | null) => (kib === null ? 'n/a' : `${(kib / 1024).toFixed(0)} MiB`);
+      lines.push(row(`otactl status (median of ${o.runs})`, o.oursMs, 'systemctl -v', o.baselineMs, `   peak rss ${rss(o.oursPeakRssKiB)} vs ${rss(o.baselinePeakRssKiB)}`));
+      lines.push(row('  the same, against node -e ""', o.oursMs, 'node -e ""', o.nodeStartMs));
+      if (o.oursCpuMs !== null && o.nodeStartCpuMs !== null) lines.push(row('  cpu time, against node -e ""', o.oursCpuMs, 'node -e ""', o.nodeStartCpuMs));
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

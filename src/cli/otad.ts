@@ -6,15 +6,15 @@
  * adds the resolved configuration as JSON.
  *
  * Exit statuses of the daemon: 0 after a clean stop, 78 (EX_CONFIG, sysexits.h) when it cannot
- * start because of its configuration (invalid file, unreadable or insecure tokens file, port in
+ * start because of its configuration (invalid file, unsafe or invalid tokens file, port in
  * use), 1 for anything else. The unit lists 78 in RestartPreventExitStatus=: restarting cannot fix
  * a broken file, so it fails visibly in `systemctl status` instead of looping every RestartSec.
  */
 import { Command } from 'commander';
 import { isOtaError } from '../core/errors.js';
 import { startOtad } from '../daemon/main.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { formatReport, preflight } from '../daemon/preflight.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
 

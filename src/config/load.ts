@@ -3,16 +3,17 @@
  * product-type templates, environment-variable overrides (OTA_SERVER__URL → server.url), then
  * validation whose messages name the key, the value and what was expected.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
 import { OtaError } from '../core/errors.js';
 import type { z } from 'zod';
+import { databasePath } from './defaults.js';
 import { configSchema, type ParsedConfig, type ProductConfig } from './schema.js';
+import { applyEnvOverrides as applyOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
 import { describeUnknownKeys, formatPath, knownKeys } from './unknown-keys.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/ota/config.yaml';
+export { DEFAULT_CONFIG_PATH, resolveConfigPath, type LoadOptions } from './source.js';
 
 /** The configuration with every derived value filled in: what the daemon runs on. */
 export interface Config extends Omit<ParsedConfig, 'paths' | 'products' | 'server'> {
@@ -21,21 +22,6 @@ export interface Config extends Omit<ParsedConfig, 'paths' | 'products' | 'serve
   products: ProductConfig[];
   /** Where it came from, for status and reload reports. */
   source: string | null;
-}
-
-export interface LoadOptions {
-  /** Explicit path (the --config flag); otherwise OTA_CONFIG, otherwise the default path. */
-  path?: string;
-  env?: NodeJS.ProcessEnv;
-  /** When true, a missing file at the default path is not an error: defaults apply. */
-  allowMissingDefault?: boolean;
-}
-
-export function resolveConfigPath(opts: LoadOptions): { path: string; explicit: boolean } {
-  const env = opts.env ?? process.env;
-  if (opts.path) return { path: resolve(opts.path), explicit: true };
-  if (env.OTA_CONFIG) return { path: resolve(env.OTA_CONFIG), explicit: true };
-  return { path: DEFAULT_CONFIG_PATH, explicit: false };
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
@@ -96,7 +82,7 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
     paths: {
       ...parsed.paths,
       stateDir,
-      database: parsed.paths.database ?? join(stateDir, 'otad.db'),
+      database: parsed.paths.database ?? databasePath(stateDir),
       cacheDir: parsed.paths.cacheDir ?? join(stateDir, 'cache'),
       backupDir: parsed.paths.backupDir ?? join(stateDir, 'backups'),
       lockFile: parsed.paths.lockFile ?? join(stateDir, 'otad.lock'),
@@ -110,26 +96,6 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
     source: opts.source ?? null,
   };
   return config;
-}
-
-function parseYamlFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    throw new OtaError('CONFIG_NOT_FOUND', `cannot read configuration file ${path}: ${(cause as Error).message}`, { cause });
-  }
-  let doc: unknown;
-  try {
-    doc = YAML.parse(text, { prettyErrors: true });
-  } catch (cause) {
-    throw new OtaError('CONFIG_PARSE', `configuration file ${path} is not valid YAML: ${(cause as Error).message}`, { cause });
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new OtaError('CONFIG_PARSE', `configuration file ${path} must hold a mapping of keys at the top level`);
-  }
-  return doc as Record<string, unknown>;
 }
 
 /** One problem of a configuration document, with its own code: what --check-config lists. */
@@ -158,44 +124,11 @@ function configIssues(zodIssues: readonly z.core.$ZodIssue[], doc: unknown): Con
   return out;
 }
 
-const snakeToCamel = (s: string): string => s.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-
 const TOP_LEVEL_KEYS = knownKeys(configSchema);
 
-/** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel. */
+/** OTA_SERVER__URL=… sets server.url; OTA_PRODUCTS__0__CHANNEL=beta sets products[0].channel (see ./source.ts). */
 export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
-  const applied: string[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('OTA_') || value === undefined) continue;
-    if (name === 'OTA_CONFIG' || name.startsWith('OTA_TEST_')) continue;
-    const segments = name.slice(4).split('__').filter(Boolean).map(snakeToCamel);
-    if (segments.length === 0) continue;
-    // OTA_TOKEN_FILE, OTA_PRODUCT (hook environment) and the like are not configuration: a name
-    // without "__" is an override only when it names a top-level key (OTA_SIMULATION). A name with
-    // "__" always is one, so a misspelled section is refused as an unknown key, not ignored.
-    if (segments.length === 1 && !TOP_LEVEL_KEYS.includes(segments[0] as string)) continue;
-    let node: Record<string, unknown> | unknown[] = doc;
-    for (let i = 0; i < segments.length - 1; i++) {
-      const seg = segments[i] as string;
-      const key: string | number = Array.isArray(node) ? Number(seg) : seg;
-      let next = (node as Record<string | number, unknown>)[key];
-      if (next === undefined || next === null || typeof next !== 'object') {
-        next = /^\d+$/.test(segments[i + 1] as string) ? [] : {};
-        (node as Record<string | number, unknown>)[key] = next;
-      }
-      node = next as Record<string, unknown>;
-    }
-    const last = segments[segments.length - 1] as string;
-    let parsed: unknown = value;
-    try {
-      parsed = YAML.parse(value);
-    } catch {
-      parsed = value;
-    }
-    (node as Record<string | number, unknown>)[Array.isArray(node) ? Number(last) : last] = parsed ?? value;
-    applied.push(segments.join('.'));
-  }
-  return applied;
+  return applyOverrides(doc, env, TOP_LEVEL_KEYS);
 }
 
 function productTypesDir(doc: Record<string, unknown>): string {

@@ -3,6 +3,7 @@
  * keys; a test checks that every key of the defaults appears there.
  */
 import { z } from 'zod';
+import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_STATE_DIR, DEFAULT_TOKENS_FILE } from './defaults.js';
 import { parseDuration } from './duration.js';
 
 const duration = (fallback: string) =>
@@ -164,7 +165,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   paths: z
     .strictObject({
-      stateDir: z.string().default('/var/lib/ota'),
+      stateDir: z.string().default(DEFAULT_STATE_DIR),
       database: z.string().optional(),
       cacheDir: z.string().optional(),
       backupDir: z.string().optional(),
@@ -186,10 +187,10 @@ export const configSchema = z.strictObject({
   api: z
     .strictObject({
       enabled: z.boolean().default(true),
-      host: z.string().default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(7780),
+      host: z.string().default(DEFAULT_API_HOST),
+      port: z.number().int().min(0).max(65535).default(DEFAULT_API_PORT),
       socketPath: z.string().optional(),
-      tokensFile: z.string().default('/etc/ota/tokens.yaml'),
+      tokensFile: z.string().default(DEFAULT_TOKENS_FILE),
       allowedHosts: z.array(z.string()).default(['localhost', '127.0.0.1', '[::1]']),
       allowedOrigins: z.array(z.string()).default([]),
       bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),

@@ -23,10 +23,12 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 export async function atomicWriteFile(file: string, data: string | Uint8Array, opts: { mode?: number } = {}): Promise<void> {
   const dir = dirname(file);
-  await mkdir(dir, { recursive: true });
+  // Folders made for a private file (no group or other bits) are private too.
+  const mode = opts.mode ?? 0o644;
+  await mkdir(dir, { recursive: true, mode: (mode & 0o077) === 0 ? 0o700 : 0o755 });
   const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await open(tmp, 'wx', opts.mode ?? 0o644);
+    const handle = await open(tmp, 'wx', mode);
     try {
       await handle.writeFile(data);
       await handle.sync();

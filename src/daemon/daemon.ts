@@ -25,11 +25,11 @@ import { systemTimers, type TimerPort } from '../schedule/timers.js';
 import type { TaskSpec } from '../schedule/spec.js';
 import type { DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, RunExport } from './control.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { JournalVerdict } from './recovery-policy.js';
 
-export const OTAD_VERSION = '0.1.0';
 
 /** What the daemon needs from the outside world for one product's steps. */
 export interface StepContext {

@@ -42,7 +42,7 @@ export function acquireInstanceLock(path: string): InstanceLock {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o644);
+      const fd = openSync(path, 'wx', 0o600);
       writeSync(fd, `${process.pid}\n`);
       fsyncSync(fd);
       closeSync(fd);

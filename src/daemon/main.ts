@@ -3,7 +3,8 @@
  * lifecycle, start the interfaces, and handle signals (SIGTERM/SIGINT: checkpoint and close;
  * SIGHUP: reload configuration and report what changed or why the new file was refused).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { ensurePrivateDir } from '../core/private-dir.js';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
@@ -17,6 +18,7 @@ import { Daemon, type StepProvider } from './daemon.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
 import { createSdNotifier, formatProductStatus, type SdNotifier } from './sd-notify.js';
+import { startProcessUnits } from './process-units-at-start.js';
 
 /** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
 export interface Interface {
@@ -60,8 +62,12 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let interfaces: Interface[] = [];
   let checkins: CheckinReporter | null = null;
   try {
-    // The state folder holds the database, the device id and trusted metadata: otad's alone.
-    mkdirSync(config.paths.stateDir, { recursive: true, mode: 0o700 });
+    // The state folder holds the database, the device id and trusted metadata; the cache the
+    // downloads and release cache; the backups preserved configuration: otad's alone (0700).
+    for (const dir of new Set([config.paths.stateDir, config.paths.cacheDir, config.paths.backupDir])) {
+      const r = ensurePrivateDir(dir);
+      if (r.tightenedFrom !== null) log.warn(`tightened ${dir} from mode ${r.tightenedFrom.toString(8)} to 700: it holds otad's private state`, { dir, from: r.tightenedFrom.toString(8) });
+    }
     lock = acquireInstanceLock(config.paths.lockFile);
     const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
     const uncleanStart = readUncleanStart(config.paths.database);
@@ -74,6 +80,15 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       deviceIdSource: identity.source,
       products: config.products.map((p) => p.name),
       uncleanStart,
+    });
+    // Before any lifecycle is restored, so no step stops or starts a unit at the same time.
+    const store = daemon.store;
+    await startProcessUnits({
+      products: config.products,
+      stateDir: config.paths.stateDir,
+      simulation: config.simulation,
+      savedState: (product) => store.loadSnapshot(product)?.state ?? null,
+      logger: log,
     });
     await daemon.start();
     await reportTrustedRoot(config, log);

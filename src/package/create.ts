@@ -158,7 +158,9 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
     },
   });
   const pack = tar.pack();
-  const written = pipeline(pack, createGzip({ level }), measure, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }), opts.signal === undefined ? {} : { signal: opts.signal });
+  // A release package is public (served to robots); a backup holds preserved configuration: private.
+  const fileMode = origin === 'backup' ? 0o600 : 0o644;
+  const written = pipeline(pack, createGzip({ level }), measure, createWriteStream(tmp, { flags: 'wx', mode: fileMode }), opts.signal === undefined ? {} : { signal: opts.signal });
   let read = 0;
 
   async function feed(): Promise<void> {

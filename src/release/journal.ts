@@ -75,8 +75,8 @@ export function createApplyJournal(options: ApplyJournalOptions): ApplyJournal {
   }
 
   async function persist(entry: ApplyJournalEntry): Promise<ApplyJournalEntry> {
-    await fs.mkdir(options.dir, { recursive: true });
-    await atomicWriteFile(file, `${JSON.stringify(entry, null, 2)}\n`);
+    await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });
+    await atomicWriteFile(file, `${JSON.stringify(entry, null, 2)}\n`, { mode: 0o600 });
     log.debug('apply journal written', { runId: entry.runId, phase: entry.phase, from: entry.from, to: entry.to });
     return entry;
   }

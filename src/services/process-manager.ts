@@ -116,7 +116,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
     if (!Number.isInteger(pid) || pid <= 0 || !runsCommand(pid, def.command)) return null;
     const record: PidRecord = { pid, startTicks: readProcessIdentity(pid)?.startTicks ?? '', command: def.command };
     log.warn('adopting a service started by an earlier daemon that stopped before recording it', { unit, pid });
-    await atomicWriteFile(pidFile(unit), JSON.stringify(record));
+    await atomicWriteFile(pidFile(unit), JSON.stringify(record), { mode: 0o600 });
     await fs.rm(startingFile(unit), { force: true });
     return record;
   }
@@ -136,9 +136,9 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
     if (!(await findProgram(program, env.PATH, def.cwd))) {
       throw new OtaError('SERVICE_FAILED', `could not start ${unit}: ${program} is not an executable file`, { details: { unit, command: def.command } });
     }
-    await fs.mkdir(options.stateDir, { recursive: true });
+    await fs.mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     await fs.rm(startingFile(unit), { force: true });
-    const logFd = openSync(path.join(options.stateDir, `${unit}.log`), 'a');
+    const logFd = openSync(path.join(options.stateDir, `${unit}.log`), 'a', 0o600);
     let pid: number;
     try {
       // $0 is the record's path: the shell writes its pid there, then execs the command in place.
@@ -164,7 +164,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
       closeSync(logFd);
     }
     const startTicks = readProcessIdentity(pid)?.startTicks ?? '';
-    await atomicWriteFile(pidFile(unit), JSON.stringify({ pid, startTicks, command: def.command }));
+    await atomicWriteFile(pidFile(unit), JSON.stringify({ pid, startTicks, command: def.command }), { mode: 0o600 });
     await fs.rm(startingFile(unit), { force: true });
     log.info('service started', { unit, pid });
   }

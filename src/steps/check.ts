@@ -71,8 +71,8 @@ export function createFileReleaseCache(cacheDir: string): ReleaseCache {
   return {
     async write(product, release) {
       const file = releaseCachePath(cacheDir, product);
-      await fs.mkdir(path.dirname(file), { recursive: true });
-      await atomicWriteFile(file, `${JSON.stringify(release, null, 2)}\n`);
+      await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      await atomicWriteFile(file, `${JSON.stringify(release, null, 2)}\n`, { mode: 0o600 });
     },
     async read(product) {
       try {

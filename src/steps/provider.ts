@@ -25,7 +25,7 @@ import { createRepositoryForProduct, repositoryUrlsFor } from './repository-fact
 import { createRollback } from './rollback.js';
 import { createStageStep } from './stage.js';
 import { createValidate } from './validate.js';
-import { OTAD_VERSION } from '../daemon/daemon.js';
+import { OTAD_VERSION } from '../core/version.js';
 import { silentLogger } from '../core/logger.js';
 import type { PackageLimits } from '../package/limits.js';
 

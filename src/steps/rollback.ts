@@ -138,8 +138,8 @@ async function readRecord(file: string, log: Logger): Promise<RollbackRecord | n
 }
 
 async function writeRecord(file: string, record: RollbackRecord): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  await atomicWriteFile(file, `${JSON.stringify(record, null, 2)}\n`);
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await atomicWriteFile(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
 }
 
 export function outputOf(plan: ResolvedRollback): RollbackOutput {

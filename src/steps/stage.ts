@@ -86,7 +86,7 @@ export function createStageStep(ports: StagePorts): StageStep {
 
     // ----- download (or reuse) the verified package --------------------------------------
     const packagePath = packageCachePath(config.paths.cacheDir, product.name, offer.package);
-    await mkdirp(path.dirname(packagePath));
+    await mkdirp(path.dirname(packagePath), 0o700);
     await pruneCache(path.dirname(packagePath), path.basename(packagePath), log);
     if (!(await reuseDownload(packagePath, offer.package, log))) {
       await download(input, packagePath, signal, log);
@@ -185,9 +185,9 @@ export function createStageStep(ports: StagePorts): StageStep {
   }
 }
 
-async function mkdirp(dir: string): Promise<void> {
+async function mkdirp(dir: string, mode?: number): Promise<void> {
   try {
-    await fs.mkdir(dir, { recursive: true });
+    await fs.mkdir(dir, { recursive: true, ...(mode === undefined ? {} : { mode }) });
   } catch (error) {
     throw toOtaError(error, 'IO_FAILED', `creating ${dir}`, { dir });
   }

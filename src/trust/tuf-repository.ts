@@ -150,7 +150,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
 
   /** Make sure metadataDir/root.json is a self-signed root; otherwise take the golden copy. */
   async function ensureTrustedRoot(): Promise<Metadata<Root>> {
-    await fs.mkdir(metadataDir, { recursive: true });
+    await fs.mkdir(metadataDir, { recursive: true, mode: 0o700 });
     const cachedPath = path.join(metadataDir, 'root.json');
     const golden = await readGoldenRoot(options.trustedRootPath);
     let cached: Metadata<Root> | null = null;
@@ -161,7 +161,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
       problem = (error as NodeJS.ErrnoException).code === 'ENOENT' ? null : (error as Error).message;
     }
     if (cached !== null && cached.signed.version >= golden.root.signed.version) return cached;
-    await atomicWriteFile(cachedPath, golden.bytes);
+    await atomicWriteFile(cachedPath, golden.bytes, { mode: 0o600 });
     if (problem !== null) {
       log.warn('cached trusted root was corrupt; restored from the golden copy', { path: cachedPath, problem });
       options.audit?.audit({ kind: 'recovery', message: `trusted root ${cachedPath} was corrupt (${problem}); restored from the golden copy`, details: { problem } });
@@ -215,6 +215,8 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         if (!ahead.ok) throw report(clockError(ahead.message, mapped), 'metadata refresh');
       }
       throw report(mapped, 'metadata refresh');
+    } finally {
+      await privateFiles(metadataDir);
     }
     // tuf-js judges expiry by the system clock; the clock port has the final word (they agree in production).
     const timestampBytes = await fs.readFile(path.join(metadataDir, 'timestamp.json')).catch(() => null);
@@ -446,4 +448,10 @@ function peekIssued(bytes: Buffer): number | undefined {
 function peekIssuedSigned(fields: Record<string, unknown>): number | undefined {
   const issued = fields[ISSUED_FIELD];
   return typeof issued === 'string' ? Date.parse(issued) : undefined;
+}
+
+/** tuf-js writes the metadata it accepted with the process umask (0644): otad's state files are 0600. */
+async function privateFiles(dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  await Promise.all(names.filter((n) => n.endsWith('.json')).map((n) => fs.chmod(path.join(dir, n), 0o600).catch(() => {})));
 }

@@ -3,7 +3,7 @@
  * the control surface, one update at a time across products, foreign snapshots, and the process's
  * signals (SIGHUP reload, SIGTERM clean stop) on a real otad.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -219,11 +219,14 @@ describe('the otad process', () => {
     proc = spawnOtad(sandbox, { entry: 'source' });
     await proc.ready();
     await waitUntil(() => readSaved(sandbox.dbPath)?.state === 'idle');
-    const out = execFileSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/otactl.ts'), '--config', sandbox.configPath, 'status', '--json'], {
+    // This daemon serves no API: otactl shows what it saved, and exits 5 because it cannot ask it.
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/cli/otactl.ts'), '--config', sandbox.configPath, 'status', '--json'], {
       cwd: REPO_ROOT,
       encoding: 'utf8',
     });
-    expect(out).toContain('"product": "robot-ai"');
+    expect(r.status).toBe(5);
+    expect(r.stdout).toContain('"product": "robot-ai"');
+    expect(r.stderr).toContain('not reachable');
     expect(query<{ n: number }>(sandbox.dbPath, 'SELECT COUNT(*) AS n FROM transitions')[0]!.n).toBeGreaterThan(0);
   }, 60_000);
 });

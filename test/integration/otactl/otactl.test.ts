@@ -1,38 +1,19 @@
 /**
- * otactl spawned as a real process against a real otad process (fake steps, real API).
+ * The built otactl spawned as a real process against a real otad process (fake steps, real API).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRealOtad, type RealOtad } from '../api/real-otad.js';
 import { READ_TOKEN, waitFor } from '../api/harness.js';
+import { REPO_ROOT } from '../../support/otad-process.js';
+import { spawnOtactl } from './otactl-process.js';
 
-const ROOT = resolve(import.meta.dirname, '../../..');
-const OTACTL = join(ROOT, 'src/cli/otactl.ts');
-const FIXTURE = join(ROOT, 'test/fixtures/replay/committed-run.json');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+const FIXTURE = join(REPO_ROOT, 'test/fixtures/replay/committed-run.json');
 
 let d: RealOtad;
 
-function otactlProcess(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', OTACTL, '--config', d.sandbox.configPath, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, OTA_TOKEN_FILE: d.tokensFile, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<Result>((res) => child.on('close', (code) => res({ code, stdout, stderr })));
-  return { child, done, out: () => stdout, err: () => stderr };
-}
+const otactlProcess = (args: string[], env: Record<string, string> = {}) => spawnOtactl(['--config', d.sandbox.configPath, ...args], { OTA_TOKEN_FILE: d.tokensFile, ...env });
 
 const otactl = (args: string[], env: Record<string, string> = {}) => otactlProcess(args, env).done;
 
@@ -74,20 +55,30 @@ describe('otactl against a running otad', () => {
     expect(refused.stderr).toContain('API_FORBIDDEN');
   });
 
-  it('watches a whole run live, with progress and notifications, until it reaches idle; then exports it and replays it offline', async () => {
-    const watch = otactlProcess(['watch', '--until', 'idle', '--timeout', '30s']);
-    await waitFor(() => watch.err().includes('watching otad'), 'watch to connect', 20_000);
+  it('watches a whole run live, with its current state first, notifications and transitions, until the awaited state; then exports it and replays it offline', async () => {
+    const watchOffer = otactlProcess(['watch', '--until', 'preCheck', '--timeout', '30s']);
+    await waitFor(() => watchOffer.err().includes('watching otad'), 'watch to connect', 20_000);
+    await waitFor(() => /robot-ai: idle/.test(watchOffer.out()), 'the current state in watch', 20_000);
     const check = await otactl(['check', 'robot-ai']);
     expect(check.code).toBe(0);
     expect(check.stdout).toMatch(/robot-ai: CHECK_NOW accepted; now checking \(run \S+\)/);
     const runId = /\(run (\S+)\)/.exec(check.stdout)?.[1] as string;
-    await waitFor(() => watch.out().includes('checking → awaitingChoice'), 'the offer in watch', 20_000);
+    await waitFor(() => watchOffer.out().includes('checking → awaitingChoice'), 'the offer in watch', 20_000);
     // The notification follows its transition on the stream; it may be a moment behind.
-    await waitFor(() => watch.out().includes('update-available 2.0.0'), 'the update-available notification in watch', 20_000);
+    await waitFor(() => watchOffer.out().includes('update-available 2.0.0'), 'the update-available notification in watch', 20_000);
+
+    const watchRun = otactlProcess(['watch', '--until', 'idle', '--timeout', '30s']);
+    await waitFor(() => /robot-ai: awaitingChoice\s+installed \S+\s+offered 2\.0\.0/.test(watchRun.out()), 'the current state in the second watch', 20_000);
     expect((await otactl(['update-now'])).code).toBe(0);
-    const w = await watch.done;
+    const offered = await watchOffer.done;
+    expect(offered.code).toBe(0);
+    expect(offered.stdout.split('\n')[0]).toMatch(/robot-ai: idle/);
+    for (const step of ['idle → checking', 'checking → awaitingChoice', 'awaitingChoice → preCheck']) expect(offered.stdout).toContain(step);
+    expect(offered.stdout).not.toContain('preCheck → backup');
+    const w = await watchRun.done;
     expect(w.code).toBe(0);
-    for (const step of ['idle → checking', 'awaitingChoice → preCheck', 'backup → staging', 'apply → validate', 'commit → idle']) expect(w.stdout).toContain(step);
+    expect(w.stdout.split('\n')[0]).toMatch(/robot-ai: awaitingChoice/);
+    for (const step of ['awaitingChoice → preCheck', 'backup → staging', 'apply → validate', 'commit → idle']) expect(w.stdout).toContain(step);
 
     const history = await otactl(['history']);
     expect(history.stdout).toContain(runId);
@@ -127,7 +118,7 @@ describe('otactl against a running otad', () => {
     const hold = await otactl(['inhibit', 'hold', 'robot-ai.mission', '--reason', 'on a delivery', '--duration', '30m']);
     expect(hold.code).toBe(0);
     expect(hold.stdout).toContain('inhibit held by robot-ai.mission until');
-    expect((await otactl(['status'])).stdout).toContain('inhibit: robot-ai.mission');
+    expect((await otactl(['status'])).stdout).toContain('inhibit: held by robot-ai.mission');
     expect((await otactl(['inhibit', 'release', 'robot-ai.mission'])).code).toBe(0);
     expect((await otactl(['inhibit', 'release', 'robot-ai.mission'])).code).toBe(2);
     expect((await otactl(['ack', 'robot-ai'])).code).toBe(0);
@@ -144,14 +135,15 @@ describe('otactl against a running otad', () => {
 });
 
 describe('otactl without a daemon', () => {
-  it('exits 5 when the daemon is unreachable, and status falls back to the saved state saying so', async () => {
+  it('exits 5 when the daemon is unreachable; status still shows the saved state, says so on stderr and exits 5 too', async () => {
     const url = 'http://127.0.0.1:9';
     const r = await otactl(['--url', url, 'check']);
     expect(r.code).toBe(5);
     expect(r.stderr).toContain('not reachable');
     const s = await otactl(['--url', url, 'status']);
-    expect(s.code).toBe(0);
-    expect(s.stdout).toContain('otad is not reachable');
+    expect(s.code).toBe(5);
+    expect(s.stderr).toContain('otad is not running or not reachable');
+    expect(s.stdout).toContain('saved state (otad not reachable)');
     expect(s.stdout).toMatch(/robot-ai: (idle|scheduled)/);
   });
 });

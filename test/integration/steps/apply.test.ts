@@ -52,7 +52,7 @@ describe('apply → validate → commit', () => {
     const validation = await createValidate(ports)({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
     expect(validation.healthy).toBe(true);
     expect(validation.checks.map((c) => [c.name, c.ok])).toEqual([
-      [`http:http://127.0.0.1:${world.port}/health`, true],
+      [`http://127.0.0.1:${world.port}/health`, true],
       ['version:VERSION', true],
       ['robot-ai.service running', true],
       ['release-marker', true],

@@ -38,7 +38,7 @@ describe('validate', () => {
     const product = { ...world.product, probation: { window: 200, interval: 50, failureThreshold: 3 } };
     const error = await validateError(createValidate(world.ports({ product }))({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal));
     expect(error.code).toBe('HEALTH_CHECK_FAILED');
-    expect(error.details).toMatchObject({ check: `http:http://127.0.0.1:${world.port}/health`, failureThreshold: 3 });
+    expect(error.details).toMatchObject({ check: `http://127.0.0.1:${world.port}/health`, failureThreshold: 3 });
   });
 
   it('fails with HEALTH_CHECK_TIMEOUT when the health endpoint hangs past its timeout', async () => {

@@ -170,7 +170,7 @@ describe('the update machine', () => {
 
   describe('cancel', () => {
     for (const target of ['checking', 'awaitingChoice', 'scheduled', 'preCheck', 'preCheckWaiting', 'backup', 'staging'] as const) {
-      it(`is accepted in ${target} and ends the run as cancelled without touching the robot`, async () => {
+      it(`is accepted in ${target}, ends the run as cancelled without touching the robot and drops the offer`, async () => {
         const slow = { check: 0, preCheck: 0, backup: 0, stage: 0 } as Record<string, number>;
         if (target === 'checking') slow.check = 5000;
         if (target === 'preCheck') slow.preCheck = 5000;
@@ -187,6 +187,8 @@ describe('the update machine', () => {
         h.send({ type: 'CANCEL' });
         expect(h.actor.getSnapshot().value).toBe('idle');
         expect(h.actor.getSnapshot().context.lastOutcome).toBe('cancelled');
+        expect(h.actor.getSnapshot().context.offer).toBeNull();
+        expect(h.actor.getSnapshot().context.runId).toBe('r');
         expect(h.ran('apply')).toBe(0);
       });
     }

@@ -1,0 +1,62 @@
+/**
+ * The commands that read what the daemon recorded: run history, recent log lines, a run's export,
+ * and the offline replay of an export (which loads the machine, and only here).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { LogLine } from '../../core/logging.js';
+import { isOtaError, OtaError } from '../../core/errors.js';
+import type { RunExport } from '../../daemon/control.js';
+import type { RunRecord } from '../../store/store.js';
+import { type CliContext, iso, out, printJson } from './context.js';
+import { EXIT } from './exit-codes.js';
+
+export async function history(ctx: CliContext, opts: { product?: string; limit: string }): Promise<void> {
+  const q = new URLSearchParams({ limit: opts.limit, ...(opts.product ? { product: opts.product } : {}) });
+  const r = await (await ctx.client()).request<{ runs: RunRecord[] }>('GET', `/api/v1/history?${q}`);
+  if (ctx.json) return printJson(r);
+  if (r.runs.length === 0) out('no runs yet');
+  for (const run of r.runs) {
+    out(`${run.runId}  ${run.product}  ${run.kind}  ${iso(run.startedAt)}  ${run.fromVersion ?? '-'} → ${run.toVersion ?? '-'}  ${run.outcome ?? run.state}${run.error ? `  ${run.error.code}` : ''}`);
+  }
+}
+
+/** Which product a log line is about; lines about the daemon as a whole say so. */
+export function logSubject(fields: Record<string, unknown>): string {
+  return typeof fields.product === 'string' ? fields.product : '(daemon)';
+}
+
+export function logLineText(l: { time: number; level: string; message: string; fields: Record<string, unknown> }): string {
+  return `${iso(l.time)} ${l.level.padEnd(5)} ${logSubject(l.fields)}: ${l.message}`;
+}
+
+export async function logs(ctx: CliContext, opts: { level?: string; limit: string; contains?: string }): Promise<void> {
+  const q = new URLSearchParams({ limit: opts.limit, ...(opts.level ? { level: opts.level } : {}), ...(opts.contains ? { contains: opts.contains } : {}) });
+  const r = await (await ctx.client()).request<{ lines: LogLine[] }>('GET', `/api/v1/logs?${q}`);
+  if (ctx.json) return printJson(r);
+  for (const l of r.lines) out(logLineText(l));
+}
+
+export async function exportRun(ctx: CliContext, runId: string, opts: { output?: string }): Promise<void> {
+  const r = await (await ctx.client()).request<RunExport>('GET', `/api/v1/runs/${encodeURIComponent(runId)}/export`);
+  const text = JSON.stringify(r, null, 2) + '\n';
+  if (opts.output) {
+    writeFileSync(opts.output, text);
+    if (!ctx.json) process.stderr.write(`run ${runId}: ${r.transitions.length} transitions written to ${opts.output}\n`);
+  } else {
+    process.stdout.write(text);
+  }
+}
+
+export async function replay(ctx: CliContext, file: string): Promise<void> {
+  const { formatReplay, replayRun, validateExport } = await import('../../replay/replay.js');
+  let exported: RunExport;
+  try {
+    exported = validateExport(JSON.parse(readFileSync(file, 'utf8')));
+  } catch (error) {
+    throw new OtaError('CONFIG_INVALID', `${file}: ${isOtaError(error) ? error.message : (error as Error).message}`);
+  }
+  const report = replayRun(exported);
+  if (ctx.json) printJson(report);
+  else out(formatReplay(report));
+  if (report.divergence) process.exitCode = EXIT.failure;
+}
