@@ -107,7 +107,16 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   const d = daemon;
   // Only the real process speaks to the service manager: an embedded daemon (tests) must not claim
   // readiness for whatever process runs it.
-  const notifier: SdNotifier | null = opts.handleSignals ? createSdNotifier({ env, pid: process.pid }) : null;
+  const notifier: SdNotifier | null = opts.handleSignals
+    ? createSdNotifier({
+        env,
+        pid: process.pid,
+        onError: (error) =>
+          log.error('cannot notify systemd (NOTIFY_SOCKET is set): the sd-notify module is missing or failed; install libsystemd-dev and run npm ci again, or otad will not be reported ready', {
+            error: error.message,
+          }),
+      })
+    : null;
   const productStatus = () => formatProductStatus(d.status().products.map((p) => ({ product: p.product, state: p.state })));
   if (notifier?.enabled) d.bus.subscribe('transition', () => notifier.status(productStatus()));
   let current = config;

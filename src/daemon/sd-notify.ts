@@ -19,7 +19,9 @@ export interface NotifyTransport {
  * the credentials and any future change of the protocol are systemd's code, not ours. `unix-dgram`
  * was the other candidate: it copies the socket path with strncpy and passes sizeof(sockaddr_un)
  * as the address length, so it cannot reach an abstract socket at all. The cost is a build-time
- * dependency on libsystemd-dev (.ci/run installs it); libsystemd0 is on every Ubuntu system.
+ * dependency on libsystemd-dev (.ci/run installs it); libsystemd0 is on every Ubuntu system. It is
+ * an optional dependency: `npm ci` on a machine without libsystemd-dev skips it (the demo and the
+ * tools need no systemd), and otad under systemd without it says so in an error (onError below).
  */
 export function libsystemdTransport(): NotifyTransport {
   const require = createRequire(import.meta.url);
@@ -37,6 +39,8 @@ export interface SdNotifierOptions {
   now?: () => number;
   /** At most one STATUS= per this many milliseconds; the latest text is sent when the window ends. */
   statusIntervalMs?: number;
+  /** Told once when datagrams cannot be sent (the native module is missing); notifying then stops. */
+  onError?: (error: Error) => void;
 }
 
 export interface SdNotifier {
@@ -77,11 +81,17 @@ export function createSdNotifier(opts: SdNotifierOptions): SdNotifier {
   let statusTimer: NodeJS.Timeout | null = null;
   let watchdogTimer: NodeJS.Timeout | null = null;
 
+  let broken = false;
   const send = (...assignments: string[]) => {
-    if (!enabled) return;
-    transport ??= (opts.transport ?? libsystemdTransport)();
-    // A newline inside a value would start a new assignment: a status text cannot inject READY=1.
-    transport.send(assignments.map((a) => a.replace(/\n/g, ' ')).join('\n'));
+    if (!enabled || broken) return;
+    try {
+      transport ??= (opts.transport ?? libsystemdTransport)();
+      // A newline inside a value would start a new assignment: a status text cannot inject READY=1.
+      transport.send(assignments.map((a) => a.replace(/\n/g, ' ')).join('\n'));
+    } catch (error) {
+      broken = true;
+      opts.onError?.(error as Error);
+    }
   };
 
   const sendStatus = (text: string) => {
