@@ -14,6 +14,7 @@ import { createEdge } from './edge.js';
 import { createFixedWindowLimiter } from './rate-limit.js';
 import { startApiServer, type ApiAddress } from './server.js';
 import { loadTokensFile } from './tokens.js';
+import { isOtaError } from '../core/errors.js';
 
 export interface StartedInterfaces {
   interfaces: Interface[];
@@ -28,8 +29,8 @@ export async function startInterfaces(control: DaemonControl, config: Config, lo
   const interfaces: Interface[] = [];
   let api: ApiAddress | null = null;
   try {
-    if (config.api.enabled) {
-      const tokens = loadTokensFile(config.api.tokensFile);
+    const tokens = config.api.enabled ? loadTokensOrNull(config.api.tokensFile, logger) : null;
+    if (tokens) {
       const server = await startApiServer({ control, edge, tokens, api: config.api, stateDir: config.paths.stateDir, clock, logger, audit: logging.audit });
       api = server.address;
       interfaces.push({ name: 'api', close: () => server.close() });
@@ -43,6 +44,23 @@ export async function startInterfaces(control: DaemonControl, config: Config, lo
     throw error;
   }
   return { interfaces, api };
+}
+
+/**
+ * A missing tokens file leaves the REST API and Socket.IO off and otad running: updates, rollbacks
+ * and D-Bus go on, and the error says how to fix it. Stopping the whole daemon (and, under systemd,
+ * never restarting it) would leave a robot without updates for want of a file only the API needs.
+ * A tokens file that exists but is unsafe or invalid still stops otad (exit 78): that is a mistake
+ * someone made and must see, and serving with a secret others can read is worse than not serving.
+ */
+function loadTokensOrNull(path: string, logger: Logging['logger']): ReturnType<typeof loadTokensFile> | null {
+  try {
+    return loadTokensFile(path);
+  } catch (error) {
+    if (!(isOtaError(error) && error.code === 'CONFIG_NOT_FOUND' && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')) throw error;
+    logger.error('the REST API and Socket.IO stay off: there is no API tokens file; create it with mode 0600 (docs/api.md) and restart otad, or set api.enabled: false', { path });
+    return null;
+  }
 }
 
 export const defaultInterfaces: InterfaceStarter = async (daemon, config, logging) => (await startInterfaces(daemon, config, logging)).interfaces;

@@ -4,6 +4,11 @@
  * configuration and the host it would run on (src/daemon/preflight.ts), lists every error and
  * warning with its code, and exits 0 only when otad would start and work (2 otherwise); --print
  * adds the resolved configuration as JSON.
+ *
+ * Exit statuses of the daemon: 0 after a clean stop, 78 (EX_CONFIG, sysexits.h) when it cannot
+ * start because of its configuration (invalid file, unsafe or invalid tokens file, port in
+ * use), 1 for anything else. The unit lists 78 in RestartPreventExitStatus=: restarting cannot fix
+ * a broken file, so it fails visibly in `systemctl status` instead of looping every RestartSec.
  */
 import { Command } from 'commander';
 import { isOtaError } from '../core/errors.js';
@@ -12,6 +17,9 @@ import { OTAD_VERSION } from '../core/version.js';
 import { formatReport, preflight } from '../daemon/preflight.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
+
+/** sysexits.h EX_CONFIG; deploy/systemd/otad.service keeps it in RestartPreventExitStatus=. */
+export const EXIT_CONFIG = 78;
 
 const program = new Command()
   .name('otad')
@@ -44,5 +52,5 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   const message = isOtaError(error) ? `${error.code}: ${error.message}` : String(error);
   process.stderr.write(`otad: ${message}\n`);
-  process.exit(isOtaError(error) && error.category === 'config' ? 2 : 1);
+  process.exit(isOtaError(error) && error.category === 'config' ? EXIT_CONFIG : 1);
 });

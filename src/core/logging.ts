@@ -1,10 +1,11 @@
 /**
- * The winston-backed Logger: structured JSON lines on stdout (journald takes them) and an optional
- * file; a separate audit channel for security-relevant events. The last lines are kept in memory
+ * The winston-backed Logger: structured JSON lines on stdout, or under journald (`journal`) text
+ * lines with a syslog priority prefix (journal-format.ts), and an optional JSON file; a separate audit channel for security-relevant events. The last lines are kept in memory
  * for the logs endpoint, and every line can be observed (the event bus streams them).
  */
 import winston from 'winston';
 import type { AuditEvent, AuditSink, LogFields, Logger } from './logger.js';
+import { formatJournalLine } from './journal-format.js';
 
 export interface LogLine {
   time: number;
@@ -19,6 +20,8 @@ export interface LoggingOptions {
   auditFile?: string | undefined;
   /** Write to stdout (default true). */
   stdout?: boolean;
+  /** stdout is a journald stream (isJournalStream): priority-prefixed text lines instead of JSON. */
+  journal?: boolean;
   /** How many lines the in-memory tail keeps. */
   tailSize?: number;
   now?: () => number;
@@ -51,6 +54,18 @@ export function redact(fields: LogFields): LogFields {
 /** Log files are created 0640 (owner writes, group adm reads, as deploy/logrotate recreates them); appended to, never truncated. */
 export const LOG_FILE_OPTIONS = { flags: 'a', mode: 0o640 } as const;
 
+/** Winston's own keys on a log entry; everything else is a field of the line. */
+const ENTRY_KEYS = new Set(['level', 'message', 'timestamp', 'service']);
+
+/** Rewrites the line a transport writes: journald stamps time, unit and pid itself. */
+function journalFormat(): winston.Logform.Format {
+  return winston.format((info) => {
+    const fields = Object.fromEntries(Object.entries(info).filter(([k]) => !ENTRY_KEYS.has(k)));
+    (info as Record<symbol, unknown>)[Symbol.for('message')] = formatJournalLine(info.level, String(info.message), fields);
+    return info;
+  })();
+}
+
 export function createLogging(opts: LoggingOptions): Logging {
   const now = opts.now ?? Date.now;
   const tailSize = opts.tailSize ?? 2000;
@@ -58,7 +73,7 @@ export function createLogging(opts: LoggingOptions): Logging {
   const listeners = new Set<(line: LogLine) => void>();
 
   const transports: winston.transport[] = [];
-  if (opts.stdout !== false) transports.push(new winston.transports.Console());
+  if (opts.stdout !== false) transports.push(new winston.transports.Console(opts.journal ? { format: journalFormat() } : {}));
   if (opts.file) transports.push(new winston.transports.File({ filename: opts.file, options: LOG_FILE_OPTIONS }));
   // winston warns about a logger without transports; the in-memory tail still keeps every line.
   if (transports.length === 0) transports.push(new winston.transports.Console({ silent: true }));

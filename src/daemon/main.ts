@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
 import { createLogging, type Logging } from '../core/logging.js';
+import { isJournalStream } from '../core/journal-format.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
 import { loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
@@ -17,6 +18,7 @@ import { Daemon, type ReloadReport } from './daemon.js';
 import type { StepProvider } from './step-provider.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
+import { createSdNotifier, formatProductStatus, type SdNotifier } from './sd-notify.js';
 import { startProcessUnits } from './process-units-at-start.js';
 
 /** Something started beside the daemon (REST, Socket.IO, D-Bus): stopped on shutdown. */
@@ -51,7 +53,9 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   const clock = opts.clock ?? systemClock;
   const loadOpts = { ...(opts.configPath ? { path: opts.configPath } : {}), env, allowMissingDefault: true };
   const config = loadConfig(loadOpts);
-  const logging = createLogging({ level: config.logging.level, stdout: config.logging.stdout, file: config.logging.file, auditFile: config.logging.auditFile });
+  // Only the real process's fd 1 can be the journal stream systemd named in JOURNAL_STREAM.
+  const journal = opts.handleSignals === true && isJournalStream(env);
+  const logging = createLogging({ level: config.logging.level, stdout: config.logging.stdout, journal, file: config.logging.file, auditFile: config.logging.auditFile });
   const log = logging.logger;
 
   let lock: InstanceLock | null = null;
@@ -102,6 +106,20 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   }
 
   const d = daemon;
+  // Only the real process speaks to the service manager: an embedded daemon (tests) must not claim
+  // readiness for whatever process runs it.
+  const notifier: SdNotifier | null = opts.handleSignals
+    ? createSdNotifier({
+        env,
+        pid: process.pid,
+        onError: (error) =>
+          log.error('cannot notify systemd (NOTIFY_SOCKET is set): the sd-notify module is missing or failed; install libsystemd-dev and run npm ci again, or otad will not be reported ready', {
+            error: error.message,
+          }),
+      })
+    : null;
+  const productStatus = () => formatProductStatus(d.status().products.map((p) => ({ product: p.product, state: p.state })));
+  if (notifier?.enabled) d.bus.subscribe('transition', () => notifier.status(productStatus()));
   let stopping: Promise<void> | null = null;
   const running: RunningOtad = {
     daemon: d,
@@ -138,6 +156,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     shutdown(reason: string) {
       if (stopping) return stopping;
       stopping = (async () => {
+        notifier?.stopping();
+        notifier?.close();
         log.info('otad stopping', { reason });
         checkins?.stop();
         for (const i of interfaces) await i.close().catch((e: unknown) => log.warn(`closing ${i.name} failed`, { error: String(e) }));
@@ -159,10 +179,18 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => running.reload());
+    process.on('SIGHUP', () => {
+      // systemd >= 253 matches RELOADING=1 to the reload by its MONOTONIC_USEC (Type=notify-reload).
+      notifier?.reloading();
+      const result = running.reload();
+      notifier?.ready(result.ok ? productStatus() : `${productStatus()} (configuration reload refused: ${result.error})`);
+    });
     process.on('unhandledRejection', (reason) => log.error('unhandled rejection (the daemon keeps running)', { error: toErrorData(reason) }));
   }
   log.info('otad ready', { pid: process.pid, products: d.status().products.map((p) => ({ product: p.product, state: p.state })) });
+  // READY=1 only now: every product is restored and every interface listens (api.json is written).
+  notifier?.ready(productStatus());
+  notifier?.startWatchdog();
   return running;
 }
 

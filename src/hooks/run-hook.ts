@@ -7,7 +7,9 @@ import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { randomBytes } from 'node:crypto';
 import { runProcess } from './run-process.js';
+import { hookCommand, hooksRunAsTransientUnits } from './hook-isolation.js';
 
 export const HOOK_NAMES = ['pre-apply', 'migrate-config', 'post-apply'] as const;
 export type HookName = (typeof HOOK_NAMES)[number];
@@ -31,6 +33,8 @@ export interface RunHookOptions {
   /** Extra environment (merged over a minimal base; the daemon's own environment is not passed). */
   env?: Record<string, string>;
   signal?: AbortSignal;
+  /** Run as a transient systemd unit outside otad's sandbox (default: when otad is a systemd service; hook-isolation.ts). */
+  transient?: boolean;
 }
 
 export interface HookResult {
@@ -84,13 +88,19 @@ export async function runHook(options: RunHookOptions): Promise<HookResult> {
     OTA_PREVIOUS_RELEASE_DIR: options.previousReleaseDir ?? '',
   };
 
-  log.info('running hook', { path: file, timeoutMs: options.timeoutMs });
+  const killGraceMs = options.killGraceMs ?? 2000;
+  const transient = options.transient ?? hooksRunAsTransientUnits();
+  const launch = hookCommand(
+    { program: real, product: options.product, hook: options.hook, cwd: options.releaseDir, env: env as Record<string, string>, timeoutMs: options.timeoutMs, killGraceMs, instance: randomBytes(4).toString('hex') },
+    transient,
+  );
+  log.info('running hook', { path: file, timeoutMs: options.timeoutMs, ...(transient ? { via: 'systemd-run' } : {}) });
   const result = await runProcess({
-    command: [real],
+    command: launch.command,
     cwd: options.releaseDir,
-    env,
+    env: launch.env,
     timeoutMs: options.timeoutMs,
-    ...(options.killGraceMs === undefined ? {} : { killGraceMs: options.killGraceMs }),
+    killGraceMs,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     onLine: (stream, line) => {
       const message = `${options.hook}: ${line}`;

@@ -86,16 +86,32 @@ describe('REST v1 on a real otad process', () => {
 });
 
 describe('otad refuses to start with an unsafe tokens file', () => {
-  it('exits 2 with a message naming the file and the fix when group or other can read it', async () => {
+  it('exits 78 (EX_CONFIG) with a message naming the file and the fix when group or other can read it', async () => {
     const sandbox = makeApiSandbox();
     chmodSync(sandbox.tokensFile, 0o644);
     const proc = spawnOtad(sandbox, { entry: 'source' });
     const { code } = await proc.exited;
-    expect(code).toBe(2);
+    expect(code).toBe(78);
     const log = readFileSync(sandbox.logPath, 'utf8');
     expect(log).toContain(`API tokens file ${sandbox.tokensFile} has mode 0644`);
     expect(log).toContain('chmod 600');
     expect(existsSync(join(sandbox.stateDir, 'api.json'))).toBe(false);
+    rmSync(sandbox.dir, { recursive: true, force: true });
+  });
+});
+
+describe('otad without a tokens file', () => {
+  it('keeps running its products with the REST API off, and says how to fix it', async () => {
+    const sandbox = makeApiSandbox();
+    rmSync(sandbox.tokensFile);
+    const proc = spawnOtad(sandbox, { entry: 'source' });
+    await proc.ready();
+    const log = readFileSync(sandbox.logPath, 'utf8');
+    expect(log).toContain('the REST API and Socket.IO stay off: there is no API tokens file');
+    expect(log).toContain(sandbox.tokensFile);
+    expect(existsSync(join(sandbox.stateDir, 'api.json'))).toBe(false);
+    const { code } = await proc.kill('SIGTERM');
+    expect(code).toBe(0);
     rmSync(sandbox.dir, { recursive: true, force: true });
   });
 });

@@ -16,6 +16,25 @@ describe('deployment files', () => {
     expect(r.stderr.split('\n').filter((l) => l.includes('otad.service'))).toEqual([]);
   });
 
+  it.skipIf(!analyze)('the unit is hardened to an exposure of 3.5 or lower (systemd-analyze security --offline=yes)', () => {
+    const r = spawnSync(analyze!, ['security', '--offline=yes', '--no-pager', join(REPO_ROOT, 'deploy/systemd/otad.service')], { encoding: 'utf8' });
+    const m = /Overall exposure level for otad\.service: (\d+\.\d+)/.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    const score = Number(m![1]);
+    console.log(`systemd-analyze security --offline=yes: otad.service exposure ${score}`);
+    expect(score).toBeLessThanOrEqual(3.5);
+  });
+
+  it('runs as Type=notify with a watchdog, and a configuration error (exit 78) is not restarted', () => {
+    const unit = readFileSync(join(REPO_ROOT, 'deploy/systemd/otad.service'), 'utf8');
+    expect(unit).toMatch(/^Type=notify$/m);
+    expect(unit).toMatch(/^WatchdogSec=\d+/m);
+    expect(unit).toMatch(/^RestartPreventExitStatus=78$/m);
+    for (const d of ['StateDirectory', 'CacheDirectory', 'LogsDirectory', 'RuntimeDirectory', 'ConfigurationDirectory']) expect(unit).toMatch(new RegExp(`^${d}=ota$`, 'm'));
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    expect(unit).toMatch(/^ReadWritePaths=\/opt$/m);
+  });
+
   const logrotate = which('logrotate');
   it.skipIf(!logrotate)('the logrotate file parses (logrotate -d)', () => {
     const r = spawnSync(logrotate!, ['-d', join(REPO_ROOT, 'deploy/logrotate/otad')], { encoding: 'utf8' });

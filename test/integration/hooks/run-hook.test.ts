@@ -87,3 +87,37 @@ describe('runHook', () => {
     await expect(running).rejects.toMatchObject({ code: 'CANCELLED' });
   });
 });
+
+describe('runHook through systemd-run', () => {
+  it('starts the hook through systemd-run with the hook environment as --setenv, and reports its output and status', async () => {
+    // A stand-in for systemd-run on PATH: records its arguments, then does what systemd would for
+    // these options (working directory, environment) and runs the program after "--".
+    const bin = path.join(root, 'bin');
+    await fs.mkdir(bin);
+    await fs.writeFile(
+      path.join(bin, 'systemd-run'),
+      `#!/bin/sh
+printf '%s\\n' "$@" > ${root}/systemd-run.args
+cd_to=; envs=
+while [ "$1" != "--" ]; do
+  case "$1" in --working-directory=*) cd_to="\${1#--working-directory=}";; --setenv=*) envs="$envs \${1#--setenv=}";; esac
+  shift
+done
+shift
+cd "$cd_to" && exec env -i $envs "$@"
+`,
+      { mode: 0o755 },
+    );
+    await writeHook('post-apply', 'echo "to=$OTA_TO_VERSION cwd=$(pwd)"; exit 3');
+    const logger = new MemoryLogger();
+    const error = await runHook(options('post-apply', logger, { transient: true, env: { PATH: `${bin}:/usr/bin:/bin` } })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OtaError);
+    expect((error as OtaError).details).toMatchObject({ exitCode: 3, output: `to=2.0.0 cwd=${await fs.realpath(releaseDir)}\n` });
+    const args = (await fs.readFile(path.join(root, 'systemd-run.args'), 'utf8')).split('\n');
+    expect(args.slice(0, 5)).toEqual(['--wait', '--collect', '--pipe', '--quiet', expect.stringMatching(/^--unit=otad-hook-robot-ai-post-apply-[0-9a-f]{8}$/)]);
+    expect(args).toContain('--setenv=OTA_TO_VERSION=2.0.0');
+    expect(args).toContain(`--working-directory=${releaseDir}`);
+    expect(args.at(-2)).toBe(await fs.realpath(hookPath(releaseDir, 'post-apply')));
+    expect(logger.lines.some((l) => l.message === 'running hook' && l.fields['via'] === 'systemd-run')).toBe(true);
+  });
+});
