@@ -177,6 +177,21 @@ export type UpdateEventType = UpdateEvent['type'];
 export const PUBLIC_EVENTS = ['CHECK_NOW', 'UPDATE_NOW', 'SCHEDULE_3AM', 'CONFIRM', 'CANCEL', 'ROLLBACK', 'RESET'] as const;
 export type PublicEventType = (typeof PUBLIC_EVENTS)[number];
 
+/**
+ * What the machine announces as it moves (XState `emit`): the daemon records and publishes these
+ * instead of working them out from state changes. Each carries the run and the versions as they
+ * are once the transition is done.
+ */
+export type Announcement =
+  /** A release was offered and the robot's app is asked to choose (again after a missed confirmation). */
+  | { type: 'offer'; runId: string | null; offer: Offer }
+  | { type: 'committed'; runId: string | null; version: string | null }
+  | { type: 'rolledBack'; runId: string | null; version: string | null; reason: string | null; error: ErrorInfo | null }
+  /** The run needs attention: a commit or rollback failed, or recovery gave up. */
+  | { type: 'failed'; runId: string | null; version: string | null; error: ErrorInfo | null }
+  /** A run is over, whatever its outcome. */
+  | { type: 'runEnded'; runId: string | null; version: string | null; outcome: RunOutcome | null; error: ErrorInfo | null };
+
 // ----- step inputs and outputs ---------------------------------------------------------------
 
 export interface StepBase {

@@ -8,8 +8,9 @@
  * Context is JSON. Deadlines are timestamps in context, checked on TICK events, because XState does
  * not restore `after:` timers from a persisted snapshot.
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, emit, fromPromise, setup } from 'xstate';
 import type {
+  Announcement,
   ApplyInput,
   ApplyOutput,
   BackupInput,
@@ -171,6 +172,7 @@ export const updateMachine = setup({
     context: {} as UpdateContext,
     events: {} as UpdateEvent,
     input: {} as MachineInput,
+    emitted: {} as Announcement,
   },
   actors: {
     check: unprovided<CheckInput, CheckOutput>('check'),
@@ -199,6 +201,23 @@ export const updateMachine = setup({
   },
   actions: {
     recordFailure: assign(({ event }) => ({ error: failureOf(event as unknown as ErrorEvent).error })),
+    announceOffer: emit(({ context }) => ({ type: 'offer' as const, runId: context.runId, offer: context.offer as Offer })),
+    announceCommitted: emit(({ context }) => ({ type: 'committed' as const, runId: context.runId, version: context.installedVersion })),
+    announceRolledBack: emit(({ context }) => ({
+      type: 'rolledBack' as const,
+      runId: context.runId,
+      version: context.installedVersion,
+      reason: context.rollbackReason,
+      error: context.error,
+    })),
+    announceFailed: emit(({ context }) => ({ type: 'failed' as const, runId: context.runId, version: context.installedVersion, error: context.error })),
+    announceRunEnd: emit(({ context }) => ({
+      type: 'runEnded' as const,
+      runId: context.runId,
+      version: context.installedVersion,
+      outcome: context.lastOutcome,
+      error: context.error,
+    })),
   },
 }).createMachine({
   id: 'update',
@@ -222,12 +241,12 @@ export const updateMachine = setup({
         {
           guard: ({ context }) => context.pendingRecovery === 'fail',
           target: 'failed',
-          actions: assign(() => ({ pendingRecovery: null, ...closeRun('failed') })),
+          actions: [assign(() => ({ pendingRecovery: null, ...closeRun('failed') })), 'announceFailed', 'announceRunEnd'],
         },
         {
           guard: ({ context }) => context.pendingRecovery === 'abort',
           target: 'idle',
-          actions: assign(() => ({ pendingRecovery: null, ...closeRun('aborted') })),
+          actions: [assign(() => ({ pendingRecovery: null, ...closeRun('aborted') })), 'announceRunEnd'],
         },
         { target: 'idle' },
       ],
@@ -274,25 +293,31 @@ export const updateMachine = setup({
           {
             guard: ({ event }) => (event as DoneEvent<CheckOutput>).output.result.available,
             target: 'awaitingChoice',
-            actions: assign(({ context, event }) => {
-              const done = (event as DoneEvent<CheckOutput>).output;
-              const result = done.result as Extract<CheckOutput, { available: true }>;
-              const deferralDeadline = deferralDeadlineOf(result.offer, done.at);
-              return {
-                offer: result.offer,
-                installedVersion: result.installedVersion,
-                lastCheckAt: done.at,
-                choiceDeadline: done.at + context.policy.choiceTimeoutMs,
-                deferralDeadline,
-              };
-            }),
+            actions: [
+              assign(({ context, event }) => {
+                const done = (event as DoneEvent<CheckOutput>).output;
+                const result = done.result as Extract<CheckOutput, { available: true }>;
+                const deferralDeadline = deferralDeadlineOf(result.offer, done.at);
+                return {
+                  offer: result.offer,
+                  installedVersion: result.installedVersion,
+                  lastCheckAt: done.at,
+                  choiceDeadline: done.at + context.policy.choiceTimeoutMs,
+                  deferralDeadline,
+                };
+              }),
+              'announceOffer',
+            ],
           },
           {
             target: 'idle',
-            actions: assign(({ event }) => {
-              const done = (event as DoneEvent<CheckOutput>).output;
-              return { ...closeRun('up-to-date'), installedVersion: done.result.installedVersion, lastCheckAt: done.at };
-            }),
+            actions: [
+              assign(({ event }) => {
+                const done = (event as DoneEvent<CheckOutput>).output;
+                return { ...closeRun('up-to-date'), installedVersion: done.result.installedVersion, lastCheckAt: done.at };
+              }),
+              'announceRunEnd',
+            ],
           },
         ],
         onError: {
@@ -300,11 +325,12 @@ export const updateMachine = setup({
           actions: [
             'recordFailure',
             assign(({ event }) => ({ ...closeRun('failed'), lastCheckAt: failureOf(event as ErrorEvent).at })),
+            'announceRunEnd',
           ],
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -351,7 +377,7 @@ export const updateMachine = setup({
             })),
           },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -372,9 +398,9 @@ export const updateMachine = setup({
         },
         TICK: [
           // The choice deadline is older than the confirmation one: the default still applies after both.
-          { guard: 'confirmExpired', target: 'awaitingChoice', actions: assign(() => ({ confirmDeadline: null })) },
+          { guard: 'confirmExpired', target: 'awaitingChoice', actions: [assign(() => ({ confirmDeadline: null })), 'announceOffer'] },
         ],
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -385,7 +411,7 @@ export const updateMachine = setup({
         SCHEDULE_3AM: { actions: assign(({ event }) => ({ choice: choiceRecord('SCHEDULE_3AM', event), scheduledAt: event.at })) },
         RESCHEDULE: { actions: assign(({ event }) => ({ scheduledAt: event.at })) },
         // A release past its deferral budget can be installed sooner, never called off.
-        CANCEL: { guard: 'deferrable', target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { guard: 'deferrable', target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -435,7 +461,7 @@ export const updateMachine = setup({
         },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -443,7 +469,7 @@ export const updateMachine = setup({
       on: {
         TICK: { guard: 'preCheckRetryDue', target: 'preCheck' },
         UPDATE_NOW: { target: 'preCheck' },
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -463,10 +489,10 @@ export const updateMachine = setup({
           })),
         },
         // Nothing on the robot has changed yet: the run fails cleanly and the next check retries.
-        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceRunEnd'] },
       },
       on: {
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -484,11 +510,11 @@ export const updateMachine = setup({
             artifacts: { ...context.artifacts, staged: (event as DoneEvent<StageOutput>).output.result },
           })),
         },
-        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'idle', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceRunEnd'] },
       },
       on: {
         // The last moment a run may be cancelled: from apply on, only a rollback undoes it.
-        CANCEL: { target: 'idle', actions: assign(() => cancelRun()) },
+        CANCEL: { target: 'idle', actions: [assign(() => cancelRun()), 'announceRunEnd'] },
       },
     },
 
@@ -554,14 +580,18 @@ export const updateMachine = setup({
         }),
         onDone: {
           target: 'idle',
-          actions: assign(({ event }) => ({
-            ...closeRun('committed'),
-            installedVersion: (event as DoneEvent<CommitOutput>).output.result.version,
-            offer: null,
-          })),
+          actions: [
+            assign(({ event }) => ({
+              ...closeRun('committed'),
+              installedVersion: (event as DoneEvent<CommitOutput>).output.result.version,
+              offer: null,
+            })),
+            'announceCommitted',
+            'announceRunEnd',
+          ],
         },
         // The new release is running and proved healthy; what failed is bookkeeping: a person looks.
-        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceFailed', 'announceRunEnd'] },
       },
     },
 
@@ -583,14 +613,18 @@ export const updateMachine = setup({
         }),
         onDone: {
           target: 'idle',
-          actions: assign(({ event }) => ({
-            ...closeRun('rolled-back'),
-            installedVersion: (event as DoneEvent<RollbackOutput>).output.result.restoredVersion,
-            offer: null,
-          })),
+          actions: [
+            assign(({ event }) => ({
+              ...closeRun('rolled-back'),
+              installedVersion: (event as DoneEvent<RollbackOutput>).output.result.restoredVersion,
+              offer: null,
+            })),
+            'announceRolledBack',
+            'announceRunEnd',
+          ],
         },
         // The robot may not be on a known-good release: needs attention.
-        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed'))] },
+        onError: { target: 'failed', actions: ['recordFailure', assign(() => closeRun('failed')), 'announceFailed', 'announceRunEnd'] },
       },
     },
 

@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { createArchive, hashFile, type ArchiveSource } from '../package/create.js';
-import { fsyncDir, fsyncPath, toOtaError } from '../package/durable-fs.js';
+import { createArchive, type ArchiveSource } from '../package/create.js';
+import { exists, hashFile } from '../core/files.js';
+import { fsyncDir, fsyncPath } from '../package/durable-fs.js';
 import { extractPackage, type ExtractResult } from '../package/extract.js';
 import type { PackageLimits } from '../package/limits.js';
 import { scanPackage } from '../package/scan.js';
@@ -150,7 +151,7 @@ export function createBackupManager(ports: BackupPorts): BackupManager {
   }
 
   async function verifyContent(path: string, expected: string, signal?: AbortSignal): Promise<BackupVerified> {
-    const actual = await hashFile(path);
+    const actual = (await hashFile(path)).sha256;
     if (actual !== expected) {
       throw new OtaError('BACKUP_CORRUPT', `backup ${path} does not match its checksum: expected sha256 ${expected}, found ${actual}`, {
         details: { path, expected, actual },
@@ -258,18 +259,10 @@ async function removeBackupFiles(path: string): Promise<void> {
 
 async function presentSources(sources: ArchiveSource[]): Promise<ArchiveSource[]> {
   const out: ArchiveSource[] = [];
-  for (const s of sources) if (await exists(s.path, true)) out.push(s);
+  for (const s of sources) if (await exists(s.path, { follow: true })) out.push(s);
   return out;
 }
 
-async function exists(path: string, follow = false): Promise<boolean> {
-  try {
-    await (follow ? stat(path) : lstat(path));
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Bytes of regular files under `path` (following only the top when `follow`). */
 async function treeBytes(path: string, follow: boolean): Promise<number> {

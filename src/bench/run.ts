@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchDownload } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
-import { createPackage, hashFile } from '../package/create.js';
+import { createPackage } from '../package/create.js';
+import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
 
 const run = promisify(execFile);

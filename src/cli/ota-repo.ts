@@ -11,20 +11,12 @@ import { Command, CommanderError } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
+import { parseDurationArg } from '../core/duration.js';
 import { silentLogger } from '../core/logger.js';
 import { generateSigningKey, isRoleName, readKeyFile, ROLES, saveKey, type RoleName } from '../repo/keys.js';
 import { createPublisher, type InitOptions, type ReleaseInput } from '../repo/repository.js';
 import { verifyRepository } from '../repo/verify.js';
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "365d", "12h", "90m", "30s" or plain milliseconds. */
-export function parseDuration(text: string, what: string): number {
-  const match = DURATION.exec(text.trim());
-  if (match === null) throw new OtaError('CONFIG_INVALID', `${what} is ${JSON.stringify(text)}: expected a duration such as 365d, 12h, 30m or 90s`);
-  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
-}
 
 function parseRoleAssignments(values: string[], what: string, parse: (v: string, label: string) => number): Partial<Record<RoleName, number>> {
   const result: Partial<Record<RoleName, number>> = {};
@@ -102,7 +94,7 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
       const init: InitOptions = {
         thresholds: parseRoleAssignments(opts.threshold, 'threshold', positiveInt),
         keyCounts: parseRoleAssignments(opts.keysPerRole, 'keys-per-role', positiveInt),
-        expiryMs: parseRoleAssignments(opts.expiry, 'expiry', parseDuration),
+        expiryMs: parseRoleAssignments(opts.expiry, 'expiry', parseDurationArg),
       };
       const result = await publisherFor(g).init(init);
       print(g.json, result, `initialised ${g.repoDir}\ntrusted root for robots: ${result.rootFile}\nkeys in ${g.keysDir}: ${ROLES.map((r) => `${r} ×${result.keys[r].length}`).join(', ')}`);
@@ -220,7 +212,7 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
     .option('--if-expiring-within <duration>', 'only when it expires within this duration, e.g. 12h')
     .action(async (opts: { ifExpiringWithin?: string }) => {
       const g = globals();
-      const within = opts.ifExpiringWithin === undefined ? undefined : parseDuration(opts.ifExpiringWithin, '--if-expiring-within');
+      const within = opts.ifExpiringWithin === undefined ? undefined : parseDurationArg(opts.ifExpiringWithin, '--if-expiring-within');
       const result = await publisherFor(g).refreshTimestamp(within === undefined ? {} : { onlyIfExpiringWithinMs: within });
       print(g.json, result, result.refreshed ? `timestamp ${result.version} expires ${result.expires}` : `timestamp ${result.version} still valid until ${result.expires}: not re-signed`);
     });

@@ -9,7 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import type { Logger, LogFields } from '../core/logger.js';
-import { parseDuration } from './ota-repo.js';
+import { parseDurationArg } from '../core/duration.js';
 import { createServer } from '../server/app.js';
 
 /** JSON lines on stdout for journald; the daemon's winston logger is not needed here. */
@@ -66,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
     ...(o.devices !== undefined ? { devicesFile: path.resolve(o.devices) } : {}),
     maxUploadBytes: maxUpload,
     timestampRefresh: o.timestampRefresh
-      ? { intervalMs: parseDuration(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDuration(o.timestampRefreshWithin, '--timestamp-refresh-within') }
+      ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
       : false,
   });
   await server.publisher.loadState();

@@ -186,18 +186,3 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
   }
   return out;
 }
-
-/** What changed between two configurations, as dotted keys: the SIGHUP report. */
-export function diffConfig(a: unknown, b: unknown, prefix = ''): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    const out: string[] = [];
-    for (const k of [...keys].sort()) {
-      if (k === 'source') continue;
-      out.push(...diffConfig((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
-    }
-    return out;
-  }
-  return [prefix || '(top level)'];
-}

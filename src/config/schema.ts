@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_STATE_DIR, DEFAULT_TOKENS_FILE } from './defaults.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../core/duration.js';
 
 const duration = (fallback: string) =>
   z

@@ -221,3 +221,28 @@ function jsonSafe(details: Record<string, unknown>): Record<string, unknown> {
     return { note: 'details were not serialisable' };
   }
 }
+
+export function isAbortError(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'AbortError' || (error as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+/**
+ * Anything thrown as an OtaError, with the original as the cause. An OtaError stays as it is.
+ * Given a `fallback` code and a `message` saying what was being done: ENOSPC/EDQUOT become
+ * DISK_FULL, an abort becomes CANCELLED, and any other failure becomes `fallback`. Without them,
+ * the error keeps the meaning toErrorData gives it (a known errno keeps its code, else INTERNAL).
+ */
+export function toOtaError(error: unknown, fallback?: ErrorCode, message?: string, details?: Record<string, unknown>): OtaError {
+  if (error instanceof OtaError) return error;
+  if (fallback === undefined) {
+    const data = toErrorData(error);
+    return new OtaError(data.code, data.message, { cause: error, retryable: data.retryable });
+  }
+  const what = message ?? 'operation failed';
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const reason = error instanceof Error ? error.message : String(error);
+  const opts = { cause: error, details: { ...(details ?? {}), ...(errno === undefined ? {} : { errno }) } };
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') return new OtaError('DISK_FULL', `${what}: the disk is full (${reason})`, opts);
+  if (isAbortError(error)) return new OtaError('CANCELLED', `${what}: cancelled`, opts);
+  return new OtaError(fallback, `${what}: ${reason}`, opts);
+}

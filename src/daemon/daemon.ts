@@ -1,67 +1,48 @@
 /**
- * The daemon: one ProductRunner per configured product, the store, the event bus, the timer that
- * turns stored deadlines into TICK events, and the DaemonControl surface the edges use.
+ * The daemon: one ProductRunner per configured product with the step set its next run uses, the
+ * store, the event bus, and the DaemonControl surface the edges use. The deadline timer
+ * (deadline-driver.ts), the one-update-at-a-time slot (execution-slot.ts), the schedule
+ * (product-schedule.ts), public events (public-events.ts) and the reload plan
+ * (src/config/reload.ts) live in their own modules.
  *
  * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
  * control action is validated against an allow-list and the current state, and audited.
  */
-import { randomBytes } from 'node:crypto';
-import { MACHINE_VERSION, PUBLIC_EVENTS, CHOICES, type EventSource, type MachinePolicy, type PublicEventType, type Steps, type UpdateEvent } from '../../machines/types.js';
+import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
+import { OTAD_VERSION } from '../core/version.js';
 import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Logging } from '../core/logging.js';
 import type { Config } from '../config/load.js';
+import { planReload } from '../config/reload.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { PageQuery } from '../store/store.js';
 import { Store } from '../store/store.js';
 import { detectProduct } from '../products/registry.js';
-import { nextLocalSlot, nextCronSlot } from '../schedule/slot.js';
-import { deviceDelayMs } from '../schedule/spread.js';
-import { decideCatchUp } from '../schedule/catch-up.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import type { TaskSpec } from '../schedule/spec.js';
 import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
 import type { ReleaseRecord } from '../store/store.js';
+import { DeadlineDriver, type TimerFns } from './deadline-driver.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
-import { OTAD_VERSION } from '../core/version.js';
+import { ExecutionSlot } from './execution-slot.js';
+import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
+import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
-import type { JournalVerdict } from './recovery-policy.js';
-import type { RollbackPreview, RunFacts } from '../steps/rollback-preview.js';
+import type { StepContext, StepProvider } from './step-provider.js';
+import type { RollbackPreview } from '../steps/rollback-preview.js';
 import { compareReleaseNames } from '../release/layout.js';
 
-
-/** What the daemon needs from the outside world for one product's steps. */
-export interface StepContext {
-  product: ProductConfig;
-  config: Config;
-  deviceId: string;
-  store: Store;
-  clock: Clock;
-  logger: Logger;
-  audit: AuditSink;
-  bus: EventBus;
-  /** Report progress of a long step (download, backup) to the bus. */
-  progress(message: Omit<ProgressMessage, 'product'>): void;
-  /** Inhibits currently held by the robot's app (checked by pre-check). */
-  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
-}
-
-export interface StepProvider {
-  /** False when no real steps are wired (the daemon says so instead of pretending to update). */
-  readonly real: boolean;
-  steps(ctx: StepContext): Steps;
-  journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
-  /** The newest network snapshot, for status (providers without a network view leave it out). */
-  network?(): unknown;
-  /**
-   * Where a rollback would go now, read from disk. Providers without a disk view (test fakes)
-   * leave it out: ROLLBACK is then offered and accepted as the machine allows.
-   */
-  previewRollback?(product: ProductConfig, config: Config, run: RunFacts): Promise<RollbackPreview>;
+/** What a reload did: every changed key is in exactly one of applied and needsRestart. */
+export interface ReloadReport {
+  changed: string[];
+  /** Keys the next run uses (and the scheduler and logger at once). */
+  applied: string[];
+  /** Keys that keep their running value until otad is restarted. */
+  needsRestart: string[];
 }
 
 export interface DaemonOptions {
@@ -72,7 +53,7 @@ export interface DaemonOptions {
   stepProvider: StepProvider;
   /** False after a clean shutdown was recorded. */
   uncleanStart?: boolean;
-  timers?: { setTimeout(fn: () => void, ms: number): unknown; clearTimeout(handle: unknown): void };
+  timers?: TimerFns;
   /** Longest single sleep: wall-clock jumps are noticed at least this often. */
   maxSleepMs?: number;
   /** Timers of the scheduler of daily checks (tests pass ManualTimers). */
@@ -88,24 +69,21 @@ export function policyFor(p: ProductConfig): MachinePolicy {
   };
 }
 
-export function resolveTimeZone(tz: string): string {
-  return tz === 'local' ? Intl.DateTimeFormat().resolvedOptions().timeZone : tz;
-}
-
 export class Daemon implements DaemonControl {
   readonly bus = new EventBus();
   readonly store: Store;
   private config: Config;
   private readonly runners = new Map<string, ProductRunner>();
+  /** Each product's step set for its next run (rebuilt by a reload). */
+  private readonly steps = new Map<string, Steps>();
   private readonly progress = new Map<string, ProgressMessage>();
   /** The daily checks: registered tasks with their last run, result and next run, kept in SQLite. */
   private readonly scheduler: Scheduler;
-  private timer: unknown = null;
   /** The product allowed to touch the robot now (from a passed pre-check until its run settles). */
-  private slotHolder: string | null = null;
+  private readonly slot = new ExecutionSlot();
+  private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
-  private readonly timers: NonNullable<DaemonOptions['timers']>;
   private closed = false;
   /** Each product's rollback preview as of its last state change: status reads it without touching the disk. */
   private readonly rollbackPreviews = new Map<string, RollbackPreview>();
@@ -114,7 +92,13 @@ export class Daemon implements DaemonControl {
     this.config = opts.config;
     this.logger = opts.logging.logger;
     this.startedAt = opts.clock.now();
-    this.timers = opts.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) };
+    this.deadlines = new DeadlineDriver({
+      clock: opts.clock,
+      ...(opts.timers ? { timers: opts.timers } : {}),
+      ...(opts.maxSleepMs === undefined ? {} : { maxSleepMs: opts.maxSleepMs }),
+      earliest: () => this.earliestDeadline(),
+      onDue: (now) => this.onDeadlines(now),
+    });
     this.store = Store.open(opts.config.paths.database);
     this.scheduler = new Scheduler({
       clock: opts.clock,
@@ -180,11 +164,14 @@ export class Daemon implements DaemonControl {
       const runner = this.createRunner(product);
       this.runners.set(product.name, runner);
       await runner.start();
-      if (EXECUTION_STATES.has(runner.state)) this.slotHolder = product.name;
+      // A restored snapshot carries the policy it was saved with: the configuration's applies from
+      // its next run.
+      runner.configure(policyFor(product));
+      if (EXECUTION_STATES.has(runner.state)) this.slot.claim(product.name);
       await this.rollbackPreview(product.name).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: product.name, error: String(error) }));
     }
     this.pruneHistory();
-    this.registerChecks(config.products);
+    this.registerChecks(config.products.map(checkTask));
     this.scheduler.start();
     this.store.setValue('cleanShutdown', '0');
     this.arm();
@@ -192,27 +179,11 @@ export class Daemon implements DaemonControl {
 
   private createRunner(product: ProductConfig): ProductRunner {
     const { clock, logging } = this.opts;
-    const stepCtx: StepContext = {
-      product,
-      config: this.config,
-      deviceId: this.opts.deviceId,
-      store: this.store,
-      clock,
-      logger: logging.logger.child({ product: product.name }),
-      audit: this.auditSink(),
-      bus: this.bus,
-      progress: (m) => {
-        const message: ProgressMessage = { ...m, product: product.name };
-        this.progress.set(product.name, message);
-        this.bus.publish('progress', message);
-      },
-      inhibits: () => this.store.activeInhibits(clock.now()),
-    };
-    const steps = this.guardExecutionSlot(product.name, this.opts.stepProvider.steps(stepCtx));
+    this.steps.set(product.name, this.buildSteps(product, this.config));
     return new ProductRunner({
       product: product.name,
       policy: policyFor(product),
-      steps,
+      steps: () => this.currentSteps(product.name),
       store: this.store,
       clock,
       logger: logging.logger,
@@ -227,7 +198,7 @@ export class Daemon implements DaemonControl {
         if ((to === 'idle' || to === 'failed') && from !== to) this.pruneHistory();
         if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
           this.progress.delete(r.product);
-          if (this.slotHolder === r.product) this.slotHolder = null;
+          this.slot.release(r.product);
         }
         // The disk moves during the executing steps; where a rollback would go is read once they settle.
         if (!EXECUTION_STATES.has(to) || to === 'validate') {
@@ -239,42 +210,43 @@ export class Daemon implements DaemonControl {
   }
 
   /**
-   * At most one product touches the robot at a time. The claim is made synchronously when a
-   * pre-check passes, so two products can never both pass into backup.
+   * Build the step set a product's next run will use, from the running configuration. A run in
+   * flight keeps the set it started with (ProductRunner pins it), so this never changes one.
    */
-  private guardExecutionSlot(product: string, steps: Steps): Steps {
-    return {
-      ...steps,
-      preCheck: async (input, signal) => {
-        const busy = () => (this.slotHolder !== null && this.slotHolder !== product ? this.slotHolder : null);
-        const before = busy();
-        if (before) {
-          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${before} is being updated; one update at a time` }] };
-        }
-        const result = await steps.preCheck(input, signal);
-        const after = busy();
-        if (result.ok && after) {
-          return { ok: false, reasons: [{ code: 'ANOTHER_UPDATE_RUNNING', message: `${after} is being updated; one update at a time` }] };
-        }
-        if (result.ok) this.slotHolder = product;
-        return result;
+  private buildSteps(product: ProductConfig, config: Config): Steps {
+    const { clock, logging } = this.opts;
+    const stepCtx: StepContext = {
+      product,
+      config,
+      deviceId: this.opts.deviceId,
+      store: this.store,
+      clock,
+      logger: logging.logger.child({ product: product.name }),
+      audit: this.auditSink(),
+      bus: this.bus,
+      progress: (m) => {
+        const message: ProgressMessage = { ...m, product: product.name };
+        this.progress.set(product.name, message);
+        this.bus.publish('progress', message);
       },
+      inhibits: () => this.store.activeInhibits(clock.now()),
     };
+    return this.slot.guard(product.name, this.opts.stepProvider.steps(stepCtx));
+  }
+
+  private currentSteps(product: string): Steps {
+    const steps = this.steps.get(product);
+    if (!steps) throw new OtaError('INTERNAL', `no steps were built for product ${product}`);
+    return steps;
   }
 
   // ----- timers ----------------------------------------------------------------------------
 
-  /** One daily check task per product; re-registering an unchanged spec keeps its plan and history. */
-  private registerChecks(products: ProductConfig[]): void {
-    const wanted = new Set(products.map((p) => `check:${p.name}`));
+  /** Re-registering an unchanged spec keeps its plan and history. */
+  private registerChecks(tasks: CheckTask[]): void {
+    const wanted = new Set(tasks.map((t) => t.id));
     for (const task of this.scheduler.list()) if (task.kind === 'check' && !wanted.has(task.id)) this.scheduler.remove(task.id);
-    for (const p of products) {
-      const timeZone = resolveTimeZone(p.schedule.timeZone);
-      const spec: TaskSpec = p.schedule.checkCron
-        ? { cron: p.schedule.checkCron, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp }
-        : { time: p.schedule.checkAt, timeZone, windowMs: p.schedule.window, catchUpWindowMs: p.schedule.catchUp };
-      this.scheduler.upsert({ id: `check:${p.name}`, product: p.name, kind: 'check', spec });
-    }
+    for (const t of tasks) this.scheduler.upsert(t);
   }
 
   /** The daily check is due: start one if the product is idle; the result is kept with the task. */
@@ -291,50 +263,37 @@ export class Daemon implements DaemonControl {
     return `check started (run ${runId}${info.catchUp ? ', catch-up' : ''})`;
   }
 
-  /** The next install slot for SCHEDULE_3AM: local installAt plus this device's delay. */
-  nextInstallSlot(product: ProductConfig, now: number): number {
-    const tz = resolveTimeZone(product.schedule.timeZone);
-    const delay = deviceDelayMs(this.opts.deviceId, `${product.name}:install`, product.schedule.window);
-    return nextLocalSlot({ after: now - delay, time: product.schedule.installAt, timeZone: tz }) + delay;
+  private nextInstallSlot(product: ProductConfig, now: number): number {
+    return nextInstallSlot(product, this.opts.deviceId, now);
+  }
+
+  private earliestDeadline(): number | null {
+    let earliest: number | null = null;
+    for (const r of this.runners.values()) {
+      const d = r.nextDeadline();
+      if (d !== null) earliest = earliest === null ? d : Math.min(earliest, d);
+    }
+    return earliest;
   }
 
   private arm(): void {
-    if (this.closed) return;
-    if (this.timer !== null) this.timers.clearTimeout(this.timer);
-    const now = this.opts.clock.now();
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const r of this.runners.values()) {
-      const d = r.nextDeadline();
-      if (d !== null) earliest = Math.min(earliest, d);
-    }
-    const delay = Math.max(0, Math.min(earliest - now, this.opts.maxSleepMs ?? 30_000));
-    // Not unref'd: this timer is the daemon's heartbeat and keeps the process alive on its own.
-    this.timer = this.timers.setTimeout(() => this.onTimer(), delay);
+    if (!this.closed) this.deadlines.arm();
   }
 
-  /** Turns stored deadlines into events. A missed install slot follows the catch-up rule. */
+  /** Turns stored deadlines into events now (the timer does this; tests and replays call it). */
   onTimer(): void {
-    if (this.closed) return;
-    this.timer = null;
-    const now = this.opts.clock.now();
+    this.deadlines.fire();
+  }
+
+  private onDeadlines(now: number): void {
     for (const product of this.config.products) {
       const runner = this.runners.get(product.name);
       if (!runner) continue;
-      const deadline = runner.nextDeadline();
-      if (deadline === null || now < deadline) continue;
-      if (runner.state === 'scheduled') {
-        const decision = decideCatchUp({ scheduledAt: deadline, now, catchUpWindowMs: product.schedule.installCatchUp });
-        if (decision.action === 'skip') {
-          // Installing hours late could interrupt the robot's working day: wait for the next slot.
-          const at = this.nextInstallSlot(product, now);
-          this.logger.warn('missed the scheduled install slot: rescheduled to the next one', { product: product.name, missedByMs: decision.missedByMs, at });
-          this.sendInternal(runner, { type: 'RESCHEDULE', now, source: 'timer', at });
-          continue;
-        }
-      }
-      this.sendInternal(runner, { type: 'TICK', now, source: 'timer', nextSlotAt: this.nextInstallSlot(product, now) });
+      const due = eventForDeadline({ product, deviceId: this.opts.deviceId, state: runner.state, deadline: runner.nextDeadline(), now });
+      if (due === null) continue;
+      if (due.missed) this.logger.warn('missed the scheduled install slot: rescheduled to the next one', { product: product.name, ...due.missed });
+      this.sendInternal(runner, due.event);
     }
-    this.arm();
   }
 
   /** A wall-clock jump: recompute every slot from the real time. Absolute deadlines stay as they are. */
@@ -360,14 +319,7 @@ export class Daemon implements DaemonControl {
 
   async dispatch(req: DispatchRequest): Promise<DispatchResult> {
     const { clock } = this.opts;
-    if (!(PUBLIC_EVENTS as readonly string[]).includes(req.type)) {
-      throw new OtaError(
-        'API_INVALID_EVENT',
-        `"${String(req.type)}" is not an event otad accepts; the choices are ${CHOICES.join(' and ')}, and the other events are ${PUBLIC_EVENTS.filter((e) => !(CHOICES as readonly string[]).includes(e)).join(', ')}`,
-        { details: { event: req.type, choices: [...CHOICES], allowed: [...PUBLIC_EVENTS] } },
-      );
-    }
-    const type = req.type as PublicEventType;
+    const type = publicEventType(req.type);
     const productName = req.product ?? this.defaultProduct();
     const runner = this.runner(productName);
     const product = this.config.products.find((p) => p.name === productName) as ProductConfig;
@@ -375,7 +327,7 @@ export class Daemon implements DaemonControl {
     if (req.markBad !== undefined && type !== 'ROLLBACK') {
       throw new OtaError('API_INVALID_REQUEST', `markBad belongs to ROLLBACK only, not ${type}`, { details: { event: type } });
     }
-    const event = this.buildEvent(type, product, req, now);
+    const event = buildPublicEvent(type, req, now, () => this.nextInstallSlot(product, now));
     const refuseIfNotAllowed = () => {
       if (runner.can(event)) return;
       const allowed = this.allowedEvents(runner, now, req.source);
@@ -415,27 +367,6 @@ export class Daemon implements DaemonControl {
     });
     runner.send(event);
     return { product: productName, event: type, state: runner.state, runId: runner.context.runId };
-  }
-
-  private buildEvent(type: PublicEventType, product: ProductConfig, req: DispatchRequest, now: number): UpdateEvent {
-    const base = { now, source: req.source };
-    switch (type) {
-      case 'CHECK_NOW':
-        return { type, ...base, runId: newRunId(now) };
-      case 'ROLLBACK':
-        return {
-          type,
-          ...base,
-          runId: newRunId(now),
-          ...(req.reason ? { reason: req.reason } : {}),
-          ...(req.markBad ? { markBad: true } : {}),
-          ...(req.actor ? { actor: req.actor } : {}),
-        };
-      case 'SCHEDULE_3AM':
-        return { type, ...base, at: this.nextInstallSlot(product, now) };
-      default:
-        return { type, ...base };
-    }
   }
 
   private defaultProduct(): string {
@@ -669,26 +600,38 @@ export class Daemon implements DaemonControl {
 
   // ----- configuration and shutdown --------------------------------------------------------
 
-  /** SIGHUP: apply a new configuration's policies; changes that need a restart are reported. */
-  applyConfig(next: Config, changed: string[]): { applied: string[]; needsRestart: string[] } {
-    const needsRestart = changed.filter((k) => /^(paths|api|dbus)\b/.test(k) || /^products\b/.test(k) && !this.sameProducts(next));
-    this.config = next;
-    const now = this.opts.clock.now();
-    for (const product of next.products) {
-      const runner = this.runners.get(product.name);
-      if (!runner) continue;
-      this.sendInternal(runner, { type: 'CONFIGURE', now, source: 'daemon', policy: policyFor(product) });
+  /**
+   * SIGHUP: run on a newly loaded configuration. Keys that need a restart keep their running
+   * values (see src/config/reload.ts); everything else is used from the next run on: each
+   * product's steps are rebuilt (repository and HTTP client, pre-check, services, health checks,
+   * probation, channel), its policy waits for the run in flight to end, the daily checks are
+   * re-planned and the log level changes at once.
+   */
+  reload(next: Config): ReloadReport {
+    const plan = planReload(this.config, next);
+    if (plan.applied.length > 0) {
+      // Every product's new steps and daily checks are built before any is used: a configuration
+      // one of them refuses (a repository URL that is not a URL, a bad cron expression) is refused
+      // whole, and nothing changes.
+      const built = new Map<string, Steps>();
+      for (const product of plan.effective.products) {
+        if (this.runners.has(product.name)) built.set(product.name, this.buildSteps(product, plan.effective));
+      }
+      const checks = plan.effective.products.filter((p) => this.runners.has(p.name)).map(checkTask);
+      this.config = plan.effective;
+      for (const product of this.config.products) {
+        const steps = built.get(product.name);
+        if (steps === undefined) continue;
+        this.steps.set(product.name, steps);
+        this.runners.get(product.name)?.configure(policyFor(product));
+      }
+      this.registerChecks(checks);
+      this.opts.logging.setLevel(this.config.logging.level);
+      this.arm();
+    } else {
+      this.config = plan.effective;
     }
-    this.registerChecks(next.products.filter((p) => this.runners.has(p.name)));
-    this.opts.logging.setLevel(next.logging.level);
-    this.arm();
-    return { applied: changed.filter((k) => !needsRestart.includes(k)), needsRestart };
-  }
-
-  private sameProducts(next: Config): boolean {
-    const a = [...this.runners.keys()].sort().join(',');
-    const b = next.products.map((p) => p.name).sort().join(',');
-    return a === b;
+    return { changed: plan.changed, applied: plan.applied, needsRestart: plan.needsRestart };
   }
 
   /** Critical steps (apply, rollback) are given time to finish before the process stops. */
@@ -700,7 +643,7 @@ export class Daemon implements DaemonControl {
     }
     this.closed = true;
     this.scheduler.stop();
-    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.deadlines.stop();
     for (const r of this.runners.values()) r.stop();
     try {
       this.store.setValue('cleanShutdown', '1');
@@ -714,8 +657,4 @@ export class Daemon implements DaemonControl {
 function badMarkOf(r: ReleaseRecord): BadMarkInfo | null {
   if (r.badAt === null) return null;
   return { at: r.badAt, reason: r.badReason ?? '', by: r.badBy, actor: r.badActor, runId: r.badRunId };
-}
-
-export function newRunId(now: number): string {
-  return `${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }

@@ -11,10 +11,11 @@ import { OtaError, toErrorData } from '../core/errors.js';
 import { createLogging, type Logging } from '../core/logging.js';
 import { isJournalStream } from '../core/journal-format.js';
 import { loadDeviceIdentity, systemDeviceIdSources, type DeviceIdSources } from '../core/device-id.js';
-import { diffConfig, loadConfig, type Config } from '../config/load.js';
+import { loadConfig, type Config } from '../config/load.js';
 import { Store } from '../store/store.js';
 import { readGoldenRoot } from '../trust/trusted-root.js';
-import { Daemon, type StepProvider } from './daemon.js';
+import { Daemon, type ReloadReport } from './daemon.js';
+import type { StepProvider } from './step-provider.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
 import { startCheckins, type CheckinReporter } from './checkin.js';
 import { createSdNotifier, formatProductStatus, type SdNotifier } from './sd-notify.js';
@@ -43,7 +44,7 @@ export interface RunningOtad {
   daemon: Daemon;
   config: Config;
   logging: Logging;
-  reload(): { ok: true; changed: string[]; needsRestart: string[] } | { ok: false; error: string };
+  reload(): ({ ok: true } & ReloadReport) | { ok: false; error: string };
   shutdown(reason: string): Promise<void>;
 }
 
@@ -61,6 +62,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let daemon: Daemon | null = null;
   let interfaces: Interface[] = [];
   let checkins: CheckinReporter | null = null;
+  const startCheckinsFor = (d: Daemon, c: Config): CheckinReporter | null =>
+    c.server.checkIn && opts.stepProvider.real ? startCheckins({ control: d, serverUrl: c.server.url, logger: log }) : null;
   try {
     // The state folder holds the database, the device id and trusted metadata; the cache the
     // downloads and release cache; the backups preserved configuration: otad's alone (0700).
@@ -93,10 +96,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     await daemon.start();
     await reportTrustedRoot(config, log);
     if (opts.startInterfaces) interfaces = await opts.startInterfaces(daemon, config, logging);
-    if (config.server.checkIn && opts.stepProvider.real) {
-      checkins = startCheckins({ control: daemon, serverUrl: config.server.url, logger: log });
-      void checkins.reportAll();
-    }
+    checkins = startCheckinsFor(daemon, config);
+    void checkins?.reportAll();
   } catch (error) {
     log.error('otad could not start', { error: toErrorData(error) });
     lock?.release();
@@ -119,7 +120,6 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     : null;
   const productStatus = () => formatProductStatus(d.status().products.map((p) => ({ product: p.product, state: p.state })));
   if (notifier?.enabled) d.bus.subscribe('transition', () => notifier.status(productStatus()));
-  let current = config;
   let stopping: Promise<void> | null = null;
   const running: RunningOtad = {
     daemon: d,
@@ -135,15 +135,23 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
         logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
         return { ok: false, error: message };
       }
-      const changed = diffConfig(current, next);
-      const result = d.applyConfig(next, changed);
-      current = next;
-      log.info(changed.length ? 'configuration reloaded' : 'configuration reloaded: nothing changed', {
-        changed,
-        needsRestart: result.needsRestart,
-      });
-      logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { changed, needsRestart: result.needsRestart } });
-      return { ok: true, changed, needsRestart: result.needsRestart };
+      let report: ReloadReport;
+      try {
+        report = d.reload(next);
+      } catch (error) {
+        const message = error instanceof OtaError ? error.message : String(error);
+        log.error('configuration reload refused; keeping the running configuration', { error: toErrorData(error) });
+        logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
+        return { ok: false, error: message };
+      }
+      // Check-ins follow the server: they go where the next run's requests go.
+      if (report.applied.some((k) => k.startsWith('server.') || k === 'environment' || k.startsWith('environments.'))) {
+        checkins?.stop();
+        checkins = startCheckinsFor(d, d.currentConfig);
+      }
+      log.info(report.changed.length ? 'configuration reloaded' : 'configuration reloaded: nothing changed', { ...report });
+      logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { ...report } });
+      return { ok: true, ...report };
     },
     shutdown(reason: string) {
       if (stopping) return stopping;

@@ -13,7 +13,7 @@ import { toErrorData } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { detectProduct } from '../products/registry.js';
 import { isStateName } from './recovery-policy.js';
-import { serviceChooser, type ResolvedServices } from '../steps/execution-ports.js';
+import { serviceChooser, type ResolvedServices } from '../services/choice.js';
 
 export interface StartDecision {
   start: boolean;

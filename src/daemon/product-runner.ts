@@ -5,13 +5,16 @@
  * - every transition is written (snapshot, transition row, run, choice, release) in one SQLite
  *   transaction before the step it enters starts (the step actors yield once before doing anything);
  * - on start, the saved state is restored, re-run or ended exactly as the recovery policy says;
- * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine.
+ * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine;
+ * - notifications and audit events come from what the machine announces (its emitted events),
+ *   published only after the transition that announced them is written.
  */
 import { transitionCause } from './transition-cause.js';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
 import { updateMachine, type UpdateMachine } from '../../machines/update-machine.js';
 import {
   MACHINE_VERSION,
+  type Announcement,
   STEP_NAMES,
   type EventSource,
   type MachineInput,
@@ -34,7 +37,11 @@ import { decideRecovery, isStateName, type JournalVerdict, type RecoveryDecision
 export interface ProductRunnerDeps {
   product: string;
   policy: MachinePolicy;
-  steps: Steps;
+  /**
+   * The steps a run that starts now would use. A run keeps the set it started with to its end (a
+   * reload rebuilds the set for the next run, never under a run in flight).
+   */
+  steps: () => Steps;
   store: Store;
   clock: Clock;
   logger: Logger;
@@ -54,6 +61,9 @@ export interface ProductRunnerDeps {
 /** States in which a step of this product touches the robot: at most one product at a time. */
 export const EXECUTION_STATES: ReadonlySet<string> = new Set(['backup', 'staging', 'apply', 'validate', 'commit', 'rollback']);
 
+/** States between runs: a reloaded policy and step set apply here. */
+const OUTSIDE_A_RUN: ReadonlySet<string> = new Set(['idle', 'failed', '(none)', 'boot']);
+
 export type Snapshot = ReturnType<Actor<UpdateMachine>['getSnapshot']>;
 
 export class ProductRunner {
@@ -66,6 +76,15 @@ export class ProductRunner {
   private stopping = false;
   /** The last transition could not be written: no step may start until one is. */
   private unsaved: ReturnType<typeof toErrorData> | null = null;
+  /** The steps of the current run, taken when the run started. */
+  private pinned: { runId: string; steps: Steps } | null = null;
+  /** A policy from a reload, waiting for the run in flight to end (see configure). */
+  private pendingPolicy: MachinePolicy | null = null;
+  /**
+   * What the machine announced during the step being processed. XState delivers emitted events
+   * before the snapshot, so they wait here until the transition is written, then are published.
+   */
+  private announced: Announcement[] = [];
   recovery: RecoveryDecision | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
@@ -207,6 +226,9 @@ export class ProductRunner {
     } else {
       actorRef = createActor(machine, { input: opts.input, inspect });
     }
+    actorRef.on('*', (announcement) => {
+      this.announced.push(announcement);
+    });
     return actorRef;
   }
 
@@ -220,7 +242,7 @@ export class ProductRunner {
           // Touching the robot in a state the database does not know would break recovery.
           throw { error: { ...this.unsaved, message: `the ${name} step did not start: its state could not be saved (${this.unsaved.message})` }, at: this.deps.clock.now() } satisfies StepFailure;
         }
-        const step = this.deps.steps[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
+        const step = this.stepsOf((input as { runId: string }).runId)[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
         try {
           const result = await step(input, signal);
           return { result, at: this.deps.clock.now() };
@@ -235,8 +257,35 @@ export class ProductRunner {
     return actors as never;
   }
 
+  /** The steps of run `runId`: the set pinned when it started, or (a restored run) the current one. */
+  private stepsOf(runId: string): Steps {
+    if (this.pinned?.runId !== runId) this.pinned = { runId, steps: this.deps.steps() };
+    return this.pinned.steps;
+  }
+
+  /**
+   * A reloaded policy (decision and pre-check retry) applies from the next run: a run in flight
+   * keeps the deadlines and default choice it was offered with. Outside a run it applies at once.
+   */
+  configure(policy: MachinePolicy): void {
+    this.pendingPolicy = policy;
+    this.flushPolicy();
+  }
+
+  private flushPolicy(): void {
+    if (this.pendingPolicy === null || !this.actor || this.stopping || !OUTSIDE_A_RUN.has(this.state)) return;
+    const policy = this.pendingPolicy;
+    this.pendingPolicy = null;
+    if (JSON.stringify(policy) === JSON.stringify(this.context.policy)) return;
+    this.actor.send({ type: 'CONFIGURE', policy, now: this.deps.clock.now(), source: 'daemon' });
+  }
+
   private onSnapshot(event: { type: string }, snap: Snapshot): void {
+    const announced = this.announced;
+    this.announced = [];
     if (this.stopping || snap.status !== 'active') return;
+    // A new run takes the steps current when it starts, before its first step is invoked.
+    if (snap.context.runId !== null && !OUTSIDE_A_RUN.has(String(snap.value))) this.stepsOf(snap.context.runId);
     const state = String(snap.value);
     const contextJson = JSON.stringify(snap.context);
     const from = this.lastState ?? '(none)';
@@ -244,13 +293,16 @@ export class ProductRunner {
     // After a failed write the log goes on from the last state it holds, so it never has a gap.
     const savedFrom = this.savedState ?? from;
     const logRow = state !== savedFrom;
-    if (!changedState && !logRow && contextJson === this.lastContextJson) return;
+    if (!changedState && !logRow && contextJson === this.lastContextJson && announced.length === 0) return;
     const ctx = snap.context;
     const prev = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : null;
     const now = this.deps.clock.now();
-    const runEnded = changedState && ctx.runId !== null && (state === 'idle' || state === 'failed') && ctx.lastOutcome !== null;
+    const runEnded = announced.some((a) => a.type === 'runEnded');
+    // Between runs (idle, failed) only the end of a run touches its row: a policy change or a
+    // detected version afterwards, or a RESET, must not reopen or re-date a finished run.
+    const writeRun = ctx.runId !== null && (!OUTSIDE_A_RUN.has(state) || runEnded);
     const newChoice = ctx.choice !== null && JSON.stringify(ctx.choice) !== JSON.stringify(prev?.choice ?? null);
-    const newOffer = changedState && state === 'awaitingChoice' && ctx.offer !== null;
+    const offers = announced.flatMap((a) => (a.type === 'offer' ? [a.offer] : []));
     // A machine started by the recovery policy moves from the saved state without an event of its own.
     const recovered = event.type === 'xstate.init' && changedState && from !== '(none)' && this.recovery !== null;
     const eventType = recovered ? 'otad.recovery' : event.type;
@@ -266,7 +318,7 @@ export class ProductRunner {
           runId: ctx.runId,
           at: now,
           ...(logRow ? { transition: { from: savedFrom, to: state, eventType, event: recordedEvent } } : {}),
-          ...(ctx.runId
+          ...(writeRun
             ? {
                 run: {
                   kind: ctx.runKind ?? 'update',
@@ -282,7 +334,7 @@ export class ProductRunner {
             : {}),
           ...(newChoice && ctx.choice ? { choice: ctx.choice } : {}),
         });
-        if (newOffer && ctx.offer) this.deps.store.recordRelease(ctx.offer, now);
+        for (const offer of offers) this.deps.store.recordRelease(offer, now);
       })();
       this.unsaved = null;
       this.savedState = state;
@@ -294,11 +346,18 @@ export class ProductRunner {
     }
     this.lastState = state;
     this.lastContextJson = contextJson;
+    if (changedState) {
+      const cause = transitionCause({ from, to: state, event: eventType, source: (event as { source?: string }).source }, ctx);
+      this.deps.logger.child({ product: this.product }).info(`${from} → ${state}: ${cause}`, { event: eventType, runId: ctx.runId, seq });
+      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, cause, at: now });
+    }
+    for (const a of announced) this.publish(a);
     if (!changedState) return;
-    const cause = transitionCause({ from, to: state, event: eventType, source: (event as { source?: string }).source }, ctx);
-    this.deps.logger.child({ product: this.product }).info(`${from} → ${state}: ${cause}`, { event: eventType, runId: ctx.runId, seq });
-    this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, cause, at: now });
-    this.publishNotifications(from, state, ctx, newOffer);
+    if (OUTSIDE_A_RUN.has(state)) {
+      this.pinned = null;
+      // Not from inside the inspector: the policy is sent once this transition is done.
+      if (this.pendingPolicy !== null) queueMicrotask(() => this.flushPolicy());
+    }
     this.deps.onTransition?.(this, from, state);
   }
 
@@ -311,33 +370,35 @@ export class ProductRunner {
     }
   }
 
-  private publishNotifications(from: string, to: string, ctx: UpdateContext, newOffer: boolean): void {
+  /** One announcement of the machine, as audit events and bus notifications. */
+  private publish(a: Announcement): void {
     const { bus, audit, store, clock } = this.deps;
-    if (newOffer && ctx.offer) {
-      bus.publish('notification', { product: this.product, kind: 'update-available', version: ctx.offer.version, notes: ctx.offer.notes, runId: ctx.runId });
-    }
-    if (to === 'idle' && ctx.lastOutcome === 'committed' && from === 'commit') {
-      const ev = { kind: 'install' as const, message: `installed ${this.product} ${ctx.installedVersion}`, product: this.product, ...(ctx.runId ? { runId: ctx.runId } : {}) };
-      audit.audit(ev);
-      store.audit(ev, clock.now());
-      bus.publish('notification', { product: this.product, kind: 'committed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'committed' });
-    }
-    if (from === 'rollback' && to === 'idle') {
-      const ev = {
-        kind: 'rollback' as const,
-        message: `rolled back ${this.product} to ${ctx.installedVersion ?? 'nothing'} (${ctx.rollbackReason ?? 'rollback'})`,
-        product: this.product,
-        ...(ctx.runId ? { runId: ctx.runId } : {}),
-      };
-      audit.audit(ev);
-      store.audit(ev, clock.now());
-      bus.publish('notification', { product: this.product, kind: 'rolled-back', version: ctx.installedVersion, runId: ctx.runId, outcome: 'rolled-back', error: ctx.error });
-    }
-    if (to === 'failed') {
-      bus.publish('notification', { product: this.product, kind: 'failed', version: ctx.installedVersion, runId: ctx.runId, outcome: 'failed', error: ctx.error });
-    }
-    if ((to === 'idle' || to === 'failed') && from !== '(none)' && ctx.runId) {
-      bus.publish('notification', { product: this.product, kind: 'run-ended', version: ctx.installedVersion, runId: ctx.runId, outcome: ctx.lastOutcome, error: ctx.error });
+    const product = this.product;
+    const run = a.runId ? { runId: a.runId } : {};
+    switch (a.type) {
+      case 'offer':
+        bus.publish('notification', { product, kind: 'update-available', version: a.offer.version, notes: a.offer.notes, runId: a.runId });
+        return;
+      case 'committed': {
+        const ev = { kind: 'install' as const, message: `installed ${product} ${a.version}`, product, ...run };
+        audit.audit(ev);
+        store.audit(ev, clock.now());
+        bus.publish('notification', { product, kind: 'committed', version: a.version, runId: a.runId, outcome: 'committed' });
+        return;
+      }
+      case 'rolledBack': {
+        const ev = { kind: 'rollback' as const, message: `rolled back ${product} to ${a.version ?? 'nothing'} (${a.reason ?? 'rollback'})`, product, ...run };
+        audit.audit(ev);
+        store.audit(ev, clock.now());
+        bus.publish('notification', { product, kind: 'rolled-back', version: a.version, runId: a.runId, outcome: 'rolled-back', error: a.error });
+        return;
+      }
+      case 'failed':
+        bus.publish('notification', { product, kind: 'failed', version: a.version, runId: a.runId, outcome: 'failed', error: a.error });
+        return;
+      case 'runEnded':
+        if (a.runId) bus.publish('notification', { product, kind: 'run-ended', version: a.version, runId: a.runId, outcome: a.outcome, error: a.error });
+        return;
     }
   }
 
@@ -352,6 +413,8 @@ export class ProductRunner {
 
   send(event: UpdateEvent): void {
     if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    // A run that starts with this event starts under the newest policy.
+    this.flushPolicy();
     this.actor.send(event);
   }
 

@@ -4,7 +4,7 @@
  * so tests run with millisecond delays.
  */
 import pRetry from 'p-retry';
-import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { abortReasonToError } from './http-errors.js';
 
@@ -45,13 +45,6 @@ export interface RetryOptions {
 /** Delay before retry number `retryIndex` (0-based), without jitter: the documented schedule. */
 export function backoffDelayMs(policy: RetryPolicy, retryIndex: number): number {
   return Math.min(Math.round(policy.minDelayMs * policy.factor ** retryIndex), policy.maxDelayMs);
-}
-
-/** Anything thrown becomes an OtaError, keeping the original as `cause`. */
-export function toOtaError(error: unknown): OtaError {
-  if (isOtaError(error)) return error;
-  const data = toErrorData(error);
-  return new OtaError(data.code, data.message, { cause: error, retryable: data.retryable });
 }
 
 export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {

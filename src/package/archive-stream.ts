@@ -9,8 +9,7 @@ import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { OtaError } from '../core/errors.js';
-import { isAbortError, toOtaError } from './durable-fs.js';
+import { OtaError, isAbortError, toOtaError } from '../core/errors.js';
 import { maxInflatedBytes, ratioCapBytes, type PackageLimits } from './limits.js';
 
 export interface ArchiveReadResult {

@@ -4,6 +4,7 @@
  * so a package can be rebuilt and compared, and a backup's checksum means something. Every entry
  * passes the same checker the robot applies, so nothing is published that a robot would reject.
  */
+import { hashFile } from '../core/files.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type Stats } from 'node:fs';
 import { lstat, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
@@ -12,8 +13,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { OtaError } from '../core/errors.js';
-import { fsyncDir, fsyncPath, throwIfAborted, toOtaError } from './durable-fs.js';
+import { OtaError, toOtaError } from '../core/errors.js';
+import { fsyncDir, fsyncPath, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath } from './entry-checker.js';
 import type { EntryOrigin } from './name-rules.js';
 
@@ -233,15 +234,10 @@ export async function hashTree(dir: string): Promise<Record<string, string>> {
       const st = await lstat(childAbs);
       if (st.isSymbolicLink()) out[childRel] = `link:${await readlink(childAbs)}`;
       else if (st.isDirectory()) await visit(childAbs, childRel);
-      else if (st.isFile()) out[childRel] = await hashFile(childAbs);
+      else if (st.isFile()) out[childRel] = (await hashFile(childAbs)).sha256;
     }
   }
   await visit(dir, '');
   return out;
 }
 
-export async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}

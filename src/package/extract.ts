@@ -8,9 +8,9 @@
 import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tarFs from 'tar-fs';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import { readArchiveInto } from './archive-stream.js';
-import { fsyncDir, fsyncPath, removeTree, throwIfAborted, toOtaError } from './durable-fs.js';
+import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, type EntryType, type HeaderLike } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
 import { scanPackage, type PackageScan } from './scan.js';

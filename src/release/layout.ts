@@ -11,6 +11,7 @@
  * old one (switchTo). Everything a crash can leave behind is recognisable and finished or cleaned
  * up by the next call, decided from what is on disk.
  */
+import { exists } from '../core/files.js';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
@@ -420,6 +421,3 @@ export function createReleaseStore(options: ReleaseStoreOptions): ReleaseStore {
   };
 }
 
-async function exists(p: string): Promise<boolean> {
-  return (await fs.lstat(p).catch(() => null)) !== null;
-}

@@ -10,7 +10,7 @@
  * Invariant: timestamp.json is written last, so a reader following it always finds every file it names.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import type { Clock } from '../core/clock.js';
@@ -20,7 +20,7 @@ import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
-import { exists } from './atomic.js';
+import { exists, hashFile } from '../core/files.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import {
   generateSigningKey,
@@ -149,7 +149,7 @@ export function createPublisher(options: PublisherOptions) {
   }
 
   async function readSettings(): Promise<RepoSettings> {
-    if (!(await exists(path.join(metadataDir, 'root.json')))) {
+    if (!(await exists(path.join(metadataDir, 'root.json'), { follow: true }))) {
       throw new OtaError('CONFIG_NOT_FOUND', `no repository at ${repoDir}: metadata/root.json is missing (run ota-repo init first)`);
     }
     try {
@@ -169,7 +169,7 @@ export function createPublisher(options: PublisherOptions) {
   }
 
   async function loadState(): Promise<RepoState> {
-    if (!(await exists(path.join(metadataDir, 'root.json')))) {
+    if (!(await exists(path.join(metadataDir, 'root.json'), { follow: true }))) {
       throw new OtaError('CONFIG_NOT_FOUND', `no repository at ${repoDir}: metadata/root.json is missing (run ota-repo init first)`);
     }
     const root = Metadata.fromJSON(MetadataKind.Root, await readJson(path.join(metadataDir, 'root.json')));
@@ -232,7 +232,7 @@ export function createPublisher(options: PublisherOptions) {
     const destDir = path.join(targetsDir, ...dir.split('/').filter(Boolean));
     await fs.mkdir(destDir, { recursive: true });
     const dest = path.join(destDir, `${sha256}.${base}`);
-    if (!(await exists(dest))) {
+    if (!(await exists(dest, { follow: true }))) {
       if (source.bytes !== undefined) await atomicWriteFile(dest, source.bytes);
       else {
         const tmp = `${dest}.tmp`;
@@ -294,7 +294,7 @@ export function createPublisher(options: PublisherOptions) {
 
     /** Create keys and version 1 of every role. Refuses to touch an existing repository. */
     async init(init: InitOptions = {}): Promise<{ keys: Record<RoleName, string[]>; rootFile: string }> {
-      if (await exists(path.join(metadataDir, 'root.json'))) {
+      if (await exists(path.join(metadataDir, 'root.json'), { follow: true })) {
         throw new OtaError('CONFIG_INVALID', `repository ${repoDir} is already initialised (metadata/root.json exists)`);
       }
       const settings: RepoSettings = { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(init.expiryMs ?? {}) } };
@@ -526,7 +526,7 @@ export function createPublisher(options: PublisherOptions) {
       for (const key of signers) {
         if (oldRoot.roles.root!.keyIDs.includes(key.keyid) || newRootRole.keyIDs.includes(key.keyid)) rootMd.sign(signerFor(key), true);
       }
-      if (opts.newKey === undefined || !(await exists(path.join(keysDir, opts.role, `${newKey.keyid}.json`)))) await saveKey(keysDir, newKey);
+      if (opts.newKey === undefined || !(await exists(path.join(keysDir, opts.role, `${newKey.keyid}.json`), { follow: true }))) await saveKey(keysDir, newKey);
       await writeMetadata(`${newRoot.version}.root.json`, rootMd);
       await writeMetadata('root.json', rootMd);
       for (const id of removeIds) {
@@ -597,16 +597,6 @@ function rootFromParts(version: number, expiresAt: string, keys: Record<string, 
 
 function hashBytes(bytes: Buffer): { sha256: string; length: number } {
   return { sha256: createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
-}
-
-export async function hashFile(file: string): Promise<{ sha256: string; length: number }> {
-  const hash = createHash('sha256');
-  let length = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    length += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), length };
 }
 
 /** Package a directory with the project's reproducible packer (fixed mtimes and order: same tree, same bytes). */

@@ -1,6 +1,6 @@
 /**
  * Can a product's services be found on this host, before anything needs to stop or start them?
- * The same choice the daemon makes (src/steps/execution-ports.ts `serviceChooser`): systemd when
+ * The same choice the daemon makes (src/services/choice.ts `serviceChooser`): systemd when
  * the product lists `services` and systemctl works here, else the process manager for
  * `processUnits`. Asked by `otad --check-config`, so a typo in a unit name is found at install
  * time rather than in the middle of an update, with the old release already stopped.

@@ -13,23 +13,15 @@
  * stays at `done` until commit or rollback clears it.
  */
 import type { ApplyInput, ApplyOutput } from '../../machines/types.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { runHook, type HookName } from '../hooks/run-hook.js';
-import { toOtaError } from '../package/durable-fs.js';
 import { detectProduct } from '../products/registry.js';
 import { phaseIndex, resolveInterrupted, type ApplyJournal, type ApplyJournalEntry, type ApplyPhase } from '../release/journal.js';
 import { assertReleaseName, type ReleaseStore } from '../release/layout.js';
-import {
-  applyJournalOf,
-  checkpoint,
-  readReleaseMarker,
-  releaseStoreOf,
-  startServices,
-  stopServices,
-  writeReleaseMarker,
-  type ExecutionPorts,
-} from './execution-ports.js';
+import { applyJournalOf, checkpoint, releaseStoreOf, type ExecutionPorts } from './ports.js';
+import { readReleaseMarker, writeReleaseMarker } from '../release/marker.js';
+import { startServices, stopServices } from '../services/choice.js';
 
 export type ApplyStep = (input: ApplyInput, signal: AbortSignal) => Promise<ApplyOutput>;
 

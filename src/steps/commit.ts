@@ -8,9 +8,10 @@
  * Idempotent: a re-run finds no journal, prunes nothing more and returns the same version.
  */
 import type { CommitInput, CommitOutput } from '../../machines/types.js';
-import { OtaError } from '../core/errors.js';
-import { toOtaError } from '../package/durable-fs.js';
-import { applyJournalOf, clearStaging, readReleaseMarker, releaseStoreOf, type ExecutionPorts } from './execution-ports.js';
+import { OtaError, toOtaError } from '../core/errors.js';
+import { applyJournalOf, releaseStoreOf, type ExecutionPorts } from './ports.js';
+import { clearStaging } from '../release/staging.js';
+import { readReleaseMarker } from '../release/marker.js';
 
 export type CommitStep = (input: CommitInput, signal: AbortSignal) => Promise<CommitOutput>;
 

@@ -19,7 +19,7 @@ import type { ProductConfig } from '../config/schema.js';
 import type { JournalVerdict } from '../daemon/recovery-policy.js';
 import { createApplyJournal, resolveInterrupted, type InterruptedSwitch } from '../release/journal.js';
 import { createReleaseStore } from '../release/layout.js';
-import { releasesDirOf } from './execution-ports.js';
+import { releasesDirOf } from './ports.js';
 
 export interface JournalVerdictPorts {
   /** The directory of the apply journals (`<stateDir>/journal`, see journalDirFor). */

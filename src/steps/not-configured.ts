@@ -4,7 +4,7 @@
  */
 import { STEP_NAMES, type Steps } from '../../machines/types.js';
 import { OtaError } from '../core/errors.js';
-import type { StepProvider } from '../daemon/daemon.js';
+import type { StepProvider } from '../daemon/step-provider.js';
 
 export function notConfiguredSteps(): Steps {
   const steps: Record<string, () => Promise<never>> = {};

@@ -7,7 +7,7 @@
 import type { Steps } from '../../machines/types.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { Config } from '../config/load.js';
-import type { StepContext, StepProvider } from '../daemon/daemon.js';
+import type { StepContext, StepProvider } from '../daemon/step-provider.js';
 import { createSystemAdapters, type SystemAdapters } from '../adapters/system/index.js';
 import { createBackupManager } from '../backup/backup-manager.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
@@ -18,7 +18,7 @@ import { createApply } from './apply.js';
 import { createBackupStep } from './backup.js';
 import { createCheckStep } from './check.js';
 import { createCommit } from './commit.js';
-import { executionPortsFromContext, journalDirFor } from './execution-ports.js';
+import { executionPortsFromContext, journalDirFor } from './ports.js';
 import { journalVerdict } from './journal-verdict.js';
 import { createPreCheckStep } from './pre-check.js';
 import { createRepositoryForProduct, repositoryUrlsFor } from './repository-factory.js';

@@ -10,7 +10,8 @@ import type { BackupManager } from '../backup/backup-manager.js';
 import type { Logger } from '../core/logger.js';
 import type { ProductConfig } from '../config/schema.js';
 import { backupMayReplace, planRollback } from './rollback.js';
-import { applyJournalOf, readReleaseMarker, releasesDirOf } from './execution-ports.js';
+import { readReleaseMarker } from '../release/marker.js';
+import { applyJournalOf, releasesDirOf } from './ports.js';
 import type { Clock } from '../core/clock.js';
 
 export interface RollbackPreviewPorts {

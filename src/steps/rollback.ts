@@ -15,28 +15,21 @@
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import type { RollbackInput, RollbackOutput } from '../../machines/types.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { parseBackupName } from '../backup/naming.js';
 import { runProbation } from '../health/probation.js';
-import { removeTree, toOtaError } from '../package/durable-fs.js';
+import { removeTree } from '../package/durable-fs.js';
 import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import { compareReleaseNames, type ReleaseStore } from '../release/layout.js';
 import type { BadMark } from '../store/store.js';
 import { isErrno } from '../release/switch.js';
-import {
-  applyJournalOf,
-  checkpoint,
-  clearStaging,
-  readReleaseMarker,
-  releaseProbes,
-  releaseStoreOf,
-  sleepOf,
-  startServices,
-  stopServices,
-  type ExecutionPorts,
-} from './execution-ports.js';
+import { applyJournalOf, checkpoint, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
+import { clearStaging } from '../release/staging.js';
+import { readReleaseMarker } from '../release/marker.js';
+import { releaseProbes } from '../health/release-probes.js';
+import { startServices, stopServices } from '../services/choice.js';
 
 export type RollbackStep = (input: RollbackInput, signal: AbortSignal) => Promise<RollbackOutput>;
 

@@ -22,10 +22,10 @@ import type { StageInput, StageOutput, TargetRef } from '../../machines/types.js
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
-import { OtaError, isOtaError } from '../core/errors.js';
+import { OtaError, isOtaError, toOtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { ProgressMessage } from '../daemon/event-bus.js';
-import { fsyncDir, removeTree, toOtaError } from '../package/durable-fs.js';
+import { fsyncDir, removeTree } from '../package/durable-fs.js';
 import { extractScanned } from '../package/extract.js';
 import type { PackageLimits } from '../package/limits.js';
 import { scanPackage } from '../package/scan.js';

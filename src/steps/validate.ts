@@ -10,7 +10,8 @@
 import type { ValidateInput, ValidateOutput } from '../../machines/types.js';
 import { OtaError } from '../core/errors.js';
 import { runProbation, type CheckSummary, type ProbationRound } from '../health/probation.js';
-import { releaseProbes, releaseStoreOf, sleepOf, type ExecutionPorts } from './execution-ports.js';
+import { releaseProbes } from '../health/release-probes.js';
+import { releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
 
 export type ValidateStep = (input: ValidateInput, signal: AbortSignal) => Promise<ValidateOutput>;
 

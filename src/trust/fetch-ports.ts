@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OtaError, isOtaError } from '../core/errors.js';
+import { createProgressThrottle } from '../net/progress.js';
 import type { DownloadRequest, DownloadResult, FetchOptions, MetadataFetcher, TargetDownloader } from './ports.js';
 
 export function tooLargeError(url: string, maxBytes: number): OtaError {
@@ -97,6 +98,8 @@ export function createFetchDownloader(fetcher: { open(url: string, signal?: Abor
       const part = `${request.dest}.part`;
       const hash = createHash('sha256');
       let bytes = 0;
+      // A measurement for the progress rate, never a deadline: monotonic time is right here.
+      const progress = createProgressThrottle({ total: request.expectedLength, startMs: performance.now(), startBytes: 0 });
       const out = await fs.open(part, 'w', 0o644);
       try {
         for await (const chunk of await fetcher.open(request.url, request.signal)) {
@@ -108,7 +111,7 @@ export function createFetchDownloader(fetcher: { open(url: string, signal?: Abor
           }
           hash.update(chunk);
           await out.write(chunk);
-          request.onProgress?.({ bytes, total: request.expectedLength });
+          if (request.onProgress !== undefined) request.onProgress(progress.final(bytes, performance.now()));
         }
         if (bytes !== request.expectedLength) {
           throw new OtaError('TRUST_LENGTH_MISMATCH', `${request.url} ended after ${bytes} bytes, signed length is ${request.expectedLength}`, {

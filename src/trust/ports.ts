@@ -3,6 +3,7 @@
  * downloader download) so the pooled undici implementations plug in directly; fetch-ports.ts holds
  * small global-fetch stand-ins for tools and tests.
  */
+import type { DownloadRequest, DownloadResult as NetDownloadResult } from '../net/download.js';
 
 export interface FetchOptions {
   /** Stop reading and reject once the body passes this many bytes. */
@@ -20,20 +21,11 @@ export interface MetadataFetcher {
   getBuffer(url: string, options: FetchOptions): Promise<Buffer>;
 }
 
-export interface DownloadRequest {
-  url: string;
-  dest: string;
-  expectedLength: number;
-  expectedSha256: string;
-  signal?: AbortSignal;
-  onProgress?: (progress: { bytes: number; total: number }) => void;
-}
+/** A target download: the one request type of src/net's downloader. */
+export type { DownloadRequest } from '../net/download.js';
 
-export interface DownloadResult {
-  path: string;
-  bytes: number;
-  sha256: string;
-}
+/** What the TUF client reads of a finished download. */
+export type DownloadResult = Pick<NetDownloadResult, 'path' | 'bytes' | 'sha256'>;
 
 export interface TargetDownloader {
   /**

@@ -6,7 +6,7 @@
 import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { STEP_NAMES, type Offer, type StepName, type Steps } from '../../machines/types.js';
 import { OtaError, type ErrorCode } from '../../src/core/errors.js';
-import type { StepProvider } from '../../src/daemon/daemon.js';
+import type { StepProvider } from '../../src/daemon/step-provider.js';
 
 export interface FakeStepsSpec {
   /** Milliseconds each step takes (default 0). */

@@ -3,7 +3,7 @@
  * acknowledgements. Each is one REST request; the daemon decides whether it is allowed now.
  */
 import type { DispatchResult } from '../../daemon/control.js';
-import { parseDuration } from '../../config/duration.js';
+import { parseDuration } from '../../core/duration.js';
 import { OtaError } from '../../core/errors.js';
 import { type CliContext, iso, out, printJson } from './context.js';
 

@@ -6,7 +6,7 @@
  */
 import { ApiClientError } from '../../api/client.js';
 import type { Envelope, ResyncEnvelope } from '../../api/socket.js';
-import { parseDuration } from '../../config/duration.js';
+import { parseDuration } from '../../core/duration.js';
 import { OtaError } from '../../core/errors.js';
 import type { DaemonStatus } from '../../daemon/control.js';
 import type { ProgressMessage } from '../../daemon/event-bus.js';

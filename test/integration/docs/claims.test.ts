@@ -133,8 +133,28 @@ const CLAIMS: Claim[] = [
   },
   {
     doc: 'README.md',
-    says: '`SIGHUP` reloads the file and logs what changed, or why the new file was refused.',
-    backedBy: [['integration/daemon/daemon.test.ts', 'reloads its configuration on SIGHUP, reporting what changed or why a new file was refused']],
+    says: '`SIGHUP` reloads the file and logs what changed, what the next run uses and what waits for a restart',
+    backedBy: [
+      ['integration/daemon/daemon.test.ts', 'reloads its configuration on SIGHUP, reporting what changed or why a new file was refused'],
+      ['integration/daemon/reload-e2e.test.ts', 'sends the next run to the new server while the run in flight finishes on the old one'],
+      ['integration/daemon/reload.test.ts', 'keeps the running paths and products after a reload that needs a restart, and says so'],
+    ],
+  },
+  {
+    doc: 'docs/configuration.md',
+    says: 'A run in flight (from its check until it is back in `idle` or `failed`) keeps the steps and the policy it started with to its end',
+    backedBy: [
+      ['integration/daemon/reload.test.ts', 'gives the next run steps and policy built from the new configuration, and leaves the run in flight as it started'],
+      ['integration/daemon/reload-e2e.test.ts', 'sends the next run to the new server while the run in flight finishes on the old one'],
+    ],
+  },
+  {
+    doc: 'docs/configuration.md',
+    says: 'A key that needs a restart is not applied in part',
+    backedBy: [
+      ['unit/config/reload.test.ts', 'keeps the running value of every key that needs a restart, so none is applied halfway'],
+      ['integration/daemon/reload.test.ts', 'keeps the running paths and products after a reload that needs a restart, and says so'],
+    ],
   },
   {
     doc: 'docs/manifest.md',

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OtaError } from '../../../src/core/errors.js';
 import { isProcessAlive } from '../../../src/services/process-liveness.js';
 import { hashTree } from '../../../src/package/create.js';
-import { readReleaseMarker } from '../../../src/steps/execution-ports.js';
+import { readReleaseMarker } from '../../../src/release/marker.js';
 import { createApply } from '../../../src/steps/apply.js';
 import { createCommit } from '../../../src/steps/commit.js';
 import { createValidate } from '../../../src/steps/validate.js';

@@ -52,12 +52,7 @@ export async function treeHashes(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-export async function exists(p: string): Promise<boolean> {
-  return fs.lstat(p).then(
-    () => true,
-    () => false,
-  );
-}
+export { exists } from '../../../src/core/files.js';
 
 /** Publish a release built from a directory of files, or from a ready package file. */
 export async function publishRelease(

@@ -13,7 +13,7 @@ import { hashTree } from '../../../src/package/create.js';
 import { RELEASE_MARKER } from '../../../src/products/registry.js';
 import { createApply } from '../../../src/steps/apply.js';
 import { createCommit } from '../../../src/steps/commit.js';
-import { journalDirFor, type StepCheckpoint } from '../../../src/steps/execution-ports.js';
+import { journalDirFor, type StepCheckpoint } from '../../../src/steps/ports.js';
 import { journalVerdict } from '../../../src/steps/journal-verdict.js';
 import { createRollback } from '../../../src/steps/rollback.js';
 import { createValidate } from '../../../src/steps/validate.js';

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { productSchema } from '../../../src/config/schema.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { createApply } from '../../../src/steps/apply.js';
-import { serviceChooser } from '../../../src/steps/execution-ports.js';
+import { serviceChooser } from '../../../src/services/choice.js';
 import { createRollback } from '../../../src/steps/rollback.js';
 import { createValidate } from '../../../src/steps/validate.js';
 import { createWorld, offer, type World } from './execution-world.js';

@@ -18,7 +18,8 @@ import type { HookName } from '../../../src/hooks/run-hook.js';
 import { createApplyJournal } from '../../../src/release/journal.js';
 import { createReleaseStore, type ReleaseStore } from '../../../src/release/layout.js';
 import { Store } from '../../../src/store/store.js';
-import { journalDirFor, serviceChooser, type ExecutionPorts, type ServiceChoiceOptions } from '../../../src/steps/execution-ports.js';
+import { journalDirFor, type ExecutionPorts } from '../../../src/steps/ports.js';
+import { serviceChooser, type ServiceChoiceOptions } from '../../../src/services/choice.js';
 
 export const PRODUCT = 'robot-ai';
 export const UNIT = 'robot-ai.service';

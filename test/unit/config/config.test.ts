@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { applyEnvOverrides, buildConfig, diffConfig } from '../../../src/config/load.js';
-import { parseDuration } from '../../../src/config/duration.js';
+import { applyEnvOverrides, buildConfig } from '../../../src/config/load.js';
+import { diffConfig } from '../../../src/config/reload.js';
+import { parseDuration } from '../../../src/core/duration.js';
 import { OtaError } from '../../../src/core/errors.js';
 
 const product = { name: 'robot-ai', installPath: '/opt/robot-ai' };
@@ -92,10 +93,10 @@ describe('configuration', () => {
     expect(c.products[0]!.decision.defaultChoice).toBe('UPDATE_NOW');
   });
 
-  it('reports what changed between two configurations as dotted keys', () => {
+  it('reports what changed between two configurations as dotted keys, products by name', () => {
     const a = buildConfig({ products: [product] });
     const b = buildConfig({ products: [{ ...product, channel: 'beta' }], logging: { level: 'debug' } });
-    expect(diffConfig(a, b)).toEqual(['logging.level', 'products']);
+    expect(diffConfig(a, b)).toEqual(['logging.level', `products.${product.name}.channel`]);
     expect(diffConfig(a, a)).toEqual([]);
   });
 

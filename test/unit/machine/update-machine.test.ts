@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import { updateMachine } from '../../../machines/update-machine.js';
-import { STEP_NAMES, type MachineInput, type MachinePolicy, type RollbackInput, type StepName, type UpdateEvent } from '../../../machines/types.js';
+import { STEP_NAMES, type Announcement, type MachineInput, type MachinePolicy, type RollbackInput, type StepName, type UpdateEvent } from '../../../machines/types.js';
 import { toErrorData } from '../../../src/core/errors.js';
 import { createFakeSteps, type FakeStepsSpec } from '../../support/fake-steps.js';
 
@@ -28,6 +28,8 @@ function start(spec: FakeStepsSpec = {}, policy: Partial<MachinePolicy> = {}, in
     input: { product: 'robot-ai', policy: { ...basePolicy, ...policy }, installedVersion: '1.0.0', now: T0, ...input },
   });
   const states: string[] = [];
+  const announced: Announcement[] = [];
+  actor.on('*', (a) => void announced.push(a));
   actor.subscribe((s) => {
     const v = String(s.value);
     if (states[states.length - 1] !== v) states.push(v);
@@ -36,7 +38,7 @@ function start(spec: FakeStepsSpec = {}, policy: Partial<MachinePolicy> = {}, in
   const send = (e: Record<string, unknown> & { type: UpdateEvent['type'] }) => actor.send({ now: clock.now, source: 'test', ...e } as UpdateEvent);
   const settle = (state: string) => waitFor(actor, (s) => s.matches(state as never), { timeout: 2000 });
   const ran = (step: StepName) => fake.invocations.filter((i) => i.step === step && i.phase === 'start').length;
-  return { actor, send, settle, states, clock, ran, fake };
+  return { actor, send, settle, states, clock, ran, fake, announced };
 }
 
 describe('the update machine', () => {
@@ -60,6 +62,47 @@ describe('the update machine', () => {
     expect(ctx.installedVersion).toBe('2.0.0');
     expect(ctx.choice).toEqual({ choice: 'UPDATE_NOW', source: 'test', at: T0 });
     expect(ctx.runId).toBe('run-1');
+  });
+
+  describe('what it announces', () => {
+    it('announces the offer, the commit and the end of the run, once each', async () => {
+      const h = start();
+      h.send({ type: 'CHECK_NOW', runId: 'run-1' });
+      await h.settle('awaitingChoice');
+      expect(h.announced).toEqual([{ type: 'offer', runId: 'run-1', offer: h.actor.getSnapshot().context.offer }]);
+      h.send({ type: 'UPDATE_NOW' });
+      await h.settle('idle');
+      expect(h.announced.slice(1)).toEqual([
+        { type: 'committed', runId: 'run-1', version: '2.0.0' },
+        { type: 'runEnded', runId: 'run-1', version: '2.0.0', outcome: 'committed', error: null },
+      ]);
+    });
+
+    it('announces the end of a run that found nothing, and of a cancelled one', async () => {
+      const h = start({ offerVersion: null });
+      h.send({ type: 'CHECK_NOW', runId: 'run-1' });
+      await h.settle('idle');
+      expect(h.announced).toEqual([{ type: 'runEnded', runId: 'run-1', version: '1.0.0', outcome: 'up-to-date', error: null }]);
+      const c = start();
+      c.send({ type: 'CHECK_NOW', runId: 'run-2' });
+      await c.settle('awaitingChoice');
+      c.send({ type: 'CANCEL' });
+      expect(c.announced.map((a) => a.type)).toEqual(['offer', 'runEnded']);
+      expect(c.announced[1]).toMatchObject({ outcome: 'cancelled' });
+    });
+
+    it('announces a failed rollback as failed and ended, and nothing more when it is acknowledged', async () => {
+      const h = start({ fail: { validate: 'HEALTH_CHECK_FAILED', rollback: 'ROLLBACK_FAILED' } });
+      h.send({ type: 'CHECK_NOW', runId: 'r' });
+      await h.settle('awaitingChoice');
+      h.send({ type: 'UPDATE_NOW' });
+      await h.settle('failed');
+      expect(h.announced.map((a) => a.type)).toEqual(['offer', 'failed', 'runEnded']);
+      expect(h.announced[1]).toMatchObject({ runId: 'r', error: { code: 'ROLLBACK_FAILED' } });
+      h.send({ type: 'RESET' });
+      expect(h.actor.getSnapshot().value).toBe('idle');
+      expect(h.announced).toHaveLength(3);
+    });
   });
 
   it('returns to idle as up to date when the check finds nothing', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Metadata, Timestamp, MetaFile, MetadataKind } from '@tufjs/models';
 import { generateSigningKey, keyIdFor, signerFor, tufKey } from '../../../src/repo/keys.js';
-import { parseDuration } from '../../../src/cli/ota-repo.js';
+import { parseDurationArg as parseDuration } from '../../../src/core/duration.js';
 
 describe('signing keys', () => {
   it('key ids are the SHA-256 of the canonical public key and signatures verify with @tufjs/models', () => {
@@ -15,7 +15,7 @@ describe('signing keys', () => {
   });
 });
 
-describe('parseDuration', () => {
+describe('parseDurationArg', () => {
   it('reads days, hours, minutes, seconds and milliseconds, and names a bad value', () => {
     expect(parseDuration('365d', 'x')).toBe(365 * 86_400_000);
     expect(parseDuration('12h', 'x')).toBe(43_200_000);

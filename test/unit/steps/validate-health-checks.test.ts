@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { productSchema } from '../../../src/config/schema.js';
-import { toHealthChecks } from '../../../src/steps/execution-ports.js';
+import { toHealthChecks } from '../../../src/health/release-probes.js';
 import { toCheckResult } from '../../../src/steps/validate.js';
 
 describe('health checks from the product definition', () => {
