@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import YAML from 'yaml';
+import { parseYaml } from '../config/yaml-lite.js';
 
 /** Written by the API server in the state folder once it listens: { host, port, url, socketPath, pid }. */
 export const API_ADDRESS_FILE = 'api.json';
@@ -54,7 +54,7 @@ export function resolveApiUrl(opts: { url?: string | undefined; env: NodeJS.Proc
 export function readTokenFile(path: string): string {
   const text = readFileSync(path, 'utf8');
   try {
-    const doc = YAML.parse(text) as { tokens?: Array<{ token?: unknown; scope?: unknown }> } | null;
+    const doc = parseYaml(text) as { tokens?: Array<{ token?: unknown; scope?: unknown }> } | null;
     if (doc && typeof doc === 'object' && Array.isArray(doc.tokens)) {
       const pick = doc.tokens.find((t) => t.scope === 'control') ?? doc.tokens[0];
       if (pick && typeof pick.token === 'string') return pick.token;

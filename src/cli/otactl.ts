@@ -10,133 +10,45 @@
  * This file only declares the commands: each one loads its module when it runs, so `otactl status`
  * does not pay for the Socket.IO client, the progress bars, the machine or the config schema.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { STATE_NAMES } from '../../machines/types.js';
-import { OTAD_VERSION } from '../core/version.js';
-import { CliContext, type Globals } from './otactl/context.js';
-import { errorText, EXIT, EXIT_HELP, exitCodeFor } from './otactl/exit-codes.js';
+import { EXIT, errorText, exitCodeFor } from './otactl/exit-codes.js';
 
-const program = new Command()
-  .name('otactl')
-  .description('Control and watch the otad update daemon')
-  .version(OTAD_VERSION)
-  .option('-c, --config <file>', 'otad configuration file (default: $OTA_CONFIG or /etc/ota/config.yaml)')
-  .option('--url <url>', 'otad API address (default: $OTA_URL, <stateDir>/api.json, or api.host:api.port)')
-  .option('--token-file <file>', 'file with an API token (default: $OTA_TOKEN_FILE or api.tokensFile)')
-  .option('--json', 'machine-readable output')
-  .addHelpText('after', EXIT_HELP)
-  .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-
-const ctx = () => new CliContext(program.opts<Globals>());
-
-program
-  .command('status')
-  .description("show each product's lifecycle state; when otad is not reachable, the state it last saved, and exit 5")
-  .action(async () => (await import('./otactl/status.js')).status(ctx()));
-
-function eventCommand(name: string, type: string, description: string, withReason = false): void {
-  const cmd = program.command(`${name} [product]`).description(description);
-  if (withReason) cmd.option('-r, --reason <text>', 'why (recorded in the audit log)');
-  cmd.action(async (product: string | undefined, opts: { reason?: string }) => (await import('./otactl/events.js')).dispatchEvent(ctx(), type, product, opts.reason));
-}
-eventCommand('check', 'CHECK_NOW', 'check for an update now');
-eventCommand('update-now', 'UPDATE_NOW', 'install the offered update now');
-eventCommand('schedule', 'SCHEDULE_3AM', 'install the offered update in the next maintenance slot (3 AM)');
-eventCommand('confirm', 'CONFIRM', 'confirm an UPDATE_NOW that needs confirmation');
-eventCommand('cancel', 'CANCEL', 'cancel the current run (until apply starts); the offer is dropped until the next check');
-eventCommand('reset', 'RESET', 'acknowledge a failed run and return to idle');
-
-program
-  .command('rollback [product]')
-  .description('roll back to the previous release, saying to which (refused, exit 3, when there is nothing to go back to); the release left is marked bad only with --mark-bad')
-  .option('-r, --reason <text>', 'why (recorded in the audit log and the bad mark)')
-  .option('--mark-bad', 'also mark the release it leaves bad, so no check offers it again (undo: otactl releases unmark VERSION)')
-  .action(async (product: string | undefined, opts: { reason?: string; markBad?: boolean }) => (await import('./otactl/releases.js')).rollback(ctx(), product, opts));
-
-const releases = program
-  .command('releases')
-  .description('every release known for a product: installed, previous (where a rollback goes), on disk, backed up, bad and why')
-  .option('-p, --product <name>')
-  .action(async (opts: { product?: string }) => (await import('./otactl/releases.js')).releases(ctx(), opts));
-releases
-  .command('unmark <version>')
-  .description('clear the bad mark of a release, so a check may offer it again (audited)')
-  .option('-p, --product <name>')
-  .action(async (version: string, opts: { product?: string }) => {
-    // -p may be given before the subcommand too: `otactl releases -p robot-ai unmark 1.1.0`.
-    const product = opts.product ?? releases.opts<{ product?: string }>().product;
-    await (await import('./otactl/releases.js')).unmark(ctx(), version, product === undefined ? {} : { product });
-  });
-
-const HOLDER_HELP = 'who holds the inhibit (for example robot-ai.mission): a name you choose for the holder, not a product; release it with the same name';
-const inhibit = program
-  .command('inhibit')
-  .description('hold or release an inhibit: while any is held, no update of any product starts (each holder holds its own)');
-inhibit
-  .command('hold')
-  .description('hold an inhibit in the name of HOLDER; updates of every product wait until it is released or expires')
-  .argument('<holder>', HOLDER_HELP)
-  .requiredOption('-r, --reason <text>', 'why updates must wait')
-  .option('-d, --duration <duration>', 'how long (for example 30m, 2h); capped by inhibit.maxHold')
-  .action(async (holder: string, opts: { reason: string; duration?: string }) => (await import('./otactl/events.js')).holdInhibit(ctx(), holder, opts));
-inhibit
-  .command('release')
-  .description('release the inhibit held in the name of HOLDER')
-  .argument('<holder>', 'the holder name given to `inhibit hold`')
-  .action(async (holder: string) => (await import('./otactl/events.js')).releaseInhibit(ctx(), holder));
-
-program
-  .command('ack <product> [version]')
-  .description('acknowledge the release notification of a product')
-  .action(async (product: string, version: string | undefined) => (await import('./otactl/events.js')).ackNotification(ctx(), product, version));
-
-program
-  .command('history')
-  .description('update runs, newest first')
-  .option('-p, --product <name>')
-  .option('-n, --limit <n>', 'at most this many', '20')
-  .action(async (opts: { product?: string; limit: string }) => (await import('./otactl/reading.js')).history(ctx(), opts));
-
-program
-  .command('logs')
-  .description("the daemon's recent log lines, each naming its product ((daemon) for the daemon as a whole)")
-  .addOption(new Option('-l, --level <level>', 'this level and more severe').choices(['error', 'warn', 'info', 'debug']))
-  .option('-n, --limit <n>', 'at most this many', '50')
-  .option('--contains <text>', 'only lines containing this text')
-  .action(async (opts: { level?: string; limit: string; contains?: string }) => (await import('./otactl/reading.js')).logs(ctx(), opts));
-
-program
-  .command('export <runId>')
-  .description("write a run's transitions and snapshots to a file, for `otactl replay`")
-  .option('-o, --output <file>', 'write here instead of standard output')
-  .action(async (runId: string, opts: { output?: string }) => (await import('./otactl/reading.js')).exportRun(ctx(), runId, opts));
-
-program
-  .command('replay <file>')
-  .description('feed an exported run into the machine offline and compare the state sequence (exit 1 when it diverges)')
-  .action(async (file: string) => (await import('./otactl/reading.js')).replay(ctx(), file));
-
-function machineState(value: string): string {
-  if ((STATE_NAMES as readonly string[]).includes(value)) return value;
-  throw new InvalidArgumentError(`"${value}" is not a state of the update machine; its states are ${STATE_NAMES.join(', ')}`);
+/**
+ * `otactl [-c FILE] [--url URL] [--token-file FILE] [--json] status`, exactly, is the one command
+ * scripts and prompts run all the time: it is answered without loading commander (about 10 ms of
+ * a ~100 ms budget). Any other command line, or any option this does not know, goes to the full
+ * command tree in ./otactl/program.ts, which parses it the usual way and gives the usual errors.
+ */
+function plainStatus(args: readonly string[]): import('./otactl/context.js').Globals | null {
+  if (args.at(-1) !== 'status') return null;
+  const globals: import('./otactl/context.js').Globals = {};
+  const names: Record<string, 'config' | 'url' | 'tokenFile'> = { '-c': 'config', '--config': 'config', '--url': 'url', '--token-file': 'tokenFile' };
+  for (let i = 0; i < args.length - 1; i++) {
+    const a = args[i]!;
+    if (a === '--json') {
+      globals.json = true;
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = names[eq > 0 ? a.slice(0, eq) : a];
+    if (name === undefined || globals[name] !== undefined) return null;
+    const value = eq > 0 ? a.slice(eq + 1) : args[++i];
+    if (value === undefined || value === '' || i >= args.length - 1 || value.startsWith('-')) return null;
+    globals[name] = value;
+  }
+  return globals;
 }
 
-program
-  .command('watch')
-  .description('print the current state, then follow transitions, progress and notifications live (Ctrl-C to stop)')
-  .option('-p, --product <name>', 'only this product')
-  .addOption(new Option('--until <state>', `exit 0 once a product is in this state (at once if it already is): ${STATE_NAMES.join(', ')}`).argParser(machineState))
-  .option('--since-seq <n>', 'first replay the transitions after this sequence number')
-  .option('--logs', 'also stream log lines')
-  .option('-t, --timeout <duration>', 'give up after this long (for example 90s, 10m): exit 6')
-  .action(async (opts: import('./otactl/watch.js').WatchOptions) => (await import('./otactl/watch.js')).watch(ctx(), opts));
-
-program.parseAsync().then(
+const fast = plainStatus(process.argv.slice(2));
+const run = fast
+  ? Promise.all([import('./otactl/status.js'), import('./otactl/context.js')]).then(([m, c]) => m.status(new c.CliContext(fast)))
+  : import('./otactl/program.js').then((m) => m.run());
+run.then(
   () => process.exit(process.exitCode ?? EXIT.ok),
   (error: unknown) => {
-    if (error instanceof CommanderError) {
-      process.exit(error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? EXIT.ok : EXIT.usage);
+    // Commander's errors (CommanderError, InvalidArgumentError) carry a code "commander.…".
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      process.exit(code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? EXIT.ok : EXIT.usage);
     }
     process.stderr.write(`${errorText(error)}\n`);
     process.exit(exitCodeFor(error));

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import YAML from 'yaml';
+import { parseYaml } from './yaml-lite.js';
 import { OtaError } from '../core/errors.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ota/config.yaml';
@@ -34,7 +34,7 @@ export function parseYamlFile(path: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = YAML.parse(text, { prettyErrors: true });
+    doc = parseYaml(text);
   } catch (cause) {
     throw new OtaError('CONFIG_PARSE', `configuration file ${path} is not valid YAML: ${(cause as Error).message}`, { cause });
   }
@@ -77,7 +77,7 @@ export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.Proc
     const last = segments[segments.length - 1] as string;
     let parsed: unknown = value;
     try {
-      parsed = YAML.parse(value);
+      parsed = parseYaml(value);
     } catch {
       parsed = value;
     }

@@ -57,7 +57,7 @@ describe('otactl as a system tool, against a running otad', () => {
     expect(release.stdout).toContain('inhibit held by robot-ai.mission released');
   });
 
-  it('status loads only what it needs: no Socket.IO client, progress bars, SQLite, configuration schema or machine', async () => {
+  it('status loads only what it needs: no Socket.IO client, progress bars, SQLite, configuration schema, machine or YAML parser', async () => {
     const record = join(d.sandbox.dir, 'imports.txt');
     const loaded = async (args: string[], extra: Record<string, string> = {}) => {
       writeFileSync(record, '');
@@ -72,6 +72,16 @@ describe('otactl as a system tool, against a running otad', () => {
     expect(status.code).toBe(0);
     expect(status.urls).toContainEqual(expect.stringMatching(/dist\/src\/cli\/otactl\/status\.js$/));
     expect(status.urls.filter((u) => HEAVY.test(u))).toEqual([]);
+    // The YAML package is loaded with require() only when a file falls outside the subset
+    // src/config/yaml-lite.ts reads; NODE_DEBUG=module shows CommonJS loads, which the ESM hook does not.
+    const cjs = await new Promise<string>((res) => {
+      const child = spawn(process.execPath, [OTACTL, 'status'], { env: { ...process.env, ...env(), NODE_DEBUG: 'module' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      child.on('close', () => res(err));
+    });
+    expect(cjs).toContain('MODULE');
+    expect(cjs).not.toMatch(/node_modules\/yaml\//);
     // The recording sees such imports where a command does make them.
     const watch = await loaded(['watch', '--until', 'idle']);
     expect(watch.code).toBe(0);
