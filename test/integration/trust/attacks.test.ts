@@ -157,6 +157,13 @@ describe('target attacks', () => {
   });
 });
 
+/** The publisher signs whatever it is given: vacuum's genuine 3.0.0 manifest filed as robot-ai's. */
+async function fileVacuumManifestUnderRobotAi(r: TestRepo): Promise<void> {
+  const vac = (await r.publisher.listTargets()).find((t) => t.name === 'vacuum/vacuum-3.0.0.manifest.json')!;
+  await r.publisher.stageTarget('robot-ai/robot-ai-3.0.0.manifest.json', { file: await r.targetFile(vac.name) }, { kind: 'manifest', product: 'robot-ai', version: '3.0.0', channel: 'stable' });
+  await r.publisher.publish();
+}
+
 describe('releases that must not be offered', () => {
   it('a genuinely signed manifest for another product under this product → RELEASE_WRONG_PRODUCT', async () => {
     repo = await createTestRepo();
@@ -164,14 +171,7 @@ describe('releases that must not be offered', () => {
     // The publisher signs whatever it is given: a manifest for "vacuum" filed under robot-ai/.
     const manifests = await repo.publisher.listTargets();
     const vacuum = await repo.release('vacuum', '3.0.0');
-    const vac = (await repo.publisher.listTargets()).find((t) => t.name === 'vacuum/vacuum-3.0.0.manifest.json')!;
-    await repo.publisher.stageTarget('robot-ai/robot-ai-3.0.0.manifest.json', { file: await repo.targetFile(vac.name) }, {
-      kind: 'manifest',
-      product: 'robot-ai',
-      version: '3.0.0',
-      channel: 'stable',
-    });
-    await repo.publisher.publish();
+    await fileVacuumManifestUnderRobotAi(repo);
     expect(manifests.length).toBe(2);
     expect(vacuum.packageName).toBe('vacuum/vacuum-3.0.0.tar.gz');
     const robot = await repo.robot();
@@ -189,14 +189,7 @@ describe('releases that must not be offered', () => {
   it('a genuinely signed manifest for another product as the only release → RELEASE_WRONG_PRODUCT, nothing downloaded', async () => {
     repo = await createTestRepo();
     await repo.release('vacuum', '3.0.0');
-    const vac = (await repo.publisher.listTargets()).find((t) => t.name === 'vacuum/vacuum-3.0.0.manifest.json')!;
-    await repo.publisher.stageTarget('robot-ai/robot-ai-3.0.0.manifest.json', { file: await repo.targetFile(vac.name) }, {
-      kind: 'manifest',
-      product: 'robot-ai',
-      version: '3.0.0',
-      channel: 'stable',
-    });
-    await repo.publisher.publish();
+    await fileVacuumManifestUnderRobotAi(repo);
     const robot = await repo.robot();
     await expectRejected(robot, 'RELEASE_WRONG_PRODUCT');
   });

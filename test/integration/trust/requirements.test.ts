@@ -34,6 +34,12 @@ describe('signed manifest requirements', () => {
     await repo.publisher.add({ product: 'robot-ai', version, packageFile: file, notes: `release ${version}`, ...(requirements ? { requirements: requirements as never } : {}) });
   }
 
+  /** A manifest target that is signed and intact but not a valid manifest, as a careless publisher could sign one. */
+  async function publishMalformedManifest(version: string, text: string): Promise<void> {
+    await repo.publisher.stageTarget(`robot-ai/robot-ai-${version}.manifest.json`, { bytes: Buffer.from(text) }, { kind: 'manifest', product: 'robot-ai', version, channel: 'stable' } as never);
+    await repo.publisher.publish();
+  }
+
   function checkStep(robot: Robot, platform: Platform) {
     const config = buildConfig({
       server: { url: repo.url },
@@ -95,13 +101,7 @@ describe('signed manifest requirements', () => {
   it('reports a signed but malformed newest manifest and offers the newest valid release below it', async () => {
     await add('1.0.0');
     await add('1.1.0');
-    await repo.publisher.stageTarget('robot-ai/robot-ai-1.2.0.manifest.json', { bytes: Buffer.from('{"schema":"1.0","product":"robot-ai","version":"1.2.0"}') }, {
-      kind: 'manifest',
-      product: 'robot-ai',
-      version: '1.2.0',
-      channel: 'stable',
-    } as never);
-    await repo.publisher.publish();
+    await publishMalformedManifest('1.2.0', '{"schema":"1.0","product":"robot-ai","version":"1.2.0"}');
     const robot = await repo.robot();
     const { step, audits } = checkStep(robot, AMD64_UBUNTU);
     const out = await step({ product: 'robot-ai', runId: 'r1', installedVersion: '1.0.0' } as never, new AbortController().signal);
@@ -112,13 +112,7 @@ describe('signed manifest requirements', () => {
   });
 
   it('still fails the check when the only newer manifest is malformed, rather than saying "up to date"', async () => {
-    await repo.publisher.stageTarget('robot-ai/robot-ai-1.2.0.manifest.json', { bytes: Buffer.from('{"schema":"1.0"}') }, {
-      kind: 'manifest',
-      product: 'robot-ai',
-      version: '1.2.0',
-      channel: 'stable',
-    } as never);
-    await repo.publisher.publish();
+    await publishMalformedManifest('1.2.0', '{"schema":"1.0"}');
     const robot = await repo.robot();
     const { step } = checkStep(robot, AMD64_UBUNTU);
     await expect(step({ product: 'robot-ai', runId: 'r1', installedVersion: '1.0.0' } as never, new AbortController().signal)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
