@@ -65,7 +65,8 @@ export interface CheckinInput {
   source: string;
   now: number;
   report: ProductReport;
-  reportedTags: Tags;
+  /** The robot's tags; null (the body had none) keeps what it reported before. */
+  reportedTags: Tags | null;
   /** Beyond this many pending devices an unknown device is refused. */
   maxPending: number;
 }

@@ -106,8 +106,9 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
 
   async function recordReport(tx: SqlExecutor, input: CheckinInput, device: Device): Promise<Device> {
     const r = input.report;
-    const reported = JSON.stringify(input.reportedTags);
-    const site = siteOf(input.reportedTags, device.operatorTags);
+    const reportedTags = input.reportedTags ?? device.reportedTags;
+    const reported = JSON.stringify(reportedTags);
+    const site = siteOf(reportedTags, device.operatorTags);
     await tx.run(
       `UPDATE devices SET last_seen = $2, first_seen = COALESCE(first_seen, $2), checkins = checkins + 1, reported_tags = $3, site = $4, source = $5 WHERE id = $1`,
       [device.id, input.now, reported, site, input.source],
