@@ -2,7 +2,8 @@
  * ota-server: the reference update server. It serves a repository folder as static files (the same
  * folder nginx or a CDN could serve), accepts uploads and publishes them through the publisher
  * library ota-repo uses, re-signs the timestamp with the online key, and takes signed device
- * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/).
+ * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/). The fleet page for
+ * operators is at /fleet/ (src/server/ui/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { createPublisher, type Publisher } from '../repo/repository.js';
 import { deviceAdminRouter } from './device-admin.js';
 import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
+import { fleetPageRouter } from './ui/router.js';
 import type { FleetStore } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
 
@@ -207,6 +209,8 @@ export function createServer(options: ServerOptions): OtaServer {
   };
   app.post('/api/v1/checkin', ...checkinHandler(deviceOptions));
   app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  // The operator's fleet page: static files only, every datum through the API above with the token.
+  app.use(fleetPageRouter());
 
   app.use((_req: Request, res: Response) => {
     res.status(404).json(errorBody(new OtaError('API_NOT_FOUND', 'no such resource')));

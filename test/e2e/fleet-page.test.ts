@@ -1,0 +1,253 @@
+/**
+ * The fleet page (/fleet/) driven in a real headless Chromium against a real ota-server on
+ * 127.0.0.1 port 0 with a real SQLite fleet store; robots are signed check-ins over HTTP (the same
+ * signing module otad uses). Set OTA_E2E_SCREENSHOT_DIR=/some/folder to keep screenshots of the
+ * page at 1280 px and 400 px wide.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { DeviceKey } from '../../src/fleet/signing.js';
+import { createPublisher } from '../../src/repo/repository.js';
+import { createServer, type OtaServer } from '../../src/server/app.js';
+import { FLEET_PAGE_CSP } from '../../src/server/ui/router.js';
+import { newDeviceKey, postCheckin, report } from '../support/fleet-db.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`fleet page browser tests skipped: ${CHROMIUM} is missing (apt-get install -y chromium)`);
+const SHOTS = process.env.OTA_E2E_SCREENSHOT_DIR;
+
+const TOKEN = 'fleet-page-token-0123456789';
+const FLEET = 60;
+
+let dir: string;
+let server: OtaServer;
+let url: string;
+const keys = new Map<string, DeviceKey>();
+
+const idOf = (i: number) => `robot-${String(i).padStart(3, '0')}`;
+const siteOf = (i: number) => (i % 3 === 0 ? 'lab' : i % 3 === 1 ? 'dock' : 'warehouse-3');
+
+function checkin(id: string, key = keys.get(id)!, extra: Record<string, unknown> = {}) {
+  const i = Number(id.slice(-3));
+  return postCheckin({ url, key, body: report(id, { tags: { site: siteOf(i), model: 'r2' }, ...extra }), now: Date.now() });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'otad-fleet-page-'));
+  await createPublisher({ repoDir: path.join(dir, 'repo'), keysDir: path.join(dir, 'keys'), clock: systemClock }).init();
+  writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`);
+  server = createServer({
+    repoDir: path.join(dir, 'repo'),
+    keysDir: path.join(dir, 'keys'),
+    clock: systemClock,
+    logger: silentLogger,
+    tokenFile: path.join(dir, 'token'),
+    database: path.join(dir, 'fleet.db'),
+    timestampRefresh: false,
+    prune: false,
+    // Every robot of this test checks in from 127.0.0.1.
+    deviceRateLimit: { perSecond: 10_000, burst: 10_000 },
+  });
+  url = (await server.start(0, '127.0.0.1')).url;
+  for (let i = 1; i <= FLEET; i++) {
+    const id = idOf(i);
+    keys.set(id, newDeviceKey());
+    expect((await checkin(id, keys.get(id)!, i === 5 ? { state: 'failed', lastOutcome: 'rolled-back', error: 'HEALTH_CHECK_FAILED: planner did not start' } : {})).status).toBe(202);
+  }
+});
+afterAll(async () => {
+  await server?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('fleet page files over HTTP', () => {
+  it('redirects / and /fleet to /fleet/', async () => {
+    for (const [from, status] of [
+      ['/', 302],
+      ['/fleet', 301],
+    ] as const) {
+      const res = await fetch(`${url}${from}`, { redirect: 'manual' });
+      expect(res.status).toBe(status);
+      expect(res.headers.get('location')).toBe('/fleet/');
+    }
+  });
+
+  it('serves the page without a token under a strict Content-Security-Policy, with no inline script and no data', async () => {
+    const res = await fetch(`${url}/fleet/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(res.headers.get('content-security-policy')).toBe(FLEET_PAGE_CSP);
+    const html = await res.text();
+    expect(html.match(/<script(?![^>]*\bsrc=)[^>]*>/g)).toBeNull();
+    expect(html).not.toContain('robot-001');
+  });
+
+  it('serves Preact and htm from their installed packages, and nothing else under vendor/', async () => {
+    const preact = await fetch(`${url}/fleet/vendor/preact.mjs`);
+    expect(preact.status).toBe(200);
+    expect(preact.headers.get('content-type')).toMatch(/javascript/);
+    expect(await preact.text()).toMatch(/export\s*\{/);
+    expect((await fetch(`${url}/fleet/vendor/htm.mjs`)).status).toBe(200);
+    expect((await fetch(`${url}/fleet/vendor/package.json`)).status).toBe(404);
+    expect((await fetch(`${url}/fleet/nothing.js`)).status).toBe(404);
+  });
+});
+
+describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
+  let context: BrowserContext;
+  let profile: string;
+  let page: Page;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    profile = mkdtempSync(path.join(tmpdir(), 'otad-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1280, height: 1100 },
+    });
+    context.setDefaultTimeout(10_000);
+    page = await context.newPage();
+    page.on('console', (m) => {
+      // The browser logs each refused request; the test provokes 401s and 404s on purpose.
+      if (m.type() === 'error' && !/status of (401|404)/.test(m.text())) problems.push(m.text());
+    });
+    page.on('pageerror', (e) => problems.push(e.message));
+  });
+  afterAll(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  const row = (id: string) => page.locator(`tr[data-device="${id}"]`);
+
+  async function shoot(name: string, width: number): Promise<void> {
+    await page.setViewportSize({ width, height: 1100 });
+    // At any width the page itself never scrolls sideways: wide content scrolls inside its card or wraps.
+    const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+    expect(overflow).toBeLessThanOrEqual(0);
+    if (SHOTS) {
+      mkdirSync(SHOTS, { recursive: true });
+      await page.screenshot({ path: path.join(SHOTS, `${name}-${width}.png`), fullPage: true });
+    }
+  }
+
+  it('refuses a wrong token with a clear message and keeps nothing of it', async () => {
+    await page.goto(`${url}/`);
+    expect(page.url()).toBe(`${url}/fleet/`);
+    await page.getByLabel('Operator token').fill('not-the-token-0123456789');
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await page.getByRole('alert').filter({ hasText: 'The server refused this token' }).waitFor();
+    expect(await page.evaluate("sessionStorage.getItem('ota-server.token')")).toBeNull();
+  });
+
+  it('signs in with the operator token, keeps it for the tab, and lists the pending devices page by page', async () => {
+    await page.getByLabel('Operator token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await row('robot-001').waitFor();
+    expect(await page.evaluate("sessionStorage.getItem('ota-server.token')")).toBe(TOKEN);
+    expect(await page.locator('tbody tr[data-device]').count()).toBe(25);
+    await page.getByText(`1–25 of ${FLEET}`).waitFor();
+    await expect.poll(() => row('robot-001').locator('[data-status]').textContent()).toBe('pending');
+    expect(await row('robot-001').textContent()).toContain('dock');
+    expect(await row('robot-001').textContent()).toContain('model=r2');
+    expect(await row('robot-001').textContent()).toContain('robot-ai 1.0.0');
+    expect(await row('robot-005').textContent()).toContain('HEALTH_CHECK_FAILED');
+    await page.getByText(/^Refreshed /).waitFor();
+
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByText(`26–50 of ${FLEET}`).waitFor();
+    await row('robot-026').waitFor();
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await row('robot-001').waitFor();
+    // A reload keeps the token: the page does not ask again.
+    await page.reload();
+    await row('robot-001').waitFor();
+  });
+
+  it('says that rollouts need a server with rollouts while the server has none', async () => {
+    await page.getByText('Rollouts need a server with rollouts').waitFor();
+  });
+
+  it('searches by id and by site, and filters by status', async () => {
+    const search = page.getByLabel('Search id or site');
+    await search.fill('robot-007');
+    await page.getByText('1–1 of 1').waitFor();
+    await search.fill('warehouse');
+    await page.getByText(`1–20 of 20`).waitFor();
+    expect(await page.locator('tbody tr[data-device]').first().textContent()).toContain('warehouse-3');
+    await search.fill('');
+    await page.getByText(`1–25 of ${FLEET}`).waitFor();
+    await page.getByLabel('Status').selectOption('rejected');
+    await page.getByText('No device matches this filter.').waitFor();
+    await page.getByLabel('Status').selectOption('');
+    await row('robot-001').waitFor();
+  });
+
+  it('accepts a device in place, and its next check-in is answered accepted', async () => {
+    await row('robot-002').getByRole('button', { name: 'Accept robot-002' }).click();
+    await expect.poll(() => row('robot-002').locator('[data-status]').textContent()).toBe('accepted');
+    await page.getByRole('status').filter({ hasText: 'robot-002 accepted.' }).waitFor();
+    expect(await row('robot-002').getByRole('button', { name: 'Accept robot-002' }).count()).toBe(0);
+    const next = await checkin('robot-002');
+    expect(next.status).toBe(200);
+    expect(next.body.status).toBe('accepted');
+  });
+
+  it('rejects a device only after a confirmation; Cancel leaves it pending', async () => {
+    await row('robot-003').getByRole('button', { name: 'Reject robot-003' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Reject robot-003?' });
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    expect(await row('robot-003').locator('[data-status]').textContent()).toBe('pending');
+
+    await row('robot-003').getByRole('button', { name: 'Reject robot-003' }).click();
+    await dialog.getByRole('button', { name: 'Reject' }).click();
+    await expect.poll(() => row('robot-003').locator('[data-status]').textContent()).toBe('rejected');
+    const next = await checkin('robot-003');
+    expect(next.status).toBe(403);
+    expect(next.body.error.code).toBe('DEVICE_REJECTED');
+    await page.getByLabel('Status').selectOption('rejected');
+    await page.getByText('1–1 of 1').waitFor();
+    await page.getByLabel('Status').selectOption('');
+    await row('robot-001').waitFor();
+  });
+
+  it('flags a cloned robot, another key under a known id, as a key conflict', async () => {
+    const clone = await checkin('robot-004', newDeviceKey());
+    expect(clone.body.error.code).toBe('DEVICE_KEY_CONFLICT');
+    // The page's own polling picks it up.
+    await row('robot-004').getByText('key conflict', { exact: true }).waitFor();
+    expect(await row('robot-004').textContent()).toMatch(/Another key [0-9a-f]{16} presented 1 time/);
+  });
+
+  it('is legible at 1280 px and at 400 px without sideways scrolling', async () => {
+    await shoot('fleet-devices', 1280);
+    // The screenshots show the first nine robots: pending, accepted, rejected, a conflict, a failure.
+    await page.getByLabel('Search id or site').fill('robot-00');
+    await page.getByText('1–9 of 9').waitFor();
+    await shoot('fleet-devices', 1280);
+    await shoot('fleet-devices', 400);
+    // At 400 px each row is a card of labelled lines.
+    const display = await page.evaluate(`getComputedStyle(document.querySelector('tr[data-device="robot-004"]')).display`);
+    expect(display).toBe('block');
+    await page.setViewportSize({ width: 1280, height: 1100 });
+    await page.getByLabel('Search id or site').fill('');
+    await page.getByText(`1–25 of ${FLEET}`).waitFor();
+  });
+
+  it('shows a disconnected notice when the server stops answering, with the data it had', async () => {
+    expect(problems).toEqual([]);
+    await server.close();
+    await page.getByText(/^Disconnected: ota-server does not answer since/).waitFor({ timeout: 15_000 });
+    await row('robot-001').waitFor();
+  });
+});
