@@ -94,17 +94,30 @@ export async function main(argv: string[]): Promise<number> {
   const logger = consoleLogger();
   const repoDir = path.resolve(o.repo);
   const database = o.database !== undefined ? (/^postgres(ql)?:\/\//.test(o.database) ? o.database : path.resolve(o.database)) : path.join(repoDir, 'fleet.db');
-  const fleetStore = await openFleetStore(database, {
-    retention: { checkinsPerDevice: positiveNumber(o.checkinHistory, '--checkin-history'), maxAgeMs: parseDurationArg(o.historyMaxAge, '--history-max-age') },
-    maxConnections: positiveNumber(o.dbConnections, '--db-connections'),
-  });
+  // Every option is checked before the database is opened.
+  const retention = { checkinsPerDevice: positiveNumber(o.checkinHistory, '--checkin-history'), maxAgeMs: parseDurationArg(o.historyMaxAge, '--history-max-age') };
+  const maxConnections = positiveNumber(o.dbConnections, '--db-connections');
+  const maxPendingDevices = positiveNumber(o.maxPending, '--max-pending');
+  const deviceRateLimit = { perSecond: positiveNumber(o.deviceRate, '--device-rate', false), burst: positiveNumber(o.deviceBurst, '--device-burst') };
+  const timestampRefresh = o.timestampRefresh
+    ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
+    : (false as const);
+  const fleetStore = await openFleetStore(database, { retention, maxConnections });
   process.stdout.write(`fleet database: ${describeDatabase(database)}\n`);
   const legacy = path.join(repoDir, 'devices.json');
   if (existsSync(legacy)) {
     // Its records carry no device keys, so none of them can be trusted: robots register again, signed.
     process.stdout.write(`ignoring ${legacy}: it holds unsigned check-ins from before device keys; each robot appears again as pending on its first signed check-in (the file can be deleted)\n`);
   }
-  if (o.preauthorize !== undefined) process.stdout.write(`${await preauthorizeFromFile(fleetStore, path.resolve(o.preauthorize), systemClock.now())}\n`);
+  if (o.preauthorize !== undefined) {
+    try {
+      process.stdout.write(`${await preauthorizeFromFile(fleetStore, path.resolve(o.preauthorize), systemClock.now())}\n`);
+    } catch (error) {
+      // A PostgreSQL pool left open would keep the process alive after the error.
+      await fleetStore.close();
+      throw error;
+    }
+  }
   const server = createServer({
     repoDir,
     keysDir: path.resolve(o.keys),
@@ -113,13 +126,11 @@ export async function main(argv: string[]): Promise<number> {
     audit: { audit: (event) => logger.info(`audit: ${event.message}`, { audit: event.kind, ...event.details }) },
     ...(o.tokenFile !== undefined ? { tokenFile: path.resolve(o.tokenFile) } : {}),
     fleetStore,
-    maxPendingDevices: positiveNumber(o.maxPending, '--max-pending'),
-    deviceRateLimit: { perSecond: positiveNumber(o.deviceRate, '--device-rate', false), burst: positiveNumber(o.deviceBurst, '--device-burst') },
+    maxPendingDevices,
+    deviceRateLimit,
     ...(o.trustProxy !== undefined ? { trustProxy: /^[0-9]+$/.test(o.trustProxy) ? Number(o.trustProxy) : o.trustProxy } : {}),
     maxUploadBytes: maxUpload,
-    timestampRefresh: o.timestampRefresh
-      ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
-      : false,
+    timestampRefresh,
   });
   await server.publisher.loadState();
   const { url } = await server.start(port, o.host);

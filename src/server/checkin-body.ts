@@ -3,9 +3,13 @@ import { z } from 'zod';
 
 const tagName = /^[a-z][a-z0-9_.-]{0,31}$/;
 
-export const tagsSchema = z
-  .record(z.string().regex(tagName, { message: 'tag names are 1-32 characters of [a-z0-9_.-], starting with a letter' }), z.string().max(128))
-  .refine((tags) => Object.keys(tags).length <= 32, { message: 'at most 32 tags' });
+// Names are checked here rather than as the record's key schema, whose error only says "Invalid key in record".
+export const tagsSchema = z.record(z.string(), z.string().max(128, { message: 'tag values are at most 128 characters' })).superRefine((tags, ctx) => {
+  const names = Object.keys(tags);
+  if (names.length > 32) ctx.addIssue({ code: 'custom', message: 'at most 32 tags' });
+  const bad = names.find((name) => !tagName.test(name));
+  if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `tag name ${JSON.stringify(bad)}: tag names are 1-32 characters of [a-z0-9_.-], starting with a letter` });
+});
 
 export const checkinSchema = z
   .object({

@@ -96,14 +96,23 @@ export async function startPostgres(): Promise<PostgresCluster> {
   const settings = [`-c listen_addresses=127.0.0.1`, `-p ${port}`, `-k ${dir}`, '-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off', '-c max_connections=200'].join(' ');
   run('pg_ctl', ['-D', data, '-l', path.join(dir, 'postgres.log'), '-o', settings, '-w', '-t', '60', 'start']);
   const baseUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  let stopped = false;
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  // A test process that ends without stop() (a failed hook, an uncaught error) still takes its cluster down.
+  process.once('exit', stop);
   return {
     freshDatabase: databaseCreator(baseUrl),
     async stop() {
-      try {
-        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      process.removeListener('exit', stop);
+      stop();
     },
   };
 }
