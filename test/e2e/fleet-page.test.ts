@@ -130,6 +130,7 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
 
   async function shoot(name: string, width: number): Promise<void> {
     await page.setViewportSize({ width, height: 1100 });
+    await page.evaluate('document.activeElement?.blur()');
     // At any width the page itself never scrolls sideways: wide content scrolls inside its card or wraps.
     const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
     expect(overflow).toBeLessThanOrEqual(0);
@@ -230,12 +231,12 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
   });
 
   it('is legible at 1280 px and at 400 px without sideways scrolling', async () => {
-    await shoot('fleet-devices', 1280);
+    await shoot('fleet-page-all', 1280);
     // The screenshots show the first nine robots: pending, accepted, rejected, a conflict, a failure.
     await page.getByLabel('Search id or site').fill('robot-00');
     await page.getByText('1–9 of 9').waitFor();
-    await shoot('fleet-devices', 1280);
-    await shoot('fleet-devices', 400);
+    await shoot('fleet-page', 1280);
+    await shoot('fleet-page', 400);
     // At 400 px each row is a card of labelled lines.
     const display = await page.evaluate(`getComputedStyle(document.querySelector('tr[data-device="robot-004"]')).display`);
     expect(display).toBe('block');

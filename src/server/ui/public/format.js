@@ -23,11 +23,11 @@ export function dateTime(/** @type {number} */ at) {
   return new Date(at).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }
 
-/** A share as a percentage with at most one decimal: 0.075 → "7.5 %". */
+/** A share as a percentage with at most one decimal: 0.075 → "7.5 %" (a no-break space: never split). */
 export function percent(/** @type {number} */ part, /** @type {number} */ whole) {
-  if (whole <= 0) return '0 %';
+  if (whole <= 0) return '0\u00a0%';
   const p = Math.round((part / whole) * 1000) / 10;
-  return `${p} %`;
+  return `${p}\u00a0%`;
 }
 
 /** "30m", "1h 30m", "45 s" from milliseconds. */
@@ -47,7 +47,7 @@ export function duration(/** @type {number} */ ms) {
  */
 export function selectorLabel(selector) {
   if (selector === null || typeof selector !== 'object') return String(selector ?? '');
-  if (typeof selector.percent === 'number') return `${selector.percent} % of the fleet`;
+  if (typeof selector.percent === 'number') return `${selector.percent}\u00a0% of the fleet`;
   if (selector.tags && typeof selector.tags === 'object') {
     return Object.entries(selector.tags)
       .map(([k, v]) => `${k}=${v}`)

@@ -22,7 +22,9 @@ function BatchProgress({ counts }) {
       <span class="bar-failed" style=${{ width: share(failed) }}></span>
       <span class="bar-running" style=${{ width: share(running) }}></span>
     </div>
-    <span class="bar-text">${committed} of ${devices} committed (${percent(committed, devices)})${failed > 0 ? html`, <span class="bad-text">${failed} failed (${percent(failed, devices)})</span>` : ''}</span>
+    <span class="bar-text">
+      ${committed} of ${devices} committed (${percent(committed, devices)})${failed > 0 ? html`, <span class="bad-text">${failed} failed or rolled back (${percent(failed, devices)})</span>` : ''}${running > 0 ? `, ${running} running` : ''}
+    </span>
   </div>`;
 }
 
@@ -100,7 +102,7 @@ function Leases({ leases, now }) {
       : html`<ul class="budgets">
           ${budgets.map(
             ([site, b]) => html`<li key=${site} data-site=${site}>
-              <span class="site">${site}</span>: ${b.held} of ${b.max === 0 ? 'unlimited' : b.max} ${b.held === 1 ? 'lease' : 'leases'} held
+              <span class="site">${site}</span>: ${b.held} ${b.held === 1 ? 'lease' : 'leases'} held${b.max === 0 ? ' (no budget)' : ` of ${b.max} allowed`}
               ${b.max > 0 ? html`<div class="bar small-bar" aria-hidden="true"><span class=${b.held >= b.max ? 'bar-failed' : 'bar-running'} style=${{ width: `${Math.min(100, (b.held / b.max) * 100)}%` }}></span></div>` : null}
             </li>`,
           )}
