@@ -99,6 +99,21 @@ describe('fleet page files over HTTP', () => {
   });
 });
 
+describe('device search over REST', () => {
+  const get = (query: string) => fetch(`${url}/api/v1/devices?${query}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+
+  it('keeps the devices whose id or site contains q, counts only those, and refuses an overlong q', async () => {
+    const lab = (await (await get('q=LAB&limit=5')).json()) as { devices: Array<{ site: string }>; total: number };
+    expect(lab.total).toBe(FLEET / 3);
+    expect(lab.devices.map((d) => d.site)).toEqual(Array(5).fill('lab'));
+    const one = (await (await get('q=robot-01')).json()) as { devices: Array<{ id: string }>; total: number };
+    expect(one.devices.map((d) => d.id)).toEqual(Array.from({ length: 10 }, (_, i) => idOf(10 + i)));
+    const long = await get(`q=${'x'.repeat(129)}`);
+    expect(long.status).toBe(400);
+    expect(((await long.json()) as { error: { code: string } }).error.code).toBe('API_INVALID_REQUEST');
+  });
+});
+
 describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
   let context: BrowserContext;
   let profile: string;

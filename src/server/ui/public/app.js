@@ -239,10 +239,10 @@ function Dialog() {
         ? html`<p>Its check-ins will be refused until it is accepted again. Key <code>${d.device.fingerprint}</code>.</p>`
         : html`<p>No robot starts installing this release while it is halted; robots already installing finish or roll back.</p>
             <label for="halt-reason">Reason (recorded with the halt)</label>
-            <textarea id="halt-reason" name="reason" rows="3" maxlength="500" required></textarea>`}
+            <textarea id="halt-reason" name="reason" rows="3" maxlength="500" required autofocus></textarea>`}
       <div class="buttons">
         <button type="submit" class="danger">${d.kind === 'reject' ? 'Reject' : 'Halt rollout'}</button>
-        <button type="button" onClick=${close}>Cancel</button>
+        <button type="button" onClick=${close} autofocus=${d.kind === 'reject'}>Cancel</button>
       </div>
     </form>
   </dialog>`;
