@@ -1,7 +1,7 @@
 // The operator dashboard: asks for a token once (kept in this tab's sessionStorage), then shows
 // each product from GET /api/v1/status, kept live by the Socket.IO stream.
 import { createApi } from './api.js';
-import { describeError, renderLogLine, renderProduct, stateLabel } from './render.js';
+import { describeError, formatTime, renderLogLine, renderProduct, stateLabel } from './render.js';
 import { openStream } from './stream.js';
 
 const TOKEN_KEY = 'otad.token';
@@ -35,19 +35,65 @@ const model = {
   /** @type {Map<string, any>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {string[]} */ logKeys: [],
+  /** The stream's connectivity (stream.js); actions are disabled unless it is 'connected'. */
+  /** @type {any} */ conn: null,
+  /** When the connection was lost (null: connected, or never was). */
+  /** @type {number | null} */ downSince: null,
 };
+
+const CONN_LABELS = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…', disconnected: 'Disconnected' };
+
+/** Actions need the daemon: while the stream is down every action button is disabled. */
+function online() {
+  return model.conn?.state === 'connected';
+}
 
 function announce(text) {
   ui.live.textContent = text;
 }
 
+/** @type {any} */
+let lastError = null;
 function showError(error) {
+  lastError = error ?? null;
   ui.error.textContent = error ? describeError(error) : '';
 }
 
 function setConnection(text, ok) {
-  ui.connection.textContent = text;
+  ui.connection.replaceChildren(Object.assign(document.createElement('span'), { className: 'conn-state', textContent: text }));
   ui.connection.dataset.ok = ok ? 'yes' : 'no';
+  ui.connection.dataset.conn = ok ? 'connected' : 'disconnected';
+}
+
+/** The header's connectivity line: state, since when, the last event, the next try. */
+function renderConnection() {
+  const c = model.conn;
+  if (!c) return;
+  const state = Object.assign(document.createElement('span'), { className: 'conn-state', textContent: CONN_LABELS[c.state] ?? c.state });
+  const parts = [];
+  if (c.state === 'connected') parts.push(`since ${formatTime(c.since).slice(11)}`);
+  else if (model.downSince !== null) parts.push(`since ${formatTime(model.downSince).slice(11)}`);
+  if (c.reason && c.state !== 'connected') parts.push(c.reason);
+  if (c.state === 'reconnecting' && c.attempt > 0) parts.push(`attempt ${c.attempt}`);
+  if (c.state === 'disconnected' && c.retryAt) parts.push(`next try ${formatTime(c.retryAt).slice(11)}`);
+  const last = Math.max(c.lastMessageAt ?? 0, c.since);
+  parts.push(`last event ${formatTime(last).slice(11)}`);
+  const detail = Object.assign(document.createElement('span'), { className: 'conn-detail', textContent: parts.join(' · ') });
+  ui.connection.replaceChildren(state, ' ', detail);
+  ui.connection.dataset.ok = c.state === 'connected' ? 'yes' : 'no';
+  ui.connection.dataset.conn = c.state;
+}
+
+function onConnectivity(c) {
+  const wasOnline = online();
+  if (c.state === 'connected') model.downSince = null;
+  else if (model.downSince === null && model.conn) model.downSince = c.since;
+  model.conn = c;
+  renderConnection();
+  if (wasOnline !== online()) {
+    if (!online()) announce('Connection to otad lost: actions are disabled until it is back');
+    render();
+  }
 }
 
 function render() {
@@ -67,6 +113,7 @@ function render() {
         progress: model.progress.get(p.product) ?? p.progress ?? null,
         canControl: model.canControl,
         busy: model.busy.has(p.product),
+        offline: !online(),
         onEvent: sendEvent,
       }),
     ),
@@ -90,7 +137,15 @@ async function refresh() {
     model.releases.set(p.product, releases[i]);
   });
   model.status = status;
+  // A refresh that reached otad: an earlier "did not answer" is no longer true.
+  if (lastError?.code === 'NETWORK') showError(null);
   render();
+}
+
+async function refreshLogs() {
+  if (!model.api) return;
+  const { lines } = await model.api.logs(LOG_LINES);
+  for (const line of lines) addLogLine(line);
 }
 
 // One refresh at a time; messages that arrive meanwhile ask for one more after it.
@@ -195,6 +250,8 @@ function showSignIn(error) {
   model.stream?.close();
   model.stream = null;
   model.api = null;
+  model.conn = null;
+  model.downSince = null;
   model.status = null;
   ui.products.replaceChildren();
   ui.logLines.replaceChildren();
@@ -229,23 +286,31 @@ async function connect(token) {
   ui.logs.hidden = false;
   setConnection('Connecting…', false);
   // The stream first, then the first reads: nothing that happens in between is lost.
+  let firstConnect = true;
   model.stream = openStream({
     token,
-    onMessage,
-    onConnected: () => {
-      setConnection('Live', true);
-      requestRefresh();
+    onMessage: (m) => {
+      onMessage(m);
+      renderConnection();
     },
-    onDisconnected: (reason) => setConnection(`Live updates interrupted (${reason}); reconnecting…`, false),
+    onConnectivity,
+    onConnected: () => {
+      // After a reconnect (otad restarted, the network came back) everything is read again; the
+      // stream itself resumes after the last seq seen.
+      requestRefresh();
+      if (!firstConnect) {
+        announce('Connection to otad restored');
+        refreshLogs().catch((error) => showError(error));
+      }
+      firstConnect = false;
+    },
     onRefused: (code, message) => {
-      setConnection('Live updates refused', false);
       showError({ code, message });
     },
   });
   try {
     await refresh();
-    const { lines } = await api.logs(LOG_LINES);
-    for (const line of lines) addLogLine(line);
+    await refreshLogs();
     announce(`Signed in as ${session.name} (${session.scope === 'control' ? 'control' : 'read-only'})`);
   } catch (error) {
     showError(error);

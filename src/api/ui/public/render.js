@@ -113,7 +113,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, progress: any | null, canControl: boolean, busy: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, progress: any | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -121,7 +121,7 @@ export function renderProduct(p, view) {
   const button = ([type, label, extra = {}]) =>
     h(
       'button',
-      { type: 'button', 'data-event': extra.markBad ? `${type}:markBad` : type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy, onclick: () => view.onEvent(p.product, type, label, extra) },
+      { type: 'button', 'data-event': extra.markBad ? `${type}:markBad` : type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy || view.offline, title: view.offline ? 'otad is not connected' : null, onclick: () => view.onEvent(p.product, type, label, extra) },
       label,
     );
   const choices = view.canControl ? CHOICE_EVENTS.filter(([t]) => allowed.has(t)) : [];
@@ -183,7 +183,7 @@ export function describeBadMark(b) {
 /**
  * Every release known for the product (GET /api/v1/products/{product}/releases).
  * @param {string} product @param {any} history
- * @param {{ canControl: boolean, busy: boolean, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ canControl: boolean, busy: boolean, offline: boolean, onUnmark: (product: string, version: string) => void }} view
  */
 function renderReleases(product, history, view) {
   const caption = h('caption', null, `Releases of ${product}`);
@@ -200,7 +200,7 @@ function renderReleases(product, history, view) {
         r.bad ? describeBadMark(r.bad) : 'not marked bad',
         r.bad &&
           view.canControl &&
-          h('button', { type: 'button', 'data-event': `unmark:${r.version}`, disabled: view.busy, onclick: () => view.onUnmark(product, r.version) }, `Unmark ${r.version}`),
+          h('button', { type: 'button', 'data-event': `unmark:${r.version}`, disabled: view.busy || view.offline, onclick: () => view.onUnmark(product, r.version) }, `Unmark ${r.version}`),
       ),
     );
   });
