@@ -144,7 +144,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     });
 
     await waitForState(page, 'Idle');
-    await page.getByText('Live', { exact: true }).waitFor();
+    await page.locator('#connection .conn-state', { hasText: /^Connected$/ }).waitFor();
     const idleButtons = await product(page).getByRole('button').allTextContents();
     expect(idleButtons).toContain('Check now');
     expect(idleButtons).not.toContain('Update now');
@@ -158,7 +158,27 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
     if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
 
+    // Update now asks first, saying what will happen; "Keep as is" (or Escape) sends nothing.
     await product(page).getByRole('button', { name: 'Update now' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Update now: robot-ai 2.0.0?' });
+    await dialog.waitFor();
+    const facts = async () => (await dialog.locator('dt, dd').allTextContents()).join('|');
+    expect(await facts()).toContain('Install|robot-ai 2.0.0 now (installed: none)');
+    expect(await facts()).toContain('Backup first|yes, of the current install (the last 2 kept)');
+    expect(await facts()).toContain('Download|4.0 KiB (robot-ai-2.0.0.tar.gz)');
+    expect(await facts()).toContain('Services that stop and restart|none configured');
+    expect(await facts()).toMatch(/Probation\|[^|]+, health checks every [^|]+; \d+ failed rounds? roll back/);
+    // The dialog has the focus, on the harmless choice.
+    expect(await page.evaluate('document.activeElement.textContent')).toBe('Keep as is');
+    await page.keyboard.press('Escape');
+    await expect.poll(() => dialog.count()).toBe(0);
+    await page.getByRole('status').filter({ hasText: 'Nothing was changed' }).waitFor();
+    expect(productState()).toBe('awaitingChoice');
+    await product(page).getByRole('button', { name: 'Update now' }).click();
+    await dialog.getByRole('button', { name: 'Keep as is' }).click();
+    expect(productState()).toBe('awaitingChoice');
+    await product(page).getByRole('button', { name: 'Update now' }).click();
+    await dialog.getByRole('button', { name: 'Update now' }).click();
     await waitForState(page, 'Waiting until the robot is ready');
     // The state comes from the stream first; the reasons come with the status read that follows it.
     await product(page).locator('.precheck', { hasText: 'Next try at' }).waitFor();
@@ -223,15 +243,21 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
   it('shows a 409 when a choice arrives after the product moved on, then offers what is allowed now', async () => {
     await h.daemon.dispatch({ product: 'robot-ai', type: 'CHECK_NOW', source: 'test' });
     await waitFor(() => productState() === 'awaitingChoice', 'awaitingChoice');
-    // Without the stream the page cannot learn that the product moved on before the click.
-    const page = await signIn(CONTROL_TOKEN, (p) => p.route('**/socket.io/**', (r) => r.abort()));
+    const page = await signIn(CONTROL_TOKEN);
     const updateNow = product(page).getByRole('button', { name: 'Update now' });
     await updateNow.waitFor();
-    await page.getByText(/Live updates interrupted/).waitFor();
+    // The choice is held on its way to otad until the product has moved on: it arrives late.
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/api/v1/events', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await updateNow.click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Update now' }).click();
     await h.daemon.dispatch({ product: 'robot-ai', type: 'CANCEL', source: 'test' });
     await waitFor(() => productState() === 'idle', 'idle');
-
-    await updateNow.click();
+    release();
     const alert = page.getByRole('alert');
     await alert.filter({ hasText: 'API_EVENT_NOT_ALLOWED (HTTP 409)' }).waitFor();
     expect(await alert.textContent()).toMatch(/UPDATE_NOW is not allowed while robot-ai is in state idle; allowed now: .*CHECK_NOW/);

@@ -285,7 +285,24 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       expect(await rollBack.isVisible()).toBe(true);
       if (shots) await page.screenshot({ path: join(shots, 'rollback-offered-400px.png'), fullPage: true });
       const before = (await runs()).length;
+      // The variant that marks 1.1.0 bad says so in its dialog; keeping things as they are sends nothing.
+      await product(page).getByRole('button', { name: 'Roll back to 1.0.0 and mark 1.1.0 bad' }).click();
+      const markDialog = page.getByRole('dialog', { name: 'Roll back to 1.0.0 and mark 1.1.0 bad?' });
+      expect(await markDialog.locator('dd').last().textContent()).toBe('1.1.0 is marked bad and will not be offered again');
+      await markDialog.getByRole('button', { name: 'Keep as is' }).click();
+      await expect.poll(() => markDialog.count()).toBe(0);
+      expect((await runs()).length).toBe(before);
+
       await rollBack.focus();
+      await page.keyboard.press('Enter');
+      const dialog = page.getByRole('dialog', { name: 'Roll back to 1.0.0?' });
+      await dialog.waitFor();
+      const facts = (await dialog.locator('dt, dd').allTextContents()).join('|');
+      expect(facts).toContain('From|1.1.0|To|1.0.0|How|switch back to the release kept on disk|Services that stop and restart|none configured');
+      expect(facts).toContain('Afterwards|1.1.0 is not marked bad: a later check may offer it again');
+      if (shots) await page.screenshot({ path: join(shots, 'rollback-dialog-400px.png') });
+      // Keyboard only: from "Keep as is" (focused first) to the confirm button.
+      await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
       await rolledBackTo('1.0.0', before);
       await product(page).locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();

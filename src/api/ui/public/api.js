@@ -53,6 +53,8 @@ export function createApi(token) {
     /** @returns {Promise<{ name: string, scope: 'read' | 'control' }>} */
     session: () => call('GET', '/ui/session'),
     status: () => call('GET', '/api/v1/status'),
+    products: () => call('GET', '/api/v1/products'),
+    repositories: () => call('GET', '/api/v1/repositories'),
     /** @param {string} product @param {number} limit */
     history: (product, limit) => call('GET', `/api/v1/history?product=${encodeURIComponent(product)}&limit=${limit}`),
     /** @param {number} limit */

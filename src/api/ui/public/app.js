@@ -1,7 +1,7 @@
 // The operator dashboard: asks for a token once (kept in this tab's sessionStorage), then shows
 // each product from GET /api/v1/status, kept live by the Socket.IO stream.
 import { createApi } from './api.js';
-import { describeError, formatTime, renderLogLine, renderProduct, stateLabel } from './render.js';
+import { confirmationFor, describeError, formatTime, h, renderLogLine, renderProduct, stateLabel } from './render.js';
 import { openStream } from './stream.js';
 
 const TOKEN_KEY = 'otad.token';
@@ -22,6 +22,11 @@ const ui = {
   products: $('products'),
   logs: $('logs'),
   logLines: $('log-lines'),
+  dialog: /** @type {HTMLDialogElement} */ ($('confirm')),
+  dialogTitle: $('confirm-title'),
+  dialogBody: $('confirm-body'),
+  dialogOk: /** @type {HTMLButtonElement} */ ($('confirm-ok')),
+  dialogCancel: $('confirm-cancel'),
 };
 
 /** Everything the page shows; rendering reads only this. */
@@ -32,6 +37,8 @@ const model = {
   /** @type {any} */ status: null,
   /** @type {Map<string, any[]>} */ runs: new Map(),
   /** @type {Map<string, any>} */ releases: new Map(),
+  /** Each product's definition (GET /api/v1/products): what an action restarts and checks. */
+  /** @type {Map<string, any>} */ definitions: new Map(),
   /** @type {Map<string, any>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {string[]} */ logKeys: [],
@@ -90,6 +97,7 @@ function onConnectivity(c) {
   else if (model.downSince === null && model.conn) model.downSince = c.since;
   model.conn = c;
   renderConnection();
+  ui.dialogOk.disabled = !online();
   if (wasOnline !== online()) {
     if (!online()) announce('Connection to otad lost: actions are disabled until it is back');
     render();
@@ -114,7 +122,7 @@ function render() {
         canControl: model.canControl,
         busy: model.busy.has(p.product),
         offline: !online(),
-        onEvent: sendEvent,
+        onEvent: requestEvent,
       }),
     ),
   );
@@ -128,10 +136,12 @@ async function refresh() {
   const api = model.api;
   if (!api) return;
   const status = await api.status();
-  const [runs, releases] = await Promise.all([
+  const [definitions, runs, releases] = await Promise.all([
+    api.products(),
     Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS))),
     Promise.all(status.products.map((p) => api.releases(p.product))),
   ]);
+  for (const d of definitions.products) model.definitions.set(d.product, d);
   status.products.forEach((p, i) => {
     model.runs.set(p.product, runs[i].runs);
     model.releases.set(p.product, releases[i]);
@@ -230,6 +240,40 @@ async function unmarkRelease(product, version) {
   }
 }
 
+/** @type {(() => void) | null} */
+let onDialogOk = null;
+
+/** Opens the confirmation dialog; `ok` runs only if the operator confirms. */
+function confirmAction(c, ok) {
+  ui.dialogTitle.textContent = c.title;
+  ui.dialogBody.replaceChildren(h('dl', { class: 'facts' }, ...c.items.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)])));
+  ui.dialogOk.textContent = c.confirm;
+  ui.dialogOk.disabled = !online();
+  onDialogOk = ok;
+  ui.dialog.showModal();
+  ui.dialogCancel.focus();
+}
+
+ui.dialogOk.addEventListener('click', () => {
+  const ok = onDialogOk;
+  onDialogOk = null;
+  ui.dialog.close();
+  ok?.();
+});
+ui.dialogCancel.addEventListener('click', () => ui.dialog.close());
+ui.dialog.addEventListener('close', () => {
+  if (onDialogOk) announce('Nothing was changed');
+  onDialogOk = null;
+});
+
+/** An action button: asks first when the action stops services or commits to an install. */
+function requestEvent(product, type, label, extra = {}) {
+  const p = model.status?.products.find((x) => x.product === product);
+  const c = p ? confirmationFor(p, model.definitions.get(product) ?? null, type, label, extra) : null;
+  if (c) confirmAction(c, () => void sendEvent(product, type, label, extra));
+  else void sendEvent(product, type, label, extra);
+}
+
 async function sendEvent(product, type, label, extra = {}) {
   if (!model.api) return;
   model.busy.add(product);
@@ -247,6 +291,7 @@ async function sendEvent(product, type, label, extra = {}) {
 }
 
 function showSignIn(error) {
+  if (ui.dialog.open) ui.dialog.close();
   model.stream?.close();
   model.stream = null;
   model.api = null;

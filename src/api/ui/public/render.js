@@ -62,7 +62,7 @@ export function formatTime(ms) {
 }
 
 /** @param {number} n */
-function formatBytes(n) {
+export function formatBytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB'];
   let v = n / 1024;
@@ -243,4 +243,64 @@ function renderHistory(product, runs) {
 export function renderLogLine(line) {
   const product = typeof line.fields?.product === 'string' ? `[${line.fields.product}] ` : '';
   return h('li', { class: `log-${line.level}` }, h('time', null, formatTime(line.time).slice(11)), ` ${line.level.toUpperCase()} ${product}${line.message}`);
+}
+
+/** @param {number} ms */
+export function formatDuration(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+}
+
+/** Events that stop or restart the product's services, or commit to doing so: asked twice. */
+export const CONFIRMED_EVENTS = new Set(['UPDATE_NOW', 'SCHEDULE_3AM', 'CONFIRM', 'ROLLBACK']);
+
+/**
+ * What an action will do, for its confirmation dialog: from the status (offer, rollback target)
+ * and the product's definition (GET /api/v1/products). Null: the action needs no confirmation.
+ * @param {any} p the product's status @param {any | null} def its definition
+ * @param {string} type @param {string} label @param {{ markBad?: boolean }} extra
+ * @returns {{ title: string, items: Array<[string, string]>, confirm: string } | null}
+ */
+export function confirmationFor(p, def, type, label, extra = {}) {
+  if (!CONFIRMED_EVENTS.has(type)) return null;
+  const services = def ? (def.services.length ? def.services.join(', ') : 'none configured') : 'unknown (product definition not loaded)';
+  const probation = def
+    ? `${formatDuration(def.probation.windowMs)}, health checks every ${formatDuration(def.probation.intervalMs)}; ${def.probation.failureThreshold} failed round${def.probation.failureThreshold === 1 ? '' : 's'} roll back` +
+      (def.healthChecks.length ? ` (${def.healthChecks.map((c) => `${c.kind}: ${c.target}`).join('; ')})` : ' (no health checks configured)')
+    : 'unknown';
+  if (type === 'ROLLBACK') {
+    const t = p.rollbackTarget;
+    const to = t ? (t.version === null ? 'no version (the failed first install is undone)' : t.version) : 'the previous version';
+    /** @type {Array<[string, string]>} */
+    const items = [
+      ['From', p.installedVersion ?? 'none'],
+      ['To', to],
+      ['How', t ? { 'previous-release': 'switch back to the release kept on disk', backup: 'restore the backup', 'undo-first-install': 'remove the first install' }[t.method] ?? t.method : '—'],
+      ['Services that stop and restart', services],
+      [
+        'Afterwards',
+        extra.markBad
+          ? `${t?.leaves ?? p.installedVersion ?? 'the release left'} is marked bad and will not be offered again`
+          : `${t?.leaves ?? p.installedVersion ?? 'the release left'} is not marked bad: a later check may offer it again`,
+      ],
+    ];
+    return { title: `${label}?`, items, confirm: label };
+  }
+  const offer = p.offer;
+  const version = offer?.version ?? p.offeredVersion ?? '?';
+  const when = type === 'SCHEDULE_3AM' ? 'at 3 AM' : type === 'CONFIRM' ? 'now, as confirmed' : 'now';
+  /** @type {Array<[string, string]>} */
+  const items = [
+    ['Install', `${p.product} ${version} ${when} (installed: ${p.installedVersion ?? 'none'})`],
+    ['Backup first', def ? (def.backup.enabled ? `yes, of ${p.installedVersion ?? 'the current install'} (the last ${def.backup.keep} kept)` : 'no (backups are disabled for this product)') : 'unknown'],
+    ['Download', offer?.package ? `${formatBytes(offer.package.length)} (${offer.package.name.split('/').pop()})` : 'unknown'],
+    ['Services that stop and restart', services],
+    ['Probation', probation],
+  ];
+  if (offer?.minFreeBytes) items.push(['Free disk needed', formatBytes(offer.minFreeBytes)]);
+  items.push(['If it fails', 'otad rolls back to the installed version by itself']);
+  return { title: `${label}: ${p.product} ${version}?`, items, confirm: label };
 }
