@@ -1,9 +1,9 @@
 /**
  * The operator dashboard (/ui/) driven in a real headless Chromium against an in-process otad with
- * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT=/tmp/x.png to keep a
- * screenshot of the page while it offers the two choices.
+ * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT_DIR=/tmp/x to keep
+ * screenshots (1280 px and 400 px wide) of the idle, offered, downloading and validating states.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ beforeAll(async () => {
   h = await startHarness({
     // The first pre-check finds the battery low; the backup lasts long enough for the test to
     // publish a progress message and see the bar.
-    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 200, backup: 2500 } },
+    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 200, backup: 2500, stage: 3000, validate: 3000 } },
     extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
   });
 });
@@ -45,6 +45,17 @@ function statusWithHost(url: string, host: string): Promise<number> {
 const storedToken = "sessionStorage.getItem('otad.token')";
 
 const productState = () => h.daemon.status().products[0]?.state;
+const shots = process.env.OTA_E2E_SCREENSHOT_DIR;
+
+/** A screenshot at 1280 px and one at 400 px wide (full page), when OTA_E2E_SCREENSHOT_DIR is set. */
+async function shoot(page: Page, name: string): Promise<void> {
+  if (!shots) return;
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+  await page.setViewportSize({ width: 400, height: 900 });
+  await page.screenshot({ path: join(shots, `${name}-400px.png`), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
 
 describe('dashboard files over HTTP', () => {
   it('serves the page without a token, under a strict Content-Security-Policy, and holds no data', async () => {
@@ -104,7 +115,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1100, height: 1300 },
+      viewport: { width: 1280, height: 900 },
     });
     context.setDefaultTimeout(10_000);
   });
@@ -149,6 +160,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(idleButtons).toContain('Check now');
     expect(idleButtons).not.toContain('Update now');
     await page.getByRole('status').filter({ hasText: 'Signed in as robot-ai (control)' }).waitFor();
+    await shoot(page, 'idle');
 
     await product(page).getByRole('button', { name: 'Check now' }).click();
     await product(page).getByRole('button', { name: 'Update now' }).waitFor();
@@ -156,7 +168,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     expect(await product(page).locator('.notes-text').textContent()).toBe(NOTES);
     expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
     expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
-    if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
+    await shoot(page, 'offered');
 
     // Update now asks first, saying what will happen; "Keep as is" (or Escape) sends nothing.
     await product(page).getByRole('button', { name: 'Update now' }).click();
@@ -195,7 +207,38 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     const bar = product(page).getByRole('progressbar');
     await bar.waitFor();
     expect(await bar.getAttribute('value')).toBe('2048');
-    expect(await product(page).locator('.progress label').textContent()).toContain('2.0 KiB of 4.0 KiB (50%)');
+    const activeText = () => product(page).locator('.step-active label').textContent();
+    expect(await activeText()).toBe('Backup: 2.0 KiB of 4.0 KiB (50%), 1.0 KiB/s, about 2 s left');
+
+    // The download: the backup's bar is gone, the backup is one "done" line, one bar for the download.
+    await waitForState(page, 'Downloading and unpacking');
+    await expect.poll(() => bar.count()).toBe(0);
+    const MiB = 1024 * 1024;
+    h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'download', bytes: 1.5 * MiB, total: 4 * MiB, rateBps: 512 * 1024, etaMs: 5000 });
+    await product(page).locator('.step-active[data-step="download"]').waitFor();
+    expect(await activeText()).toBe('Download: 1.5 MiB of 4.0 MiB (37%), 512.0 KiB/s, about 5 s left');
+    expect(await product(page).locator('.step-done').allTextContents()).toEqual(['✓ Backup done (4.0 KiB)']);
+    expect(await bar.count()).toBe(1);
+    await shoot(page, 'downloading');
+    h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'extract', bytes: 0, total: 6 * MiB, rateBps: null, etaMs: null, message: 'unpacking 12 entries' });
+    await product(page).locator('.step-active[data-step="extract"]').waitFor();
+    expect(await activeText()).toBe('Extraction: unpacking 12 entries (6.0 MiB)');
+    expect(await bar.count()).toBe(1);
+
+    // Probation: the finished extraction's bar does not linger; the rounds come with their checks.
+    await waitForState(page, 'Checking the new version');
+    await expect.poll(() => bar.count()).toBe(0);
+    expect(await product(page).locator('.step-done').allTextContents()).toEqual(['✓ Backup done (4.0 KiB)', '✓ Download done (4.0 MiB)', '✓ Extraction done (6.0 MiB)']);
+    h.daemon.bus.publish('progress', {
+      product: 'robot-ai', runId, step: 'probation', bytes: 20_000, total: 60_000, rateBps: null, etaMs: 40_000,
+      message: 'round 2 of 7: 1 of 2 checks passed (release-marker); failing: http://127.0.0.1:8080/health',
+      probation: { round: 2, rounds: 7, checks: [{ name: 'release-marker', ok: true }, { name: 'http://127.0.0.1:8080/health', ok: false }] },
+    });
+    await product(page).locator('.step-active[data-step="probation"]').waitFor();
+    expect(await activeText()).toBe('Probation: round 2 of 7: 1 of 2 checks passed (release-marker); failing: http://127.0.0.1:8080/health — 20 s of 60 s, about 40 s left');
+    expect(await product(page).getByRole('list', { name: 'Health checks' }).getByRole('listitem').allTextContents()).toEqual(['✓ passed: release-marker', '✗ failing: http://127.0.0.1:8080/health']);
+    expect(await bar.getAttribute('value')).toBe('20000');
+    await shoot(page, 'validating');
 
     await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'the run to commit');
     await waitForState(page, 'Idle');

@@ -39,7 +39,8 @@ const model = {
   /** @type {Map<string, any>} */ releases: new Map(),
   /** Each product's definition (GET /api/v1/products): what an action restarts and checks. */
   /** @type {Map<string, any>} */ definitions: new Map(),
-  /** @type {Map<string, any>} */ progress: new Map(),
+  /** Per product, the latest progress message of each step of its current run. */
+  /** @type {Map<string, { runId: string, steps: Map<string, any> }>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {string[]} */ logKeys: [],
   /** The stream's connectivity (stream.js); actions are disabled unless it is 'connected'. */
@@ -104,6 +105,26 @@ function onConnectivity(c) {
   }
 }
 
+/** Keeps the latest message per step of the run; a new run starts an empty list. */
+function keepProgress(m) {
+  let run = model.progress.get(m.product);
+  if (!run || run.runId !== m.runId) {
+    run = { runId: m.runId, steps: new Map() };
+    model.progress.set(m.product, run);
+  }
+  run.steps.set(m.step, m);
+}
+
+/** The run's steps for rendering (the status's own latest message fills in after a reload). */
+function stepsOf(p) {
+  if (p.progress && p.progress.runId === p.runId) {
+    const run = model.progress.get(p.product);
+    if (!run || run.runId !== p.runId || !run.steps.has(p.progress.step)) keepProgress(p.progress);
+  }
+  const run = model.progress.get(p.product);
+  return run && run.runId === p.runId ? run.steps : null;
+}
+
 function render() {
   const s = model.status;
   if (!s) return;
@@ -118,7 +139,7 @@ function render() {
         runs: model.runs.get(p.product) ?? [],
         releases: model.releases.get(p.product) ?? null,
         onUnmark: unmarkRelease,
-        progress: model.progress.get(p.product) ?? p.progress ?? null,
+        steps: stepsOf(p),
         canControl: model.canControl,
         busy: model.busy.has(p.product),
         offline: !online(),
@@ -203,7 +224,7 @@ function onMessage(m) {
     announce(`${p.product}: ${stateLabel(p.to)}`);
     requestRefresh();
   } else if (m.type === 'progress') {
-    model.progress.set(p.product, p);
+    keepProgress(p);
     render();
   } else if (m.type === 'notification') {
     const what = {

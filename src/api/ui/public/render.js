@@ -88,13 +88,62 @@ export function describeError(error) {
   return String(error?.message ?? error);
 }
 
-/** @param {{ step: string, bytes: number, total: number | null, rateBps: number | null, etaMs: number | null, message?: string }} p */
+/** The steps that report progress, in run order, with what the page calls them. */
+export const PROGRESS_STEPS = [
+  ['backup', 'Backup'],
+  ['download', 'Download'],
+  ['extract', 'Extraction'],
+  ['probation', 'Probation'],
+];
+/** Which steps can be under way in each state: a bar shows only for the current one. */
+const STEPS_OF_STATE = { backup: ['backup'], staging: ['download', 'extract'], validate: ['probation'] };
+
+/** @param {{ step: string, bytes: number, total: number | null, rateBps: number | null, etaMs: number | null, message?: string, probation?: any }} p */
 export function describeProgress(p) {
+  const name = PROGRESS_STEPS.find(([s]) => s === p.step)?.[1] ?? p.step;
+  const eta = p.etaMs ? `, about ${formatDuration(p.etaMs)} left` : '';
+  if (p.step === 'probation') {
+    // bytes/total are the elapsed and whole window, in ms.
+    const of = p.total ? `${formatDuration(p.bytes)} of ${formatDuration(p.total)}` : formatDuration(p.bytes);
+    return `${name}: ${p.message ?? ''}${p.message ? ' — ' : ''}${of}${eta}`;
+  }
+  if (p.step === 'extract' && p.total && p.bytes === 0 && p.message) return `${name}: ${p.message} (${formatBytes(p.total)})`;
   const pct = p.total ? ` (${Math.floor((100 * p.bytes) / p.total)}%)` : '';
   const amount = p.total ? `${formatBytes(p.bytes)} of ${formatBytes(p.total)}${pct}` : formatBytes(p.bytes);
   const rate = p.rateBps ? `, ${formatBytes(p.rateBps)}/s` : '';
-  const eta = p.etaMs ? `, about ${Math.ceil(p.etaMs / 1000)} s left` : '';
-  return `${p.step}: ${amount}${rate}${eta}${p.message ? ` — ${p.message}` : ''}`;
+  return `${name}: ${amount}${rate}${eta}${p.message ? ` — ${p.message}` : ''}`;
+}
+
+/**
+ * The run's steps: finished ones as one line each, the current one with its bar. A step's bar
+ * is shown only while the product is in a state that step belongs to, so a finished extraction
+ * never lingers into the probation or a rollback.
+ * @param {any} p the product's status @param {Map<string, any>} steps the run's latest message per step
+ */
+export function renderProgress(p, steps) {
+  const id = `product-${p.product}`;
+  const current = STEPS_OF_STATE[p.state] ?? [];
+  const seen = PROGRESS_STEPS.filter(([s]) => steps.has(s));
+  if (seen.length === 0) return null;
+  // The current step: the last one seen that belongs to the state (download, then extract).
+  const active = [...seen].reverse().find(([s]) => current.includes(s))?.[0] ?? null;
+  const items = seen.map(([s, name]) => {
+    const m = steps.get(s);
+    if (s === active) {
+      return h(
+        'li',
+        { class: 'step step-active', 'data-step': s },
+        h('label', { for: `${id}-progress-${s}` }, describeProgress(m)),
+        h('progress', { id: `${id}-progress-${s}`, max: m.total ?? null, value: m.total ? Math.min(m.bytes, m.total) : null }),
+        s === 'probation' && m.probation?.checks?.length > 0 &&
+          h('ul', { class: 'checks', 'aria-label': 'Health checks' }, ...m.probation.checks.map((c) => h('li', { 'data-ok': c.ok === true ? 'yes' : c.ok === false ? 'no' : 'unknown' }, `${c.ok === true ? '✓ passed' : c.ok === false ? '✗ failing' : '… not yet'}: ${c.name}`))),
+      );
+    }
+    const done = active === null || PROGRESS_STEPS.findIndex(([x]) => x === s) < PROGRESS_STEPS.findIndex(([x]) => x === active);
+    const summary = s === 'probation' ? m.message ?? '' : m.total ? formatBytes(m.total) : formatBytes(m.bytes);
+    return h('li', { class: 'step step-done', 'data-step': s }, `${done ? '✓' : '•'} ${name}${done ? ' done' : ''}${summary ? ` (${summary})` : ''}`);
+  });
+  return h('div', { class: 'progress' }, h('h3', null, 'Progress'), h('ol', { class: 'steps' }, ...items));
 }
 
 /**
@@ -113,7 +162,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, progress: any | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -128,7 +177,7 @@ export function renderProduct(p, view) {
   const actions = view.canControl
     ? ACTION_EVENTS.filter(([t]) => allowed.has(t)).flatMap(([t, label]) => (t === 'ROLLBACK' ? rollbackButtons(p.rollbackTarget) : [[t, label]]))
     : [];
-  const progress = view.progress && WORKING.has(p.state) && view.progress.runId === p.runId ? view.progress : null;
+  const progress = view.steps && WORKING.has(p.state) ? renderProgress(p, view.steps) : null;
 
   const facts = [
     ['State', h('span', { class: 'state', 'data-state': p.state }, stateLabel(p.state))],
@@ -152,13 +201,7 @@ export function renderProduct(p, view) {
     p.releaseNotes && h('div', { class: 'notes' }, h('h3', null, `Release notes ${p.offeredVersion ?? ''}`.trim()), h('p', { class: 'notes-text' }, p.releaseNotes)),
     choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
     actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
-    progress &&
-      h(
-        'div',
-        { class: 'progress' },
-        h('label', { for: `${id}-progress` }, describeProgress(progress)),
-        h('progress', { id: `${id}-progress`, max: progress.total ?? null, value: progress.total ? progress.bytes : null }),
-      ),
+    progress,
     p.state === 'preCheckWaiting' &&
       p.preCheckReasons?.length > 0 &&
       h(
