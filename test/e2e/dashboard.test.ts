@@ -84,6 +84,15 @@ describe('dashboard files over HTTP', () => {
     expect(await res.text()).toContain('Socket.IO v4.8');
   });
 
+  it('serves the marked and dompurify ES modules the installed packages ship, for the release notes', async () => {
+    for (const [file, banner] of [['marked.esm.js', 'marked v18'], ['purify.es.mjs', 'DOMPurify']]) {
+      const res = await fetch(`${h.url}/ui/vendor/${file}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/javascript/);
+      expect(await res.text()).toContain(banner);
+    }
+  });
+
   it('tells a token its scope at /ui/session and refuses a missing or wrong token with 401 in the API error shape', async () => {
     const ok = await fetch(`${h.url}/ui/session`, { headers: { Authorization: `Bearer ${READ_TOKEN}` } });
     expect(await ok.json()).toEqual({ name: 'dashboard', scope: 'read' });
@@ -165,7 +174,30 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await product(page).getByRole('button', { name: 'Check now' }).click();
     await product(page).getByRole('button', { name: 'Update now' }).waitFor();
     await product(page).getByRole('button', { name: 'Update at 3 AM' }).waitFor();
-    expect(await product(page).locator('.notes-text').textContent()).toBe(NOTES);
+    expect((await product(page).locator('.notes-text').textContent())?.trim()).toBe(NOTES);
+    // The release details, each in its own collapsible section; overview and notes open.
+    const sections = product(page).locator('details.section');
+    expect(await sections.locator('summary').allTextContents()).toEqual([
+      'Release 2.0.0 (offered)', 'Checksums', 'Requirements', 'Compatibility', 'Rollout', 'Signed by, metadata expiry', 'Release notes 2.0.0',
+    ]);
+    expect(await sections.evaluateAll((ds) => ds.map((d) => (d as unknown as { open: boolean }).open))).toEqual([true, false, false, false, false, false, true]);
+    const checksums = product(page).locator('details[data-section="checksums"]');
+    await checksums.locator('summary').focus();
+    await page.keyboard.press('Enter');
+    expect(await checksums.locator('dd').allTextContents()).toEqual([`sha256:${'b'.repeat(64)}`, `sha256:${'a'.repeat(64)}`]);
+    expect(await product(page).locator('details[data-section="rollout"] dd').first().textContent()).toBe('100%');
+    // Search: only the sections and rows holding the words stay, opened; clearing brings all back.
+    const search = product(page).getByLabel('Search the release details and history of robot-ai');
+    await search.fill('100%');
+    await expect.poll(() => sections.evaluateAll((ds) => ds.filter((d) => !(d as unknown as { hidden: boolean }).hidden).map((d) => d.getAttribute('data-section')))).toEqual(['rollout']);
+    expect(await product(page).locator('details[data-section="rollout"]').getAttribute('open')).toBe('');
+    expect(await product(page).locator('.search-count').textContent()).toBe('1 match for “100%”');
+    await search.fill('up-to-date');
+    await expect.poll(() => product(page).locator('table.history tbody tr:not([hidden])').count()).toBe(0);
+    await search.fill('');
+    await expect.poll(() => sections.evaluateAll((ds) => ds.filter((d) => !(d as unknown as { hidden: boolean }).hidden).length)).toBe(7);
+    // The operator's opened section stays open across re-renders.
+    expect(await checksums.getAttribute('open')).toBe('');
     expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
     expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
     await shoot(page, 'offered');
@@ -246,6 +278,12 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await expect.poll(() => product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
     await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
     await page.locator('#log-lines li').first().waitFor();
+    // The search covers the history too.
+    await search.fill('committed');
+    await expect.poll(() => product(page).locator('table.history tbody tr:not([hidden])').allTextContents()).toEqual([expect.stringContaining('none → 2.0.0')]);
+    expect(await product(page).locator('table.releases tbody tr:not([hidden])').count()).toBe(0);
+    await search.fill('');
+    await expect.poll(() => product(page).locator('table.releases tbody tr:not([hidden])').count()).toBe(1);
 
     const token = await page.evaluate(storedToken);
     expect(token).toBe(CONTROL_TOKEN);
@@ -253,6 +291,22 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     // No CSP violation, script error or failed request on the way.
     expect(problems).toEqual([]);
 
+    await page.close();
+  });
+
+  it('renders release notes from Markdown and strips what could act (script, handlers, javascript: links, images, styles)', async () => {
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${h.url}/ui/`);
+    const markdown = '## Fixes\\n\\n- **faster** planning\\n- [docs](https://example.com/x)\\n\\n<script>window.__x = 1</script><img src="x" onerror="window.__x = 2"><a href="javascript:window.__x=4">js</a><p style="color:red" onclick="window.__x=3">p</p>';
+    const html = await page.evaluate(`import('./details.js').then((m) => { const d = document.createElement('div'); d.append(m.renderMarkdown('${markdown}')); document.body.append(d); return d.innerHTML; })`);
+    expect(html).toContain('<h2>Fixes</h2>');
+    expect(html).toContain('<strong>faster</strong>');
+    expect(html).toContain('<a href="https://example.com/x" rel="noreferrer noopener">docs</a>');
+    expect(html).not.toMatch(/script|<img|onerror|onclick|javascript:|style=/);
+    expect(await page.evaluate('window.__x')).toBeUndefined();
+    expect(problems).toEqual([]);
     await page.close();
   });
 

@@ -2,6 +2,7 @@
 // each product from GET /api/v1/status, kept live by the Socket.IO stream.
 import { createApi } from './api.js';
 import { confirmationFor, describeError, formatTime, h, renderLogLine, renderProduct, stateLabel } from './render.js';
+import { filterTables, renderDetails } from './details.js';
 import { openStream } from './stream.js';
 
 const TOKEN_KEY = 'otad.token';
@@ -39,6 +40,12 @@ const model = {
   /** @type {Map<string, any>} */ releases: new Map(),
   /** Each product's definition (GET /api/v1/products): what an action restarts and checks. */
   /** @type {Map<string, any>} */ definitions: new Map(),
+  /** Each product's repository as otad sees it (GET /api/v1/repositories). */
+  /** @type {Map<string, any>} */ repositories: new Map(),
+  /** The search query of each product's details and history. */
+  /** @type {Map<string, string>} */ search: new Map(),
+  /** Sections the operator opened or closed ("product:key" → open), kept across re-renders. */
+  /** @type {Map<string, boolean>} */ sectionOpen: new Map(),
   /** Per product, the latest progress message of each step of its current run. */
   /** @type {Map<string, { runId: string, steps: Map<string, any> }>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
@@ -130,9 +137,11 @@ function render() {
   if (!s) return;
   ui.device.textContent = `${s.deviceId} · ${s.environment}${s.simulation ? ' · simulation' : ''} · otad ${s.otadVersion}`;
   ui.readOnly.hidden = model.canControl;
-  // Keyboard focus survives a re-render: the same product's same button gets it back.
+  // Keyboard focus survives a re-render: the same product's same button (or search box) gets it back.
   const focused = document.activeElement instanceof HTMLElement ? document.activeElement : null;
-  const focusKey = focused?.dataset.event ? [focused.closest('[data-product]')?.getAttribute('data-product'), focused.dataset.event] : null;
+  const focusAttr = focused?.dataset.event ? 'data-event' : focused?.dataset.focus ? 'data-focus' : null;
+  const focusKey = focusAttr ? [focused?.closest('[data-product]')?.getAttribute('data-product'), focused?.getAttribute(focusAttr) ?? ''] : null;
+  const caret = focused instanceof HTMLInputElement ? [focused.selectionStart, focused.selectionEnd] : null;
   ui.products.replaceChildren(
     ...s.products.map((p) =>
       renderProduct(p, {
@@ -140,6 +149,15 @@ function render() {
         releases: model.releases.get(p.product) ?? null,
         onUnmark: unmarkRelease,
         steps: stepsOf(p),
+        details: renderDetails(p, model.repositories.get(p.product) ?? null, {
+          query: model.search.get(p.product) ?? '',
+          isOpen: (key, byDefault) => model.sectionOpen.get(`${p.product}:${key}`) ?? byDefault,
+          onToggle: (key, open) => model.sectionOpen.set(`${p.product}:${key}`, open),
+          onSearch: (q) => {
+            model.search.set(p.product, q);
+            render();
+          },
+        }),
         canControl: model.canControl,
         busy: model.busy.has(p.product),
         offline: !online(),
@@ -147,9 +165,17 @@ function render() {
       }),
     ),
   );
+  for (const section of ui.products.querySelectorAll('[data-product]')) {
+    const product = section.getAttribute('data-product') ?? '';
+    const q = model.search.get(product) ?? '';
+    const matched = filterTables(/** @type {HTMLElement} */ (section), q);
+    const count = section.querySelector('.search-count');
+    if (count) count.textContent = q.trim() === '' ? '' : `${matched} match${matched === 1 ? '' : 'es'} for “${q.trim()}”`;
+  }
   if (focusKey) {
-    const again = ui.products.querySelector(`[data-product="${CSS.escape(String(focusKey[0]))}"] [data-event="${CSS.escape(focusKey[1])}"]`);
+    const again = ui.products.querySelector(`[data-product="${CSS.escape(String(focusKey[0]))}"] [${focusAttr}="${CSS.escape(focusKey[1])}"]`);
     if (again instanceof HTMLElement) again.focus();
+    if (again instanceof HTMLInputElement && caret) again.setSelectionRange(caret[0], caret[1]);
   }
 }
 
@@ -157,12 +183,14 @@ async function refresh() {
   const api = model.api;
   if (!api) return;
   const status = await api.status();
-  const [definitions, runs, releases] = await Promise.all([
+  const [definitions, repositories, runs, releases] = await Promise.all([
     api.products(),
+    api.repositories(),
     Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS))),
     Promise.all(status.products.map((p) => api.releases(p.product))),
   ]);
   for (const d of definitions.products) model.definitions.set(d.product, d);
+  for (const r of repositories.repositories) model.repositories.set(r.product, r);
   status.products.forEach((p, i) => {
     model.runs.set(p.product, runs[i].runs);
     model.releases.set(p.product, releases[i]);

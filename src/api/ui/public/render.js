@@ -162,7 +162,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, details?: Node | null, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -198,7 +198,6 @@ export function renderProduct(p, view) {
     { class: 'product', id, 'aria-labelledby': `${id}-title`, 'data-product': p.product },
     h('h2', { id: `${id}-title` }, p.product),
     h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
-    p.releaseNotes && h('div', { class: 'notes' }, h('h3', null, `Release notes ${p.offeredVersion ?? ''}`.trim()), h('p', { class: 'notes-text' }, p.releaseNotes)),
     choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
     actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
     progress,
@@ -212,6 +211,7 @@ export function renderProduct(p, view) {
         p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
+    view.details ?? null,
     renderHistory(p.product, view.runs),
     view.releases && renderReleases(p.product, view.releases, view),
   );
