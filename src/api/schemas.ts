@@ -65,6 +65,7 @@ export const logsQuerySchema = z.strictObject({
   limit: limit(2000),
   contains: z.string().max(200).optional(),
   since: z.coerce.number().int().min(0).optional(),
+  product: z.string().max(100).optional(),
 });
 
 // ----- responses -----------------------------------------------------------------------------

@@ -310,6 +310,47 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await page.close();
   });
 
+  it('filters the log by level, product and text through the API, colours the levels, and applies the filters to live lines', async () => {
+    const log = h.logging.logger;
+    log.error('viewer: the arm controller did not answer', { product: 'robot-ai' });
+    log.warn('viewer: clock drift of 2 s');
+    log.info('viewer: planning cycle finished', { product: 'robot-ai' });
+    log.debug('viewer: debug detail', { product: 'robot-ai' });
+    const page = await signIn(READ_TOKEN);
+    const lines = page.locator('#log-lines li');
+    await lines.filter({ hasText: 'viewer: planning cycle finished' }).waitFor();
+    expect(await lines.filter({ hasText: 'viewer: debug detail' }).count()).toBe(0);
+    const texts = () => lines.allTextContents();
+
+    await page.getByLabel('Text').fill('viewer:');
+    await expect.poll(async () => (await texts()).length).toBe(3);
+    expect((await texts()).map((t) => t.replace(/^\d\d:\d\d:\d\d /, ''))).toEqual([
+      'ERROR [robot-ai] viewer: the arm controller did not answer',
+      'WARN viewer: clock drift of 2 s',
+      'INFO [robot-ai] viewer: planning cycle finished',
+    ]);
+    // Each level its own colour.
+    const colour = (level: string) => lines.locator(`xpath=self::*[@data-level="${level}"]`).first().evaluate((el) => getComputedStyle(el).color);
+    const colours = new Set([await colour('error'), await colour('warn'), await colour('info')]);
+    expect(colours.size).toBe(3);
+
+    await page.getByLabel('Level').selectOption('debug');
+    await lines.filter({ hasText: 'viewer: debug detail' }).waitFor();
+    await page.getByLabel('Product').selectOption('-');
+    await expect.poll(texts).toEqual([expect.stringContaining('WARN viewer: clock drift of 2 s')]);
+    await page.getByLabel('Product').selectOption('robot-ai');
+    await page.getByLabel('Level').selectOption('error');
+    await expect.poll(texts).toEqual([expect.stringContaining('ERROR [robot-ai] viewer: the arm controller did not answer')]);
+    expect(await page.locator('#log-count').textContent()).toBe('1 line matching the filters (the newest 200 are kept)');
+
+    // Live lines pass through the same filters.
+    log.info('viewer: another cycle', { product: 'robot-ai' });
+    log.error('viewer: the arm controller is back', { product: 'robot-ai' });
+    await lines.filter({ hasText: 'viewer: the arm controller is back' }).waitFor();
+    expect(await lines.filter({ hasText: 'viewer: another cycle' }).count()).toBe(0);
+    await page.close();
+  });
+
   it('shows a read-only token the state but no control buttons, keeps the token across a reload and forgets it on sign-out', async () => {
     const page = await signIn(READ_TOKEN);
     await waitForState(page, 'Idle');

@@ -7,8 +7,7 @@ import { openStream } from './stream.js';
 
 const TOKEN_KEY = 'otad.token';
 const HISTORY_RUNS = 5;
-const LOG_LINES = 50;
-const LOG_LEVELS = new Set(['error', 'warn', 'info']);
+const LOG_LINES = 200;
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const ui = {
@@ -23,6 +22,10 @@ const ui = {
   products: $('products'),
   logs: $('logs'),
   logLines: $('log-lines'),
+  logLevel: /** @type {HTMLSelectElement} */ ($('log-level')),
+  logProduct: /** @type {HTMLSelectElement} */ ($('log-product')),
+  logText: /** @type {HTMLInputElement} */ ($('log-text')),
+  logCount: $('log-count'),
   dialog: /** @type {HTMLDialogElement} */ ($('confirm')),
   dialogTitle: $('confirm-title'),
   dialogBody: $('confirm-body'),
@@ -50,6 +53,7 @@ const model = {
   /** @type {Map<string, { runId: string, steps: Map<string, any> }>} */ progress: new Map(),
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {string[]} */ logKeys: [],
+  logFilter: { level: 'info', product: '', text: '' },
   /** The stream's connectivity (stream.js); actions are disabled unless it is 'connected'. */
   /** @type {any} */ conn: null,
   /** When the connection was lost (null: connected, or never was). */
@@ -196,15 +200,38 @@ async function refresh() {
     model.releases.set(p.product, releases[i]);
   });
   model.status = status;
+  fillLogProducts(status.products);
   // A refresh that reached otad: an earlier "did not answer" is no longer true.
   if (lastError?.code === 'NETWORK') showError(null);
   render();
 }
 
+/** Reads the log again through the API with the filters (so the limit applies to matching lines). */
 async function refreshLogs() {
   if (!model.api) return;
-  const { lines } = await model.api.logs(LOG_LINES);
+  const f = model.logFilter;
+  const { lines } = await model.api.logs({ limit: LOG_LINES, level: f.level, product: f.product, contains: f.text });
+  if (f !== model.logFilter) return;
+  ui.logLines.replaceChildren();
+  model.logKeys = [];
   for (const line of lines) addLogLine(line);
+  showLogCount();
+}
+
+/** The product list of the log filter follows the status. */
+function fillLogProducts(products) {
+  const have = new Set([...ui.logProduct.options].map((o) => o.value));
+  for (const p of products) if (!have.has(p.product)) ui.logProduct.append(h('option', { value: p.product }, p.product));
+}
+
+let logTimer = null;
+function onLogFilter() {
+  model.logFilter = { level: ui.logLevel.value, product: ui.logProduct.value, text: ui.logText.value };
+  if (logTimer) clearTimeout(logTimer);
+  logTimer = setTimeout(() => {
+    logTimer = null;
+    refreshLogs().catch((error) => showError(error));
+  }, 200);
 }
 
 // One refresh at a time; messages that arrive meanwhile ask for one more after it.
@@ -226,8 +253,25 @@ function requestRefresh() {
     });
 }
 
+const LEVEL_RANK = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Whether a line passes the log filters (the same rules the API applies to GET /api/v1/logs). */
+function passesLogFilter(line) {
+  const f = model.logFilter;
+  if ((LEVEL_RANK[line.level] ?? 2) > (LEVEL_RANK[f.level] ?? 2)) return false;
+  const product = typeof line.fields?.product === 'string' ? line.fields.product : undefined;
+  if (f.product === '-' ? product !== undefined : f.product !== '' && product !== f.product) return false;
+  return f.text === '' || String(line.message).includes(f.text);
+}
+
+function showLogCount() {
+  const f = model.logFilter;
+  const filtered = f.level !== 'info' || f.product !== '' || f.text !== '';
+  ui.logCount.textContent = `${model.logKeys.length} line${model.logKeys.length === 1 ? '' : 's'}${filtered ? ' matching the filters' : ''} (the newest ${LOG_LINES} are kept)`;
+}
+
 function addLogLine(line) {
-  if (!LOG_LEVELS.has(line.level)) return;
+  if (!passesLogFilter(line)) return;
   // The first page of lines and the stream may overlap by a few lines.
   const key = `${line.time}|${line.level}|${line.message}`;
   if (model.logKeys.includes(key)) return;
@@ -238,6 +282,7 @@ function addLogLine(line) {
     ui.logLines.firstElementChild?.remove();
   }
   ui.logLines.scrollTop = ui.logLines.scrollHeight;
+  showLogCount();
 }
 
 function onMessage(m) {
@@ -410,6 +455,10 @@ async function connect(token) {
     showError(error);
   }
 }
+
+ui.logLevel.addEventListener('change', onLogFilter);
+ui.logProduct.addEventListener('change', onLogFilter);
+ui.logText.addEventListener('input', onLogFilter);
 
 ui.signIn.addEventListener('submit', (e) => {
   // Never let the browser submit the form: the token must not end up in a URL.

@@ -285,7 +285,7 @@ function renderHistory(product, runs) {
 /** @param {{ time: number, level: string, message: string, fields: Record<string, unknown> }} line */
 export function renderLogLine(line) {
   const product = typeof line.fields?.product === 'string' ? `[${line.fields.product}] ` : '';
-  return h('li', { class: `log-${line.level}` }, h('time', null, formatTime(line.time).slice(11)), ` ${line.level.toUpperCase()} ${product}${line.message}`);
+  return h('li', { class: `log-${line.level}`, 'data-level': line.level }, h('time', null, formatTime(line.time).slice(11)), ' ', h('span', { class: 'level' }, line.level.toUpperCase()), ` ${product}${line.message}`);
 }
 
 /** @param {number} ms */
