@@ -72,8 +72,15 @@ beforeAll(async () => {
   const config = YAML.parse(readFileSync(sandbox.configPath, 'utf8')) as Record<string, any>;
   config.api = { enabled: true, host: '127.0.0.1', port, tokensFile, controlRateLimit: { window: '1m', max: 1000 } };
   config.decision = { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' };
+  // Two products: the page opens on the overview. robot-ai takes its type's definition (health
+  // checks, preserved paths) without its systemd services: these fake steps restart nothing.
+  config.products = [
+    { name: 'robot-ai', type: 'robot-ai', installPath: join(sandbox.installRoot, 'robot-ai'), services: [] },
+    { name: 'maps', installPath: join(sandbox.installRoot, 'maps'), preservedPaths: ['local'] },
+  ];
   writeFileSync(sandbox.configPath, YAML.stringify(config));
   mkdirSync(join(sandbox.installRoot, 'robot-ai'), { recursive: true });
+  mkdirSync(join(sandbox.installRoot, 'maps'), { recursive: true });
   url = `http://127.0.0.1:${port}`;
   otad = await startAndWait({ offerVersion: '2.0.0' });
 }, 120_000);
@@ -142,6 +149,64 @@ describe.skipIf(!haveChromium)('dashboard across an otad restart', () => {
     expect(await updateNow.isEnabled()).toBe(true);
     expect(await page.evaluate('window.__sameDocument')).toBe(true);
     expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('opens on the overview of both products, switches to a product\'s page by keyboard, and shows the product type with its definition in a tooltip', async () => {
+    const page = await context.newPage();
+    await page.goto(`${url}/ui/`);
+    await page.getByLabel('API token').fill(CONTROL_TOKEN);
+    await page.getByRole('button', { name: 'Connect' }).click();
+    const views = page.getByRole('navigation', { name: 'Views' });
+    await views.getByRole('link', { name: 'Overview' }).waitFor();
+    expect(await views.getByRole('link').allTextContents()).toEqual(['Overview', 'robot-ai', 'maps']);
+    expect(await views.getByRole('link', { name: 'Overview' }).getAttribute('aria-current')).toBe('page');
+    // The overview: both products, compact (no history), each with a link to its page.
+    await product(page).waitFor();
+    await page.getByRole('region', { name: 'maps' }).waitFor();
+    expect(await page.locator('table.history').count()).toBe(0);
+
+    // The type and, on keyboard focus, the definition.
+    const indicator = product(page).locator('.type-indicator');
+    expect(await indicator.textContent()).toBe('Type: robot-ai');
+    const tip = product(page).getByRole('tooltip');
+    expect(await tip.isVisible()).toBe(false);
+    await indicator.focus();
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    const tipText = (await tip.locator('dt, dd').allTextContents()).join('|');
+    expect(tipText).toContain(`Install path|${join(sandbox.installRoot, 'robot-ai')}`);
+    expect(tipText).toContain('Services|none');
+    expect(tipText).toContain('Health checks|unit: robot-ai-core.service, http: http://127.0.0.1:8000/health answers 200');
+    expect(tipText).toContain('Preserved paths|config, data');
+    expect(await indicator.getAttribute('aria-describedby')).toBe(await tip.getAttribute('id'));
+    expect(await page.getByRole('region', { name: 'maps' }).locator('.type-indicator').textContent()).toBe('Type: not set');
+    if (shots) {
+      await page.screenshot({ path: join(shots, 'overview.png') });
+      await page.setViewportSize({ width: 400, height: 1000 });
+      await page.screenshot({ path: join(shots, 'overview-400px.png'), fullPage: true });
+      await page.setViewportSize({ width: 1280, height: 1000 });
+    }
+
+    // Keyboard: to the maps link, Enter: only maps, with its history and details.
+    await views.getByRole('link', { name: 'maps' }).focus();
+    await page.keyboard.press('Enter');
+    await page.locator('table.history').waitFor();
+    expect(await page.getByRole('region', { name: 'robot-ai' }).count()).toBe(0);
+    expect(await views.getByRole('link', { name: 'maps' }).getAttribute('aria-current')).toBe('page');
+    expect(new URL(page.url()).hash).toBe('#product/maps');
+    await page.goBack();
+    await product(page).waitFor();
+    expect(await page.locator('table.history').count()).toBe(0);
+
+    // The dark theme follows the system's preference; at 400 px nothing scrolls sideways.
+    const background = () => page.evaluate('getComputedStyle(document.documentElement).backgroundColor');
+    const light = await background();
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await expect.poll(background).not.toBe(light);
+    expect(await page.evaluate("getComputedStyle(document.querySelector('.product')).color")).toBe('rgb(230, 233, 236)');
+    await page.setViewportSize({ width: 400, height: 1000 });
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(400);
+    if (shots) await page.screenshot({ path: join(shots, 'overview-dark-400px.png'), fullPage: true });
     await page.close();
   });
 });

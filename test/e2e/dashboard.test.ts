@@ -53,6 +53,8 @@ async function shoot(page: Page, name: string): Promise<void> {
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, `${name}.png`) });
   await page.setViewportSize({ width: 400, height: 900 });
+  // Readable at 400 px: nothing wider than the screen.
+  expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(400);
   await page.screenshot({ path: join(shots, `${name}-400px.png`), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 }
@@ -199,7 +201,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     // The operator's opened section stays open across re-renders.
     expect(await checksums.getAttribute('open')).toBe('');
     expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
-    expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
+    expect(await product(page).locator('dl.facts').first().locator('dd').nth(2).textContent()).toBe('2.0.0');
     await shoot(page, 'offered');
 
     // Update now asks first, saying what will happen; "Keep as is" (or Escape) sends nothing.
@@ -275,7 +277,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'the run to commit');
     await waitForState(page, 'Idle');
     await product(page).locator('tr', { hasText: 'none → 2.0.0' }).filter({ hasText: 'committed' }).waitFor();
-    await expect.poll(() => product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
+    await expect.poll(() => product(page).locator('dl.facts').first().locator('dd').nth(1).textContent()).toBe('2.0.0');
     await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
     await page.locator('#log-lines li').first().waitFor();
     // The search covers the history too.
@@ -330,7 +332,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       'INFO [robot-ai] viewer: planning cycle finished',
     ]);
     // Each level its own colour.
-    const colour = (level: string) => lines.locator(`xpath=self::*[@data-level="${level}"]`).first().evaluate((el) => getComputedStyle(el).color);
+    const colour = (level: string) => page.evaluate(`getComputedStyle(document.querySelector('#log-lines li[data-level="${level}"]')).color`);
     const colours = new Set([await colour('error'), await colour('warn'), await colour('info')]);
     expect(colours.size).toBe(3);
 

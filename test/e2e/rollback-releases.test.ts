@@ -279,6 +279,18 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       expect(await product(page).locator('tr[data-release="1.0.0"] td').first().textContent()).toBe('rollback target, on disk, backup');
       if (shots) await page.screenshot({ path: join(shots, 'rollback-offered.png'), fullPage: true });
 
+      // The update server as otad measures it: reachable with a latency, the metadata's expiry, the last successful check.
+      const server = product(page).locator('.server');
+      const serverFacts = async () => (await server.locator('dt, dd').allTextContents()).join('|');
+      await expect.poll(serverFacts).toMatch(/Connection\|reachable, \d+ ms \(HTTP 200\)/);
+      const repo = ((await fleet.api('GET', '/api/v1/repositories', undefined, READ_TOKEN)).body.repositories as any[])[0];
+      expect(await serverFacts()).toContain(`Repository|TUF ${repo.location}|Channel|stable`);
+      expect(await serverFacts()).toMatch(/Metadata expires\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\|Last successful check\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+      // The signatures section lists the roles otad holds and their key ids.
+      const signatures = product(page).locator('details[data-section="signatures"]');
+      await signatures.locator('summary').click();
+      expect(await signatures.locator('tbody th').allTextContents()).toEqual(expect.arrayContaining(['root', 'timestamp', 'snapshot', 'targets']));
+
       // At 400 px the buttons still show, and the keyboard works them.
       await page.setViewportSize({ width: 400, height: 1600 });
       const rollBack = product(page).getByRole('button', { name: 'Roll back to 1.0.0', exact: true });
@@ -305,7 +317,7 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       await page.keyboard.press('Tab');
       await page.keyboard.press('Enter');
       await rolledBackTo('1.0.0', before);
-      await product(page).locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();
+      await product(page).locator('dl.facts').first().locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();
       // Nothing further back: no rollback button of any kind.
       await expect.poll(() => product(page).getByRole('button', { name: /Roll back/ }).count(), { timeout: 20_000 }).toBe(0);
       expect(await product(page).getByRole('button', { name: 'Check now' }).count()).toBe(1);

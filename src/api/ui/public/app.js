@@ -20,6 +20,7 @@ const ui = {
   error: $('error'),
   readOnly: $('read-only'),
   products: $('products'),
+  views: $('views'),
   logs: $('logs'),
   logLines: $('log-lines'),
   logLevel: /** @type {HTMLSelectElement} */ ($('log-level')),
@@ -136,9 +137,32 @@ function stepsOf(p) {
   return run && run.runId === p.runId ? run.steps : null;
 }
 
+/**
+ * The view from the address's fragment: '#overview', or '#product/NAME'. Without one, a robot with
+ * one product opens on that product's page, with several on the overview.
+ */
+function currentView(products) {
+  const m = /^#product\/(.+)$/.exec(location.hash);
+  if (m) {
+    const name = decodeURIComponent(m[1]);
+    if (products.some((p) => p.product === name)) return name;
+  }
+  if (location.hash === '#overview') return null;
+  return products.length === 1 ? products[0].product : null;
+}
+
+function renderViews(products, view) {
+  const link = (href, label, current) => h('a', { href, 'aria-current': current ? 'page' : null }, label);
+  ui.views.replaceChildren(link('#overview', 'Overview', view === null), ...products.map((p) => link(`#product/${encodeURIComponent(p.product)}`, p.product, view === p.product)));
+  ui.views.hidden = false;
+}
+
 function render() {
   const s = model.status;
   if (!s) return;
+  const view = currentView(s.products);
+  renderViews(s.products, view);
+  const shown = view === null ? s.products : s.products.filter((p) => p.product === view);
   ui.device.textContent = `${s.deviceId} · ${s.environment}${s.simulation ? ' · simulation' : ''} · otad ${s.otadVersion}`;
   ui.readOnly.hidden = model.canControl;
   // Keyboard focus survives a re-render: the same product's same button (or search box) gets it back.
@@ -147,8 +171,11 @@ function render() {
   const focusKey = focusAttr ? [focused?.closest('[data-product]')?.getAttribute('data-product'), focused?.getAttribute(focusAttr) ?? ''] : null;
   const caret = focused instanceof HTMLInputElement ? [focused.selectionStart, focused.selectionEnd] : null;
   ui.products.replaceChildren(
-    ...s.products.map((p) =>
+    ...shown.map((p) =>
       renderProduct(p, {
+        compact: view === null,
+        definition: model.definitions.get(p.product) ?? null,
+        repository: model.repositories.get(p.product) ?? null,
         runs: model.runs.get(p.product) ?? [],
         releases: model.releases.get(p.product) ?? null,
         onUnmark: unmarkRelease,
@@ -393,6 +420,7 @@ function showSignIn(error) {
   model.downSince = null;
   model.status = null;
   ui.products.replaceChildren();
+  ui.views.hidden = true;
   ui.logLines.replaceChildren();
   model.logKeys = [];
   ui.logs.hidden = true;
@@ -456,6 +484,7 @@ async function connect(token) {
   }
 }
 
+window.addEventListener('hashchange', () => render());
 ui.logLevel.addEventListener('change', onLogFilter);
 ui.logProduct.addEventListener('change', onLogFilter);
 ui.logText.addEventListener('input', onLogFilter);

@@ -162,7 +162,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, details?: Node | null, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, details?: Node | null, definition?: any, repository?: any, compact?: boolean, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -196,7 +196,7 @@ export function renderProduct(p, view) {
   return h(
     'section',
     { class: 'product', id, 'aria-labelledby': `${id}-title`, 'data-product': p.product },
-    h('h2', { id: `${id}-title` }, p.product),
+    h('div', { class: 'product-head' }, h('h2', { id: `${id}-title` }, p.product), view.definition ? renderTypeIndicator(view.definition) : null, view.compact ? h('a', { href: `#product/${encodeURIComponent(p.product)}`, class: 'open-product' }, `Open ${p.product}`) : null),
     h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
     choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
     actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
@@ -211,9 +211,10 @@ export function renderProduct(p, view) {
         p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
-    view.details ?? null,
-    renderHistory(p.product, view.runs),
-    view.releases && renderReleases(p.product, view.releases, view),
+    view.repository ? renderServerStatus(view.repository) : null,
+    !view.compact && (view.details ?? null),
+    !view.compact && renderHistory(p.product, view.runs),
+    !view.compact && view.releases && renderReleases(p.product, view.releases, view),
   );
 }
 
@@ -346,4 +347,66 @@ export function confirmationFor(p, def, type, label, extra = {}) {
   if (offer?.minFreeBytes) items.push(['Free disk needed', formatBytes(offer.minFreeBytes)]);
   items.push(['If it fails', 'otad rolls back to the installed version by itself']);
   return { title: `${label}: ${p.product} ${version}?`, items, confirm: label };
+}
+
+/**
+ * The product type and, in a tooltip (on hover and on keyboard focus), the product's definition.
+ * @param {any} def a ProductDefinition (GET /api/v1/products)
+ */
+export function renderTypeIndicator(def) {
+  const id = `product-${def.product}-definition`;
+  const list = (/** @type {string[]} */ xs, none) => (xs.length ? xs.join(', ') : none);
+  return h(
+    'span',
+    { class: 'type-wrap' },
+    h('span', { class: 'type-indicator', tabindex: '0', 'aria-describedby': id, 'data-type': def.type ?? '' }, def.type ? `Type: ${def.type}` : 'Type: not set'),
+    h(
+      'span',
+      { role: 'tooltip', id, class: 'tooltip' },
+      h('strong', null, `${def.product}${def.type ? ` (${def.type})` : ''}`),
+      h(
+        'dl',
+        null,
+        ...[
+          ['Install path', def.installPath],
+          ['Services', list(def.services, 'none')],
+          ['Health checks', list(def.healthChecks.map((c) => `${c.kind}: ${c.target}`), 'none besides the version check')],
+          ['Preserved paths', list(def.preservedPaths, 'none')],
+          ['Channel', def.channel],
+        ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+      ),
+    ),
+  );
+}
+
+/**
+ * The product's update server as otad sees it: reachability and latency of otad's own probe,
+ * the trusted metadata's expiry, the last successful check.
+ * @param {any} r a RepositoryStatus (GET /api/v1/repositories)
+ */
+export function renderServerStatus(r) {
+  const reach =
+    r.reachable === null
+      ? ['unknown', 'not probed (no location configured)']
+      : r.reachable
+        ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
+        : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+  const expiresIn = r.metadataExpiresAt ? r.metadataExpiresAt - Date.now() : null;
+  return h(
+    'div',
+    { class: 'server', 'data-reachable': reach[0] },
+    h('h3', null, 'Update server'),
+    h(
+      'dl',
+      { class: 'facts' },
+      ...[
+        ['Repository', `${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
+        ['Channel', r.channel],
+        ['Connection', h('span', { class: 'reach', 'data-reachable': reach[0] }, reach[1])],
+        ['Probed', r.probedAt ? `${formatTime(r.probedAt)} by otad` : '—'],
+        ['Metadata expires', r.metadataExpiresAt ? `${formatTime(r.metadataExpiresAt)}${expiresIn !== null && expiresIn < 0 ? ' (expired)' : ''}` : 'no trusted metadata yet'],
+        ['Last successful check', formatTime(r.lastSuccessfulCheckAt)],
+      ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+    ),
+  );
 }
