@@ -24,7 +24,7 @@ beforeAll(async () => {
   h = await startHarness({
     // The first pre-check finds the battery low; the backup lasts long enough for the test to
     // publish a progress message and see the bar.
-    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 200, backup: 2500, stage: 3000, validate: 3000 } },
+    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 800, backup: 2500, stage: 3000, validate: 3000 } },
     extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
   });
 });
@@ -174,7 +174,12 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await shoot(page, 'idle');
 
     await product(page).getByRole('button', { name: 'Check now' }).click();
+    // While the check runs: an indeterminate bar (no value) labelled as such.
+    const checking = product(page).getByRole('progressbar', { name: 'Checking for updates…' });
+    await checking.waitFor();
+    expect(await checking.getAttribute('value')).toBeNull();
     await product(page).getByRole('button', { name: 'Update now' }).waitFor();
+    expect(await checking.count()).toBe(0);
     await product(page).getByRole('button', { name: 'Update at 3 AM' }).waitFor();
     expect((await product(page).locator('.notes-text').textContent())?.trim()).toBe(NOTES);
     // The release details, each in its own collapsible section; overview and notes open.

@@ -322,7 +322,12 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       await expect.poll(() => product(page).getByRole('button', { name: /Roll back/ }).count(), { timeout: 20_000 }).toBe(0);
       expect(await product(page).getByRole('button', { name: 'Check now' }).count()).toBe(1);
       expect((await entry('1.1.0')).bad).toBeNull();
-      if (shots) await page.screenshot({ path: join(shots, 'nothing-to-roll-back.png'), fullPage: true });
+      // Rolled back, with nothing further back: at 400 px (as the operator used it) and at 1280 px.
+      if (shots) {
+        await page.screenshot({ path: join(shots, 'rolled-back-400px.png'), fullPage: true });
+        await page.setViewportSize({ width: 1280, height: 1000 });
+        await page.screenshot({ path: join(shots, 'rolled-back.png') });
+      }
       expect(problems).toEqual([]);
       await page.close();
     });

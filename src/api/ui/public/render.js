@@ -201,6 +201,9 @@ export function renderProduct(p, view) {
     choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
     actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
     progress,
+    // A check has no measurable progress: an indeterminate bar while it runs.
+    p.state === 'checking' &&
+      h('div', { class: 'progress checking' }, h('label', { for: `${id}-checking` }, 'Checking for updates…'), h('progress', { id: `${id}-checking` })),
     p.state === 'preCheckWaiting' &&
       p.preCheckReasons?.length > 0 &&
       h(
