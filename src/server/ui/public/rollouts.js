@@ -85,7 +85,9 @@ function Rollout({ rollout, now, busy, actions }) {
           <strong>Halted by ${halt.by === 'server' ? 'the server' : halt.by === 'operator' ? 'an operator' : halt.by}</strong>
           ${' '}<${When} at=${halt.at} now=${now} />: ${halt.reason}
         </p>`
-      : null}
+      : rollout.resumedAt
+        ? html`<p class="muted small">Resumed <${When} at=${rollout.resumedAt} now=${now} />; failures before it no longer count toward a halt.</p>`
+        : null}
     <${Batches} rollout=${rollout} now=${now} />
   </article>`;
 }
