@@ -46,7 +46,7 @@ function Batches({ rollout, now }) {
         ${batches.map((b) => {
           const c = b.counts ?? {};
           return html`<tr key=${b.index} data-batch=${b.index}>
-            <td data-label="Batch"><div class="cell">${b.index + 1}</div></td>
+            <td data-label="Batch"><div class="cell">${b.index}</div></td>
             <td data-label="Selects"><div class="cell">${selectorLabel(b.selector)}</div></td>
             <td data-label="State"><div class="cell"><span class="badge" data-batch-state=${b.state}>${b.state}</span>${b.openedAt ? html` <span class="muted small">opened <${When} at=${b.openedAt} now=${now} /></span>` : null}</div></td>
             <td data-label="Devices" class="num"><div class="cell">${c.devices ?? 0}</div></td>
