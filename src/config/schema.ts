@@ -263,6 +263,10 @@ export const configSchema = z.strictObject({
       keepRuns: z.number().int().min(1).default(100),
       /** Finished runs that ended longer ago are dropped (0: no age limit). */
       maxAge: duration('90d'),
+      /** Audit entries kept in the database, newest first. */
+      auditKeep: z.number().int().min(100).default(10_000),
+      /** Audit entries older than this are dropped from the database (0: no age limit). */
+      auditMaxAge: duration('365d'),
     })
     .prefault({}),
   /** The fleet server (docs/fleet-protocol.md): signed check-ins, halts, and the update lease. */

@@ -491,8 +491,16 @@ export class Daemon implements DaemonControl {
   /** Applies config `history` (runs kept, maximum age). Never fails the caller: a full disk must not stop a run ending. */
   private pruneHistory(): void {
     try {
-      const r = this.store.pruneHistory({ keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge }, this.opts.clock.now());
-      if (r.runs > 0 || r.transitions > 0) this.logger.info('old history pruned', { ...r, keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge });
+      const r = this.store.pruneHistory(
+        {
+          keepRuns: this.config.history.keepRuns,
+          maxAgeMs: this.config.history.maxAge,
+          auditKeep: this.config.history.auditKeep,
+          auditMaxAgeMs: this.config.history.auditMaxAge,
+        },
+        this.opts.clock.now(),
+      );
+      if (r.runs > 0 || r.transitions > 0 || r.audit > 0) this.logger.info('old history pruned', { ...r, keepRuns: this.config.history.keepRuns, maxAgeMs: this.config.history.maxAge });
     } catch (error) {
       this.logger.warn('could not prune old history', { error: String(error) });
     }
