@@ -4,6 +4,7 @@
  * Network failures come back as `{ reached: false }`, never as a throw: every caller has its own
  * policy for an unreachable server (check-ins: a debug line; leases: fleet.lease.unreachable).
  */
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import { signRequest, type DeviceKey } from './signing.js';
 
 export interface FleetIdentity {
@@ -17,7 +18,8 @@ export interface FleetHttpOptions {
   identity: FleetIdentity;
   now: () => number;
   timeoutMs?: number;
-  fetch?: typeof fetch;
+  /** The connection pool (server.caFile's CA, the connect timeout); undici's global one when absent. */
+  dispatcher?: Dispatcher;
 }
 
 export type FleetAnswer =
@@ -38,7 +40,6 @@ export function fleetUrl(serverUrl: string, apiPath: string): { url: string; pat
 }
 
 export function createFleetHttp(opts: FleetHttpOptions): FleetHttp {
-  const doFetch = opts.fetch ?? fetch;
   const configured = opts.serverUrl !== null && /^https?:\/\//.test(opts.serverUrl);
   return {
     configured,
@@ -57,11 +58,12 @@ export function createFleetHttp(opts: FleetHttpOptions): FleetHttp {
       };
       const timeout = AbortSignal.timeout(opts.timeoutMs ?? 5000);
       try {
-        const res = await doFetch(target.url, {
+        const res = await undiciFetch(target.url, {
           method,
           headers,
           ...(body === undefined ? {} : { body: text }),
           signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+          ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
         });
         const raw = await res.text();
         let parsed: Record<string, unknown> | null = null;
