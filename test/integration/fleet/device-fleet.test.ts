@@ -161,6 +161,23 @@ describe('update lease', () => {
     expect((await op.state()).leases).toEqual([]);
   });
 
+  it('a renewal that fails never stops the run in flight', async () => {
+    const server = await startFleetProtocolServer();
+    let open = true;
+    cleanups.push(() => (open ? server.close() : undefined));
+    const op = protocolOperator(server.url);
+    await op.settings({ autoAccept: true });
+    const dir = sandbox();
+    const running = await otad(dir, writeConfig(dir, server.url, { lease: { enabled: true, ttl: '1500ms', renewEvery: '100ms' } }), { delayMs: { validate: 800 } });
+    await running.daemon.dispatch({ type: 'CHECK_NOW', source: 'cli' });
+    await eventually(async () => ((await op.state()).leaseLog.some((e) => e.event === 'granted') ? true : null), 'a lease');
+    await server.close();
+    open = false;
+    await waitUntil(() => product(running).lastOutcome === 'committed', { what: 'the run to commit without its fleet server' });
+    await waitUntil(() => running.logging.tail({ level: 'warn', contains: 'could not return the update lease' }).length === 1);
+    expect(running.logging.tail({ level: 'warn', contains: 'lease renewal failed' }).length).toBeGreaterThanOrEqual(1);
+  });
+
   it('waits while the site budget is full and proceeds once the server grants', async () => {
     const server = await startFleetProtocolServer();
     cleanups.push(() => server.close());
