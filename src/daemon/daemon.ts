@@ -247,8 +247,18 @@ export class Daemon implements DaemonControl {
     };
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
-    const gated = this.fleet ? { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(this.fleet, config, stepCtx.logger)) } : steps;
-    return this.slot.guard(product.name, gated);
+    const fleet = this.fleet;
+    if (!fleet) return this.slot.guard(product.name, steps);
+    const guarded = this.slot.guard(product.name, { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(fleet, config, stepCtx.logger)) });
+    return {
+      ...guarded,
+      // A lease granted to a pre-check that still did not pass (another product took the slot meanwhile) goes back at once.
+      preCheck: async (input, signal) => {
+        const result = await guarded.preCheck(input, signal);
+        if (!result.ok) await fleet.leases.release(product.name);
+        return result;
+      },
+    };
   }
 
   private currentSteps(product: string): Steps {
