@@ -108,6 +108,7 @@ export const ErrorCodes = {
   DEVICE_KEY_CONFLICT: { category: 'api', retryable: false },
   DEVICE_PENDING: { category: 'precondition', retryable: true },
   DEVICE_REJECTED: { category: 'api', retryable: false },
+  DEVICE_PENDING_LIMIT: { category: 'api', retryable: true },
   ROLLOUT_HALTED: { category: 'precondition', retryable: true },
   ROLLOUT_WAIT: { category: 'precondition', retryable: true },
   SITE_BUDGET_FULL: { category: 'precondition', retryable: true },
