@@ -131,8 +131,8 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     context.setDefaultTimeout(10_000);
     page = await context.newPage();
     page.on('console', (m) => {
-      // The browser logs each refused request; the test provokes 401s and 404s on purpose.
-      if (m.type() === 'error' && !/status of (401|404)/.test(m.text())) problems.push(m.text());
+      // The browser logs each refused request; the test provokes 401s, 403s and 404s on purpose.
+      if (m.type() === 'error' && !/status of (401|403|404)/.test(m.text())) problems.push(m.text());
     });
     page.on('pageerror', (e) => problems.push(e.message));
   });
@@ -162,6 +162,28 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     await page.getByRole('button', { name: 'Connect' }).click();
     await page.getByRole('alert').filter({ hasText: 'The server refused this token' }).waitFor();
     expect(await page.evaluate("sessionStorage.getItem('ota-server.token')")).toBeNull();
+  });
+
+  it('tells the operator when the server was started without a token file', async () => {
+    const tokenless = createServer({
+      repoDir: path.join(dir, 'repo'),
+      keysDir: path.join(dir, 'keys'),
+      clock: systemClock,
+      logger: silentLogger,
+      database: path.join(dir, 'tokenless.db'),
+      timestampRefresh: false,
+      prune: false,
+    });
+    const other = await context.newPage();
+    try {
+      await other.goto(`${(await tokenless.start(0, '127.0.0.1')).url}/fleet/`);
+      await other.getByLabel('Operator token').fill(TOKEN);
+      await other.getByRole('button', { name: 'Connect' }).click();
+      await other.getByRole('alert').filter({ hasText: 'This ota-server was started without --token-file' }).waitFor();
+    } finally {
+      await other.close();
+      await tokenless.close();
+    }
   });
 
   it('signs in with the operator token, keeps it for the tab, and lists the pending devices page by page', async () => {
