@@ -13,7 +13,7 @@ import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { DeviceKey } from '../../src/fleet/signing.js';
 import { createPublisher } from '../../src/repo/repository.js';
-import { createServer, type OtaServer } from '../../src/server/app.js';
+import { createServer, type OtaServer, type ServerOptions } from '../../src/server/app.js';
 import { FLEET_PAGE_CSP } from '../../src/server/ui/router.js';
 import { newDeviceKey, postCheckin, report } from '../support/fleet-db.js';
 
@@ -38,22 +38,24 @@ function checkin(id: string, key = keys.get(id)!, extra: Record<string, unknown>
   return postCheckin({ url, key, body: report(id, { tags: { site: siteOf(i), model: 'r2' }, ...extra }), now: Date.now() });
 }
 
+const serverOptions = (): ServerOptions => ({
+  repoDir: path.join(dir, 'repo'),
+  keysDir: path.join(dir, 'keys'),
+  clock: systemClock,
+  logger: silentLogger,
+  tokenFile: path.join(dir, 'token'),
+  database: path.join(dir, 'fleet.db'),
+  timestampRefresh: false,
+  prune: false,
+  // Every robot of this test checks in from 127.0.0.1.
+  deviceRateLimit: { perSecond: 10_000, burst: 10_000 },
+});
+
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'otad-fleet-page-'));
   await createPublisher({ repoDir: path.join(dir, 'repo'), keysDir: path.join(dir, 'keys'), clock: systemClock }).init();
   writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`);
-  server = createServer({
-    repoDir: path.join(dir, 'repo'),
-    keysDir: path.join(dir, 'keys'),
-    clock: systemClock,
-    logger: silentLogger,
-    tokenFile: path.join(dir, 'token'),
-    database: path.join(dir, 'fleet.db'),
-    timestampRefresh: false,
-    prune: false,
-    // Every robot of this test checks in from 127.0.0.1.
-    deviceRateLimit: { perSecond: 10_000, burst: 10_000 },
-  });
+  server = createServer(serverOptions());
   url = (await server.start(0, '127.0.0.1')).url;
   for (let i = 1; i <= FLEET; i++) {
     const id = idOf(i);
@@ -282,10 +284,16 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     await page.getByText(`1–25 of ${FLEET}`).waitFor();
   });
 
-  it('shows a disconnected notice when the server stops answering, with the data it had', async () => {
+  it('shows a disconnected notice when the server stops answering, with the data it had, and picks up again when it is back', async () => {
     expect(problems).toEqual([]);
+    const port = Number(new URL(url).port);
     await server.close();
     await page.getByText(/^Disconnected: ota-server does not answer since/).waitFor({ timeout: 15_000 });
     await row('robot-001').waitFor();
+    // The same database behind a new process on the same port: the page carries on with the same token.
+    server = createServer(serverOptions());
+    await server.start(port, '127.0.0.1');
+    await page.getByText(/^Refreshed /).waitFor({ timeout: 15_000 });
+    expect(await row('robot-002').locator('[data-status]').textContent()).toBe('accepted');
   });
 });
