@@ -15,7 +15,7 @@ import { rolloutBucket } from '../../../src/schedule/spread.js';
 import { createServer, type OtaServer, type ServerOptions } from '../../../src/server/app.js';
 import type { FleetStore } from '../../../src/server/store/fleet-store.js';
 import { openFleetStore } from '../../../src/server/store/open-fleet-store.js';
-import { BACKENDS, freshDatabase, newDeviceKey, stopSharedPostgres } from '../../support/fleet-db.js';
+import { BACKENDS, freshDatabase, newDeviceKey, stopSharedPostgres, tableCounts } from '../../support/fleet-db.js';
 import { notePostgresSkip } from '../../support/postgres.js';
 import { askLease, checkin, renewLease, returnLease, signedRequest, type Robot } from '../../support/signed-requests.js';
 
@@ -210,6 +210,32 @@ describe.each(BACKENDS)('rollouts and leases on $backend', ({ backend, skip }) =
     expect((await signedRequest(url, b!, 'POST', '/api/v1/leases', body, clock.now(), nonce)).body.error.code).toBe('DEVICE_REPLAY');
     const stranger = { id: b!.id, key: newDeviceKey() };
     expect((await askLease(url, stranger, V, clock.now())).body.error.code).toBe('DEVICE_KEY_CONFLICT');
+  });
+
+  it.skipIf(skip)('a refused lease request (pending, unknown, rejected, another key, replayed, skewed, unsigned) stores nothing but its audit entry', async () => {
+    const { url, store } = await startServer();
+    const [robot] = await fleet(url, store, { lab: 1 });
+    const pending = { id: 'newcomer', key: newDeviceKey() };
+    await checkin(url, pending, clock.now(), {});
+    const rejected = { id: 'outcast', key: newDeviceKey() };
+    await checkin(url, rejected, clock.now(), {});
+    await store.decide('outcast', 'rejected', 'test', clock.now());
+    const nonce = 'cd'.repeat(16);
+    await signedRequest(url, robot!, 'POST', '/api/v1/leases/none/renew', undefined, clock.now(), nonce);
+    const before = await tableCounts(database);
+    const codes = [
+      (await askLease(url, pending, V, clock.now())).body.error.code,
+      (await askLease(url, { id: 'stranger', key: newDeviceKey() }, V, clock.now())).body.error.code,
+      (await askLease(url, rejected, V, clock.now())).body.error.code,
+      (await askLease(url, { id: robot!.id, key: newDeviceKey() }, V, clock.now())).body.error.code,
+      (await signedRequest(url, robot!, 'POST', '/api/v1/leases', { deviceId: robot!.id, product: 'robot-ai', version: V }, clock.now(), nonce)).body.error.code,
+      (await signedRequest(url, robot!, 'POST', '/api/v1/leases', { deviceId: robot!.id, product: 'robot-ai', version: V }, clock.now() - 10 * MIN)).body.error.code,
+      (await fetch(`${url}/api/v1/leases`, { method: 'POST', body: '{}' }).then((r) => r.json() as Promise<any>)).error.code,
+    ];
+    expect(codes).toEqual(['DEVICE_PENDING', 'DEVICE_PENDING', 'DEVICE_REJECTED', 'DEVICE_KEY_CONFLICT', 'DEVICE_REPLAY', 'DEVICE_CLOCK_SKEW', 'DEVICE_AUTH_REQUIRED']);
+    const after = await tableCounts(database);
+    expect({ ...after, audit: 0 }).toEqual({ ...before, audit: 0 });
+    expect(after.audit - before.audit).toBe(codes.length);
   });
 
   it.skipIf(skip)('two servers on one database never let more than k = 2 of 50 robots of a site hold a lease, over many cycles', async () => {
