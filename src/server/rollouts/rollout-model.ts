@@ -93,23 +93,24 @@ export function batchOf(batches: readonly Pick<Batch, 'index' | 'selector'>[], d
 }
 
 /**
- * What a device's product state says about the release `version`:
+ * What a device's product state says about the release `version`, the first rule that fits:
  * - committed: it runs `version`;
- * - failed: its run for `version` stopped in the failed state, or the run the server saw aiming at
- *   `version` ended with lastOutcome `failed`;
+ * - failed: it stopped in the failed state in a run for `version`;
  * - running: it works on `version` (targetVersion) in a state between backup and commit;
- * - rolledBack: the run the server saw aiming at `version` ended with lastOutcome `rolled-back`
- *   (otad clears the offer when it rolls back, so the run id is what ties the outcome to the release);
+ * - rolledBack / failed: its run for `version` ended with lastOutcome `rolled-back` / `failed`;
  * - notStarted: anything else (no report yet, offered but waiting, deciding, pre-checking).
+ * "Its run for `version`": the report's targetVersion is `version` (otad reports the version the
+ * current or last run aimed at), or its run id is the one the server saw aiming at `version`.
+ * otad clears lastOutcome when a run starts, so an outcome always belongs to the last run.
  */
 export function outcomeOf(p: Omit<DeviceProgress, 'deviceId' | 'tags'>, version: string): DeviceOutcome {
   if (p.version === version) return 'committed';
-  const aimed = p.targetVersion === version;
-  const sameRun = p.rolloutRunId !== null && p.runId === p.rolloutRunId;
-  if (p.state === 'failed' && (aimed || sameRun)) return 'failed';
-  if (aimed && p.state !== null && RUNNING_STATES.has(p.state)) return 'running';
-  if (sameRun && p.lastOutcome === 'rolled-back') return 'rolledBack';
-  if (sameRun && p.lastOutcome === 'failed') return 'failed';
+  const forVersion = p.targetVersion === version || (p.rolloutRunId !== null && p.runId === p.rolloutRunId);
+  if (!forVersion) return 'notStarted';
+  if (p.state === 'failed') return 'failed';
+  if (p.state !== null && RUNNING_STATES.has(p.state)) return 'running';
+  if (p.lastOutcome === 'rolled-back') return 'rolledBack';
+  if (p.lastOutcome === 'failed') return 'failed';
   return 'notStarted';
 }
 

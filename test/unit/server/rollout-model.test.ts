@@ -42,6 +42,8 @@ describe('rollout rules', () => {
     ['rolled back the run seen aiming at it', { lastOutcome: 'rolled-back', runId: 'r', rolloutRunId: 'r' }, 'rolledBack'],
     ['rolled back another run', { lastOutcome: 'rolled-back', runId: 'old', rolloutRunId: 'r' }, 'notStarted'],
     ['failed the run seen aiming at it', { lastOutcome: 'failed', runId: 'r', rolloutRunId: 'r' }, 'failed'],
+    ['rolled back a run it reports aiming at it', { lastOutcome: 'rolled-back', runId: 'x', targetVersion: '2.0.0' }, 'rolledBack'],
+    ['works on another release', { targetVersion: '3.0.0', state: 'apply', runId: 'r' }, 'notStarted'],
     ['never reported', { state: null }, 'notStarted'],
   ] as const)('a robot that %s counts as %s', (_what, fields, expected) => {
     expect(outcomeOf({ ...base, ...fields }, '2.0.0')).toBe(expected);
