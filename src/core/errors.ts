@@ -115,6 +115,7 @@ export const ErrorCodes = {
   SITE_BUDGET_FULL: { category: 'precondition', retryable: true },
   LEASE_EXPIRED: { category: 'precondition', retryable: true },
   FLEET_UNREACHABLE: { category: 'network', retryable: true },
+  FLEET_LEASE_REFUSED: { category: 'precondition', retryable: true },
   // anything else
   CANCELLED: { category: 'internal', retryable: true },
   INTERNAL: { category: 'internal', retryable: false },

@@ -102,6 +102,10 @@ export interface DaemonStatus {
   products: ProductStatus[];
   inhibits: InhibitRecord[];
   network: Record<string, unknown> | null;
+  /** The device key the fleet server knows this robot by (null: otad runs without one). */
+  deviceKey: { publicKey: string; fingerprint: string } | null;
+  /** Rollout halts the fleet server announced, honoured before any install of that version. */
+  fleetHalts: Array<{ product: string; version: string; state: string; reason: string; learnedAt: number }>;
 }
 
 export interface DispatchRequest {
