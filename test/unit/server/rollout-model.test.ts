@@ -1,6 +1,6 @@
 /** The rollout rules, row by row: batch membership, what a product state says, and the next step. */
 import { describe, expect, it } from 'vitest';
-import { batchOf, countBatches, gateFor, nextStep, outcomeOf, type RolloutRecord } from '../../../src/server/rollouts/rollout-model.js';
+import { batchOf, countBatches, gateFor, nextStep, outcomeOf, type Batch, type RolloutRecord } from '../../../src/server/rollouts/rollout-model.js';
 import { inRollout } from '../../../src/schedule/spread.js';
 import { parseSiteBudgets } from '../../../src/server/rollouts/site-budget.js';
 import { parseBatchList } from '../../../src/server/rollouts/rollout-input.js';
@@ -22,14 +22,14 @@ describe('rollout rules', () => {
   });
 
   it('tag batches take the first match; a robot matching none is in no batch and waits while the rollout is not done', () => {
-    const batches = [
+    const batches: Array<Pick<Batch, 'index' | 'selector'>> = [
       { index: 1, selector: { tags: { site: 'lab' } } },
       { index: 2, selector: { tags: { site: 'dock', floor: '2' } } },
     ];
     expect(batchOf(batches, 'a', { site: 'lab', floor: '2' }, 'p', 'v')).toBe(1);
     expect(batchOf(batches, 'a', { site: 'dock', floor: '2' }, 'p', 'v')).toBe(2);
     expect(batchOf(batches, 'a', { site: 'dock' }, 'p', 'v')).toBeNull();
-    const r = { state: 'active' as const, halt: null, product: 'p', version: 'v', batches: batches.map((b) => ({ ...b, state: 'open' as const, openedAt: 0 })) };
+    const r = { state: 'active' as const, halt: null, product: 'p', version: 'v', batches: batches.map((b): Batch => ({ ...b, state: 'open', openedAt: 0 })) };
     expect(gateFor(r, 'a', { site: 'yard' })?.code).toBe('ROLLOUT_WAIT');
     expect(gateFor({ ...r, state: 'done' }, 'a', { site: 'yard' })).toBeNull();
   });
