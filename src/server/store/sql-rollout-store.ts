@@ -90,25 +90,26 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
   const audit = (tx: SqlExecutor, now: number, kind: string, actor: string, message: string, details: Record<string, unknown>) =>
     tx.run('INSERT INTO audit (at, kind, actor, message, details) VALUES ($1, $2, $3, $4, $5)', [now, kind, actor, message, JSON.stringify(details)]);
 
-  async function apply(tx: SqlExecutor, r: RolloutRecord, step: RolloutStep, now: number): Promise<void> {
+  /** Writes the step with conditional updates (a state already changed is left alone); true when it changed something. */
+  async function apply(tx: SqlExecutor, r: RolloutRecord, step: RolloutStep, now: number): Promise<boolean> {
     const name = `${r.product} ${r.version}`;
     switch (step.kind) {
       case 'halt':
-        await tx.run("UPDATE rollouts SET state = 'halted', halt_by = 'server', halt_reason = $2, halt_at = $3 WHERE id = $1 AND state = 'active'", [r.id, step.reason, now]);
+        if ((await tx.run("UPDATE rollouts SET state = 'halted', halt_by = 'server', halt_reason = $2, halt_at = $3 WHERE id = $1 AND state = 'active'", [r.id, step.reason, now])) === 0) return false;
         await audit(tx, now, 'rollout-halted', 'ota-server', `rollout ${r.id} of ${name} halted by the server: ${step.reason}`, { rolloutId: r.id, batch: step.batch });
-        return;
+        return true;
       case 'open':
         await tx.run("UPDATE rollout_batches SET state = 'done' WHERE rollout_id = $1 AND idx = $2 AND state = 'open'", [r.id, step.batch - 1]);
-        await tx.run("UPDATE rollout_batches SET state = 'open', opened_at = $3 WHERE rollout_id = $1 AND idx = $2 AND state = 'waiting'", [r.id, step.batch, now]);
+        if ((await tx.run("UPDATE rollout_batches SET state = 'open', opened_at = $3 WHERE rollout_id = $1 AND idx = $2 AND state = 'waiting'", [r.id, step.batch, now])) === 0) return false;
         await audit(tx, now, 'rollout-batch-opened', 'ota-server', `rollout ${r.id} of ${name}: batch ${step.batch} opened (batch ${step.batch - 1} healthy after its soak)`, { rolloutId: r.id, batch: step.batch });
-        return;
+        return true;
       case 'done':
         await tx.run("UPDATE rollout_batches SET state = 'done' WHERE rollout_id = $1 AND state = 'open'", [r.id]);
-        await tx.run("UPDATE rollouts SET state = 'done' WHERE id = $1 AND state = 'active'", [r.id]);
+        if ((await tx.run("UPDATE rollouts SET state = 'done' WHERE id = $1 AND state = 'active'", [r.id])) === 0) return false;
         await audit(tx, now, 'rollout-done', 'ota-server', `rollout ${r.id} of ${name} is done: its last batch is healthy after its soak`, { rolloutId: r.id });
-        return;
+        return true;
       case 'none':
-        return;
+        return false;
     }
   }
 
@@ -120,7 +121,7 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
       if (r === null) return steps;
       const step = nextStep(r, countBatches(r, await progress(tx, r)), now);
       if (step.kind === 'none' || steps.length > r.batches.length + 1) return steps;
-      await apply(tx, r, step, now);
+      if (!(await apply(tx, r, step, now))) return steps;
       steps.push(step);
     }
   }
