@@ -65,6 +65,7 @@ export const logsQuerySchema = z.strictObject({
   limit: limit(2000),
   contains: z.string().max(200).optional(),
   since: z.coerce.number().int().min(0).optional(),
+  product: z.string().max(100).optional(),
 });
 
 // ----- responses -----------------------------------------------------------------------------
@@ -79,6 +80,10 @@ const progress = z.object({
   rateBps: z.number().nullable(),
   etaMs: z.number().nullable(),
   message: z.string().optional(),
+  probation: z
+    .object({ round: z.number().int(), rounds: z.number().int(), checks: z.array(z.object({ name: z.string(), ok: z.boolean().nullable() })) })
+    .optional()
+    .describe('step probation only: the round just finished, about how many the window holds, each check\'s latest answer'),
 });
 const offer = z.looseObject({ product: z.string(), version: z.string(), channel: z.string(), notes: z.string() });
 

@@ -141,7 +141,11 @@ export const fleetSchema = z
     /** Check in this often besides after start and after every run (the server's halts arrive in the answers); 10 % jitter. */
     checkinInterval: duration('1h'),
     /** Labels the server groups robots by (a site for its disruption budget). */
-    tags: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a tag name of [A-Za-z0-9._-]'), z.string().max(256)).default({}),
+    // The fleet server's rules for tags (src/server/checkin-body.ts), so a configured tag is never refused there.
+    tags: z
+      .record(z.string().regex(/^[a-z][a-z0-9_.-]{0,31}$/, 'expected a tag name of 1-32 characters of [a-z0-9_.-], starting with a letter'), z.string().max(128))
+      .refine((t) => Object.keys(t).length <= 32, 'at most 32 tags')
+      .default({}),
     lease: z
       .strictObject({
         /** Ask the fleet server for an update lease before each install's backup. */

@@ -154,7 +154,7 @@ export interface DaemonControl {
   transitions(q?: PageQuery): TransitionRecord[];
   /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
   transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };
-  logs(q?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
+  logs(q?: { level?: string; limit?: number; since?: number; contains?: string; product?: string }): LogLine[];
   audit(limit?: number): AuditRecord[];
   releases(product?: string): ReleaseRecord[];
   /** Every release known for a product (found, on disk, backed up, marked bad) and where a rollback would go. */

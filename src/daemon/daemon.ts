@@ -516,7 +516,7 @@ export class Daemon implements DaemonControl {
     }
   }
 
-  logs(q: { level?: string; limit?: number; since?: number; contains?: string } = {}) {
+  logs(q: { level?: string; limit?: number; since?: number; contains?: string; product?: string } = {}) {
     return this.opts.logging.tail(q);
   }
 

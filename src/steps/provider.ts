@@ -127,7 +127,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
         }),
         apply: createApply(execution),
-        validate: createValidate(execution),
+        validate: createValidate(execution, { progress: ctx.progress }),
         commit: createCommit(execution),
         rollback: createRollback(execution),
       };

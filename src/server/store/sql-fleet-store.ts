@@ -28,6 +28,8 @@ import { createSqlRolloutStore } from './sql-rollout-store.js';
 
 export const DEFAULT_RETENTION: Retention = { checkinsPerDevice: 100, maxAgeMs: 30 * 24 * 3_600_000 };
 
+const NEW_DEVICE_LOCK_KEY = 7_020_515_002;
+
 /** A refusal found inside the transaction: thrown to roll it back, turned into an outcome outside. */
 class Refusal {
   constructor(readonly outcome: CheckinOutcome) {}
@@ -144,6 +146,9 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
     let device = await readDevice(tx, input.deviceId, true);
     let created = false;
     if (device === null) {
+      // New devices are created one at a time across all processes, so the cap below is exact
+      // (SQLite's BEGIN IMMEDIATE already serialises every transaction).
+      if (driver.dialect === 'postgres') await tx.query(`SELECT pg_advisory_xact_lock(${NEW_DEVICE_LOCK_KEY})`);
       const pending = Number((await tx.query<{ n: unknown }>("SELECT COUNT(*) AS n FROM devices WHERE status = 'pending'"))[0]!.n);
       if (pending >= input.maxPending) throw new Refusal({ kind: 'pending-full', pending });
       const inserted = await tx.run(

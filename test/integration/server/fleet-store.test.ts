@@ -124,6 +124,13 @@ describe.each(BACKENDS)('fleet store on $backend', ({ backend, skip }) => {
     expect(await store.checkin(input('robot-3', keyA, { maxPending: 2 }))).toMatchObject({ kind: 'pending', created: true });
   });
 
+  it.skipIf(skip)('the pending cap holds when many new devices arrive at once', async () => {
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => store.checkin(input(`robot-${i}`, keyA, { maxPending: 4 }))));
+    expect(results.filter((r) => r.kind === 'pending')).toHaveLength(4);
+    expect(results.filter((r) => r.kind === 'pending-full')).toHaveLength(8);
+    expect(await store.countDevices('pending')).toBe(4);
+  });
+
   it.skipIf(skip)('keeps the newest N check-ins per device, and prune drops expired nonces and old history', async () => {
     for (let i = 0; i < 6; i++) await store.checkin(input('robot-1', keyA, { now: T0 + i, report: { ...input('x', keyA).report, version: `1.0.${i}` } }));
     await store.checkin(input('robot-2', keyA));
