@@ -24,8 +24,11 @@ export function createFleetGate(fleet: DeviceFleet, config: Config, logger: Logg
     halted(product, version) {
       const h = fleet.halts.find(product, version);
       if (h === null) return null;
-      log.warn(`fleet gate: the rollout of ${product} ${version} is ${h.state} on the fleet server; not installing`, { product, version, reason: h.reason });
       // `wait`: this robot's batch is not open yet; anything else not active stops installs as a halt.
+      // With leases on, the lease answer is the fresher word on the batch (it lifts the wait when it
+      // grants): ask it rather than wait for the next check-in's answer.
+      if (h.state === 'wait' && config.fleet.lease.enabled) return null;
+      log.warn(`fleet gate: the rollout of ${product} ${version} is ${h.state} on the fleet server; not installing`, { product, version, reason: h.reason });
       if (h.state === 'wait') {
         return { code: 'ROLLOUT_WAIT', message: `the fleet server holds this robot back from ${product} ${version}${h.reason ? `: ${h.reason}` : ''}` };
       }

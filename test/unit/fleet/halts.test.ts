@@ -70,5 +70,9 @@ describe('the fleet gate', () => {
     expect(gate.halted('robot-ai', '2.0.0')).toEqual({ code: 'ROLLOUT_WAIT', message: 'the fleet server holds this robot back from robot-ai 2.0.0: batch 2 of the rollout of robot-ai 2.0.0 is not open yet' });
     expect(gate.halted('robot-ai', '3.0.0')).toEqual({ code: 'ROLLOUT_HALTED', message: 'the fleet server halted the rollout of robot-ai 3.0.0: field reports' });
     expect(gate.halted('robot-ai', '4.0.0')).toBeNull();
+    // With leases on, a wait is left to the lease answer, which knows whether the batch opened since.
+    const leased = createFleetGate({ halts } as unknown as DeviceFleet, buildConfig({ fleet: { lease: { enabled: true } } }), silentLogger);
+    expect(leased.halted('robot-ai', '2.0.0')).toBeNull();
+    expect(leased.halted('robot-ai', '3.0.0')?.code).toBe('ROLLOUT_HALTED');
   });
 });
