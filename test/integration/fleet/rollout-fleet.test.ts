@@ -141,7 +141,9 @@ describe('a rollout across real otad processes and simulated robots', () => {
       return r.batches[1].state === 'open' && r.batches[0].counts.committed === 4 ? r : null;
     }, 'batch 2 to open and every canary to report its commit');
     expect(opened.batches[0].counts).toMatchObject({ devices: 4, committed: 4 });
-    // The late real robot has been held back all along: it never started an install.
+    // The late real robot has been held back all along, its batch not open: it never started an install.
+    const reasons = (box: Sandbox) => ((readSaved(box.dbPath)?.context.preCheckReasons as Array<{ code: string }> | undefined) ?? []).map((r) => r.code);
+    await waitUntil(() => reasons(late.box).includes('ROLLOUT_WAIT'), { timeoutMs: 30_000, what: 'the late robot to wait at pre-check' });
     expect(transitionsTo(late.box, 'backup')).toBe(0);
 
     // Batch 2: two simulated robots fail; the server halts the rollout by itself.
@@ -151,7 +153,7 @@ describe('a rollout across real otad processes and simulated robots', () => {
     expect(halted).toMatchObject({ state: 'halted', halt: { by: 'server', reason: '2 of 2 robots that reported in batch 2 failed: 100 % > 30 %' } });
     for (const r of [early[2]!, outside[0]!]) expect((await askLease(url, r, V, Date.now())).body.error.code).toBe('ROLLOUT_HALTED');
     // The real robot outside learns the halt from its check-ins and its pre-check says so; it starts nothing.
-    await waitUntil(() => (readSaved(late.box.dbPath)?.context.preCheckReasons as Array<{ code: string }> | undefined)?.some((r) => r.code === 'ROLLOUT_HALTED'), {
+    await waitUntil(() => reasons(late.box).includes('ROLLOUT_HALTED'), {
       timeoutMs: 30_000,
       what: 'the late robot to report the halt at pre-check',
     });
