@@ -106,7 +106,7 @@ const CLAIMS: Claim[] = [
   {
     doc: 'README.md',
     says: "Each robot reports its versions to the server's fleet view",
-    backedBy: [['integration/daemon/checkin.test.ts', 'reports the installed version and state after a run, and the server lists the device']],
+    backedBy: [['integration/daemon/checkin.test.ts', 'reports the installed version and state after a run, signed, and the server records the device']],
   },
   {
     doc: 'README.md',
