@@ -216,7 +216,7 @@ export interface FleetStore {
   resumeRollout(id: string, actor: string, now: number): Promise<{ kind: 'changed' | 'unchanged'; rollout: Rollout } | null>;
   /** Applies what each active rollout's counts call for (open, halt, finish), each change audited. */
   evaluateRollouts(now: number): Promise<Array<{ rolloutId: string; step: RolloutStep }>>;
-  /** After an accepted check-in: remember the run aiming at a rolled-out release; answers whether it reported an outcome. */
+  /** After an accepted check-in: remember the run aiming at a rolled-out release; answers whether it reported a failure of such a run. */
   recordRolloutProgress(deviceId: string, report: ProductReport, now: number): Promise<{ outcome: boolean }>;
   /** The halts and waits the device must obey, over every product it has reported. */
   rolloutNotices(deviceId: string): Promise<RolloutNotice[]>;

@@ -214,7 +214,15 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
           [deviceId, report.runId, now, report.product, report.targetVersion],
         );
       }
-      return { outcome: report.state === 'failed' || report.lastOutcome === 'failed' || report.lastOutcome === 'rolled-back' };
+      const failure = report.state === 'failed' || report.lastOutcome === 'failed' || report.lastOutcome === 'rolled-back';
+      if (!failure || report.runId === null) return { outcome: false };
+      // Only a failure of a run aiming at a release under an active rollout is worth evaluating for:
+      // a robot that failed something else keeps saying so at every check-in.
+      const rows = await driver.query(
+        "SELECT 1 AS one FROM rollout_runs rr JOIN rollouts r ON r.id = rr.rollout_id WHERE rr.device_id = $1 AND rr.run_id = $2 AND r.state = 'active' LIMIT 1",
+        [deviceId, report.runId],
+      );
+      return { outcome: rows.length > 0 };
     },
 
     async rolloutNotices(deviceId) {
