@@ -256,7 +256,10 @@ export function createServer(options: ServerOptions): OtaServer {
 
   async function evaluateRollouts(): Promise<void> {
     const changes = await (await storeReady).evaluateRollouts(options.clock.now());
-    for (const c of changes) log.info(`rollout ${c.rolloutId}: ${c.step.kind}`, { rolloutId: c.rolloutId, ...c.step });
+    for (const { rolloutId, step } of changes) {
+      const what = step.kind === 'halt' ? `halted: ${step.reason}` : step.kind === 'open' ? `batch ${step.batch} opened` : step.kind === 'done' ? 'done' : 'unchanged';
+      log.info(`rollout ${rolloutId} ${what}`, { rolloutId, step: step.kind });
+    }
   }
 
   return {
