@@ -151,8 +151,9 @@ describe.each(BACKENDS)('rollouts and leases on $backend', ({ backend, skip }) =
     expect(halted).toMatchObject({ state: 'halted', halt: { by: 'server', reason } });
     expect(halted.batches[0].counts).toMatchObject({ committed: 1, rolledBack: 1, failed: 1, notStarted: 1 });
     expect((await store.listAudit(10)).find((a) => a.kind === 'rollout-halted')).toMatchObject({ actor: 'ota-server', message: expect.stringContaining(reason) });
-    // Robots outside the batch are told too, and get no lease.
+    // Robots outside the batch are told too, and get no lease; a check-in about another product carries it as well.
     expect((await checkin(url, dock[0]!, clock.now(), {})).body.rollouts).toEqual([{ product: 'robot-ai', version: V, state: 'halted', reason }]);
+    expect((await checkin(url, dock[2]!, clock.now(), { product: 'robot-nav' })).body.rollouts).toEqual([{ product: 'robot-ai', version: V, state: 'halted', reason }]);
     const refused = await askLease(url, lab[3]!, V, clock.now());
     expect(refused).toMatchObject({ status: 409, body: { error: { code: 'ROLLOUT_HALTED' }, retryAfterMs: expect.any(Number) } });
 
