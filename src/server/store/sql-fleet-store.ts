@@ -23,6 +23,8 @@ import type {
   Tags,
 } from './fleet-store.js';
 import type { Row, SqlDriver, SqlExecutor, SqlValue } from './sql-driver.js';
+import { createSqlLeaseStore } from './sql-lease-store.js';
+import { createSqlRolloutStore } from './sql-rollout-store.js';
 
 export const DEFAULT_RETENTION: Retention = { checkinsPerDevice: 100, maxAgeMs: 30 * 24 * 3_600_000 };
 
@@ -33,7 +35,7 @@ class Refusal {
   constructor(readonly outcome: CheckinOutcome) {}
 }
 
-const parseTags = (text: unknown): Tags => {
+export const parseTags = (text: unknown): Tags => {
   try {
     const value = JSON.parse(String(text)) as unknown;
     return value !== null && typeof value === 'object' ? (value as Tags) : {};
@@ -45,7 +47,7 @@ const parseTags = (text: unknown): Tags => {
 const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
 const str = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
 
-function toDevice(r: Row): Device {
+export function toDevice(r: Row): Device {
   const reportedTags = parseTags(r.reported_tags);
   const operatorTags = parseTags(r.operator_tags);
   return {
@@ -314,8 +316,12 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
         nonces: await driver.run('DELETE FROM nonces WHERE expires_at < $1', [now]),
         checkins: await driver.run('DELETE FROM checkins WHERE at < $1', [cutoff]),
         audit: await driver.run('DELETE FROM audit WHERE at < $1', [cutoff]),
+        leases: await driver.run('DELETE FROM leases WHERE expires_at <= $1', [now]),
       };
     },
+
+    ...createSqlRolloutStore(driver),
+    ...createSqlLeaseStore(driver),
 
     close: () => driver.close(),
   };

@@ -137,7 +137,7 @@ describe.each(BACKENDS)('fleet store on $backend', ({ backend, skip }) => {
     expect((await store.checkinHistory('robot-1', 10)).map((c) => c.version)).toEqual(['1.0.5', '1.0.4', '1.0.3']);
     expect(await tableCounts(database)).toMatchObject({ nonces: 7, checkins: 4 });
     const pruned = await store.prune(T0 + 86_400_000 + 10);
-    expect(pruned).toEqual({ nonces: 7, checkins: 4, audit: 0 });
+    expect(pruned).toEqual({ nonces: 7, checkins: 4, audit: 0, leases: 0 });
     expect((await store.getDevice('robot-1'))!.products[0]!.version).toBe('1.0.5');
   });
 
