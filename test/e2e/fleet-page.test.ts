@@ -1,8 +1,8 @@
 /**
  * The fleet page (/fleet/) driven in a real headless Chromium against a real ota-server on
  * 127.0.0.1 port 0 with a real SQLite fleet store; robots are signed check-ins over HTTP (the same
- * signing module otad uses). Set OTA_E2E_SCREENSHOT_DIR=/some/folder to keep screenshots of the
- * page at 1280 px and 400 px wide.
+ * signing module otad uses), and a rollout made over REST whose counts come from their check-ins.
+ * Set OTA_E2E_SCREENSHOT_DIR=/some/folder to keep screenshots of the page at 1280 px and 400 px wide.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { createPublisher } from '../../src/repo/repository.js';
 import { createServer, type OtaServer, type ServerOptions } from '../../src/server/app.js';
 import { FLEET_PAGE_CSP } from '../../src/server/ui/router.js';
 import { newDeviceKey, postCheckin, report } from '../support/fleet-db.js';
+import { askLease } from '../support/signed-requests.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -49,7 +50,19 @@ const serverOptions = (): ServerOptions => ({
   prune: false,
   // Every robot of this test checks in from 127.0.0.1.
   deviceRateLimit: { perSecond: 10_000, burst: 10_000 },
+  siteBudgets: { default: 2, sites: { dock: 1 } },
+  // The test's halts are the operator's; the rules still run on every reported failure.
+  rolloutTick: false,
 });
+
+async function operator(method: string, route: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> {
+  const res = await fetch(`${url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'otad-fleet-page-'));
@@ -212,8 +225,23 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     await row('robot-001').waitFor();
   });
 
-  it('says that rollouts need a server with rollouts while the server has none', async () => {
-    await page.getByText('Rollouts need a server with rollouts').waitFor();
+  it('says that rollouts need a server with rollouts when the server answers 404 on them, and still shows the devices', async () => {
+    // An ota-server from before rollouts: its answers on the rollout endpoints, replayed in the browser.
+    const old = await context.newPage();
+    const notFound = { status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'API_NOT_FOUND', message: 'no such resource' } }) };
+    await old.route('**/api/v1/rollouts', (r) => r.fulfill(notFound));
+    await old.route('**/api/v1/leases', (r) => r.fulfill(notFound));
+    await old.goto(`${url}/fleet/`);
+    await old.getByLabel('Operator token').fill(TOKEN);
+    await old.getByRole('button', { name: 'Connect' }).click();
+    await old.getByText('Rollouts need a server with rollouts').waitFor();
+    await old.locator('tr[data-device="robot-001"]').waitFor();
+    expect(await old.getByRole('alert').filter({ hasText: /\S/ }).count()).toBe(0);
+    await old.close();
+  });
+
+  it('shows no rollouts yet on a server that has none', async () => {
+    await page.getByText('No rollouts yet.').waitFor();
   });
 
   it('searches by id and by site, and filters by status', async () => {
@@ -269,6 +297,66 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     expect(await row('robot-004').textContent()).toMatch(/Another key [0-9a-f]{16} presented 1 time/);
   });
 
+  const rollout = () => page.locator('article.rollout').filter({ has: page.getByRole('heading', { name: 'robot-ai 2.0.0' }) });
+  const batch = (n: number) => rollout().locator(`tr[data-batch="${n}"]`);
+  const cell = (n: number, label: string) => batch(n).locator(`td[data-label="${label}"]`);
+  const lab = [6, 9, 12, 15, 18, 21].map(idOf);
+
+  it('shows a rollout with its batches, their counts from the check-ins and a progress bar each', async () => {
+    for (const id of lab) expect((await operator('POST', `/api/v1/devices/${id}/accept`)).status).toBe(200);
+    const created = await operator('POST', '/api/v1/rollouts', { product: 'robot-ai', version: '2.0.0', batches: [{ tags: { site: 'lab' } }, { all: true }], soak: '1h', failureThreshold: 0.5, minReports: 3 });
+    expect(created.status).toBe(201);
+    // In batch 1 (site=lab): one committed, one installing, one failed; the other three not started.
+    expect((await checkin(idOf(6), undefined, { version: '2.0.0' })).status).toBe(200);
+    expect((await checkin(idOf(9), undefined, { state: 'apply', targetVersion: '2.0.0', runId: 'run-9' })).status).toBe(200);
+    expect((await checkin(idOf(12), undefined, { state: 'failed', targetVersion: '2.0.0', runId: 'run-12', error: 'HEALTH_CHECK_FAILED: planner did not start' })).status).toBe(200);
+    // A lease held by a lab robot, under the default budget of 2.
+    expect((await askLease(url, { id: idOf(9), key: keys.get(idOf(9))! }, '2.0.0', Date.now())).status).toBe(200);
+
+    await rollout().waitFor();
+    expect(await rollout().locator('[data-rollout-state]').textContent()).toBe('active');
+    await expect.poll(() => cell(1, 'Committed').textContent()).toBe('1');
+    expect(await cell(1, 'Selects').textContent()).toBe('site=lab');
+    expect(await cell(1, 'State').textContent()).toMatch(/^open opened/);
+    for (const [label, n] of [['Devices', '6'], ['Not started', '3'], ['Running', '1'], ['Rolled back', '0'], ['Failed', '1']]) expect(await cell(1, label!).textContent()).toBe(n);
+    expect(await cell(1, 'Progress').textContent()).toContain('1 of 6 committed (16.7\u00a0%), 1 failed or rolled back (16.7\u00a0%), 1 running');
+    // The bar: committed and failure shares as widths.
+    expect(await batch(1).locator('.bar-committed').evaluate((el) => (el as unknown as { style: { width: string } }).style.width)).toMatch(/^16\.66/);
+    expect(await batch(1).locator('.bar-failed').evaluate((el) => (el as unknown as { style: { width: string } }).style.width)).toMatch(/^16\.66/);
+    // Batch 2 takes every other accepted robot (robot-002 at warehouse-3) and waits.
+    expect(await cell(2, 'Selects').textContent()).toBe('all remaining devices');
+    expect(await cell(2, 'State').textContent()).toBe('waiting');
+    expect(await cell(2, 'Devices').textContent()).toBe('1');
+    // Site budgets and the lease.
+    await page.locator('.budgets li[data-site="lab"]').filter({ hasText: 'lab: 1 lease held of 2 allowed' }).waitFor();
+    await page.locator('.lease-list li').filter({ hasText: `${idOf(9)} at lab: robot-ai 2.0.0, expires in` }).waitFor();
+  });
+
+  it('halts the rollout with the reason the operator gives, and robots learn of it at their next check-in', async () => {
+    await rollout().getByRole('button', { name: 'Halt' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Halt robot-ai 2.0.0?' });
+    await dialog.waitFor();
+    await dialog.getByLabel('Reason').fill('battery complaints at the lab');
+    await dialog.getByRole('button', { name: 'Halt rollout' }).click();
+    await expect.poll(() => rollout().locator('[data-rollout-state]').textContent()).toBe('halted');
+    expect(await rollout().locator('.halt-note').textContent()).toMatch(/^Halted by an operator just now: battery complaints at the lab$/);
+    const listed = await operator('GET', '/api/v1/rollouts');
+    expect(listed.body.rollouts[0]).toMatchObject({ state: 'halted', halt: { by: 'operator', reason: 'battery complaints at the lab' } });
+    const next = await checkin(idOf(15));
+    expect(next.body.rollouts).toEqual([expect.objectContaining({ product: 'robot-ai', version: '2.0.0', state: 'halted' })]);
+    expect(await rollout().getByRole('button', { name: 'Halt' }).count()).toBe(0);
+  });
+
+  it('shows a halt the server made by itself when failures passed the threshold, with its reason', async () => {
+    const created = await operator('POST', '/api/v1/rollouts', { product: 'nav-stack', version: '1.0.0', batches: [{ all: true }], soak: '1h', failureThreshold: 0.05, minReports: 1 });
+    expect(created.status).toBe(201);
+    expect((await checkin(idOf(15), undefined, { product: 'nav-stack', version: '0.9.0', state: 'failed', targetVersion: '1.0.0', runId: 'run-15' })).status).toBe(200);
+    const nav = page.locator('article.rollout').filter({ has: page.getByRole('heading', { name: 'nav-stack 1.0.0' }) });
+    await expect.poll(() => nav.locator('[data-rollout-state]').textContent()).toBe('halted');
+    expect(await nav.locator('.halt-note').textContent()).toMatch(/^Halted by the server (just now|\d+ s ago): 1 of 1 robots that reported in batch 1 failed/);
+    expect(await nav.getByRole('button', { name: 'Resume' }).count()).toBe(1);
+  });
+
   it('is legible at 1280 px and at 400 px without sideways scrolling', async () => {
     await shoot('fleet-page-all', 1280);
     // The screenshots show the first nine robots: pending, accepted, rejected, a conflict, a failure.
@@ -282,6 +370,15 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     await page.setViewportSize({ width: 1280, height: 1100 });
     await page.getByLabel('Search id or site').fill('');
     await page.getByText(`1–25 of ${FLEET}`).waitFor();
+  });
+
+  it('resumes a halted rollout', async () => {
+    await rollout().getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => rollout().locator('[data-rollout-state]').textContent()).toBe('active');
+    await rollout().getByText(/^Resumed just now/).waitFor();
+    expect(await rollout().locator('.halt-note').count()).toBe(0);
+    const listed = (await operator('GET', '/api/v1/rollouts')).body.rollouts as Array<{ product: string }>;
+    expect(listed.find((r) => r.product === 'robot-ai')).toMatchObject({ state: 'active', halt: null });
   });
 
   it('shows a disconnected notice when the server stops answering, with the data it had, and picks up again when it is back', async () => {
