@@ -2,7 +2,8 @@
  * ota-server: the reference update server. It serves a repository folder as static files (the same
  * folder nginx or a CDN could serve), accepts uploads and publishes them through the publisher
  * library ota-repo uses, re-signs the timestamp with the online key, and takes signed device
- * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/).
+ * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/). The fleet page for
+ * operators is at /fleet/ (src/server/ui/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { leaseRouter } from './rollouts/lease-endpoints.js';
 import { rolloutAdminRouter } from './rollouts/rollout-admin.js';
 import type { FleetStore, SiteBudgets } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
+import { fleetPageRouter } from './ui/router.js';
 
 export interface Timer {
   setInterval(fn: () => void, ms: number): unknown;
@@ -224,6 +226,8 @@ export function createServer(options: ServerOptions): OtaServer {
   app.use(leaseRouter({ ...deviceOptions, budgets, retryAfterMs: options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS }));
   app.use(rolloutAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), budgets, authorized }));
   app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  // The operator's fleet page: static files only, every datum through the API above with the token.
+  app.use(fleetPageRouter());
 
   app.use((_req: Request, res: Response) => {
     res.status(404).json(errorBody(new OtaError('API_NOT_FOUND', 'no such resource')));

@@ -111,6 +111,8 @@ export interface ListDevicesQuery {
   limit: number;
   offset: number;
   status?: DeviceStatus;
+  /** Devices whose id or site contains this text (case-insensitive). */
+  search?: string;
 }
 
 export interface Retention {
@@ -194,7 +196,7 @@ export interface FleetStore {
   checkin(input: CheckinInput): Promise<CheckinOutcome>;
   getDevice(id: string): Promise<DeviceView | null>;
   listDevices(query: ListDevicesQuery): Promise<{ devices: DeviceView[]; total: number }>;
-  countDevices(status?: DeviceStatus): Promise<number>;
+  countDevices(status?: DeviceStatus, search?: string): Promise<number>;
   /** accept or reject; null when there is no such device. */
   decide(id: string, status: 'accepted' | 'rejected', actor: string, now: number): Promise<Device | null>;
   /** Replaces the operator's tags of a device; null when there is no such device. */
