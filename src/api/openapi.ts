@@ -150,6 +150,7 @@ export function buildOpenApiDocument(): Json {
             q('limit', int(1, 2000), 'at most this many (the newest)'),
             q('contains', { type: 'string' }, 'only lines whose message contains this text'),
             q('since', int(0), 'only lines at or after this time (ms since the epoch)'),
+            q('product', { type: 'string' }, "only lines about this product; '-' for otad's own lines about no product"),
           ],
           responses: { '200': json('Logs', 'log lines'), ...common },
         },

@@ -65,6 +65,7 @@ export const logsQuerySchema = z.strictObject({
   limit: limit(2000),
   contains: z.string().max(200).optional(),
   since: z.coerce.number().int().min(0).optional(),
+  product: z.string().max(100).optional(),
 });
 
 // ----- responses -----------------------------------------------------------------------------
@@ -79,6 +80,10 @@ const progress = z.object({
   rateBps: z.number().nullable(),
   etaMs: z.number().nullable(),
   message: z.string().optional(),
+  probation: z
+    .object({ round: z.number().int(), rounds: z.number().int(), checks: z.array(z.object({ name: z.string(), ok: z.boolean().nullable() })) })
+    .optional()
+    .describe('step probation only: the round just finished, about how many the window holds, each check\'s latest answer'),
 });
 const offer = z.looseObject({ product: z.string(), version: z.string(), channel: z.string(), notes: z.string() });
 
@@ -132,6 +137,16 @@ export const statusSchema = z
     products: z.array(productStatusSchema),
     inhibits: z.array(inhibitRecordSchema),
     network: z.record(z.string(), z.unknown()).nullable(),
+    deviceKey: z
+      .object({
+        publicKey: z.string().describe('base64 of the 32 raw ed25519 public key bytes, as the fleet server records it'),
+        fingerprint: z.string().describe('first 16 hex digits of the SHA-256 of the raw key, what the fleet page shows'),
+      })
+      .nullable()
+      .describe('the device key this robot signs fleet requests with; null when otad runs without one'),
+    fleetHalts: z
+      .array(z.object({ product: z.string(), version: z.string(), state: z.string(), reason: z.string(), learnedAt: ms }))
+      .describe('rollouts the fleet server reported halted or paused: no install of that version starts until a later answer lifts it'),
   })
   .register(apiSchemas, { id: 'Status' });
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * ota-server: serve a repository folder to robots, accept uploads, keep the timestamp fresh and
- * record device check-ins. Localhost by default; put TLS (nginx, a load balancer) in front for a fleet.
+ * take signed device check-ins into the fleet database. Localhost by default; put TLS (nginx, a load
+ * balancer) in front for a fleet. `ota-server devices …` works on the fleet database directly.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
@@ -10,7 +12,10 @@ import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import type { Logger, LogFields } from '../core/logger.js';
 import { parseDurationArg } from '../core/duration.js';
-import { createServer } from '../server/app.js';
+import { createServer, DEFAULT_DEVICE_RATE, DEFAULT_MAX_PENDING } from '../server/app.js';
+import { DEFAULT_RETENTION } from '../server/store/sql-fleet-store.js';
+import { describeDatabase, openFleetStore } from '../server/store/open-fleet-store.js';
+import { preauthorizeFromFile, runDevicesCommand } from './ota-server-devices.js';
 
 /** JSON lines on stdout for journald; the daemon's winston logger is not needed here. */
 function consoleLogger(base: LogFields = {}): Logger {
@@ -19,7 +24,22 @@ function consoleLogger(base: LogFields = {}): Logger {
   return { debug: () => {}, info: write('info'), warn: write('warn'), error: write('error'), child: (f) => consoleLogger({ ...base, ...f }) };
 }
 
+function positiveNumber(text: string, name: string, integer = true): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new OtaError('CONFIG_INVALID', `${name} is ${JSON.stringify(text)}: expected a positive ${integer ? 'whole ' : ''}number`);
+  return n;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'devices') {
+    try {
+      await runDevicesCommand(argv.slice(1), (text) => process.stdout.write(`${text}\n`));
+      return 0;
+    } catch (error) {
+      if (error instanceof CommanderError) return error.code === 'commander.helpDisplayed' || error.code === 'commander.help' ? 0 : 2;
+      throw error;
+    }
+  }
   const program = new Command('ota-server')
     .description('reference update server for otad')
     .requiredOption('--repo <dir>', 'repository folder created by ota-repo init')
@@ -28,7 +48,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--port <port>', 'listen port', '8080')
     .option('--token-file <file>', 'bearer token for uploads and the fleet view (without it both are disabled)')
     .option('--max-upload <bytes>', 'largest accepted package', String(1024 * 1024 * 1024))
-    .option('--devices <file>', 'device check-in store (default: <repo>/devices.json)')
+    .option('--database <db>', 'fleet database: a SQLite file or a postgres:// URL (default: <repo>/fleet.db)')
+    .option('--preauthorize <file>', 'accept the devices listed in <file> before serving ("<device id> <public key> [site=<site>] [key=value…]")')
+    .option('--max-pending <n>', 'refuse new unknown devices while this many are pending', String(DEFAULT_MAX_PENDING))
+    .option('--device-rate <per-second>', 'device requests per second per source address', String(DEFAULT_DEVICE_RATE.perSecond))
+    .option('--device-burst <n>', 'device requests a source address may send at once', String(DEFAULT_DEVICE_RATE.burst))
+    .option('--trust-proxy <value>', "express 'trust proxy' (e.g. loopback, or a hop count) when a proxy in front sets X-Forwarded-For")
+    .option('--checkin-history <n>', 'check-ins kept per device', String(DEFAULT_RETENTION.checkinsPerDevice))
+    .option('--history-max-age <duration>', 'check-ins and audit entries older than this are removed', '30d')
+    .option('--db-connections <n>', 'PostgreSQL: connections this process opens at most', '10')
     .option('--timestamp-interval <duration>', 'how often to check the timestamp expiry', '1h')
     .option('--timestamp-refresh-within <duration>', 're-sign when the timestamp expires within this', '12h')
     .option('--no-timestamp-refresh', 'never re-sign the timestamp')
@@ -46,7 +74,15 @@ export async function main(argv: string[]): Promise<number> {
     port: string;
     tokenFile?: string;
     maxUpload: string;
-    devices?: string;
+    database?: string;
+    preauthorize?: string;
+    maxPending: string;
+    deviceRate: string;
+    deviceBurst: string;
+    trustProxy?: string;
+    checkinHistory: string;
+    historyMaxAge: string;
+    dbConnections: string;
     timestampInterval: string;
     timestampRefreshWithin: string;
     timestampRefresh: boolean;
@@ -56,18 +92,45 @@ export async function main(argv: string[]): Promise<number> {
   const maxUpload = Number(o.maxUpload);
   if (!Number.isInteger(maxUpload) || maxUpload < 1) throw new OtaError('CONFIG_INVALID', `--max-upload is ${JSON.stringify(o.maxUpload)}: expected a byte count`);
   const logger = consoleLogger();
+  const repoDir = path.resolve(o.repo);
+  const database = o.database !== undefined ? (/^postgres(ql)?:\/\//.test(o.database) ? o.database : path.resolve(o.database)) : path.join(repoDir, 'fleet.db');
+  // Every option is checked before the database is opened.
+  const retention = { checkinsPerDevice: positiveNumber(o.checkinHistory, '--checkin-history'), maxAgeMs: parseDurationArg(o.historyMaxAge, '--history-max-age') };
+  const maxConnections = positiveNumber(o.dbConnections, '--db-connections');
+  const maxPendingDevices = positiveNumber(o.maxPending, '--max-pending');
+  const deviceRateLimit = { perSecond: positiveNumber(o.deviceRate, '--device-rate', false), burst: positiveNumber(o.deviceBurst, '--device-burst') };
+  const timestampRefresh = o.timestampRefresh
+    ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
+    : (false as const);
+  const fleetStore = await openFleetStore(database, { retention, maxConnections });
+  process.stdout.write(`fleet database: ${describeDatabase(database)}\n`);
+  const legacy = path.join(repoDir, 'devices.json');
+  if (existsSync(legacy)) {
+    // Its records carry no device keys, so none of them can be trusted: robots register again, signed.
+    process.stdout.write(`ignoring ${legacy}: it holds unsigned check-ins from before device keys; each robot appears again as pending on its first signed check-in (the file can be deleted)\n`);
+  }
+  if (o.preauthorize !== undefined) {
+    try {
+      process.stdout.write(`${await preauthorizeFromFile(fleetStore, path.resolve(o.preauthorize), systemClock.now())}\n`);
+    } catch (error) {
+      // A PostgreSQL pool left open would keep the process alive after the error.
+      await fleetStore.close();
+      throw error;
+    }
+  }
   const server = createServer({
-    repoDir: path.resolve(o.repo),
+    repoDir,
     keysDir: path.resolve(o.keys),
     clock: systemClock,
     logger,
     audit: { audit: (event) => logger.info(`audit: ${event.message}`, { audit: event.kind, ...event.details }) },
     ...(o.tokenFile !== undefined ? { tokenFile: path.resolve(o.tokenFile) } : {}),
-    ...(o.devices !== undefined ? { devicesFile: path.resolve(o.devices) } : {}),
+    fleetStore,
+    maxPendingDevices,
+    deviceRateLimit,
+    ...(o.trustProxy !== undefined ? { trustProxy: /^[0-9]+$/.test(o.trustProxy) ? Number(o.trustProxy) : o.trustProxy } : {}),
     maxUploadBytes: maxUpload,
-    timestampRefresh: o.timestampRefresh
-      ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
-      : false,
+    timestampRefresh,
   });
   await server.publisher.loadState();
   const { url } = await server.start(port, o.host);
@@ -80,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   await server.close();
+  await fleetStore.close();
   return 0;
 }
 

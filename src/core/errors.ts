@@ -108,11 +108,13 @@ export const ErrorCodes = {
   DEVICE_KEY_CONFLICT: { category: 'api', retryable: false },
   DEVICE_PENDING: { category: 'precondition', retryable: true },
   DEVICE_REJECTED: { category: 'api', retryable: false },
+  DEVICE_PENDING_LIMIT: { category: 'api', retryable: true },
   ROLLOUT_HALTED: { category: 'precondition', retryable: true },
   ROLLOUT_WAIT: { category: 'precondition', retryable: true },
   SITE_BUDGET_FULL: { category: 'precondition', retryable: true },
   LEASE_EXPIRED: { category: 'precondition', retryable: true },
   FLEET_UNREACHABLE: { category: 'network', retryable: true },
+  FLEET_LEASE_REFUSED: { category: 'precondition', retryable: true },
   // anything else
   CANCELLED: { category: 'internal', retryable: true },
   INTERNAL: { category: 'internal', retryable: false },

@@ -23,7 +23,13 @@ export type AuditKind =
   | 'recovery'
   | 'package-rejected'
   | 'key-rotation'
-  | 'upload';
+  | 'upload'
+  | 'device-refused'
+  | 'device-pending'
+  | 'device-accepted'
+  | 'device-rejected'
+  | 'device-tags'
+  | 'device-preauthorized';
 
 export interface AuditEvent {
   kind: AuditKind;

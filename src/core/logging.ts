@@ -30,7 +30,7 @@ export interface LoggingOptions {
 export interface Logging {
   logger: Logger;
   audit: AuditSink;
-  tail(filter?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
+  tail(filter?: { level?: string; limit?: number; since?: number; contains?: string; product?: string }): LogLine[];
   onLine(listener: (line: LogLine) => void): () => void;
   setLevel(level: LoggingOptions['level']): void;
   close(): Promise<void>;
@@ -144,7 +144,9 @@ export function createLogging(opts: LoggingOptions): Logging {
         (l) =>
           (LEVELS[l.level] ?? 2) <= max &&
           (filter.since === undefined || l.time >= filter.since) &&
-          (filter.contains === undefined || l.message.includes(filter.contains)),
+          (filter.contains === undefined || l.message.includes(filter.contains)) &&
+          // "-": lines of otad itself, about no product.
+          (filter.product === undefined || (filter.product === '-' ? l.fields.product === undefined : l.fields.product === filter.product)),
       );
       return out.slice(-(filter.limit ?? 200));
     },

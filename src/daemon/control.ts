@@ -102,6 +102,10 @@ export interface DaemonStatus {
   products: ProductStatus[];
   inhibits: InhibitRecord[];
   network: Record<string, unknown> | null;
+  /** The device key the fleet server knows this robot by (null: otad runs without one). */
+  deviceKey: { publicKey: string; fingerprint: string } | null;
+  /** Rollout halts the fleet server announced, honoured before any install of that version. */
+  fleetHalts: Array<{ product: string; version: string; state: string; reason: string; learnedAt: number }>;
 }
 
 export interface DispatchRequest {
@@ -150,7 +154,7 @@ export interface DaemonControl {
   transitions(q?: PageQuery): TransitionRecord[];
   /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
   transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };
-  logs(q?: { level?: string; limit?: number; since?: number; contains?: string }): LogLine[];
+  logs(q?: { level?: string; limit?: number; since?: number; contains?: string; product?: string }): LogLine[];
   audit(limit?: number): AuditRecord[];
   releases(product?: string): ReleaseRecord[];
   /** Every release known for a product (found, on disk, backed up, marked bad) and where a rollback would go. */

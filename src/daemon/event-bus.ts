@@ -28,6 +28,8 @@ export interface ProgressMessage {
   rateBps: number | null;
   etaMs: number | null;
   message?: string;
+  /** Step `probation` only: the round just finished, about how many the window holds, and each check's latest answer. */
+  probation?: { round: number; rounds: number; checks: Array<{ name: string; ok: boolean | null }> };
 }
 
 export interface NotificationMessage {

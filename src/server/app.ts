@@ -1,7 +1,8 @@
 /**
  * ota-server: the reference update server. It serves a repository folder as static files (the same
  * folder nginx or a CDN could serve), accepts uploads and publishes them through the publisher
- * library ota-repo uses, re-signs the timestamp with the online key, and records device check-ins.
+ * library ota-repo uses, re-signs the timestamp with the online key, and takes signed device
+ * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
@@ -15,7 +16,11 @@ import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { createPublisher, type Publisher } from '../repo/repository.js';
-import { checkinSchema, createDeviceStore } from './device-store.js';
+import { deviceAdminRouter } from './device-admin.js';
+import { checkinHandler } from './device-checkin.js';
+import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
+import type { FleetStore } from './store/fleet-store.js';
+import { openFleetStore } from './store/open-fleet-store.js';
 
 export interface Timer {
   setInterval(fn: () => void, ms: number): unknown;
@@ -41,7 +46,18 @@ export interface ServerOptions {
   /** File holding the bearer token for uploads and the fleet view. Absent: those endpoints answer 403. */
   tokenFile?: string;
   maxUploadBytes?: number;
-  devicesFile?: string;
+  /** The fleet store, opened by the caller (who also closes it). */
+  fleetStore?: FleetStore;
+  /** Without `fleetStore`: the database to open, a SQLite file or a postgres:// URL (default `<repo>/fleet.db`). */
+  database?: string;
+  /** Per source address on the device endpoints (default 5 a second, bursts of 30). */
+  deviceRateLimit?: RateLimitOptions;
+  /** Unknown devices are refused while this many wait for a decision (default 10,000). */
+  maxPendingDevices?: number;
+  /** Express's `trust proxy`: set it when a proxy in front sets X-Forwarded-For, so limits apply per robot. */
+  trustProxy?: boolean | number | string;
+  /** Remove expired nonces and old history this often (default every minute; false: never). */
+  prune?: false | { intervalMs: number; timer?: Timer };
   /** Re-sign the timestamp periodically (false: never). */
   timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
 }
@@ -56,12 +72,19 @@ export interface OtaServer {
 }
 
 const DEFAULT_MAX_UPLOAD = 1024 * 1024 * 1024;
+export const DEFAULT_DEVICE_RATE: RateLimitOptions = { perSecond: 5, burst: 30 };
+export const DEFAULT_MAX_PENDING = 10_000;
 const QUERY_FIELD = /^[\x20-\x7e\n\r\t\u00a0-\uffff]*$/;
 
 export function createServer(options: ServerOptions): OtaServer {
   const log = options.logger.child({ component: 'ota-server' });
   const publisher = createPublisher({ repoDir: options.repoDir, keysDir: options.keysDir, clock: options.clock, logger: log });
-  const devices = createDeviceStore(options.devicesFile ?? path.join(options.repoDir, 'devices.json'), options.clock);
+  const ownsStore = options.fleetStore === undefined;
+  const storeReady: Promise<FleetStore> =
+    options.fleetStore !== undefined ? Promise.resolve(options.fleetStore) : openFleetStore(options.database ?? path.join(options.repoDir, 'fleet.db'));
+  // A store that fails to open fails each request that needs it (and the caller's close), not the process.
+  storeReady.catch((error: unknown) => log.error('the fleet database could not be opened', { error: toErrorData(error) }));
+  const store = () => storeReady;
   const maxUploadBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
   let tokenDigest: Buffer | null = null;
   if (options.tokenFile !== undefined) {
@@ -78,6 +101,7 @@ export function createServer(options: ServerOptions): OtaServer {
 
   const app = express();
   app.disable('x-powered-by');
+  if (options.trustProxy !== undefined) app.set('trust proxy', options.trustProxy);
   app.set('etag', 'strong');
 
   const staticOptions = {
@@ -174,28 +198,15 @@ export function createServer(options: ServerOptions): OtaServer {
     }
   });
 
-  app.post('/api/v1/checkin', express.json({ limit: '16kb' }), async (req: Request, res: Response, next: NextFunction) => {
-    try {
-      const parsed = checkinSchema.safeParse(req.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw new OtaError('API_INVALID_REQUEST', `check-in field ${issue.path.join('.') || '(body)'}: ${issue.message}`);
-      }
-      const record = await devices.record(parsed.data);
-      res.status(200).json({ ok: true, lastSeen: record.lastSeen });
-    } catch (error) {
-      next(error);
-    }
-  });
-
-  app.get('/api/v1/devices', async (req: Request, res: Response, next: NextFunction) => {
-    if (!authorized(req, res, 'fleet view')) return;
-    try {
-      res.json({ devices: await devices.list() });
-    } catch (error) {
-      next(error);
-    }
-  });
+  const deviceOptions = {
+    store,
+    clock: options.clock,
+    ...(options.audit !== undefined ? { audit: options.audit } : {}),
+    limiter: new RateLimiter(options.deviceRateLimit ?? DEFAULT_DEVICE_RATE),
+    maxPending: options.maxPendingDevices ?? DEFAULT_MAX_PENDING,
+  };
+  app.post('/api/v1/checkin', ...checkinHandler(deviceOptions));
+  app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
 
   app.use((_req: Request, res: Response) => {
     res.status(404).json(errorBody(new OtaError('API_NOT_FOUND', 'no such resource')));
@@ -210,6 +221,8 @@ export function createServer(options: ServerOptions): OtaServer {
 
   let server: Server | null = null;
   let timerHandle: unknown = null;
+  let pruneHandle: unknown = null;
+  const prune = options.prune === undefined ? { intervalMs: 60_000 } : options.prune;
   const refresh = options.timestampRefresh === undefined ? { intervalMs: 3_600_000 } : options.timestampRefresh;
 
   async function tick(): Promise<void> {
@@ -236,12 +249,21 @@ export function createServer(options: ServerOptions): OtaServer {
         const timer = refresh.timer ?? systemTimer;
         timerHandle = timer.setInterval(() => void tick(), refresh.intervalMs);
       }
+      if (prune !== false) {
+        pruneHandle = (prune.timer ?? systemTimer).setInterval(() => {
+          void storeReady
+            .then((s) => s.prune(options.clock.now()))
+            .catch((error: unknown) => log.warn('pruning the fleet database failed', { error: toErrorData(error) }));
+        }, prune.intervalMs);
+      }
       log.info('ota-server listening', { host, port: actualPort });
       return { port: actualPort, host, url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}` };
     },
     async close() {
       if (timerHandle !== null && refresh !== false) (refresh.timer ?? systemTimer).clearInterval(timerHandle);
       timerHandle = null;
+      if (pruneHandle !== null && prune !== false) (prune.timer ?? systemTimer).clearInterval(pruneHandle);
+      pruneHandle = null;
       await lock;
       if (server !== null) {
         const s = server;
@@ -249,6 +271,7 @@ export function createServer(options: ServerOptions): OtaServer {
         s.closeAllConnections();
         await new Promise<void>((resolve) => s.close(() => resolve()));
       }
+      if (ownsStore) await (await storeReady.catch(() => null))?.close();
     },
   };
 }
@@ -298,6 +321,8 @@ function statusFor(error: unknown): number {
       return 403;
     case 'API_NOT_FOUND':
       return 404;
+    case 'API_RATE_LIMITED':
+      return 429;
     case 'API_INVALID_REQUEST':
     case 'MANIFEST_INVALID':
       return 400;

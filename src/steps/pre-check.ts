@@ -31,6 +31,14 @@ export const PRECHECK_REASON_CODES = [
   'CLOCK_NOT_SYNCED',
   'INHIBITED',
   'CHECK_COMMAND_FAILED',
+  // The fleet gate (src/fleet/fleet-gate.ts), asked after the checks above: a remembered halt, then the update lease.
+  'ROLLOUT_HALTED',
+  'ROLLOUT_WAIT',
+  'SITE_BUDGET_FULL',
+  'DEVICE_PENDING',
+  'DEVICE_REJECTED',
+  'FLEET_UNREACHABLE',
+  'FLEET_LEASE_REFUSED',
 ] as const;
 export type PreCheckReasonCode = (typeof PRECHECK_REASON_CODES)[number];
 

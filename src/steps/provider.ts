@@ -46,7 +46,10 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
   const clients = new Map<string, HttpClient>();
 
   function httpFor(ctx: StepContext): HttpClient {
-    const key = JSON.stringify([ctx.config.server.caFile ?? null, ctx.config.server.connectTimeout, ctx.config.server.headersTimeout]);
+    // One pool per distinct transport setting: a reload that changes any of them gets a new pool for
+    // the next run. An old pool is not closed (a run in flight may still use it); its idle sockets
+    // close by themselves after the idle timeout.
+    const key = JSON.stringify([ctx.config.server.caFile ?? null, ctx.config.server.connectTimeout, ctx.config.server.headersTimeout, ctx.config.server.idleTimeout]);
     let http = clients.get(key);
     if (!http) {
       http = createHttpClient({
@@ -124,7 +127,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
         }),
         apply: createApply(execution),
-        validate: createValidate(execution),
+        validate: createValidate(execution, { progress: ctx.progress }),
         commit: createCommit(execution),
         rollback: createRollback(execution),
       };

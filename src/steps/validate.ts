@@ -11,6 +11,7 @@ import type { ValidateInput, ValidateOutput } from '../../machines/types.js';
 import { OtaError } from '../core/errors.js';
 import { runProbation, type CheckSummary, type ProbationRound } from '../health/probation.js';
 import { releaseProbes } from '../health/release-probes.js';
+import type { ProgressMessage } from '../daemon/event-bus.js';
 import { releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
 
 export type ValidateStep = (input: ValidateInput, signal: AbortSignal) => Promise<ValidateOutput>;
@@ -18,6 +19,26 @@ export type ValidateStep = (input: ValidateInput, signal: AbortSignal) => Promis
 export interface ValidateOptions {
   /** Progress after each probation round (the daemon forwards it to the bus). */
   onRound?: (round: ProbationRound) => void;
+  /** Progress messages (step `probation`: elapsed of the window, round n of about m, each check's answer). */
+  progress?: (message: Omit<ProgressMessage, 'product'>) => void;
+}
+
+/** One progress message per finished round: bytes/total are elapsed/window in ms. */
+export function probationProgress(runId: string, r: ProbationRound, intervalMs: number): Omit<ProgressMessage, 'product'> {
+  const rounds = Math.max(r.round, Math.floor(r.windowMs / Math.max(1, intervalMs)) + 1);
+  const passed = r.checks.filter((c) => c.lastOk === true).map((c) => c.name);
+  const failing = r.checks.filter((c) => c.lastOk === false).map((c) => c.name);
+  const message = `round ${r.round} of ${rounds}: ${passed.length} of ${r.checks.length} checks passed${passed.length ? ` (${passed.join(', ')})` : ''}${failing.length ? `; failing: ${failing.join(', ')}` : ''}`;
+  return {
+    runId,
+    step: 'probation',
+    bytes: Math.min(r.elapsedMs, r.windowMs),
+    total: r.windowMs,
+    rateBps: null,
+    etaMs: Math.max(0, r.windowMs - r.elapsedMs),
+    message,
+    probation: { round: r.round, rounds, checks: r.checks.map((c) => ({ name: c.name, ok: c.lastOk })) },
+  };
 }
 
 export function createValidate(ports: ExecutionPorts, options: ValidateOptions = {}): ValidateStep {
@@ -40,7 +61,10 @@ export function createValidate(ports: ExecutionPorts, options: ValidateOptions =
       sleep: sleepOf(ports),
       signal,
       logger: log,
-      ...(options.onRound === undefined ? {} : { onRound: options.onRound }),
+      onRound: (r) => {
+        options.onRound?.(r);
+        options.progress?.(probationProgress(input.runId, r, interval));
+      },
     });
     return { healthy: true, checks: result.checks.map(toCheckResult) };
   };

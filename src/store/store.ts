@@ -81,11 +81,16 @@ export interface RetentionPolicy {
   keepRuns: number;
   /** Finished runs that ended longer ago than this are dropped (0: no age limit). */
   maxAgeMs: number;
+  /** Audit entries kept, newest first (absent: no count limit). */
+  auditKeep?: number;
+  /** Audit entries older than this are dropped (0 or absent: no age limit). */
+  auditMaxAgeMs?: number;
 }
 
 export interface PruneResult {
   runs: number;
   transitions: number;
+  audit: number;
 }
 
 export interface AuditRecord extends AuditEvent {
@@ -376,7 +381,7 @@ export class Store {
    * oldest run kept for their product, except the one transition right before that run.
    */
   pruneHistory(policy: RetentionPolicy, now: number): PruneResult {
-    let result: PruneResult = { runs: 0, transitions: 0 };
+    let result: PruneResult = { runs: 0, transitions: 0, audit: 0 };
     this.db.transaction(() => {
       const cutoff = policy.maxAgeMs > 0 ? now - policy.maxAgeMs : null;
       const doomed = this.db
@@ -422,9 +427,17 @@ export class Store {
         }
       }
       if (transitions > 0) this.setValue(PRUNED_THROUGH_KEY, String(prunedThrough));
-      result = { runs: doomed.length, transitions };
+      // The audit trail is bounded on its own terms (it is the security record: kept longer than runs).
+      let audit = 0;
+      if (policy.auditKeep !== undefined) {
+        audit += this.db.prepare('DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?)').run(policy.auditKeep).changes;
+      }
+      if (policy.auditMaxAgeMs !== undefined && policy.auditMaxAgeMs > 0) {
+        audit += this.db.prepare('DELETE FROM audit WHERE at < ?').run(now - policy.auditMaxAgeMs).changes;
+      }
+      result = { runs: doomed.length, transitions, audit };
     })();
-    if (result.runs > 0 || result.transitions > 0) this.db.pragma('incremental_vacuum');
+    if (result.runs > 0 || result.transitions > 0 || result.audit > 0) this.db.pragma('incremental_vacuum');
     return result;
   }
 

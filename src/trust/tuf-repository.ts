@@ -26,6 +26,7 @@ import { MAX_MANIFEST_BYTES, parseManifest } from '../manifest/schema.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import { assessClockAhead, assessClockBehind, DEFAULT_CLOCK_POLICY, type ClockPolicy } from './clock-check.js';
 import { mapTufError } from './error-map.js';
+import { persistAtomically } from './atomic-metadata.js';
 import { tooLargeError } from './fetch-ports.js';
 import { readGoldenRoot, readRoot } from './trusted-root.js';
 import type { MetadataFetcher, TargetDownloader } from './ports.js';
@@ -191,7 +192,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     );
     if (!behind.ok) throw report(clockError(behind.message), 'metadata refresh');
     const seen: { lastError?: OtaError; timestampExpiresMs?: number } = {};
-    const candidate = new Updater({
+    const candidate = persistAtomically(new Updater({
       metadataDir,
       metadataBaseUrl,
       targetBaseUrl,
@@ -204,7 +205,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         maxRootRotations: limits.maxRootRotations,
         prefixTargetsWithHash: true,
       },
-    });
+    }), metadataDir);
     try {
       await candidate.refresh();
     } catch (error) {

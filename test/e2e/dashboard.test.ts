@@ -1,9 +1,9 @@
 /**
  * The operator dashboard (/ui/) driven in a real headless Chromium against an in-process otad with
- * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT=/tmp/x.png to keep a
- * screenshot of the page while it offers the two choices.
+ * fake steps and the real API on 127.0.0.1 port 0. Set OTA_E2E_SCREENSHOT_DIR=/tmp/x to keep
+ * screenshots (1280 px and 400 px wide) of the idle, offered, downloading and validating states.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ beforeAll(async () => {
   h = await startHarness({
     // The first pre-check finds the battery low; the backup lasts long enough for the test to
     // publish a progress message and see the bar.
-    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 200, backup: 2500 } },
+    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 800, backup: 2500, stage: 3000, validate: 3000 } },
     extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
   });
 });
@@ -45,6 +45,19 @@ function statusWithHost(url: string, host: string): Promise<number> {
 const storedToken = "sessionStorage.getItem('otad.token')";
 
 const productState = () => h.daemon.status().products[0]?.state;
+const shots = process.env.OTA_E2E_SCREENSHOT_DIR;
+
+/** A screenshot at 1280 px and one at 400 px wide (full page), when OTA_E2E_SCREENSHOT_DIR is set. */
+async function shoot(page: Page, name: string): Promise<void> {
+  if (!shots) return;
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`) });
+  await page.setViewportSize({ width: 400, height: 900 });
+  // Readable at 400 px: nothing wider than the screen.
+  expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(400);
+  await page.screenshot({ path: join(shots, `${name}-400px.png`), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
 
 describe('dashboard files over HTTP', () => {
   it('serves the page without a token, under a strict Content-Security-Policy, and holds no data', async () => {
@@ -71,6 +84,15 @@ describe('dashboard files over HTTP', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/javascript/);
     expect(await res.text()).toContain('Socket.IO v4.8');
+  });
+
+  it('serves the marked and dompurify ES modules the installed packages ship, for the release notes', async () => {
+    for (const [file, banner] of [['marked.esm.js', 'marked v18'], ['purify.es.mjs', 'DOMPurify']]) {
+      const res = await fetch(`${h.url}/ui/vendor/${file}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/javascript/);
+      expect(await res.text()).toContain(banner);
+    }
   });
 
   it('tells a token its scope at /ui/session and refuses a missing or wrong token with 401 in the API error shape', async () => {
@@ -104,7 +126,7 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1100, height: 1300 },
+      viewport: { width: 1280, height: 900 },
     });
     context.setDefaultTimeout(10_000);
   });
@@ -144,21 +166,70 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     });
 
     await waitForState(page, 'Idle');
-    await page.getByText('Live', { exact: true }).waitFor();
+    await page.locator('#connection .conn-state', { hasText: /^Connected$/ }).waitFor();
     const idleButtons = await product(page).getByRole('button').allTextContents();
     expect(idleButtons).toContain('Check now');
     expect(idleButtons).not.toContain('Update now');
     await page.getByRole('status').filter({ hasText: 'Signed in as robot-ai (control)' }).waitFor();
+    await shoot(page, 'idle');
 
     await product(page).getByRole('button', { name: 'Check now' }).click();
+    // While the check runs: an indeterminate bar (no value) labelled as such.
+    const checking = product(page).getByRole('progressbar', { name: 'Checking for updates…' });
+    await checking.waitFor();
+    expect(await checking.getAttribute('value')).toBeNull();
     await product(page).getByRole('button', { name: 'Update now' }).waitFor();
+    expect(await checking.count()).toBe(0);
     await product(page).getByRole('button', { name: 'Update at 3 AM' }).waitFor();
-    expect(await product(page).locator('.notes-text').textContent()).toBe(NOTES);
+    expect((await product(page).locator('.notes-text').textContent())?.trim()).toBe(NOTES);
+    // The release details, each in its own collapsible section; overview and notes open.
+    const sections = product(page).locator('details.section');
+    expect(await sections.locator('summary').allTextContents()).toEqual([
+      'Release 2.0.0 (offered)', 'Checksums', 'Requirements', 'Compatibility', 'Rollout', 'Signed by, metadata expiry', 'Release notes 2.0.0',
+    ]);
+    expect(await sections.evaluateAll((ds) => ds.map((d) => (d as unknown as { open: boolean }).open))).toEqual([true, false, false, false, false, false, true]);
+    const checksums = product(page).locator('details[data-section="checksums"]');
+    await checksums.locator('summary').focus();
+    await page.keyboard.press('Enter');
+    expect(await checksums.locator('dd').allTextContents()).toEqual([`sha256:${'b'.repeat(64)}`, `sha256:${'a'.repeat(64)}`]);
+    expect(await product(page).locator('details[data-section="rollout"] dd').first().textContent()).toBe('100%');
+    // Search: only the sections and rows holding the words stay, opened; clearing brings all back.
+    const search = product(page).getByLabel('Search the release details and history of robot-ai');
+    await search.fill('100%');
+    await expect.poll(() => sections.evaluateAll((ds) => ds.filter((d) => !(d as unknown as { hidden: boolean }).hidden).map((d) => d.getAttribute('data-section')))).toEqual(['rollout']);
+    expect(await product(page).locator('details[data-section="rollout"]').getAttribute('open')).toBe('');
+    expect(await product(page).locator('.search-count').textContent()).toBe('1 match for “100%”');
+    await search.fill('up-to-date');
+    await expect.poll(() => product(page).locator('table.history tbody tr:not([hidden])').count()).toBe(0);
+    await search.fill('');
+    await expect.poll(() => sections.evaluateAll((ds) => ds.filter((d) => !(d as unknown as { hidden: boolean }).hidden).length)).toBe(7);
+    // The operator's opened section stays open across re-renders.
+    expect(await checksums.getAttribute('open')).toBe('');
     expect(await stateOf(page).textContent()).toBe('Update available: waiting for a choice');
-    expect(await product(page).locator('dd').nth(2).textContent()).toBe('2.0.0');
-    if (process.env.OTA_E2E_SCREENSHOT) await page.screenshot({ path: process.env.OTA_E2E_SCREENSHOT, fullPage: true });
+    expect(await product(page).locator('dl.facts').first().locator('dd').nth(2).textContent()).toBe('2.0.0');
+    await shoot(page, 'offered');
 
+    // Update now asks first, saying what will happen; "Keep as is" (or Escape) sends nothing.
     await product(page).getByRole('button', { name: 'Update now' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Update now: robot-ai 2.0.0?' });
+    await dialog.waitFor();
+    const facts = async () => (await dialog.locator('dt, dd').allTextContents()).join('|');
+    expect(await facts()).toContain('Install|robot-ai 2.0.0 now (installed: none)');
+    expect(await facts()).toContain('Backup first|yes, of the current install (the last 2 kept)');
+    expect(await facts()).toContain('Download|4.0 KiB (robot-ai-2.0.0.tar.gz)');
+    expect(await facts()).toContain('Services that stop and restart|none configured');
+    expect(await facts()).toMatch(/Probation\|[^|]+, health checks every [^|]+; \d+ failed rounds? roll back/);
+    // The dialog has the focus, on the harmless choice.
+    expect(await page.evaluate('document.activeElement.textContent')).toBe('Keep as is');
+    await page.keyboard.press('Escape');
+    await expect.poll(() => dialog.count()).toBe(0);
+    await page.getByRole('status').filter({ hasText: 'Nothing was changed' }).waitFor();
+    expect(productState()).toBe('awaitingChoice');
+    await product(page).getByRole('button', { name: 'Update now' }).click();
+    await dialog.getByRole('button', { name: 'Keep as is' }).click();
+    expect(productState()).toBe('awaitingChoice');
+    await product(page).getByRole('button', { name: 'Update now' }).click();
+    await dialog.getByRole('button', { name: 'Update now' }).click();
     await waitForState(page, 'Waiting until the robot is ready');
     // The state comes from the stream first; the reasons come with the status read that follows it.
     await product(page).locator('.precheck', { hasText: 'Next try at' }).waitFor();
@@ -175,14 +246,51 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     const bar = product(page).getByRole('progressbar');
     await bar.waitFor();
     expect(await bar.getAttribute('value')).toBe('2048');
-    expect(await product(page).locator('.progress label').textContent()).toContain('2.0 KiB of 4.0 KiB (50%)');
+    const activeText = () => product(page).locator('.step-active label').textContent();
+    expect(await activeText()).toBe('Backup: 2.0 KiB of 4.0 KiB (50%), 1.0 KiB/s, about 2 s left');
+
+    // The download: the backup's bar is gone, the backup is one "done" line, one bar for the download.
+    await waitForState(page, 'Downloading and unpacking');
+    await expect.poll(() => bar.count()).toBe(0);
+    const MiB = 1024 * 1024;
+    h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'download', bytes: 1.5 * MiB, total: 4 * MiB, rateBps: 512 * 1024, etaMs: 5000 });
+    await product(page).locator('.step-active[data-step="download"]').waitFor();
+    expect(await activeText()).toBe('Download: 1.5 MiB of 4.0 MiB (37%), 512.0 KiB/s, about 5 s left');
+    expect(await product(page).locator('.step-done').allTextContents()).toEqual(['✓ Backup done (4.0 KiB)']);
+    expect(await bar.count()).toBe(1);
+    await shoot(page, 'downloading');
+    h.daemon.bus.publish('progress', { product: 'robot-ai', runId, step: 'extract', bytes: 0, total: 6 * MiB, rateBps: null, etaMs: null, message: 'unpacking 12 entries' });
+    await product(page).locator('.step-active[data-step="extract"]').waitFor();
+    expect(await activeText()).toBe('Extraction: unpacking 12 entries (6.0 MiB)');
+    expect(await bar.count()).toBe(1);
+
+    // Probation: the finished extraction's bar does not linger; the rounds come with their checks.
+    await waitForState(page, 'Checking the new version');
+    await expect.poll(() => bar.count()).toBe(0);
+    expect(await product(page).locator('.step-done').allTextContents()).toEqual(['✓ Backup done (4.0 KiB)', '✓ Download done (4.0 MiB)', '✓ Extraction done (6.0 MiB)']);
+    h.daemon.bus.publish('progress', {
+      product: 'robot-ai', runId, step: 'probation', bytes: 20_000, total: 60_000, rateBps: null, etaMs: 40_000,
+      message: 'round 2 of 7: 1 of 2 checks passed (release-marker); failing: http://127.0.0.1:8080/health',
+      probation: { round: 2, rounds: 7, checks: [{ name: 'release-marker', ok: true }, { name: 'http://127.0.0.1:8080/health', ok: false }] },
+    });
+    await product(page).locator('.step-active[data-step="probation"]').waitFor();
+    expect(await activeText()).toBe('Probation: round 2 of 7: 1 of 2 checks passed (release-marker); failing: http://127.0.0.1:8080/health — 20 s of 60 s, about 40 s left');
+    expect(await product(page).getByRole('list', { name: 'Health checks' }).getByRole('listitem').allTextContents()).toEqual(['✓ passed: release-marker', '✗ failing: http://127.0.0.1:8080/health']);
+    expect(await bar.getAttribute('value')).toBe('20000');
+    await shoot(page, 'validating');
 
     await waitFor(() => h.daemon.status().products[0]?.lastOutcome === 'committed', 'the run to commit');
     await waitForState(page, 'Idle');
     await product(page).locator('tr', { hasText: 'none → 2.0.0' }).filter({ hasText: 'committed' }).waitFor();
-    await expect.poll(() => product(page).locator('dd').nth(1).textContent()).toBe('2.0.0');
+    await expect.poll(() => product(page).locator('dl.facts').first().locator('dd').nth(1).textContent()).toBe('2.0.0');
     await expect.poll(() => product(page).getByRole('progressbar').count()).toBe(0);
     await page.locator('#log-lines li').first().waitFor();
+    // The search covers the history too.
+    await search.fill('committed');
+    await expect.poll(() => product(page).locator('table.history tbody tr:not([hidden])').allTextContents()).toEqual([expect.stringContaining('none → 2.0.0')]);
+    expect(await product(page).locator('table.releases tbody tr:not([hidden])').count()).toBe(0);
+    await search.fill('');
+    await expect.poll(() => product(page).locator('table.releases tbody tr:not([hidden])').count()).toBe(1);
 
     const token = await page.evaluate(storedToken);
     expect(token).toBe(CONTROL_TOKEN);
@@ -190,6 +298,63 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     // No CSP violation, script error or failed request on the way.
     expect(problems).toEqual([]);
 
+    await page.close();
+  });
+
+  it('renders release notes from Markdown and strips what could act (script, handlers, javascript: links, images, styles)', async () => {
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${h.url}/ui/`);
+    const markdown = '## Fixes\\n\\n- **faster** planning\\n- [docs](https://example.com/x)\\n\\n<script>window.__x = 1</script><img src="x" onerror="window.__x = 2"><a href="javascript:window.__x=4">js</a><p style="color:red" onclick="window.__x=3">p</p>';
+    const html = await page.evaluate(`import('./details.js').then((m) => { const d = document.createElement('div'); d.append(m.renderMarkdown('${markdown}')); document.body.append(d); return d.innerHTML; })`);
+    expect(html).toContain('<h2>Fixes</h2>');
+    expect(html).toContain('<strong>faster</strong>');
+    expect(html).toContain('<a href="https://example.com/x" rel="noreferrer noopener">docs</a>');
+    expect(html).not.toMatch(/script|<img|onerror|onclick|javascript:|style=/);
+    expect(await page.evaluate('window.__x')).toBeUndefined();
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('filters the log by level, product and text through the API, colours the levels, and applies the filters to live lines', async () => {
+    const log = h.logging.logger;
+    log.error('viewer: the arm controller did not answer', { product: 'robot-ai' });
+    log.warn('viewer: clock drift of 2 s');
+    log.info('viewer: planning cycle finished', { product: 'robot-ai' });
+    log.debug('viewer: debug detail', { product: 'robot-ai' });
+    const page = await signIn(READ_TOKEN);
+    const lines = page.locator('#log-lines li');
+    await lines.filter({ hasText: 'viewer: planning cycle finished' }).waitFor();
+    expect(await lines.filter({ hasText: 'viewer: debug detail' }).count()).toBe(0);
+    const texts = () => lines.allTextContents();
+
+    await page.getByLabel('Text').fill('viewer:');
+    await expect.poll(async () => (await texts()).length).toBe(3);
+    expect((await texts()).map((t) => t.replace(/^\d\d:\d\d:\d\d /, ''))).toEqual([
+      'ERROR [robot-ai] viewer: the arm controller did not answer',
+      'WARN viewer: clock drift of 2 s',
+      'INFO [robot-ai] viewer: planning cycle finished',
+    ]);
+    // Each level its own colour.
+    const colour = (level: string) => page.evaluate(`getComputedStyle(document.querySelector('#log-lines li[data-level="${level}"]')).color`);
+    const colours = new Set([await colour('error'), await colour('warn'), await colour('info')]);
+    expect(colours.size).toBe(3);
+
+    await page.getByLabel('Level').selectOption('debug');
+    await lines.filter({ hasText: 'viewer: debug detail' }).waitFor();
+    await page.getByLabel('Product').selectOption('-');
+    await expect.poll(texts).toEqual([expect.stringContaining('WARN viewer: clock drift of 2 s')]);
+    await page.getByLabel('Product').selectOption('robot-ai');
+    await page.getByLabel('Level').selectOption('error');
+    await expect.poll(texts).toEqual([expect.stringContaining('ERROR [robot-ai] viewer: the arm controller did not answer')]);
+    expect(await page.locator('#log-count').textContent()).toBe('1 line matching the filters (the newest 200 are kept)');
+
+    // Live lines pass through the same filters.
+    log.info('viewer: another cycle', { product: 'robot-ai' });
+    log.error('viewer: the arm controller is back', { product: 'robot-ai' });
+    await lines.filter({ hasText: 'viewer: the arm controller is back' }).waitFor();
+    expect(await lines.filter({ hasText: 'viewer: another cycle' }).count()).toBe(0);
     await page.close();
   });
 
@@ -223,15 +388,21 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
   it('shows a 409 when a choice arrives after the product moved on, then offers what is allowed now', async () => {
     await h.daemon.dispatch({ product: 'robot-ai', type: 'CHECK_NOW', source: 'test' });
     await waitFor(() => productState() === 'awaitingChoice', 'awaitingChoice');
-    // Without the stream the page cannot learn that the product moved on before the click.
-    const page = await signIn(CONTROL_TOKEN, (p) => p.route('**/socket.io/**', (r) => r.abort()));
+    const page = await signIn(CONTROL_TOKEN);
     const updateNow = product(page).getByRole('button', { name: 'Update now' });
     await updateNow.waitFor();
-    await page.getByText(/Live updates interrupted/).waitFor();
+    // The choice is held on its way to otad until the product has moved on: it arrives late.
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/api/v1/events', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await updateNow.click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Update now' }).click();
     await h.daemon.dispatch({ product: 'robot-ai', type: 'CANCEL', source: 'test' });
     await waitFor(() => productState() === 'idle', 'idle');
-
-    await updateNow.click();
+    release();
     const alert = page.getByRole('alert');
     await alert.filter({ hasText: 'API_EVENT_NOT_ALLOWED (HTTP 409)' }).waitFor();
     expect(await alert.textContent()).toMatch(/UPDATE_NOW is not allowed while robot-ai is in state idle; allowed now: .*CHECK_NOW/);

@@ -279,21 +279,55 @@ describe.skipIf(!haveAll)('rollback and bad releases through REST, otactl, D-Bus
       expect(await product(page).locator('tr[data-release="1.0.0"] td').first().textContent()).toBe('rollback target, on disk, backup');
       if (shots) await page.screenshot({ path: join(shots, 'rollback-offered.png'), fullPage: true });
 
+      // The update server as otad measures it: reachable with a latency, the metadata's expiry, the last successful check.
+      const server = product(page).locator('.server');
+      const serverFacts = async () => (await server.locator('dt, dd').allTextContents()).join('|');
+      await expect.poll(serverFacts).toMatch(/Connection\|reachable, \d+ ms \(HTTP 200\)/);
+      const repo = ((await fleet.api('GET', '/api/v1/repositories', undefined, READ_TOKEN)).body.repositories as any[])[0];
+      expect(await serverFacts()).toContain(`Repository|TUF ${repo.location}|Channel|stable`);
+      expect(await serverFacts()).toMatch(/Metadata expires\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\|Last successful check\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+      // The signatures section lists the roles otad holds and their key ids.
+      const signatures = product(page).locator('details[data-section="signatures"]');
+      await signatures.locator('summary').click();
+      expect(await signatures.locator('tbody th').allTextContents()).toEqual(expect.arrayContaining(['root', 'timestamp', 'snapshot', 'targets']));
+
       // At 400 px the buttons still show, and the keyboard works them.
       await page.setViewportSize({ width: 400, height: 1600 });
       const rollBack = product(page).getByRole('button', { name: 'Roll back to 1.0.0', exact: true });
       expect(await rollBack.isVisible()).toBe(true);
       if (shots) await page.screenshot({ path: join(shots, 'rollback-offered-400px.png'), fullPage: true });
       const before = (await runs()).length;
+      // The variant that marks 1.1.0 bad says so in its dialog; keeping things as they are sends nothing.
+      await product(page).getByRole('button', { name: 'Roll back to 1.0.0 and mark 1.1.0 bad' }).click();
+      const markDialog = page.getByRole('dialog', { name: 'Roll back to 1.0.0 and mark 1.1.0 bad?' });
+      expect(await markDialog.locator('dd').last().textContent()).toBe('1.1.0 is marked bad and will not be offered again');
+      await markDialog.getByRole('button', { name: 'Keep as is' }).click();
+      await expect.poll(() => markDialog.count()).toBe(0);
+      expect((await runs()).length).toBe(before);
+
       await rollBack.focus();
       await page.keyboard.press('Enter');
+      const dialog = page.getByRole('dialog', { name: 'Roll back to 1.0.0?' });
+      await dialog.waitFor();
+      const facts = (await dialog.locator('dt, dd').allTextContents()).join('|');
+      expect(facts).toContain('From|1.1.0|To|1.0.0|How|switch back to the release kept on disk|Services that stop and restart|none configured');
+      expect(facts).toContain('Afterwards|1.1.0 is not marked bad: a later check may offer it again');
+      if (shots) await page.screenshot({ path: join(shots, 'rollback-dialog-400px.png') });
+      // Keyboard only: from "Keep as is" (focused first) to the confirm button.
+      await page.keyboard.press('Tab');
+      await page.keyboard.press('Enter');
       await rolledBackTo('1.0.0', before);
-      await product(page).locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();
+      await product(page).locator('dl.facts').first().locator('dd').nth(1).filter({ hasText: /^1\.0\.0$/ }).waitFor();
       // Nothing further back: no rollback button of any kind.
       await expect.poll(() => product(page).getByRole('button', { name: /Roll back/ }).count(), { timeout: 20_000 }).toBe(0);
       expect(await product(page).getByRole('button', { name: 'Check now' }).count()).toBe(1);
       expect((await entry('1.1.0')).bad).toBeNull();
-      if (shots) await page.screenshot({ path: join(shots, 'nothing-to-roll-back.png'), fullPage: true });
+      // Rolled back, with nothing further back: at 400 px (as the operator used it) and at 1280 px.
+      if (shots) {
+        await page.screenshot({ path: join(shots, 'rolled-back-400px.png'), fullPage: true });
+        await page.setViewportSize({ width: 1280, height: 1000 });
+        await page.screenshot({ path: join(shots, 'rolled-back.png') });
+      }
       expect(problems).toEqual([]);
       await page.close();
     });

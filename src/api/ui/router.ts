@@ -49,6 +49,23 @@ export function findAssetsDir(moduleUrl: string = import.meta.url): string | nul
   return candidates.find((dir) => existsSync(join(dir, 'index.html'))) ?? null;
 }
 
+/**
+ * The release notes' Markdown renderer and sanitizer, as the ES modules the marked and dompurify
+ * packages ship: served as they are, so the page renders notes with exactly the installed versions.
+ */
+export const VENDOR_MODULES: Readonly<Record<string, { pkg: string; file: string }>> = {
+  'marked.esm.js': { pkg: 'marked', file: 'lib/marked.esm.js' },
+  'purify.es.mjs': { pkg: 'dompurify', file: 'dist/purify.es.mjs' },
+};
+
+function packageDir(pkg: string): string {
+  const require = createRequire(import.meta.url);
+  // Neither package exports package.json; its main entry sits one folder below the package root.
+  let dir = dirname(require.resolve(pkg));
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+}
+
 /** The folder of the socket.io package's browser builds (client-dist/). */
 export function socketClientDir(): string {
   const require = createRequire(import.meta.url);
@@ -87,8 +104,14 @@ export function createDashboardRouter(deps: DashboardDeps): express.Router {
     res.json({ name: principal.name, scope: principal.scope });
   });
 
+  const vendorRoots = Object.fromEntries(Object.entries(VENDOR_MODULES).map(([name, m]) => [name, { root: packageDir(m.pkg), file: m.file }]));
   router.get('/vendor/:file', (req, res, next) => {
-    const file = req.params.file;
+    const file = req.params.file as string;
+    const vendor = Object.hasOwn(vendorRoots, file) ? vendorRoots[file] : undefined;
+    if (vendor) {
+      res.type('text/javascript');
+      return res.sendFile(vendor.file, { root: vendor.root, dotfiles: 'deny' });
+    }
     if (file !== SOCKET_CLIENT_FILE && file !== `${SOCKET_CLIENT_FILE}.map`) return next();
     res.sendFile(file, { root: clientDir, dotfiles: 'deny' });
   });

@@ -107,6 +107,14 @@ describe('REST v1: a whole run driven through the API', () => {
     expect(logs.body.lines.length).toBeLessThanOrEqual(5);
     expect(logs.body.lines.every((l: { message: string; level: string }) => l.message.includes('commit') && l.level !== 'debug')).toBe(true);
     assertMatchesDocument(doc, '/logs', 'get', 200, logs.body);
+    // By product: only lines about robot-ai; '-': otad's own lines about no product.
+    const mine = await api().get('/api/v1/logs?product=robot-ai&limit=50').set(rd);
+    expect(mine.body.lines.length).toBeGreaterThan(0);
+    expect(mine.body.lines.every((l: { fields: { product?: string } }) => l.fields.product === 'robot-ai')).toBe(true);
+    const own = await api().get('/api/v1/logs?product=-&limit=50').set(rd);
+    expect(own.body.lines.length).toBeGreaterThan(0);
+    expect(own.body.lines.every((l: { fields: { product?: string } }) => l.fields.product === undefined)).toBe(true);
+    expect((await api().get('/api/v1/logs?product=nothing-like-it').set(rd)).body.lines).toEqual([]);
 
     const exp = await api().get(`/api/v1/runs/${runId}/export`).set(rd);
     expect(exp.status).toBe(200);

@@ -107,6 +107,21 @@ describe('history retention', () => {
     store.close();
   });
 
+  it('bounds the audit trail by count and by age, newest kept', () => {
+    const store = Store.open(join(dir, 'otad.db'));
+    const now = Date.UTC(2026, 5, 1);
+    for (let i = 0; i < 300; i++) store.audit({ kind: 'upload', message: `event ${i}` }, now - (300 - i) * DAY);
+    const byCount = store.pruneHistory({ keepRuns: 100, maxAgeMs: 0, auditKeep: 200 }, now);
+    expect(byCount.audit).toBe(100);
+    expect(store.auditTrail(1000).map((e) => e.message)).toEqual(Array.from({ length: 200 }, (_, i) => `event ${299 - i}`));
+    const byAge = store.pruneHistory({ keepRuns: 100, maxAgeMs: 0, auditKeep: 200, auditMaxAgeMs: 50 * DAY }, now);
+    // Entries 250 … 299 are at most 50 days old.
+    expect(byAge.audit).toBe(150);
+    expect(store.auditTrail(1000)).toHaveLength(50);
+    expect(store.pruneHistory({ keepRuns: 100, maxAgeMs: 0, auditKeep: 200, auditMaxAgeMs: 50 * DAY }, now).audit).toBe(0);
+    store.close();
+  });
+
   it('drops runs past the age limit but keeps the recent ones up to the count', () => {
     const store = Store.open(join(dir, 'otad.db'));
     const now = Date.UTC(2026, 5, 1);

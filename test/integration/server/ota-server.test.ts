@@ -7,6 +7,7 @@ import { ManualClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer, type Timer } from '../../../src/server/app.js';
+import { newDeviceKey, postCheckin, report, tableCounts } from '../../support/fleet-db.js';
 import { fakePackage, makeTempDir, RecordingAudit } from '../../support/tuf-repo.js';
 
 const TOKEN = 'upload-token-abcdef0123456789';
@@ -147,21 +148,27 @@ describe('ota-server', () => {
     expect(dup.body.error.message).toContain('already exists');
   });
 
-  it('records device check-ins and shows them in the fleet view (token required)', async () => {
-    await request(server.app).post('/api/v1/checkin').send({ deviceId: 'robot-7', product: 'robot-ai', version: '1.0.0', state: 'idle' }).expect(200);
+  it('records signed device check-ins in the fleet database (<repo>/fleet.db) and shows them in the fleet view (token required)', async () => {
+    const { url } = await server.start(0, '127.0.0.1');
+    const key = newDeviceKey();
+    await postCheckin({ url, key, body: report('robot-7', { version: '1.0.0' }), now: clock.now() }).then((r) => expect(r.status).toBe(202));
     clock.advance(60_000);
-    await request(server.app).post('/api/v1/checkin').send({ deviceId: 'robot-7', product: 'robot-ai', version: '1.1.0', state: 'validate' }).expect(200);
-    await request(server.app).post('/api/v1/checkin').send({ deviceId: 'robot-9', product: 'robot-ai', version: null, state: 'idle' }).expect(200);
+    await postCheckin({ url, key, body: report('robot-7', { version: '1.1.0', state: 'validate' }), now: clock.now() }).then((r) => expect(r.status).toBe(202));
+    await postCheckin({ url, key: newDeviceKey(), body: report('robot-9', { version: null }), now: clock.now() }).then((r) => expect(r.status).toBe(202));
     await request(server.app).get('/api/v1/devices').expect(401);
     const res = await request(server.app).get('/api/v1/devices').set('Authorization', `Bearer ${TOKEN}`).expect(200);
     expect(res.body.devices).toHaveLength(2);
-    expect(res.body.devices[0]).toMatchObject({ deviceId: 'robot-7', version: '1.1.0', state: 'validate', checkins: 2 });
+    expect(res.body.devices[0]).toMatchObject({ id: 'robot-7', status: 'pending', checkins: 2, products: [{ product: 'robot-ai', version: '1.1.0', state: 'validate' }] });
     expect(res.body.devices[0].lastSeen - res.body.devices[0].firstSeen).toBe(60_000);
+    expect((await tableCounts(path.join(dir, 'repo', 'fleet.db'))).devices).toBe(2);
   });
 
-  it('rejects malformed and oversized check-ins', async () => {
-    const bad = await request(server.app).post('/api/v1/checkin').send({ deviceId: '../etc', product: 'robot-ai', version: '1', state: 'idle' }).expect(400);
-    expect(bad.body.error.message).toContain('deviceId');
+  it('refuses an unsigned check-in (the old format) with 401 DEVICE_AUTH_REQUIRED, and malformed and oversized ones', async () => {
+    const unsigned = await request(server.app).post('/api/v1/checkin').send({ deviceId: 'robot-7', product: 'robot-ai', version: '0.0.1-pwned', state: 'failed' }).expect(401);
+    expect(unsigned.body.error.code).toBe('DEVICE_AUTH_REQUIRED');
+    const { url } = await server.start(0, '127.0.0.1');
+    const bad = await postCheckin({ url, key: newDeviceKey(), body: report('robot-7', { product: '../etc' }), now: clock.now() });
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: 'API_INVALID_REQUEST', message: expect.stringContaining('product') } } });
     await request(server.app).post('/api/v1/checkin').set('Content-Type', 'application/json').send(JSON.stringify({ pad: 'x'.repeat(20_000) })).expect(413);
   });
 

@@ -89,4 +89,17 @@ describe('validate', () => {
     expect(result.checks.every((c) => c.ok)).toBe(true);
     expect(result.checks.find((c) => c.name === 'release-marker')?.detail).toContain('resolves to robot-ai 2.0.0');
   });
+
+  it('reports each probation round as progress: round n of about m, which checks passed, the window elapsed', async () => {
+    const out = await applyRelease('2.0.0');
+    const product = { ...world.product, probation: { window: 100, interval: 50, failureThreshold: 3 } };
+    const messages: Array<Record<string, any>> = [];
+    await createValidate(world.ports({ product }), { progress: (m) => messages.push(m) })({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);
+    expect(messages.length).toBeGreaterThanOrEqual(2);
+    const first = messages[0]!;
+    expect(first).toMatchObject({ runId: 'r1', step: 'probation', total: 100, rateBps: null, probation: { round: 1, rounds: 3 } });
+    expect(first.message).toMatch(/^round 1 of 3: \d+ of \d+ checks passed \(.*release-marker.*\)/);
+    expect(first.probation.checks.find((c: { name: string }) => c.name === 'release-marker')).toEqual({ name: 'release-marker', ok: true });
+    expect(messages.map((m) => m.probation.round)).toEqual(messages.map((_, i) => i + 1));
+  });
 });

@@ -53,10 +53,17 @@ export function createApi(token) {
     /** @returns {Promise<{ name: string, scope: 'read' | 'control' }>} */
     session: () => call('GET', '/ui/session'),
     status: () => call('GET', '/api/v1/status'),
+    products: () => call('GET', '/api/v1/products'),
+    repositories: () => call('GET', '/api/v1/repositories'),
     /** @param {string} product @param {number} limit */
     history: (product, limit) => call('GET', `/api/v1/history?product=${encodeURIComponent(product)}&limit=${limit}`),
-    /** @param {number} limit */
-    logs: (limit) => call('GET', `/api/v1/logs?level=info&limit=${limit}`),
+    /** @param {{ limit: number, level: string, product?: string, contains?: string }} q */
+    logs: (q) => {
+      const params = new URLSearchParams({ level: q.level, limit: String(q.limit) });
+      if (q.product) params.set('product', q.product);
+      if (q.contains) params.set('contains', q.contains);
+      return call('GET', `/api/v1/logs?${params}`);
+    },
     /** @param {string} product @param {string} type @param {{ markBad?: boolean }} [extra] */
     sendEvent: (product, type, extra = {}) => call('POST', '/api/v1/events', { product, type, reason: 'operator dashboard', ...extra }),
     /** @param {string} product */

@@ -62,7 +62,7 @@ export function formatTime(ms) {
 }
 
 /** @param {number} n */
-function formatBytes(n) {
+export function formatBytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB'];
   let v = n / 1024;
@@ -88,13 +88,62 @@ export function describeError(error) {
   return String(error?.message ?? error);
 }
 
-/** @param {{ step: string, bytes: number, total: number | null, rateBps: number | null, etaMs: number | null, message?: string }} p */
+/** The steps that report progress, in run order, with what the page calls them. */
+export const PROGRESS_STEPS = [
+  ['backup', 'Backup'],
+  ['download', 'Download'],
+  ['extract', 'Extraction'],
+  ['probation', 'Probation'],
+];
+/** Which steps can be under way in each state: a bar shows only for the current one. */
+const STEPS_OF_STATE = { backup: ['backup'], staging: ['download', 'extract'], validate: ['probation'] };
+
+/** @param {{ step: string, bytes: number, total: number | null, rateBps: number | null, etaMs: number | null, message?: string, probation?: any }} p */
 export function describeProgress(p) {
+  const name = PROGRESS_STEPS.find(([s]) => s === p.step)?.[1] ?? p.step;
+  const eta = p.etaMs ? `, about ${formatDuration(p.etaMs)} left` : '';
+  if (p.step === 'probation') {
+    // bytes/total are the elapsed and whole window, in ms.
+    const of = p.total ? `${formatDuration(p.bytes)} of ${formatDuration(p.total)}` : formatDuration(p.bytes);
+    return `${name}: ${p.message ?? ''}${p.message ? ' — ' : ''}${of}${eta}`;
+  }
+  if (p.step === 'extract' && p.total && p.bytes === 0 && p.message) return `${name}: ${p.message} (${formatBytes(p.total)})`;
   const pct = p.total ? ` (${Math.floor((100 * p.bytes) / p.total)}%)` : '';
   const amount = p.total ? `${formatBytes(p.bytes)} of ${formatBytes(p.total)}${pct}` : formatBytes(p.bytes);
   const rate = p.rateBps ? `, ${formatBytes(p.rateBps)}/s` : '';
-  const eta = p.etaMs ? `, about ${Math.ceil(p.etaMs / 1000)} s left` : '';
-  return `${p.step}: ${amount}${rate}${eta}${p.message ? ` — ${p.message}` : ''}`;
+  return `${name}: ${amount}${rate}${eta}${p.message ? ` — ${p.message}` : ''}`;
+}
+
+/**
+ * The run's steps: finished ones as one line each, the current one with its bar. A step's bar
+ * is shown only while the product is in a state that step belongs to, so a finished extraction
+ * never lingers into the probation or a rollback.
+ * @param {any} p the product's status @param {Map<string, any>} steps the run's latest message per step
+ */
+export function renderProgress(p, steps) {
+  const id = `product-${p.product}`;
+  const current = STEPS_OF_STATE[p.state] ?? [];
+  const seen = PROGRESS_STEPS.filter(([s]) => steps.has(s));
+  if (seen.length === 0) return null;
+  // The current step: the last one seen that belongs to the state (download, then extract).
+  const active = [...seen].reverse().find(([s]) => current.includes(s))?.[0] ?? null;
+  const items = seen.map(([s, name]) => {
+    const m = steps.get(s);
+    if (s === active) {
+      return h(
+        'li',
+        { class: 'step step-active', 'data-step': s },
+        h('label', { for: `${id}-progress-${s}` }, describeProgress(m)),
+        h('progress', { id: `${id}-progress-${s}`, max: m.total ?? null, value: m.total ? Math.min(m.bytes, m.total) : null }),
+        s === 'probation' && m.probation?.checks?.length > 0 &&
+          h('ul', { class: 'checks', 'aria-label': 'Health checks' }, ...m.probation.checks.map((c) => h('li', { 'data-ok': c.ok === true ? 'yes' : c.ok === false ? 'no' : 'unknown' }, `${c.ok === true ? '✓ passed' : c.ok === false ? '✗ failing' : '… not yet'}: ${c.name}`))),
+      );
+    }
+    const done = active === null || PROGRESS_STEPS.findIndex(([x]) => x === s) < PROGRESS_STEPS.findIndex(([x]) => x === active);
+    const summary = s === 'probation' ? m.message ?? '' : m.total ? formatBytes(m.total) : formatBytes(m.bytes);
+    return h('li', { class: 'step step-done', 'data-step': s }, `${done ? '✓' : '•'} ${name}${done ? ' done' : ''}${summary ? ` (${summary})` : ''}`);
+  });
+  return h('div', { class: 'progress' }, h('h3', null, 'Progress'), h('ol', { class: 'steps' }, ...items));
 }
 
 /**
@@ -113,7 +162,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, progress: any | null, canControl: boolean, busy: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, details?: Node | null, definition?: any, repository?: any, compact?: boolean, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -121,14 +170,14 @@ export function renderProduct(p, view) {
   const button = ([type, label, extra = {}]) =>
     h(
       'button',
-      { type: 'button', 'data-event': extra.markBad ? `${type}:markBad` : type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy, onclick: () => view.onEvent(p.product, type, label, extra) },
+      { type: 'button', 'data-event': extra.markBad ? `${type}:markBad` : type, class: type === 'UPDATE_NOW' ? 'primary' : null, disabled: view.busy || view.offline, title: view.offline ? 'otad is not connected' : null, onclick: () => view.onEvent(p.product, type, label, extra) },
       label,
     );
   const choices = view.canControl ? CHOICE_EVENTS.filter(([t]) => allowed.has(t)) : [];
   const actions = view.canControl
     ? ACTION_EVENTS.filter(([t]) => allowed.has(t)).flatMap(([t, label]) => (t === 'ROLLBACK' ? rollbackButtons(p.rollbackTarget) : [[t, label]]))
     : [];
-  const progress = view.progress && WORKING.has(p.state) && view.progress.runId === p.runId ? view.progress : null;
+  const progress = view.steps && WORKING.has(p.state) ? renderProgress(p, view.steps) : null;
 
   const facts = [
     ['State', h('span', { class: 'state', 'data-state': p.state }, stateLabel(p.state))],
@@ -147,18 +196,14 @@ export function renderProduct(p, view) {
   return h(
     'section',
     { class: 'product', id, 'aria-labelledby': `${id}-title`, 'data-product': p.product },
-    h('h2', { id: `${id}-title` }, p.product),
+    h('div', { class: 'product-head' }, h('h2', { id: `${id}-title` }, p.product), view.definition ? renderTypeIndicator(view.definition) : null, view.compact ? h('a', { href: `#product/${encodeURIComponent(p.product)}`, class: 'open-product' }, `Open ${p.product}`) : null),
     h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
-    p.releaseNotes && h('div', { class: 'notes' }, h('h3', null, `Release notes ${p.offeredVersion ?? ''}`.trim()), h('p', { class: 'notes-text' }, p.releaseNotes)),
     choices.length > 0 && h('div', { class: 'buttons choices', role: 'group', 'aria-label': `Update choice for ${p.product}` }, ...choices.map(button)),
     actions.length > 0 && h('div', { class: 'buttons', role: 'group', 'aria-label': `Actions for ${p.product}` }, ...actions.map(button)),
-    progress &&
-      h(
-        'div',
-        { class: 'progress' },
-        h('label', { for: `${id}-progress` }, describeProgress(progress)),
-        h('progress', { id: `${id}-progress`, max: progress.total ?? null, value: progress.total ? progress.bytes : null }),
-      ),
+    progress,
+    // A check has no measurable progress: an indeterminate bar while it runs.
+    p.state === 'checking' &&
+      h('div', { class: 'progress checking' }, h('label', { for: `${id}-checking` }, 'Checking for updates…'), h('progress', { id: `${id}-checking` })),
     p.state === 'preCheckWaiting' &&
       p.preCheckReasons?.length > 0 &&
       h(
@@ -169,8 +214,10 @@ export function renderProduct(p, view) {
         p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
-    renderHistory(p.product, view.runs),
-    view.releases && renderReleases(p.product, view.releases, view),
+    view.repository ? renderServerStatus(view.repository) : null,
+    !view.compact && (view.details ?? null),
+    !view.compact && renderHistory(p.product, view.runs),
+    !view.compact && view.releases && renderReleases(p.product, view.releases, view),
   );
 }
 
@@ -183,7 +230,7 @@ export function describeBadMark(b) {
 /**
  * Every release known for the product (GET /api/v1/products/{product}/releases).
  * @param {string} product @param {any} history
- * @param {{ canControl: boolean, busy: boolean, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ canControl: boolean, busy: boolean, offline: boolean, onUnmark: (product: string, version: string) => void }} view
  */
 function renderReleases(product, history, view) {
   const caption = h('caption', null, `Releases of ${product}`);
@@ -200,7 +247,7 @@ function renderReleases(product, history, view) {
         r.bad ? describeBadMark(r.bad) : 'not marked bad',
         r.bad &&
           view.canControl &&
-          h('button', { type: 'button', 'data-event': `unmark:${r.version}`, disabled: view.busy, onclick: () => view.onUnmark(product, r.version) }, `Unmark ${r.version}`),
+          h('button', { type: 'button', 'data-event': `unmark:${r.version}`, disabled: view.busy || view.offline, onclick: () => view.onUnmark(product, r.version) }, `Unmark ${r.version}`),
       ),
     );
   });
@@ -242,5 +289,127 @@ function renderHistory(product, runs) {
 /** @param {{ time: number, level: string, message: string, fields: Record<string, unknown> }} line */
 export function renderLogLine(line) {
   const product = typeof line.fields?.product === 'string' ? `[${line.fields.product}] ` : '';
-  return h('li', { class: `log-${line.level}` }, h('time', null, formatTime(line.time).slice(11)), ` ${line.level.toUpperCase()} ${product}${line.message}`);
+  return h('li', { class: `log-${line.level}`, 'data-level': line.level }, h('time', null, formatTime(line.time).slice(11)), ' ', h('span', { class: 'level' }, line.level.toUpperCase()), ` ${product}${line.message}`);
+}
+
+/** @param {number} ms */
+export function formatDuration(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+}
+
+/** Events that stop or restart the product's services, or commit to doing so: asked twice. */
+export const CONFIRMED_EVENTS = new Set(['UPDATE_NOW', 'SCHEDULE_3AM', 'CONFIRM', 'ROLLBACK']);
+
+/**
+ * What an action will do, for its confirmation dialog: from the status (offer, rollback target)
+ * and the product's definition (GET /api/v1/products). Null: the action needs no confirmation.
+ * @param {any} p the product's status @param {any | null} def its definition
+ * @param {string} type @param {string} label @param {{ markBad?: boolean }} extra
+ * @returns {{ title: string, items: Array<[string, string]>, confirm: string } | null}
+ */
+export function confirmationFor(p, def, type, label, extra = {}) {
+  if (!CONFIRMED_EVENTS.has(type)) return null;
+  const services = def ? (def.services.length ? def.services.join(', ') : 'none configured') : 'unknown (product definition not loaded)';
+  const probation = def
+    ? `${formatDuration(def.probation.windowMs)}, health checks every ${formatDuration(def.probation.intervalMs)}; ${def.probation.failureThreshold} failed round${def.probation.failureThreshold === 1 ? '' : 's'} roll back` +
+      (def.healthChecks.length ? ` (${def.healthChecks.map((c) => `${c.kind}: ${c.target}`).join('; ')})` : ' (no health checks configured)')
+    : 'unknown';
+  if (type === 'ROLLBACK') {
+    const t = p.rollbackTarget;
+    const to = t ? (t.version === null ? 'no version (the failed first install is undone)' : t.version) : 'the previous version';
+    /** @type {Array<[string, string]>} */
+    const items = [
+      ['From', p.installedVersion ?? 'none'],
+      ['To', to],
+      ['How', t ? { 'previous-release': 'switch back to the release kept on disk', backup: 'restore the backup', 'undo-first-install': 'remove the first install' }[t.method] ?? t.method : '—'],
+      ['Services that stop and restart', services],
+      [
+        'Afterwards',
+        extra.markBad
+          ? `${t?.leaves ?? p.installedVersion ?? 'the release left'} is marked bad and will not be offered again`
+          : `${t?.leaves ?? p.installedVersion ?? 'the release left'} is not marked bad: a later check may offer it again`,
+      ],
+    ];
+    return { title: `${label}?`, items, confirm: label };
+  }
+  const offer = p.offer;
+  const version = offer?.version ?? p.offeredVersion ?? '?';
+  const when = type === 'SCHEDULE_3AM' ? 'at 3 AM' : type === 'CONFIRM' ? 'now, as confirmed' : 'now';
+  /** @type {Array<[string, string]>} */
+  const items = [
+    ['Install', `${p.product} ${version} ${when} (installed: ${p.installedVersion ?? 'none'})`],
+    ['Backup first', def ? (def.backup.enabled ? `yes, of ${p.installedVersion ?? 'the current install'} (the last ${def.backup.keep} kept)` : 'no (backups are disabled for this product)') : 'unknown'],
+    ['Download', offer?.package ? `${formatBytes(offer.package.length)} (${offer.package.name.split('/').pop()})` : 'unknown'],
+    ['Services that stop and restart', services],
+    ['Probation', probation],
+  ];
+  if (offer?.minFreeBytes) items.push(['Free disk needed', formatBytes(offer.minFreeBytes)]);
+  items.push(['If it fails', 'otad rolls back to the installed version by itself']);
+  return { title: `${label}: ${p.product} ${version}?`, items, confirm: label };
+}
+
+/**
+ * The product type and, in a tooltip (on hover and on keyboard focus), the product's definition.
+ * @param {any} def a ProductDefinition (GET /api/v1/products)
+ */
+export function renderTypeIndicator(def) {
+  const id = `product-${def.product}-definition`;
+  const list = (/** @type {string[]} */ xs, none) => (xs.length ? xs.join(', ') : none);
+  return h(
+    'span',
+    { class: 'type-wrap' },
+    h('span', { class: 'type-indicator', tabindex: '0', 'aria-describedby': id, 'data-type': def.type ?? '' }, def.type ? `Type: ${def.type}` : 'Type: not set'),
+    h(
+      'span',
+      { role: 'tooltip', id, class: 'tooltip' },
+      h('strong', null, `${def.product}${def.type ? ` (${def.type})` : ''}`),
+      h(
+        'dl',
+        null,
+        ...[
+          ['Install path', def.installPath],
+          ['Services', list(def.services, 'none')],
+          ['Health checks', list(def.healthChecks.map((c) => `${c.kind}: ${c.target}`), 'none besides the version check')],
+          ['Preserved paths', list(def.preservedPaths, 'none')],
+          ['Channel', def.channel],
+        ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+      ),
+    ),
+  );
+}
+
+/**
+ * The product's update server as otad sees it: reachability and latency of otad's own probe,
+ * the trusted metadata's expiry, the last successful check.
+ * @param {any} r a RepositoryStatus (GET /api/v1/repositories)
+ */
+export function renderServerStatus(r) {
+  const reach =
+    r.reachable === null
+      ? ['unknown', 'not probed (no location configured)']
+      : r.reachable
+        ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
+        : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+  const expiresIn = r.metadataExpiresAt ? r.metadataExpiresAt - Date.now() : null;
+  return h(
+    'div',
+    { class: 'server', 'data-reachable': reach[0] },
+    h('h3', null, 'Update server'),
+    h(
+      'dl',
+      { class: 'facts' },
+      ...[
+        ['Repository', `${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
+        ['Channel', r.channel],
+        ['Connection', h('span', { class: 'reach', 'data-reachable': reach[0] }, reach[1])],
+        ['Probed', r.probedAt ? `${formatTime(r.probedAt)} by otad` : '—'],
+        ['Metadata expires', r.metadataExpiresAt ? `${formatTime(r.metadataExpiresAt)}${expiresIn !== null && expiresIn < 0 ? ' (expired)' : ''}` : 'no trusted metadata yet'],
+        ['Last successful check', formatTime(r.lastSuccessfulCheckAt)],
+      ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+    ),
+  );
 }
