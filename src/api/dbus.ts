@@ -1,6 +1,8 @@
 /**
  * The D-Bus service (dbus-next, members declared with Interface.configureMembers, no decorators):
- * name from configuration (io.otad.Daemon1), object /io/otad/Daemon1, interface io.otad.Daemon1.
+ * name from configuration (io.otad.Daemon1). API v2 (io.otad.Manager1 on /io/otad/Daemon1 and
+ * io.otad.Product1 per product, dbus-v2.ts) is the interface to build on; this file also keeps the
+ * v1 interface io.otad.Daemon1 on /io/otad/Daemon1 for one more release (deprecated).
  * Methods dispatch through the same Edge as REST (validation, rate limit, audit); an empty
  * product means "the only product". Refusals are D-Bus errors named io.otad.Daemon1.Error.<CODE>;
  * an unexpected failure is io.otad.Daemon1.Error.INTERNAL with a generic message (never a stack).
@@ -12,6 +14,8 @@ import type { Logger } from '../core/logger.js';
 import type { DaemonControl } from '../daemon/control.js';
 import type { Edge } from './edge.js';
 import { toApiError } from './http-errors.js';
+import { exportV2, type V2Service } from './dbus-v2.js';
+import { OTAD_VERSION } from '../core/version.js';
 
 export const DBUS_OBJECT_PATH = '/io/otad/Daemon1';
 export const DBUS_INTERFACE = 'io.otad.Daemon1';
@@ -173,6 +177,7 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
     clearTimeout(timer);
   }
   bus.export(DBUS_OBJECT_PATH, iface);
+  const v2: V2Service = exportV2({ bus, control, edge, logger, version: OTAD_VERSION });
 
   const emit = (fn: () => void) => {
     try {
@@ -192,6 +197,7 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
   return {
     async close() {
       for (const off of offs) off();
+      v2.close();
       try {
         bus.unexport(DBUS_OBJECT_PATH, iface);
         await bus.releaseName(deps.name);
