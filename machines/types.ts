@@ -202,8 +202,9 @@ export interface StepBase {
 export type CheckInput = StepBase & { installedVersion: string | null };
 export type CheckOutput = { available: false; installedVersion: string | null } | { available: true; installedVersion: string | null; offer: Offer };
 
-export type PreCheckInput = StepBase & { offer: Offer; attempt: number };
-export type PreCheckOutput = { ok: true } | { ok: false; reasons: PreCheckReason[] };
+export type PreCheckInput = StepBase & { offer: Offer; attempt: number; installedVersion?: string | null };
+/** `retryAfterMs`: when the answer came with its own retry time (the fleet server's), the next pre-check waits that long instead of the configured interval. */
+export type PreCheckOutput = { ok: true } | { ok: false; reasons: PreCheckReason[]; retryAfterMs?: number };
 
 export type BackupInput = StepBase & { offer: Offer; installedVersion: string | null };
 export interface BackupOutput {

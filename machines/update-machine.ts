@@ -423,6 +423,7 @@ export const updateMachine = setup({
           runId: context.runId as string,
           offer: offerOf(context),
           attempt: context.preCheckAttempts + 1,
+          installedVersion: context.installedVersion,
         }),
         onDone: [
           {
@@ -440,10 +441,11 @@ export const updateMachine = setup({
             actions: assign(({ context, event }) => {
               const done = (event as DoneEvent<PreCheckOutput>).output;
               const reasons = done.result.ok ? [] : done.result.reasons;
+              const retryMs = done.result.ok ? undefined : done.result.retryAfterMs;
               return {
                 preCheckAttempts: context.preCheckAttempts + 1,
                 preCheckReasons: reasons,
-                preCheckRetryAt: done.at + context.policy.preCheckRetryMs,
+                preCheckRetryAt: done.at + (retryMs ?? context.policy.preCheckRetryMs),
               };
             }),
           },

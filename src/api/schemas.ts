@@ -149,6 +149,16 @@ export const statusSchema = z
     products: z.array(productStatusSchema),
     inhibits: z.array(heldInhibitSchema),
     network: z.record(z.string(), z.unknown()).nullable(),
+    deviceKey: z
+      .object({
+        publicKey: z.string().describe('base64 of the 32 raw ed25519 public key bytes, as the fleet server records it'),
+        fingerprint: z.string().describe('first 16 hex digits of the SHA-256 of the raw key, what the fleet page shows'),
+      })
+      .nullable()
+      .describe('the device key this robot signs fleet requests with; null when otad runs without one'),
+    fleetHalts: z
+      .array(z.object({ product: z.string(), version: z.string(), state: z.string(), reason: z.string(), learnedAt: ms }))
+      .describe('rollouts the fleet server reported halted or paused: no install of that version starts until a later answer lifts it'),
   })
   .register(apiSchemas, { id: 'Status' });
 

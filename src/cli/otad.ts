@@ -10,10 +10,9 @@
  * use), 1 for anything else. The unit lists 78 in RestartPreventExitStatus=: restarting cannot fix
  * a broken file, so it fails visibly in `systemctl status` instead of looping every RestartSec.
  */
-import { Command } from 'commander';
 import { isOtaError } from '../core/errors.js';
 import { startOtad } from '../daemon/main.js';
-import { OTAD_VERSION } from '../core/version.js';
+import { otadProgram } from './otad-program.js';
 import { formatReport, preflight } from '../daemon/preflight.js';
 import { defaultStepProvider } from '../steps/provider.js';
 import { defaultInterfaces } from '../api/interfaces.js';
@@ -21,14 +20,7 @@ import { defaultInterfaces } from '../api/interfaces.js';
 /** sysexits.h EX_CONFIG; deploy/systemd/otad.service keeps it in RestartPreventExitStatus=. */
 export const EXIT_CONFIG = 78;
 
-const program = new Command()
-  .name('otad')
-  .description('Over-the-air update daemon for Ubuntu robots')
-  .version(OTAD_VERSION)
-  .option('-c, --config <file>', 'configuration file (default: $OTA_CONFIG or /etc/ota/config.yaml)')
-  .option('--check-config', 'check the configuration and this host (paths, trusted root, tokens, port, services); list every problem and exit')
-  .option('--print', 'with --check-config: print the resolved configuration as JSON')
-  .parse();
+const program = otadProgram().parse();
 
 const opts = program.opts<{ config?: string; checkConfig?: boolean; print?: boolean }>();
 

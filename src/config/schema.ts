@@ -134,6 +134,49 @@ export const productSchema = z.strictObject({
   precheck: precheckSchema.prefault({}),
 });
 
+export const fleetSchema = z
+  .strictObject({
+    /** Report each product's version and state to server.url's /api/v1/checkin, signed with the device key. */
+    checkins: z.boolean().default(true),
+    /** Check in this often besides after start and after every run (the server's halts arrive in the answers); 10 % jitter. */
+    checkinInterval: duration('1h'),
+    /** Labels the server groups robots by (a site for its disruption budget). */
+    // The fleet server's rules for tags (src/server/checkin-body.ts), so a configured tag is never refused there.
+    tags: z
+      .record(z.string().regex(/^[a-z][a-z0-9_.-]{0,31}$/, 'expected a tag name of 1-32 characters of [a-z0-9_.-], starting with a letter'), z.string().max(128))
+      .refine((t) => Object.keys(t).length <= 32, 'at most 32 tags')
+      .default({}),
+    lease: z
+      .strictObject({
+        /** Ask the fleet server for an update lease before each install's backup. */
+        enabled: z.boolean().default(false),
+        ttl: duration('10m'),
+        /** Default: a third of ttl. */
+        renewEvery: z.union([z.number().int().nonnegative(), z.string()]).optional(),
+        unreachable: z.enum(['wait', 'proceed']).default('wait'),
+      })
+      .prefault({})
+      .transform((l, ctx) => {
+        let renewEvery = Math.floor(l.ttl / 3);
+        if (l.renewEvery !== undefined) {
+          try {
+            renewEvery = parseDuration(l.renewEvery);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message, input: l.renewEvery, path: ['renewEvery'] });
+            return z.NEVER;
+          }
+        }
+        if (l.ttl < 1000) ctx.addIssue({ code: 'custom', message: 'fleet.lease.ttl must be at least 1s', input: l.ttl, path: ['ttl'] });
+        if (renewEvery <= 0 || renewEvery >= l.ttl) {
+          ctx.addIssue({ code: 'custom', message: 'fleet.lease.renewEvery must be more than 0 and less than fleet.lease.ttl', input: l.renewEvery, path: ['renewEvery'] });
+        }
+        return { ...l, renewEvery };
+      }),
+  })
+  .superRefine((f, ctx) => {
+    if (f.checkinInterval < 1000) ctx.addIssue({ code: 'custom', message: 'fleet.checkinInterval must be at least 1s', input: f.checkinInterval, path: ['checkinInterval'] });
+  });
+
 const endpoint = z.strictObject({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
 
 export const configSchema = z.strictObject({
@@ -159,7 +202,7 @@ export const configSchema = z.strictObject({
       downloadDeadline: duration('2h'),
       minThroughputBps: z.number().int().nonnegative().default(1024),
       retries: z.number().int().min(0).default(5),
-      /** Report each product's version and state to the server after start and after every run. */
+      /** Older name of fleet.checkins: false here also turns check-ins off. */
       checkIn: z.boolean().default(true),
     })
     .prefault({}),
@@ -230,6 +273,8 @@ export const configSchema = z.strictObject({
       auditMaxAge: duration('365d'),
     })
     .prefault({}),
+  /** The fleet server (docs/fleet-protocol.md): signed check-ins, halts, and the update lease. */
+  fleet: fleetSchema.prefault({}),
   /** Defaults copied into every product that does not set its own. */
   schedule: scheduleSchema.prefault({}),
   decision: decisionSchema.prefault({}),
@@ -239,4 +284,5 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type ProductConfig = z.output<typeof productSchema>;
+export type FleetConfig = z.output<typeof fleetSchema>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;

@@ -161,16 +161,13 @@ export function createLogging(opts: LoggingOptions): Logging {
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all(
-        [main, auditLogger].map(
-          (lg) =>
-            new Promise<void>((resolve) => {
-              lg.on('finish', () => resolve());
-              lg.end();
-              setTimeout(resolve, 500).unref();
-            }),
-        ),
-      );
+      // The logger's own 'finish' comes before its file transports have written their last
+      // lines; a process that exits right after close() (exit 78 on a bad configuration) would lose
+      // the line that says why. So wait for every transport too, with a bound for a stuck disk.
+      const finished = (emitter: { once(event: 'finish', fn: () => void): unknown }) => new Promise<void>((resolve) => emitter.once('finish', resolve));
+      const all = [main, auditLogger].flatMap((lg) => [finished(lg), ...lg.transports.map((t) => finished(t))]);
+      for (const lg of [main, auditLogger]) lg.end();
+      await Promise.race([Promise.all(all), new Promise<void>((resolve) => setTimeout(resolve, 5000).unref())]);
     },
   };
 }

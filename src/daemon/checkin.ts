@@ -1,19 +1,39 @@
 /**
- * Fleet check-ins: after otad starts and whenever a run ends, each product reports its device id,
- * installed version, state and last outcome to the update server (POST /api/v1/checkin), which
- * keeps the fleet view. Best effort: a server that does not answer (or a static host that has no
- * such endpoint) costs one debug line, never a failed run.
+ * Fleet check-ins: after otad starts, whenever a run ends and every fleet.checkinInterval (with
+ * jitter, so a fleet started together does not check in together), each product reports its
+ * device id, installed version, state, last outcome, run and target to the fleet server
+ * (POST /api/v1/checkin, signed with the device key; docs/fleet-protocol.md). The answer carries
+ * the rollouts that are halted or paused: they go to the halt memory the pre-check consults.
+ *
+ * Best effort: a server that does not answer (or a static host without the endpoint) costs one
+ * debug line, never a failed run. What the operator must act on is said once, not every interval:
+ * the device waiting for acceptance (with its fingerprint), or the server refusing its signature.
  */
+import type { Config } from '../config/load.js';
 import type { Logger } from '../core/logger.js';
-import type { DaemonControl } from './control.js';
+import { errorCode, errorMessage } from '../fleet/fleet-http.js';
+import type { DeviceFleet } from '../fleet/device-fleet.js';
+import type { DaemonControl, ProductStatus } from './control.js';
+
+/** What has been said already: kept across reporters (a reload makes a new one). */
+export interface CheckinMemory {
+  pendingLogged: boolean;
+  /** The refusal last warned about, and when: the same refusal is warned about again only after refusalWarnEveryMs. */
+  refusal: { status: number; code: string | null; at: number } | null;
+}
+
+export const newCheckinMemory = (): CheckinMemory => ({ pendingLogged: false, refusal: null });
 
 export interface CheckinOptions {
   control: DaemonControl;
-  /** The update server's base URL (config.server.url). */
-  serverUrl: string;
+  fleet: DeviceFleet;
+  config: Config;
   logger: Logger;
-  timeoutMs?: number;
-  fetch?: typeof fetch;
+  memory: CheckinMemory;
+  now: () => number;
+  /** Random in [0, 1) for the interval's jitter (tests pass a fixed one). */
+  random?: () => number;
+  refusalWarnEveryMs?: number;
 }
 
 export interface CheckinReporter {
@@ -22,18 +42,33 @@ export interface CheckinReporter {
   stop(): void;
 }
 
+/**
+ * The version the current run aims at or, once an update run has ended, the version it aimed at:
+ * otad drops the offer when it rolls back, and the fleet server needs the version to count the
+ * outcome against that release's rollout.
+ */
+export function targetOf(control: Pick<DaemonControl, 'history'>, p: ProductStatus): string | null {
+  if (p.offeredVersion !== null) return p.offeredVersion;
+  if (p.runId === null || p.lastOutcome === null || p.runKind !== 'update') return null;
+  return control.history({ product: p.product, runId: p.runId, limit: 1 })[0]?.toVersion ?? null;
+}
+
+/** The next periodic check-in: the interval, give or take 10 %. */
+export function nextCheckinDelay(intervalMs: number, random: number): number {
+  return Math.round(intervalMs * (0.9 + 0.2 * random));
+}
+
 export function startCheckins(opts: CheckinOptions): CheckinReporter {
-  const doFetch = opts.fetch ?? fetch;
   const log = opts.logger.child({ component: 'checkin' });
-  let url: string | null;
-  try {
-    url = /^https?:/.test(opts.serverUrl) ? new URL('api/v1/checkin', opts.serverUrl.endsWith('/') ? opts.serverUrl : `${opts.serverUrl}/`).toString() : null;
-  } catch {
-    url = null;
-  }
+  const http = opts.fleet.http(opts.config);
+  const memory = opts.memory;
+  const warnEvery = opts.refusalWarnEveryMs ?? 3_600_000;
+  const random = opts.random ?? Math.random;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
 
   async function report(product: string): Promise<void> {
-    if (!url) return;
+    if (!http.configured || stopped) return;
     const status = opts.control.status();
     const p = status.products.find((x) => x.product === product);
     if (!p) return;
@@ -44,29 +79,74 @@ export function startCheckins(opts: CheckinOptions): CheckinReporter {
       state: p.state,
       lastOutcome: p.lastOutcome,
       error: p.error ? `${p.error.code}: ${p.error.message}`.slice(0, 512) : null,
+      runId: p.runId,
+      targetVersion: targetOf(opts.control, p),
+      tags: opts.config.fleet.tags,
     };
-    try {
-      const res = await doFetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
-      });
-      await res.body?.cancel();
-      if (!res.ok) log.debug('check-in not accepted', { product, status: res.status });
-    } catch (error) {
-      log.debug('check-in failed', { product, error: (error as Error).message });
+    const answer = await http.request('POST', '/api/v1/checkin', body);
+    if (stopped) return;
+    if (!answer.reached) {
+      log.debug('check-in failed', { product, error: answer.error });
+      return;
     }
+    const { status: code, body: reply } = answer;
+    if (code === 200) {
+      if (memory.pendingLogged || memory.refusal) log.info('the fleet server accepts this device', { product, fingerprint: opts.fleet.fingerprint });
+      memory.pendingLogged = false;
+      memory.refusal = null;
+      opts.fleet.halts.replaceAll(reply?.rollouts, opts.now());
+      return;
+    }
+    if (code === 202) {
+      if (!memory.pendingLogged) {
+        log.info(`device is pending acceptance on the fleet server; fingerprint ${opts.fleet.fingerprint}`, { deviceId: status.deviceId, fingerprint: opts.fleet.fingerprint, publicKey: opts.fleet.key.publicKey });
+        memory.pendingLogged = true;
+      }
+      return;
+    }
+    if (code === 401 || code === 403) {
+      const errCode = errorCode(reply);
+      const now = opts.now();
+      const same = memory.refusal !== null && memory.refusal.status === code && memory.refusal.code === errCode;
+      if (!same || now - (memory.refusal?.at ?? 0) >= warnEvery) {
+        log.warn(`the fleet server refused the check-in (HTTP ${code}${errCode ? ` ${errCode}` : ''})${errorMessage(reply) ? `: ${errorMessage(reply)}` : ''}`, {
+          product,
+          status: code,
+          code: errCode,
+          fingerprint: opts.fleet.fingerprint,
+        });
+        memory.refusal = { status: code, code: errCode, at: now };
+      } else {
+        log.debug('check-in refused again', { product, status: code, code: errCode });
+      }
+      return;
+    }
+    log.debug('check-in not accepted', { product, status: code });
   }
+
+  const reportAll = async (): Promise<void> => {
+    await Promise.all(opts.control.status().products.map((p) => report(p.product)));
+  };
+
+  const schedule = (): void => {
+    if (stopped || !http.configured) return;
+    timer = setTimeout(() => {
+      void reportAll().finally(schedule);
+    }, nextCheckinDelay(opts.config.fleet.checkinInterval, random()));
+    timer.unref();
+  };
 
   const unsubscribe = opts.control.bus.subscribe('notification', (n) => {
     if (n.kind === 'run-ended') void report(n.product);
   });
+  schedule();
 
   return {
-    async reportAll() {
-      await Promise.all(opts.control.status().products.map((p) => report(p.product)));
+    reportAll,
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      unsubscribe();
     },
-    stop: unsubscribe,
   };
 }

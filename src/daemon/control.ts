@@ -103,6 +103,10 @@ export interface DaemonStatus {
   /** Leases (REST, otactl) and file-descriptor inhibitors (D-Bus Inhibit), oldest first. */
   inhibits: HeldInhibit[];
   network: Record<string, unknown> | null;
+  /** The device key the fleet server knows this robot by (null: otad runs without one). */
+  deviceKey: { publicKey: string; fingerprint: string } | null;
+  /** Rollout halts the fleet server announced, honoured before any install of that version. */
+  fleetHalts: Array<{ product: string; version: string; state: string; reason: string; learnedAt: number }>;
 }
 
 export interface DispatchRequest {

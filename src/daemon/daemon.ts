@@ -19,6 +19,8 @@ import { planReload } from '../config/reload.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { PageQuery } from '../store/store.js';
 import { Store } from '../store/store.js';
+import type { DeviceFleet } from '../fleet/device-fleet.js';
+import { createFleetGate, withFleetGate } from '../fleet/fleet-gate.js';
 import { detectProduct } from '../products/registry.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
@@ -58,6 +60,8 @@ export interface DaemonOptions {
   maxSleepMs?: number;
   /** Timers of the scheduler of daily checks (tests pass ManualTimers). */
   schedulerTimers?: TimerPort;
+  /** The robot's side of the fleet server, made once the store is open (halts are kept in it). */
+  fleet?: (store: Store) => DeviceFleet;
 }
 
 export function policyFor(p: ProductConfig): MachinePolicy {
@@ -100,6 +104,14 @@ export class Daemon implements DaemonControl {
       onDue: (now) => this.onDeadlines(now),
     });
     this.store = Store.open(opts.config.paths.database);
+    this.fleet = opts.fleet ? opts.fleet(this.store) : null;
+    if (this.fleet) {
+      const fleet = this.fleet;
+      // Every run end (committed, rolled back, failed, cancelled) returns the lease its pre-check took.
+      this.bus.subscribe('notification', (n) => {
+        if (n.kind === 'run-ended') void fleet.leases.release(n.product);
+      });
+    }
     this.scheduler = new Scheduler({
       clock: opts.clock,
       timers: opts.schedulerTimers ?? systemTimers,
@@ -124,6 +136,8 @@ export class Daemon implements DaemonControl {
   }
 
   private readonly repositoryMonitor: ReturnType<typeof createRepositoryMonitor>;
+  /** Null when otad runs without a device key (embedded test daemons). */
+  readonly fleet: DeviceFleet | null;
 
   productDefinitions(): ProductDefinition[] {
     return this.config.products.map((p) => productDefinition(p, this.config));
@@ -231,7 +245,20 @@ export class Daemon implements DaemonControl {
       },
       inhibits: () => this.heldInhibits(),
     };
-    return this.slot.guard(product.name, this.opts.stepProvider.steps(stepCtx));
+    const steps = this.opts.stepProvider.steps(stepCtx);
+    // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
+    const fleet = this.fleet;
+    if (!fleet) return this.slot.guard(product.name, steps);
+    const guarded = this.slot.guard(product.name, { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(fleet, config, stepCtx.logger)) });
+    return {
+      ...guarded,
+      // A lease granted to a pre-check that still did not pass (another product took the slot meanwhile) goes back at once.
+      preCheck: async (input, signal) => {
+        const result = await guarded.preCheck(input, signal);
+        if (!result.ok) await fleet.leases.release(product.name);
+        return result;
+      },
+    };
   }
 
   private currentSteps(product: string): Steps {
@@ -389,6 +416,8 @@ export class Daemon implements DaemonControl {
       products: [...this.runners.values()].map((r) => this.productStatus(r, now)),
       inhibits: this.heldInhibits(now),
       network: (this.opts.stepProvider.network?.() as Record<string, unknown> | null | undefined) ?? this.storedNetwork(),
+      deviceKey: this.fleet ? { publicKey: this.fleet.key.publicKey, fingerprint: this.fleet.fingerprint } : null,
+      fleetHalts: this.fleet ? this.fleet.halts.all() : [],
     };
   }
 
@@ -691,6 +720,8 @@ export class Daemon implements DaemonControl {
     this.closed = true;
     this.scheduler.stop();
     this.deadlines.stop();
+    // A lease held by a run in flight stays on the server until its TTL: the run resumes after the restart.
+    this.fleet?.stop();
     for (const r of this.runners.values()) r.stop();
     try {
       this.store.setValue('cleanShutdown', '1');

@@ -17,7 +17,9 @@ import { readGoldenRoot } from '../trust/trusted-root.js';
 import { Daemon, type ReloadReport } from './daemon.js';
 import type { StepProvider } from './step-provider.js';
 import { acquireInstanceLock, type InstanceLock } from './instance-lock.js';
-import { startCheckins, type CheckinReporter } from './checkin.js';
+import { newCheckinMemory, startCheckins, type CheckinReporter } from './checkin.js';
+import { keyFingerprint, loadOrCreateDeviceKey } from '../fleet/signing.js';
+import { createDeviceFleet } from '../fleet/device-fleet.js';
 import { createSdNotifier, formatProductStatus, type SdNotifier } from './sd-notify.js';
 import { startProcessUnits } from './process-units-at-start.js';
 
@@ -45,6 +47,8 @@ export interface RunningOtad {
   config: Config;
   logging: Logging;
   reload(): ({ ok: true } & ReloadReport) | { ok: false; error: string };
+  /** Check in every product now (nothing when check-ins are off). */
+  checkIn(): Promise<void>;
   shutdown(reason: string): Promise<void>;
 }
 
@@ -62,8 +66,11 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
   let daemon: Daemon | null = null;
   let interfaces: Interface[] = [];
   let checkins: CheckinReporter | null = null;
+  const checkinMemory = newCheckinMemory();
   const startCheckinsFor = (d: Daemon, c: Config): CheckinReporter | null =>
-    c.server.checkIn && opts.stepProvider.real ? startCheckins({ control: d, serverUrl: c.server.url, logger: log }) : null;
+    c.fleet.checkins && c.server.checkIn && opts.stepProvider.real && d.fleet
+      ? startCheckins({ control: d, fleet: d.fleet, config: c, logger: log, memory: checkinMemory, now: () => clock.now() })
+      : null;
   try {
     // The state folder holds the database, the device id and trusted metadata; the cache the
     // downloads and release cache; the backups preserved configuration: otad's alone (0700).
@@ -74,16 +81,41 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     lock = acquireInstanceLock(config.paths.lockFile);
     const identity = await loadDeviceIdentity(join(config.paths.stateDir, 'device-id'), opts.deviceIdSources ?? systemDeviceIdSources());
     const uncleanStart = readUncleanStart(config.paths.database);
-    daemon = new Daemon({ config, logging, clock, deviceId: identity.deviceId, stepProvider: opts.stepProvider, uncleanStart });
+    const keyFile = join(config.paths.stateDir, 'device-key.pem');
+    // Without its key otad still starts (it must be able to finish or roll back a run); it then
+    // neither checks in nor takes leases, and says why.
+    let keyError: unknown = null;
+    const deviceKey = await loadOrCreateDeviceKey(keyFile).catch((error: unknown) => {
+      keyError = error;
+      return null;
+    });
+    const fingerprint = deviceKey ? keyFingerprint(deviceKey.publicKey) : null;
+    daemon = new Daemon({
+      config,
+      logging,
+      clock,
+      deviceId: identity.deviceId,
+      stepProvider: opts.stepProvider,
+      uncleanStart,
+      ...(deviceKey && fingerprint
+        ? { fleet: (store: Store) => createDeviceFleet({ deviceId: identity.deviceId, key: deviceKey, fingerprint, store, logger: log, now: () => clock.now() }) }
+        : {}),
+    });
     log.info('otad starting', {
       pid: process.pid,
       config: config.source ?? '(defaults)',
       environment: config.environment,
       deviceId: identity.deviceId,
       deviceIdSource: identity.source,
+      deviceKey: fingerprint,
       products: config.products.map((p) => p.name),
       uncleanStart,
     });
+    // Said after "otad starting", so every start's log begins with that line.
+    if (keyError !== null) {
+      log.error('the device key cannot be used: no check-ins and no update leases until it is fixed (move the file away to make a new one)', { file: keyFile, error: toErrorData(keyError) });
+    }
+    if (deviceKey?.created) log.info(`made a new device key, fingerprint ${fingerprint}`, { fingerprint, publicKey: deviceKey.publicKey, file: keyFile });
     // Before any lifecycle is restored, so no step stops or starts a unit at the same time.
     const store = daemon.store;
     await startProcessUnits({
@@ -144,8 +176,8 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
         logging.audit.audit({ kind: 'config-reload', message: 'configuration reload refused', details: { error: message } });
         return { ok: false, error: message };
       }
-      // Check-ins follow the server: they go where the next run's requests go.
-      if (report.applied.some((k) => k.startsWith('server.') || k === 'environment' || k.startsWith('environments.'))) {
+      // Check-ins follow the server and the fleet section: they go where the next run's requests go.
+      if (report.applied.some((k) => k.startsWith('server.') || k.startsWith('fleet.') || k === 'environment' || k.startsWith('environments.'))) {
         checkins?.stop();
         checkins = startCheckinsFor(d, d.currentConfig);
       }
@@ -153,6 +185,7 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       logging.audit.audit({ kind: 'config-reload', message: 'configuration reloaded', details: { ...report } });
       return { ok: true, ...report };
     },
+    checkIn: () => checkins?.reportAll() ?? Promise.resolve(),
     shutdown(reason: string) {
       if (stopping) return stopping;
       stopping = (async () => {

@@ -128,3 +128,6 @@ program
 export async function run(): Promise<void> {
   await program.parseAsync();
 }
+
+/** The command tree itself, read by the bash completion generator (../completion.ts). */
+export { program as otactlProgram };

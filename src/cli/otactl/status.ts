@@ -24,6 +24,8 @@ export function productLine(p: ProductSummary): string {
 
 function printStatus(s: DaemonStatus): void {
   out(`device ${s.deviceId}  otad ${s.otadVersion}  environment ${s.environment}${s.simulation ? '  SIMULATION' : ''}${s.stepsConfigured ? '' : '  (no update steps configured)'}`);
+  if (s.deviceKey) out(`device key ${s.deviceKey.fingerprint}  public key ${s.deviceKey.publicKey}`);
+  for (const h of s.fleetHalts ?? []) out(`fleet: rollout of ${h.product} ${h.version} is ${h.state}${h.reason ? `: ${h.reason}` : ''}`);
   for (const p of s.products) {
     out(productLine(p));
     if (p.releaseNotes) out(`  notes: ${p.releaseNotes.split('\n')[0]}`);

@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
@@ -10,19 +8,7 @@ import { createTufRepository } from '../../../src/trust/tuf-repository.js';
 import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
 import { makeTempDir, sha256 } from '../../support/tuf-repo.js';
 import { HOSTILE_CASES, writeTarGz } from '../../support/tar-fixtures.js';
-
-const run = promisify(execFile);
-const CLI = path.resolve('src/cli/ota-repo.ts');
-
-async function otaRepo(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run('npx', ['tsx', CLI, ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
+import { otaRepo } from '../../support/fleet-e2e.js';
 
 describe('ota-repo CLI (spawned)', () => {
   let dir: string | undefined;

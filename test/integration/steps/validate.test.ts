@@ -23,6 +23,15 @@ async function applyRelease(version: string, options: ReleaseOptions = {}) {
   return createApply(world.ports())({ product: 'robot-ai', runId: 'r1', offer: offer(version), staged, installedVersion: '1.0.0' }, signal);
 }
 
+async function waitForHealth(url: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const ok = await fetch(url).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} never answered`);
+}
+
 async function validateError(promise: Promise<unknown>): Promise<OtaError> {
   const error = await promise.then(
     () => null,
@@ -92,6 +101,9 @@ describe('validate', () => {
 
   it('reports each probation round as progress: round n of about m, which checks passed, the window elapsed', async () => {
     const out = await applyRelease('2.0.0');
+    // This test is about the progress messages, not about a slow start: with rounds 50 ms apart, a
+    // service that takes longer than that to listen on a loaded machine would fail the probation.
+    await waitForHealth(`http://127.0.0.1:${world.port}/health`);
     const product = { ...world.product, probation: { window: 100, interval: 50, failureThreshold: 3 } };
     const messages: Array<Record<string, any>> = [];
     await createValidate(world.ports({ product }), { progress: (m) => messages.push(m) })({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied: out }, signal);

@@ -11,6 +11,19 @@ const base = {
 } as const;
 
 describe('the reload plan', () => {
+  it('applies the fleet section: check-ins restart with it and the next run\'s pre-check reads the lease settings', () => {
+    const running = buildConfig(base);
+    const next = buildConfig({ ...base, fleet: { checkinInterval: '5m', tags: { site: 'dock-2' }, lease: { enabled: true, ttl: '3m', unreachable: 'proceed' } } });
+    const plan = planReload(running, next);
+    expect(plan.changed).toEqual(['fleet.checkinInterval', 'fleet.lease.enabled', 'fleet.lease.renewEvery', 'fleet.lease.ttl', 'fleet.lease.unreachable', 'fleet.tags.site']);
+    expect(plan.needsRestart).toEqual([]);
+    expect(plan.effective.fleet.lease).toEqual({ enabled: true, ttl: 180_000, renewEvery: 60_000, unreachable: 'proceed' });
+  });
+
+  it('refuses a lease renewal period that is not shorter than its ttl', () => {
+    expect(() => buildConfig({ ...base, fleet: { lease: { ttl: '1m', renewEvery: '1m' } } })).toThrow(/renewEvery/);
+  });
+
   it('applies server, product and logging-level changes and lists each of them once', () => {
     const running = buildConfig(base);
     const next = buildConfig({
