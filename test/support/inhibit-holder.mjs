@@ -3,7 +3,12 @@
 // prints "held <fd>" once otad answered; on the line "drop" (stdin) it closes the fd and prints
 // "dropped"; it stays alive until killed or until stdin ends.
 import { closeSync } from 'node:fs';
-import dbus from 'dbus-next';
+import util from 'node:util';
+
+// dbus-next passes fds through usocket 0.3.0, which calls util.isError (removed in Node 23): an app
+// on Node 24 gives it back first, as otad does (docs/dbus.md).
+if (typeof util.isError !== 'function') util.isError = (value) => value instanceof Error;
+const { default: dbus } = await import('dbus-next');
 
 const [address, who, why] = process.argv.slice(2);
 const bus = dbus.sessionBus({ busAddress: address, negotiateUnixFd: true });
