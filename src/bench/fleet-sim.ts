@@ -56,22 +56,24 @@ export interface SimOptions {
   json: boolean;
 }
 
+interface ClientCounts {
+  /** Warnings and errors of the client code, other than the fleet gate's. */
+  warn: number;
+  lastWarn: string | null;
+  /** The fleet gate's warnings: an install it held back (a halt, a wait, a refused lease). */
+  gate: number;
+}
+
 /** A logger that keeps nothing but counts what would have been a warning or an error. */
-function countingLogger(counts: { warn: number; error: number; lastWarn: string | null }): Logger {
-  const l: Logger = {
-    debug: () => {},
-    info: () => {},
-    warn: (m) => {
+function countingLogger(counts: ClientCounts, component: unknown = null): Logger {
+  const bad = (m: string) => {
+    if (component === 'fleet-gate') counts.gate++;
+    else {
       counts.warn++;
       counts.lastWarn = m;
-    },
-    error: (m) => {
-      counts.error++;
-      counts.lastWarn = m;
-    },
-    child: () => l,
+    }
   };
-  return l;
+  return { debug: () => {}, info: () => {}, warn: bad, error: bad, child: (f) => countingLogger(counts, f.component ?? component) };
 }
 
 interface Robot {
@@ -118,6 +120,7 @@ interface Figures {
   databaseRows: { devices: number; checkins: number };
   databaseVersion: string;
   clientWarnings: number;
+  gateWarnings: number;
   lastClientWarning: string | null;
   serverErrors: number;
   loadBefore: number[];
@@ -138,6 +141,9 @@ interface HaltFigures {
   startsOutsideFirstBatch: number;
   leaseRobots: number;
   refusals: Record<string, number>;
+  /** The check-ins of this phase. */
+  sent: number;
+  accepted: number;
 }
 
 function quantile(sorted: Float64Array, q: number): number {
@@ -244,7 +250,7 @@ function makeIdentities(n: number): { identities: Identity[]; preauthorize: stri
   return { identities, preauthorize: `${identities.map((d) => `${d.deviceId} ${d.key.publicKey}`).join('\n')}\n` };
 }
 
-function makeRobots(identities: Identity[], urls: string[], agents: Agent[], opts: SimOptions, counts: { warn: number; error: number; lastWarn: string | null }): Robot[] {
+function makeRobots(identities: Identity[], urls: string[], agents: Agent[], opts: SimOptions, counts: ClientCounts): Robot[] {
   const logger = countingLogger(counts);
   // Half the robots take update leases, half learn halts from check-ins only.
   const configs: Config[] = urls.flatMap((url) => [false, true].map((enabled) => buildConfig({ server: { url }, fleet: { lease: { enabled, ttl: '10m', unreachable: 'wait' } } })));
@@ -447,6 +453,8 @@ async function haltScenario(robots: Robot[], opts: SimOptions, url: string, toke
     startsOutsideFirstBatch: started.filter((r) => !r.inFirstBatch).length,
     leaseRobots: robots.filter((r) => r.usesLease).length,
     refusals,
+    sent: load.sent,
+    accepted: load.accepted,
   };
 }
 
@@ -462,7 +470,7 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
     writeFileSync(path.join(dir, 'token'), token, { mode: 0o600 });
     const database = db === 'sqlite' ? path.join(dir, 'fleet.db') : await (opts.pgUrl ? freshDatabaseAt(opts.pgUrl) : (cluster as PostgresCluster).freshDatabase());
     const serverCount = db === 'sqlite' ? 1 : opts.servers;
-    const counts = { warn: 0, error: 0, lastWarn: null as string | null };
+    const counts: ClientCounts = { warn: 0, lastWarn: null, gate: 0 };
     const common = ['--repo', repoDir, '--keys', keysDir, '--host', '127.0.0.1', '--port', '0', '--database', database, '--token-file', path.join(dir, 'token'), '--no-timestamp-refresh',
       // Every simulated robot comes from 127.0.0.1: the per-source limit would otherwise refuse the fleet as one robot.
       '--device-rate', '1000000', '--device-burst', '1000000', '--max-pending', String(opts.robots + 10)];
@@ -512,7 +520,8 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
       databaseBytes: size.bytes,
       databaseRows: size.rows,
       databaseVersion: size.version,
-      clientWarnings: counts.warn + counts.error,
+      clientWarnings: counts.warn,
+      gateWarnings: counts.gate,
       lastClientWarning: counts.lastWarn,
       serverErrors: servers.reduce((n, s) => n + s.errors(), 0),
       loadBefore,
@@ -552,7 +561,7 @@ export function report(f: Figures): string[] {
   lines.push(`== ${f.db === 'sqlite' ? `SQLite ${f.databaseVersion}` : `PostgreSQL ${f.databaseVersion}`}, ${f.servers} ota-server process${f.servers === 1 ? '' : 'es'} ==`);
   const errors = f.refused + f.otherStatus + f.unreached;
   lines.push(`${pad('check-ins')}${f.sent} sent, ${f.accepted} accepted, ${f.refused} refused, ${f.otherStatus} other answers, ${f.unreached} unanswered; ${f.robotsCheckedIn} of ${f.robots} robots checked in`);
-  lines.push(`${pad('errors')}${errors} failed check-ins, ${f.clientWarnings} client warnings${f.lastClientWarning ? ` (last: ${f.lastClientWarning})` : ''}, ${f.serverErrors} server error lines`);
+  lines.push(`${pad('errors')}${errors} failed check-ins; over the whole run ${f.clientWarnings} client warnings${f.lastClientWarning ? ` (last: ${f.lastClientWarning})` : ''}, ${f.serverErrors} server error lines; ${f.gateWarnings} installs held back by the fleet gate`);
   lines.push(`${pad('check-ins per second')}${f.perSecond.toFixed(1)} (busiest second ${f.busiestSecond})`);
   const p99Goal = f.db === 'postgres' && f.servers === 2;
   const atRate = f.perSecond >= GOAL_RATE * 0.95;
@@ -567,7 +576,7 @@ export function report(f: Figures): string[] {
     lines.push(`halt latency: ${f.halt.unavailable}`);
   } else {
     const h = f.halt;
-    lines.push(`${pad('rollout')}${h.rolloutId}: batch 1 = ${h.firstBatch} robots (${FIRST_BATCH_PERCENT} %), ${h.injectedFailures} of them roll back (injected); threshold ${FAILURE_THRESHOLD * 100} %; ${h.leaseRobots} robots take leases, the others learn halts from check-ins`);
+    lines.push(`${pad('rollout')}${h.rolloutId}: batch 1 = ${h.firstBatch} robots (${FIRST_BATCH_PERCENT} %), ${h.injectedFailures} of them roll back (injected); threshold ${FAILURE_THRESHOLD * 100} %; ${h.leaseRobots} robots take leases, the others learn halts from check-ins; ${h.sent} check-ins, ${h.accepted} accepted`);
     if (h.haltedAt === null) {
       lines.push(`${pad('halt')}the server did not halt the rollout   goal: halt within one check cycle: MISS`);
     } else {
