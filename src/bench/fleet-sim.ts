@@ -54,6 +54,8 @@ export interface SimOptions {
   failRate: number;
   pgUrl: string | null;
   json: boolean;
+  /** Write the servers' CPU profiles (node --cpu-prof) here. */
+  profileDir: string | null;
 }
 
 interface ClientCounts {
@@ -161,8 +163,8 @@ interface SpawnedServer {
   stop(): Promise<void>;
 }
 
-async function spawnServer(args: string[]): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, [SERVER_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function spawnServer(args: string[], profileDir: string | null): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, [...(profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]), SERVER_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let errors = 0;
   const tail: string[] = [];
   let buffered = '';
@@ -228,7 +230,7 @@ async function databaseSize(db: 'sqlite' | 'postgres', location: string): Promis
     return {
       bytes: await n('SELECT pg_database_size(current_database()) AS n'),
       rows: { devices: await n('SELECT count(*) AS n FROM devices'), checkins: await n('SELECT count(*) AS n FROM checkins') },
-      version: (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v,
+      version: (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v,
     };
   } finally {
     await c.end();
@@ -476,8 +478,8 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
       '--device-rate', '1000000', '--device-burst', '1000000', '--max-pending', String(opts.robots + 10)];
     const pre = makeIdentities(opts.robots);
     writeFileSync(path.join(dir, 'robots.txt'), pre.preauthorize);
-    servers.push(await spawnServer([...common, '--preauthorize', path.join(dir, 'robots.txt')]));
-    if (serverCount === 2) servers.push(await spawnServer(common));
+    servers.push(await spawnServer([...common, '--preauthorize', path.join(dir, 'robots.txt')], opts.profileDir));
+    if (serverCount === 2) servers.push(await spawnServer(common, opts.profileDir));
     for (const _ of servers) agents.push(new Agent({ connections: 64, keepAliveTimeout: 30_000 }));
     const robots = makeRobots(pre.identities, servers.map((x) => x.url), agents, opts, counts);
     const loadBefore = loadavg();
@@ -619,6 +621,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--install <duration>', 'how long a simulated install takes', '2s')
     .option('--fail-rate <fraction>', "share of the rollout's first batch that rolls back", '0.1')
     .option('--pg-url <url>', 'an existing PostgreSQL server to create the database in (default: a throwaway cluster)')
+    .option('--profile <dir>', "write each ota-server's CPU profile (node --cpu-prof) into <dir>")
     .option('--quick', 'a CI-sized run: 100 robots, 4 s window, 8 s')
     .option('--json', 'also print the figures as one JSON line (FLEET-SIM-JSON …)')
     .exitOverride();
@@ -628,7 +631,7 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.code === 'commander.helpDisplayed' ? 0 : 2;
     throw error;
   }
-  const o = program.opts<{ robots: string; servers: string; db: string; window: string; duration: string; install: string; failRate: string; pgUrl?: string; quick?: boolean; json?: boolean }>();
+  const o = program.opts<{ robots: string; servers: string; db: string; window: string; duration: string; install: string; failRate: string; pgUrl?: string; profile?: string; quick?: boolean; json?: boolean }>();
   const given = (name: string) => program.getOptionValueSource(name) === 'cli';
   const robots = Number(o.quick && !given('robots') ? 100 : o.robots);
   const windowMs = parseDurationArg(o.quick && !given('window') ? '4s' : o.window, '--window');
@@ -651,6 +654,7 @@ export async function main(argv: string[]): Promise<number> {
     failRate,
     pgUrl: o.pgUrl ?? null,
     json: o.json === true,
+    profileDir: o.profile === undefined ? null : path.resolve(o.profile),
   };
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const compression = OTAD_CHECKIN_INTERVAL_MS / windowMs;
