@@ -182,26 +182,7 @@ export function createBackupManager(ports: BackupPorts): BackupManager {
     return result;
   }
 
-  async function list(product: string, backupDir: string): Promise<BackupInfo[]> {
-    let names: string[];
-    try {
-      names = await readdir(backupDir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw toOtaError(error, 'IO_FAILED', `listing backups in ${backupDir}`);
-    }
-    const out: BackupInfo[] = [];
-    for (const name of names) {
-      const parts = parseBackupName(name);
-      if (parts === null || parts.product !== product) continue;
-      const path = join(backupDir, name);
-      const st = await stat(path).catch(() => null);
-      if (st === null || !st.isFile()) continue;
-      out.push({ path, name, ...parts, bytes: st.size });
-    }
-    // Newest first; the name breaks ties so the order never depends on readdir.
-    return out.sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
-  }
+  const list = listBackupFiles;
 
   async function prune(product: string, backupDir: string, keep = 2): Promise<string[]> {
     if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`keep must be a non-negative integer, got ${String(keep)}`);
@@ -288,4 +269,26 @@ function asBackupError(error: unknown, what: string): OtaError {
     details: { ...(e.details ?? {}), reason: e.code },
     retryable: e.retryable,
   });
+}
+
+/** The product's backups in `backupDir`, newest first (by the time in their names). */
+export async function listBackupFiles(product: string, backupDir: string): Promise<BackupInfo[]> {
+  let names: string[];
+  try {
+    names = await readdir(backupDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw toOtaError(error, 'IO_FAILED', `listing backups in ${backupDir}`);
+  }
+  const out: BackupInfo[] = [];
+  for (const name of names) {
+    const parts = parseBackupName(name);
+    if (parts === null || parts.product !== product) continue;
+    const path = join(backupDir, name);
+    const st = await stat(path).catch(() => null);
+    if (st === null || !st.isFile()) continue;
+    out.push({ path, name, ...parts, bytes: st.size });
+  }
+  // Newest first; the name breaks ties so the order never depends on readdir.
+  return out.sort((a, b) => b.createdAt - a.createdAt || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
 }

@@ -12,10 +12,12 @@ import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import type { Logger, LogFields } from '../core/logger.js';
 import { parseDurationArg } from '../core/duration.js';
-import { createServer, DEFAULT_DEVICE_RATE, DEFAULT_MAX_PENDING } from '../server/app.js';
+import { createServer, DEFAULT_DEVICE_RATE, DEFAULT_MAX_PENDING, DEFAULT_SITE_BUDGETS } from '../server/app.js';
+import { describeBudgets, parseSiteBudgets } from '../server/rollouts/site-budget.js';
 import { DEFAULT_RETENTION } from '../server/store/sql-fleet-store.js';
 import { describeDatabase, openFleetStore } from '../server/store/open-fleet-store.js';
 import { preauthorizeFromFile, runDevicesCommand } from './ota-server-devices.js';
+import { runRolloutsCommand } from './ota-server-rollouts.js';
 
 /** JSON lines on stdout for journald; the daemon's winston logger is not needed here. */
 function consoleLogger(base: LogFields = {}): Logger {
@@ -31,9 +33,10 @@ function positiveNumber(text: string, name: string, integer = true): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'devices') {
+  if (argv[0] === 'devices' || argv[0] === 'rollouts') {
+    const run = argv[0] === 'devices' ? runDevicesCommand : runRolloutsCommand;
     try {
-      await runDevicesCommand(argv.slice(1), (text) => process.stdout.write(`${text}\n`));
+      await run(argv.slice(1), (text) => process.stdout.write(`${text}\n`));
       return 0;
     } catch (error) {
       if (error instanceof CommanderError) return error.code === 'commander.helpDisplayed' || error.code === 'commander.help' ? 0 : 2;
@@ -60,6 +63,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--timestamp-interval <duration>', 'how often to check the timestamp expiry', '1h')
     .option('--timestamp-refresh-within <duration>', 're-sign when the timestamp expires within this', '12h')
     .option('--no-timestamp-refresh', 'never re-sign the timestamp')
+    .option('--site-budget <budget>', 'robots of one site updating at once (repeatable: a number for every site, site=n for one; 0: no budget)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--lease-retry <duration>', 'how long a robot refused a lease for a halt or a closed batch waits before asking again', '1m')
+    .option('--rollout-interval <duration>', 'how often this process evaluates the rollouts (open batches after their soak, halt on failures)', '10s')
     .exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -86,6 +92,9 @@ export async function main(argv: string[]): Promise<number> {
     timestampInterval: string;
     timestampRefreshWithin: string;
     timestampRefresh: boolean;
+    siteBudget: string[];
+    leaseRetry: string;
+    rolloutInterval: string;
   }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new OtaError('CONFIG_INVALID', `--port is ${JSON.stringify(o.port)}: expected 0-65535`);
@@ -102,6 +111,10 @@ export async function main(argv: string[]): Promise<number> {
   const timestampRefresh = o.timestampRefresh
     ? { intervalMs: parseDurationArg(o.timestampInterval, '--timestamp-interval'), refreshWithinMs: parseDurationArg(o.timestampRefreshWithin, '--timestamp-refresh-within') }
     : (false as const);
+  const siteBudgets = parseSiteBudgets(o.siteBudget, DEFAULT_SITE_BUDGETS.default);
+  const leaseRetryMs = parseDurationArg(o.leaseRetry, '--lease-retry');
+  const rolloutIntervalMs = parseDurationArg(o.rolloutInterval, '--rollout-interval');
+  if (rolloutIntervalMs < 100) throw new OtaError('CONFIG_INVALID', `--rollout-interval ${o.rolloutInterval} is below 100 ms`);
   const fleetStore = await openFleetStore(database, { retention, maxConnections });
   process.stdout.write(`fleet database: ${describeDatabase(database)}\n`);
   const legacy = path.join(repoDir, 'devices.json');
@@ -131,10 +144,14 @@ export async function main(argv: string[]): Promise<number> {
     ...(o.trustProxy !== undefined ? { trustProxy: /^[0-9]+$/.test(o.trustProxy) ? Number(o.trustProxy) : o.trustProxy } : {}),
     maxUploadBytes: maxUpload,
     timestampRefresh,
+    siteBudgets,
+    leaseRetryMs,
+    rolloutTick: { intervalMs: rolloutIntervalMs },
   });
   await server.publisher.loadState();
   const { url } = await server.start(port, o.host);
   process.stdout.write(`ota-server listening on ${url}\n`);
+  process.stdout.write(`update leases: ${describeBudgets(siteBudgets)}; rollouts evaluated every ${o.rolloutInterval}\n`);
   // Re-sign once at start so a server that was down for a day does not serve an expired timestamp.
   await server.tick();
   await new Promise<void>((resolve) => {

@@ -111,6 +111,7 @@ export const ErrorCodes = {
   DEVICE_PENDING_LIMIT: { category: 'api', retryable: true },
   ROLLOUT_HALTED: { category: 'precondition', retryable: true },
   ROLLOUT_WAIT: { category: 'precondition', retryable: true },
+  ROLLOUT_CONFLICT: { category: 'api', retryable: false },
   SITE_BUDGET_FULL: { category: 'precondition', retryable: true },
   LEASE_EXPIRED: { category: 'precondition', retryable: true },
   FLEET_UNREACHABLE: { category: 'network', retryable: true },

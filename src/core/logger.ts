@@ -29,7 +29,12 @@ export type AuditKind =
   | 'device-accepted'
   | 'device-rejected'
   | 'device-tags'
-  | 'device-preauthorized';
+  | 'device-preauthorized'
+  | 'rollout-created'
+  | 'rollout-halted'
+  | 'rollout-resumed'
+  | 'rollout-batch-opened'
+  | 'rollout-done';
 
 export interface AuditEvent {
   kind: AuditKind;

@@ -13,7 +13,7 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../core/logger.js';
 import { sendCheckin, type CheckinMemory } from '../fleet/checkin-client.js';
 import type { DeviceFleet } from '../fleet/device-fleet.js';
-import type { DaemonControl } from './control.js';
+import type { DaemonControl, ProductStatus } from './control.js';
 
 export { newCheckinMemory, type CheckinMemory } from '../fleet/checkin-client.js';
 
@@ -33,6 +33,17 @@ export interface CheckinReporter {
   /** Report every product now. */
   reportAll(): Promise<void>;
   stop(): void;
+}
+
+/**
+ * The version the current run aims at or, once an update run has ended, the version it aimed at:
+ * otad drops the offer when it rolls back, and the fleet server needs the version to count the
+ * outcome against that release's rollout.
+ */
+export function targetOf(control: Pick<DaemonControl, 'history'>, p: ProductStatus): string | null {
+  if (p.offeredVersion !== null) return p.offeredVersion;
+  if (p.runId === null || p.lastOutcome === null || p.runKind !== 'update') return null;
+  return control.history({ product: p.product, runId: p.runId, limit: 1 })[0]?.toVersion ?? null;
 }
 
 /** The next periodic check-in: the interval, give or take 10 %. */
@@ -60,7 +71,7 @@ export function startCheckins(opts: CheckinOptions): CheckinReporter {
       lastOutcome: p.lastOutcome,
       error: p.error ? `${p.error.code}: ${p.error.message}`.slice(0, 512) : null,
       runId: p.runId,
-      targetVersion: p.offeredVersion,
+      targetVersion: targetOf(opts.control, p),
       tags: opts.config.fleet.tags,
     };
     await sendCheckin(

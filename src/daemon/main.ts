@@ -84,12 +84,12 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
     const keyFile = join(config.paths.stateDir, 'device-key.pem');
     // Without its key otad still starts (it must be able to finish or roll back a run); it then
     // neither checks in nor takes leases, and says why.
+    let keyError: unknown = null;
     const deviceKey = await loadOrCreateDeviceKey(keyFile).catch((error: unknown) => {
-      log.error('the device key cannot be used: no check-ins and no update leases until it is fixed (move the file away to make a new one)', { file: keyFile, error: toErrorData(error) });
+      keyError = error;
       return null;
     });
     const fingerprint = deviceKey ? keyFingerprint(deviceKey.publicKey) : null;
-    if (deviceKey?.created) log.info(`made a new device key, fingerprint ${fingerprint}`, { fingerprint, publicKey: deviceKey.publicKey, file: keyFile });
     daemon = new Daemon({
       config,
       logging,
@@ -111,6 +111,11 @@ export async function startOtad(opts: OtadOptions): Promise<RunningOtad> {
       products: config.products.map((p) => p.name),
       uncleanStart,
     });
+    // Said after "otad starting", so every start's log begins with that line.
+    if (keyError !== null) {
+      log.error('the device key cannot be used: no check-ins and no update leases until it is fixed (move the file away to make a new one)', { file: keyFile, error: toErrorData(keyError) });
+    }
+    if (deviceKey?.created) log.info(`made a new device key, fingerprint ${fingerprint}`, { fingerprint, publicKey: deviceKey.publicKey, file: keyFile });
     // Before any lifecycle is restored, so no step stops or starts a unit at the same time.
     const store = daemon.store;
     await startProcessUnits({

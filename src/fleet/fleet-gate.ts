@@ -1,6 +1,7 @@
 /**
  * The pre-check's fleet gate, asked after the robot's own checks: a halt the server told this
- * robot about stops the install (ROLLOUT_HALTED, with the server's reason), and with
+ * robot about stops the install (ROLLOUT_HALTED, with the server's reason), so does a wait (its
+ * batch is not open yet: ROLLOUT_WAIT), and with
  * fleet.lease.enabled the robot takes an update lease before the backup. Either answer is a
  * pre-check that did not pass: the run waits and asks again. Thin on purpose: the protocol lives in
  * lease-client.ts, the halts in halts.ts.
@@ -23,7 +24,14 @@ export function createFleetGate(fleet: DeviceFleet, config: Config, logger: Logg
     halted(product, version) {
       const h = fleet.halts.find(product, version);
       if (h === null) return null;
+      // `wait`: this robot's batch is not open yet; anything else not active stops installs as a halt.
+      // With leases on, the lease answer is the fresher word on the batch (it lifts the wait when it
+      // grants): ask it rather than wait for the next check-in's answer.
+      if (h.state === 'wait' && config.fleet.lease.enabled) return null;
       log.warn(`fleet gate: the rollout of ${product} ${version} is ${h.state} on the fleet server; not installing`, { product, version, reason: h.reason });
+      if (h.state === 'wait') {
+        return { code: 'ROLLOUT_WAIT', message: `the fleet server holds this robot back from ${product} ${version}${h.reason ? `: ${h.reason}` : ''}` };
+      }
       return {
         code: 'ROLLOUT_HALTED',
         message: `the fleet server ${h.state === 'halted' ? 'halted' : `has ${h.state}`} the rollout of ${product} ${version}${h.reason ? `: ${h.reason}` : ''}`,

@@ -2,7 +2,8 @@
  * ota-server: the reference update server. It serves a repository folder as static files (the same
  * folder nginx or a CDN could serve), accepts uploads and publishes them through the publisher
  * library ota-repo uses, re-signs the timestamp with the online key, and takes signed device
- * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/).
+ * check-ins into the fleet store (SQLite or PostgreSQL, src/server/store/). The fleet page for
+ * operators is at /fleet/ (src/server/ui/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
@@ -19,8 +20,11 @@ import { createPublisher, type Publisher } from '../repo/repository.js';
 import { deviceAdminRouter } from './device-admin.js';
 import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
-import type { FleetStore } from './store/fleet-store.js';
+import { leaseRouter } from './rollouts/lease-endpoints.js';
+import { rolloutAdminRouter } from './rollouts/rollout-admin.js';
+import type { FleetStore, SiteBudgets } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
+import { fleetPageRouter } from './ui/router.js';
 
 export interface Timer {
   setInterval(fn: () => void, ms: number): unknown;
@@ -58,6 +62,12 @@ export interface ServerOptions {
   trustProxy?: boolean | number | string;
   /** Remove expired nonces and old history this often (default every minute; false: never). */
   prune?: false | { intervalMs: number; timer?: Timer };
+  /** Unexpired update leases per site at once (default 2 for every site; 0: no budget). */
+  siteBudgets?: SiteBudgets;
+  /** What a robot refused a lease for a halt or a closed batch is told to wait (default a minute). */
+  leaseRetryMs?: number;
+  /** Evaluate the rollouts (open batches after their soak, halt on failures) this often (default every 10 s; false: only on failures reported). */
+  rolloutTick?: false | { intervalMs: number; timer?: Timer };
   /** Re-sign the timestamp periodically (false: never). */
   timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
 }
@@ -69,11 +79,16 @@ export interface OtaServer {
   close(): Promise<void>;
   /** One timestamp refresh tick (what the timer runs). */
   tick(): Promise<void>;
+  /** One rollout evaluation (what the rollout timer runs); several processes may run it at once. */
+  evaluateRollouts(): Promise<void>;
 }
 
 const DEFAULT_MAX_UPLOAD = 1024 * 1024 * 1024;
 export const DEFAULT_DEVICE_RATE: RateLimitOptions = { perSecond: 5, burst: 30 };
 export const DEFAULT_MAX_PENDING = 10_000;
+export const DEFAULT_SITE_BUDGETS: SiteBudgets = { default: 2, sites: {} };
+export const DEFAULT_LEASE_RETRY_MS = 60_000;
+export const DEFAULT_ROLLOUT_TICK_MS = 10_000;
 const QUERY_FIELD = /^[\x20-\x7e\n\r\t\u00a0-\uffff]*$/;
 
 export function createServer(options: ServerOptions): OtaServer {
@@ -204,9 +219,15 @@ export function createServer(options: ServerOptions): OtaServer {
     ...(options.audit !== undefined ? { audit: options.audit } : {}),
     limiter: new RateLimiter(options.deviceRateLimit ?? DEFAULT_DEVICE_RATE),
     maxPending: options.maxPendingDevices ?? DEFAULT_MAX_PENDING,
+    log,
   };
+  const budgets = options.siteBudgets ?? DEFAULT_SITE_BUDGETS;
   app.post('/api/v1/checkin', ...checkinHandler(deviceOptions));
+  app.use(leaseRouter({ ...deviceOptions, budgets, retryAfterMs: options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS }));
+  app.use(rolloutAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), budgets, authorized }));
   app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  // The operator's fleet page: static files only, every datum through the API above with the token.
+  app.use(fleetPageRouter());
 
   app.use((_req: Request, res: Response) => {
     res.status(404).json(errorBody(new OtaError('API_NOT_FOUND', 'no such resource')));
@@ -222,6 +243,8 @@ export function createServer(options: ServerOptions): OtaServer {
   let server: Server | null = null;
   let timerHandle: unknown = null;
   let pruneHandle: unknown = null;
+  let rolloutHandle: unknown = null;
+  const rolloutTick = options.rolloutTick === undefined ? { intervalMs: DEFAULT_ROLLOUT_TICK_MS } : options.rolloutTick;
   const prune = options.prune === undefined ? { intervalMs: 60_000 } : options.prune;
   const refresh = options.timestampRefresh === undefined ? { intervalMs: 3_600_000 } : options.timestampRefresh;
 
@@ -235,10 +258,19 @@ export function createServer(options: ServerOptions): OtaServer {
     }
   }
 
+  async function evaluateRollouts(): Promise<void> {
+    const changes = await (await storeReady).evaluateRollouts(options.clock.now());
+    for (const { rolloutId, step } of changes) {
+      const what = step.kind === 'halt' ? `halted: ${step.reason}` : step.kind === 'open' ? `batch ${step.batch} opened` : step.kind === 'done' ? 'done' : 'unchanged';
+      log.info(`rollout ${rolloutId} ${what}`, { rolloutId, step: step.kind });
+    }
+  }
+
   return {
     app,
     publisher,
     tick,
+    evaluateRollouts,
     async start(port, host = '127.0.0.1') {
       await new Promise<void>((resolve, reject) => {
         server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve()));
@@ -256,6 +288,11 @@ export function createServer(options: ServerOptions): OtaServer {
             .catch((error: unknown) => log.warn('pruning the fleet database failed', { error: toErrorData(error) }));
         }, prune.intervalMs);
       }
+      if (rolloutTick !== false) {
+        rolloutHandle = (rolloutTick.timer ?? systemTimer).setInterval(() => {
+          evaluateRollouts().catch((error: unknown) => log.warn('evaluating the rollouts failed; the next tick tries again', { error: toErrorData(error) }));
+        }, rolloutTick.intervalMs);
+      }
       log.info('ota-server listening', { host, port: actualPort });
       return { port: actualPort, host, url: `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}` };
     },
@@ -264,6 +301,8 @@ export function createServer(options: ServerOptions): OtaServer {
       timerHandle = null;
       if (pruneHandle !== null && prune !== false) (prune.timer ?? systemTimer).clearInterval(pruneHandle);
       pruneHandle = null;
+      if (rolloutHandle !== null && rolloutTick !== false) (rolloutTick.timer ?? systemTimer).clearInterval(rolloutHandle);
+      rolloutHandle = null;
       await lock;
       if (server !== null) {
         const s = server;

@@ -1,6 +1,7 @@
 /**
- * The operator's device endpoints, behind the bearer token: list the fleet page by page, look at
- * one device, accept, reject, set tags. Decisions are audited with who made them.
+ * The operator's device endpoints, behind the bearer token: list the fleet page by page (by status,
+ * and by a text the id or site contains), look at one device, accept, reject, set tags. Decisions
+ * are audited with who made them.
  */
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
@@ -42,8 +43,15 @@ export function deviceAdminRouter(o: DeviceAdminOptions): express.Router {
       const offset = pageNumber(q.offset, 'offset', 0, 1_000_000_000);
       const status = q.status;
       if (status !== undefined && !STATUSES.includes(status as DeviceStatus)) throw new OtaError('API_INVALID_REQUEST', 'query parameter status must be pending, accepted or rejected');
+      const search = q.q;
+      if (search !== undefined && (typeof search !== 'string' || search.length > 128)) throw new OtaError('API_INVALID_REQUEST', 'query parameter q must be one text of at most 128 characters');
       const store = await o.store();
-      const page = await store.listDevices({ limit, offset, ...(status !== undefined ? { status: status as DeviceStatus } : {}) });
+      const page = await store.listDevices({
+        limit,
+        offset,
+        ...(status !== undefined ? { status: status as DeviceStatus } : {}),
+        ...(search !== undefined && search !== '' ? { search } : {}),
+      });
       res.json({ ...page, limit, offset });
     } catch (error) {
       next(error);

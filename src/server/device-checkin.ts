@@ -9,11 +9,11 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
-import type { AuditSink } from '../core/logger.js';
+import type { AuditSink, Logger } from '../core/logger.js';
 import { DEFAULT_MAX_SKEW_MS, verifyRequest } from '../fleet/signing.js';
 import { checkinSchema } from './checkin-body.js';
 import type { RateLimiter } from './rate-limit.js';
-import type { CheckinOutcome, FleetStore } from './store/fleet-store.js';
+import type { CheckinOutcome, FleetStore, ProductReport } from './store/fleet-store.js';
 
 export const MAX_CHECKIN_BYTES = 16 * 1024;
 
@@ -24,6 +24,7 @@ export interface DeviceEndpointOptions {
   limiter: RateLimiter;
   maxPending: number;
   maxSkewMs?: number;
+  log?: Logger;
 }
 
 /** What a refused device request answers and audits. */
@@ -95,6 +96,7 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
         throw new OtaError('DEVICE_SIGNATURE_INVALID', `the body's deviceId ${c.deviceId} is not the signing device ${verified.deviceId}`);
       }
       const store = await o.store();
+      const report: ProductReport = { product: c.product, version: c.version, state: c.state, lastOutcome: c.lastOutcome ?? null, error: c.error ?? null, runId: c.runId ?? null, targetVersion: c.targetVersion ?? null };
       const outcome = await store.checkin({
         deviceId: verified.deviceId,
         publicKey: verified.publicKey,
@@ -102,11 +104,11 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
         nonceExpiresAt: verified.timestamp + maxSkewMs,
         source: req.ip ?? 'unknown',
         now,
-        report: { product: c.product, version: c.version, state: c.state, lastOutcome: c.lastOutcome ?? null, error: c.error ?? null, runId: c.runId ?? null, targetVersion: c.targetVersion ?? null },
+        report,
         reportedTags: c.tags ?? null,
         maxPending: o.maxPending,
       });
-      await answer(o, req, res, outcome, store);
+      await answer(o, req, res, outcome, store, now, report);
     } catch (error) {
       if (isOtaError(error) && error.code !== 'INTERNAL') return refuseDevice(o, req, res, error, claimed);
       next(error);
@@ -115,13 +117,20 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
   return [deviceRateLimit(o), raw, handle];
 }
 
-async function answer(o: DeviceEndpointOptions, req: Request, res: Response, outcome: CheckinOutcome, store: FleetStore): Promise<void> {
+async function answer(o: DeviceEndpointOptions, req: Request, res: Response, outcome: CheckinOutcome, store: FleetStore, now: number, report: ProductReport): Promise<void> {
   const source = req.ip ?? 'unknown';
   switch (outcome.kind) {
-    case 'accepted':
-      // `rollouts` stays empty until server-side rollouts exist; the rollout change fills it in.
-      res.status(200).json({ status: 'accepted', lastSeen: outcome.device.lastSeen, rollouts: [] });
+    case 'accepted': {
+      const device = outcome.device.id;
+      const progress = await store.recordRolloutProgress(device, report, now);
+      // A reported failure may pass a rollout's threshold: evaluate now rather than at the next tick,
+      // so this very answer (and every one after it, in any process) carries the halt.
+      if (progress.outcome) {
+        await store.evaluateRollouts(now).catch((error: unknown) => o.log?.error('evaluating rollouts after a check-in failed; the next tick tries again', { error: String(error) }));
+      }
+      res.status(200).json({ status: 'accepted', lastSeen: outcome.device.lastSeen, rollouts: await store.rolloutNotices(device) });
       return;
+    }
     case 'pending':
       if (outcome.created) {
         const message = `new device ${outcome.device.id} is pending (key ${outcome.device.fingerprint})`;

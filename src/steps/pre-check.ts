@@ -18,7 +18,8 @@ import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
-import { defaultReleasesDir, stagingRootFor } from '../release/layout.js';
+import { createReleaseStore, defaultReleasesDir, stagingRootFor } from '../release/layout.js';
+import { listBackupFiles } from '../backup/backup-manager.js';
 import { DEFAULT_CLOCK_POLICY } from '../trust/clock-check.js';
 
 /** Every reason code a pre-check can report; docs/pre-checks.md explains each. */
@@ -96,6 +97,18 @@ export interface DiskMeasurement {
   places: Record<DiskRole, { dir: string; fs: FilesystemInfo }>;
   /** Bytes of the current release (preserved paths live inside it); null when no backup is planned. */
   backupSourceBytes: number | null;
+  /**
+   * What the product's retention does during and after the run (absent: nothing is counted as freed).
+   * `installed` is the release that becomes the kept previous one: it is already on disk, so it adds
+   * nothing, and it is not freed either. `backupsPruned` are removed right after this run's backup is
+   * written (backup.keep), so before the download and extraction; `releasesPruned` only at commit,
+   * after the run's peak, so they never reduce what the run needs.
+   */
+  retention?: {
+    installed: { version: string | null; bytes: number } | null;
+    backupsPruned: Array<{ name: string; bytes: number }>;
+    releasesPruned: Array<{ version: string; bytes: number }>;
+  };
 }
 
 export interface PreCheckMeasurements {
@@ -158,21 +171,40 @@ interface Need {
   bytes: number;
 }
 
+/** What one filesystem must hold during the run, and what retention frees on it. */
+export interface FilesystemNeeds {
+  dirs: Set<string>;
+  freeBytes: number;
+  /** Everything the run writes that is there at its peak (download, extraction, new backup). */
+  needs: Need[];
+  /** Freed before the peak: old backups pruned right after this run's backup is written. */
+  freed: Need[];
+  /** The new backup, when it lands here: it must fit before the old backups are pruned. */
+  backupBytes: number;
+  /** Told, not counted: the kept previous release (already on disk) and what commit frees afterwards. */
+  notes: string[];
+}
+
 /**
  * What each filesystem must hold: the download in the cache, the extracted tree in staging (and
  * again in the releases folder when that is another filesystem, since the tree must then be
- * copied rather than renamed), the backup, and the product's minFreeBytes left over on each.
+ * copied rather than renamed), the backup, less the old backups retention removes before the
+ * download starts, and the product's minFreeBytes left over on each (added by the caller).
  */
-export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFreeBytes = 0): Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }> {
-  const byFs = new Map<string, { dirs: Set<string>; needs: Need[]; freeBytes: number }>();
-  const add = (role: DiskRole, what: string, bytes: number): void => {
+export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFreeBytes = 0): Map<string, FilesystemNeeds> {
+  const byFs = new Map<string, FilesystemNeeds>();
+  const on = (role: DiskRole): FilesystemNeeds => {
     const place = d.places[role];
     let entry = byFs.get(place.fs.id);
     if (entry === undefined) {
-      entry = { dirs: new Set(), needs: [], freeBytes: place.fs.freeBytes };
+      entry = { dirs: new Set(), needs: [], freed: [], backupBytes: 0, notes: [], freeBytes: place.fs.freeBytes };
       byFs.set(place.fs.id, entry);
     }
     entry.dirs.add(place.dir);
+    return entry;
+  };
+  const add = (role: DiskRole, what: string, bytes: number): void => {
+    const entry = on(role);
     if (bytes > 0) entry.needs.push({ what, bytes });
   };
   add('cache', 'download', packageBytes * DOWNLOAD_FACTOR);
@@ -182,8 +214,49 @@ export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFr
   else add('staging', 'extraction', extraction);
   const releasesSeparate = d.places.releases.fs.id !== d.places.staging.fs.id;
   add('releases', 'release copy', releasesSeparate ? packageBytes * EXTRACTION_FACTOR : 0);
-  add('backups', 'backup', d.backupSourceBytes === null || d.backupSourceBytes === 0 ? 0 : backupEstimate(d.backupSourceBytes));
+  const backup = d.backupSourceBytes === null || d.backupSourceBytes === 0 ? 0 : backupEstimate(d.backupSourceBytes);
+  add('backups', 'backup', backup);
+  on('backups').backupBytes = backup;
+  const r = d.retention;
+  if (r !== undefined) {
+    // Old backups go only once this run's backup is written and verified (src/steps/backup.ts).
+    const prunedBackups = backup > 0 ? r.backupsPruned.reduce((sum, b) => sum + b.bytes, 0) : 0;
+    if (prunedBackups > 0) on('backups').freed.push({ what: `${r.backupsPruned.length} old backup${r.backupsPruned.length === 1 ? '' : 's'} pruned after the backup (backup.keep)`, bytes: prunedBackups });
+    if (r.installed !== null && r.installed.bytes > 0) {
+      on('releases').notes.push(`kept previous release ${r.installed.version ?? '(current)'} ${formatBytes(r.installed.bytes)} already on disk: adds 0, frees 0`);
+    }
+    const prunedReleases = r.releasesPruned.reduce((sum, x) => sum + x.bytes, 0);
+    if (r.releasesPruned.length > 0) {
+      on('releases').notes.push(
+        `release${r.releasesPruned.length === 1 ? '' : 's'} ${r.releasesPruned.map((x) => x.version).join(', ')} ${formatBytes(prunedReleases)} freed only at commit, after the peak: not counted`,
+      );
+    }
+  }
   return byFs;
+}
+
+/**
+ * Bytes one filesystem must have free now: the larger of its two peaks, plus minFreeBytes. The
+ * first is while the backup is written (old backups are still there); the second while the
+ * package downloads and unpacks (the old backups are gone by then, the new one stays).
+ */
+export function requiredBytes(fs: FilesystemNeeds, minFreeBytes: number): { total: number; backupFirst: boolean } {
+  const added = fs.needs.reduce((s, n) => s + n.bytes, 0);
+  const freed = fs.freed.reduce((s, n) => s + n.bytes, 0);
+  const staged = added - freed;
+  return fs.backupBytes > staged ? { total: fs.backupBytes + minFreeBytes, backupFirst: true } : { total: staged + minFreeBytes, backupFirst: false };
+}
+
+/** "download 100 MiB + extraction 300 MiB + backup 211 MiB − 1 old backup … 150 MiB + precheck.minFreeBytes 0 B" */
+export function describeNeeds(fs: FilesystemNeeds, minFreeBytes: number): string {
+  const { backupFirst } = requiredBytes(fs, minFreeBytes);
+  const terms = backupFirst
+    ? [`backup ${formatBytes(fs.backupBytes)}, written while the old backups are still there`]
+    : fs.needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`);
+  let text = terms.join(' + ');
+  if (!backupFirst) for (const f of fs.freed) text += ` − ${f.what} ${formatBytes(f.bytes)}`;
+  text += ` + precheck.minFreeBytes ${formatBytes(minFreeBytes)}`;
+  return fs.notes.length === 0 ? text : `${text}; ${fs.notes.join('; ')}`;
 }
 
 function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCheckDecision): void {
@@ -192,16 +265,22 @@ function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreChe
     return;
   }
   for (const fs of diskNeeds(m.disk.value, m.offer.package.length, m.offer.minFreeBytes ?? 0).values()) {
-    const needs = [...fs.needs, { what: 'precheck.minFreeBytes', bytes: policy.minFreeBytes }];
-    const total = needs.reduce((s, n) => s + n.bytes, 0);
+    const { total } = requiredBytes(fs, policy.minFreeBytes);
     if (fs.freeBytes >= total) continue;
     out.reasons.push({
       code: 'DISK_SPACE_LOW',
       message:
         `not enough free space on the filesystem of ${[...fs.dirs].join(', ')}: ${formatBytes(fs.freeBytes)} free, ` +
-        `${formatBytes(total)} needed (${needs.map((n) => `${n.what} ${formatBytes(n.bytes)}`).join(' + ')})`,
+        `${formatBytes(total)} needed (${describeNeeds(fs, policy.minFreeBytes)})`,
     });
   }
+}
+
+/** One line per filesystem for the log: need X (the breakdown); free F. */
+export function diskSummary(d: DiskMeasurement, offer: Pick<Offer, 'package' | 'minFreeBytes'>, minFreeBytes: number): string[] {
+  return [...diskNeeds(d, offer.package.length, offer.minFreeBytes ?? 0).values()].map(
+    (fs) => `${[...fs.dirs].join(', ')}: need ${formatBytes(requiredBytes(fs, minFreeBytes).total)} (${describeNeeds(fs, minFreeBytes)}); free ${formatBytes(fs.freeBytes)}`,
+  );
 }
 
 function decideNetwork(network: PreCheckMeasurements['network'], policy: PreCheckPolicy, out: PreCheckDecision): void {
@@ -331,8 +410,23 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
     const places = Object.fromEntries(roles.map((r, i) => [r, { dir: dirs[r], fs: infos[i] as FilesystemInfo }])) as DiskMeasurement['places'];
     const backupPlanned = product.backup.enabled && !config.simulation;
     // The install path resolves to the current release; the preserved paths are inside it.
-    const backupSourceBytes = backupPlanned ? await ports.disk.treeBytes(product.installPath) : null;
-    return { places, backupSourceBytes };
+    const installedBytes = await ports.disk.treeBytes(product.installPath);
+    const backupSourceBytes = backupPlanned ? installedBytes : null;
+    return { places, backupSourceBytes, retention: await measureRetention(dirs, installedBytes, backupPlanned) };
+  }
+
+  /** What retention will remove: read only, in the same order the backup step and commit use. */
+  async function measureRetention(dirs: Record<DiskRole, string>, installedBytes: number, backupPlanned: boolean): Promise<NonNullable<DiskMeasurement['retention']>> {
+    const store = createReleaseStore({ product: product.name, installPath: product.installPath, releasesDir: dirs.releases, logger: ports.logger });
+    const releases = await store.list();
+    const live = releases.find((r) => r.current);
+    const installed = installedBytes > 0 ? { version: live?.version ?? null, bytes: installedBytes } : null;
+    // Commit keeps the new release and the one it replaced; every other release goes.
+    const releasesPruned = await Promise.all(releases.filter((r) => !r.current).map(async (r) => ({ version: r.version, bytes: await ports.disk.treeBytes(r.dir) })));
+    // This run's backup becomes the newest, so the backup step keeps backup.keep − 1 of today's.
+    const backups = backupPlanned && installed !== null ? await listBackupFiles(product.name, dirs.backups) : [];
+    const backupsPruned = backups.slice(Math.max(0, product.backup.keep - 1)).map((b) => ({ name: b.name, bytes: b.bytes }));
+    return { installed, backupsPruned, releasesPruned };
   }
 
   async function runCommands(input: PreCheckInput, signal: AbortSignal): Promise<PreCheckMeasurements['commands']> {
@@ -389,11 +483,12 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
     const decision = decidePreCheck(measurements, policyFromConfig(product, config, ports.options));
     for (const w of decision.warnings) log.warn(w, { runId: input.runId });
     const fields = { runId: input.runId, version: input.offer.version, attempt: input.attempt };
+    const diskLines = 'value' in measurements.disk ? diskSummary(measurements.disk.value, input.offer, product.precheck.minFreeBytes) : [];
     if (decision.reasons.length === 0) {
-      log.info('pre-check passed', fields);
+      log.info('pre-check passed', { ...fields, disk: diskLines });
       return { ok: true };
     }
-    log.warn(`pre-check did not pass: ${decision.reasons.map((r) => r.code).join(', ')}`, { ...fields, reasons: decision.reasons });
+    log.warn(`pre-check did not pass: ${decision.reasons.map((r) => r.code).join(', ')}`, { ...fields, reasons: decision.reasons, disk: diskLines });
     return { ok: false, reasons: decision.reasons };
   };
 }

@@ -2,8 +2,10 @@
  * The fleet server's store: devices, their keys and decisions, key conflicts, each product's last
  * report, a bounded check-in history, request nonces and an audit trail. One interface, two backends
  * (SQLite for one operator, PostgreSQL for fleets served by several processes); see sql-fleet-store.ts.
- * Later additions (rollouts, batches, leases) add methods here and a migration entry, nothing else.
+ * Rollouts and update leases are part of it too (their rules: src/server/rollouts/).
  */
+import type { BatchSelector, Rollout, RolloutStep } from '../rollouts/rollout-model.js';
+
 export type DeviceStatus = 'pending' | 'accepted' | 'rejected';
 
 export type Tags = Record<string, string>;
@@ -109,6 +111,8 @@ export interface ListDevicesQuery {
   limit: number;
   offset: number;
   status?: DeviceStatus;
+  /** Devices whose id or site contains this text (case-insensitive). */
+  search?: string;
 }
 
 export interface Retention {
@@ -118,13 +122,81 @@ export interface Retention {
   maxAgeMs: number;
 }
 
+export interface CreateRolloutInput {
+  product: string;
+  version: string;
+  batches: BatchSelector[];
+  soakMs: number;
+  failureThreshold: number;
+  minReports: number;
+}
+
+/** A signed device request's identity, checked against the device record with its nonce. */
+export interface DeviceRequestAuth {
+  deviceId: string;
+  publicKey: string;
+  nonce: string;
+  nonceExpiresAt: number;
+  now: number;
+}
+
+/** Why a signed device request was refused by the device record; nothing it sent was stored. */
+export type DeviceRefusal =
+  | { kind: 'replay' }
+  | { kind: 'unknown' }
+  | { kind: 'conflict'; device: Device }
+  | { kind: 'rejected'; device: Device }
+  | { kind: 'pending'; device: Device };
+
+/** At most `default` unexpired leases per site (0: no budget), `sites` overriding it per site. */
+export interface SiteBudgets {
+  default: number;
+  sites: Record<string, number>;
+}
+
+export interface Lease {
+  id: string;
+  deviceId: string;
+  site: string | null;
+  product: string;
+  version: string;
+  fromVersion: string | null;
+  createdAt: number;
+  ttlMs: number;
+  expiresAt: number;
+}
+
+export interface LeaseRequest extends DeviceRequestAuth {
+  product: string;
+  version: string;
+  fromVersion: string | null;
+  ttlMs: number;
+  budgets: SiteBudgets;
+}
+
+export type LeaseOutcome =
+  | DeviceRefusal
+  | { kind: 'granted'; lease: Lease }
+  | { kind: 'halted' | 'wait'; rolloutId: string; reason: string }
+  | { kind: 'budget-full'; site: string; max: number; held: number; retryAfterMs: number };
+
+export type LeaseChange = DeviceRefusal | { kind: 'expired' } | { kind: 'renewed'; lease: Lease } | { kind: 'returned' };
+
+/** What an accepted check-in's answer says about the rollouts of the device's products. */
+export interface RolloutNotice {
+  product: string;
+  version: string;
+  state: 'halted' | 'wait';
+  reason: string;
+}
+
 export interface FleetStore {
   readonly backend: 'sqlite' | 'postgres';
   /** The signed check-in: nonce, device decision, product state and history, in one transaction. */
   checkin(input: CheckinInput): Promise<CheckinOutcome>;
   getDevice(id: string): Promise<DeviceView | null>;
   listDevices(query: ListDevicesQuery): Promise<{ devices: DeviceView[]; total: number }>;
-  countDevices(status?: DeviceStatus): Promise<number>;
+  countDevices(status?: DeviceStatus, search?: string): Promise<number>;
   /** accept or reject; null when there is no such device. */
   decide(id: string, status: 'accepted' | 'rejected', actor: string, now: number): Promise<Device | null>;
   /** Replaces the operator's tags of a device; null when there is no such device. */
@@ -134,7 +206,27 @@ export interface FleetStore {
   checkinHistory(deviceId: string, limit: number): Promise<Array<ProductReport & { at: number }>>;
   audit(entry: AuditEntry): Promise<void>;
   listAudit(limit: number, deviceId?: string): Promise<StoredAudit[]>;
-  /** Removes expired nonces and history and audit past the retention; answers what it removed. */
-  prune(now: number): Promise<{ nonces: number; checkins: number; audit: number }>;
+  /** Removes expired nonces and leases, and history and audit past the retention; answers what it removed. */
+  prune(now: number): Promise<{ nonces: number; checkins: number; audit: number; leases: number }>;
+  /** A new rollout with batch 1 open; `exists` when this release already has one that is not done. */
+  createRollout(input: CreateRolloutInput, actor: string, now: number): Promise<{ kind: 'created'; rollout: Rollout } | { kind: 'exists'; id: string }>;
+  /** Newest first, each batch with its counts. */
+  listRollouts(): Promise<Rollout[]>;
+  getRollout(id: string): Promise<Rollout | null>;
+  /** An operator's halt or resume; `unchanged` when the rollout was not in a state it applies to. */
+  haltRollout(id: string, reason: string, actor: string, now: number): Promise<{ kind: 'changed' | 'unchanged'; rollout: Rollout } | null>;
+  resumeRollout(id: string, actor: string, now: number): Promise<{ kind: 'changed' | 'unchanged'; rollout: Rollout } | null>;
+  /** Applies what each active rollout's counts call for (open, halt, finish), each change audited. */
+  evaluateRollouts(now: number): Promise<Array<{ rolloutId: string; step: RolloutStep }>>;
+  /** After an accepted check-in: remember the run aiming at a rolled-out release; answers whether it reported a failure of such a run. */
+  recordRolloutProgress(deviceId: string, report: ProductReport, now: number): Promise<{ outcome: boolean }>;
+  /** The halts and waits the device must obey, over every product it has reported. */
+  rolloutNotices(deviceId: string): Promise<RolloutNotice[]>;
+  /** The rollout gate and the site's budget, atomically with the nonce and across processes. */
+  requestLease(request: LeaseRequest): Promise<LeaseOutcome>;
+  renewLease(auth: DeviceRequestAuth, leaseId: string): Promise<LeaseChange>;
+  returnLease(auth: DeviceRequestAuth, leaseId: string): Promise<LeaseChange>;
+  /** Unexpired leases, oldest first. */
+  listLeases(now: number): Promise<Lease[]>;
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /**
  * The fleet database's schema, one list for SQLite and PostgreSQL. Each entry is applied once, in
  * order, and recorded in `schema_migrations`; a change to the schema is a NEW entry at the end
- * (rollouts, batches and leases will be entries 2, 3…), never an edit of an applied one. Most SQL
+ * (rollouts, batches and leases are entry 2), never an edit of an applied one. Most SQL
  * is the same for both; where the dialects differ (auto-numbered ids) an entry gives both texts.
  *
  * Conventions: times are BIGINT milliseconds since the epoch, JSON is TEXT, booleans are 0/1.
@@ -94,8 +94,62 @@ CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_device ON audit (device_id, id);
 `;
 
+// One rollout per release that is not done (the partial unique index), batches in order from 1,
+// the run each device was seen aiming at the release (rollout_runs: otad clears its offer when it
+// rolls back, so the run id is what ties a later outcome to the release), and the update leases.
+const rolloutsSchema = `
+CREATE TABLE rollouts (
+  id TEXT PRIMARY KEY,
+  product TEXT NOT NULL,
+  version TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('active', 'halted', 'done')),
+  created_at BIGINT NOT NULL,
+  created_by TEXT NOT NULL,
+  soak_ms BIGINT NOT NULL,
+  failure_threshold DOUBLE PRECISION NOT NULL,
+  min_reports BIGINT NOT NULL,
+  halt_by TEXT,
+  halt_reason TEXT,
+  halt_at BIGINT,
+  resumed_at BIGINT,
+  forgiven TEXT NOT NULL DEFAULT '{}'
+);
+CREATE UNIQUE INDEX rollouts_release ON rollouts (product, version) WHERE state <> 'done';
+CREATE INDEX rollouts_created ON rollouts (created_at);
+CREATE TABLE rollout_batches (
+  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  selector TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('waiting', 'open', 'done')),
+  opened_at BIGINT,
+  PRIMARY KEY (rollout_id, idx)
+);
+CREATE TABLE rollout_runs (
+  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  device_id TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  seen_at BIGINT NOT NULL,
+  PRIMARY KEY (rollout_id, device_id)
+);
+CREATE TABLE leases (
+  id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  site TEXT,
+  product TEXT NOT NULL,
+  version TEXT NOT NULL,
+  from_version TEXT,
+  created_at BIGINT NOT NULL,
+  ttl_ms BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX leases_site ON leases (site, expires_at);
+CREATE INDEX leases_device ON leases (device_id, product);
+CREATE TABLE site_locks (site TEXT PRIMARY KEY);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'devices, key conflicts, product state, check-in history, nonces, audit', sql: { sqlite: devicesSchema('sqlite'), postgres: devicesSchema('postgres') } },
+  { version: 2, name: 'rollouts, their batches and runs, update leases', sql: rolloutsSchema },
 ];
 
 /** Applies the entries the database has not seen, under the migration lock; answers their versions. */

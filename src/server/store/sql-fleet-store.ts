@@ -22,7 +22,9 @@ import type {
   StoredAudit,
   Tags,
 } from './fleet-store.js';
-import type { Row, SqlDriver, SqlExecutor } from './sql-driver.js';
+import type { Row, SqlDriver, SqlExecutor, SqlValue } from './sql-driver.js';
+import { createSqlLeaseStore } from './sql-lease-store.js';
+import { createSqlRolloutStore } from './sql-rollout-store.js';
 
 export const DEFAULT_RETENTION: Retention = { checkinsPerDevice: 100, maxAgeMs: 30 * 24 * 3_600_000 };
 
@@ -33,7 +35,7 @@ class Refusal {
   constructor(readonly outcome: CheckinOutcome) {}
 }
 
-const parseTags = (text: unknown): Tags => {
+export const parseTags = (text: unknown): Tags => {
   try {
     const value = JSON.parse(String(text)) as unknown;
     return value !== null && typeof value === 'object' ? (value as Tags) : {};
@@ -45,7 +47,7 @@ const parseTags = (text: unknown): Tags => {
 const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
 const str = (value: unknown): string | null => (value === null || value === undefined ? null : String(value));
 
-function toDevice(r: Row): Device {
+export function toDevice(r: Row): Device {
   const reportedTags = parseTags(r.reported_tags);
   const operatorTags = parseTags(r.operator_tags);
   return {
@@ -65,6 +67,26 @@ function toDevice(r: Row): Device {
     decidedBy: str(r.decided_by),
     decidedAt: num(r.decided_at),
   };
+}
+
+/**
+ * The WHERE clause of a device listing, its parameters numbered from `first`. The search is a
+ * substring of the id or the site, with LIKE's wildcards escaped, lower-cased on both sides
+ * because SQLite's LIKE ignores ASCII case and PostgreSQL's does not.
+ */
+function deviceFilter(status: DeviceStatus | undefined, search: string | undefined, first: number): { where: string; params: SqlValue[] } {
+  const clauses: string[] = [];
+  const params: SqlValue[] = [];
+  if (status !== undefined) {
+    params.push(status);
+    clauses.push(`status = $${first + params.length - 1}`);
+  }
+  if (search !== undefined && search !== '') {
+    params.push(`%${search.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    const n = `$${first + params.length - 1}`;
+    clauses.push(`(LOWER(id) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(site, '')) LIKE ${n} ESCAPE '\\')`);
+  }
+  return { where: clauses.length === 0 ? '' : `WHERE ${clauses.join(' AND ')}`, params };
 }
 
 function toReport(r: Row): ProductReport {
@@ -196,15 +218,14 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
     },
 
     async listDevices(query) {
-      const where = query.status !== undefined ? 'WHERE status = $3' : '';
-      const params = query.status !== undefined ? [query.limit, query.offset, query.status] : [query.limit, query.offset];
-      const rows = await driver.query(`SELECT * FROM devices ${where} ORDER BY id LIMIT $1 OFFSET $2`, params);
-      return { devices: await views(rows.map(toDevice)), total: await this.countDevices(query.status) };
+      const filter = deviceFilter(query.status, query.search, 3);
+      const rows = await driver.query(`SELECT * FROM devices ${filter.where} ORDER BY id LIMIT $1 OFFSET $2`, [query.limit, query.offset, ...filter.params]);
+      return { devices: await views(rows.map(toDevice)), total: await this.countDevices(query.status, query.search) };
     },
 
-    async countDevices(status) {
-      const rows = status === undefined ? await driver.query('SELECT COUNT(*) AS n FROM devices') : await driver.query('SELECT COUNT(*) AS n FROM devices WHERE status = $1', [status]);
-      return Number(rows[0]!.n);
+    async countDevices(status, search) {
+      const filter = deviceFilter(status, search, 1);
+      return Number((await driver.query(`SELECT COUNT(*) AS n FROM devices ${filter.where}`, filter.params))[0]!.n);
     },
 
     async decide(id, status, actor, now) {
@@ -295,8 +316,12 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
         nonces: await driver.run('DELETE FROM nonces WHERE expires_at < $1', [now]),
         checkins: await driver.run('DELETE FROM checkins WHERE at < $1', [cutoff]),
         audit: await driver.run('DELETE FROM audit WHERE at < $1', [cutoff]),
+        leases: await driver.run('DELETE FROM leases WHERE expires_at <= $1', [now]),
       };
     },
+
+    ...createSqlRolloutStore(driver),
+    ...createSqlLeaseStore(driver),
 
     close: () => driver.close(),
   };

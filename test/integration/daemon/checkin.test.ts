@@ -65,6 +65,32 @@ describe('fleet check-ins', () => {
     });
   });
 
+  it('after a rollback still names the version the run aimed at, so the server counts the outcome against that release', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'otad-checkin-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const server = await startFleetProtocolServer();
+    cleanups.push(() => server.close());
+    const op = protocolOperator(server.url);
+    await op.settings({ autoAccept: true });
+    const config = buildConfig({
+      server: { url: server.url },
+      paths: { stateDir: join(dir, 'state') },
+      decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '0' },
+      products: [{ name: 'robot-ai', installPath: join(dir, 'opt/robot-ai') }],
+    });
+    const daemon = new Daemon({ config, logging: createLogging({ level: 'info', stdout: false }), clock: systemClock, deviceId: 'mac-0242ac110003', stepProvider: fakeStepProvider({ fail: { validate: 'HEALTH_CHECK_FAILED' } }) });
+    await daemon.start();
+    cleanups.push(() => daemon.stop(0));
+    const reporter = startCheckins({ control: daemon, fleet: await fleetFor(dir, 'mac-0242ac110003'), config, logger: silentLogger, memory: newCheckinMemory(), now: () => Date.now() });
+    cleanups.push(() => reporter.stop());
+
+    await daemon.dispatch({ type: 'CHECK_NOW', source: 'cli' });
+    await waitUntil(() => daemon.status().products[0]!.lastOutcome === 'rolled-back');
+    expect(daemon.status().products[0]!.offeredVersion).toBeNull();
+    await reporter.reportAll();
+    expect((await op.state()).received.at(-1)).toMatchObject({ body: { lastOutcome: 'rolled-back', targetVersion: '2.0.0', runId: daemon.status().products[0]!.runId } });
+  });
+
   it('costs nothing but a debug line when the server has no check-in endpoint', async () => {
     const logger = createLogging({ level: 'debug', stdout: false });
     const control = { status: () => ({ deviceId: 'd-1', products: [{ product: 'robot-ai', installedVersion: '1.0.0', state: 'idle', lastOutcome: null, error: null }] }), bus: { subscribe: () => () => {} } };

@@ -106,7 +106,24 @@ const CLAIMS: Claim[] = [
   {
     doc: 'README.md',
     says: "Each robot reports its versions to the server's fleet view",
-    backedBy: [['integration/daemon/checkin.test.ts', 'reports the installed version and state after a run, and the server lists the device']],
+    backedBy: [['integration/daemon/checkin.test.ts', 'reports the installed version and state after a run, signed, and the server records the device']],
+  },
+  {
+    doc: 'README.md',
+    says: 'rolls a release out in batches that open after a soak and halt themselves when failures pass a threshold',
+    backedBy: [
+      ['integration/server/rollouts.test.ts', 'percentage batches take the signed rollout bucket; batch 2 opens only after the soak with enough reports'],
+      ['integration/server/rollouts.test.ts', 'failures past the threshold halt the rollout by themselves with the reason, audited'],
+      ['integration/fleet/rollout-fleet.test.ts', 'batch 1 commits, batch 2 opens, failures there halt it, robots outside stop starting, and resume lets the rest through'],
+    ],
+  },
+  {
+    doc: 'README.md',
+    says: 'lets at most k robots of a site update at once',
+    backedBy: [
+      ['integration/server/rollouts.test.ts', 'two servers never let more than k = 2 of 50 robots of one site hold a lease at once, over many cycles'],
+      ['integration/fleet/rollout-fleet.test.ts', 'a real otad killed with SIGKILL while holding a lease frees its slot when the TTL passes, not before'],
+    ],
   },
   {
     doc: 'README.md',

@@ -137,7 +137,7 @@ describe.each(BACKENDS)('fleet store on $backend', ({ backend, skip }) => {
     expect((await store.checkinHistory('robot-1', 10)).map((c) => c.version)).toEqual(['1.0.5', '1.0.4', '1.0.3']);
     expect(await tableCounts(database)).toMatchObject({ nonces: 7, checkins: 4 });
     const pruned = await store.prune(T0 + 86_400_000 + 10);
-    expect(pruned).toEqual({ nonces: 7, checkins: 4, audit: 0 });
+    expect(pruned).toEqual({ nonces: 7, checkins: 4, audit: 0, leases: 0 });
     expect((await store.getDevice('robot-1'))!.products[0]!.version).toBe('1.0.5');
   });
 
@@ -152,6 +152,23 @@ describe.each(BACKENDS)('fleet store on $backend', ({ backend, skip }) => {
     expect(page.devices[0]!.products).toHaveLength(1);
     const accepted = await store.listDevices({ limit: 10, offset: 0, status: 'accepted' });
     expect(accepted).toMatchObject({ total: 1, devices: [{ id: 'robot-3' }] });
+  });
+
+  it.skipIf(skip)('searches devices by a text their id or site contains, ignoring case and treating % and _ as plain characters', async () => {
+    await store.checkin(input('Dock-7', keyA, { reportedTags: { site: 'harbour' } }));
+    await store.checkin(input('robot_1', keyA, { reportedTags: { site: 'Warehouse-3' } }));
+    await store.checkin(input('robot-2', keyA, { reportedTags: { site: 'lab' } }));
+    await store.checkin(input('robotx1', keyA, { reportedTags: {} }));
+    const ids = async (search: string, status?: 'pending' | 'accepted') =>
+      (await store.listDevices({ limit: 10, offset: 0, search, ...(status !== undefined ? { status } : {}) })).devices.map((d) => d.id);
+    expect(await ids('dock')).toEqual(['Dock-7']);
+    expect(await ids('WAREHOUSE')).toEqual(['robot_1']);
+    expect(await ids('t_1')).toEqual(['robot_1']);
+    expect(await ids('%')).toEqual([]);
+    await store.decide('robot-2', 'accepted', 'ops', T0);
+    expect(await ids('robot', 'accepted')).toEqual(['robot-2']);
+    expect(await store.countDevices('pending', 'robot')).toBe(2);
+    expect((await store.listDevices({ limit: 1, offset: 0, search: 'robot' })).total).toBe(3);
   });
 
   it.skipIf(skip)('a preauthorized device is accepted on its first check-in; the listed key replaces a pending one', async () => {

@@ -12,7 +12,8 @@ import { createPowerAdapter } from '../../../src/adapters/system/power.js';
 import { buildConfig } from '../../../src/config/load.js';
 import { ManualClock } from '../../../src/core/clock.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
-import { createPreCheckStep } from '../../../src/steps/pre-check.js';
+import { backupName } from '../../../src/backup/naming.js';
+import { createPreCheckStep, formatBytes } from '../../../src/steps/pre-check.js';
 import { isRoot, mountTmpfs, randomish, writeTree } from '../../support/tar-fixtures.js';
 
 let root: string;
@@ -151,6 +152,91 @@ describe('pre-check with real statfs', () => {
       expect(out.reasons[0]?.message).toContain(`${join(dir, 'opt/.otad/robot-ai/staging/robot-ai')}, ${join(dir, 'opt/.otad/robot-ai/releases')}`);
       expect(out.reasons[0]?.message).toMatch(/extraction 9\.0 MiB/);
       expect(out.reasons[0]?.message).not.toContain('download');
+    } finally {
+      await unmount();
+    }
+  });
+  it.skipIf(!isRoot)('counts the new backup, credits the old backups retention prunes before the download, and never credits the releases commit removes, on one real tmpfs', async () => {
+    // Everything on one 32 MiB tmpfs: cache and backups under state/, releases and staging under opt/.otad.
+    const dir = join(root, 'tmpfs-retention');
+    const unmount = await mountTmpfs(dir, '32m');
+    try {
+      const releases = join(dir, 'opt/.otad/robot-ai/releases');
+      const current = { VERSION: '2.0.0\n', 'lib/model.bin': randomish(2 * MiB) };
+      await writeTree(join(releases, '2.0.0'), current);
+      await writeTree(join(releases, '1.9.0'), { VERSION: '1.9.0\n', 'lib/model.bin': randomish(MiB, 2) });
+      await symlink(join(releases, '2.0.0'), join(dir, 'opt/robot-ai'));
+      const backups = join(dir, 'state/backups');
+      await mkdir(backups, { recursive: true });
+      const name = (product: string, version: string, hoursAgo: number) => backupName({ product, version, createdAt: NOW - hoursAgo * 3_600_000, deviceId: 'rb1' });
+      // backup.keep is 2: this run's backup plus the newest of today's stay; the two older ones go.
+      await writeFile(join(backups, name('robot-ai', '1.9.0', 1)), randomish(1536 * KiB, 3));
+      await writeFile(join(backups, name('robot-ai', '1.8.0', 2)), randomish(MiB, 4));
+      await writeFile(join(backups, name('robot-ai', '1.7.0', 3)), randomish(512 * KiB, 5));
+      await writeFile(join(backups, name('other', '1.0.0', 9)), randomish(256 * KiB, 6)); // another product's: never counted
+
+      const R = 2 * MiB + '2.0.0\n'.length;
+      const backup = R + MiB + Math.ceil(R * 0.05); // the backup manager's own estimate, uncompressed
+      const freed = MiB + 512 * KiB;
+      const { step, logger } = realStep(dir);
+      const fs = await statfs(dir);
+      const free = fs.bavail * fs.bsize;
+      // need = download L + extraction 3L + backup − freed backups, all on this filesystem.
+      const fits = Math.floor((free + freed - backup) / 4);
+      expect(await step(input(fits), new AbortController().signal)).toEqual({ ok: true });
+      const passed = logger.lines.find((l) => l.message === 'pre-check passed');
+      const need = 4 * fits + backup - freed;
+      expect(passed?.fields?.disk).toEqual([expect.stringContaining(`need ${formatBytes(need)} (download ${formatBytes(fits)} + extraction ${formatBytes(3 * fits)} + backup ${formatBytes(backup)} − 2 old backups pruned after the backup (backup.keep) ${formatBytes(freed)} + precheck.minFreeBytes 0 B;`)]);
+      expect(passed?.fields?.disk).toEqual([expect.stringContaining(`; free ${formatBytes(free)}`)]);
+
+      const out = await step(input(fits + 1), new AbortController().signal);
+      if (out.ok) throw new Error('expected DISK_SPACE_LOW one byte of package later');
+      expect(out.reasons).toHaveLength(1);
+      const message = out.reasons[0]!.message;
+      expect(out.reasons[0]?.code).toBe('DISK_SPACE_LOW');
+      expect(message).toContain(`${formatBytes(free)} free, ${formatBytes(need + 4)} needed (download ${formatBytes(fits + 1)} + extraction ${formatBytes(3 * fits + 3)} + backup ${formatBytes(backup)} − 2 old backups pruned after the backup (backup.keep) ${formatBytes(freed)} + precheck.minFreeBytes 0 B`);
+      // The release being replaced stays as the previous one: on disk already, neither added nor freed.
+      expect(message).toContain(`kept previous release 2.0.0 ${formatBytes(R)} already on disk: adds 0, frees 0`);
+      // 1.9.0 goes only at commit, after the download and extraction: told, not subtracted.
+      expect(message).toContain(`release 1.9.0 ${formatBytes(MiB + '1.9.0\n'.length)} freed only at commit, after the peak: not counted`);
+      const warned = logger.lines.find((l) => l.message.startsWith('pre-check did not pass'));
+      expect(warned?.fields?.disk).toEqual([expect.stringContaining(`need ${formatBytes(need + 4)}`)]);
+    } finally {
+      await unmount();
+    }
+  });
+
+  it.skipIf(!isRoot)('needs room for the new backup before the old ones are pruned, when those are larger than the package', async () => {
+    const dir = join(root, 'tmpfs-backup-first');
+    const unmount = await mountTmpfs(dir, '16m');
+    try {
+      const releases = join(dir, 'opt/.otad/robot-ai/releases');
+      await writeTree(join(releases, '2.0.0'), { VERSION: '2.0.0\n', 'lib/model.bin': randomish(3 * MiB) });
+      await symlink(join(releases, '2.0.0'), join(dir, 'opt/robot-ai'));
+      const backups = join(dir, 'state/backups');
+      await mkdir(backups, { recursive: true });
+      for (const [i, v] of ['1.9.0', '1.8.0', '1.7.0'].entries()) {
+        await writeFile(join(backups, backupName({ product: 'robot-ai', version: v, createdAt: NOW - (i + 1) * 3_600_000, deviceId: 'rb1' })), randomish(2 * MiB, i + 7));
+      }
+      const { step } = realStep(dir);
+      const free = (await statfs(dir)).bavail * (await statfs(dir)).bsize;
+      const R = 3 * MiB + 6;
+      const backup = R + MiB + Math.ceil(R * 0.05);
+      // A tiny package: download + extraction − 4 MiB freed is below the backup alone, so the backup decides.
+      const out = await step(input(16 * KiB), new AbortController().signal);
+      if (free >= backup) {
+        expect(out).toEqual({ ok: true });
+      } else {
+        if (out.ok) throw new Error('expected DISK_SPACE_LOW');
+        expect(out.reasons[0]?.message).toContain(`${formatBytes(backup)} needed (backup ${formatBytes(backup)}, written while the old backups are still there + precheck.minFreeBytes 0 B`);
+      }
+      // The backup-first peak is what is compared: squeeze the tmpfs until it no longer fits.
+      await writeFile(join(dir, 'filler'), Buffer.alloc(Math.max(0, free - backup + 1)));
+      const squeezed = (await statfs(dir)).bavail * (await statfs(dir)).bsize;
+      expect(squeezed).toBeLessThan(backup);
+      const low = await step(input(16 * KiB), new AbortController().signal);
+      if (low.ok) throw new Error('expected DISK_SPACE_LOW');
+      expect(low.reasons[0]?.message).toContain(`${formatBytes(squeezed)} free, ${formatBytes(backup)} needed (backup ${formatBytes(backup)}, written while the old backups are still there + precheck.minFreeBytes 0 B`);
     } finally {
       await unmount();
     }

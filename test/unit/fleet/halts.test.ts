@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createHaltMemory, parseRollouts } from '../../../src/fleet/halts.js';
 import { nextCheckinDelay } from '../../../src/daemon/checkin.js';
+import { buildConfig } from '../../../src/config/load.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { createFleetGate } from '../../../src/fleet/fleet-gate.js';
+import type { DeviceFleet } from '../../../src/fleet/device-fleet.js';
 
 const mapStore = () => {
   const values = new Map<string, string>();
@@ -49,5 +53,26 @@ describe('the periodic check-in', () => {
     expect(nextCheckinDelay(3_600_000, 0)).toBe(3_240_000);
     expect(nextCheckinDelay(3_600_000, 0.5)).toBe(3_600_000);
     expect(nextCheckinDelay(3_600_000, 0.999999)).toBeLessThanOrEqual(3_960_000);
+  });
+});
+
+describe('the fleet gate', () => {
+  it('turns a remembered wait into ROLLOUT_WAIT and a halt into ROLLOUT_HALTED, each with the server\'s reason', () => {
+    const halts = createHaltMemory(mapStore());
+    halts.replaceAll(
+      [
+        { product: 'robot-ai', version: '2.0.0', state: 'wait', reason: 'batch 2 of the rollout of robot-ai 2.0.0 is not open yet' },
+        { product: 'robot-ai', version: '3.0.0', state: 'halted', reason: 'field reports' },
+      ],
+      1,
+    );
+    const gate = createFleetGate({ halts } as unknown as DeviceFleet, buildConfig({}), silentLogger);
+    expect(gate.halted('robot-ai', '2.0.0')).toEqual({ code: 'ROLLOUT_WAIT', message: 'the fleet server holds this robot back from robot-ai 2.0.0: batch 2 of the rollout of robot-ai 2.0.0 is not open yet' });
+    expect(gate.halted('robot-ai', '3.0.0')).toEqual({ code: 'ROLLOUT_HALTED', message: 'the fleet server halted the rollout of robot-ai 3.0.0: field reports' });
+    expect(gate.halted('robot-ai', '4.0.0')).toBeNull();
+    // With leases on, a wait is left to the lease answer, which knows whether the batch opened since.
+    const leased = createFleetGate({ halts } as unknown as DeviceFleet, buildConfig({ fleet: { lease: { enabled: true } } }), silentLogger);
+    expect(leased.halted('robot-ai', '2.0.0')).toBeNull();
+    expect(leased.halted('robot-ai', '3.0.0')?.code).toBe('ROLLOUT_HALTED');
   });
 });

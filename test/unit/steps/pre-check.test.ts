@@ -131,6 +131,29 @@ describe('pre-check decision (pure)', () => {
       expect(codes(m)).toEqual([]);
     });
 
+    it('credits old backups only when a backup is written, and never the releases commit removes', () => {
+      const m = healthy();
+      if (!('value' in m.disk)) throw new Error('unreachable');
+      // 100 MiB package + 300 MiB extraction + 211 MiB backup = 611 MiB; 150 MiB of old backups go first.
+      for (const p of Object.values(m.disk.value.places)) p.fs = { ...p.fs, freeBytes: 461 * MiB };
+      m.disk.value.retention = {
+        installed: { version: '2.0.0', bytes: 200 * MiB },
+        backupsPruned: [{ name: 'old-1', bytes: 100 * MiB }, { name: 'old-2', bytes: 50 * MiB }],
+        releasesPruned: [{ version: '1.9.0', bytes: 900 * MiB }],
+      };
+      expect(codes(m)).toEqual([]);
+      for (const p of Object.values(m.disk.value.places)) p.fs = { ...p.fs, freeBytes: 461 * MiB - 1 };
+      const [low] = decidePreCheck(m, POLICY).reasons;
+      expect(low?.message).toContain('− 2 old backups pruned after the backup (backup.keep) 150.0 MiB');
+      expect(low?.message).toContain('release 1.9.0 900.0 MiB (943718400 bytes) freed only at commit, after the peak: not counted');
+      // No backup this run: nothing is pruned, so nothing is credited either.
+      m.disk.value.backupSourceBytes = null;
+      for (const p of Object.values(m.disk.value.places)) p.fs = { ...p.fs, freeBytes: 400 * MiB - 1 };
+      expect(decidePreCheck(m, POLICY).reasons[0]?.message).not.toContain('pruned after the backup');
+      for (const p of Object.values(m.disk.value.places)) p.fs = { ...p.fs, freeBytes: 400 * MiB };
+      expect(codes(m)).toEqual([]);
+    });
+
     it('reports DISK_SPACE_LOW when the disk could not be measured', () => {
       expect(decidePreCheck(healthy({ disk: { error: 'EACCES' } }), POLICY).reasons).toEqual([
         { code: 'DISK_SPACE_LOW', message: 'free disk space could not be measured: EACCES' },
