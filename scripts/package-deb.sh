@@ -119,6 +119,8 @@ build_one() {
   done
   install -m 0644 deploy/systemd/otad.service "$pkg/usr/lib/systemd/system/otad.service"
   install -m 0644 deploy/dbus/io.otad.Daemon1.conf "$pkg/usr/share/dbus-1/system.d/io.otad.Daemon1.conf"
+  mkdir -p "$pkg/usr/share/dbus-1/system-services"
+  install -m 0644 deploy/dbus/io.otad.Daemon1.service "$pkg/usr/share/dbus-1/system-services/io.otad.Daemon1.service"
   install -m 0644 deploy/logrotate/otad "$pkg/etc/logrotate.d/otad"
   local page
   for page in deploy/man/*.[18]; do

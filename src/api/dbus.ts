@@ -1,17 +1,24 @@
 /**
  * The D-Bus service (dbus-next, members declared with Interface.configureMembers, no decorators):
- * name from configuration (io.otad.Daemon1), object /io/otad/Daemon1, interface io.otad.Daemon1.
+ * name from configuration (io.otad.Daemon1). API v2 (io.otad.Manager1 on /io/otad/Daemon1 and
+ * io.otad.Product1 per product, dbus-v2.ts) is the interface to build on; this file also keeps the
+ * v1 interface io.otad.Daemon1 on /io/otad/Daemon1 for one more release (deprecated).
  * Methods dispatch through the same Edge as REST (validation, rate limit, audit); an empty
  * product means "the only product". Refusals are D-Bus errors named io.otad.Daemon1.Error.<CODE>;
  * an unexpected failure is io.otad.Daemon1.Error.INTERNAL with a generic message (never a stack).
  * Who may call what is the bus policy's job: deploy/dbus/io.otad.Daemon1.conf.
  */
+import { createRequire } from 'node:module';
+import type { Writable } from 'node:stream';
 import dbus from 'dbus-next';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DaemonControl } from '../daemon/control.js';
 import type { Edge } from './edge.js';
 import { toApiError } from './http-errors.js';
+import { exportV2, type V2Service } from './dbus-v2.js';
+import { createSocketPairFactory, type SocketPairFactory } from './fd-inhibitor.js';
+import { OTAD_VERSION } from '../core/version.js';
 
 export const DBUS_OBJECT_PATH = '/io/otad/Daemon1';
 export const DBUS_INTERFACE = 'io.otad.Daemon1';
@@ -116,10 +123,40 @@ function onlyProduct(control: DaemonControl): string {
   throw new OtaError('PRODUCT_UNKNOWN', `name a product: this robot manages ${names.join(', ') || 'none'}`, { details: { known: names } });
 }
 
+/**
+ * Passing file descriptors (Inhibit → h) needs dbus-next's optional native socket module usocket
+ * (built at npm install); without it the bus connection cannot carry them and Inhibit says so.
+ */
+export const FD_PASSING: boolean = (() => {
+  // usocket 0.3.0 calls util.isError, which Node 23 removed: without it every send on the bus throws
+  // under Node 24 (the runtime otad ships). Give it the same meaning it had (Error.isError-like).
+  const nodeUtil = createRequire(import.meta.url)('node:util') as { isError?: (value: unknown) => boolean };
+  if (typeof nodeUtil.isError !== 'function') nodeUtil.isError = (value: unknown) => value instanceof Error;
+  try {
+    createRequire(import.meta.url)('usocket');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
 function connect(bus: string): dbus.MessageBus {
-  if (bus === 'system') return dbus.systemBus();
-  if (bus === 'session') return dbus.sessionBus();
-  return dbus.sessionBus({ busAddress: bus });
+  const negotiateUnixFd = FD_PASSING;
+  if (bus === 'system') return dbus.systemBus({ negotiateUnixFd });
+  // dbus-next reads negotiateUnixFd for every bus; its type declarations list it for the system bus only.
+  if (bus === 'session') return dbus.sessionBus({ negotiateUnixFd } as dbus.SessionBusOptions);
+  return dbus.sessionBus({ busAddress: bus, negotiateUnixFd } as dbus.SessionBusOptions);
+}
+
+/** Close otad's copy of a passed fd once the reply carrying it has left (sendmsg duplicated it into the message). */
+function closeWhenSent(bus: dbus.MessageBus, socket: { destroy(): void }): void {
+  const stream = (bus as unknown as { _connection?: { stream?: Writable } })._connection?.stream;
+  let rounds = 0;
+  const tick = () => {
+    if (!stream || stream.writableLength === 0 || ++rounds > 100_000) socket.destroy();
+    else setImmediate(tick);
+  };
+  setImmediate(tick);
 }
 
 export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
@@ -173,6 +210,41 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
     clearTimeout(timer);
   }
   bus.export(DBUS_OBJECT_PATH, iface);
+  const pairs: SocketPairFactory | null = FD_PASSING ? await createSocketPairFactory() : null;
+  const heldFds = new Set<(how: string) => void>();
+  const inhibit = async (who: string, why: string, mode: string): Promise<number> => {
+    if (!pairs) throw new OtaError('API_INVALID_REQUEST', 'this otad cannot pass file descriptors (the optional module usocket is not built); use the REST inhibit lease');
+    const hold = edge.holdFdInhibit({ who, why, mode }, caller);
+    let pair;
+    try {
+      pair = await pairs.pair();
+    } catch (error) {
+      hold.release('its file descriptor could not be made');
+      throw error;
+    }
+    const release = (how: string) => {
+      if (!heldFds.delete(release)) return;
+      hold.release(how);
+      pair.ours.destroy();
+      v2.refresh();
+    };
+    heldFds.add(release);
+    pair.ours.once('close', () => release(`${who} closed its inhibitor file descriptor (or exited)`));
+    closeWhenSent(bus, pair.theirs);
+    setImmediate(() => v2.refresh());
+    logger.info('inhibitor taken over D-Bus', { who, why, mode });
+    return pair.fd;
+  };
+  const usec = (ms: number | null) => (ms === null ? 0n : BigInt(Math.round(ms)) * 1000n);
+  const v2: V2Service = exportV2({
+    bus,
+    control,
+    edge,
+    logger,
+    version: OTAD_VERSION,
+    inhibit,
+    inhibitors: () => control.heldInhibits().map((i) => [i.holder, i.reason, 'block', usec(i.since), usec(i.expiresAt)] as [string, string, string, bigint, bigint]),
+  });
 
   const emit = (fn: () => void) => {
     try {
@@ -192,6 +264,9 @@ export async function startDbusService(deps: DbusDeps): Promise<DbusService> {
   return {
     async close() {
       for (const off of offs) off();
+      v2.close();
+      for (const release of [...heldFds]) release('otad stopped its D-Bus service');
+      pairs?.close();
       try {
         bus.unexport(DBUS_OBJECT_PATH, iface);
         await bus.releaseName(deps.name);

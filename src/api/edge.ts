@@ -7,10 +7,10 @@ import type { z } from 'zod';
 import type { EventSource } from '../../machines/types.js';
 import { isOtaError, OtaError } from '../core/errors.js';
 import type { AuditSink } from '../core/logger.js';
-import type { DaemonControl, DispatchResult } from '../daemon/control.js';
+import type { DaemonControl, DispatchResult, FdInhibitRequest } from '../daemon/control.js';
 import type { InhibitRecord } from '../store/store.js';
 import type { RateLimiter } from './rate-limit.js';
-import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRequestSchema, releasePathSchema } from './schemas.js';
+import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, releasePathSchema } from './schemas.js';
 
 export interface Caller {
   /** Token name, D-Bus sender or user: recorded in the audit log. */
@@ -28,6 +28,10 @@ export interface Edge {
   dispatch(body: unknown, caller: Caller): Promise<DispatchResult>;
   holdInhibit(body: unknown, caller: Caller): InhibitRecord;
   releaseInhibit(holder: string, caller: Caller): { released: true; holder: string };
+  /** Heartbeat of a REST inhibit lease: API_NOT_FOUND once it has expired or was released. */
+  renewInhibit(holder: string, body: unknown, caller: Caller): InhibitRecord;
+  /** A file-descriptor inhibitor (D-Bus Inhibit); the caller releases it when the fd closes. */
+  holdFdInhibit(request: Omit<FdInhibitRequest, 'source' | 'actor'>, caller: Caller): ReturnType<DaemonControl['holdFdInhibit']>;
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
   /** Clear a release's bad mark (path parameters as given by the caller). */
   unmarkRelease(params: unknown, caller: Caller): ReturnType<DaemonControl['unmarkRelease']>;
@@ -118,6 +122,17 @@ export function createEdge(deps: EdgeDeps): Edge {
           ...(req.durationMs !== undefined ? { durationMs: req.durationMs } : {}),
         });
       });
+    },
+    renewInhibit(holder, body, caller) {
+      return guardedSync('an inhibit renewal', caller, () => {
+        const req = parseBody(inhibitRenewSchema, body ?? {}, 'inhibit renewal');
+        const r = control.renewInhibit(holder, req.durationMs, caller.source, caller.actor);
+        if (!r) throw new OtaError('API_NOT_FOUND', `no inhibit lease is held by "${holder}" (it expired or was released); take a new one`, { details: { holder } });
+        return r;
+      });
+    },
+    holdFdInhibit(request, caller) {
+      return guardedSync('an inhibitor', caller, () => control.holdFdInhibit({ ...request, source: caller.source, actor: caller.actor }));
     },
     releaseInhibit(holder, caller) {
       return guardedSync('an inhibit release', caller, () => {

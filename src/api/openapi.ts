@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { OTAD_VERSION } from '../core/version.js';
 import { apiSchemas } from './schemas.js';
 
-const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'AckRequest']);
+const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'InhibitRenewRequest', 'AckRequest']);
 
 type Json = Record<string, unknown>;
 
@@ -97,6 +97,16 @@ export function buildOpenApiDocument(): Json {
           ...read,
           requestBody: { required: true, content: { 'application/json': { schema: ref('InhibitRequest') } } },
           responses: { '201': json('Inhibit', 'held'), ...control },
+        },
+      },
+      '/inhibit/{holder}/heartbeat': {
+        post: {
+          operationId: 'renewInhibit',
+          summary: 'renew an inhibit lease for durationMs (default inhibit.leaseTtl): a lease not renewed in time is released (control scope)',
+          ...read,
+          parameters: [{ name: 'holder', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: { required: false, content: { 'application/json': { schema: ref('InhibitRenewRequest') } } },
+          responses: { '200': json('Inhibit', 'renewed'), ...control, '404': err('no lease held by this holder: it expired or was released (API_NOT_FOUND)') },
         },
       },
       '/inhibit/{holder}': {

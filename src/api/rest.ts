@@ -149,6 +149,9 @@ export function createRestApp(deps: RestDeps): express.Express {
   v1.post('/inhibit', requireControl, json, (req, res) => {
     res.status(201).json(edge.holdInhibit(req.body, caller(res)));
   });
+  v1.post('/inhibit/:holder/heartbeat', requireControl, json, (req, res) => {
+    res.json(edge.renewInhibit(req.params.holder as string, req.body ?? {}, caller(res)));
+  });
   v1.delete('/inhibit/:holder', requireControl, (req, res) => {
     res.json(edge.releaseInhibit(req.params.holder as string, caller(res)));
   });

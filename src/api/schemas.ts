@@ -88,6 +88,18 @@ const progress = z.object({
 const offer = z.looseObject({ product: z.string(), version: z.string(), channel: z.string(), notes: z.string() });
 
 export const inhibitRecordSchema = z.object({ holder: z.string(), reason: z.string(), since: ms, expiresAt: ms }).register(apiSchemas, { id: 'Inhibit' });
+export const heldInhibitSchema = z
+  .object({
+    holder: z.string(),
+    reason: z.string(),
+    since: ms,
+    expiresAt: ms.nullable().describe('null: an fd inhibitor (D-Bus Inhibit), held until its holder closes the fd or dies'),
+    kind: z.enum(['lease', 'fd']),
+  })
+  .register(apiSchemas, { id: 'HeldInhibit' });
+export const inhibitRenewSchema = z
+  .strictObject({ durationMs: z.number().int().positive().optional().describe('default inhibit.leaseTtl, capped by inhibit.maxHold') })
+  .register(apiSchemas, { id: 'InhibitRenewRequest' });
 
 export const rollbackTargetSchema = z
   .object({
@@ -135,7 +147,7 @@ export const statusSchema = z
     now: ms,
     stepsConfigured: z.boolean(),
     products: z.array(productStatusSchema),
-    inhibits: z.array(inhibitRecordSchema),
+    inhibits: z.array(heldInhibitSchema),
     network: z.record(z.string(), z.unknown()).nullable(),
     deviceKey: z
       .object({

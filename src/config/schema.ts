@@ -256,7 +256,7 @@ export const configSchema = z.strictObject({
       maxRestoresPerState: z.number().int().min(1).default(3),
     })
     .prefault({}),
-  inhibit: z.strictObject({ maxHold: duration('4h') }).prefault({}),
+  inhibit: z.strictObject({ maxHold: duration('4h'), leaseTtl: duration('1m') }).prefault({}),
   /**
    * How much finished history the database keeps (runs, their transitions and snapshots, choices):
    * each update run costs about 30 KB, so without a bound the database grows forever.

@@ -84,6 +84,7 @@ export const ErrorCodes = {
   SERVICE_FAILED: { category: 'execution', retryable: false },
   ROLLBACK_FAILED: { category: 'execution', retryable: false },
   ROLLBACK_NOTHING_TO_UNDO: { category: 'api', retryable: false },
+  ROLLBACK_TARGET_MISMATCH: { category: 'api', retryable: false },
   // health
   HEALTH_CHECK_FAILED: { category: 'health', retryable: false },
   HEALTH_CHECK_TIMEOUT: { category: 'health', retryable: false },

@@ -11,18 +11,11 @@
  */
 import type { Config } from '../config/load.js';
 import type { Logger } from '../core/logger.js';
-import { errorCode, errorMessage } from '../fleet/fleet-http.js';
+import { sendCheckin, type CheckinMemory } from '../fleet/checkin-client.js';
 import type { DeviceFleet } from '../fleet/device-fleet.js';
 import type { DaemonControl, ProductStatus } from './control.js';
 
-/** What has been said already: kept across reporters (a reload makes a new one). */
-export interface CheckinMemory {
-  pendingLogged: boolean;
-  /** The refusal last warned about, and when: the same refusal is warned about again only after refusalWarnEveryMs. */
-  refusal: { status: number; code: string | null; at: number } | null;
-}
-
-export const newCheckinMemory = (): CheckinMemory => ({ pendingLogged: false, refusal: null });
+export { newCheckinMemory, type CheckinMemory } from '../fleet/checkin-client.js';
 
 export interface CheckinOptions {
   control: DaemonControl;
@@ -61,8 +54,6 @@ export function nextCheckinDelay(intervalMs: number, random: number): number {
 export function startCheckins(opts: CheckinOptions): CheckinReporter {
   const log = opts.logger.child({ component: 'checkin' });
   const http = opts.fleet.http(opts.config);
-  const memory = opts.memory;
-  const warnEvery = opts.refusalWarnEveryMs ?? 3_600_000;
   const random = opts.random ?? Math.random;
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
@@ -83,45 +74,10 @@ export function startCheckins(opts: CheckinOptions): CheckinReporter {
       targetVersion: targetOf(opts.control, p),
       tags: opts.config.fleet.tags,
     };
-    const answer = await http.request('POST', '/api/v1/checkin', body);
-    if (stopped) return;
-    if (!answer.reached) {
-      log.debug('check-in failed', { product, error: answer.error });
-      return;
-    }
-    const { status: code, body: reply } = answer;
-    if (code === 200) {
-      if (memory.pendingLogged || memory.refusal) log.info('the fleet server accepts this device', { product, fingerprint: opts.fleet.fingerprint });
-      memory.pendingLogged = false;
-      memory.refusal = null;
-      opts.fleet.halts.replaceAll(reply?.rollouts, opts.now());
-      return;
-    }
-    if (code === 202) {
-      if (!memory.pendingLogged) {
-        log.info(`device is pending acceptance on the fleet server; fingerprint ${opts.fleet.fingerprint}`, { deviceId: status.deviceId, fingerprint: opts.fleet.fingerprint, publicKey: opts.fleet.key.publicKey });
-        memory.pendingLogged = true;
-      }
-      return;
-    }
-    if (code === 401 || code === 403) {
-      const errCode = errorCode(reply);
-      const now = opts.now();
-      const same = memory.refusal !== null && memory.refusal.status === code && memory.refusal.code === errCode;
-      if (!same || now - (memory.refusal?.at ?? 0) >= warnEvery) {
-        log.warn(`the fleet server refused the check-in (HTTP ${code}${errCode ? ` ${errCode}` : ''})${errorMessage(reply) ? `: ${errorMessage(reply)}` : ''}`, {
-          product,
-          status: code,
-          code: errCode,
-          fingerprint: opts.fleet.fingerprint,
-        });
-        memory.refusal = { status: code, code: errCode, at: now };
-      } else {
-        log.debug('check-in refused again', { product, status: code, code: errCode });
-      }
-      return;
-    }
-    log.debug('check-in not accepted', { product, status: code });
+    await sendCheckin(
+      { http, halts: opts.fleet.halts, memory: opts.memory, log, fingerprint: opts.fleet.fingerprint, publicKey: opts.fleet.key.publicKey, now: opts.now, stopped: () => stopped, ...(opts.refusalWarnEveryMs === undefined ? {} : { refusalWarnEveryMs: opts.refusalWarnEveryMs }) },
+      body,
+    );
   }
 
   const reportAll = async (): Promise<void> => {

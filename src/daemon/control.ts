@@ -100,7 +100,8 @@ export interface DaemonStatus {
   now: number;
   stepsConfigured: boolean;
   products: ProductStatus[];
-  inhibits: InhibitRecord[];
+  /** Leases (REST, otactl) and file-descriptor inhibitors (D-Bus Inhibit), oldest first. */
+  inhibits: HeldInhibit[];
   network: Record<string, unknown> | null;
   /** The device key the fleet server knows this robot by (null: otad runs without one). */
   deviceKey: { publicKey: string; fingerprint: string } | null;
@@ -125,6 +126,25 @@ export interface DispatchResult {
   event: PublicEventType;
   state: string;
   runId: string | null;
+}
+
+/** An inhibit in force: a lease with an expiry, or one that lasts while its holder keeps a file descriptor open. */
+export interface HeldInhibit {
+  holder: string;
+  reason: string;
+  since: number;
+  /** When a lease runs out unless renewed; null for an fd inhibitor (it ends when the holder closes the fd or dies). */
+  expiresAt: number | null;
+  kind: 'lease' | 'fd';
+}
+
+/** A file-descriptor inhibitor (D-Bus Inhibit): held until `release` is called, when the holder's fd closes. */
+export interface FdInhibitRequest {
+  who: string;
+  why: string;
+  mode: string;
+  actor?: string;
+  source: EventSource;
 }
 
 export interface InhibitRequest {
@@ -164,6 +184,12 @@ export interface DaemonControl {
   acknowledge(product: string, version: string | null, source: EventSource, actor?: string): number;
   holdInhibit(request: InhibitRequest): InhibitRecord;
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean;
+  /** Renew a lease for durationMs (default inhibit.leaseTtl, capped by inhibit.maxHold); null when no lease is held by this holder (it expired or was released). */
+  renewInhibit(holder: string, durationMs: number | undefined, source: EventSource, actor?: string): InhibitRecord | null;
+  /** Register a file-descriptor inhibitor; the returned function releases it (idempotent). */
+  holdFdInhibit(request: FdInhibitRequest): { id: string; release: (why: string) => void };
+  /** Every inhibit in force now (leases and fd inhibitors). */
+  heldInhibits(): HeldInhibit[];
   exportRun(runId: string): RunExport;
   /** Each product's definition from configuration: install path, services, health checks, preserved paths. */
   productDefinitions(): ProductDefinition[];

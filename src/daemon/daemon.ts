@@ -25,7 +25,7 @@ import { detectProduct } from '../products/registry.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
+import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, FdInhibitRequest, HeldInhibit, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
 import type { ReleaseRecord } from '../store/store.js';
 import { DeadlineDriver, type TimerFns } from './deadline-driver.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
@@ -243,7 +243,7 @@ export class Daemon implements DaemonControl {
         this.progress.set(product.name, message);
         this.bus.publish('progress', message);
       },
-      inhibits: () => this.store.activeInhibits(clock.now()),
+      inhibits: () => this.heldInhibits(),
     };
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
@@ -414,7 +414,7 @@ export class Daemon implements DaemonControl {
       now,
       stepsConfigured: this.opts.stepProvider.real,
       products: [...this.runners.values()].map((r) => this.productStatus(r, now)),
-      inhibits: this.store.activeInhibits(now),
+      inhibits: this.heldInhibits(now),
       network: (this.opts.stepProvider.network?.() as Record<string, unknown> | null | undefined) ?? this.storedNetwork(),
       deviceKey: this.fleet ? { publicKey: this.fleet.key.publicKey, fingerprint: this.fleet.fingerprint } : null,
       fleetHalts: this.fleet ? this.fleet.halts.all() : [],
@@ -589,6 +589,45 @@ export class Daemon implements DaemonControl {
     this.store.holdInhibit(record);
     this.auditAction({ kind: 'api-control', message: `inhibit held by ${req.holder} for ${duration} ms: ${record.reason}`, ...(req.actor ? { actor: req.actor } : {}) });
     return record;
+  }
+
+  renewInhibit(holder: string, durationMs: number | undefined, source: EventSource, actor?: string) {
+    const now = this.opts.clock.now();
+    const held = this.store.activeInhibits(now).find((i) => i.holder === holder);
+    if (!held) return null;
+    const duration = Math.min(durationMs ?? this.config.inhibit.leaseTtl, this.config.inhibit.maxHold);
+    const record = { ...held, expiresAt: now + duration };
+    this.store.holdInhibit(record);
+    this.logger.debug('inhibit lease renewed', { holder, source, ...(actor ? { actor } : {}), expiresAt: record.expiresAt });
+    return record;
+  }
+
+  /** File-descriptor inhibitors (D-Bus Inhibit): in memory only, they end with the holder's fd (and with otad). */
+  private readonly fdInhibits = new Map<string, HeldInhibit & { mode: string }>();
+  private fdInhibitSeq = 0;
+
+  holdFdInhibit(req: FdInhibitRequest) {
+    const who = req.who.trim();
+    if (who.length < 1 || who.length > 64) throw new OtaError('API_INVALID_REQUEST', 'inhibit: who must be 1-64 characters (the application taking the inhibitor)');
+    if (req.why.trim().length < 1) throw new OtaError('API_INVALID_REQUEST', 'inhibit: why must say why updates must wait (1-200 characters)');
+    if (req.mode !== 'block') throw new OtaError('API_INVALID_REQUEST', `inhibit: mode "${req.mode}" is not supported; use "block" (no install starts while the inhibitor is held)`, { details: { mode: req.mode } });
+    const id = `fd-${++this.fdInhibitSeq}`;
+    const rec = { holder: who, reason: req.why.slice(0, 200), since: this.opts.clock.now(), expiresAt: null, kind: 'fd' as const, mode: req.mode };
+    this.fdInhibits.set(id, rec);
+    this.auditAction({ kind: 'api-control', message: `inhibitor taken by ${who} from ${req.source} (held while its file descriptor is open): ${rec.reason}`, ...(req.actor ? { actor: req.actor } : {}) });
+    return {
+      id,
+      release: (why: string) => {
+        if (!this.fdInhibits.delete(id)) return;
+        this.auditAction({ kind: 'api-control', message: `inhibitor of ${who} released: ${why}`, ...(req.actor ? { actor: req.actor } : {}) });
+      },
+    };
+  }
+
+  heldInhibits(now = this.opts.clock.now()): HeldInhibit[] {
+    const leases: HeldInhibit[] = this.store.activeInhibits(now).map((i) => ({ ...i, kind: 'lease' as const }));
+    const fds: HeldInhibit[] = [...this.fdInhibits.values()].map(({ mode: _mode, ...i }) => i);
+    return [...leases, ...fds].sort((a, b) => a.since - b.since);
   }
 
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean {

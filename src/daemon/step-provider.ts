@@ -26,7 +26,7 @@ export interface StepContext {
   /** Report progress of a long step (download, backup) to the bus. */
   progress(message: Omit<ProgressMessage, 'product'>): void;
   /** Inhibits currently held by the robot's app (checked by pre-check). */
-  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
+  inhibits(): Array<{ holder: string; reason: string; expiresAt: number | null }>;
 }
 
 export interface StepProvider {

@@ -5,7 +5,7 @@
  * reload's new server.url applies to the next one.
  */
 import { rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import type { Config } from '../config/load.js';
 import { readCaFile } from '../net/http-client.js';
 import type { Logger } from '../core/logger.js';
@@ -31,6 +31,8 @@ export interface DeviceFleetOptions {
   store: ValueStore;
   logger: Logger;
   now: () => number;
+  /** One connection pool for every request instead of one made per transport setting (the fleet simulator's many robots share one). */
+  dispatcher?: Dispatcher;
 }
 
 export function createDeviceFleet(opts: DeviceFleetOptions): DeviceFleet {
@@ -66,7 +68,7 @@ export function createDeviceFleet(opts: DeviceFleetOptions): DeviceFleet {
         identity,
         now: opts.now,
         timeoutMs: config.server.connectTimeout + config.server.headersTimeout,
-        dispatcher: agentFor(config),
+        dispatcher: opts.dispatcher ?? agentFor(config),
       }),
     stop() {
       leases.stop();

@@ -69,12 +69,24 @@ export function rawPublicKey(key: KeyObject): string {
   return der.subarray(der.length - 32).toString('base64');
 }
 
+/**
+ * Parsed public keys by their base64: a fleet server verifies every check-in, and making the
+ * KeyObject costs more than the signature check itself. Bounded; the oldest entry goes first.
+ */
+const publicKeys = new Map<string, KeyObject>();
+const PUBLIC_KEY_CACHE = 65_536;
+
 export function publicKeyFromRaw(base64: string): KeyObject {
+  const cached = publicKeys.get(base64);
+  if (cached !== undefined) return cached;
   const raw = Buffer.from(base64, 'base64');
   if (raw.length !== 32 || raw.toString('base64') !== base64) {
     throw new OtaError('DEVICE_SIGNATURE_INVALID', 'the public key is not 32 bytes of base64');
   }
-  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  const key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  if (publicKeys.size >= PUBLIC_KEY_CACHE) publicKeys.delete(publicKeys.keys().next().value as string);
+  publicKeys.set(base64, key);
+  return key;
 }
 
 /** A short fingerprint for people: the first 16 hex digits of the SHA-256 of the raw key. */

@@ -70,7 +70,7 @@ export interface PreCheckPorts {
   clock: Clock;
   clockSanity: ClockSanityPort;
   /** Inhibits held through the API (already without expired ones, but checked again here). */
-  inhibits(): Array<{ holder: string; reason: string; expiresAt: number }>;
+  inhibits(): Array<{ holder: string; reason: string; expiresAt: number | null }>;
   inhibitFile: InhibitFilePort;
   commands: CommandRunner;
   logger: Logger;
@@ -119,7 +119,7 @@ export interface PreCheckMeasurements {
   battery: Measured<BatteryReading>;
   /** From timedatectl; null when the system cannot say. */
   ntpSynchronized: Measured<boolean | null>;
-  apiInhibits: Array<{ holder: string; reason: string; expiresAt: number }>;
+  apiInhibits: Array<{ holder: string; reason: string; expiresAt: number | null }>;
   inhibitFile: { path: string; read: Measured<{ content: string; mtimeMs: number } | null> };
   commands: Array<{ name: string; command: readonly string[]; timeoutMs: number; result: CommandResult }>;
 }
@@ -337,8 +337,9 @@ function decideClock(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCh
 
 function decideInhibits(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreCheckDecision): void {
   for (const i of m.apiInhibits) {
-    if (i.expiresAt <= m.now) continue;
-    out.reasons.push({ code: 'INHIBITED', message: `updates are inhibited by ${i.holder} until ${iso(i.expiresAt)}${i.reason ? `: ${i.reason}` : ''}` });
+    if (i.expiresAt !== null && i.expiresAt <= m.now) continue;
+    const until = i.expiresAt === null ? 'for as long as it keeps its inhibitor open' : `until ${iso(i.expiresAt)}`;
+    out.reasons.push({ code: 'INHIBITED', message: `updates are inhibited by ${i.holder} ${until}${i.reason ? `: ${i.reason}` : ''}` });
   }
   const { path, read } = m.inhibitFile;
   if ('error' in read) {

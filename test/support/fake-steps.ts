@@ -24,6 +24,12 @@ export interface FakeStepsSpec {
   switchMarker?: string;
   /** The process SIGKILLs itself when this step starts (a crash loop). */
   crashIn?: StepName;
+  /**
+   * Pre-check refuses with INHIBITED while the daemon reports an inhibit (the StepContext port the
+   * real pre-check reads); set by fakeStepProvider from the context it is given.
+   */
+  honourInhibits?: boolean;
+  inhibits?: () => Array<{ holder: string; reason: string; expiresAt: number | null }>;
 }
 
 export interface Invocation {
@@ -93,6 +99,10 @@ export function createFakeSteps(spec: FakeStepsSpec = {}): Steps & { invocations
       return { available: true, installedVersion: input.installedVersion, offer: fakeOffer(input.product, version) };
     }),
     preCheck: wrap('preCheck', async () => {
+      if (spec.honourInhibits) {
+        const held = spec.inhibits?.() ?? [];
+        if (held.length > 0) return { ok: false, reasons: held.map((i) => ({ code: 'INHIBITED' as const, message: `updates are inhibited by ${i.holder}: ${i.reason}` })) };
+      }
       if (preCheckFailuresLeft > 0) {
         preCheckFailuresLeft--;
         return { ok: false, reasons: [{ code: 'BATTERY_LOW', message: 'battery at 12%, needs 30%' }] };
@@ -122,7 +132,10 @@ export function fakeStepProvider(spec: FakeStepsSpec = {}): StepProvider & { ste
   const steps = createFakeSteps(spec);
   return {
     real: true,
-    steps: () => steps,
+    steps: (ctx?: { inhibits(): Array<{ holder: string; reason: string; expiresAt: number | null }> }) => {
+      if (ctx) spec.inhibits = () => ctx.inhibits();
+      return steps;
+    },
     journalVerdict: async () => (spec.switchMarker && existsSync(spec.switchMarker) ? 'switched' : 'not-switched'),
   };
 }

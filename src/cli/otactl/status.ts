@@ -36,7 +36,7 @@ function printStatus(s: DaemonStatus): void {
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
     if (p.allowedEvents.includes('ROLLBACK') && p.rollbackTarget) out(`  rollback goes to ${p.rollbackTarget.version ?? 'nothing (first install undone)'} (otactl rollback)`);
   }
-  for (const i of s.inhibits) out(`inhibit: held by ${i.holder} until ${iso(i.expiresAt)}: ${i.reason}`);
+  for (const i of s.inhibits) out(`inhibit: held by ${i.holder} ${i.expiresAt === null ? 'while it keeps its inhibitor open' : `until ${iso(i.expiresAt)}`}: ${i.reason}`);
 }
 
 export async function status(ctx: CliContext): Promise<void> {

@@ -24,4 +24,13 @@ describe('docs/api.md against the OpenAPI document', () => {
     const text = docs('dbus.md');
     for (const m of ['UpdateNow', 'Schedule3AM', 'CheckNow', 'Cancel', 'Rollback', 'RollbackWith', 'GetStatus', 'GetReleases', 'UnmarkBad', 'StateChanged', 'Progress', 'UpdateAvailable']) expect(text).toContain(m);
   });
+
+  it('documents every member of the v2 introspection (docs/dbus/*.xml) in docs/dbus.md', () => {
+    const text = docs('dbus.md');
+    for (const file of ['dbus/io.otad.Manager1.xml', 'dbus/io.otad.Product1.xml']) {
+      const names = [...docs(file).matchAll(/<(?:method|property|signal) name="(\w+)"/g)].map((m) => m[1] as string);
+      expect(names.length).toBeGreaterThan(3);
+      for (const n of names) expect(text, `${file}: ${n}`).toContain(`\`${n}`);
+    }
+  });
 });
