@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ['default'],
+    // dbus-next clients in test processes need usocket's util.isError on Node 24 (src/api/usocket-compat.ts).
+    setupFiles: ['src/api/usocket-compat.ts'],
   },
 });

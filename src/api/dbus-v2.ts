@@ -8,6 +8,7 @@
  * adds them to its introspection data). Refusals are D-Bus errors io.otad.Error.<CODE>. Control
  * methods go through the Edge, like REST and Socket.IO. The introspection is in docs/dbus/*.xml.
  */
+import './usocket-compat.js';
 import dbus from 'dbus-next';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';

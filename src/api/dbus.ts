@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
+import './usocket-compat.js';
 import dbus from 'dbus-next';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -128,10 +129,6 @@ function onlyProduct(control: DaemonControl): string {
  * (built at npm install); without it the bus connection cannot carry them and Inhibit says so.
  */
 export const FD_PASSING: boolean = (() => {
-  // usocket 0.3.0 calls util.isError, which Node 23 removed: without it every send on the bus throws
-  // under Node 24 (the runtime otad ships). Give it the same meaning it had (Error.isError-like).
-  const nodeUtil = createRequire(import.meta.url)('node:util') as { isError?: (value: unknown) => boolean };
-  if (typeof nodeUtil.isError !== 'function') nodeUtil.isError = (value: unknown) => value instanceof Error;
   try {
     createRequire(import.meta.url)('usocket');
     return true;
