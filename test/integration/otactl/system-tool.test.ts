@@ -72,6 +72,10 @@ describe('otactl as a system tool, against a running otad', () => {
     expect(status.code).toBe(0);
     expect(status.urls).toContainEqual(expect.stringMatching(/dist\/src\/cli\/otactl\/status\.js$/));
     expect(status.urls.filter((u) => HEAVY.test(u))).toEqual([]);
+    // Nor Node's bundled undici (fetch's HTTP stack): on Node 24 importing node:http as an ES
+    // module reads its lazy WebSocket getters, which load it (src/api/client.ts requires it instead).
+    expect(status.urls).toContain('internal:internal/errors');
+    expect(status.urls.filter((u) => u.startsWith('internal:internal/deps/undici'))).toEqual([]);
     // The YAML package is loaded with require() only when a file falls outside the subset
     // src/config/yaml-lite.ts reads; NODE_DEBUG=module shows CommonJS loads, which the ESM hook does not.
     const cjs = await new Promise<string>((res) => {
