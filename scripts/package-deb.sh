@@ -127,7 +127,7 @@ build_one() {
     gzip -9n -c "$page" > "$pkg/usr/share/man/man${page##*.}/$(basename "$page").gz"
   done
   # Completion generated from the commander programs themselves (src/cli/completion.ts).
-  for cli in otactl otad; do
+  for cli in otactl otad ota-repo; do
     node dist/src/cli/completion.js "$cli" > "$pkg/usr/share/bash-completion/completions/$cli"
   done
   ln -s ../../../../lib/otad/config/config.example.yaml "$doc/examples/config.example.yaml"
