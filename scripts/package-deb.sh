@@ -78,8 +78,9 @@ build_one() {
   fi
   # Build leftovers are not shipped: only each native module's .node file stays of its build/.
   local mod
-  for mod in "$app"/node_modules/better-sqlite3 "$app"/node_modules/sd-notify; do
-    [ -d "$mod" ] || continue
+  for mod in "$app"/node_modules/*/binding.gyp; do
+    mod="$(dirname "$mod")"
+    [ -d "$mod/build/Release" ] || continue
     find "$mod/build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
     find "$mod/build/Release" -mindepth 1 ! -name '*.node' -exec rm -rf {} +
     rm -f "$mod/build/Release/test_extension.node"
