@@ -78,8 +78,9 @@ build_one() {
   fi
   # Build leftovers are not shipped: only each native module's .node file stays of its build/.
   local mod
-  for mod in "$app"/node_modules/better-sqlite3 "$app"/node_modules/sd-notify; do
-    [ -d "$mod" ] || continue
+  for mod in "$app"/node_modules/*/binding.gyp; do
+    mod="$(dirname "$mod")"
+    [ -d "$mod/build/Release" ] || continue
     find "$mod/build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
     find "$mod/build/Release" -mindepth 1 ! -name '*.node' -exec rm -rf {} +
     rm -f "$mod/build/Release/test_extension.node"
@@ -127,7 +128,7 @@ build_one() {
     gzip -9n -c "$page" > "$pkg/usr/share/man/man${page##*.}/$(basename "$page").gz"
   done
   # Completion generated from the commander programs themselves (src/cli/completion.ts).
-  for cli in otactl otad; do
+  for cli in otactl otad ota-repo; do
     node dist/src/cli/completion.js "$cli" > "$pkg/usr/share/bash-completion/completions/$cli"
   done
   ln -s ../../../../lib/otad/config/config.example.yaml "$doc/examples/config.example.yaml"

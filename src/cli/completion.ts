@@ -2,7 +2,7 @@
  * Bash completion scripts generated from the commander programs themselves, so the completion
  * cannot drift from the command line: every subcommand and option a program declares is offered,
  * and nothing else. The .deb build (scripts/package-deb.sh) runs
- * `node dist/src/cli/completion.js otactl|otad` and ships the output under
+ * `node dist/src/cli/completion.js otactl|otad|ota-repo` and ships the output under
  * /usr/share/bash-completion/completions/; test/unit/cli/completion.test.ts runs the generated
  * function in a real bash and checks every subcommand is completed.
  */
@@ -93,6 +93,7 @@ complete -F ${fn} ${name}
 export const COMPLETED_PROGRAMS: Record<string, () => Promise<Command>> = {
   otactl: async () => (await import('./otactl/program.js')).otactlProgram,
   otad: async () => (await import('./otad-program.js')).otadProgram(),
+  'ota-repo': async () => (await import('./ota-repo.js')).otaRepoProgram(),
 };
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -64,7 +64,13 @@ export interface CliIo {
   err: (line: string) => void;
 }
 
-export async function main(argv: string[], io: CliIo = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }): Promise<number> {
+const stdio: CliIo = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
+
+/**
+ * ota-repo's command line with its actions, not yet parsed: main() runs it, and the bash
+ * completion generator (./completion.ts) reads its commands and options from it.
+ */
+export function otaRepoProgram(io: CliIo = stdio): Command {
   const program = new Command('ota-repo')
     .description('publish releases into a signed TUF repository for otad')
     .option('--repo <dir>', 'repository folder (metadata/ and targets/)', process.env.OTA_REPO_DIR)
@@ -259,6 +265,11 @@ export async function main(argv: string[], io: CliIo = { out: (l) => process.std
       if (!report.ok) throw new ExitCode(1);
     });
 
+  return program;
+}
+
+export async function main(argv: string[], io: CliIo = stdio): Promise<number> {
+  const program = otaRepoProgram(io);
   try {
     if (argv.length === 0) {
       io.err('ota-repo: error: no command given (init, keygen, add, publish, refresh-timestamp, rotate-key, verify); see ota-repo --help');

@@ -14,7 +14,7 @@ import { constants, promises as fs, type Stats } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import type { ConfigIssue } from '../config/load.js';
-import { loadConfig, type Config } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config/load.js';
 import { isOtaError, type ErrorCode } from '../core/errors.js';
 import { readCaFile } from '../net/http-client.js';
 import { stagingRootFor } from '../release/layout.js';
@@ -66,7 +66,17 @@ export async function preflight(opts: PreflightOptions = {}): Promise<PreflightR
       (await unresolvableServices(p, serviceOptions)).map((s): Finding => ({ code: 'SERVICE_UNRESOLVABLE', message: s.message, subject: `${s.product}/${s.unit}` })),
     ),
   ]);
-  return { source: config.source, config, errors: found.flat(), warnings: await checkModes(config) };
+  const warnings = await checkModes(config);
+  // otad itself starts on the defaults without the file, but the unit waits for it
+  // (ConditionPathExists=/etc/ota/config.yaml): "valid" alone would mislead right after an install.
+  if (config.source === null) {
+    warnings.unshift({
+      code: 'CONFIG_NOT_FOUND',
+      message: `no configuration file ${DEFAULT_CONFIG_PATH}: checked the defaults, which manage no products; otad.service does not start until that file exists`,
+      subject: DEFAULT_CONFIG_PATH,
+    });
+  }
+  return { source: config.source, config, errors: found.flat(), warnings };
 }
 
 function configFindings(error: unknown): Finding[] {

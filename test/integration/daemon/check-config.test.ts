@@ -4,13 +4,15 @@
  * really starts with that file; a bad file must list every problem with its code, not the first.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CONFIG_PATH } from '../../../src/config/load.js';
 import { ManualClock } from '../../../src/core/clock.js';
+import { formatReport, preflight } from '../../../src/daemon/preflight.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { REPO_ROOT, spawnOtad, type OtadProcess, type Sandbox } from '../../support/otad-process.js';
 
@@ -265,6 +267,18 @@ describe('otad --check-config', () => {
     expect(check.stderr).toContain('error CONFIG_UNKNOWN_KEY: loging: unknown key "loging"; did you mean logging?');
     expect(check.stderr).toContain('error CONFIG_UNKNOWN_KEY: products[0].healthCheks: unknown key "healthCheks"; did you mean healthChecks?');
     expect(codes(check.stderr, 'error')).toEqual(['CONFIG_UNKNOWN_KEY', 'CONFIG_UNKNOWN_KEY']);
+  });
+});
+
+describe('otad --check-config without a configuration file', () => {
+  // The clean-system version, with its whole output pinned: test/integration/package/deb-install.test.ts.
+  it.skipIf(existsSync(DEFAULT_CONFIG_PATH))('checks the defaults and warns CONFIG_NOT_FOUND: the unit would not start otad yet', async () => {
+    const env = { ...process.env };
+    delete env.OTA_CONFIG;
+    const report = await preflight({ env });
+    expect(report.source).toBeNull();
+    expect(report.warnings[0]).toEqual({ code: 'CONFIG_NOT_FOUND', message: expect.stringContaining('otad.service does not start until that file exists'), subject: DEFAULT_CONFIG_PATH });
+    expect(formatReport(report)).toMatch(/^warning CONFIG_NOT_FOUND: no configuration file \/etc\/ota\/config\.yaml: checked the defaults, which manage no products;/m);
   });
 });
 

@@ -43,4 +43,14 @@ describe('bash completion generated from the command line', () => {
     expect(complete(script, ['otactl', 'logs', '--level', ''])).toEqual(['error', 'warn', 'info', 'debug']);
     expect(complete(script, ['otactl', 'sta'])).toEqual(['status']);
   });
+
+  it('ota-repo: its commands after --repo/--keys and their values, and add\'s options', async () => {
+    const script = bashCompletion(await COMPLETED_PROGRAMS['ota-repo']!());
+    expect(complete(script, ['ota-repo', '--repo', '/srv/ota/repo', '--keys', '/srv/ota/keys', ''])).toEqual(
+      expect.arrayContaining(['init', 'keygen', 'add', 'rollout', 'publish', 'refresh-timestamp', 'rotate-key', 'verify']),
+    );
+    expect(complete(script, ['ota-repo', 'add', '--pro'])).toEqual(['--product']);
+    expect(complete(script, ['ota-repo', 'rotate-key', '--role', 'tar'])).toEqual([]);
+    expect(complete(script, ['ota-repo', 'ver'])).toEqual(['verify']);
+  });
 });
