@@ -33,7 +33,7 @@ export interface ProductDefinition {
   preservedPaths: string[];
   probation: { windowMs: number; intervalMs: number; failureThreshold: number };
   backup: { enabled: boolean; keep: number };
-  repository: { kind: 'tuf' | 'local'; location: string | null };
+  repository: { name: string; kind: 'tuf' | 'local'; location: string | null };
 }
 
 export interface MetadataRole {
@@ -47,6 +47,8 @@ export interface MetadataRole {
 export interface RepositoryStatus {
   product: string;
   kind: 'tuf' | 'local';
+  /** The repository's name among the product's choices (`default` unless configured otherwise). */
+  repository: string;
   /** The metadata URL (tuf) or folder (local) otad reads. */
   location: string | null;
   channel: string;
@@ -93,7 +95,7 @@ export function productDefinition(p: ProductConfig, config: Config): ProductDefi
     preservedPaths: p.preservedPaths,
     probation: { windowMs: p.probation.window, intervalMs: p.probation.interval, failureThreshold: p.probation.failureThreshold },
     backup: { enabled: p.backup.enabled, keep: p.backup.keep },
-    repository: { kind: p.repository.kind, location: repositoryLocation(p, config) },
+    repository: { name: p.repository.name, kind: p.repository.kind, location: repositoryLocation(p, config) },
   };
 }
 
@@ -168,20 +170,22 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
   }
 
   async function probe(p: ProductConfig, location: string): Promise<Probe> {
-    const entry = cache.get(p.name);
+    // Per product and place: after a switch of repository the old one's answer does not count.
+    const key = `${p.name}\u0000${location}`;
+    const entry = cache.get(key);
     if (entry?.inFlight) return entry.inFlight;
     if (entry && deps.clock.now() - entry.probe.probedAt < PROBE_TTL_MS) return entry.probe;
     const inFlight = probeOnce(p, location);
-    cache.set(p.name, { probe: entry?.probe ?? { reachable: false, latencyMs: null, httpStatus: null, probedAt: 0, problem: null }, inFlight });
+    cache.set(key, { probe: entry?.probe ?? { reachable: false, latencyMs: null, httpStatus: null, probedAt: 0, problem: null }, inFlight });
     const result = await inFlight;
-    cache.set(p.name, { probe: result, inFlight: null });
+    cache.set(key, { probe: result, inFlight: null });
     return result;
   }
 
   async function statusOf(p: ProductConfig): Promise<RepositoryStatus> {
     const config = deps.config();
     const location = repositoryLocation(p, config);
-    const dir = metadataDirFor(config, p.name);
+    const dir = metadataDirFor(config, p.name, p.repository.name);
     const [probed, cached, ...roles] = await Promise.all([
       location === null ? null : probe(p, location),
       createFileReleaseCache(config.paths.cacheDir).read(p.name).catch(() => null),
@@ -192,6 +196,7 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
     return {
       product: p.name,
       kind: p.repository.kind,
+      repository: p.repository.name,
       location,
       channel: p.channel,
       reachable: probed ? probed.reachable : null,
