@@ -179,6 +179,26 @@ describe.skipIf(!haveChromium)('dashboard across an otad restart', () => {
     expect(tipText).toContain('Health checks|unit: robot-ai-core.service, http: http://127.0.0.1:8000/health answers 200');
     expect(tipText).toContain('Preserved paths|config, data');
     expect(await indicator.getAttribute('aria-describedby')).toBe(await tip.getAttribute('id'));
+    // Escape closes it (WCAG 1.4.13); it comes back once focus has left and returned.
+    await page.keyboard.press('Escape');
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    expect(await page.evaluate("document.activeElement?.classList.contains('type-indicator')")).toBe(true);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Shift+Tab');
+    expect(await page.evaluate("document.activeElement?.classList.contains('type-indicator')")).toBe(true);
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    // The same on hover: Escape hides it while the pointer stays, moving away and back shows it again.
+    await page.evaluate('document.activeElement?.blur()');
+    await page.mouse.move(5, 995);
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    await indicator.hover();
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    await page.keyboard.press('Escape');
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    await page.mouse.move(5, 995);
+    await indicator.hover();
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    await page.mouse.move(5, 995);
     expect(await page.getByRole('region', { name: 'maps' }).locator('.type-indicator').textContent()).toBe('Type: not set');
     if (shots) {
       await page.screenshot({ path: join(shots, 'overview.png') });

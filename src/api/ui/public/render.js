@@ -399,7 +399,9 @@ export function renderServerStatus(r, p = null, view = {}) {
         : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
   const expiresIn = r.metadataExpiresAt ? r.metadataExpiresAt - Date.now() : null;
   const src = view.source ?? null;
-  const chosen = src?.selected ? ` (chosen ${formatTime(src.selected.at)}${src.selected.actor ? ` by ${src.selected.actor}` : ''})` : src ? ' (as configured)' : '';
+  // Only where there is a choice: which one is in force, and who made it.
+  const multi = src !== null && (src.channels.length > 1 || src.repositories.length > 1);
+  const chosen = !multi ? '' : src.selected ? ` (chosen ${formatTime(src.selected.at)}${src.selected.actor ? ` by ${src.selected.actor}` : ''})` : ' (as configured)';
   return h(
     'div',
     { class: 'server', 'data-reachable': reach[0] },
@@ -408,7 +410,7 @@ export function renderServerStatus(r, p = null, view = {}) {
       'dl',
       { class: 'facts' },
       ...[
-        ['Repository', `${r.repository ? `${r.repository}: ` : ''}${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
+        ['Repository', `${multi && src.repositories.length > 1 ? `${r.repository}: ` : ''}${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
         ['Channel', `${r.channel}${chosen}`],
         ['Connection', h('span', { class: 'reach', 'data-reachable': reach[0] }, reach[1])],
         ['Probed', r.probedAt ? `${formatTime(r.probedAt)} by otad` : '—'],
