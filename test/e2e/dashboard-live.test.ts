@@ -75,8 +75,16 @@ beforeAll(async () => {
   // Two products: the page opens on the overview. robot-ai takes its type's definition (health
   // checks, preserved paths) without its systemd services: these fake steps restart nothing.
   config.products = [
-    { name: 'robot-ai', type: 'robot-ai', installPath: join(sandbox.installRoot, 'robot-ai'), services: [] },
-    { name: 'maps', installPath: join(sandbox.installRoot, 'maps'), preservedPaths: ['local'] },
+    // robot-ai may be switched to beta or to a USB stick; maps has choices too, but its policy forbids switching.
+    {
+      name: 'robot-ai',
+      type: 'robot-ai',
+      installPath: join(sandbox.installRoot, 'robot-ai'),
+      services: [],
+      channels: ['beta'],
+      repositories: [{ name: 'usb', kind: 'local', path: '/media/usb/ota' }],
+    },
+    { name: 'maps', installPath: join(sandbox.installRoot, 'maps'), preservedPaths: ['local'], channels: ['beta'], allowSourceSwitch: false },
   ];
   writeFileSync(sandbox.configPath, YAML.stringify(config));
   mkdirSync(join(sandbox.installRoot, 'robot-ai'), { recursive: true });
@@ -200,6 +208,22 @@ describe.skipIf(!haveChromium)('dashboard across an otad restart', () => {
     await expect.poll(() => tip.isVisible()).toBe(true);
     await page.mouse.move(5, 995);
     expect(await page.getByRole('region', { name: 'maps' }).locator('.type-indicator').textContent()).toBe('Type: not set');
+    // Channel and repository: robot-ai offers both selects; maps's policy forbids switching, and the page says so.
+    const aiChoice = product(page).getByRole('group', { name: 'Channel and repository' });
+    expect(await aiChoice.getByLabel('Channel').locator('option').allTextContents()).toEqual(['stable (default)', 'beta']);
+    const repoOptions = await aiChoice.getByLabel('Repository').locator('option').allTextContents();
+    expect(repoOptions).toHaveLength(2);
+    expect(repoOptions[0]).toMatch(/^default \(default\) — http:\/\/\S+$/);
+    expect(repoOptions[1]).toBe('usb — /media/usb/ota');
+    // robot-ai waits for a choice on 2.0.0 (the first test): a switch must wait until it is idle.
+    await aiChoice.getByLabel('Repository').selectOption('usb');
+    expect(await aiChoice.getByRole('button', { name: 'Switch' }).isDisabled()).toBe(true);
+    expect(await aiChoice.textContent()).toContain('Switching waits until the product is idle');
+    await aiChoice.getByLabel('Repository').selectOption('default');
+    const mapsChoice = page.getByRole('region', { name: 'maps' }).getByRole('group', { name: 'Channel and repository' });
+    expect(await mapsChoice.getByLabel('Channel').isDisabled()).toBe(true);
+    expect(await mapsChoice.getByRole('button', { name: 'Switch' }).count()).toBe(0);
+    expect(await mapsChoice.textContent()).toContain('Switching is forbidden by configuration (allowSourceSwitch: false).');
     if (shots) {
       await page.screenshot({ path: join(shots, 'overview.png') });
       await page.setViewportSize({ width: 400, height: 1000 });
