@@ -256,6 +256,21 @@ export const repositoryStatusSchema = z
       .object({ version: z.string(), channel: z.string(), releasedAt: z.string(), notes: z.string(), checkedAt: z.number() })
       .nullable()
       .describe('the newest release the last successful check verified, from the release cache: its notes are readable offline'),
+    choices: z
+      .array(
+        z.object({
+          name: z.string(),
+          kind: z.enum(['tuf', 'local']),
+          location: z.string().nullable(),
+          inUse: z.boolean(),
+          reachable: z.boolean().nullable(),
+          latencyMs: z.number().nullable(),
+          httpStatus: z.number().int().nullable(),
+          probedAt: nullableMs,
+          problem: z.string().nullable(),
+        }),
+      )
+      .describe('every repository the product may be switched to, each probed by otad like the one in use'),
   })
   .register(apiSchemas, { id: 'RepositoryStatus' });
 export const repositoriesSchema = z.object({ repositories: z.array(repositoryStatusSchema) }).register(apiSchemas, { id: 'Repositories' });

@@ -133,6 +133,10 @@ export class Daemon implements DaemonControl {
     this.repositoryMonitor = createRepositoryMonitor({
       config: () => ({ ...this.config, products: this.config.products.map((p) => this.effectiveProduct(p)) }),
       clock: opts.clock,
+      choices: (product) => {
+        const p = this.config.products.find((x) => x.name === product);
+        return p ? repositoryChoices(p) : [];
+      },
       lastSuccessfulCheckAt: (product) => {
         const v = this.store.getValue(`lastSuccessfulCheck:${product}`);
         return v === null ? null : Number(v);

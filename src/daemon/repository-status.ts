@@ -68,6 +68,23 @@ export interface RepositoryStatus {
    * (`<paths.cacheDir>/<product>/latest-release.json`): its notes are readable while offline.
    */
   latestRelease: { version: string; channel: string; releasedAt: string; notes: string; checkedAt: number } | null;
+  /**
+   * Every repository the product may be switched to (the one in use among them), each probed by
+   * otad the same way: what an operator needs to know before switching.
+   */
+  choices: RepositoryChoiceStatus[];
+}
+
+export interface RepositoryChoiceStatus {
+  name: string;
+  kind: 'tuf' | 'local';
+  location: string | null;
+  inUse: boolean;
+  reachable: boolean | null;
+  latencyMs: number | null;
+  httpStatus: number | null;
+  probedAt: number | null;
+  problem: string | null;
 }
 
 export function describeHealthCheck(c: ProductConfig['healthChecks'][number]): { kind: string; target: string } {
@@ -139,6 +156,8 @@ export interface RepositoryMonitorDeps {
   clock: Clock;
   /** When the product's last check succeeded (null: never, as far as otad knows). */
   lastSuccessfulCheckAt: (product: string) => number | null;
+  /** The repositories a product may be switched to (default: only the one in use). */
+  choices?: (product: string) => Array<ProductConfig['repository']>;
   fetch?: typeof fetch;
 }
 
@@ -192,6 +211,25 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
       ...ROLES.map((r) => readMetadataRole(dir, r)),
     ]);
     const metadata = roles.filter((r): r is MetadataRole => r !== null);
+    const choices = await Promise.all(
+      (deps.choices?.(p.name) ?? [p.repository]).map(async (r): Promise<RepositoryChoiceStatus> => {
+        const inUse = r.name === p.repository.name;
+        const q = { ...p, repository: r };
+        const at = repositoryLocation(q, config);
+        const pr = inUse ? probed : at === null ? null : await probe(q, at);
+        return {
+          name: r.name,
+          kind: r.kind,
+          location: at,
+          inUse,
+          reachable: pr ? pr.reachable : null,
+          latencyMs: pr?.latencyMs ?? null,
+          httpStatus: pr?.httpStatus ?? null,
+          probedAt: pr?.probedAt ?? null,
+          problem: pr ? pr.problem : 'no location is configured',
+        };
+      }),
+    );
     const expiries = metadata.map((r) => r.expiresAt).filter((e): e is number => e !== null);
     return {
       product: p.name,
@@ -210,6 +248,7 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
       latestRelease: cached
         ? { version: cached.manifest.version, channel: cached.manifest.channel, releasedAt: cached.manifest.releasedAt, notes: cached.manifest.notes, checkedAt: cached.checkedAt }
         : null,
+      choices,
     };
   }
 

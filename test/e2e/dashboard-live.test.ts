@@ -210,18 +210,24 @@ describe.skipIf(!haveChromium)('dashboard across an otad restart', () => {
     expect(await page.getByRole('region', { name: 'maps' }).locator('.type-indicator').textContent()).toBe('Type: not set');
     // Channel and repository: robot-ai offers both selects; maps's policy forbids switching, and the page says so.
     const aiChoice = product(page).getByRole('group', { name: 'Channel and repository' });
-    expect(await aiChoice.getByLabel('Channel').locator('option').allTextContents()).toEqual(['stable (default)', 'beta']);
-    const repoOptions = await aiChoice.getByLabel('Repository').locator('option').allTextContents();
+    expect(await aiChoice.getByLabel('Channel', { exact: true }).locator('option').allTextContents()).toEqual(['stable (default)', 'beta']);
+    const repoOptions = await aiChoice.getByLabel('Repository', { exact: true }).locator('option').allTextContents();
     expect(repoOptions).toHaveLength(2);
-    expect(repoOptions[0]).toMatch(/^default \(default\) — http:\/\/\S+$/);
+    expect(repoOptions[0]).toMatch(/^default — http:\/\/\S+$/);
     expect(repoOptions[1]).toBe('usb — /media/usb/ota');
+    // Each repository as otad reaches it: nothing listens at the server URL, the USB stick is not there.
+    const reachList = product(page).getByRole('list', { name: 'Connection of each repository of robot-ai' });
+    await expect.poll(() => reachList.locator('li').allTextContents()).toEqual([
+      expect.stringMatching(/^default \(in use\): unreachable: the repository did not answer: ECONNREFUSED$/),
+      'usb: unreachable: no metadata/timestamp.json in /media/usb/ota (ENOENT)',
+    ]);
     // robot-ai waits for a choice on 2.0.0 (the first test): a switch must wait until it is idle.
-    await aiChoice.getByLabel('Repository').selectOption('usb');
+    await aiChoice.getByLabel('Repository', { exact: true }).selectOption('usb');
     expect(await aiChoice.getByRole('button', { name: 'Switch' }).isDisabled()).toBe(true);
     expect(await aiChoice.textContent()).toContain('Switching waits until the product is idle');
-    await aiChoice.getByLabel('Repository').selectOption('default');
+    await aiChoice.getByLabel('Repository', { exact: true }).selectOption('default');
     const mapsChoice = page.getByRole('region', { name: 'maps' }).getByRole('group', { name: 'Channel and repository' });
-    expect(await mapsChoice.getByLabel('Channel').isDisabled()).toBe(true);
+    expect(await mapsChoice.getByLabel('Channel', { exact: true }).isDisabled()).toBe(true);
     expect(await mapsChoice.getByRole('button', { name: 'Switch' }).count()).toBe(0);
     expect(await mapsChoice.textContent()).toContain('Switching is forbidden by configuration (allowSourceSwitch: false).');
     if (shots) {

@@ -109,11 +109,11 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
 
     // 1. The source as configured, with its choices; a check on stable offers 1.1.0.
     const choice = product(page).getByRole('group', { name: 'Channel and repository' });
-    const channel = choice.getByLabel('Channel');
+    const channel = choice.getByLabel('Channel', { exact: true });
     await channel.waitFor();
     expect(await channel.locator('option').allTextContents()).toEqual(['stable (default)', 'beta']);
     expect(await channel.inputValue()).toBe('stable');
-    expect(await choice.getByLabel('Repository').count()).toBe(0);
+    expect(await choice.getByLabel('Repository', { exact: true }).count()).toBe(0);
     const switchButton = choice.getByRole('button', { name: 'Switch' });
     expect(await switchButton.isDisabled()).toBe(true);
     const serverFacts = async () => (await product(page).locator('.server dl dt, .server dl dd').allTextContents()).join('|');
@@ -190,10 +190,10 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
         // The picture of a round with a check still failing.
         if (!shotTaken && items.some((i) => i.startsWith('✗ failing'))) {
           shotTaken = true;
-          if (shots) await page.screenshot({ path: join(shots, 'validating.png') });
+          if (shots) await page.screenshot({ path: join(shots, 'probation.png') });
           if (shots) {
             await page.setViewportSize({ width: 400, height: 1000 });
-            await page.screenshot({ path: join(shots, 'validating-400px.png'), fullPage: true });
+            await page.screenshot({ path: join(shots, 'probation-400px.png'), fullPage: true });
             await page.setViewportSize({ width: 1280, height: 1000 });
           }
         }

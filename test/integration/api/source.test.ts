@@ -103,8 +103,16 @@ describe('the channel and repository a product follows', () => {
 
     const def = (await call('GET', '/products')).body.products.find((p: any) => p.product === 'robot-ai');
     expect(def).toMatchObject({ channel: 'beta', repository: { name: 'mirror', location: 'http://127.0.0.1:9/mirror/metadata/' } });
-    const repo = (await call('GET', '/repositories')).body.repositories.find((x: any) => x.product === 'robot-ai');
+    const repos = (await call('GET', '/repositories')).body;
+    assertMatchesDocument(doc, '/repositories', 'get', 200, repos);
+    const repo = repos.repositories.find((x: any) => x.product === 'robot-ai');
     expect(repo).toMatchObject({ channel: 'beta', repository: 'mirror', location: 'http://127.0.0.1:9/mirror/metadata/' });
+    // Both choices, each probed by otad (nothing listens on port 9).
+    expect(repo.choices.map((c: any) => [c.name, c.location, c.inUse, c.reachable])).toEqual([
+      ['default', 'http://127.0.0.1:9/main/metadata/', false, false],
+      ['mirror', 'http://127.0.0.1:9/mirror/metadata/', true, false],
+    ]);
+    expect(repo.choices[0].problem).toMatch(/^the repository did not answer: /);
     const audit = h.daemon.audit(20).find((a) => a.message.startsWith('robot-ai switched'));
     expect(audit?.message).toBe('robot-ai switched from rest (robot-ai) to channel beta of repository mirror (was channel stable of repository default); the next check uses it');
     expect(readFileSync(join(h.dir, 'audit.log'), 'utf8')).toContain('robot-ai switched from rest (robot-ai) to channel beta');

@@ -390,13 +390,17 @@ export function renderTypeIndicator(def) {
  * @param {any} [p] the product's status
  * @param {any} [view] renderProduct's view (source, draft, canControl, busy, offline, onDraft, onSelectSource)
  */
+/** [data-reachable, text] of one of otad's probes. @param {any} r */
+function reachOf(r) {
+  return r.reachable === null
+    ? ['unknown', 'not probed (no location configured)']
+    : r.reachable
+      ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
+      : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+}
+
 export function renderServerStatus(r, p = null, view = {}) {
-  const reach =
-    r.reachable === null
-      ? ['unknown', 'not probed (no location configured)']
-      : r.reachable
-        ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
-        : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+  const reach = reachOf(r);
   const expiresIn = r.metadataExpiresAt ? r.metadataExpiresAt - Date.now() : null;
   const src = view.source ?? null;
   // Only where there is a choice: which one is in force, and who made it.
@@ -418,7 +422,7 @@ export function renderServerStatus(r, p = null, view = {}) {
         ['Last successful check', formatTime(r.lastSuccessfulCheckAt)],
       ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
     ),
-    src && p ? renderSourceChoice(src, p, view) : null,
+    src && p ? renderSourceChoice(src, p, view, r.choices ?? []) : null,
   );
 }
 
@@ -427,7 +431,7 @@ export function renderServerStatus(r, p = null, view = {}) {
  * Switch button (a control token, an idle product, a connected page, a policy that allows it).
  * @param {any} src a ProductSource (GET /api/v1/products/{product}/source) @param {any} p the product's status
  */
-export function renderSourceChoice(src, p, view) {
+export function renderSourceChoice(src, p, view, probes = []) {
   if (src.channels.length < 2 && src.repositories.length < 2) return null;
   const id = `product-${p.product}-source`;
   const draft = view.draft ?? { channel: src.channel, repository: src.repository };
@@ -466,7 +470,7 @@ export function renderSourceChoice(src, p, view) {
       'div',
       { class: 'source-row' },
       src.channels.length > 1 ? pick('channel', 'Channel', src.channels.map((c) => [c, c === src.defaults.channel ? `${c} (default)` : c])) : null,
-      src.repositories.length > 1 ? pick('repository', 'Repository', src.repositories.map((x) => [x.name, `${x.name}${x.name === src.defaults.repository ? ' (default)' : ''} — ${x.location ?? 'the server URL'}`])) : null,
+      src.repositories.length > 1 ? pick('repository', 'Repository', src.repositories.map((x) => [x.name, `${x.name}${x.name === src.defaults.repository && x.name !== 'default' ? ' (default)' : ''} — ${x.location ?? 'the server URL'}`])) : null,
       locked
         ? null
         : h(
@@ -481,5 +485,16 @@ export function renderSourceChoice(src, p, view) {
           ),
     ),
     why ? h('p', { id: `${id}-why`, class: 'muted source-why' }, why) : null,
+    // Each repository as otad reaches it, before anyone switches to it.
+    src.repositories.length > 1 && probes.length > 0
+      ? h(
+          'ul',
+          { class: 'repo-choices', 'aria-label': `Connection of each repository of ${p.product}` },
+          ...probes.map((c) => {
+            const [ok, text] = reachOf(c);
+            return h('li', { 'data-repository': c.name }, h('span', { class: 'choice-name' }, `${c.name}${c.inUse ? ' (in use)' : ''}: `), h('span', { class: 'reach', 'data-reachable': ok }, text));
+          }),
+        )
+      : null,
   );
 }
