@@ -15,11 +15,14 @@
  *
  * Set OTA_E2E_SCREENSHOT_DIR=/tmp/x to keep screenshots (1280 px and 400 px wide).
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONTROL_TOKEN, otaRepo, startFleet, type Fleet } from '../support/fleet-e2e.js';
+import { cliCommand, CONTROL_TOKEN, otaRepo, startFleet, type Fleet } from '../support/fleet-e2e.js';
+import { REPO_ROOT } from '../support/otad-process.js';
 import { writeTarGz } from '../support/tar-fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -34,6 +37,16 @@ const WARM_UP = 'command:bin/warm-up';
 const BINARY = 'command:test -x bin/robot-ai';
 
 let fleet: Fleet;
+
+async function otactl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...cliCommand('otactl'), '--config', fleet.sandbox.configPath, ...args], { cwd: REPO_ROOT, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
 let context: BrowserContext;
 
 async function releaseFile(version: string): Promise<string> {
@@ -122,7 +135,8 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
 
     await product(page).getByRole('button', { name: 'Check now' }).click();
     await state(page).filter({ hasText: /^Update available: waiting for a choice$/ }).waitFor();
-    expect(await product(page).locator('dl.facts').first().textContent()).toContain('Offered version1.1.0');
+    // The state shows at once from the stream; the offer comes with the reread that follows.
+    await expect.poll(() => product(page).locator('dl.facts').first().textContent()).toContain('Offered version1.1.0');
     // While the offer waits, the page does not let the operator switch, and the API would refuse it.
     await channel.selectOption('beta');
     expect(await switchButton.isDisabled()).toBe(true);
@@ -145,10 +159,18 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
     const source = (await fleet.api('GET', '/api/v1/products/robot-ai/source')).body;
     expect(source).toMatchObject({ channel: 'beta', selected: { actor: 'robot-ai-app', via: 'rest' } });
     await shoot(page, 'source-switched', 1800);
+    // otactl reads the same choice, and is refused a channel that is not configured.
+    const cli = await otactl('source');
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^robot-ai: channel beta of repository default \(http:\/\/127\.0\.0\.1:\d+\), chosen \S+ by robot-ai-app\n {2}channels: {5}stable, beta\n/);
+    const refused = await otactl('source', '--channel', 'nightly');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('SOURCE_UNKNOWN');
 
     await product(page).getByRole('button', { name: 'Check now' }).click();
     await state(page).filter({ hasText: /^Update available: waiting for a choice$/ }).waitFor();
-    expect(await product(page).locator('dl.facts').first().textContent()).toContain('Offered version2.0.0');
+    // The state shows at once from the stream; the offer comes with the reread that follows.
+    await expect.poll(() => product(page).locator('dl.facts').first().textContent()).toContain('Offered version2.0.0');
 
     // 3. The Update now dialog, keyboard only: Tab cycles inside it, Escape closes it, the focus comes back.
     const updateNow = product(page).getByRole('button', { name: 'Update now' });
@@ -219,5 +241,5 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
     expect(await product(page).locator('li.step-active').count()).toBe(0);
     expect(problems).toEqual([]);
     await page.close();
-  });
+  }, 240_000);
 });

@@ -294,7 +294,7 @@ export function renderLogLine(line) {
 
 /** @param {number} ms */
 export function formatDuration(ms) {
-  if (ms < 1000) return `${ms} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = Math.round(ms / 1000);
   if (s < 120) return `${s} s`;
   const m = Math.floor(s / 60);
