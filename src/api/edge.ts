@@ -10,7 +10,7 @@ import type { AuditSink } from '../core/logger.js';
 import type { DaemonControl, DispatchResult, FdInhibitRequest } from '../daemon/control.js';
 import type { InhibitRecord } from '../store/store.js';
 import type { RateLimiter } from './rate-limit.js';
-import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, releasePathSchema } from './schemas.js';
+import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, productPathSchema, releasePathSchema, sourceRequestSchema } from './schemas.js';
 
 export interface Caller {
   /** Token name, D-Bus sender or user: recorded in the audit log. */
@@ -35,6 +35,8 @@ export interface Edge {
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
   /** Clear a release's bad mark (path parameters as given by the caller). */
   unmarkRelease(params: unknown, caller: Caller): ReturnType<DaemonControl['unmarkRelease']>;
+  /** Switch the channel and/or repository a product follows (path parameters and body as given). */
+  selectSource(params: unknown, body: unknown, caller: Caller): ReturnType<DaemonControl['selectSource']>;
 }
 
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
@@ -109,6 +111,19 @@ export function createEdge(deps: EdgeDeps): Edge {
       return guardedSync('a bad-mark removal', caller, () => {
         const p = parseBody(releasePathSchema, params, 'release');
         return control.unmarkRelease({ product: p.product, version: p.version, source: caller.source, actor: caller.actor });
+      });
+    },
+    selectSource(params, body, caller) {
+      return guardedSync('a switch of channel or repository', caller, () => {
+        const { product } = parseBody(productPathSchema, params, 'product');
+        const req = parseBody(sourceRequestSchema, body, 'source');
+        return control.selectSource({
+          product,
+          source: caller.source,
+          actor: caller.actor,
+          ...(req.channel !== undefined ? { channel: req.channel } : {}),
+          ...(req.repository !== undefined ? { repository: req.repository } : {}),
+        });
       });
     },
     holdInhibit(body, caller) {

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { OTAD_VERSION } from '../core/version.js';
 import { apiSchemas } from './schemas.js';
 
-const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'InhibitRenewRequest', 'AckRequest']);
+const REQUEST_IDS = new Set(['EventRequest', 'InhibitRequest', 'InhibitRenewRequest', 'AckRequest', 'SourceRequest']);
 
 type Json = Record<string, unknown>;
 
@@ -54,6 +54,30 @@ export function buildOpenApiDocument(): Json {
           ...read,
           parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
           responses: { '200': json('ReleaseHistory', 'the releases, newest first'), ...common, '404': err('unknown product (PRODUCT_UNKNOWN)') },
+        },
+      },
+      '/products/{product}/source': {
+        get: {
+          operationId: 'getSource',
+          summary: 'the channel and repository the product follows, the configured choices, whether switching is allowed, and who chose',
+          ...read,
+          parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': json('ProductSource', 'the source'), ...common, '404': err('unknown product (PRODUCT_UNKNOWN)') },
+        },
+        put: {
+          operationId: 'selectSource',
+          summary: "switch the channel and/or repository the product's next check reads, among the configured choices (control scope; audited; kept across restarts)",
+          ...read,
+          parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: { required: true, content: { 'application/json': { schema: ref('SourceRequest') } } },
+          responses: {
+            '200': json('ProductSource', 'the source now in force (changed: false when nothing had to change)'),
+            ...control,
+            '400': err('invalid body (API_INVALID_REQUEST), or a channel or repository the product does not offer (SOURCE_UNKNOWN; details lists the choices)'),
+            '403': err('a read token (API_FORBIDDEN), or the configuration forbids switching (SOURCE_SWITCH_FORBIDDEN)'),
+            '404': err('unknown product (PRODUCT_UNKNOWN)'),
+            '409': err('a run is in flight: switching waits until the product is idle (SOURCE_SWITCH_BUSY; details.state)'),
+          },
         },
       },
       '/products/{product}/releases/{version}/bad': {

@@ -120,6 +120,13 @@ export function createRestApp(deps: RestDeps): express.Express {
     const { product } = parseBody(productPathSchema, { ...req.params }, 'product');
     res.json(await control.releaseHistory(product));
   });
+  v1.get('/products/:product/source', (req, res) => {
+    const { product } = parseBody(productPathSchema, { ...req.params }, 'product');
+    res.json(control.productSource(product));
+  });
+  v1.put('/products/:product/source', requireControl, json, (req, res) => {
+    res.json(edge.selectSource({ ...req.params }, req.body, caller(res)));
+  });
   v1.delete('/products/:product/releases/:version/bad', requireControl, (req, res) => {
     res.json(edge.unmarkRelease({ ...req.params }, caller(res)));
   });

@@ -232,7 +232,7 @@ export const productDefinitionSchema = z
     preservedPaths: z.array(z.string()),
     probation: z.object({ windowMs: z.number(), intervalMs: z.number(), failureThreshold: z.number().int() }),
     backup: z.object({ enabled: z.boolean(), keep: z.number().int() }),
-    repository: z.object({ kind: z.enum(['tuf', 'local']), location: z.string().nullable() }),
+    repository: z.object({ name: z.string(), kind: z.enum(['tuf', 'local']), location: z.string().nullable() }),
   })
   .register(apiSchemas, { id: 'ProductDefinition' });
 export const productsSchema = z.object({ products: z.array(productDefinitionSchema) }).register(apiSchemas, { id: 'Products' });
@@ -241,6 +241,7 @@ export const repositoryStatusSchema = z
   .object({
     product: z.string(),
     kind: z.enum(['tuf', 'local']),
+    repository: z.string().describe("the repository's name among the product's choices (GET /products/{product}/source)"),
     location: z.string().nullable().describe('the metadata URL (tuf) or folder (local) otad reads'),
     channel: z.string(),
     reachable: z.boolean().nullable().describe('null: nothing to probe (no location configured)'),
@@ -255,6 +256,21 @@ export const repositoryStatusSchema = z
       .object({ version: z.string(), channel: z.string(), releasedAt: z.string(), notes: z.string(), checkedAt: z.number() })
       .nullable()
       .describe('the newest release the last successful check verified, from the release cache: its notes are readable offline'),
+    choices: z
+      .array(
+        z.object({
+          name: z.string(),
+          kind: z.enum(['tuf', 'local']),
+          location: z.string().nullable(),
+          inUse: z.boolean(),
+          reachable: z.boolean().nullable(),
+          latencyMs: z.number().nullable(),
+          httpStatus: z.number().int().nullable(),
+          probedAt: nullableMs,
+          problem: z.string().nullable(),
+        }),
+      )
+      .describe('every repository the product may be switched to, each probed by otad like the one in use'),
   })
   .register(apiSchemas, { id: 'RepositoryStatus' });
 export const repositoriesSchema = z.object({ repositories: z.array(repositoryStatusSchema) }).register(apiSchemas, { id: 'Repositories' });
@@ -296,6 +312,26 @@ export const releaseHistorySchema = z
 export const unmarkResultSchema = z
   .object({ product: z.string(), version: z.string(), cleared: badMarkSchema.describe('the mark that was cleared') })
   .register(apiSchemas, { id: 'UnmarkResult' });
+
+export const sourceSchema = z
+  .object({
+    product: z.string(),
+    channel: z.string().describe('the channel the next check reads'),
+    repository: z.string().describe('the name of the repository the next check reads'),
+    defaults: z.object({ channel: z.string(), repository: z.string() }).describe('what the configuration names (products[].channel, products[].repository.name)'),
+    channels: z.array(z.string()).describe('the channels an operator may choose: products[].channel and channels'),
+    repositories: z.array(z.object({ name: z.string(), kind: z.enum(['tuf', 'local']), location: z.string().nullable() })).describe('the repositories an operator may choose: products[].repository and repositories'),
+    switchAllowed: z.boolean().describe('false: the configuration forbids switching (allowSourceSwitch: false)'),
+    selected: z.object({ at: ms, actor: z.string().nullable(), via: z.string() }).nullable().describe("the operator's choice in force; null: the configured default applies"),
+    changed: z.boolean().optional().describe('PUT only: false when the product already followed this channel and repository'),
+  })
+  .register(apiSchemas, { id: 'ProductSource' });
+
+const choiceName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected a name such as stable, beta or mirror ([a-z][a-z0-9-], at most 32)');
+export const sourceRequestSchema = z
+  .strictObject({ channel: choiceName.optional(), repository: choiceName.optional() })
+  .refine((b) => b.channel !== undefined || b.repository !== undefined, { message: 'name a channel, a repository or both' })
+  .register(apiSchemas, { id: 'SourceRequest' });
 
 /** Parses with a schema; a failure becomes API_INVALID_REQUEST naming each offending field. */
 export function describeIssues(error: z.ZodError): string[] {

@@ -75,6 +75,13 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
       });
     }
     names.add(p.name);
+    const repoNames = [p.repository.name, ...p.repositories.map((r) => r.name)];
+    const twice = repoNames.find((n, i) => repoNames.indexOf(n) !== i);
+    if (twice !== undefined) {
+      throw new OtaError('CONFIG_INVALID', `invalid configuration: product ${p.name} has two repositories named "${twice}" (repository.name and repositories[].name must differ)`, {
+        details: { product: p.name, repository: twice },
+      });
+    }
   }
   const config: Config = {
     ...parsed,

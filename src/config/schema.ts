@@ -86,6 +86,19 @@ export const precheckSchema = z.strictObject({
   commands: z.array(z.strictObject({ name: z.string(), command: z.array(z.string()).min(1), timeout: duration('30s') })).default([]),
 });
 
+/** The channel names a release manifest may carry (src/manifest/schema.ts). */
+const channelName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected a channel name such as stable or beta ([a-z][a-z0-9-], at most 32)');
+const repositoryName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'expected a repository name such as default or mirror ([a-z][a-z0-9-], at most 32)');
+
+const repositorySchema = z.strictObject({
+  /** The name an operator picks it by; the product's own `repository` is "default" unless named. */
+  name: repositoryName.default('default'),
+  kind: z.enum(['tuf', 'local']).default('tuf'),
+  url: z.string().optional(),
+  targetBaseUrl: z.string().optional(),
+  path: z.string().optional(),
+});
+
 export const productSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a lower-case product name ([a-z0-9._-])'),
   type: z.string().optional(),
@@ -93,7 +106,7 @@ export const productSchema = z.strictObject({
   releasesDir: z.string().optional(),
   /** Relative to the install path: a file whose first line is the installed version. */
   versionFile: z.string().default('VERSION'),
-  channel: z.string().default('stable'),
+  channel: channelName.default('stable'),
   allowPrerelease: z.boolean().default(false),
   allowDowngrade: z.boolean().default(false),
   services: z.array(z.string()).default([]),
@@ -121,14 +134,16 @@ export const productSchema = z.strictObject({
       maxCompressionRatio: z.number().int().min(0).optional(),
     })
     .prefault({}),
-  repository: z
-    .strictObject({
-      kind: z.enum(['tuf', 'local']).default('tuf'),
-      url: z.string().optional(),
-      targetBaseUrl: z.string().optional(),
-      path: z.string().optional(),
-    })
-    .prefault({}),
+  repository: repositorySchema.prefault({}),
+  /**
+   * Further channels an operator may switch this product to (PUT /api/v1/products/{p}/source,
+   * the dashboard, otactl source); `channel` is the default and always one of the choices.
+   */
+  channels: z.array(channelName).default([]),
+  /** Further repositories an operator may switch this product to, each with its own name; `repository` is the default. */
+  repositories: z.array(repositorySchema.extend({ name: repositoryName })).default([]),
+  /** Policy: false refuses every switch of channel or repository (SOURCE_SWITCH_FORBIDDEN). */
+  allowSourceSwitch: z.boolean().default(true),
   schedule: scheduleSchema.prefault({}),
   decision: decisionSchema.prefault({}),
   precheck: precheckSchema.prefault({}),

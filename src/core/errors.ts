@@ -85,6 +85,10 @@ export const ErrorCodes = {
   ROLLBACK_FAILED: { category: 'execution', retryable: false },
   ROLLBACK_NOTHING_TO_UNDO: { category: 'api', retryable: false },
   ROLLBACK_TARGET_MISMATCH: { category: 'api', retryable: false },
+  // the channel and repository a product follows
+  SOURCE_UNKNOWN: { category: 'api', retryable: false },
+  SOURCE_SWITCH_FORBIDDEN: { category: 'api', retryable: false },
+  SOURCE_SWITCH_BUSY: { category: 'api', retryable: true },
   // health
   HEALTH_CHECK_FAILED: { category: 'health', retryable: false },
   HEALTH_CHECK_TIMEOUT: { category: 'health', retryable: false },

@@ -7,6 +7,7 @@ import type { AuditRecord, InhibitRecord, PageQuery, ReleaseRecord, RunRecord, T
 import type { LogLine } from '../core/logging.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
+import type { ProductSource } from './source-selection.js';
 
 export interface ProductStatus {
   product: string;
@@ -81,6 +82,15 @@ export interface ReleaseHistory {
   rollbackUnavailable: string | null;
   /** Newest first. */
   releases: ReleaseEntry[];
+}
+
+/** A switch of the channel and repository a product follows (either may be left as it is). */
+export interface SourceRequest {
+  product: string;
+  channel?: string;
+  repository?: string;
+  source: EventSource;
+  actor?: string;
 }
 
 export interface UnmarkRequest {
@@ -195,6 +205,10 @@ export interface DaemonControl {
   productDefinitions(): ProductDefinition[];
   /** Each product's repository as otad sees it: reachability and latency (probed by otad), metadata expiry, last successful check. */
   repositories(): Promise<RepositoryStatus[]>;
+  /** The channel and repository the product follows, the configured choices and whether switching is allowed. */
+  productSource(product: string): ProductSource;
+  /** Switch them (audited): SOURCE_UNKNOWN, SOURCE_SWITCH_FORBIDDEN or SOURCE_SWITCH_BUSY when refused. */
+  selectSource(request: SourceRequest): ProductSource & { changed: boolean };
   health(): { ok: boolean; products: Array<{ product: string; state: string }>; uptimeMs: number };
   readonly bus: EventBus;
 }

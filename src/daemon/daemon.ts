@@ -25,7 +25,7 @@ import { detectProduct } from '../products/registry.js';
 import { Scheduler, type DueInfo } from '../schedule/scheduler.js';
 import { SqliteTaskStore, type TaskRecord } from '../schedule/task-store.js';
 import { systemTimers, type TimerPort } from '../schedule/timers.js';
-import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, FdInhibitRequest, HeldInhibit, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, UnmarkRequest } from './control.js';
+import type { BadMarkInfo, DaemonControl, DaemonStatus, DispatchRequest, DispatchResult, FdInhibitRequest, HeldInhibit, InhibitRequest, ProductStatus, ReleaseEntry, ReleaseHistory, RollbackTarget, RunExport, SourceRequest, UnmarkRequest } from './control.js';
 import type { ReleaseRecord } from '../store/store.js';
 import { DeadlineDriver, type TimerFns } from './deadline-driver.js';
 import { EventBus, type ProgressMessage } from './event-bus.js';
@@ -37,6 +37,7 @@ import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type 
 import type { StepContext, StepProvider } from './step-provider.js';
 import type { RollbackPreview } from '../steps/rollback-preview.js';
 import { compareReleaseNames } from '../release/layout.js';
+import { channelChoices, parseStoredSource, productSource, repositoryChoices, SOURCE_KEY, staleReason, withSource, type ProductSource, type StoredSource } from './source-selection.js';
 
 /** What a reload did: every changed key is in exactly one of applied and needsRestart. */
 export interface ReloadReport {
@@ -125,9 +126,17 @@ export class Daemon implements DaemonControl {
     this.bus.subscribe('transition', (t) => {
       if (isSuccessfulCheckEnd(t)) this.store.setValue(`lastSuccessfulCheck:${t.product}`, String(t.at));
     });
+    for (const p of opts.config.products) {
+      const stored = parseStoredSource(this.store.getValue(SOURCE_KEY(p.name)));
+      if (stored) this.sources.set(p.name, stored);
+    }
     this.repositoryMonitor = createRepositoryMonitor({
-      config: () => this.config,
+      config: () => ({ ...this.config, products: this.config.products.map((p) => this.effectiveProduct(p)) }),
       clock: opts.clock,
+      choices: (product) => {
+        const p = this.config.products.find((x) => x.name === product);
+        return p ? repositoryChoices(p) : [];
+      },
       lastSuccessfulCheckAt: (product) => {
         const v = this.store.getValue(`lastSuccessfulCheck:${product}`);
         return v === null ? null : Number(v);
@@ -136,11 +145,79 @@ export class Daemon implements DaemonControl {
   }
 
   private readonly repositoryMonitor: ReturnType<typeof createRepositoryMonitor>;
+  /** Each product's channel and repository chosen by an operator (source-selection.ts), as stored. */
+  private readonly sources = new Map<string, StoredSource>();
+
+  /** The product as its steps use it: the operator's channel and repository when that choice still applies. */
+  private effectiveProduct(p: ProductConfig): ProductConfig {
+    const s = this.sources.get(p.name);
+    return s !== undefined && staleReason(p, s) === null ? withSource(p, s) : p;
+  }
+
+  private configuredProduct(name: string): ProductConfig {
+    this.runner(name);
+    return this.config.products.find((p) => p.name === name) as ProductConfig;
+  }
+
+  productSource(product: string): ProductSource {
+    const p = this.configuredProduct(product);
+    return productSource(p, this.config, this.sources.get(product) ?? null);
+  }
+
+  /**
+   * An operator's choice of channel and repository: validated against the configured choices,
+   * refused when the product's policy forbids switching or a run is in flight, then kept in the
+   * store and used from the product's next check on (audited).
+   */
+  selectSource(req: SourceRequest): ProductSource & { changed: boolean } {
+    const p = this.configuredProduct(req.product);
+    const runner = this.runner(req.product);
+    if (!p.allowSourceSwitch) {
+      throw new OtaError('SOURCE_SWITCH_FORBIDDEN', `${p.name} follows channel ${p.channel} of repository ${p.repository.name} by configuration (allowSourceSwitch: false); nothing changed`, {
+        details: { product: p.name },
+      });
+    }
+    const now = this.productSource(p.name);
+    const channel = req.channel ?? now.channel;
+    const repository = req.repository ?? now.repository;
+    if (!channelChoices(p).includes(channel)) {
+      throw new OtaError('SOURCE_UNKNOWN', `channel "${channel}" is not configured for ${p.name}; choose one of: ${channelChoices(p).join(', ')} (products[].channel and channels)`, {
+        details: { product: p.name, channel, channels: channelChoices(p) },
+      });
+    }
+    const repositories = repositoryChoices(p).map((r) => r.name);
+    if (!repositories.includes(repository)) {
+      throw new OtaError('SOURCE_UNKNOWN', `repository "${repository}" is not configured for ${p.name}; choose one of: ${repositories.join(', ')} (products[].repository and repositories)`, {
+        details: { product: p.name, repository, repositories },
+      });
+    }
+    if (channel === now.channel && repository === now.repository) return { ...now, changed: false };
+    if (runner.state !== 'idle') {
+      throw new OtaError('SOURCE_SWITCH_BUSY', `${p.name} is in state ${runner.state}: its channel and repository can be switched only while it is idle (a run in flight keeps the source it started with); nothing changed`, {
+        details: { product: p.name, state: runner.state },
+      });
+    }
+    const stored: StoredSource = { channel, repository, at: this.opts.clock.now(), actor: req.actor ?? null, via: req.source };
+    // The new steps are built before anything is kept: a repository they refuse changes nothing.
+    const steps = this.buildSteps(withSource(p, stored), this.config);
+    this.store.setValue(SOURCE_KEY(p.name), JSON.stringify(stored));
+    this.sources.set(p.name, stored);
+    this.steps.set(p.name, steps);
+    this.auditAction({
+      kind: 'api-control',
+      message: `${p.name} switched from ${req.source}${req.actor ? ` (${req.actor})` : ''} to channel ${channel} of repository ${repository} (was channel ${now.channel} of repository ${now.repository}); the next check uses it`,
+      product: p.name,
+      ...(req.actor ? { actor: req.actor } : {}),
+      details: { action: 'select-source', source: req.source, from: { channel: now.channel, repository: now.repository }, to: { channel, repository } },
+    });
+    this.bus.publish('notification', { product: p.name, kind: 'source-changed', version: null });
+    return { ...this.productSource(p.name), changed: true };
+  }
   /** Null when otad runs without a device key (embedded test daemons). */
   readonly fleet: DeviceFleet | null;
 
   productDefinitions(): ProductDefinition[] {
-    return this.config.products.map((p) => productDefinition(p, this.config));
+    return this.config.products.map((p) => productDefinition(this.effectiveProduct(p), this.config));
   }
 
   repositories(): Promise<RepositoryStatus[]> {
@@ -175,6 +252,11 @@ export class Daemon implements DaemonControl {
       this.logger.warn('SIMULATION MODE: backups are not written and services are not stopped or started', { simulation: true });
     }
     for (const product of config.products) {
+      const stored = this.sources.get(product.name);
+      const stale = stored === undefined ? null : staleReason(product, stored);
+      if (stored !== undefined && stale !== null) {
+        this.logger.warn('the channel and repository an operator chose no longer apply: the configured ones are used', { product: product.name, channel: stored.channel, repository: stored.repository, why: stale });
+      }
       const runner = this.createRunner(product);
       this.runners.set(product.name, runner);
       await runner.start();
@@ -193,7 +275,7 @@ export class Daemon implements DaemonControl {
 
   private createRunner(product: ProductConfig): ProductRunner {
     const { clock, logging } = this.opts;
-    this.steps.set(product.name, this.buildSteps(product, this.config));
+    this.steps.set(product.name, this.buildSteps(this.effectiveProduct(product), this.config));
     return new ProductRunner({
       product: product.name,
       policy: policyFor(product),
@@ -691,7 +773,7 @@ export class Daemon implements DaemonControl {
       // whole, and nothing changes.
       const built = new Map<string, Steps>();
       for (const product of plan.effective.products) {
-        if (this.runners.has(product.name)) built.set(product.name, this.buildSteps(product, plan.effective));
+        if (this.runners.has(product.name)) built.set(product.name, this.buildSteps(this.effectiveProduct(product), plan.effective));
       }
       const checks = plan.effective.products.filter((p) => this.runners.has(p.name)).map(checkTask);
       this.config = plan.effective;

@@ -34,8 +34,9 @@ export interface ProgressMessage {
 
 export interface NotificationMessage {
   product: string;
+  /** `source-changed`: an operator switched the product's channel or repository (GET /api/v1/products/{p}/source). */
   /** `releases-changed`: where a rollback would go, or a bad mark, changed (the releases list is worth refetching). */
-  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended' | 'releases-changed';
+  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended' | 'releases-changed' | 'source-changed';
   version: string | null;
   notes?: string;
   outcome?: RunOutcome | null;

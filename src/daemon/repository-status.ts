@@ -33,7 +33,7 @@ export interface ProductDefinition {
   preservedPaths: string[];
   probation: { windowMs: number; intervalMs: number; failureThreshold: number };
   backup: { enabled: boolean; keep: number };
-  repository: { kind: 'tuf' | 'local'; location: string | null };
+  repository: { name: string; kind: 'tuf' | 'local'; location: string | null };
 }
 
 export interface MetadataRole {
@@ -47,6 +47,8 @@ export interface MetadataRole {
 export interface RepositoryStatus {
   product: string;
   kind: 'tuf' | 'local';
+  /** The repository's name among the product's choices (`default` unless configured otherwise). */
+  repository: string;
   /** The metadata URL (tuf) or folder (local) otad reads. */
   location: string | null;
   channel: string;
@@ -66,6 +68,23 @@ export interface RepositoryStatus {
    * (`<paths.cacheDir>/<product>/latest-release.json`): its notes are readable while offline.
    */
   latestRelease: { version: string; channel: string; releasedAt: string; notes: string; checkedAt: number } | null;
+  /**
+   * Every repository the product may be switched to (the one in use among them), each probed by
+   * otad the same way: what an operator needs to know before switching.
+   */
+  choices: RepositoryChoiceStatus[];
+}
+
+export interface RepositoryChoiceStatus {
+  name: string;
+  kind: 'tuf' | 'local';
+  location: string | null;
+  inUse: boolean;
+  reachable: boolean | null;
+  latencyMs: number | null;
+  httpStatus: number | null;
+  probedAt: number | null;
+  problem: string | null;
 }
 
 export function describeHealthCheck(c: ProductConfig['healthChecks'][number]): { kind: string; target: string } {
@@ -93,7 +112,7 @@ export function productDefinition(p: ProductConfig, config: Config): ProductDefi
     preservedPaths: p.preservedPaths,
     probation: { windowMs: p.probation.window, intervalMs: p.probation.interval, failureThreshold: p.probation.failureThreshold },
     backup: { enabled: p.backup.enabled, keep: p.backup.keep },
-    repository: { kind: p.repository.kind, location: repositoryLocation(p, config) },
+    repository: { name: p.repository.name, kind: p.repository.kind, location: repositoryLocation(p, config) },
   };
 }
 
@@ -137,6 +156,8 @@ export interface RepositoryMonitorDeps {
   clock: Clock;
   /** When the product's last check succeeded (null: never, as far as otad knows). */
   lastSuccessfulCheckAt: (product: string) => number | null;
+  /** The repositories a product may be switched to (default: only the one in use). */
+  choices?: (product: string) => Array<ProductConfig['repository']>;
   fetch?: typeof fetch;
 }
 
@@ -168,30 +189,52 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
   }
 
   async function probe(p: ProductConfig, location: string): Promise<Probe> {
-    const entry = cache.get(p.name);
+    // Per product and place: after a switch of repository the old one's answer does not count.
+    const key = `${p.name}\u0000${location}`;
+    const entry = cache.get(key);
     if (entry?.inFlight) return entry.inFlight;
     if (entry && deps.clock.now() - entry.probe.probedAt < PROBE_TTL_MS) return entry.probe;
     const inFlight = probeOnce(p, location);
-    cache.set(p.name, { probe: entry?.probe ?? { reachable: false, latencyMs: null, httpStatus: null, probedAt: 0, problem: null }, inFlight });
+    cache.set(key, { probe: entry?.probe ?? { reachable: false, latencyMs: null, httpStatus: null, probedAt: 0, problem: null }, inFlight });
     const result = await inFlight;
-    cache.set(p.name, { probe: result, inFlight: null });
+    cache.set(key, { probe: result, inFlight: null });
     return result;
   }
 
   async function statusOf(p: ProductConfig): Promise<RepositoryStatus> {
     const config = deps.config();
     const location = repositoryLocation(p, config);
-    const dir = metadataDirFor(config, p.name);
+    const dir = metadataDirFor(config, p.name, p.repository.name);
     const [probed, cached, ...roles] = await Promise.all([
       location === null ? null : probe(p, location),
       createFileReleaseCache(config.paths.cacheDir).read(p.name).catch(() => null),
       ...ROLES.map((r) => readMetadataRole(dir, r)),
     ]);
     const metadata = roles.filter((r): r is MetadataRole => r !== null);
+    const choices = await Promise.all(
+      (deps.choices?.(p.name) ?? [p.repository]).map(async (r): Promise<RepositoryChoiceStatus> => {
+        const inUse = r.name === p.repository.name;
+        const q = { ...p, repository: r };
+        const at = repositoryLocation(q, config);
+        const pr = inUse ? probed : at === null ? null : await probe(q, at);
+        return {
+          name: r.name,
+          kind: r.kind,
+          location: at,
+          inUse,
+          reachable: pr ? pr.reachable : null,
+          latencyMs: pr?.latencyMs ?? null,
+          httpStatus: pr?.httpStatus ?? null,
+          probedAt: pr?.probedAt ?? null,
+          problem: pr ? pr.problem : 'no location is configured',
+        };
+      }),
+    );
     const expiries = metadata.map((r) => r.expiresAt).filter((e): e is number => e !== null);
     return {
       product: p.name,
       kind: p.repository.kind,
+      repository: p.repository.name,
       location,
       channel: p.channel,
       reachable: probed ? probed.reachable : null,
@@ -205,6 +248,7 @@ export function createRepositoryMonitor(deps: RepositoryMonitorDeps) {
       latestRelease: cached
         ? { version: cached.manifest.version, channel: cached.manifest.channel, releasedAt: cached.manifest.releasedAt, notes: cached.manifest.notes, checkedAt: cached.checkedAt }
         : null,
+      choices,
     };
   }
 

@@ -49,9 +49,13 @@ export interface ProductRepository extends UpdateRepository {
   close(): Promise<void>;
 }
 
-/** `<stateDir>/tuf/<product>`: the TUF metadata cache of one product. */
-export function metadataDirFor(config: Config, product: string): string {
-  return path.join(config.paths.stateDir, 'tuf', product);
+/**
+ * `<stateDir>/tuf/<product>`: the TUF metadata cache of one product's repository named `default`;
+ * another repository it can be switched to keeps its own, `<stateDir>/tuf/<product>@<name>`, so
+ * the version counters of one never judge the metadata of another.
+ */
+export function metadataDirFor(config: Config, product: string, repository = 'default'): string {
+  return path.join(config.paths.stateDir, 'tuf', repository === 'default' ? product : `${product}@${repository}`);
 }
 
 /** The metadata and target base URLs a product's TUF client uses. */
@@ -72,7 +76,7 @@ export function repositoryUrlsFor(product: ProductConfig, config: Config): { met
 }
 
 export function createRepositoryForProduct(product: ProductConfig, config: Config, deps: RepositoryFactoryDeps): ProductRepository {
-  const metadataDir = metadataDirFor(config, product.name);
+  const metadataDir = metadataDirFor(config, product.name, product.repository.name);
   const logger = deps.logger.child({ product: product.name });
   const common = {
     metadataDir,

@@ -75,8 +75,16 @@ beforeAll(async () => {
   // Two products: the page opens on the overview. robot-ai takes its type's definition (health
   // checks, preserved paths) without its systemd services: these fake steps restart nothing.
   config.products = [
-    { name: 'robot-ai', type: 'robot-ai', installPath: join(sandbox.installRoot, 'robot-ai'), services: [] },
-    { name: 'maps', installPath: join(sandbox.installRoot, 'maps'), preservedPaths: ['local'] },
+    // robot-ai may be switched to beta or to a USB stick; maps has choices too, but its policy forbids switching.
+    {
+      name: 'robot-ai',
+      type: 'robot-ai',
+      installPath: join(sandbox.installRoot, 'robot-ai'),
+      services: [],
+      channels: ['beta'],
+      repositories: [{ name: 'usb', kind: 'local', path: '/media/usb/ota' }],
+    },
+    { name: 'maps', installPath: join(sandbox.installRoot, 'maps'), preservedPaths: ['local'], channels: ['beta'], allowSourceSwitch: false },
   ];
   writeFileSync(sandbox.configPath, YAML.stringify(config));
   mkdirSync(join(sandbox.installRoot, 'robot-ai'), { recursive: true });
@@ -179,7 +187,49 @@ describe.skipIf(!haveChromium)('dashboard across an otad restart', () => {
     expect(tipText).toContain('Health checks|unit: robot-ai-core.service, http: http://127.0.0.1:8000/health answers 200');
     expect(tipText).toContain('Preserved paths|config, data');
     expect(await indicator.getAttribute('aria-describedby')).toBe(await tip.getAttribute('id'));
+    // Escape closes it (WCAG 1.4.13); it comes back once focus has left and returned.
+    await page.keyboard.press('Escape');
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    expect(await page.evaluate("document.activeElement?.classList.contains('type-indicator')")).toBe(true);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Shift+Tab');
+    expect(await page.evaluate("document.activeElement?.classList.contains('type-indicator')")).toBe(true);
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    // The same on hover: Escape hides it while the pointer stays, moving away and back shows it again.
+    await page.evaluate('document.activeElement?.blur()');
+    await page.mouse.move(5, 995);
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    await indicator.hover();
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    await page.keyboard.press('Escape');
+    await expect.poll(() => tip.isVisible()).toBe(false);
+    await page.mouse.move(5, 995);
+    await indicator.hover();
+    await expect.poll(() => tip.isVisible()).toBe(true);
+    await page.mouse.move(5, 995);
     expect(await page.getByRole('region', { name: 'maps' }).locator('.type-indicator').textContent()).toBe('Type: not set');
+    // Channel and repository: robot-ai offers both selects; maps's policy forbids switching, and the page says so.
+    const aiChoice = product(page).getByRole('group', { name: 'Channel and repository' });
+    expect(await aiChoice.getByLabel('Channel', { exact: true }).locator('option').allTextContents()).toEqual(['stable (default)', 'beta']);
+    const repoOptions = await aiChoice.getByLabel('Repository', { exact: true }).locator('option').allTextContents();
+    expect(repoOptions).toHaveLength(2);
+    expect(repoOptions[0]).toMatch(/^default — http:\/\/\S+$/);
+    expect(repoOptions[1]).toBe('usb — /media/usb/ota');
+    // Each repository as otad reaches it: nothing listens at the server URL, the USB stick is not there.
+    const reachList = product(page).getByRole('list', { name: 'Connection of each repository of robot-ai' });
+    await expect.poll(() => reachList.locator('li').allTextContents()).toEqual([
+      expect.stringMatching(/^default \(in use\): unreachable: the repository did not answer: ECONNREFUSED$/),
+      'usb: unreachable: no metadata/timestamp.json in /media/usb/ota (ENOENT)',
+    ]);
+    // robot-ai waits for a choice on 2.0.0 (the first test): a switch must wait until it is idle.
+    await aiChoice.getByLabel('Repository', { exact: true }).selectOption('usb');
+    expect(await aiChoice.getByRole('button', { name: 'Switch' }).isDisabled()).toBe(true);
+    expect(await aiChoice.textContent()).toContain('Switching waits until the product is idle');
+    await aiChoice.getByLabel('Repository', { exact: true }).selectOption('default');
+    const mapsChoice = page.getByRole('region', { name: 'maps' }).getByRole('group', { name: 'Channel and repository' });
+    expect(await mapsChoice.getByLabel('Channel', { exact: true }).isDisabled()).toBe(true);
+    expect(await mapsChoice.getByRole('button', { name: 'Switch' }).count()).toBe(0);
+    expect(await mapsChoice.textContent()).toContain('Switching is forbidden by configuration (allowSourceSwitch: false).');
     if (shots) {
       await page.screenshot({ path: join(shots, 'overview.png') });
       await page.setViewportSize({ width: 400, height: 1000 });

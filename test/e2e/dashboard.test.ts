@@ -24,7 +24,7 @@ beforeAll(async () => {
   h = await startHarness({
     // The first pre-check finds the battery low; the backup lasts long enough for the test to
     // publish a progress message and see the bar.
-    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 800, backup: 2500, stage: 3000, validate: 3000 } },
+    fake: { offerVersion: '2.0.0', preCheckFailures: 1, delayMs: { check: 2000, backup: 2500, stage: 3000, validate: 3000 } },
     extra: { api: { controlRateLimit: { window: '1m', max: 1000 } } },
   });
 });

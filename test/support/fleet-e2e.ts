@@ -89,7 +89,7 @@ export interface Fleet {
    * as an attacker holding a targets key (or a publisher's machine that skipped the check) would.
    */
   publishHostile(version: string, packageFile: string): Promise<{ cliCode: number; cliStderr: string }>;
-  api(method: 'GET' | 'POST', path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>;
+  api(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }>;
   status(): Promise<ProductStatus>;
   /** Waits until no run is in flight (idle or awaiting a choice) and returns the status. */
   settled(): Promise<ProductStatus>;
@@ -157,7 +157,7 @@ export async function startFleet(opts: { product?: Record<string, unknown>; conf
   if (!otad.alive()) throw new Error(`otad exited early:\n${readFileSync(sandbox.logPath, 'utf8')}`);
   const apiUrl = (JSON.parse(readFileSync(apiFile, 'utf8')) as { url: string }).url;
 
-  async function api(method: 'GET' | 'POST', path: string, body?: unknown, token = CONTROL_TOKEN): Promise<{ status: number; body: any }> {
+  async function api(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown, token = CONTROL_TOKEN): Promise<{ status: number; body: any }> {
     const res = await fetch(`${apiUrl}${path}`, {
       method,
       headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },

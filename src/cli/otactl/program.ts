@@ -61,6 +61,14 @@ releases
     await (await import('./releases.js')).unmark(ctx(), version, product === undefined ? {} : { product });
   });
 
+program
+  .command('source')
+  .description('the channel and repository a product follows and the configured choices; --channel and/or --repository switch them (audited, kept across restarts, only while the product is idle)')
+  .option('-p, --product <name>')
+  .option('--channel <name>', 'follow this configured channel from the next check on')
+  .option('--repository <name>', 'read this configured repository from the next check on')
+  .action(async (opts: { product?: string; channel?: string; repository?: string }) => (await import('./releases.js')).source(ctx(), opts));
+
 const HOLDER_HELP = 'who holds the inhibit (for example robot-ai.mission): a name you choose for the holder, not a product; release it with the same name';
 const inhibit = program
   .command('inhibit')

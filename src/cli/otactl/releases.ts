@@ -4,6 +4,7 @@
  */
 import type { ApiClient } from '../../api/client.js';
 import type { BadMarkInfo, DaemonStatus, DispatchResult, ReleaseHistory } from '../../daemon/control.js';
+import type { ProductSource } from '../../daemon/source-selection.js';
 import { OtaError } from '../../core/errors.js';
 import { type CliContext, iso, out, printJson } from './context.js';
 
@@ -71,4 +72,24 @@ export async function unmark(ctx: CliContext, version: string, opts: { product?:
   const r = await c.request<{ product: string; version: string; cleared: BadMarkInfo }>('DELETE', `${releasesPath(product)}/${encodeURIComponent(version)}/bad`);
   if (ctx.json) return printJson(r);
   out(`${r.product} ${r.version}: bad mark cleared (it was ${badText(r.cleared)}); a check may offer it again`);
+}
+
+/** `otactl source`: the channel and repository a product follows; with --channel/--repository, switch them. */
+export async function source(ctx: CliContext, opts: { product?: string; channel?: string; repository?: string }): Promise<void> {
+  const c = await ctx.client();
+  const product = await productOrOnly(c, opts.product);
+  const path = `/api/v1/products/${encodeURIComponent(product)}/source`;
+  const switching = opts.channel !== undefined || opts.repository !== undefined;
+  const r = switching
+    ? await c.request<ProductSource & { changed: boolean }>('PUT', path, { ...(opts.channel ? { channel: opts.channel } : {}), ...(opts.repository ? { repository: opts.repository } : {}) })
+    : await c.request<ProductSource>('GET', path);
+  if (ctx.json) return printJson(r);
+  const where = (x: ProductSource) => x.repositories.find((p) => p.name === x.repository)?.location ?? 'the server URL';
+  if (switching) out(`${r.product}: ${(r as ProductSource & { changed?: boolean }).changed ? 'now follows' : 'already followed'} channel ${r.channel} of repository ${r.repository} (${where(r)}); the next check uses it`);
+  else out(`${r.product}: channel ${r.channel} of repository ${r.repository} (${where(r)})${r.selected ? `, chosen ${iso(r.selected.at)} by ${r.selected.actor ?? r.selected.via}` : ', as configured'}`);
+  if (!switching) {
+    out(`  channels:     ${r.channels.join(', ')}`);
+    out(`  repositories: ${r.repositories.map((x) => `${x.name} (${x.location ?? 'the server URL'})`).join(', ')}`);
+    out(`  switching:    ${r.switchAllowed ? 'allowed while the product is idle' : 'forbidden by configuration (allowSourceSwitch: false)'}`);
+  }
 }

@@ -68,6 +68,10 @@ export function createApi(token) {
     sendEvent: (product, type, extra = {}) => call('POST', '/api/v1/events', { product, type, reason: 'operator dashboard', ...extra }),
     /** @param {string} product */
     releases: (product) => call('GET', `/api/v1/products/${encodeURIComponent(product)}/releases`),
+    /** @param {string} product */
+    source: (product) => call('GET', `/api/v1/products/${encodeURIComponent(product)}/source`),
+    /** @param {string} product @param {{ channel?: string, repository?: string }} choice */
+    selectSource: (product, choice) => call('PUT', `/api/v1/products/${encodeURIComponent(product)}/source`, choice),
     /** @param {string} product @param {string} version */
     unmark: (product, version) => call('DELETE', `/api/v1/products/${encodeURIComponent(product)}/releases/${encodeURIComponent(version)}/bad`),
   };

@@ -46,6 +46,12 @@ const model = {
   /** @type {Map<string, any>} */ definitions: new Map(),
   /** Each product's repository as otad sees it (GET /api/v1/repositories). */
   /** @type {Map<string, any>} */ repositories: new Map(),
+  /** Each product's channel and repository and the configured choices (GET /api/v1/products/{p}/source). */
+  /** @type {Map<string, any>} */ sources: new Map(),
+  /** A choice the operator made in the selects but did not switch to yet (kept across re-renders). */
+  /** @type {Map<string, { channel: string, repository: string }>} */ sourceDrafts: new Map(),
+  /** The product whose type tooltip Escape dismissed (until focus or the pointer leaves it). */
+  /** @type {string | null} */ tooltipDismissed: null,
   /** The search query of each product's details and history. */
   /** @type {Map<string, string>} */ search: new Map(),
   /** Sections the operator opened or closed ("product:key" → open), kept across re-renders. */
@@ -176,6 +182,13 @@ function render() {
         compact: view === null,
         definition: model.definitions.get(p.product) ?? null,
         repository: model.repositories.get(p.product) ?? null,
+        source: model.sources.get(p.product) ?? null,
+        draft: model.sourceDrafts.get(p.product) ?? null,
+        onDraft: (product, draft) => {
+          model.sourceDrafts.set(product, draft);
+          render();
+        },
+        onSelectSource: selectSource,
         runs: model.runs.get(p.product) ?? [],
         releases: model.releases.get(p.product) ?? null,
         onUnmark: unmarkRelease,
@@ -196,6 +209,9 @@ function render() {
       }),
     ),
   );
+  if (model.tooltipDismissed !== null) {
+    ui.products.querySelector(`[data-product="${CSS.escape(model.tooltipDismissed)}"] .type-wrap`)?.setAttribute('data-dismissed', '');
+  }
   for (const section of ui.products.querySelectorAll('[data-product]')) {
     const product = section.getAttribute('data-product') ?? '';
     const q = model.search.get(product) ?? '';
@@ -214,15 +230,17 @@ async function refresh() {
   const api = model.api;
   if (!api) return;
   const status = await api.status();
-  const [definitions, repositories, runs, releases] = await Promise.all([
+  const [definitions, repositories, sources, runs, releases] = await Promise.all([
     api.products(),
     api.repositories(),
+    Promise.all(status.products.map((p) => api.source(p.product))),
     Promise.all(status.products.map((p) => api.history(p.product, HISTORY_RUNS))),
     Promise.all(status.products.map((p) => api.releases(p.product))),
   ]);
   for (const d of definitions.products) model.definitions.set(d.product, d);
   for (const r of repositories.repositories) model.repositories.set(r.product, r);
   status.products.forEach((p, i) => {
+    model.sources.set(p.product, sources[i]);
     model.runs.set(p.product, runs[i].runs);
     model.releases.set(p.product, releases[i]);
   });
@@ -334,6 +352,7 @@ function onMessage(m) {
       failed: `the run failed${p.error ? `: ${p.error.code}` : ''}`,
       'run-ended': `the run ended${p.outcome ? ` (${p.outcome})` : ''}`,
       'releases-changed': 'the releases changed',
+      'source-changed': 'its channel or repository was switched',
     }[p.kind];
     announce(`${p.product}: ${what ?? p.kind}`);
     requestRefresh();
@@ -361,8 +380,34 @@ async function unmarkRelease(product, version) {
   }
 }
 
+/** The operator switches a product's channel and/or repository; the next check reads them. */
+async function selectSource(product, choice) {
+  if (!model.api) return;
+  const now = model.sources.get(product);
+  const body = {};
+  if (!now || choice.channel !== now.channel) body.channel = choice.channel;
+  if (!now || choice.repository !== now.repository) body.repository = choice.repository;
+  model.busy.add(product);
+  render();
+  showError(null);
+  try {
+    const r = await model.api.selectSource(product, body);
+    model.sources.set(product, r);
+    model.sourceDrafts.delete(product);
+    announce(`${product}: follows channel ${r.channel} of repository ${r.repository} from the next check on`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    model.busy.delete(product);
+    requestRefresh();
+  }
+}
+
 /** @type {(() => void) | null} */
 let onDialogOk = null;
+/** What had the focus when the dialog opened: it gets it back when the dialog closes. */
+/** @type {{ product: string | null, event: string | null } | null} */
+let dialogOpener = null;
 
 /** Opens the confirmation dialog; `ok` runs only if the operator confirms. */
 function confirmAction(c, ok) {
@@ -371,6 +416,8 @@ function confirmAction(c, ok) {
   ui.dialogOk.textContent = c.confirm;
   ui.dialogOk.disabled = !online();
   onDialogOk = ok;
+  const from = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  dialogOpener = from ? { product: from.closest('[data-product]')?.getAttribute('data-product') ?? null, event: from.dataset.event ?? null } : null;
   ui.dialog.showModal();
   ui.dialogCancel.focus();
 }
@@ -385,7 +432,51 @@ ui.dialogCancel.addEventListener('click', () => ui.dialog.close());
 ui.dialog.addEventListener('close', () => {
   if (onDialogOk) announce('Nothing was changed');
   onDialogOk = null;
+  // The page may have been re-rendered meanwhile: the same product's same button gets the focus back.
+  const o = dialogOpener;
+  dialogOpener = null;
+  if (o?.product && o.event) {
+    const again = ui.products.querySelector(`[data-product="${CSS.escape(o.product)}"] [data-event="${CSS.escape(o.event)}"]`);
+    if (again instanceof HTMLElement && !again.hasAttribute('disabled')) again.focus();
+    else ui.products.querySelector(`[data-product="${CSS.escape(o.product)}"] h2`)?.closest('section')?.querySelector('button:not([disabled]), a, [tabindex="0"]')?.focus();
+  }
 });
+// Tab stays inside the dialog: from its last control to its first, and back with Shift+Tab.
+ui.dialog.addEventListener('keydown', (e) => {
+  if (e.key !== 'Tab') return;
+  const controls = [...ui.dialog.querySelectorAll('button:not([disabled]), [href], input, select, [tabindex="0"]')];
+  if (controls.length === 0) return;
+  const first = /** @type {HTMLElement} */ (controls[0]);
+  const last = /** @type {HTMLElement} */ (controls[controls.length - 1]);
+  if (e.shiftKey && document.activeElement === first) {
+    e.preventDefault();
+    last.focus();
+  } else if (!e.shiftKey && document.activeElement === last) {
+    e.preventDefault();
+    first.focus();
+  }
+});
+
+// Escape closes an open type tooltip (it comes back when the indicator is focused or hovered anew).
+document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Escape' || ui.dialog.open) return;
+  const wrap = [...document.querySelectorAll('.type-wrap')].find((w) => w.matches(':hover') || w.contains(document.activeElement));
+  if (!wrap) return;
+  model.tooltipDismissed = wrap.closest('[data-product]')?.getAttribute('data-product') ?? null;
+  wrap.setAttribute('data-dismissed', '');
+});
+function undismissTooltip(/** @type {Event} */ e) {
+  const wrap = e.target instanceof Element ? e.target.closest('.type-wrap') : null;
+  if (!wrap || !wrap.isConnected || !wrap.hasAttribute('data-dismissed')) return;
+  // Still hovered or focused: leaving one of the two does not bring it back.
+  if (e.type === 'focusout' && wrap.matches(':hover')) return;
+  if (e.type === 'mouseout' && wrap.contains(document.activeElement)) return;
+  if (e.type === 'mouseout' && e instanceof MouseEvent && e.relatedTarget instanceof Node && wrap.contains(e.relatedTarget)) return;
+  wrap.removeAttribute('data-dismissed');
+  model.tooltipDismissed = null;
+}
+document.addEventListener('focusout', undismissTooltip);
+document.addEventListener('mouseout', undismissTooltip);
 
 /** An action button: asks first when the action stops services or commits to an install. */
 function requestEvent(product, type, label, extra = {}) {

@@ -162,7 +162,7 @@ export function rollbackButtons(target) {
 /**
  * One product's section.
  * @param {any} p the product's status (GET /api/v1/status)
- * @param {{ runs: any[], releases: any | null, details?: Node | null, definition?: any, repository?: any, compact?: boolean, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
+ * @param {{ runs: any[], releases: any | null, details?: Node | null, definition?: any, repository?: any, source?: any, draft?: { channel: string, repository: string } | null, onDraft?: (product: string, draft: { channel: string, repository: string }) => void, onSelectSource?: (product: string, choice: { channel: string, repository: string }) => void, compact?: boolean, steps: Map<string, any> | null, canControl: boolean, busy: boolean, offline: boolean, onEvent: (product: string, type: string, label: string, extra?: { markBad?: boolean }) => void, onUnmark: (product: string, version: string) => void }} view
  */
 export function renderProduct(p, view) {
   const id = `product-${p.product}`;
@@ -214,7 +214,7 @@ export function renderProduct(p, view) {
         p.deadlines?.preCheckRetryAt && h('p', null, `Next try at ${formatTime(p.deadlines.preCheckRetryAt)}`),
       ),
     p.error && h('p', { class: 'run-error' }, `Last error: ${p.error.code}: ${p.error.message}`),
-    view.repository ? renderServerStatus(view.repository) : null,
+    view.repository ? renderServerStatus(view.repository, p, view) : null,
     !view.compact && (view.details ?? null),
     !view.compact && renderHistory(p.product, view.runs),
     !view.compact && view.releases && renderReleases(p.product, view.releases, view),
@@ -294,7 +294,7 @@ export function renderLogLine(line) {
 
 /** @param {number} ms */
 export function formatDuration(ms) {
-  if (ms < 1000) return `${ms} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = Math.round(ms / 1000);
   if (s < 120) return `${s} s`;
   const m = Math.floor(s / 60);
@@ -384,17 +384,28 @@ export function renderTypeIndicator(def) {
 
 /**
  * The product's update server as otad sees it: reachability and latency of otad's own probe,
- * the trusted metadata's expiry, the last successful check.
+ * the trusted metadata's expiry, the last successful check; and, where the configuration offers
+ * more than one channel or repository, the control that switches them (PUT /api/v1/products/{p}/source).
  * @param {any} r a RepositoryStatus (GET /api/v1/repositories)
+ * @param {any} [p] the product's status
+ * @param {any} [view] renderProduct's view (source, draft, canControl, busy, offline, onDraft, onSelectSource)
  */
-export function renderServerStatus(r) {
-  const reach =
-    r.reachable === null
-      ? ['unknown', 'not probed (no location configured)']
-      : r.reachable
-        ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
-        : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+/** [data-reachable, text] of one of otad's probes. @param {any} r */
+function reachOf(r) {
+  return r.reachable === null
+    ? ['unknown', 'not probed (no location configured)']
+    : r.reachable
+      ? ['yes', `reachable, ${r.latencyMs ?? '?'} ms${r.httpStatus ? ` (HTTP ${r.httpStatus})` : ''}`]
+      : ['no', `unreachable${r.problem ? `: ${r.problem}` : ''}`];
+}
+
+export function renderServerStatus(r, p = null, view = {}) {
+  const reach = reachOf(r);
   const expiresIn = r.metadataExpiresAt ? r.metadataExpiresAt - Date.now() : null;
+  const src = view.source ?? null;
+  // Only where there is a choice: which one is in force, and who made it.
+  const multi = src !== null && (src.channels.length > 1 || src.repositories.length > 1);
+  const chosen = !multi ? '' : src.selected ? ` (chosen ${formatTime(src.selected.at)}${src.selected.actor ? ` by ${src.selected.actor}` : ''})` : ' (as configured)';
   return h(
     'div',
     { class: 'server', 'data-reachable': reach[0] },
@@ -403,13 +414,87 @@ export function renderServerStatus(r) {
       'dl',
       { class: 'facts' },
       ...[
-        ['Repository', `${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
-        ['Channel', r.channel],
+        ['Repository', `${multi && src.repositories.length > 1 ? `${r.repository}: ` : ''}${r.kind === 'local' ? 'local folder' : 'TUF'} ${r.location ?? '(not configured)'}`],
+        ['Channel', `${r.channel}${chosen}`],
         ['Connection', h('span', { class: 'reach', 'data-reachable': reach[0] }, reach[1])],
         ['Probed', r.probedAt ? `${formatTime(r.probedAt)} by otad` : '—'],
         ['Metadata expires', r.metadataExpiresAt ? `${formatTime(r.metadataExpiresAt)}${expiresIn !== null && expiresIn < 0 ? ' (expired)' : ''}` : 'no trusted metadata yet'],
         ['Last successful check', formatTime(r.lastSuccessfulCheckAt)],
       ].flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
     ),
+    src && p ? renderSourceChoice(src, p, view, r.choices ?? []) : null,
+  );
+}
+
+/**
+ * Where the configuration offers more than one channel or repository: a select for each and a
+ * Switch button (a control token, an idle product, a connected page, a policy that allows it).
+ * @param {any} src a ProductSource (GET /api/v1/products/{product}/source) @param {any} p the product's status
+ */
+export function renderSourceChoice(src, p, view, probes = []) {
+  if (src.channels.length < 2 && src.repositories.length < 2) return null;
+  const id = `product-${p.product}-source`;
+  const draft = view.draft ?? { channel: src.channel, repository: src.repository };
+  const why = !src.switchAllowed
+    ? 'Switching is forbidden by configuration (allowSourceSwitch: false).'
+    : !view.canControl
+      ? 'This token can read only.'
+      : p.state !== 'idle'
+        ? 'Switching waits until the product is idle: a run keeps the source it started with.'
+        : view.offline
+          ? 'otad is not connected.'
+          : null;
+  const locked = !src.switchAllowed || !view.canControl;
+  const changed = draft.channel !== src.channel || draft.repository !== src.repository;
+  const pick = (key, label, options) =>
+    h(
+      'span',
+      { class: 'source-field' },
+      h('label', { for: `${id}-${key}` }, label),
+      h(
+        'select',
+        {
+          id: `${id}-${key}`,
+          'data-focus': `source-${key}`,
+          disabled: locked || view.busy,
+          onchange: (/** @type {Event} */ e) => view.onDraft?.(p.product, { ...draft, [key]: /** @type {HTMLSelectElement} */ (e.target).value }),
+        },
+        ...options.map(([value, text]) => h('option', { value, selected: value === draft[key] ? true : null }, text)),
+      ),
+    );
+  return h(
+    'div',
+    { class: 'source', role: 'group', 'aria-labelledby': `${id}-title`, 'aria-describedby': why ? `${id}-why` : null },
+    h('h4', { id: `${id}-title` }, 'Channel and repository'),
+    h(
+      'div',
+      { class: 'source-row' },
+      src.channels.length > 1 ? pick('channel', 'Channel', src.channels.map((c) => [c, c === src.defaults.channel ? `${c} (default)` : c])) : null,
+      src.repositories.length > 1 ? pick('repository', 'Repository', src.repositories.map((x) => [x.name, `${x.name}${x.name === src.defaults.repository && x.name !== 'default' ? ' (default)' : ''} — ${x.location ?? 'the server URL'}`])) : null,
+      locked
+        ? null
+        : h(
+            'button',
+            {
+              type: 'button',
+              'data-focus': 'source-switch',
+              disabled: !changed || why !== null || view.busy,
+              onclick: () => view.onSelectSource?.(p.product, draft),
+            },
+            'Switch',
+          ),
+    ),
+    why ? h('p', { id: `${id}-why`, class: 'muted source-why' }, why) : null,
+    // Each repository as otad reaches it, before anyone switches to it.
+    src.repositories.length > 1 && probes.length > 0
+      ? h(
+          'ul',
+          { class: 'repo-choices', 'aria-label': `Connection of each repository of ${p.product}` },
+          ...probes.map((c) => {
+            const [ok, text] = reachOf(c);
+            return h('li', { 'data-repository': c.name }, h('span', { class: 'choice-name' }, `${c.name}${c.inUse ? ' (in use)' : ''}: `), h('span', { class: 'reach', 'data-reachable': ok }, text));
+          }),
+        )
+      : null,
   );
 }
