@@ -24,7 +24,11 @@ import { leaseRouter } from './rollouts/lease-endpoints.js';
 import { rolloutAdminRouter } from './rollouts/rollout-admin.js';
 import type { FleetStore, SiteBudgets } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
+import { createStudio } from './studio/drafts.js';
+import type { SourceRoot } from './studio/source-roots.js';
+import { studioApiRouter } from './studio/studio-api.js';
 import { fleetPageRouter } from './ui/router.js';
+import { shippedProductTypesDir } from '../products/product-types.js';
 
 export interface Timer {
   setInterval(fn: () => void, ms: number): unknown;
@@ -68,6 +72,10 @@ export interface ServerOptions {
   leaseRetryMs?: number;
   /** Evaluate the rollouts (open batches after their soak, halt on failures) this often (default every 10 s; false: only on failures reported). */
   rolloutTick?: false | { intervalMs: number; timer?: Timer };
+  /** Folders on this machine the publisher studio may build releases from (default: none). */
+  sourceRoots?: SourceRoot[];
+  /** Product-type templates the studio offers (default: the ones shipped in config/product-types). */
+  productTypesDir?: string;
   /** Re-sign the timestamp periodically (false: never). */
   timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
 }
@@ -226,7 +234,16 @@ export function createServer(options: ServerOptions): OtaServer {
   app.use(leaseRouter({ ...deviceOptions, budgets, retryAfterMs: options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS }));
   app.use(rolloutAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), budgets, authorized }));
   app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
-  // The operator's fleet page: static files only, every datum through the API above with the token.
+  const studio = createStudio({
+    publisher,
+    sourceRoots: options.sourceRoots ?? [],
+    productTypesDir: options.productTypesDir ?? shippedProductTypesDir(),
+    draftsDir: path.join(options.repoDir, '.studio-drafts'),
+    clock: options.clock,
+    exclusive,
+  });
+  app.use(studioApiRouter({ studio, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  // The operator pages (studio, fleet): static files only, every datum through the API above with the token.
   app.use(fleetPageRouter());
 
   app.use((_req: Request, res: Response) => {
@@ -304,6 +321,7 @@ export function createServer(options: ServerOptions): OtaServer {
       if (rolloutHandle !== null && rolloutTick !== false) (rolloutTick.timer ?? systemTimer).clearInterval(rolloutHandle);
       rolloutHandle = null;
       await lock;
+      await studio.close().catch((error: unknown) => log.warn('removing the studio drafts failed', { error: toErrorData(error) }));
       if (server !== null) {
         const s = server;
         server = null;
@@ -351,6 +369,8 @@ function statusFor(error: unknown): number {
   if ((error as { type?: string }).type === 'entity.too.large') return 413;
   if ((error as { type?: string }).type === 'entity.parse.failed') return 400;
   if (!isOtaError(error)) return 500;
+  // A package robots would refuse is the sender's mistake, not the server's.
+  if (error.code.startsWith('PACKAGE_')) return 400;
   switch (error.code) {
     case 'API_TOO_LARGE':
       return 413;
@@ -364,8 +384,10 @@ function statusFor(error: unknown): number {
       return 429;
     case 'API_INVALID_REQUEST':
     case 'MANIFEST_INVALID':
+    case 'RELEASE_VERSION_MISMATCH':
       return 400;
     case 'CONFIG_INVALID':
+    case 'PUBLISH_CONTENT_CHANGED':
       return 409;
     default:
       return 500;

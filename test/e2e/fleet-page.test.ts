@@ -82,14 +82,14 @@ afterAll(async () => {
 });
 
 describe('fleet page files over HTTP', () => {
-  it('redirects / and /fleet to /fleet/', async () => {
-    for (const [from, status] of [
-      ['/', 302],
-      ['/fleet', 301],
+  it('redirects /fleet to /fleet/ and / to the publisher studio', async () => {
+    for (const [from, status, to] of [
+      ['/', 302, '/studio/'],
+      ['/fleet', 301, '/fleet/'],
     ] as const) {
       const res = await fetch(`${url}${from}`, { redirect: 'manual' });
       expect(res.status).toBe(status);
-      expect(res.headers.get('location')).toBe('/fleet/');
+      expect(res.headers.get('location')).toBe(to);
     }
   });
 
