@@ -171,7 +171,7 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
   }
 
   it('refuses a wrong token with a clear message and keeps nothing of it', async () => {
-    await page.goto(`${url}/`);
+    await page.goto(`${url}/fleet`);
     expect(page.url()).toBe(`${url}/fleet/`);
     await page.getByLabel('Operator token').fill('not-the-token-0123456789');
     await page.getByRole('button', { name: 'Connect' }).click();

@@ -8,7 +8,20 @@ import DOMPurify from './vendor/purify.es.mjs';
 export const html = htm.bind(h);
 export { render };
 
-/** Markdown to HTML that is safe to insert: marked renders, DOMPurify removes scripts, handlers and unknown URLs. */
+let last = { text: '', html: '' };
+
+/**
+ * Markdown to HTML that is safe to insert, as the robot's dashboard renders the same notes: marked
+ * renders, DOMPurify removes scripts, handlers and unknown URLs; images (the page's policy loads
+ * none from elsewhere), forms and style attributes are dropped too. The last result is kept, so
+ * a redraw that did not change the notes does not parse them again.
+ */
 export function markdownToSafeHtml(/** @type {string} */ text) {
-  return DOMPurify.sanitize(marked.parse(text, { async: false, gfm: true }));
+  if (text === last.text && last.html !== '') return last.html;
+  const html = DOMPurify.sanitize(/** @type {string} */ (marked.parse(text, { async: false, gfm: true })), {
+    FORBID_TAGS: ['img', 'style', 'form', 'input', 'button'],
+    FORBID_ATTR: ['style'],
+  });
+  last = { text, html };
+  return html;
 }
