@@ -336,7 +336,7 @@ function ManifestStep() {
         <${VersionProposals} />
       </${Field}>
       <div class="grid">
-        <${Field} name="minFromVersion" label="Oldest version that may update to it (optional)" error=${e.minFromVersion} />
+        <${Field} name="minFromVersion" label="Oldest version it updates from (optional)" error=${e.minFromVersion} />
         <${Field} name="rolloutPercent" label="Rollout percentage (optional, 0–100)" inputmode="decimal" error=${e.rolloutPercent} />
       </div>
       <fieldset>
