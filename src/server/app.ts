@@ -6,17 +6,16 @@
  * operators is at /fleet/ (src/server/ui/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { createPublisher, type Publisher } from '../repo/repository.js';
+import { isGzipFile, receiveBody } from './receive-body.js';
 import { deviceAdminRouter } from './device-admin.js';
 import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
@@ -185,12 +184,8 @@ export function createServer(options: ServerOptions): OtaServer {
       await fs.mkdir(uploads, { recursive: true });
       const file = path.join(uploads, `${randomBytes(8).toString('hex')}.tar.gz`);
       try {
-        await receive(req, file, maxUploadBytes);
-        const header = Buffer.alloc(2);
-        const handle = await fs.open(file, 'r');
-        await handle.read(header, 0, 2, 0);
-        await handle.close();
-        if (header[0] !== 0x1f || header[1] !== 0x8b) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
+        await receiveBody(req, file, maxUploadBytes);
+        if (!(await isGzipFile(file))) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
         const rollout = field('rolloutPercent', 5);
         const release = {
           product,
@@ -242,7 +237,7 @@ export function createServer(options: ServerOptions): OtaServer {
     clock: options.clock,
     exclusive,
   });
-  app.use(studioApiRouter({ studio, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  app.use(studioApiRouter({ studio, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
   // The operator pages (studio, fleet): static files only, every datum through the API above with the token.
   app.use(fleetPageRouter());
 
@@ -345,25 +340,6 @@ function readToken(file: string): string {
   return text;
 }
 
-
-async function receive(req: Request, file: string, maxBytes: number): Promise<void> {
-  let bytes = 0;
-  const limiter = new Transform({
-    transform(chunk: Buffer, _enc, callback) {
-      bytes += chunk.length;
-      if (bytes > maxBytes) callback(new OtaError('API_TOO_LARGE', `upload exceeds the limit of ${maxBytes} bytes`));
-      else callback(null, chunk);
-    },
-  });
-  try {
-    await pipeline(req, limiter, createWriteStream(file, { mode: 0o600 }));
-  } catch (error) {
-    // The caller answers 413 and closes the connection; the rest of the body is never read.
-    req.unpipe();
-    throw error;
-  }
-  if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz package as the request body)');
-}
 
 function statusFor(error: unknown): number {
   if ((error as { type?: string }).type === 'entity.too.large') return 413;

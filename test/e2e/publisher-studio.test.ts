@@ -20,6 +20,7 @@ import { createServer, type OtaServer } from '../../src/server/app.js';
 import { FLEET_PAGE_CSP } from '../../src/server/ui/router.js';
 import { createFetchDownloader, createFetchMetadataFetcher } from '../../src/trust/fetch-ports.js';
 import { createTufRepository } from '../../src/trust/tuf-repository.js';
+import { writeTarGz } from '../support/tar-fixtures.js';
 import { RecordingAudit } from '../support/tuf-repo.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -152,6 +153,16 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: '1 · Package' }).waitFor();
     expect(page.url()).not.toContain(TOKEN);
+  });
+
+  it('refuses an uploaded archive whose entry climbs out of the tree, naming the entry', async () => {
+    const hostile = await writeTarGz(path.join(dir, 'hostile.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: '../../etc/cron.d/x', content: '* * * * * root sh\n' }]);
+    await page.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(hostile);
+    await page.getByRole('button', { name: 'Upload and scan' }).click();
+    const refused = page.getByRole('alert').filter({ hasText: 'Package scan refused this package' });
+    await refused.waitFor();
+    expect(await refused.textContent()).toContain('PACKAGE_UNSAFE_PATH');
+    expect(await refused.textContent()).toContain('../../etc/cron.d/x');
   });
 
   it('shows the robot scan refusing the folder with the offending entry marked, then builds it once the folder is fixed', async () => {

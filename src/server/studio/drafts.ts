@@ -17,6 +17,7 @@ import { scanPackage, type PackageScanFile } from '../../package/scan.js';
 import { listProductTypeNames, readProductType, type ProductTypeTemplate } from '../../products/product-types.js';
 import { checkReleasePackage } from '../../repo/release-check.js';
 import { buildManifest, type Publisher, type PublishResult, type ReleaseInput, type TargetInfo } from '../../repo/repository.js';
+import { isGzipFile } from '../receive-body.js';
 import { listSubfolders, listTree, resolveFolder, type FolderEntry, type SourceRoot } from './source-roots.js';
 import { latestOnChannel, proposeVersions, versionProblem, type PublishedRelease, type VersionProposals } from './version-rules.js';
 
@@ -137,6 +138,37 @@ export function createStudio(options: StudioOptions) {
     return draft;
   }
 
+  /** Build (or receive) a package into a new draft and scan it; a refused package leaves nothing behind. */
+  async function draftFrom(
+    source: DraftSummary['source'],
+    build: (file: string) => Promise<void>,
+    listing: (() => Promise<{ entries: FolderEntry[]; truncated: boolean }>) | null,
+  ): Promise<DraftSummary> {
+    const id = randomBytes(9).toString('base64url');
+    const dir = path.join(options.draftsDir, id);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const packageFile = path.join(dir, 'package.tar.gz');
+    try {
+      await build(packageFile);
+      // Default limits and rules: the robot's stage step scans with the same.
+      const scan = await scanPackage(packageFile);
+      const summary: DraftSummary = {
+        id,
+        source,
+        package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256 },
+        scan: { ok: true, entries: scan.entries, totalBytes: scan.totalBytes, files: scan.files },
+      };
+      drafts.set(id, { summary, dir, packageFile, scanFiles: scan.files });
+      while (drafts.size > MAX_DRAFTS) await drop(drafts.keys().next().value!);
+      return summary;
+    } catch (error) {
+      await fs.rm(dir, { recursive: true, force: true });
+      if (!isOtaError(error) || !error.code.startsWith('PACKAGE_')) throw error;
+      const tree = listing === null ? { entries: [], truncated: false } : await listing();
+      return { id: '', source, package: null, scan: { ok: false, error: toErrorData(error), tree: tree.entries, truncated: tree.truncated } };
+    }
+  }
+
   return {
     async context() {
       const [types, published, signing] = await Promise.all([productTypes(), releases(), signingRoles()]);
@@ -161,30 +193,19 @@ export function createStudio(options: StudioOptions) {
     /** Pack the folder with the project's packer and scan it as a robot would; nothing is signed. */
     async createDraft(root: unknown, rel: unknown): Promise<DraftSummary> {
       const folder = await resolveFolder(options.sourceRoots, root, rel);
-      const id = randomBytes(9).toString('base64url');
-      const dir = path.join(options.draftsDir, id);
-      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-      const packageFile = path.join(dir, 'package.tar.gz');
-      const source = { root: folder.root.name, path: folder.rel };
-      try {
-        await createPackage(folder.abs, packageFile);
-        // Default limits and rules: the robot's stage step scans with the same.
-        const scan = await scanPackage(packageFile);
-        const summary: DraftSummary = {
-          id,
-          source,
-          package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256 },
-          scan: { ok: true, entries: scan.entries, totalBytes: scan.totalBytes, files: scan.files },
-        };
-        drafts.set(id, { summary, dir, packageFile, scanFiles: scan.files });
-        while (drafts.size > MAX_DRAFTS) await drop(drafts.keys().next().value!);
-        return summary;
-      } catch (error) {
-        await fs.rm(dir, { recursive: true, force: true });
-        if (!isOtaError(error) || !error.code.startsWith('PACKAGE_')) throw error;
-        const tree = await listTree(folder.abs);
-        return { id: '', source, package: null, scan: { ok: false, error: toErrorData(error), tree: tree.entries, truncated: tree.truncated } };
-      }
+      return draftFrom({ root: folder.root.name, path: folder.rel }, (file) => createPackage(folder.abs, file).then(() => {}), async () => listTree(folder.abs));
+    },
+
+    /**
+     * A package the publisher uploads from the browser (a .tar.gz, up to the server's upload limit):
+     * received into a draft, then scanned as a robot would scan it.
+     */
+    async createDraftFromArchive(name: unknown, receive: (file: string) => Promise<void>): Promise<DraftSummary> {
+      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload.tar.gz';
+      return draftFrom({ root: '(uploaded archive)', path: label }, async (file) => {
+        await receive(file);
+        if (!(await isGzipFile(file))) throw new OtaError('PACKAGE_CORRUPT', `${label} is not a gzip file: expected a .tar.gz package`);
+      }, null);
     },
 
     /** The exact manifest that publish() would sign, or the problems of each field. */

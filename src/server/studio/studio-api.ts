@@ -4,11 +4,15 @@
  * studio workflow (./drafts.ts). Every publish is written to the server's audit log.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { OtaError, isOtaError } from '../../core/errors.js';
 import type { AuditSink } from '../../core/logger.js';
+import { receiveBody } from '../receive-body.js';
 import type { Studio } from './drafts.js';
 
 export interface StudioApiOptions {
   studio: Studio;
+  /** The largest archive accepted (the server's upload limit). */
+  maxUploadBytes: number;
   audit?: AuditSink;
   authorized(req: Request, res: Response, what: string): boolean;
 }
@@ -20,6 +24,24 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
   const { studio } = options;
   router.use('/api/v1/studio', (req: Request, res: Response, next: NextFunction) => {
     if (options.authorized(req, res, 'the publisher studio')) next();
+  });
+  // The raw .tar.gz body: before the JSON parser, which would refuse it.
+  router.post('/api/v1/studio/drafts/archive', async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const declared = Number(req.get('content-length') ?? NaN);
+      if (Number.isFinite(declared) && declared > options.maxUploadBytes) {
+        throw new OtaError('API_TOO_LARGE', `upload of ${declared} bytes exceeds the limit of ${options.maxUploadBytes} bytes`);
+      }
+      const draft = await studio.createDraftFromArchive(query(req, 'name'), (file) => receiveBody(req, file, options.maxUploadBytes));
+      res.status(draft.scan.ok ? 201 : 200).json(draft);
+    } catch (error) {
+      if (isOtaError(error) && error.code === 'API_TOO_LARGE') {
+        // Do not read the rest of an oversized body: answer, then drop the connection.
+        res.setHeader('Connection', 'close');
+        res.on('finish', () => req.destroy());
+      }
+      next(error);
+    }
   });
   // Release notes are at most 16 KiB; the rest of a request is a handful of short fields.
   router.use('/api/v1/studio', express.json({ limit: '96kb' }));

@@ -14,6 +14,7 @@ import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer } from '../../../src/server/app.js';
 import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
 import { createTufRepository } from '../../../src/trust/tuf-repository.js';
+import { writeTarGz } from '../../support/tar-fixtures.js';
 import { makeTempDir, RecordingAudit } from '../../support/tuf-repo.js';
 
 const TOKEN = 'studio-token-0123456789abcdef';
@@ -114,6 +115,32 @@ describe('publisher studio API', () => {
     expect(res.body.scan.error.details.entry).toBe('bin/shadow');
     expect(res.body.scan.tree.map((e: { path: string }) => e.path)).toEqual(['VERSION', 'bin', 'bin/run', 'bin/shadow']);
     expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
+  });
+
+  it('scans an uploaded archive as a robot would: a hostile one and a non-gzip body are refused and kept nowhere, a good one becomes a draft', async () => {
+    const upload = async (body: Buffer, name: string) => {
+      const res = await fetch(`${url}/api/v1/studio/drafts/archive?name=${encodeURIComponent(name)}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/gzip' },
+        body,
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const hostile = await writeTarGz(path.join(dir, 'hostile.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: '../../etc/cron.d/x', content: '* * * * * root sh\n' }]);
+    const refused = await upload(await fs.readFile(hostile), 'hostile.tar.gz');
+    expect(refused.status).toBe(200);
+    expect(refused.body.scan.error.code).toBe('PACKAGE_UNSAFE_PATH');
+    expect(refused.body.source).toEqual({ root: '(uploaded archive)', path: 'hostile.tar.gz' });
+    expect((await upload(Buffer.from('not a package'), 'x.tar.gz')).body.scan.error.code).toBe('PACKAGE_CORRUPT');
+    expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
+
+    const good = await writeTarGz(path.join(dir, 'good.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: 'bin', type: 'directory' }, { name: 'bin/run', content: 'x', mode: 0o755 }]);
+    const accepted = await upload(await fs.readFile(good), 'robot-ai-1.3.0.tar.gz');
+    expect(accepted.status).toBe(201);
+    expect(accepted.body.package.sha256).toBe(sha256(await fs.readFile(good)));
+    expect(accepted.body.scan.files.map((f: { path: string }) => f.path)).toEqual(['VERSION', 'bin', 'bin/run']);
+    const review = await call('POST', `/api/v1/studio/drafts/${accepted.body.id}/review`, { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.3.0' });
+    expect(review.body.ok).toBe(true);
   });
 
   it('validates every field against the schema, the channel and the version file, then publishes exactly the reviewed bytes for the robot', async () => {

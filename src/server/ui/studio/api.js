@@ -40,6 +40,29 @@ export function createApi(token) {
     return data;
   }
 
+  /** A .tar.gz from the publisher's machine, sent as the raw body (fetch reports no upload progress). */
+  async function uploadArchive(/** @type {File} */ file) {
+    let res;
+    try {
+      res = await fetch(`/api/v1/studio/drafts/archive?${new URLSearchParams({ name: file.name })}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, Accept: 'application/json', 'Content-Type': 'application/gzip' },
+        body: file,
+        cache: 'no-store',
+        credentials: 'omit',
+      });
+    } catch (error) {
+      throw new ApiError(0, 'NETWORK', `the upload did not reach ota-server (${error instanceof Error ? error.message : String(error)}); try again`);
+    }
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      const e = data && typeof data === 'object' && data.error;
+      if (e && typeof e.code === 'string') throw new ApiError(res.status, e.code, String(e.message ?? ''));
+      throw new ApiError(res.status, 'HTTP_ERROR', `ota-server answered ${res.status} ${res.statusText}`);
+    }
+    return data;
+  }
+
   const q = (/** @type {Record<string, string>} */ params) => new URLSearchParams(params).toString();
   const id = (/** @type {string} */ s) => encodeURIComponent(s);
   return {
@@ -50,6 +73,7 @@ export function createApi(token) {
     versions: (product, channel) => call('GET', `/api/v1/studio/versions?${q({ product, channel })}`),
     /** @param {string} root @param {string} path */
     createDraft: (root, path) => call('POST', '/api/v1/studio/drafts', { root, path }),
+    uploadArchive,
     /** @param {string} draftId @param {Record<string, unknown>} fields */
     review: (draftId, fields) => call('POST', `/api/v1/studio/drafts/${id(draftId)}/review`, fields),
     /** @param {string} draftId @param {{ packageSha256: string, manifestSha256: string }} shown */

@@ -104,6 +104,18 @@ async function buildDraft() {
   });
 }
 
+async function uploadDraft() {
+  const input = /** @type {HTMLInputElement} */ (document.getElementById('archive'));
+  const file = input.files?.[0];
+  if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
+  await withBusy('upload', async () => {
+    set({ draft: null, review: null, published: null, fieldErrors: {} });
+    const draft = await state.api.uploadArchive(file);
+    const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
+    set({ draft, fields });
+  });
+}
+
 // ---- step 2: the manifest ------------------------------------------------------------------
 
 let proposalsFor = '';
@@ -220,9 +232,10 @@ function Verdict() {
     </div>`;
   }
   const entry = d.scan.error.details?.entry;
+  const uploaded = d.source.root === '(uploaded archive)';
   return html`<div class="verdict" data-ok="no" role="alert">
-    <strong>Package scan refused this folder</strong> (<code>${d.scan.error.code}</code>): ${d.scan.error.message}.
-    <p>Nothing was built or signed. Fix the folder on the server${entry ? html` (entry <code>${entry}</code>)` : ''}, then build again.</p>
+    <strong>Package scan refused ${uploaded ? 'this package' : 'this folder'}</strong> (<code>${d.scan.error.code}</code>): ${d.scan.error.message}.
+    <p>Nothing was kept or signed. ${uploaded ? 'Fix the package' : 'Fix the folder on the server'}${entry ? html` (entry <code>${entry}</code>)` : ''}, then ${uploaded ? 'upload it' : 'build'} again.</p>
   </div>`;
 }
 
@@ -230,6 +243,7 @@ function Tree() {
   const d = state.draft;
   if (!d) return null;
   const files = d.scan.ok ? d.scan.files : d.scan.tree;
+  if (files.length === 0) return null;
   const bad = d.scan.ok ? null : d.scan.error.details?.entry;
   const rows = treeRows(files);
   return html`<details class="section tree" open=${rows.length <= 40}>
@@ -265,6 +279,11 @@ function SourceStep() {
       : html`<p class="muted small">No sub-folders.</p>`}
     <div class="buttons">
       <button type="button" class="primary" id="build" disabled=${state.busy.has('draft')} onClick=${buildDraft}>${state.busy.has('draft') ? 'Building and scanning…' : `Build package from ${state.root}/${state.path}`}</button>
+    </div>
+    <div class="upload">
+      <label for="archive">Or upload a package (.tar.gz) from this computer</label>
+      <input id="archive" type="file" accept=".tar.gz,.tgz,application/gzip" />
+      <div class="buttons"><button type="button" id="upload" disabled=${state.busy.has('upload')} onClick=${uploadDraft}>${state.busy.has('upload') ? 'Uploading and scanning…' : 'Upload and scan'}</button></div>
     </div>
     <${Verdict} />
     <${Tree} />
