@@ -8,7 +8,6 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { systemClock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import { parseDurationArg } from '../core/duration.js';
@@ -16,6 +15,7 @@ import { silentLogger } from '../core/logger.js';
 import { generateSigningKey, isRoleName, readKeyFile, ROLES, saveKey, type RoleName } from '../repo/keys.js';
 import { createPublisher, type InitOptions, type ReleaseInput } from '../repo/repository.js';
 import { verifyRepository } from '../repo/verify.js';
+import { readProductType, shippedProductTypesDir } from '../products/product-types.js';
 
 
 function parseRoleAssignments(values: string[], what: string, parse: (v: string, label: string) => number): Partial<Record<RoleName, number>> {
@@ -43,20 +43,11 @@ function collect(value: string, previous: string[]): string[] {
 /** The version file a product type names (config/product-types/<type>.yaml), else the default VERSION. */
 async function typeVersionFile(type: unknown): Promise<string> {
   if (typeof type !== 'string') return 'VERSION';
-  // The templates shipped with otad, from src/cli or dist/src/cli (as the configuration loader finds them).
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [path.resolve(here, '../../config/product-types'), path.resolve(here, '../../../config/product-types')];
-  const dir = (await Promise.all(candidates.map(async (c) => ((await fs.stat(c).catch(() => null))?.isDirectory() ? c : null)))).find((c) => c !== null) ?? candidates[0]!;
-  const file = path.join(dir, `${type}.yaml`);
-  let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    const known = (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5));
-    throw new OtaError('CONFIG_INVALID', `--type ${type}: no product type ${file} (known: ${known.join(', ') || 'none'})`);
+    return (await readProductType(shippedProductTypesDir(), type)).versionFile;
+  } catch (error) {
+    throw isOtaError(error) ? new OtaError('CONFIG_INVALID', `--type ${type}: ${error.message}`) : error;
   }
-  const doc = (parseYaml(text) ?? {}) as { versionFile?: unknown };
-  return typeof doc.versionFile === 'string' ? doc.versionFile : 'VERSION';
 }
 
 export interface CliIo {

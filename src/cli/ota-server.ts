@@ -14,6 +14,7 @@ import type { Logger, LogFields } from '../core/logger.js';
 import { parseDurationArg } from '../core/duration.js';
 import { createServer, DEFAULT_DEVICE_RATE, DEFAULT_MAX_PENDING, DEFAULT_SITE_BUDGETS } from '../server/app.js';
 import { describeBudgets, parseSiteBudgets } from '../server/rollouts/site-budget.js';
+import { parseSourceRoots } from '../server/studio/source-roots.js';
 import { DEFAULT_RETENTION } from '../server/store/sql-fleet-store.js';
 import { describeDatabase, openFleetStore } from '../server/store/open-fleet-store.js';
 import { preauthorizeFromFile, runDevicesCommand } from './ota-server-devices.js';
@@ -49,7 +50,9 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('--keys <dir>', 'online keys (timestamp, snapshot; targets for uploads)')
     .option('--host <host>', 'listen address', '127.0.0.1')
     .option('--port <port>', 'listen port', '8080')
-    .option('--token-file <file>', 'bearer token for uploads and the fleet view (without it both are disabled)')
+    .option('--token-file <file>', 'bearer token for uploads, the publisher studio and the fleet view (without it all are disabled)')
+    .option('--source-root <[name=]dir>', 'a folder the publisher studio may build releases from (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--product-types <dir>', 'product-type templates the studio offers (default: the ones shipped with otad)')
     .option('--max-upload <bytes>', 'largest accepted package', String(1024 * 1024 * 1024))
     .option('--database <db>', 'fleet database: a SQLite file or a postgres:// URL (default: <repo>/fleet.db)')
     .option('--preauthorize <file>', 'accept the devices listed in <file> before serving ("<device id> <public key> [site=<site>] [key=value…]")')
@@ -79,6 +82,8 @@ export async function main(argv: string[]): Promise<number> {
     host: string;
     port: string;
     tokenFile?: string;
+    sourceRoot: string[];
+    productTypes?: string;
     maxUpload: string;
     database?: string;
     preauthorize?: string;
@@ -114,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
   const siteBudgets = parseSiteBudgets(o.siteBudget, DEFAULT_SITE_BUDGETS.default);
   const leaseRetryMs = parseDurationArg(o.leaseRetry, '--lease-retry');
   const rolloutIntervalMs = parseDurationArg(o.rolloutInterval, '--rollout-interval');
+  const sourceRoots = parseSourceRoots(o.sourceRoot);
   if (rolloutIntervalMs < 100) throw new OtaError('CONFIG_INVALID', `--rollout-interval ${o.rolloutInterval} is below 100 ms`);
   const fleetStore = await openFleetStore(database, { retention, maxConnections });
   process.stdout.write(`fleet database: ${describeDatabase(database)}\n`);
@@ -138,6 +144,8 @@ export async function main(argv: string[]): Promise<number> {
     logger,
     audit: { audit: (event) => logger.info(`audit: ${event.message}`, { audit: event.kind, ...event.details }) },
     ...(o.tokenFile !== undefined ? { tokenFile: path.resolve(o.tokenFile) } : {}),
+    sourceRoots,
+    ...(o.productTypes !== undefined ? { productTypesDir: path.resolve(o.productTypes) } : {}),
     fleetStore,
     maxPendingDevices,
     deviceRateLimit,
@@ -151,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
   await server.publisher.loadState();
   const { url } = await server.start(port, o.host);
   process.stdout.write(`ota-server listening on ${url}\n`);
+  process.stdout.write(`publisher studio: ${url}/studio/ (source roots: ${sourceRoots.map((r) => `${r.name}=${r.dir}`).join(', ') || 'none; add --source-root'})\n`);
   process.stdout.write(`update leases: ${describeBudgets(siteBudgets)}; rollouts evaluated every ${o.rolloutInterval}\n`);
   // Re-sign once at start so a server that was down for a day does not serve an expired timestamp.
   await server.tick();

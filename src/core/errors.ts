@@ -64,6 +64,7 @@ export const ErrorCodes = {
   RELEASE_DOWNGRADE: { category: 'trust', retryable: false },
   RELEASE_INCOMPATIBLE: { category: 'trust', retryable: false },
   RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
+  PUBLISH_CONTENT_CHANGED: { category: 'package', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
   // packages
   PACKAGE_UNSAFE_PATH: { category: 'package', retryable: false },

@@ -24,6 +24,7 @@ export type AuditKind =
   | 'package-rejected'
   | 'key-rotation'
   | 'upload'
+  | 'studio-publish'
   | 'device-refused'
   | 'device-pending'
   | 'device-accepted'

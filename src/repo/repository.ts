@@ -78,6 +78,13 @@ export interface ReleaseInput {
   installBy?: string;
   /** Check the package as a robot would before anything is stored (ota-repo add always does). */
   check?: ReleaseCheck;
+  /** The manifest's releasedAt (epoch ms; default now): fixed by a caller that showed the manifest before signing it. */
+  releasedAt?: number;
+  /**
+   * What the caller showed the publisher: when given, add() refuses (PUBLISH_CONTENT_CHANGED) unless the
+   * package and the manifest it stores have exactly these SHA-256s, so what is signed is what was reviewed.
+   */
+  expect?: { packageSha256: string; manifestSha256: string };
 }
 
 export interface TargetInfo {
@@ -350,7 +357,7 @@ export function createPublisher(options: PublisherOptions) {
       const packageName = `${input.product}/${input.product}-${input.version}.tar.gz`;
       const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
       // Validate the release fields before touching the repository (package fields are placeholders here).
-      const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, clock.now());
+      const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, input.releasedAt ?? clock.now());
       const state = await loadState();
       const staged = await readStaged();
       if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
@@ -369,9 +376,21 @@ export function createPublisher(options: PublisherOptions) {
         if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
         if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
         if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
-        const packageTarget = await storeTarget(packageName, { file: packageFile });
-        const manifest = { ...draft, package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 } };
+        const packageHash = await hashFile(packageFile);
+        const manifest = { ...draft, package: { target: packageName, length: packageHash.length, sha256: packageHash.sha256 } };
         const manifestBytes = Buffer.from(serializeManifest(manifest));
+        if (input.expect !== undefined) {
+          const manifestSha256 = hashBytes(manifestBytes).sha256;
+          if (packageHash.sha256 !== input.expect.packageSha256 || manifestSha256 !== input.expect.manifestSha256) {
+            throw new OtaError('PUBLISH_CONTENT_CHANGED', `release ${input.product} ${input.version}: the package or manifest differs from the reviewed one; nothing was stored or signed`, {
+              details: { expected: input.expect, found: { packageSha256: packageHash.sha256, manifestSha256 } },
+            });
+          }
+        }
+        const packageTarget = await storeTarget(packageName, { file: packageFile });
+        if (packageTarget.sha256 !== packageHash.sha256) {
+          throw new OtaError('PUBLISH_CONTENT_CHANGED', `package ${packageFile} changed while it was being stored; nothing was signed`);
+        }
         const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
         staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version, channel: manifest.channel } };
         staged[manifestName] = {

@@ -6,17 +6,16 @@
  * operators is at /fleet/ (src/server/ui/).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createWriteStream, promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { createPublisher, type Publisher } from '../repo/repository.js';
+import { isGzipFile, receiveBody } from './receive-body.js';
 import { deviceAdminRouter } from './device-admin.js';
 import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
@@ -24,7 +23,11 @@ import { leaseRouter } from './rollouts/lease-endpoints.js';
 import { rolloutAdminRouter } from './rollouts/rollout-admin.js';
 import type { FleetStore, SiteBudgets } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
+import { createStudio } from './studio/drafts.js';
+import type { SourceRoot } from './studio/source-roots.js';
+import { studioApiRouter } from './studio/studio-api.js';
 import { fleetPageRouter } from './ui/router.js';
+import { shippedProductTypesDir } from '../products/product-types.js';
 
 export interface Timer {
   setInterval(fn: () => void, ms: number): unknown;
@@ -68,6 +71,10 @@ export interface ServerOptions {
   leaseRetryMs?: number;
   /** Evaluate the rollouts (open batches after their soak, halt on failures) this often (default every 10 s; false: only on failures reported). */
   rolloutTick?: false | { intervalMs: number; timer?: Timer };
+  /** Folders on this machine the publisher studio may build releases from (default: none). */
+  sourceRoots?: SourceRoot[];
+  /** Product-type templates the studio offers (default: the ones shipped in config/product-types). */
+  productTypesDir?: string;
   /** Re-sign the timestamp periodically (false: never). */
   timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
 }
@@ -177,12 +184,8 @@ export function createServer(options: ServerOptions): OtaServer {
       await fs.mkdir(uploads, { recursive: true });
       const file = path.join(uploads, `${randomBytes(8).toString('hex')}.tar.gz`);
       try {
-        await receive(req, file, maxUploadBytes);
-        const header = Buffer.alloc(2);
-        const handle = await fs.open(file, 'r');
-        await handle.read(header, 0, 2, 0);
-        await handle.close();
-        if (header[0] !== 0x1f || header[1] !== 0x8b) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
+        await receiveBody(req, file, maxUploadBytes);
+        if (!(await isGzipFile(file))) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
         const rollout = field('rolloutPercent', 5);
         const release = {
           product,
@@ -226,7 +229,16 @@ export function createServer(options: ServerOptions): OtaServer {
   app.use(leaseRouter({ ...deviceOptions, budgets, retryAfterMs: options.leaseRetryMs ?? DEFAULT_LEASE_RETRY_MS }));
   app.use(rolloutAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), budgets, authorized }));
   app.use(deviceAdminRouter({ store, clock: options.clock, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
-  // The operator's fleet page: static files only, every datum through the API above with the token.
+  const studio = createStudio({
+    publisher,
+    sourceRoots: options.sourceRoots ?? [],
+    productTypesDir: options.productTypesDir ?? shippedProductTypesDir(),
+    draftsDir: path.join(options.repoDir, '.studio-drafts'),
+    clock: options.clock,
+    exclusive,
+  });
+  app.use(studioApiRouter({ studio, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  // The operator pages (studio, fleet): static files only, every datum through the API above with the token.
   app.use(fleetPageRouter());
 
   app.use((_req: Request, res: Response) => {
@@ -304,6 +316,7 @@ export function createServer(options: ServerOptions): OtaServer {
       if (rolloutHandle !== null && rolloutTick !== false) (rolloutTick.timer ?? systemTimer).clearInterval(rolloutHandle);
       rolloutHandle = null;
       await lock;
+      await studio.close().catch((error: unknown) => log.warn('removing the studio drafts failed', { error: toErrorData(error) }));
       if (server !== null) {
         const s = server;
         server = null;
@@ -328,29 +341,12 @@ function readToken(file: string): string {
 }
 
 
-async function receive(req: Request, file: string, maxBytes: number): Promise<void> {
-  let bytes = 0;
-  const limiter = new Transform({
-    transform(chunk: Buffer, _enc, callback) {
-      bytes += chunk.length;
-      if (bytes > maxBytes) callback(new OtaError('API_TOO_LARGE', `upload exceeds the limit of ${maxBytes} bytes`));
-      else callback(null, chunk);
-    },
-  });
-  try {
-    await pipeline(req, limiter, createWriteStream(file, { mode: 0o600 }));
-  } catch (error) {
-    // The caller answers 413 and closes the connection; the rest of the body is never read.
-    req.unpipe();
-    throw error;
-  }
-  if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz package as the request body)');
-}
-
 function statusFor(error: unknown): number {
   if ((error as { type?: string }).type === 'entity.too.large') return 413;
   if ((error as { type?: string }).type === 'entity.parse.failed') return 400;
   if (!isOtaError(error)) return 500;
+  // A package robots would refuse is the sender's mistake, not the server's.
+  if (error.code.startsWith('PACKAGE_')) return 400;
   switch (error.code) {
     case 'API_TOO_LARGE':
       return 413;
@@ -364,8 +360,10 @@ function statusFor(error: unknown): number {
       return 429;
     case 'API_INVALID_REQUEST':
     case 'MANIFEST_INVALID':
+    case 'RELEASE_VERSION_MISMATCH':
       return 400;
     case 'CONFIG_INVALID':
+    case 'PUBLISH_CONTENT_CHANGED':
       return 409;
     default:
       return 500;

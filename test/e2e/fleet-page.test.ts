@@ -82,14 +82,14 @@ afterAll(async () => {
 });
 
 describe('fleet page files over HTTP', () => {
-  it('redirects / and /fleet to /fleet/', async () => {
-    for (const [from, status] of [
-      ['/', 302],
-      ['/fleet', 301],
+  it('redirects /fleet to /fleet/ and / to the publisher studio', async () => {
+    for (const [from, status, to] of [
+      ['/', 302, '/studio/'],
+      ['/fleet', 301, '/fleet/'],
     ] as const) {
       const res = await fetch(`${url}${from}`, { redirect: 'manual' });
       expect(res.status).toBe(status);
-      expect(res.headers.get('location')).toBe('/fleet/');
+      expect(res.headers.get('location')).toBe(to);
     }
   });
 
@@ -171,7 +171,7 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
   }
 
   it('refuses a wrong token with a clear message and keeps nothing of it', async () => {
-    await page.goto(`${url}/`);
+    await page.goto(`${url}/fleet`);
     expect(page.url()).toBe(`${url}/fleet/`);
     await page.getByLabel('Operator token').fill('not-the-token-0123456789');
     await page.getByRole('button', { name: 'Connect' }).click();

@@ -1,0 +1,347 @@
+/**
+ * The publisher studio's workflow on the server: a draft is a package built from a folder under a
+ * source root and scanned as a robot would scan it; a review turns the publisher's fields into the
+ * exact manifest bytes that will be signed (their SHA-256 shown before anything is signed); publish
+ * stores and signs precisely those bytes through the publisher library ota-repo uses.
+ * Packing, scanning, manifest validation, the version-file check and signing are the project's own
+ * (src/package, src/manifest, src/repo): nothing here re-implements them.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Clock } from '../../core/clock.js';
+import { OtaError, isOtaError, toErrorData, type ErrorData } from '../../core/errors.js';
+import { serializeManifest, type Manifest } from '../../manifest/schema.js';
+import { createPackage } from '../../package/create.js';
+import { scanPackage, type PackageScanFile } from '../../package/scan.js';
+import { listProductTypeNames, readProductType, type ProductTypeTemplate } from '../../products/product-types.js';
+import { checkReleasePackage } from '../../repo/release-check.js';
+import { buildManifest, type Publisher, type PublishResult, type ReleaseInput, type TargetInfo } from '../../repo/repository.js';
+import { isGzipFile } from '../receive-body.js';
+import { listSubfolders, listTree, resolveFolder, type FolderEntry, type SourceRoot } from './source-roots.js';
+import { latestOnChannel, proposeVersions, versionProblem, type PublishedRelease, type VersionProposals } from './version-rules.js';
+
+/** Drafts kept at once; the oldest is dropped (with its package file) beyond this. */
+export const MAX_DRAFTS = 16;
+
+export interface StudioOptions {
+  publisher: Publisher;
+  sourceRoots: readonly SourceRoot[];
+  productTypesDir: string;
+  /** Where draft packages are built: inside the repository folder, so publish copies within one filesystem. */
+  draftsDir: string;
+  clock: Clock;
+  /** The server's publish lock: publishing and timestamp signing never interleave. */
+  exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+export type ScanVerdict =
+  | { ok: true; entries: number; totalBytes: number; files: PackageScanFile[] }
+  | { ok: false; error: ErrorData; tree: FolderEntry[]; truncated: boolean };
+
+export interface DraftSummary {
+  id: string;
+  source: { root: string; path: string };
+  /** The built package (absent when the scan refused the folder: nothing was kept). */
+  package: { length: number; sha256: string } | null;
+  scan: ScanVerdict;
+}
+
+/** The publisher's fields of a release, as the page sends them. */
+export interface ReviewFields {
+  product?: unknown;
+  type?: unknown;
+  version?: unknown;
+  channel?: unknown;
+  notes?: unknown;
+  minFromVersion?: unknown;
+  rolloutPercent?: unknown;
+  requirements?: unknown;
+}
+
+export interface SigningRole {
+  role: string;
+  keyids: string[];
+  threshold: number;
+  expires: string;
+  /** Whether this server holds enough of the role's keys to sign it. */
+  held: boolean;
+}
+
+export type ReviewResult =
+  | {
+      ok: true;
+      manifest: Manifest;
+      /** The exact bytes that become the manifest target. */
+      manifestText: string;
+      manifestTarget: TargetInfo;
+      packageTarget: TargetInfo;
+      fileVersion: string | null;
+      notes: string[];
+      signing: SigningRole[];
+    }
+  | { ok: false; fieldErrors: Record<string, string> };
+
+interface Draft {
+  summary: DraftSummary;
+  dir: string;
+  packageFile: string;
+  scanFiles: PackageScanFile[];
+  review?: { input: ReleaseInput; manifestSha256: string; packageSha256: string };
+}
+
+export type Studio = ReturnType<typeof createStudio>;
+
+export function createStudio(options: StudioOptions) {
+  const drafts = new Map<string, Draft>();
+
+  async function releases(): Promise<PublishedRelease[]> {
+    const targets = await options.publisher.listTargets();
+    return targets
+      .filter((t) => t.custom.kind === 'manifest' && typeof t.custom.product === 'string' && typeof t.custom.version === 'string')
+      .map((t) => ({ product: t.custom.product!, version: t.custom.version!, channel: t.custom.channel ?? 'stable' }));
+  }
+
+  async function productTypes(): Promise<ProductTypeTemplate[]> {
+    const names = await listProductTypeNames(options.productTypesDir);
+    return Promise.all(names.map((n) => readProductType(options.productTypesDir, n)));
+  }
+
+  async function signingRoles(): Promise<SigningRole[]> {
+    const state = await options.publisher.loadState();
+    const root = state.root.signed;
+    const expiresOf: Record<string, string> = {
+      root: root.expires,
+      targets: state.targets.signed.expires,
+      snapshot: state.snapshot.signed.expires,
+      timestamp: state.timestamp.signed.expires,
+    };
+    const out: SigningRole[] = [];
+    for (const role of ['targets', 'snapshot', 'timestamp', 'root']) {
+      const def = root.roles[role];
+      if (def === undefined) continue;
+      const held = await heldKeys(options.publisher.keysDir, role, def.keyIDs);
+      out.push({ role, keyids: [...def.keyIDs], threshold: def.threshold, expires: expiresOf[role]!, held: held >= def.threshold });
+    }
+    return out;
+  }
+
+  async function drop(id: string): Promise<void> {
+    const draft = drafts.get(id);
+    drafts.delete(id);
+    if (draft !== undefined) await fs.rm(draft.dir, { recursive: true, force: true });
+  }
+
+  function get(id: unknown): Draft {
+    const draft = typeof id === 'string' ? drafts.get(id) : undefined;
+    if (draft === undefined) throw new OtaError('API_NOT_FOUND', `no draft ${JSON.stringify(id)} on this server (drafts live until publish or a server restart): build the package again`);
+    return draft;
+  }
+
+  /** Build (or receive) a package into a new draft and scan it; a refused package leaves nothing behind. */
+  async function draftFrom(
+    source: DraftSummary['source'],
+    build: (file: string) => Promise<void>,
+    listing: (() => Promise<{ entries: FolderEntry[]; truncated: boolean }>) | null,
+  ): Promise<DraftSummary> {
+    const id = randomBytes(9).toString('base64url');
+    const dir = path.join(options.draftsDir, id);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const packageFile = path.join(dir, 'package.tar.gz');
+    try {
+      await build(packageFile);
+      // Default limits and rules: the robot's stage step scans with the same.
+      const scan = await scanPackage(packageFile);
+      const summary: DraftSummary = {
+        id,
+        source,
+        package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256 },
+        scan: { ok: true, entries: scan.entries, totalBytes: scan.totalBytes, files: scan.files },
+      };
+      drafts.set(id, { summary, dir, packageFile, scanFiles: scan.files });
+      while (drafts.size > MAX_DRAFTS) await drop(drafts.keys().next().value!);
+      return summary;
+    } catch (error) {
+      await fs.rm(dir, { recursive: true, force: true });
+      if (!isOtaError(error) || !error.code.startsWith('PACKAGE_')) throw error;
+      const tree = listing === null ? { entries: [], truncated: false } : await listing();
+      return { id: '', source, package: null, scan: { ok: false, error: toErrorData(error), tree: tree.entries, truncated: tree.truncated } };
+    }
+  }
+
+  return {
+    async context() {
+      const [types, published, signing] = await Promise.all([productTypes(), releases(), signingRoles()]);
+      return {
+        sourceRoots: options.sourceRoots.map((r) => ({ name: r.name })),
+        productTypes: types.map(({ raw: _raw, file, ...t }) => ({ ...t, file: path.basename(file) })),
+        releases: published,
+        signing,
+      };
+    },
+
+    async folders(root: unknown, rel: unknown): Promise<{ root: string; path: string; folders: string[] }> {
+      const folder = await resolveFolder(options.sourceRoots, root, rel);
+      return { root: folder.root.name, path: folder.rel, folders: await listSubfolders(folder.abs) };
+    },
+
+    async versions(product: unknown, channel: unknown): Promise<VersionProposals> {
+      if (typeof product !== 'string' || typeof channel !== 'string') throw new OtaError('API_INVALID_REQUEST', 'versions needs query parameters product and channel');
+      return proposeVersions(latestOnChannel(await releases(), product, channel));
+    },
+
+    /** Pack the folder with the project's packer and scan it as a robot would; nothing is signed. */
+    async createDraft(root: unknown, rel: unknown): Promise<DraftSummary> {
+      const folder = await resolveFolder(options.sourceRoots, root, rel);
+      return draftFrom({ root: folder.root.name, path: folder.rel }, (file) => createPackage(folder.abs, file).then(() => {}), async () => listTree(folder.abs));
+    },
+
+    /**
+     * A package the publisher uploads from the browser (a .tar.gz, up to the server's upload limit):
+     * received into a draft, then scanned as a robot would scan it.
+     */
+    async createDraftFromArchive(name: unknown, receive: (file: string) => Promise<void>): Promise<DraftSummary> {
+      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload.tar.gz';
+      return draftFrom({ root: '(uploaded archive)', path: label }, async (file) => {
+        await receive(file);
+        if (!(await isGzipFile(file))) throw new OtaError('PACKAGE_CORRUPT', `${label} is not a gzip file: expected a .tar.gz package`);
+      }, null);
+    },
+
+    /** The exact manifest that publish() would sign, or the problems of each field. */
+    async review(id: unknown, fields: ReviewFields): Promise<ReviewResult> {
+      const draft = get(id);
+      const fieldErrors: Record<string, string> = {};
+      let type: ProductTypeTemplate | null = null;
+      try {
+        type = await readProductType(options.productTypesDir, String(fields.type ?? ''));
+      } catch (error) {
+        fieldErrors.type = isOtaError(error) ? error.message : String(error);
+      }
+      const input = releaseInput(fields, fieldErrors);
+      const product = input.product;
+      const packageTarget: TargetInfo = { name: `${product}/${product}-${input.version}.tar.gz`, length: draft.summary.package!.length, sha256: draft.summary.package!.sha256 };
+      const releasedAt = options.clock.now();
+      let manifest: Manifest | null = null;
+      try {
+        manifest = buildManifest(input, { target: packageTarget.name, length: packageTarget.length, sha256: packageTarget.sha256 }, releasedAt);
+      } catch (error) {
+        if (!isOtaError(error) || error.code !== 'MANIFEST_INVALID') throw error;
+        const issues = (error.details?.issues as Array<{ field: string; value: string; expected: string }> | undefined) ?? [];
+        for (const issue of issues) fieldErrors[issue.field] ??= `is ${issue.value}: ${issue.expected}`;
+        if (issues.length === 0) fieldErrors[String(error.details?.field ?? 'version')] ??= error.message.replace(/^[^:]*: /, '');
+      }
+      let fileVersion: string | null = null;
+      if (fieldErrors.version === undefined) {
+        const problem = versionProblem(input.version, await releases(), product, input.channel ?? 'stable');
+        if (problem !== null) fieldErrors.version = problem;
+      }
+      if (type !== null && fieldErrors.version === undefined) {
+        try {
+          fileVersion = (await checkReleasePackage(draft.packageFile, input.version, { versionFile: type.versionFile })).fileVersion;
+        } catch (error) {
+          if (!isOtaError(error) || error.code !== 'RELEASE_VERSION_MISMATCH') throw error;
+          fieldErrors.version = error.message;
+        }
+      }
+      if (Object.keys(fieldErrors).length > 0 || manifest === null || type === null) return { ok: false, fieldErrors };
+      const manifestText = serializeManifest(manifest);
+      const manifestBytes = Buffer.from(manifestText);
+      const manifestTarget: TargetInfo = {
+        name: `${product}/${product}-${input.version}.manifest.json`,
+        length: manifestBytes.length,
+        sha256: createHash('sha256').update(manifestBytes).digest('hex'),
+      };
+      draft.review = {
+        input: { ...input, releasedAt, check: { versionFile: type.versionFile } },
+        manifestSha256: manifestTarget.sha256,
+        packageSha256: packageTarget.sha256,
+      };
+      return { ok: true, manifest, manifestText, manifestTarget, packageTarget, fileVersion, notes: preservedNotes(type, draft.scanFiles), signing: await signingRoles() };
+    },
+
+    /**
+     * Sign and publish the reviewed release. The page sends back the SHA-256s it showed; the
+     * publisher refuses (PUBLISH_CONTENT_CHANGED) unless the stored bytes have exactly those.
+     */
+    async publish(id: unknown, shown: { packageSha256?: unknown; manifestSha256?: unknown }): Promise<{ product: string; version: string; channel: string; manifestTarget: TargetInfo; packageTarget: TargetInfo; publish: PublishResult }> {
+      const draft = get(id);
+      if (draft.review === undefined) throw new OtaError('API_INVALID_REQUEST', 'review the release before publishing it (POST …/review)');
+      const { review } = draft;
+      if (shown.packageSha256 !== review.packageSha256 || shown.manifestSha256 !== review.manifestSha256) {
+        throw new OtaError('PUBLISH_CONTENT_CHANGED', 'the checksums sent are not those of the last review of this draft: review it again and publish what it shows');
+      }
+      const result = await options.exclusive(async () => {
+        const added = await options.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
+        return { ...added, publish: await options.publisher.publish() };
+      });
+      await drop(draft.summary.id);
+      return { product: result.manifest.product, version: result.manifest.version, channel: result.manifest.channel, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish };
+    },
+
+    async close(): Promise<void> {
+      for (const id of [...drafts.keys()]) await drop(id);
+    },
+  };
+}
+
+/** The release fields from the page's form; a wrongly typed field becomes that field's error. */
+function releaseInput(fields: ReviewFields, errors: Record<string, string>): ReleaseInput & { channel: string } {
+  const text = (name: keyof ReviewFields, fallback = ''): string => {
+    const v = fields[name];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string') {
+      errors[name] = 'expected text';
+      return fallback;
+    }
+    return v.trim();
+  };
+  const input: ReleaseInput & { channel: string } = { product: text('product'), version: text('version'), channel: text('channel', 'stable') || 'stable' };
+  const notes = fields.notes;
+  if (typeof notes === 'string') input.notes = notes;
+  const minFrom = text('minFromVersion');
+  if (minFrom !== '') input.minFromVersion = minFrom;
+  const rollout = fields.rolloutPercent;
+  if (rollout !== undefined && rollout !== null && rollout !== '') {
+    const n = typeof rollout === 'number' ? rollout : Number(rollout);
+    if (!Number.isFinite(n)) errors.rolloutPercent = `is ${JSON.stringify(rollout)}: expected a number from 0 to 100`;
+    else input.rolloutPercent = n;
+  }
+  const req = fields.requirements;
+  if (req !== undefined && req !== null) {
+    if (typeof req !== 'object' || Array.isArray(req)) errors.requirements = 'expected an object';
+    else {
+      const r = req as Record<string, unknown>;
+      const requirements: NonNullable<ReleaseInput['requirements']> = {};
+      const list = (v: unknown) => (Array.isArray(v) ? v.map((x) => String(x).trim()).filter(Boolean) : typeof v === 'string' ? v.split(',').map((x) => x.trim()).filter(Boolean) : []);
+      const arch = list(r.arch);
+      const os = list(r.os);
+      if (arch.length > 0) requirements.arch = arch;
+      if (os.length > 0) requirements.os = os;
+      if (r.minFreeBytes !== undefined && r.minFreeBytes !== null && r.minFreeBytes !== '') {
+        const n = Number(r.minFreeBytes);
+        if (!Number.isInteger(n) || n < 0) errors['requirements.minFreeBytes'] = `is ${JSON.stringify(r.minFreeBytes)}: expected a whole number of bytes`;
+        else requirements.minFreeBytes = n;
+      }
+      if (Object.keys(requirements).length > 0) input.requirements = requirements;
+    }
+  }
+  return input;
+}
+
+/** What robots of this type do with the parts of the package under a preserved path. */
+function preservedNotes(type: ProductTypeTemplate, files: readonly PackageScanFile[]): string[] {
+  const notes: string[] = [];
+  for (const p of type.preservedPaths) {
+    const shipped = files.filter((f) => f.path === p || f.path.startsWith(`${p}/`)).length;
+    if (shipped > 0) {
+      notes.push(`The package ships ${shipped} entr${shipped === 1 ? 'y' : 'ies'} under ${p}/, a preserved path of ${type.name}: robots that already have ${p} keep their own copy; the shipped one reaches only robots without it.`);
+    }
+  }
+  return notes;
+}
+
+async function heldKeys(keysDir: string, role: string, keyIDs: readonly string[]): Promise<number> {
+  const names = await fs.readdir(path.join(keysDir, role)).catch(() => [] as string[]);
+  return names.filter((n) => keyIDs.includes(n.replace(/\.json$/, ''))).length;
+}

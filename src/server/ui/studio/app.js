@@ -1,0 +1,456 @@
+// The publisher studio: asks for the upload token once (kept in this tab's sessionStorage, sent as
+// a Bearer header on every call), then walks the publisher through three steps: build a package
+// from a folder under a source root (the robot's scan decides), describe the release (a product
+// type fills what it can; every field is checked by the server), review the exact bytes that will
+// be signed, then sign and publish. Rendering reads only `state`; every change goes through `set`.
+import { ApiError, createApi } from './api.js';
+import { formatBytes, modeText, treeRows } from './format.js';
+import { html, markdownToSafeHtml, render } from './view.js';
+
+const TOKEN_KEY = 'ota-server.token';
+
+const emptyFields = () => ({ type: '', product: '', channel: 'stable', version: '', minFromVersion: '', rolloutPercent: '', arch: '', os: '', minFreeBytes: '', notes: '' });
+
+const state = {
+  /** @type {ReturnType<typeof createApi> | null} */ api: null,
+  signInError: '',
+  signingIn: false,
+  /** @type {any} */ context: null,
+  root: '',
+  path: '',
+  /** @type {string[]} */ folders: [],
+  /** @type {any} */ draft: null,
+  fields: emptyFields(),
+  /** @type {Record<string, string>} */ fieldErrors: {},
+  /** @type {any} */ proposals: null,
+  /** @type {any} */ review: null,
+  /** @type {any} */ published: null,
+  /** @type {Set<string>} */ busy: new Set(),
+  error: '',
+};
+
+function set(/** @type {Partial<typeof state>} */ patch) {
+  Object.assign(state, patch);
+  draw();
+}
+
+function describe(/** @type {unknown} */ error) {
+  if (error instanceof ApiError) return error.status === 0 ? error.message : `${error.message} (${error.code})`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+function tokenProblem(/** @type {unknown} */ error) {
+  if (error instanceof ApiError && error.status === 401) return 'The server refused this token. Use the upload token in the file ota-server was started with (--token-file).';
+  if (error instanceof ApiError && error.status === 403) return 'This ota-server was started without --token-file, so publishing is turned off.';
+  if (error instanceof ApiError && error.status === 0) return 'ota-server does not answer. Check that it is running and try again.';
+  return `The server answered with an error: ${describe(error)}`;
+}
+
+async function withBusy(/** @type {string} */ key, /** @type {() => Promise<void>} */ fn) {
+  if (state.busy.has(key)) return;
+  state.busy.add(key);
+  set({ error: '' });
+  try {
+    await fn();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signOut(tokenProblem(error));
+    set({ error: describe(error) });
+  } finally {
+    state.busy.delete(key);
+    draw();
+  }
+}
+
+// ---- session -------------------------------------------------------------------------------
+
+async function signIn(/** @type {string} */ token) {
+  set({ signingIn: true, signInError: '' });
+  const api = createApi(token);
+  let context;
+  try {
+    context = await api.context();
+  } catch (error) {
+    set({ signingIn: false, signInError: tokenProblem(error) });
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  const root = context.sourceRoots[0]?.name ?? '';
+  const type = context.productTypes[0];
+  set({ api, context, signingIn: false, root, path: '', fields: { ...emptyFields(), ...(type ? { type: type.name, product: type.name, channel: type.channel } : {}) } });
+  if (root) await openFolder('');
+  void refreshProposals();
+}
+
+function signOut(/** @type {string} */ message = '') {
+  sessionStorage.removeItem(TOKEN_KEY);
+  set({ api: null, context: null, signInError: message, draft: null, review: null, published: null, folders: [], error: '' });
+}
+
+// ---- step 1: the package -------------------------------------------------------------------
+
+async function openFolder(/** @type {string} */ path) {
+  await withBusy('folders', async () => {
+    const listing = await state.api.folders(state.root, path);
+    set({ path: listing.path, folders: listing.folders });
+  });
+}
+
+async function buildDraft() {
+  await withBusy('draft', async () => {
+    set({ draft: null, review: null, published: null, fieldErrors: {} });
+    const draft = await state.api.createDraft(state.root, state.path);
+    const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
+    set({ draft, fields });
+  });
+}
+
+async function uploadDraft() {
+  const input = /** @type {HTMLInputElement} */ (document.getElementById('archive'));
+  const file = input.files?.[0];
+  if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
+  await withBusy('upload', async () => {
+    set({ draft: null, review: null, published: null, fieldErrors: {} });
+    const draft = await state.api.uploadArchive(file);
+    const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
+    set({ draft, fields });
+  });
+}
+
+// ---- step 2: the manifest ------------------------------------------------------------------
+
+let proposalsFor = '';
+async function refreshProposals() {
+  const { product, channel } = state.fields;
+  const key = `${product}\n${channel}`;
+  if (!state.api || !product || !channel || key === proposalsFor) return;
+  proposalsFor = key;
+  try {
+    const proposals = await state.api.versions(product, channel);
+    if (proposalsFor === key) set({ proposals });
+  } catch (error) {
+    if (proposalsFor === key) set({ proposals: null, error: describe(error) });
+  }
+}
+
+function setField(/** @type {string} */ name, /** @type {string} */ value) {
+  const fields = { ...state.fields, [name]: value };
+  const fieldErrors = { ...state.fieldErrors };
+  delete fieldErrors[name];
+  if (name === 'arch' || name === 'os' || name === 'minFreeBytes') delete fieldErrors[`requirements.${name}`];
+  // A review shows the bytes of the fields it was made from: any change needs a new one.
+  set({ fields, fieldErrors, review: null, published: null });
+  if (name === 'product' || name === 'channel') void refreshProposals();
+}
+
+function chooseType(/** @type {string} */ name) {
+  const type = state.context.productTypes.find((/** @type {any} */ t) => t.name === name);
+  const known = new Set(state.context.productTypes.map((/** @type {any} */ t) => t.name));
+  const fields = { ...state.fields, type: name };
+  // The product name follows the type until the publisher writes another one.
+  if (type && (fields.product === '' || known.has(fields.product))) fields.product = type.name;
+  if (type) fields.channel = type.channel;
+  set({ fields, fieldErrors: {}, review: null, published: null });
+  void refreshProposals();
+}
+
+function fieldsForServer() {
+  const f = state.fields;
+  return {
+    type: f.type,
+    product: f.product,
+    channel: f.channel,
+    version: f.version,
+    notes: f.notes,
+    minFromVersion: f.minFromVersion,
+    rolloutPercent: f.rolloutPercent,
+    requirements: { arch: f.arch, os: f.os, minFreeBytes: f.minFreeBytes },
+  };
+}
+
+async function validate() {
+  await withBusy('review', async () => {
+    const result = await state.api.review(state.draft.id, fieldsForServer());
+    if (result.ok) set({ review: result, fieldErrors: {} });
+    else {
+      set({ review: null, fieldErrors: result.fieldErrors });
+      const first = document.querySelector('[aria-invalid="true"]');
+      if (first instanceof HTMLElement) first.focus();
+    }
+  });
+}
+
+// ---- step 3: publish -----------------------------------------------------------------------
+
+async function publish() {
+  await withBusy('publish', async () => {
+    const r = state.review;
+    const published = await state.api.publish(state.draft.id, { packageSha256: r.packageTarget.sha256, manifestSha256: r.manifestTarget.sha256 });
+    const context = await state.api.context();
+    proposalsFor = '';
+    set({ published, review: null, draft: null, context, fields: { ...state.fields, version: '', notes: '' } });
+    void refreshProposals();
+    document.getElementById('published')?.focus();
+  });
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+function SignIn() {
+  return html`<form class="card sign-in" onSubmit=${(/** @type {Event} */ e) => {
+    e.preventDefault();
+    const token = /** @type {HTMLInputElement} */ (document.getElementById('token')).value.trim();
+    if (token) void signIn(token);
+  }}>
+    <h2>Sign in</h2>
+    <p class="muted">The studio publishes with the upload token of this ota-server (the file given with <code>--token-file</code>). It stays in this browser tab only.</p>
+    <label for="token">Upload token</label>
+    <input id="token" type="password" autocomplete="off" required aria-describedby="sign-in-error" />
+    <div class="buttons"><button class="primary" type="submit" disabled=${state.signingIn}>${state.signingIn ? 'Signing in…' : 'Sign in'}</button></div>
+    <p id="sign-in-error" class="error" role="alert">${state.signInError}</p>
+  </form>`;
+}
+
+function Crumbs() {
+  const parts = state.path === '' ? [] : state.path.split('/');
+  return html`<nav class="crumbs" aria-label="Folder">
+    <button type="button" class="link" onClick=${() => openFolder('')}>${state.root}</button>
+    ${parts.map((p, i) => html`<span aria-hidden="true">/</span><button type="button" class="link" aria-current=${i === parts.length - 1 ? 'location' : undefined} onClick=${() => openFolder(parts.slice(0, i + 1).join('/'))}>${p}</button>`)}
+  </nav>`;
+}
+
+function Verdict() {
+  const d = state.draft;
+  if (!d) return null;
+  if (d.scan.ok) {
+    return html`<div class="verdict" data-ok="yes" role="status">
+      <strong>Package scan passed</strong>: the robot's checks accept every entry.
+      <dl class="facts">
+        <dt>Entries</dt><dd>${d.scan.entries}</dd>
+        <dt>Unpacked size</dt><dd>${formatBytes(d.scan.totalBytes)}</dd>
+        <dt>Package (.tar.gz)</dt><dd>${formatBytes(d.package.length)}</dd>
+      </dl>
+    </div>`;
+  }
+  const entry = d.scan.error.details?.entry;
+  const uploaded = d.source.root === '(uploaded archive)';
+  return html`<div class="verdict" data-ok="no" role="alert">
+    <strong>Package scan refused ${uploaded ? 'this package' : 'this folder'}</strong> (<code>${d.scan.error.code}</code>): ${d.scan.error.message}.
+    <p>Nothing was kept or signed. ${uploaded ? 'Fix the package' : 'Fix the folder on the server'}${entry ? html` (entry <code>${entry}</code>)` : ''}, then ${uploaded ? 'upload it' : 'build'} again.</p>
+  </div>`;
+}
+
+function Tree() {
+  const d = state.draft;
+  if (!d) return null;
+  const files = d.scan.ok ? d.scan.files : d.scan.tree;
+  if (files.length === 0) return null;
+  const bad = d.scan.ok ? null : d.scan.error.details?.entry;
+  const rows = treeRows(files);
+  return html`<details class="section tree" open=${rows.length <= 40}>
+    <summary>${d.scan.ok ? 'Files in the package' : 'Files in the folder'} (${files.length}${d.scan.ok ? '' : d.scan.truncated ? '+' : ''})</summary>
+    <ul class="tree-list">
+      ${rows.map((r) => html`<li style=${`--depth: ${r.depth}`} data-bad=${r.path === bad ? 'yes' : undefined}>
+        <span class="tree-name">${r.name}${r.type === 'directory' ? '/' : ''}</span>
+        ${r.type === 'symlink' ? html` <span class="muted">→ ${r.linkname}</span>` : null}
+        <span class="tree-meta">${r.type === 'file' ? formatBytes(r.size) : r.type}${r.type !== 'symlink' ? ` · ${modeText(r.mode)}` : ''}</span>
+      </li>`)}
+    </ul>
+  </details>`;
+}
+
+function SourceStep() {
+  const roots = state.context.sourceRoots;
+  if (roots.length === 0) {
+    return html`<section class="card" aria-labelledby="step-source"><h2 id="step-source">1 · Package</h2>
+      <p class="error">No source roots are configured. Start ota-server with <code>--source-root NAME=DIR</code> to build releases from folders on this machine.</p></section>`;
+  }
+  return html`<section class="card" aria-labelledby="step-source">
+    <h2 id="step-source">1 · Package</h2>
+    <p class="muted">Build the release from a folder on the server. The package is packed and scanned exactly as a robot scans it before it extracts anything.</p>
+    <div class="field">
+      <label for="root">Source root</label>
+      <select id="root" value=${state.root} onChange=${(/** @type {any} */ e) => { set({ root: e.currentTarget.value, draft: null, review: null }); void openFolder(''); }}>
+        ${roots.map((/** @type {any} */ r) => html`<option value=${r.name}>${r.name}</option>`)}
+      </select>
+    </div>
+    <${Crumbs} />
+    ${state.folders.length > 0
+      ? html`<ul class="folders" aria-label="Sub-folders">${state.folders.map((f) => html`<li><button type="button" class="link" onClick=${() => openFolder(state.path ? `${state.path}/${f}` : f)}>${f}/</button></li>`)}</ul>`
+      : html`<p class="muted small">No sub-folders.</p>`}
+    <div class="buttons">
+      <button type="button" class="primary" id="build" disabled=${state.busy.has('draft')} onClick=${buildDraft}>${state.busy.has('draft') ? 'Building and scanning…' : `Build package from ${state.root}/${state.path}`}</button>
+    </div>
+    <div class="upload">
+      <label for="archive">Or upload a package (.tar.gz) from this computer</label>
+      <input id="archive" type="file" accept=".tar.gz,.tgz,application/gzip" />
+      <div class="buttons"><button type="button" id="upload" disabled=${state.busy.has('upload')} onClick=${uploadDraft}>${state.busy.has('upload') ? 'Uploading and scanning…' : 'Upload and scan'}</button></div>
+    </div>
+    <${Verdict} />
+    <${Tree} />
+  </section>`;
+}
+
+/** A labelled input with its error right under it, tied by aria-describedby. */
+function Field({ name, label, hint = '', error = '', type = 'text', list = undefined, children = null, inputmode = undefined }) {
+  const id = `f-${name}`;
+  const described = [hint ? `${id}-hint` : '', error ? `${id}-error` : ''].filter(Boolean).join(' ') || undefined;
+  return html`<div class="field">
+    <label for=${id}>${label}</label>
+    ${hint ? html`<p class="hint" id=${`${id}-hint`}>${hint}</p>` : null}
+    <input id=${id} name=${name} type=${type} list=${list} inputmode=${inputmode} value=${/** @type {any} */ (state.fields)[name]} aria-invalid=${error ? 'true' : undefined} aria-describedby=${described}
+      onInput=${(/** @type {any} */ e) => setField(name, e.currentTarget.value)} />
+    ${children}
+    ${error ? html`<p class="field-error" id=${`${id}-error`}>${error}</p>` : null}
+  </div>`;
+}
+
+function TemplateFacts({ type }) {
+  if (!type) return null;
+  return html`<div class="template">
+    <h3>Robots of type ${type.name}</h3>
+    <p class="muted small">From <code>config/product-types/${type.file}</code>: what a robot's product entry of this type applies to the release (the robot's own configuration can override it).</p>
+    <dl class="facts">
+      <dt>Version file</dt><dd><code>${type.versionFile}</code> (must say the version below)</dd>
+      <dt>Services restarted</dt><dd>${type.services.length ? type.services.map((s) => html`<code class="chip">${s}</code> `) : 'none'}</dd>
+      <dt>Health checks</dt><dd>${type.healthChecks.length ? html`<ul class="plain">${type.healthChecks.map((h) => html`<li>${h.kind}: <code>${h.unit ?? h.url ?? h.command ?? ''}</code></li>`)}</ul>` : 'none'}</dd>
+      <dt>Preserved paths</dt><dd>${type.preservedPaths.length ? type.preservedPaths.map((p) => html`<code class="chip">${p}</code> `) : 'none'}</dd>
+    </dl>
+  </div>`;
+}
+
+function VersionProposals() {
+  const p = state.proposals;
+  if (!p) return null;
+  if (p.latest === null) return html`<p class="hint">No release of ${state.fields.product} on channel ${state.fields.channel} yet.</p>`;
+  return html`<div class="proposals" role="group" aria-label="Proposed versions">
+    <span class="hint">Latest on ${state.fields.channel}: <strong>${p.latest}</strong>. Next:</span>
+    ${['patch', 'minor', 'major'].map((k) => html`<button type="button" class="chip-button" onClick=${() => setField('version', p[k])}>${p[k]} <span class="muted">(${k})</span></button>`)}
+  </div>`;
+}
+
+function ManifestStep() {
+  const ready = state.draft?.scan.ok === true;
+  const types = state.context.productTypes;
+  const type = types.find((/** @type {any} */ t) => t.name === state.fields.type);
+  const e = state.fieldErrors;
+  const products = [...new Set(state.context.releases.map((/** @type {any} */ r) => r.product))];
+  return html`<section class="card" aria-labelledby="step-manifest">
+    <h2 id="step-manifest">2 · Release</h2>
+    ${!ready ? html`<p class="muted">Build a package that passes the scan first.</p>` : html`
+    <form class="release-form" onSubmit=${(/** @type {Event} */ ev) => { ev.preventDefault(); void validate(); }} novalidate>
+      <div class="field">
+        <label for="f-type">Product type</label>
+        <select id="f-type" value=${state.fields.type} aria-invalid=${e.type ? 'true' : undefined} aria-describedby=${e.type ? 'f-type-error' : undefined} onChange=${(/** @type {any} */ ev) => chooseType(ev.currentTarget.value)}>
+          ${types.map((/** @type {any} */ t) => html`<option value=${t.name}>${t.name}</option>`)}
+        </select>
+        ${e.type ? html`<p class="field-error" id="f-type-error">${e.type}</p>` : null}
+      </div>
+      <${TemplateFacts} type=${type} />
+      <div class="grid">
+        <${Field} name="product" label="Product" error=${e.product} list="known-products" />
+        <${Field} name="channel" label="Channel" error=${e.channel} />
+      </div>
+      <datalist id="known-products">${products.map((p) => html`<option value=${p}></option>`)}</datalist>
+      <${Field} name="version" label="Version" hint="Semantic version, greater than the latest on the channel." error=${e.version}>
+        <${VersionProposals} />
+      </${Field}>
+      <div class="grid">
+        <${Field} name="minFromVersion" label="Oldest version it updates from (optional)" error=${e.minFromVersion} />
+        <${Field} name="rolloutPercent" label="Rollout percentage (optional, 0–100)" inputmode="decimal" error=${e.rolloutPercent} />
+      </div>
+      <fieldset>
+        <legend>Requirements</legend>
+        <div class="grid three">
+          <${Field} name="arch" label="Architectures" hint="Comma-separated: amd64, arm64" error=${e['requirements.arch']} />
+          <${Field} name="os" label="Operating systems" hint="e.g. ubuntu-24.04" error=${e['requirements.os']} />
+          <${Field} name="minFreeBytes" label="Free disk space (bytes)" hint=${state.draft ? `Unpacked size: ${formatBytes(state.draft.scan.totalBytes)}` : ''} inputmode="numeric" error=${e['requirements.minFreeBytes']} />
+        </div>
+      </fieldset>
+      <div class="notes-editor">
+        <div class="field">
+          <label for="f-notes">Release notes (Markdown)</label>
+          <textarea id="f-notes" rows="8" value=${state.fields.notes} aria-invalid=${e.notes ? 'true' : undefined} aria-describedby=${e.notes ? 'f-notes-error' : undefined} onInput=${(/** @type {any} */ ev) => setField('notes', ev.currentTarget.value)}></textarea>
+          ${e.notes ? html`<p class="field-error" id="f-notes-error">${e.notes}</p>` : null}
+        </div>
+        <div class="field">
+          <span class="label" id="preview-label">Preview</span>
+          <div class="preview markdown" aria-labelledby="preview-label" dangerouslySetInnerHTML=${{ __html: markdownToSafeHtml(state.fields.notes || '_No notes._') }}></div>
+        </div>
+      </div>
+      ${Object.keys(e).length > 0 ? html`<p class="error" role="alert">The release has ${Object.keys(e).length} problem${Object.keys(e).length === 1 ? '' : 's'}: see the marked fields.</p>` : null}
+      <div class="buttons"><button type="submit" class="primary" id="validate" disabled=${state.busy.has('review')}>${state.busy.has('review') ? 'Checking…' : 'Check and show what will be signed'}</button></div>
+    </form>`}
+  </section>`;
+}
+
+function ReviewStep() {
+  const r = state.review;
+  return html`<section class="card" aria-labelledby="step-review">
+    <h2 id="step-review">3 · Sign and publish</h2>
+    ${state.published ? Published() : null}
+    ${!r ? html`<p class="muted">Check the release to see the exact files that will be signed.</p>` : html`
+      <p>These two files become targets of the repository, with exactly these sizes and SHA-256s:</p>
+      <table class="checksums">
+        <thead><tr><th>Target</th><th class="num">Size</th><th>SHA-256</th></tr></thead>
+        <tbody>
+          ${[r.packageTarget, r.manifestTarget].map((t) => html`<tr>
+            <td data-label="Target"><code>${t.name}</code></td>
+            <td data-label="Size" class="num">${t.length.toLocaleString('en')} bytes</td>
+            <td data-label="SHA-256"><code class="hash">${t.sha256}</code></td></tr>`)}
+        </tbody>
+      </table>
+      ${r.fileVersion ? html`<p class="ok-text">The package's version file says ${r.fileVersion}.</p>` : null}
+      ${r.notes.map((n) => html`<p class="warn-note">${n}</p>`)}
+      <details class="section"><summary>Manifest (${r.manifestTarget.length} bytes)</summary><pre class="manifest">${r.manifestText}</pre></details>
+      <h3>Who signs</h3>
+      <table class="roles">
+        <thead><tr><th>Role</th><th>Signs</th><th>Keys (threshold)</th><th>Expires</th><th>On this server</th></tr></thead>
+        <tbody>${r.signing.map((s) => html`<tr>
+          <td data-label="Role">${s.role}</td>
+          <td data-label="Signs">${ROLE_SIGNS[s.role] ?? ''}</td>
+          <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
+          <td data-label="Expires">${s.expires}</td>
+          <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
+      </table>
+      <div class="buttons"><button type="button" class="primary" id="publish" disabled=${state.busy.has('publish')} onClick=${publish}>${state.busy.has('publish') ? 'Signing and publishing…' : `Sign and publish ${r.manifest.product} ${r.manifest.version}`}</button></div>`}
+  </section>`;
+}
+
+const ROLE_SIGNS = /** @type {Record<string, string>} */ ({
+  targets: 'the two files above (a new targets version)',
+  snapshot: 'the new targets version',
+  timestamp: 'the new snapshot',
+  root: 'the keys of every role (not changed by a release)',
+});
+
+function Published() {
+  const p = state.published;
+  return html`<div class="verdict" data-ok="yes" id="published" tabindex="-1" role="status">
+    <strong>Published ${p.product} ${p.version}</strong> on channel ${p.channel}: targets version ${p.publish.targetsVersion}, snapshot ${p.publish.snapshotVersion}, timestamp ${p.publish.timestampVersion}. Robots see it at their next check.
+  </div>`;
+}
+
+function Page() {
+  const signedIn = state.api !== null && state.context !== null;
+  return html`
+    <header class="top">
+      <h1>ota-server · publisher studio</h1>
+      <nav class="page-nav" aria-label="Pages"><a href="/studio/" aria-current="page">Studio</a><a href="/fleet/">Fleet</a></nav>
+      ${signedIn ? html`<button type="button" class="sign-out" onClick=${() => signOut()}>Sign out</button>` : null}
+    </header>
+    <main>
+      <p class="error" role="alert">${state.error}</p>
+      ${signedIn
+        ? html`<div class="steps-layout"><${SourceStep} /><div><${ManifestStep} /><${ReviewStep} /></div></div>`
+        : html`<${SignIn} />`}
+    </main>`;
+}
+
+const root = /** @type {HTMLElement} */ (document.getElementById('root'));
+function draw() {
+  render(html`<${Page} />`, root);
+}
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+draw();
+if (saved) void signIn(saved);

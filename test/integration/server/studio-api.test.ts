@@ -1,0 +1,206 @@
+/**
+ * The publisher studio's REST API against a real ota-server on loopback: folders under a source
+ * root, the robot's package scan on a hostile and a good tree, field-by-field release validation,
+ * the reviewed checksums enforced at publish, and the robot's TUF client over HTTP finding the
+ * release with exactly the reviewed bytes.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { systemClock } from '../../../src/core/clock.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { createPublisher } from '../../../src/repo/repository.js';
+import { createServer, type OtaServer } from '../../../src/server/app.js';
+import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
+import { createTufRepository } from '../../../src/trust/tuf-repository.js';
+import { writeTarGz } from '../../support/tar-fixtures.js';
+import { makeTempDir, RecordingAudit } from '../../support/tuf-repo.js';
+
+const TOKEN = 'studio-token-0123456789abcdef';
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+describe('publisher studio API', () => {
+  let dir: string;
+  let server: OtaServer;
+  let url: string;
+  let audit: RecordingAudit;
+  const repoDir = () => path.join(dir, 'repo');
+
+  async function call(method: string, route: string, body?: unknown, token: string | null = TOKEN): Promise<{ status: number; body: any }> {
+    const res = await fetch(`${url}${route}`, {
+      method,
+      headers: { ...(token !== null ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+
+  async function tree(name: string, files: Record<string, string>): Promise<string> {
+    const root = path.join(dir, 'sources', name);
+    for (const [rel, text] of Object.entries(files)) {
+      await fs.mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+      await fs.writeFile(path.join(root, rel), text);
+    }
+    return root;
+  }
+
+  beforeEach(async () => {
+    dir = await makeTempDir('otad-studio-api-');
+    const publisher = createPublisher({ repoDir: repoDir(), keysDir: path.join(dir, 'keys'), clock: systemClock });
+    await publisher.init();
+    // An earlier release on stable, published the ota-repo way.
+    const old = await tree('robot-ai-1.2.0', { VERSION: '1.2.0\n', 'bin/run': '#!/bin/sh\n' });
+    await publisher.add({ product: 'robot-ai', version: '1.2.0', sourceDir: old, check: { versionFile: 'VERSION' } });
+    await publisher.publish();
+    await fs.writeFile(path.join(dir, 'token'), `${TOKEN}\n`);
+    audit = new RecordingAudit();
+    server = createServer({
+      repoDir: repoDir(),
+      keysDir: path.join(dir, 'keys'),
+      clock: systemClock,
+      logger: silentLogger,
+      audit,
+      tokenFile: path.join(dir, 'token'),
+      database: path.join(dir, 'fleet.db'),
+      sourceRoots: [{ name: 'builds', dir: path.join(dir, 'sources') }],
+      timestampRefresh: false,
+      prune: false,
+      rolloutTick: false,
+    });
+    url = (await server.start(0, '127.0.0.1')).url;
+  });
+
+  afterEach(async () => {
+    await server?.close();
+    if (dir) await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers 401 on every endpoint without the upload token or with a wrong one, and logs the refusal', async () => {
+    for (const [method, route] of [
+      ['GET', '/api/v1/studio/context'],
+      ['GET', '/api/v1/studio/folders?root=builds'],
+      ['POST', '/api/v1/studio/drafts'],
+      ['POST', '/api/v1/studio/drafts/x/publish'],
+    ] as const) {
+      expect((await call(method, route, undefined, null)).status, route).toBe(401);
+      const wrong = await call(method, route, undefined, 'not-the-token-at-all');
+      expect(wrong.status, route).toBe(401);
+      expect(wrong.body.error.code).toBe('API_UNAUTHORIZED');
+    }
+    expect(audit.events.filter((e) => e.kind === 'api-auth-failure').length).toBe(8);
+  });
+
+  it('lists the folders of a source root and refuses a path or a link that leads outside it', async () => {
+    await tree('robot-ai-1.3.0', { VERSION: '1.3.0\n' });
+    await fs.symlink('/etc', path.join(dir, 'sources', 'escape'));
+    const top = await call('GET', '/api/v1/studio/folders?root=builds&path=');
+    expect(top.status).toBe(200);
+    expect(top.body.folders).toEqual(['robot-ai-1.2.0', 'robot-ai-1.3.0']);
+    expect((await call('GET', '/api/v1/studio/folders?root=builds&path=..')).body.error.code).toBe('API_INVALID_REQUEST');
+    const viaLink = await call('GET', '/api/v1/studio/folders?root=builds&path=escape');
+    expect(viaLink.status).toBe(400);
+    expect(viaLink.body.error.message).toContain('outside source root builds');
+    expect((await call('GET', '/api/v1/studio/folders?root=nope')).body.error.message).toContain('configured: builds');
+  });
+
+  it('shows the package scan refusing a hostile tree, with the whole tree and the offending entry, and keeps nothing', async () => {
+    const root = await tree('hostile', { VERSION: '1.3.0\n', 'bin/run': 'x' });
+    await fs.symlink('/etc/shadow', path.join(root, 'bin', 'shadow'));
+    const res = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'hostile' });
+    expect(res.status).toBe(200);
+    expect(res.body.package).toBeNull();
+    expect(res.body.scan.ok).toBe(false);
+    expect(res.body.scan.error.code).toBe('PACKAGE_UNSAFE_LINK');
+    expect(res.body.scan.error.details.entry).toBe('bin/shadow');
+    expect(res.body.scan.tree.map((e: { path: string }) => e.path)).toEqual(['VERSION', 'bin', 'bin/run', 'bin/shadow']);
+    expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
+  });
+
+  it('scans an uploaded archive as a robot would: a hostile one and a non-gzip body are refused and kept nowhere, a good one becomes a draft', async () => {
+    const upload = async (body: Buffer, name: string) => {
+      const res = await fetch(`${url}/api/v1/studio/drafts/archive?name=${encodeURIComponent(name)}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/gzip' },
+        body,
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const hostile = await writeTarGz(path.join(dir, 'hostile.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: '../../etc/cron.d/x', content: '* * * * * root sh\n' }]);
+    const refused = await upload(await fs.readFile(hostile), 'hostile.tar.gz');
+    expect(refused.status).toBe(200);
+    expect(refused.body.scan.error.code).toBe('PACKAGE_UNSAFE_PATH');
+    expect(refused.body.source).toEqual({ root: '(uploaded archive)', path: 'hostile.tar.gz' });
+    expect((await upload(Buffer.from('not a package'), 'x.tar.gz')).body.scan.error.code).toBe('PACKAGE_CORRUPT');
+    expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
+
+    const good = await writeTarGz(path.join(dir, 'good.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: 'bin', type: 'directory' }, { name: 'bin/run', content: 'x', mode: 0o755 }]);
+    const accepted = await upload(await fs.readFile(good), 'robot-ai-1.3.0.tar.gz');
+    expect(accepted.status).toBe(201);
+    expect(accepted.body.package.sha256).toBe(sha256(await fs.readFile(good)));
+    expect(accepted.body.scan.files.map((f: { path: string }) => f.path)).toEqual(['VERSION', 'bin', 'bin/run']);
+    const review = await call('POST', `/api/v1/studio/drafts/${accepted.body.id}/review`, { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.3.0' });
+    expect(review.body.ok).toBe(true);
+  });
+
+  it('validates every field against the schema, the channel and the version file, then publishes exactly the reviewed bytes for the robot', async () => {
+    await tree('robot-ai-1.3.0', { VERSION: '1.3.0\n', 'bin/run': '#!/bin/sh\necho run\n', 'config/robot.yaml': 'speed: 1\n' });
+    const draft = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0' });
+    expect(draft.status).toBe(201);
+    expect(draft.body.scan).toMatchObject({ ok: true, entries: 5 });
+    expect(draft.body.scan.totalBytes).toBe('1.3.0\n'.length + '#!/bin/sh\necho run\n'.length + 'speed: 1\n'.length);
+    const id = draft.body.id as string;
+    const [packageFile] = await fs.readdir(path.join(repoDir(), '.studio-drafts', id));
+    expect(sha256(await fs.readFile(path.join(repoDir(), '.studio-drafts', id, packageFile!)))).toBe(draft.body.package.sha256);
+
+    const proposals = await call('GET', '/api/v1/studio/versions?product=robot-ai&channel=stable');
+    expect(proposals.body).toEqual({ latest: '1.2.0', patch: '1.2.1', minor: '1.3.0', major: '2.0.0' });
+
+    const base = { type: 'robot-ai', product: 'robot-ai', channel: 'stable', notes: '# 1.3.0\n\n- faster', requirements: { arch: 'amd64, arm64', minFreeBytes: '4096' } };
+    const review = (fields: Record<string, unknown>) => call('POST', `/api/v1/studio/drafts/${id}/review`, { ...base, ...fields });
+    expect((await review({ version: '1.3' })).body.fieldErrors.version).toContain('expected a semantic version');
+    expect((await review({ version: '1.2.0' })).body.fieldErrors.version).toContain('already published');
+    expect((await review({ version: '1.1.9' })).body.fieldErrors.version).toContain('greater than 1.2.0');
+    expect((await review({ version: '1.4.0' })).body.fieldErrors.version).toContain('says 1.3.0');
+    const several = await review({ version: '1.3.0', channel: 'Stable!', rolloutPercent: '150', requirements: { minFreeBytes: '-1' } });
+    expect(Object.keys(several.body.fieldErrors).sort()).toEqual(['channel', 'requirements.minFreeBytes', 'rolloutPercent']);
+    expect((await review({ version: '1.3.0', type: 'no-such-type' })).body.fieldErrors.type).toContain('known: robot-ai, robot-ai-sibling');
+
+    const ok = await review({ version: '1.3.0' });
+    expect(ok.body.ok).toBe(true);
+    expect(ok.body.fileVersion).toBe('1.3.0');
+    expect(ok.body.manifest).toMatchObject({ product: 'robot-ai', version: '1.3.0', requirements: { arch: ['amd64', 'arm64'], minFreeBytes: 4096 } });
+    expect(ok.body.manifestTarget.sha256).toBe(sha256(ok.body.manifestText));
+    expect(ok.body.manifestTarget.length).toBe(Buffer.byteLength(ok.body.manifestText));
+    expect(ok.body.packageTarget).toEqual({ name: 'robot-ai/robot-ai-1.3.0.tar.gz', length: draft.body.package.length, sha256: draft.body.package.sha256 });
+    expect(ok.body.notes.join(' ')).toContain('under config/, a preserved path of robot-ai');
+    expect(ok.body.signing.find((s: { role: string }) => s.role === 'targets')).toMatchObject({ held: true, threshold: 1 });
+
+    const wrong = await call('POST', `/api/v1/studio/drafts/${id}/publish`, { packageSha256: ok.body.packageTarget.sha256, manifestSha256: '0'.repeat(64) });
+    expect(wrong.status).toBe(409);
+    expect(wrong.body.error.code).toBe('PUBLISH_CONTENT_CHANGED');
+
+    const published = await call('POST', `/api/v1/studio/drafts/${id}/publish`, { packageSha256: ok.body.packageTarget.sha256, manifestSha256: ok.body.manifestTarget.sha256 });
+    expect(published.status).toBe(201);
+    expect(published.body).toMatchObject({ product: 'robot-ai', version: '1.3.0', manifestTarget: ok.body.manifestTarget, packageTarget: ok.body.packageTarget });
+    expect(audit.events.find((e) => e.kind === 'studio-publish')).toMatchObject({ product: 'robot-ai', message: expect.stringContaining('robot-ai 1.3.0') });
+    expect((await call('POST', `/api/v1/studio/drafts/${id}/review`, { ...base, version: '1.3.1' })).status).toBe(404);
+
+    // The robot's TUF client, over HTTP from the server's trusted root onwards.
+    const robot = createTufRepository({
+      metadataDir: path.join(dir, 'robot', 'metadata'),
+      metadataBaseUrl: `${url}/metadata`,
+      trustedRootPath: path.join(repoDir(), 'metadata', '1.root.json'),
+      fetcher: createFetchMetadataFetcher(),
+      downloader: createFetchDownloader(),
+      clock: systemClock,
+      logger: silentLogger,
+    });
+    const latest = (await robot.latestRelease('robot-ai'))!;
+    expect(latest.manifest).toEqual(ok.body.manifest);
+    const dest = path.join(dir, 'robot', 'pkg.tar.gz');
+    await robot.downloadTarget({ name: latest.manifest.package.target, length: latest.manifest.package.length, sha256: latest.manifest.package.sha256 }, dest);
+    expect(sha256(await fs.readFile(dest))).toBe(ok.body.packageTarget.sha256);
+    expect((await call('GET', '/api/v1/studio/versions?product=robot-ai&channel=stable')).body.latest).toBe('1.3.0');
+  });
+});
