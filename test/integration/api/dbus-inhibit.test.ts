@@ -5,7 +5,8 @@
  * is not renewed is released at its expiry. A bounded randomized soak (OTAD_SOAK_LONG=1 for a long
  * one): apps take and drop inhibitors and leases, some are SIGKILLed, otad keeps checking and
  * installing; no install passes its pre-check while an inhibit was held throughout; a SIGKILLed
- * holder's fd inhibitor is gone without the clock moving, an abandoned lease at its TTL.
+ * holder's fd inhibitor is gone with its fd (it has no expiry), an abandoned lease within 2 s of its
+ * TTL; a mission side denies maintenance while a mission runs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -177,9 +178,9 @@ describe.skipIf(!hasDbusDaemon || !FD_PASSING)('fd inhibitors and REST leases', 
     expect(((await late.json()) as { error: { code: string } }).error.code).toBe('API_NOT_FOUND');
   });
 
-  // OTAD_SOAK_LONG=1 runs 400 rounds instead of 40; OTAD_SOAK_SEED picks another sequence.
-  it('soak: apps take and drop inhibitors at random, some SIGKILLed; no install passes a pre-check while one was held', { timeout: 600_000 }, async () => {
-    const rounds = process.env.OTAD_SOAK_LONG ? 400 : 40;
+  // OTAD_SOAK_LONG=1 runs 400 rounds instead of 60; OTAD_SOAK_SEED picks another sequence.
+  it('soak: apps take and drop inhibitors at random, some SIGKILLed, missions deny maintenance; no install passes a pre-check while one was held', { timeout: 600_000 }, async () => {
+    const rounds = process.env.OTAD_SOAK_LONG ? 400 : 60;
     let seed = Number(process.env.OTAD_SOAK_SEED ?? 16);
     // mulberry32: 32-bit integer steps (Math.imul), so the sequence is exact and covers [0, 1) evenly.
     const rnd = () => {
@@ -190,36 +191,61 @@ describe.skipIf(!hasDbusDaemon || !FD_PASSING)('fd inhibitors and REST leases', 
     };
     const held: Holder[] = [];
     const all: Holder[] = [];
-    const leases: Array<{ name: string; from: number; to: number | null; abandoned?: boolean }> = [];
+    // A crashing holder's lease is short (60 s) and is abandoned: no release, no heartbeat; the others last an hour.
+    const leases: Array<{ name: string; from: number; to: number | null; expiresAt: number; crashes: boolean; abandoned?: boolean }> = [];
     const killed: Holder[] = [];
     const del = (holder: string) => rest(h.url, 'DELETE', `/api/v1/inhibit/${holder}`);
     const post = (body: unknown) => rest(h.url, 'POST', '/api/v1/inhibit', body);
     let kills = 0;
+    // The mission side: with maintenance.request on (a reload applies it at once), every install
+    // asks first; a responder denies while a mission runs and grants otherwise.
+    expect(h.daemon.reload({ ...h.config, maintenance: { request: true, answerTimeout: 30_000, onNoAnswer: 'wait' } }).applied).toEqual(expect.arrayContaining(['maintenance.request']));
+    const missions: Array<{ from: number; to: number | null }> = [];
+    const answers = { granted: 0, denied: 0 };
+    const respond = (requestId: string) => {
+      const busy = missions.some((m) => m.to === null);
+      answers[busy ? 'denied' : 'granted']++;
+      void (busy ? product.DenyMaintenance!(requestId, 'mission under way') : product.GrantMaintenance!(requestId)).catch(() => undefined);
+    };
+    product.on('MaintenanceRequested', respond);
     for (let r = 0; r < rounds; r++) {
       const roll = rnd();
-      if (roll < 0.3 && held.length < 4) {
+      if (roll < 0.2 && held.length < 2) {
         const hd = await startHolder(bus.address, `app-${r}`, `round ${r}`);
         children.push(hd.child);
         held.push(hd);
         all.push(hd);
-      } else if (roll < 0.55 && held.length > 0) {
+      } else if (roll < 0.5 && held.length > 0) {
         const hd = held.splice(Math.floor(rnd() * held.length), 1)[0] as Holder;
         if (rnd() < 0.5) {
           hd.child.kill('SIGKILL');
           killed.push(hd);
           kills++;
         } else hd.child.stdin?.write('drop\n');
-      } else if (roll < 0.65) {
+      } else if (roll < 0.56 && leases.filter((l) => l.to === null).length < 2) {
         const name = `lease-${r}`;
-        const res = await post({ holder: name, reason: 'soak', durationMs: 60_000 });
-        if (res.status === 201) leases.push({ name, from: Date.now(), to: null });
-      } else if (roll < 0.75 && leases.some((l) => l.to === null && !l.abandoned)) {
-        const l = leases.find((x) => x.to === null && !x.abandoned)!;
-        if (rnd() < 0.3) l.abandoned = true; // its holder crashed: no release, no heartbeat
-        else {
+        const crashes = rnd() < 0.4;
+        const res = await post({ holder: name, reason: 'soak', durationMs: crashes ? 60_000 : 3_600_000 });
+        if (res.status === 201) leases.push({ name, from: Date.now(), to: null, crashes, expiresAt: ((await res.json()) as { expiresAt: number }).expiresAt });
+      } else if (roll < 0.72 && leases.some((l) => l.to === null)) {
+        const l = leases.find((x) => x.to === null)!;
+        if (l.crashes) {
+          // Its holder crashed. Held until its TTL, gone 2 s after it (time moves on the daemon's clock).
+          l.abandoned = true;
+          h.clock.advance(l.expiresAt - 1000 - h.clock.now());
+          expect(h.daemon.status().inhibits.map((i) => i.holder)).toContain(l.name);
+          h.clock.advance(3000);
+          expect(h.daemon.status().inhibits.map((i) => i.holder)).not.toContain(l.name);
+          for (const x of leases) if (x.to === null && x.expiresAt <= h.clock.now()) x.to = Date.now();
+        } else {
           l.to = Date.now();
           await del(l.name);
         }
+      }
+      else if (roll < 0.8) {
+        const running = missions.find((m) => m.to === null);
+        if (running) running.to = Date.now();
+        else missions.push({ from: Date.now(), to: null });
       }
       // Drive the product: check, choose, retry a waiting pre-check.
       const s = state();
@@ -227,24 +253,22 @@ describe.skipIf(!hasDbusDaemon || !FD_PASSING)('fd inhibitors and REST leases', 
       else if (s === 'awaitingChoice' || s === 'preCheckWaiting') await product.UpdateNow!().catch(() => undefined);
       await new Promise((res) => setTimeout(res, Math.floor(rnd() * 20)));
     }
+    for (const m of missions) m.to ??= Date.now();
+    product.removeListener('MaintenanceRequested', respond);
     for (const hd of held) hd.child.kill('SIGKILL');
     killed.push(...held);
-    for (const l of leases) if (l.to === null && !l.abandoned) (l.to = Date.now()), await del(l.name);
+    for (const l of leases) if (l.to === null) (l.to = Date.now()), await del(l.name);
     // Holders that closed their fd are still running: end them (stdin closed).
     for (const hd of all) hd.child.stdin?.end();
     await Promise.all(all.map((hd) => hd.exited));
-    // The clock has not moved: a SIGKILLed holder's inhibitor went with its fd, not with a timeout.
+    // An fd inhibitor has no expiry: a SIGKILLed holder's inhibitor went with its fd, not with a timeout.
     const fdHeld = () => h.daemon.status().inhibits.filter((i) => i.kind === 'fd');
     await waitFor(() => fdHeld().length === 0, 'every fd inhibitor to be released once its holder was gone');
     const audit = h.daemon.audit(100_000).map((a) => a.message);
     for (const hd of killed) expect(audit.some((m) => m.startsWith(`inhibitor of ${hd.who} released`))).toBe(true);
-    // Leases of crashed holders stay until their TTL, then go.
     const abandoned = leases.filter((l) => l.abandoned).map((l) => l.name);
-    expect(h.daemon.status().inhibits.map((i) => i.holder).sort()).toEqual([...abandoned].sort());
-    h.clock.advance(60_000 + 2000);
     expect(h.daemon.status().inhibits).toEqual([]);
     await pollInhibited(false, 'after the soak');
-    for (const l of leases) l.to ??= Date.now();
 
     // Every pre-check that let an install go on (a backup followed it) ran while no inhibit was held throughout.
     const passes: Array<{ start: number; backup: number }> = [];
@@ -254,10 +278,10 @@ describe.skipIf(!hasDbusDaemon || !FD_PASSING)('fd inhibitors and REST leases', 
       const pre = invocations.slice(0, i).reverse().find((x) => x.step === 'preCheck' && x.phase === 'start' && x.runId === b.runId);
       if (pre) passes.push({ start: pre.at, backup: b.at });
     }
-    const intervals = [...all.map((hd) => ({ from: hd.heldAt, to: hd.goneAt ?? Infinity })), ...leases.map((l) => ({ from: l.from, to: l.to ?? Infinity }))];
+    const intervals = [...all.map((hd) => ({ from: hd.heldAt, to: hd.goneAt ?? Infinity })), ...leases.map((l) => ({ from: l.from, to: l.to ?? Infinity })), ...missions.map((m) => ({ from: m.from, to: m.to ?? Infinity }))];
     const violations = passes.filter((p) => intervals.some((iv) => iv.from <= p.start && p.backup < iv.to));
     const blocked = h.daemon.transitions({ limit: 100_000 }).filter((t) => t.to === 'preCheckWaiting').length;
-    console.log(`inhibitor soak: ${rounds} rounds, ${all.length} fd holders (${kills} SIGKILLed), ${leases.length} leases (${abandoned.length} abandoned), ${passes.length} installs went ahead, ${blocked} pre-checks blocked`);
+    console.log(`inhibitor soak: ${rounds} rounds, ${all.length} fd holders (${kills} SIGKILLed), ${leases.length} leases (${abandoned.length} abandoned), ${missions.length} missions (maintenance ${answers.granted} granted, ${answers.denied} denied), ${passes.length} installs went ahead, ${blocked} pre-checks blocked`);
     expect(violations).toEqual([]);
     expect(h.daemon.status().inhibits).toEqual([]);
   });
