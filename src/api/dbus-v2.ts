@@ -128,7 +128,8 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     LastErrorCode: p.error?.code ?? '',
     NextScheduled: next ? BigInt(Math.round(next)) * 1000n : 0n,
     Inhibited: inhibited,
-    Maintenance: MAINTENANCE_STATES.has(state),
+    // The mission lease's window (from the grant until the run settles), or a disruptive state otad entered without one (a rollback after a restart).
+    Maintenance: p.maintenance.active || MAINTENANCE_STATES.has(state),
     AllowedEvents: [...p.allowedEvents],
   };
 }
@@ -138,6 +139,7 @@ export interface ProductOps {
   acknowledge(version: string): Promise<number>;
   unmark(version: string): Promise<void>;
   releases(): Promise<Array<[string, boolean, boolean, boolean, boolean, string, string]>>;
+  maintenance(grant: boolean, requestId: string, reason: string): Promise<void>;
 }
 
 const PRODUCT_ARGS: ArgNames = {
@@ -151,6 +153,9 @@ const PRODUCT_ARGS: ArgNames = {
   Acknowledge: { in: ['version'], out: ['acknowledged'] },
   UnmarkBad: { in: ['version'] },
   GetReleases: { out: ['releases'] },
+  GrantMaintenance: { in: ['request_id'] },
+  DenyMaintenance: { in: ['request_id', 'reason'] },
+  MaintenanceRequested: { args: ['request_id', 'run_id', 'version', 'timeout_ms'] },
   StateChanged: { args: ['from', 'to', 'run_id', 'cause'] },
   RunFinished: { args: ['run_id', 'outcome', 'version', 'error_code'] },
   UpdateAvailable: { args: ['version', 'notes'] },
@@ -203,10 +208,13 @@ export class ProductObject extends NamedInterface {
   Acknowledge(version: string) { return this.ops.acknowledge(version); }
   UnmarkBad(version: string) { return this.ops.unmark(version); }
   GetReleases() { return this.ops.releases(); }
+  GrantMaintenance(requestId: string) { return this.ops.maintenance(true, requestId, ''); }
+  DenyMaintenance(requestId: string, reason: string) { return this.ops.maintenance(false, requestId, reason); }
 
   StateChanged(from: string, to: string, runId: string, cause: string) { return [from, to, runId, cause]; }
   RunFinished(runId: string, outcome: string, version: string, errorCode: string) { return [runId, outcome, version, errorCode]; }
   UpdateAvailable(version: string, notes: string) { return [version, notes]; }
+  MaintenanceRequested(requestId: string, runId: string, version: string, timeoutMs: bigint) { return [requestId, runId, version, timeoutMs]; }
 }
 
 const ss = () => ({ outSignature: 'ss' });
@@ -238,8 +246,10 @@ ProductObject.configureMembers({
     Acknowledge: { inSignature: 's', outSignature: 'u' },
     UnmarkBad: { inSignature: 's' },
     GetReleases: { outSignature: 'a(sbbbbss)' },
+    GrantMaintenance: { inSignature: 's' },
+    DenyMaintenance: { inSignature: 'ss' },
   },
-  signals: { StateChanged: { signature: 'ssss' }, RunFinished: { signature: 'ssss' }, UpdateAvailable: { signature: 'ss' } },
+  signals: { StateChanged: { signature: 'ssss' }, RunFinished: { signature: 'ssss' }, UpdateAvailable: { signature: 'ss' }, MaintenanceRequested: { signature: 'ssst' } },
 });
 
 export interface ManagerOps {
@@ -353,6 +363,10 @@ export function exportV2(deps: V2Deps): V2Service {
         wrap('GetReleases', async () =>
           (await control.releaseHistory(name)).releases.map((r) => [r.version, r.installed, r.previous, r.onDisk, r.backup, r.channel ?? '', r.bad?.reason ?? ''] as [string, boolean, boolean, boolean, boolean, string, string]),
         ),
+      maintenance: (grant, requestId, reason) =>
+        wrap(grant ? 'GrantMaintenance' : 'DenyMaintenance', () => {
+          edge.answerMaintenance(name, { answer: grant ? 'grant' : 'deny', ...(requestId ? { requestId } : {}), ...(reason ? { reason } : {}) }, caller);
+        }),
     };
     const obj = new ProductObject(propsFrom(p, p.state, inhibitedNow(first)), ops);
     objects.set(name, obj);
@@ -416,6 +430,7 @@ export function exportV2(deps: V2Deps): V2Service {
       if (!obj) return;
       if (n.kind === 'update-available') emit(() => obj.UpdateAvailable(n.version ?? '', n.notes ?? ''));
       if (n.kind === 'run-ended') emit(() => obj.RunFinished(n.runId ?? '', n.outcome ?? '', n.version ?? '', n.error?.code ?? ''));
+      if (n.kind === 'maintenance-requested' && n.maintenance) emit(() => obj.MaintenanceRequested(n.maintenance!.requestId, n.runId ?? '', n.version ?? '', BigInt(n.maintenance!.timeoutMs ?? 0)));
     }),
   ];
   // Time-driven changes (an inhibit lease expiring, the next check moving) have no event.

@@ -10,7 +10,7 @@ import type { AuditSink } from '../core/logger.js';
 import type { DaemonControl, DispatchResult, FdInhibitRequest } from '../daemon/control.js';
 import type { InhibitRecord } from '../store/store.js';
 import type { RateLimiter } from './rate-limit.js';
-import { ackRequestSchema, describeIssues, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, productPathSchema, releasePathSchema, sourceRequestSchema } from './schemas.js';
+import { ackRequestSchema, describeIssues, maintenanceAnswerSchema, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, productPathSchema, releasePathSchema, sourceRequestSchema } from './schemas.js';
 
 export interface Caller {
   /** Token name, D-Bus sender or user: recorded in the audit log. */
@@ -33,6 +33,8 @@ export interface Edge {
   /** A file-descriptor inhibitor (D-Bus Inhibit); the caller releases it when the fd closes. */
   holdFdInhibit(request: Omit<FdInhibitRequest, 'source' | 'actor'>, caller: Caller): ReturnType<DaemonControl['holdFdInhibit']>;
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
+  /** GrantMaintenance / DenyMaintenance, body `{ answer: grant|deny, requestId?, reason? }`. */
+  answerMaintenance(product: string, body: unknown, caller: Caller): { product: string; requestId: string; answer: 'grant' | 'deny' };
   /** Clear a release's bad mark (path parameters as given by the caller). */
   unmarkRelease(params: unknown, caller: Caller): ReturnType<DaemonControl['unmarkRelease']>;
   /** Switch the channel and/or repository a product follows (path parameters and body as given). */
@@ -155,6 +157,14 @@ export function createEdge(deps: EdgeDeps): Edge {
           throw new OtaError('API_NOT_FOUND', `no inhibit is held by "${holder}"`, { details: { holder } });
         }
         return { released: true as const, holder };
+      });
+    },
+    answerMaintenance(product, body, caller) {
+      return guardedSync('a maintenance answer', caller, () => {
+        const p = parseBody(productPathSchema, { product }, 'maintenance answer');
+        const req = parseBody(maintenanceAnswerSchema, body, 'maintenance answer');
+        const r = control.answerMaintenance({ product: p.product, requestId: req.requestId ?? '', grant: req.answer === 'grant', reason: req.reason ?? null, source: caller.source, actor: caller.actor });
+        return { product: r.product, requestId: r.requestId, answer: req.answer };
       });
     },
     acknowledge(body, caller) {

@@ -142,6 +142,16 @@ export function buildOpenApiDocument(): Json {
           responses: { '200': json('InhibitReleased', 'released'), ...control, '404': err('no inhibit held by this holder (API_NOT_FOUND)') },
         },
       },
+      '/products/{product}/maintenance': {
+        post: {
+          operationId: 'answerMaintenance',
+          summary: 'GrantMaintenance or DenyMaintenance: answer the maintenance request otad sent before an install (control scope; audited)',
+          ...read,
+          parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
+          requestBody: { required: true, content: { 'application/json': { schema: ref('MaintenanceAnswer') } } },
+          responses: { '200': json('MaintenanceAnswered', 'answered'), ...control, '404': err('unknown product (PRODUCT_UNKNOWN), or no maintenance request is waiting / not this requestId (API_NOT_FOUND)') },
+        },
+      },
       '/notifications/ack': {
         post: {
           operationId: 'acknowledgeRelease',

@@ -45,6 +45,14 @@ export const inhibitRequestSchema = z
   })
   .register(apiSchemas, { id: 'InhibitRequest' });
 
+export const maintenanceAnswerSchema = z
+  .strictObject({
+    answer: z.enum(['grant', 'deny']),
+    requestId: z.string().max(64).optional().describe('the id of MaintenanceRequested; absent or empty: whichever request is waiting'),
+    reason: z.string().max(200).optional(),
+  })
+  .register(apiSchemas, { id: 'MaintenanceAnswer' });
+
 export const ackRequestSchema = z
   .strictObject({
     product: name,
@@ -133,6 +141,17 @@ export const productStatusSchema = z
     rollbackTarget: rollbackTargetSchema
       .nullable()
       .describe('where a rollback would go, as of the last state change; null: nothing to go back to (ROLLBACK is then not allowed), or no view of the disk'),
+    maintenance: z
+      .object({
+        active: z.boolean().describe('true while an install disrupts (or is about to disrupt) the robot: dispatch no missions'),
+        since: nullableMs,
+        request: z
+          .object({ requestId: z.string(), product: z.string(), runId: z.string(), version: z.string(), requestedAt: ms, answerBy: ms })
+          .nullable()
+          .describe('the maintenance request waiting for GrantMaintenance or DenyMaintenance'),
+        lastAnswer: z.object({ requestId: z.string(), answer: z.enum(['granted', 'denied', 'no-answer']), by: z.string().nullable(), reason: z.string().nullable(), at: ms }).nullable(),
+      })
+      .register(apiSchemas, { id: 'Maintenance' }),
   })
   .register(apiSchemas, { id: 'ProductStatus' });
 
@@ -218,6 +237,9 @@ export const healthSchema = z
   .object({ ok: z.boolean(), uptimeMs: z.number(), products: z.array(z.object({ product: z.string(), state: z.string() })) })
   .register(apiSchemas, { id: 'Health' });
 export const ackResponseSchema = z.object({ acknowledged: z.number().int() }).register(apiSchemas, { id: 'AckResult' });
+export const maintenanceAnsweredSchema = z
+  .object({ product: z.string(), requestId: z.string(), answer: z.enum(['grant', 'deny']) })
+  .register(apiSchemas, { id: 'MaintenanceAnswered' });
 export const releaseResponseSchema = z.object({ released: z.literal(true), holder: z.string() }).register(apiSchemas, { id: 'InhibitReleased' });
 
 export const productDefinitionSchema = z

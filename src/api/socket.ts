@@ -172,6 +172,20 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
 
     if (lastSent !== null && topics.includes('transition')) lastSent = replay(socket, lastSent);
 
+    // GrantMaintenance / DenyMaintenance: `{ product, answer: grant|deny, requestId?, reason? }`.
+    socket.on('maintenance', (body: unknown, ack: unknown) => {
+      if (typeof ack !== 'function') return;
+      const reply = ack as (a: EventAck) => void;
+      try {
+        if (principal.scope !== 'control') throw apiError('API_FORBIDDEN', `token "${principal.name}" has the read scope; answering a maintenance request needs a control token`);
+        const { product, ...rest } = (body ?? {}) as { product?: unknown };
+        reply({ ok: true, result: deps.edge.answerMaintenance(typeof product === 'string' ? product : '', rest, { actor: principal.name, source: 'socket' }) });
+      } catch (error) {
+        const mapped = toApiError(error);
+        if (mapped.internal) deps.logger.error('a Socket.IO maintenance handler failed', { error: String(error) });
+        reply({ ok: false, error: mapped.body.error });
+      }
+    });
     socket.on('event', async (body: unknown, ack: unknown) => {
       if (typeof ack !== 'function') return;
       const reply = ack as (a: EventAck) => void;

@@ -11,13 +11,15 @@ import { OtaError } from '../core/errors.js';
 import { DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_STATE_DIR, DEFAULT_TOKENS_FILE, databasePath } from './defaults.js';
 import { applyEnvOverrides, parseYamlFile, resolveConfigPath, type LoadOptions } from './source.js';
 
-const CLIENT_SECTIONS = ['paths', 'api'] as const;
+const CLIENT_SECTIONS = ['paths', 'api', 'dbus'] as const;
 
 export interface ClientConfig {
   /** The file read, or null when the default file is missing and defaults apply. */
   source: string | null;
   paths: { stateDir: string; database: string };
   api: { host: string; port: number; tokensFile: string };
+  /** Where otad's D-Bus service is (otactl inhibit hold over D-Bus). */
+  dbus: { enabled: boolean; bus: string; name: string };
 }
 
 export async function readClientConfig(opts: LoadOptions = {}): Promise<ClientConfig> {
@@ -28,17 +30,21 @@ export async function readClientConfig(opts: LoadOptions = {}): Promise<ClientCo
   if (existsSync(path)) doc = parseYamlFile(path);
   else if (explicit || !opts.allowMissingDefault) throw new OtaError('CONFIG_NOT_FOUND', `configuration file ${path} does not exist`, { details: { path } });
   else source = null;
-  // Only these two sections matter here; for them the daemon applies the same overrides.
+  // Only these sections matter here; for them the daemon applies the same overrides.
   applyEnvOverrides(doc, env, CLIENT_SECTIONS);
 
   const paths = section(doc.paths);
   const api = section(doc.api);
+  const dbusSection = section(doc.dbus);
   const picked = {
     stateDir: paths?.stateDir ?? DEFAULT_STATE_DIR,
     database: paths?.database,
     host: api?.host ?? DEFAULT_API_HOST,
     port: api?.port ?? DEFAULT_API_PORT,
     tokensFile: api?.tokensFile ?? DEFAULT_TOKENS_FILE,
+    dbusEnabled: dbusSection?.enabled ?? false,
+    dbusBus: dbusSection?.bus ?? 'system',
+    dbusName: dbusSection?.name ?? 'io.otad.Daemon1',
   };
   const wellTyped =
     paths !== undefined &&
@@ -49,18 +55,23 @@ export async function readClientConfig(opts: LoadOptions = {}): Promise<ClientCo
     Number.isInteger(picked.port) &&
     (picked.port as number) >= 0 &&
     (picked.port as number) <= 65535 &&
-    typeof picked.tokensFile === 'string';
+    typeof picked.tokensFile === 'string' &&
+    dbusSection !== undefined &&
+    typeof picked.dbusEnabled === 'boolean' &&
+    typeof picked.dbusBus === 'string' &&
+    typeof picked.dbusName === 'string';
   if (!wellTyped) {
     // Throws the validator's message naming the key; should it accept the file, use what it read.
     const { loadConfig } = await import('./load.js');
     const full = loadConfig(opts);
-    return { source: full.source, paths: { stateDir: full.paths.stateDir, database: full.paths.database }, api: { host: full.api.host, port: full.api.port, tokensFile: full.api.tokensFile } };
+    return { source: full.source, paths: { stateDir: full.paths.stateDir, database: full.paths.database }, api: { host: full.api.host, port: full.api.port, tokensFile: full.api.tokensFile }, dbus: { ...full.dbus } };
   }
   const stateDir = picked.stateDir as string;
   return {
     source,
     paths: { stateDir, database: (picked.database as string | undefined) ?? databasePath(stateDir) },
     api: { host: picked.host as string, port: picked.port as number, tokensFile: picked.tokensFile as string },
+    dbus: { enabled: picked.dbusEnabled as boolean, bus: picked.dbusBus as string, name: picked.dbusName as string },
   };
 }
 

@@ -273,6 +273,18 @@ export const configSchema = z.strictObject({
     .prefault({}),
   inhibit: z.strictObject({ maxHold: duration('4h'), leaseTtl: duration('1m') }).prefault({}),
   /**
+   * The two-way mission lease (src/daemon/maintenance.ts): ask the robot's mission side for a
+   * maintenance window before an install, wait answerTimeout for a grant or a denial, and when
+   * nobody answers either proceed or keep waiting.
+   */
+  maintenance: z
+    .strictObject({
+      request: z.boolean().default(false),
+      answerTimeout: duration('30s'),
+      onNoAnswer: z.enum(['wait', 'proceed']).default('proceed'),
+    })
+    .prefault({}),
+  /**
    * How much finished history the database keeps (runs, their transitions and snapshots, choices):
    * each update run costs about 30 KB, so without a bound the database grows forever.
    */

@@ -8,6 +8,7 @@ import type { LogLine } from '../core/logging.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
+import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
 
 export interface ProductStatus {
   product: string;
@@ -36,6 +37,8 @@ export interface ProductStatus {
    * not among allowedEvents.
    */
   rollbackTarget: RollbackTarget | null;
+  /** The mission lease: in maintenance now (dispatch no missions), the request waiting for an answer, the last answer. */
+  maintenance: MaintenanceStatus;
 }
 
 export interface RollbackTarget {
@@ -192,6 +195,8 @@ export interface DaemonControl {
   /** Clear a bad mark (audited): the release may be offered again. API_NOT_FOUND when it is not marked bad. */
   unmarkRelease(request: UnmarkRequest): { product: string; version: string; cleared: BadMarkInfo };
   acknowledge(product: string, version: string | null, source: EventSource, actor?: string): number;
+  /** GrantMaintenance / DenyMaintenance: answer the product's waiting maintenance request (an empty requestId: whichever is waiting); API_NOT_FOUND when none is. */
+  answerMaintenance(request: { product: string; requestId: string; grant: boolean; reason: string | null; source: EventSource; actor: string }): MaintenanceRequest;
   holdInhibit(request: InhibitRequest): InhibitRecord;
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean;
   /** Renew a lease for durationMs (default inhibit.leaseTtl, capped by inhibit.maxHold); null when no lease is held by this holder (it expired or was released). */

@@ -32,6 +32,7 @@ import { EventBus, type ProgressMessage } from './event-bus.js';
 import { ExecutionSlot } from './execution-slot.js';
 import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
+import { MaintenanceWindows } from './maintenance.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
@@ -86,6 +87,8 @@ export class Daemon implements DaemonControl {
   private readonly scheduler: Scheduler;
   /** The product allowed to touch the robot now (from a passed pre-check until its run settles). */
   private readonly slot = new ExecutionSlot();
+  /** The mission lease: maintenance windows asked for before installs (maintenance.ts). */
+  readonly maintenance: MaintenanceWindows;
   private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
@@ -106,6 +109,13 @@ export class Daemon implements DaemonControl {
     });
     this.store = Store.open(opts.config.paths.database);
     this.fleet = opts.fleet ? opts.fleet(this.store) : null;
+    this.maintenance = new MaintenanceWindows({
+      policy: () => this.config.maintenance,
+      clock: opts.clock,
+      bus: this.bus,
+      audit: this.auditSink(),
+      logger: this.logger.child({ component: 'maintenance' }),
+    });
     if (this.fleet) {
       const fleet = this.fleet;
       // Every run end (committed, rolled back, failed, cancelled) returns the lease its pre-check took.
@@ -295,6 +305,7 @@ export class Daemon implements DaemonControl {
         if (!EXECUTION_STATES.has(to) && to !== 'preCheck') {
           this.progress.delete(r.product);
           this.slot.release(r.product);
+          this.maintenance.close(r.product, `the run reached ${to}`);
         }
         // The disk moves during the executing steps; where a rollback would go is read once they settle.
         if (!EXECUTION_STATES.has(to) || to === 'validate') {
@@ -330,14 +341,16 @@ export class Daemon implements DaemonControl {
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
     const fleet = this.fleet;
-    if (!fleet) return this.slot.guard(product.name, steps);
-    const guarded = this.slot.guard(product.name, { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(fleet, config, stepCtx.logger)) });
+    const gated = fleet ? { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(fleet, config, stepCtx.logger)) } : steps;
+    const guarded = this.slot.guard(product.name, gated);
     return {
       ...guarded,
-      // A lease granted to a pre-check that still did not pass (another product took the slot meanwhile) goes back at once.
       preCheck: async (input, signal) => {
-        const result = await guarded.preCheck(input, signal);
-        if (!result.ok) await fleet.leases.release(product.name);
+        let result = await guarded.preCheck(input, signal);
+        // Last, once every gate passed: the mission side is asked for its maintenance window.
+        if (result.ok) result = await this.maintenance.ask(input, signal);
+        // A lease granted to a pre-check that still did not pass (another product took the slot meanwhile, or the window was denied) goes back at once.
+        if (!result.ok && fleet) await fleet.leases.release(product.name);
         return result;
       },
     };
@@ -536,6 +549,7 @@ export class Daemon implements DaemonControl {
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
       rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
+      maintenance: this.maintenance.status(r.product),
     };
   }
 
@@ -658,6 +672,11 @@ export class Daemon implements DaemonControl {
     const n = this.store.acknowledgeRelease(product, version, this.opts.clock.now());
     this.auditAction({ kind: 'api-control', message: `release notification acknowledged for ${product} from ${source}`, product, ...(actor ? { actor } : {}) });
     return n;
+  }
+
+  answerMaintenance(req: { product: string; requestId: string; grant: boolean; reason: string | null; source: EventSource; actor: string }) {
+    this.runner(req.product);
+    return this.maintenance.answer(req.product, req.requestId, req.grant, req.reason, req.source, req.actor);
   }
 
   holdInhibit(req: InhibitRequest) {

@@ -34,14 +34,22 @@ export interface ProgressMessage {
 
 export interface NotificationMessage {
   product: string;
-  /** `source-changed`: an operator switched the product's channel or repository (GET /api/v1/products/{p}/source). */
-  /** `releases-changed`: where a rollback would go, or a bad mark, changed (the releases list is worth refetching). */
-  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended' | 'releases-changed' | 'source-changed';
+  /**
+   * `source-changed`: an operator switched the product's channel or repository (PUT /api/v1/products/{p}/source).
+   * `releases-changed`: where a rollback would go, or a bad mark, changed (the releases list is worth refetching).
+   * `maintenance-requested`: otad asks for a maintenance window before the install (answer with
+   * GrantMaintenance or DenyMaintenance); `maintenance-started` / `maintenance-ended`: the robot is
+   * in maintenance from the first until the second (dispatch no missions); `maintenance-answered`:
+   * a request ended without a window (denied, or no answer under onNoAnswer: wait).
+   */
+  kind: 'update-available' | 'committed' | 'rolled-back' | 'failed' | 'run-ended' | 'releases-changed' | 'maintenance-requested' | 'maintenance-started' | 'maintenance-ended' | 'maintenance-answered' | 'source-changed';
   version: string | null;
   notes?: string;
   outcome?: RunOutcome | null;
   error?: ErrorInfo | null;
   runId?: string | null;
+  /** maintenance-requested: the request to answer; maintenance-answered: how it ended. */
+  maintenance?: { requestId: string; answerBy?: number; timeoutMs?: number; answer?: 'denied' | 'no-answer' };
 }
 
 export interface LogMessage {

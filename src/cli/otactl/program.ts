@@ -75,11 +75,23 @@ const inhibit = program
   .description('hold or release an inhibit: while any is held, no update of any product starts (each holder holds its own)');
 inhibit
   .command('hold')
-  .description('hold an inhibit in the name of HOLDER; updates of every product wait until it is released or expires')
+  .description(
+    'hold an inhibit in the name of HOLDER for as long as this command runs (or until --for): over D-Bus it keeps its inhibitor file descriptor, over REST it renews a lease; if the command dies the inhibit ends with it (D-Bus: at once, REST: within --ttl). With --duration it takes a fixed lease instead and returns',
+  )
   .argument('<holder>', HOLDER_HELP)
   .requiredOption('-r, --reason <text>', 'why updates must wait')
-  .option('-d, --duration <duration>', 'how long (for example 30m, 2h); capped by inhibit.maxHold')
-  .action(async (holder: string, opts: { reason: string; duration?: string }) => (await import('./events.js')).holdInhibit(ctx(), holder, opts));
+  .option('--for <duration>', 'release the inhibit and exit after this long (for example 30m)')
+  .addOption(new Option('--via <transport>', 'auto: D-Bus when dbus.enabled is set in the configuration (or --bus is given), else REST').choices(['auto', 'dbus', 'rest']).default('auto'))
+  .option('--ttl <duration>', 'REST: the lease length, renewed every third of it (default 1m)')
+  .option('--bus <address>', 'D-Bus: system, session or a bus address (default: dbus.bus)')
+  .option('-d, --duration <duration>', 'take a fixed lease of this length (for example 30m, 2h; capped by inhibit.maxHold) and return at once; it outlives the command')
+  .action(async (holder: string, opts: { reason: string; duration?: string; for?: string; via?: string; ttl?: string; bus?: string }) => {
+    if (opts.duration !== undefined) {
+      if (opts.for !== undefined) throw new (await import('../../core/errors.js')).OtaError('CONFIG_INVALID', '--duration takes a fixed lease and returns; --for holds while the command runs: give one of them');
+      return (await import('./events.js')).holdInhibit(ctx(), holder, { reason: opts.reason, duration: opts.duration });
+    }
+    return (await import('./inhibit-hold.js')).holdInForeground(ctx(), holder, opts);
+  });
 inhibit
   .command('release')
   .description('release the inhibit held in the name of HOLDER')

@@ -131,6 +131,19 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
     expect(managerProps.DeviceId?.value).toBe('robot-0001');
   });
 
+  it('keeps its product objects through a reload that adds or removes a product (that needs a restart), and stays answering', async () => {
+    const manager = (await peer.getProxyObject(NAME, MANAGER)).getInterface('io.otad.Manager1');
+    const running = h.config;
+    const added = { ...running, products: [...running.products, { ...running.products[0]!, name: 'robot-nav', installPath: join(dir, 'opt', 'robot-nav') }] };
+    expect(h.daemon.reload(added).needsRestart).toContain('products.robot-nav');
+    expect(await manager.ListProducts!()).toEqual([PRODUCT]);
+    expect(((await manager.GetProduct!('robot-nav').catch((e: unknown) => e)) as dbus.DBusError).type).toBe('io.otad.Error.PRODUCT_UNKNOWN');
+    expect(h.daemon.reload({ ...running, products: [] }).needsRestart).toContain('products.robot-ai');
+    expect(await manager.ListProducts!()).toEqual([PRODUCT]);
+    expect(((await props.Get!('io.otad.Product1', 'Name')) as dbus.Variant).value).toBe('robot-ai');
+    h.daemon.reload(running);
+  });
+
   it('refuses with errors named after the codes: io.otad.Error.API_EVENT_NOT_ALLOWED, ROLLBACK_TARGET_MISMATCH, PRODUCT_UNKNOWN', async () => {
     const err = (await product.UpdateNow!().catch((e: unknown) => e)) as dbus.DBusError;
     expect(err).toBeInstanceOf(dbus.DBusError);

@@ -19,20 +19,21 @@ const write = (text: string): string => {
 };
 
 describe("otactl's light read of the configuration", () => {
-  it('finds the same state folder, database, API address and tokens file as the full loader', async () => {
-    const path = write(`environment: test\npaths:\n  stateDir: ${dir}/state\napi:\n  host: "::1"\n  port: 7790\n  tokensFile: ${dir}/tokens.yaml\nproducts:\n  - name: robot-ai\n    installPath: ${dir}/opt/robot-ai\n`);
+  it('finds the same state folder, database, API address, tokens file and D-Bus service as the full loader', async () => {
+    const path = write(`environment: test\npaths:\n  stateDir: ${dir}/state\napi:\n  host: "::1"\n  port: 7790\n  tokensFile: ${dir}/tokens.yaml\ndbus:\n  enabled: true\n  bus: unix:path=${dir}/bus\nproducts:\n  - name: robot-ai\n    installPath: ${dir}/opt/robot-ai\n`);
     const full = loadConfig({ path, env: {} });
     const light = await readClientConfig({ path, env: {} });
     expect(light).toEqual({
       source: path,
       paths: { stateDir: full.paths.stateDir, database: full.paths.database },
       api: { host: full.api.host, port: full.api.port, tokensFile: full.api.tokensFile },
+      dbus: { enabled: true, bus: `unix:path=${dir}/bus`, name: full.dbus.name },
     });
   });
 
   it.skipIf(existsSync('/etc/ota/config.yaml'))('applies the defaults when the default file is missing, and environment overrides like the daemon', async () => {
     const light = await readClientConfig({ path: undefined, env: {}, allowMissingDefault: true });
-    expect(light).toEqual({ source: null, paths: { stateDir: '/var/lib/ota', database: '/var/lib/ota/otad.db' }, api: { host: '127.0.0.1', port: 7780, tokensFile: '/etc/ota/tokens.yaml' } });
+    expect(light).toEqual({ source: null, paths: { stateDir: '/var/lib/ota', database: '/var/lib/ota/otad.db' }, api: { host: '127.0.0.1', port: 7780, tokensFile: '/etc/ota/tokens.yaml' }, dbus: { enabled: false, bus: 'system', name: 'io.otad.Daemon1' } });
     const path = write(`paths:\n  stateDir: ${dir}/state\n`);
     const overridden = await readClientConfig({ path, env: { OTA_API__PORT: '7791', OTA_PATHS__DATABASE: `${dir}/other.db` } });
     expect(overridden.api.port).toBe(7791);
