@@ -65,6 +65,7 @@ export const ErrorCodes = {
   RELEASE_INCOMPATIBLE: { category: 'trust', retryable: false },
   RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
+  RELEASE_INDEX_INVALID: { category: 'trust', retryable: false },
   // packages
   PACKAGE_UNSAFE_PATH: { category: 'package', retryable: false },
   PACKAGE_UNSAFE_LINK: { category: 'package', retryable: false },
@@ -73,6 +74,8 @@ export const ErrorCodes = {
   PACKAGE_DUPLICATE_ENTRY: { category: 'package', retryable: false },
   PACKAGE_TOO_LARGE: { category: 'package', retryable: false },
   PACKAGE_CORRUPT: { category: 'package', retryable: false },
+  RELEASE_TREE_MISMATCH: { category: 'package', retryable: false },
+  DELTA_INVALID: { category: 'package', retryable: false },
   // pre-conditions
   PRECHECK_FAILED: { category: 'precondition', retryable: true },
   // execution

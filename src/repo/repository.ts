@@ -20,6 +20,8 @@ import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
+import semver from 'semver';
+import { indexPackage, parseIndex, serializeIndex, writeDelta, type TreeIndex } from '../package/tree-index.js';
 import { exists, hashFile } from '../core/files.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import {
@@ -45,6 +47,7 @@ export const ISSUED_FIELD = 'x-otad-issued';
 
 export interface RepoSettings {
   expiryMs: Record<RoleName, number>;
+  deltas?: Partial<DeltaSettings>;
 }
 
 export interface PublisherOptions {
@@ -78,6 +81,30 @@ export interface ReleaseInput {
   installBy?: string;
   /** Check the package as a robot would before anything is stored (ota-repo add always does). */
   check?: ReleaseCheck;
+  /** Deltas from earlier published releases (defaults: the repository's settings, else 3 and 0.7). */
+  deltas?: Partial<DeltaSettings>;
+}
+
+export interface DeltaSettings {
+  /** Deltas from this many of the newest published releases of the same product and channel (0: none). */
+  fromLast: number;
+  /** A delta is published only when smaller than this share of the full package (0 < share ≤ 1). */
+  maxShare: number;
+}
+
+export const DEFAULT_DELTA_SETTINGS: DeltaSettings = { fromLast: 3, maxShare: 0.7 };
+
+export interface DeltaOutcome {
+  fromVersion: string;
+  /** The delta's size, published or not. */
+  bytes: number;
+  /** The gate: maxShare × the full package length. */
+  limitBytes: number;
+  published: boolean;
+  /** Published deltas only. */
+  target?: TargetInfo;
+  files: number;
+  removed: number;
 }
 
 export interface TargetInfo {
@@ -90,6 +117,9 @@ export interface AddResult {
   manifest: Manifest;
   manifestTarget: TargetInfo;
   packageTarget: TargetInfo;
+  indexTarget: TargetInfo;
+  /** One per earlier release considered, published or held back by the size gate. */
+  deltas: DeltaOutcome[];
 }
 
 export interface PublishResult {
@@ -124,10 +154,12 @@ export interface RepoState {
 }
 
 export interface CustomTargetInfo {
-  kind: 'manifest' | 'package';
+  kind: 'manifest' | 'package' | 'index' | 'delta';
   product: string;
   version: string;
   channel?: string;
+  /** Deltas: the release they apply to. */
+  fromVersion?: string;
 }
 
 export type Publisher = ReturnType<typeof createPublisher>;
@@ -154,7 +186,7 @@ export function createPublisher(options: PublisherOptions) {
     }
     try {
       const raw = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Partial<RepoSettings>;
-      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) } };
+      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) }, ...(raw.deltas !== undefined ? { deltas: raw.deltas } : {}) };
     } catch {
       return { expiryMs: { ...DEFAULT_EXPIRY_MS } };
     }
@@ -285,6 +317,71 @@ export function createPublisher(options: PublisherOptions) {
     return { targetsVersion, snapshotVersion: snapshot.signed.version, timestampVersion: timestamp.signed.version, published };
   }
 
+  function targetFile(name: string, sha256: string): string {
+    const { dir, base } = path.posix.parse(name);
+    return path.join(targetsDir, ...dir.split('/').filter(Boolean), `${sha256}.${base}`);
+  }
+
+  /** The tree index of a published release: its signed index target, or (releases published before indexes) its package read again. */
+  async function publishedIndex(manifest: Manifest): Promise<TreeIndex> {
+    if (manifest.index !== undefined) {
+      return parseIndex(await fs.readFile(targetFile(manifest.index.target, manifest.index.sha256)), manifest.index.target, { product: manifest.product, version: manifest.version });
+    }
+    return indexPackage(targetFile(manifest.package.target, manifest.package.sha256), { product: manifest.product, version: manifest.version });
+  }
+
+  /**
+   * Deltas to `version` from the newest `fromLast` published releases of the same product and
+   * channel below it. Each is written, measured, and stored as a target only when it passes the gate.
+   */
+  async function makeDeltas(
+    state: RepoState,
+    product: string,
+    channel: string,
+    version: string,
+    packageFile: string,
+    packageLength: number,
+    index: TreeIndex,
+    settings: DeltaSettings,
+    workDir: string,
+  ): Promise<DeltaOutcome[]> {
+    if (settings.fromLast === 0) return [];
+    const earlier = Object.values(state.targets.signed.targets)
+      .map((t) => ({ t, custom: ((t.custom as { otad?: Partial<CustomTargetInfo> }).otad ?? {}) }))
+      .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)
+      .filter(({ custom }) => semver.valid(custom.version ?? '') !== null && semver.lt(custom.version!, version))
+      .sort((a, b) => semver.rcompare(a.custom.version!, b.custom.version!))
+      .slice(0, settings.fromLast);
+    const limitBytes = Math.floor(packageLength * settings.maxShare);
+    const outcomes: DeltaOutcome[] = [];
+    for (const { t, custom } of earlier) {
+      const fromVersion = custom.version!;
+      let old: Manifest;
+      try {
+        old = parseManifest(await fs.readFile(targetFile(t.path, t.hashes['sha256'] ?? '')), t.path);
+      } catch (error) {
+        log.warn('no delta from a release whose manifest cannot be read', { fromVersion, error: (error as Error).message });
+        continue;
+      }
+      const prev = await publishedIndex(old);
+      const tmp = path.join(workDir, `.delta-${fromVersion}-${process.pid}-${Date.now()}.tar.gz`);
+      try {
+        const meta = await writeDelta(packageFile, prev, index, tmp);
+        const bytes = (await fs.stat(tmp)).size;
+        const outcome: DeltaOutcome = { fromVersion, bytes, limitBytes, published: bytes < limitBytes, files: meta.files, removed: meta.removed.length };
+        if (outcome.published) {
+          outcome.target = await storeTarget(`${product}/${product}-${fromVersion}-to-${version}.delta.tar.gz`, { file: tmp });
+        } else {
+          log.info('delta held back by the size gate', { fromVersion, bytes, limitBytes });
+        }
+        outcomes.push(outcome);
+      } finally {
+        await fs.rm(tmp, { force: true });
+      }
+    }
+    return outcomes;
+  }
+
   return {
     repoDir,
     keysDir,
@@ -351,6 +448,7 @@ export function createPublisher(options: PublisherOptions) {
       const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
       // Validate the release fields before touching the repository (package fields are placeholders here).
       const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, clock.now());
+      const settings = await readSettings();
       const state = await loadState();
       const staged = await readStaged();
       if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
@@ -369,8 +467,27 @@ export function createPublisher(options: PublisherOptions) {
         if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
         if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
         if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
+        const deltaSettings = resolveDeltaSettings({ ...(settings.deltas ?? {}), ...(input.deltas ?? {}) });
         const packageTarget = await storeTarget(packageName, { file: packageFile });
-        const manifest = { ...draft, package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 } };
+        const channel = draft.channel;
+        const ids = { product: input.product, version: input.version };
+        // The complete tree of the release, signed through the manifest: what a robot's staged tree must equal.
+        const index = await indexPackage(packageFile, ids);
+        const indexName = `${input.product}/${input.product}-${input.version}.index.json`;
+        const indexTarget = await storeTarget(indexName, { bytes: Buffer.from(serializeIndex(index)) });
+        staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
+        const deltas = await makeDeltas(state, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir);
+        for (const d of deltas) {
+          if (d.target === undefined) continue;
+          staged[d.target.name] = { length: d.target.length, sha256: d.target.sha256, custom: { kind: 'delta', product: input.product, version: input.version, channel, fromVersion: d.fromVersion } };
+        }
+        const published = deltas.filter((d) => d.target !== undefined);
+        const manifest: Manifest = {
+          ...draft,
+          package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 },
+          index: { target: indexName, length: indexTarget.length, sha256: indexTarget.sha256, entries: index.entries.length, bytes: index.bytes },
+          ...(published.length > 0 ? { deltas: published.map((d) => ({ fromVersion: d.fromVersion, target: d.target!.name, length: d.target!.length, sha256: d.target!.sha256 })) } : {}),
+        };
         const manifestBytes = Buffer.from(serializeManifest(manifest));
         const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
         staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version, channel: manifest.channel } };
@@ -380,8 +497,8 @@ export function createPublisher(options: PublisherOptions) {
           custom: { kind: 'manifest', product: input.product, version: input.version, channel: manifest.channel },
         };
         await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
-        log.info('release staged', { product: input.product, version: input.version, package: packageTarget });
-        return { manifest, manifestTarget, packageTarget };
+        log.info('release staged', { product: input.product, version: input.version, package: packageTarget, deltas: deltas.map((d) => ({ from: d.fromVersion, bytes: d.bytes, published: d.published })) });
+        return { manifest, manifestTarget, packageTarget, indexTarget, deltas };
       } finally {
         if (tmpDir !== undefined) await fs.rm(tmpDir, { recursive: true, force: true });
       }
@@ -593,6 +710,18 @@ function rootFromParts(version: number, expiresAt: string, keys: Record<string, 
     roles,
     ...extra,
   } as Json);
+}
+
+/** Checks and completes delta settings; throws CONFIG_INVALID naming the bad value. */
+export function resolveDeltaSettings(partial: Partial<DeltaSettings>): DeltaSettings {
+  const out = { ...DEFAULT_DELTA_SETTINGS, ...partial };
+  if (!Number.isInteger(out.fromLast) || out.fromLast < 0 || out.fromLast > 32) {
+    throw new OtaError('CONFIG_INVALID', `delta fromLast is ${String(out.fromLast)}: expected a whole number from 0 to 32`);
+  }
+  if (!Number.isFinite(out.maxShare) || out.maxShare <= 0 || out.maxShare > 1) {
+    throw new OtaError('CONFIG_INVALID', `delta maxShare is ${String(out.maxShare)}: expected a share above 0 and at most 1 (0.7 for 70 %)`);
+  }
+  return out;
 }
 
 function hashBytes(bytes: Buffer): { sha256: string; length: number } {
