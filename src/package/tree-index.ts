@@ -297,8 +297,22 @@ export interface AssembleResult {
  * filesystems, a plain copy elsewhere; never a hard link, so the running release cannot change
  * the new one). Then the whole tree is verified against the index and made durable.
  */
-export async function assembleRelease(opts: { index: TreeIndex; currentDir: string; deltaFilesDir: string; destDir: string; signal?: AbortSignal }): Promise<AssembleResult> {
+export async function assembleRelease(opts: {
+  index: TreeIndex;
+  currentDir: string;
+  deltaFilesDir: string;
+  destDir: string;
+  /**
+   * The product's preserved paths: apply replaces them with the installed release's copies, so a
+   * file there that was changed locally is taken as it is (its content is not held to the index).
+   */
+  preservedPaths?: string[];
+  signal?: AbortSignal;
+}): Promise<AssembleResult> {
   const { index, currentDir, deltaFilesDir, destDir } = opts;
+  const preserved = (opts.preservedPaths ?? []).map((p) => p.replace(/^\/+|\/+$/g, '')).filter((p) => p !== '');
+  const isPreserved = (p: string): boolean => preserved.some((q) => p === q || p.startsWith(`${q}/`));
+  const unverified = new Set<string>();
   await mkdir(destDir, { mode: 0o700 });
   const result: AssembleResult = { fromDelta: 0, copied: 0, copiedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
@@ -326,7 +340,8 @@ export async function assembleRelease(opts: { index: TreeIndex; currentDir: stri
       if (st === null || !st.isFile()) {
         throw treeMismatch(e.path, st === null ? 'is missing from the installed release (the delta expects it unchanged)' : 'is not a regular file in the installed release');
       }
-      if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
+      if (isPreserved(e.path)) unverified.add(e.path);
+      else if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
       await copyFile(source, join(destDir, e.path), fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
       result.copied += 1;
       result.copiedBytes += e.size;
@@ -334,7 +349,7 @@ export async function assembleRelease(opts: { index: TreeIndex; currentDir: stri
   }
   await Promise.all(Array.from({ length: Math.min(4, copies.length) }, () => worker()));
   await applyModes(destDir, index);
-  await verifyTree(destDir, index, opts.signal);
+  await verifyTree(destDir, index, opts.signal, unverified);
   return result;
 }
 
@@ -351,7 +366,7 @@ async function applyModes(destDir: string, index: TreeIndex): Promise<void> {
  * and file contents (SHA-256), nothing more. Files and directories are fsynced on the way.
  * Throws RELEASE_TREE_MISMATCH naming the first difference.
  */
-export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSignal): Promise<void> {
+export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSignal, contentNotChecked: ReadonlySet<string> = new Set()): Promise<void> {
   const want = new Map(index.entries.map((e) => [e.path, e]));
   const files: TreeIndexEntry[] = [];
   const dirs: string[] = [];
@@ -373,6 +388,10 @@ export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSi
         await visit(childRel);
         dirs.push(childRel);
       } else if (type === 'file') {
+        if (contentNotChecked.has(childRel)) {
+          await syncFile(join(dir, childRel));
+          continue;
+        }
         if (st.size !== e.size) throw treeMismatch(childRel, `is ${st.size} bytes on disk, ${e.size} in the signed index`);
         files.push(e);
       } else if ((await readlink(join(dir, childRel))) !== e.linkname) {
@@ -407,6 +426,15 @@ export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSi
   await Promise.all(Array.from({ length: Math.min(4, files.length) }, () => worker()));
   for (const d of dirs) await fsyncDir(join(dir, d));
   await fsyncDir(dir);
+}
+
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export function treeMismatch(path: string, what: string): OtaError {

@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
@@ -117,7 +117,8 @@ export interface AddResult {
   manifest: Manifest;
   manifestTarget: TargetInfo;
   packageTarget: TargetInfo;
-  indexTarget: TargetInfo;
+  /** null only for a library caller's unchecked bytes that are not a package (no index, no deltas). */
+  indexTarget: TargetInfo | null;
   /** One per earlier release considered, published or held back by the size gate. */
   deltas: DeltaOutcome[];
 }
@@ -363,7 +364,13 @@ export function createPublisher(options: PublisherOptions) {
         log.warn('no delta from a release whose manifest cannot be read', { fromVersion, error: (error as Error).message });
         continue;
       }
-      const prev = await publishedIndex(old);
+      let prev: TreeIndex;
+      try {
+        prev = await publishedIndex(old);
+      } catch (error) {
+        log.warn('no delta from a release whose tree cannot be indexed', { fromVersion, error: (error as Error).message });
+        continue;
+      }
       const tmp = path.join(workDir, `.delta-${fromVersion}-${process.pid}-${Date.now()}.tar.gz`);
       try {
         const meta = await writeDelta(packageFile, prev, index, tmp);
@@ -472,11 +479,22 @@ export function createPublisher(options: PublisherOptions) {
         const channel = draft.channel;
         const ids = { product: input.product, version: input.version };
         // The complete tree of the release, signed through the manifest: what a robot's staged tree must equal.
-        const index = await indexPackage(packageFile, ids);
+        let index: TreeIndex | null = null;
+        try {
+          index = await indexPackage(packageFile, ids);
+        } catch (error) {
+          // ota-repo checks the package first (input.check), so it always indexes; a library caller
+          // that skipped the check with bytes that are not a package publishes a schema-1.0 release.
+          if (input.check !== undefined) throw toOtaError(error, 'PACKAGE_CORRUPT', `indexing package ${packageFile}`);
+          log.warn('package could not be indexed: published without a tree index or deltas', { error: (error as Error).message });
+        }
         const indexName = `${input.product}/${input.product}-${input.version}.index.json`;
-        const indexTarget = await storeTarget(indexName, { bytes: Buffer.from(serializeIndex(index)) });
-        staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
-        const deltas = await makeDeltas(state, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir);
+        let indexTarget: TargetInfo | null = null;
+        if (index !== null) {
+          indexTarget = await storeTarget(indexName, { bytes: Buffer.from(serializeIndex(index)) });
+          staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
+        }
+        const deltas = index === null ? [] : await makeDeltas(state, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir);
         for (const d of deltas) {
           if (d.target === undefined) continue;
           staged[d.target.name] = { length: d.target.length, sha256: d.target.sha256, custom: { kind: 'delta', product: input.product, version: input.version, channel, fromVersion: d.fromVersion } };
@@ -485,7 +503,7 @@ export function createPublisher(options: PublisherOptions) {
         const manifest: Manifest = {
           ...draft,
           package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 },
-          index: { target: indexName, length: indexTarget.length, sha256: indexTarget.sha256, entries: index.entries.length, bytes: index.bytes },
+          ...(index !== null && indexTarget !== null ? { index: { target: indexName, length: indexTarget.length, sha256: indexTarget.sha256, entries: index.entries.length, bytes: index.bytes } } : {}),
           ...(published.length > 0 ? { deltas: published.map((d) => ({ fromVersion: d.fromVersion, target: d.target!.name, length: d.target!.length, sha256: d.target!.sha256 })) } : {}),
         };
         const manifestBytes = Buffer.from(serializeManifest(manifest));
