@@ -111,7 +111,7 @@ describe('resuming a TUF target download through the stage step', () => {
 
   it('the check step retries a 503 on metadata and still finds the release', async () => {
     const r = await robot('robot', 2);
-    server.setFaults({ statusesFirst: [503, 500], onlyPath: packageUrlPath });
+    server.setFaults({ statusesFirst: [503, 500] });
     const out = await r.check({ product: 'robot-ai', runId: 'run-1', installedVersion: '1.0.0' }, new AbortController().signal);
     expect(out).toMatchObject({ available: true, offer: { version: '1.1.0' } });
     expect(server.requests.filter((x) => x.status !== null && x.status >= 500)).toHaveLength(2);
@@ -120,7 +120,7 @@ describe('resuming a TUF target download through the stage step', () => {
   it('retries a 503 and then downloads the whole target once', async () => {
     const r = await robot('robot', 2);
     await r.repository.refresh();
-    server.setFaults({ statusesFirst: [503] });
+    server.setFaults({ statusesFirst: [503], onlyPath: packageUrlPath });
     const out = await r.stage({ product: 'robot-ai', runId: 'run-1', offer }, new AbortController().signal);
     await server.settled();
     expect(packageRequests().map((x) => x.status)).toEqual([503, 200]);
