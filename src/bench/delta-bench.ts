@@ -98,7 +98,7 @@ export async function benchDeltas(work: string, makeTree: (root: string, files: 
   const fullStagingMs = await time(async () => {
     const scan = await scanPackage(fullFile);
     await extractScanned(fullFile, full, scan);
-    await verifyTree(full, index);
+    await verifyTree(full, index, undefined, new Set(), 'none');
   });
   const base = join(work, 'delta-tar');
   mkdirSync(base);

@@ -8,6 +8,7 @@
  * and `files/<path>` for every file that is new or whose content changed. Directories, symlinks
  * and modes come from the index, unchanged files from the release already installed.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants, createWriteStream } from 'node:fs';
 import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, rename, symlink } from 'node:fs/promises';
@@ -349,7 +350,9 @@ export async function assembleRelease(opts: {
   }
   await Promise.all(Array.from({ length: Math.min(4, copies.length) }, () => worker()));
   await applyModes(destDir, index);
-  await verifyTree(destDir, index, opts.signal, unverified);
+  await verifyTree(destDir, index, opts.signal, unverified, 'none');
+  // One filesystem sync for the whole assembled tree instead of one fsync per file in sequence.
+  await syncFilesystem(destDir, index);
   return result;
 }
 
@@ -366,7 +369,15 @@ async function applyModes(destDir: string, index: TreeIndex): Promise<void> {
  * and file contents (SHA-256), nothing more. Files and directories are fsynced on the way.
  * Throws RELEASE_TREE_MISMATCH naming the first difference.
  */
-export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSignal, contentNotChecked: ReadonlySet<string> = new Set()): Promise<void> {
+export async function verifyTree(
+  dir: string,
+  index: TreeIndex,
+  signal?: AbortSignal,
+  contentNotChecked: ReadonlySet<string> = new Set(),
+  /** 'each': fsync every file and directory on the way; 'none': the caller makes the tree durable (syncFilesystem). */
+  durability: 'each' | 'none' = 'each',
+): Promise<void> {
+  const each = durability === 'each';
   const want = new Map(index.entries.map((e) => [e.path, e]));
   const files: TreeIndexEntry[] = [];
   const dirs: string[] = [];
@@ -389,7 +400,7 @@ export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSi
         dirs.push(childRel);
       } else if (type === 'file') {
         if (contentNotChecked.has(childRel)) {
-          await syncFile(join(dir, childRel));
+          if (each) await syncFile(join(dir, childRel));
           continue;
         }
         if (st.size !== e.size) throw treeMismatch(childRel, `is ${st.size} bytes on disk, ${e.size} in the signed index`);
@@ -417,14 +428,30 @@ export async function verifyTree(dir: string, index: TreeIndex, signal?: AbortSi
         }
         const sha256 = hash.digest('hex');
         if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
-        await handle.sync();
+        if (each) await handle.sync();
       } finally {
         await handle.close();
       }
     }
   }
   await Promise.all(Array.from({ length: Math.min(4, files.length) }, () => worker()));
+  if (!each) return;
   for (const d of dirs) await fsyncDir(join(dir, d));
+  await fsyncDir(dir);
+}
+
+/**
+ * Makes everything written under `dir` durable with one syncfs(2) of its filesystem (`sync -f`,
+ * coreutils), which flushes data and metadata of every file at once. Where `sync -f` cannot run,
+ * every file and directory of the tree is fsynced instead.
+ */
+export async function syncFilesystem(dir: string, index: TreeIndex): Promise<void> {
+  const ok = await new Promise<boolean>((resolve) => {
+    execFile('sync', ['-f', dir], { timeout: 300_000 }, (error) => resolve(error === null));
+  });
+  if (ok) return;
+  for (const e of index.entries) if (e.type === 'file') await syncFile(join(dir, e.path));
+  for (const e of [...index.entries].reverse()) if (e.type === 'directory') await fsyncDir(join(dir, e.path));
   await fsyncDir(dir);
 }
 

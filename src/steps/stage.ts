@@ -140,7 +140,8 @@ export function createStageStep(ports: StagePorts): StageStep {
       ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
       await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
       // The package is what was signed, and so is the index: the two must describe the same tree.
-      if (index !== null) await verifyTree(releaseDir, index, signal);
+      // (extractScanned already fsynced every file and directory.)
+      if (index !== null) await verifyTree(releaseDir, index, signal, new Set(), 'none');
       ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: index !== null ? 'unpacked and verified against the signed tree index' : 'unpacked and verified' });
       log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes, via: 'package', indexVerified: index !== null });
       return { releaseDir, packagePath, via: 'package', indexVerified: index !== null, ...(deltaFallback !== undefined ? { deltaFallback } : {}) };
