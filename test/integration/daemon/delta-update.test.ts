@@ -28,7 +28,9 @@ describe('otad applies deltas end to end', () => {
       const settled = await waitUntil(() => {
         const s = readSaved(db);
         return s?.state === 'idle' && s.runId === runId && s.context.lastOutcome !== null ? s : null;
-      }, { timeoutMs: 90_000, intervalMs: 50, what: `run ${runId} to settle` });
+      }, { timeoutMs: 90_000, intervalMs: 50, what: `run ${runId} to settle` }).catch((error: unknown) => {
+        throw new Error(`${(error as Error).message}\n--- otad log tail ---\n${w.logTail(30)}`);
+      });
       expect(settled.context.lastOutcome, w.logTail()).toBe('committed');
       return runId;
     };
@@ -50,9 +52,11 @@ describe('otad applies deltas end to end', () => {
     expect(readFileSync(w.sandbox.logPath, 'utf8')).toMatch(/update available: delta from 1\.1\.0, \d+ bytes to download \(full package \d+\)/);
 
     // A file of the installed release changed in place (same size): the delta cannot give the signed tree.
-    const readme = join(w.installPath, 'models/README');
-    const text = readFileSync(readme, 'utf8');
-    writeFileSync(readme, `X${text.slice(1)}`);
+    // The model is the same in every release here, so the delta expects it unchanged.
+    const model = join(w.installPath, 'models/planner.bin');
+    const bytes = readFileSync(model);
+    bytes[1000] = bytes[1000]! ^ 0xff;
+    writeFileSync(model, bytes);
     const r3 = await w.publishNext();
     const third = await update();
     expect(stagedLines(third).map((l) => l.via)).toEqual(['package']);
@@ -61,7 +65,7 @@ describe('otad applies deltas end to end', () => {
     expect(audits).toHaveLength(1);
     expect(audits[0]).toMatchObject({ run_id: third });
     expect(audits[0]!.message).toContain('RELEASE_TREE_MISMATCH');
-    expect(audits[0]!.message).toContain('models/README');
+    expect(audits[0]!.message).toContain('models/planner.bin');
     expect(readFileSync(w.sandbox.logPath, 'utf8')).toContain('delta from 1.2.0 not used: RELEASE_TREE_MISMATCH');
 
     // The next update goes by delta again: the tree otad installed is the signed one.
