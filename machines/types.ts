@@ -65,6 +65,12 @@ export interface Offer {
   minFromVersion?: string;
   /** The signed manifest's requirements.minFreeBytes: the disk pre-check demands at least this where the release is staged. */
   minFreeBytes?: number;
+  /** The release's signed tree index (manifest schema 1.1): every staged tree is verified against it. */
+  index?: TargetRef & { entries: number; bytes: number };
+  /** The delta from the installed version, when the release has one: downloaded instead of the package. */
+  delta?: { fromVersion: string; target: TargetRef };
+  /** What the robot downloads for this offer: the delta's length, else the package's. */
+  downloadBytes?: number;
 }
 
 export interface ChoiceRecord {
@@ -219,7 +225,14 @@ export type StageInput = StepBase & { offer: Offer };
 export interface StageOutput {
   /** The complete, verified release tree, ready to be switched to. */
   releaseDir: string;
+  /** The downloaded file the tree came from: the package, or the delta. */
   packagePath: string;
+  /** How the tree was built: unpacked from the package, or assembled from the installed release and a delta. */
+  via?: 'package' | 'delta';
+  /** Set when a delta was offered but not used, and why (the full package was staged instead). */
+  deltaFallback?: { code: string; message: string };
+  /** Whether the staged tree was verified against the signed tree index (false: a schema 1.0 manifest). */
+  indexVerified?: boolean;
 }
 
 export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null };

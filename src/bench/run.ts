@@ -4,7 +4,9 @@
  * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf, our peak memory while
  * downloading, and `otactl status` against `systemctl --version` (the start of a small system
  * tool) with the peak RSS of each. Numbers vary on a shared machine; the ratio is what to compare.
- * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`) runs only the parts named.
+ * Deltas (`delta`): bytes a robot downloads for a 1 % change and for a model change, and staging
+ * after the 1 % delta against full staging and tar -xzf + sync -f (src/bench/delta-bench.ts).
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -14,6 +16,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchDownload } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
+import { benchDeltas } from './delta-bench.js';
 import { createPackage } from '../package/create.js';
 import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
@@ -85,6 +88,18 @@ async function main(): Promise<void> {
       const extracted = await time(() => extractPackage(pkg, join(work, 'extracted')));
       mkdirSync(join(work, 'base-extract'));
       lines.push(row('scan + safe extract', extracted.ms, 'tar -xzf', await baseline('tar', ['-xzf', pkg, '-C', join(work, 'base-extract')])));
+    }
+
+    if (wanted('delta')) {
+      const d = await benchDeltas(work, makeTree);
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+      const share = (n: number, of: number) => `${((n * 100) / of).toFixed(3)} %`;
+      lines.push(`${'wire: 1 % of files changed'.padEnd(28)} delta ${(d.smallDeltaBytes / 1024).toFixed(1)} KiB of a ${mib(d.packageBytes)} package = ${share(d.smallDeltaBytes, d.packageBytes)} (goal ≤ 5 %; ${d.changedFiles} of ${d.files} files)`);
+      lines.push(
+        `${'wire: the 64 MiB model changed'.padEnd(28)} download ${mib(d.modelChangeDownloadBytes)} = ${share(d.modelChangeDownloadBytes, d.modelChangePackageBytes)} of the package (goal ≤ 101 %; the delta would be ${mib(d.modelDeltaBytes)}, ${d.modelDeltaPublished ? 'published' : 'held back by the 70 % gate'})`,
+      );
+      lines.push(row('staging after a 1 % delta', d.deltaStagingMs, 'full staging', d.fullStagingMs, '   (goal ≤ 0.30)'));
+      lines.push(row('full staging (+ index verify)', d.fullStagingMs, 'tar -xzf+sync', d.tarSyncMs));
     }
 
     if (wanted('otactl')) {

@@ -129,6 +129,8 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     .option('--type <type>', 'product type (config/product-types/<type>.yaml): where its version file is')
     .option('--version-file <path>', 'the version file inside the release (default: the type\'s versionFile, else VERSION)')
     .option('--no-version-file', 'the release has no version file: skip the version check')
+    .option('--delta-from <n>', 'write deltas from the newest N published releases of the same product and channel (0: none; default 3, or ota-repo.json deltas.fromLast)')
+    .option('--delta-max-share <share>', 'publish a delta only when smaller than this share of the full package, e.g. 0.7 or 70% (default 70%, or ota-repo.json deltas.maxShare)')
     .option('--publish', 'sign and publish right away')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const g = globals();
@@ -162,13 +164,31 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       }
       // Commander turns --no-version-file into versionFile === false.
       input.check = { versionFile: opts.versionFile === false ? null : typeof opts.versionFile === 'string' ? opts.versionFile : await typeVersionFile(opts.type) };
+      if (typeof opts.deltaFrom === 'string') {
+        const n = Number(opts.deltaFrom);
+        if (!Number.isInteger(n) || n < 0) throw new OtaError('CONFIG_INVALID', `--delta-from is ${JSON.stringify(opts.deltaFrom)}: expected a whole number ≥ 0`);
+        input.deltas = { ...(input.deltas ?? {}), fromLast: n };
+      }
+      if (typeof opts.deltaMaxShare === 'string') {
+        const text = opts.deltaMaxShare.trim();
+        const share = text.endsWith('%') ? Number(text.slice(0, -1)) / 100 : Number(text);
+        if (!Number.isFinite(share) || share <= 0 || share > 1) throw new OtaError('CONFIG_INVALID', `--delta-max-share is ${JSON.stringify(opts.deltaMaxShare)}: expected a share above 0 and at most 1, such as 0.7 or 70%`);
+        input.deltas = { ...(input.deltas ?? {}), maxShare: share };
+      }
       const publisher = publisherFor(g);
       const added = await publisher.add(input);
+      const deltaLines = added.deltas.map((d) =>
+        d.published
+          ? `delta from ${d.fromVersion}: ${d.bytes} bytes (${d.files} files, ${d.removed} removed), ${pct(d.bytes, added.packageTarget.length)} of the package`
+          : `delta from ${d.fromVersion}: ${d.bytes} bytes, ${pct(d.bytes, added.packageTarget.length)} of the package, not below the gate of ${d.limitBytes} bytes: not published (robots on ${d.fromVersion} download the full package)`,
+      );
       const published = opts.publish === true ? await publisher.publish() : undefined;
       print(
         g.json,
         { ...added, ...(published ? { publish: published } : {}) },
         `staged ${added.manifest.product} ${added.manifest.version} (${added.packageTarget.length} bytes, sha256 ${added.packageTarget.sha256})` +
+          `\ntree index: ${added.manifest.index?.entries ?? 0} entries, ${added.manifest.index?.bytes ?? 0} bytes of files` +
+          (deltaLines.length > 0 ? `\n${deltaLines.join('\n')}` : '') +
           (published ? `\npublished: targets ${published.targetsVersion}, snapshot ${published.snapshotVersion}, timestamp ${published.timestampVersion}` : '\nrun "ota-repo publish" to sign it'),
       );
     });
@@ -278,6 +298,10 @@ export async function main(argv: string[], io: CliIo = stdio): Promise<number> {
     else io.err(`ota-repo: error: ${(error as Error).message ?? String(error)}`);
     return 1;
   }
+}
+
+function pct(part: number, whole: number): string {
+  return `${((part * 100) / whole).toFixed(1)} %`;
 }
 
 class ExitCode extends Error {

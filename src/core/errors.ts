@@ -66,6 +66,7 @@ export const ErrorCodes = {
   RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
   PUBLISH_CONTENT_CHANGED: { category: 'package', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
+  RELEASE_INDEX_INVALID: { category: 'trust', retryable: false },
   // packages
   PACKAGE_UNSAFE_PATH: { category: 'package', retryable: false },
   PACKAGE_UNSAFE_LINK: { category: 'package', retryable: false },
@@ -74,6 +75,8 @@ export const ErrorCodes = {
   PACKAGE_DUPLICATE_ENTRY: { category: 'package', retryable: false },
   PACKAGE_TOO_LARGE: { category: 'package', retryable: false },
   PACKAGE_CORRUPT: { category: 'package', retryable: false },
+  RELEASE_TREE_MISMATCH: { category: 'package', retryable: false },
+  DELTA_INVALID: { category: 'package', retryable: false },
   // pre-conditions
   PRECHECK_FAILED: { category: 'precondition', retryable: true },
   // execution

@@ -22,6 +22,7 @@ export type AuditKind =
   | 'config-reload'
   | 'recovery'
   | 'package-rejected'
+  | 'delta-fallback'
   | 'key-rotation'
   | 'upload'
   | 'studio-publish'

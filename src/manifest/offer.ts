@@ -74,7 +74,7 @@ export function evaluateOffer(input: OfferInput): OfferDecision {
 }
 
 /** The Offer the machine carries: JSON only, times as epoch milliseconds. */
-export function toOffer(manifest: Manifest, manifestTarget: TargetRef): Offer {
+export function toOffer(manifest: Manifest, manifestTarget: TargetRef, installedVersion: string | null = null): Offer {
   const offer: Offer = {
     product: manifest.product,
     version: manifest.version,
@@ -89,5 +89,13 @@ export function toOffer(manifest: Manifest, manifestTarget: TargetRef): Offer {
   if (manifest.maxDeferralHours !== undefined) offer.maxDeferralMs = Math.round(manifest.maxDeferralHours * 3_600_000);
   if (manifest.minFromVersion !== undefined) offer.minFromVersion = manifest.minFromVersion;
   if (manifest.requirements?.minFreeBytes !== undefined) offer.minFreeBytes = manifest.requirements.minFreeBytes;
+  if (manifest.index !== undefined) {
+    const { target, length, sha256, entries, bytes } = manifest.index;
+    offer.index = { name: target, length, sha256, entries, bytes };
+    // A delta needs the index to be proven; without one (schema 1.0) the full package is the only way.
+    const delta = installedVersion === null ? undefined : manifest.deltas?.find((d) => d.fromVersion === installedVersion);
+    if (delta !== undefined) offer.delta = { fromVersion: delta.fromVersion, target: { name: delta.target, length: delta.length, sha256: delta.sha256 } };
+  }
+  offer.downloadBytes = offer.delta?.target.length ?? offer.package.length;
   return offer;
 }

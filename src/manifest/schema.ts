@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { OtaError } from '../core/errors.js';
 
 /** The schema this code writes. Readers accept any `1.x`; a new major means a breaking change. */
-export const MANIFEST_SCHEMA_VERSION = '1.0';
+export const MANIFEST_SCHEMA_VERSION = '1.1';
 export const SUPPORTED_MANIFEST_MAJOR = 1;
 /** Release notes are shown on robot screens and stored in the database: keep them bounded. */
 export const MAX_NOTES_LENGTH = 16_384;
@@ -46,6 +46,28 @@ export const manifestSchema = z.object({
     length: z.number().int().positive(),
     sha256: z.string().regex(SHA256_RE, { message: 'expected 64 lower-case hex characters' }),
   }),
+  /** Schema 1.1: the release's tree index, a TUF target of its own (src/package/tree-index.ts). */
+  index: z
+    .object({
+      target: z.string().regex(TARGET_RE, { message: 'expected a relative target path such as robot-ai/robot-ai-2.1.0.index.json' }),
+      length: z.number().int().positive(),
+      sha256: z.string().regex(SHA256_RE, { message: 'expected 64 lower-case hex characters' }),
+      entries: z.number().int().nonnegative(),
+      bytes: z.number().int().nonnegative(),
+    })
+    .optional(),
+  /** Schema 1.1: deltas from earlier releases, each a TUF target (needs `index`). */
+  deltas: z
+    .array(
+      z.object({
+        fromVersion: semverString,
+        target: z.string().regex(TARGET_RE, { message: 'expected a relative target path such as robot-ai/robot-ai-2.0.0-to-2.1.0.delta.tar.gz' }),
+        length: z.number().int().positive(),
+        sha256: z.string().regex(SHA256_RE, { message: 'expected 64 lower-case hex characters' }),
+      }),
+    )
+    .max(32)
+    .optional(),
   rolloutPercent: z.number().min(0).max(100).optional(),
   maxDeferralHours: z.number().nonnegative().max(24 * 365).optional(),
   installBy: isoTime.optional(),
@@ -95,6 +117,18 @@ export function parseManifest(input: string | Buffer | unknown, source = 'manife
       `${source}: field minFromVersion is ${manifest.minFromVersion}: expected a version not above the release version ${manifest.version}`,
       { details: { source, field: 'minFromVersion' } },
     );
+  }
+  if (manifest.deltas !== undefined && manifest.deltas.length > 0 && manifest.index === undefined) {
+    throw new OtaError('MANIFEST_INVALID', `${source}: field deltas is set without index: a delta can only be applied against a signed tree index`, {
+      details: { source, field: 'deltas' },
+    });
+  }
+  for (const d of manifest.deltas ?? []) {
+    if (!semver.lt(d.fromVersion, manifest.version)) {
+      throw new OtaError('MANIFEST_INVALID', `${source}: field deltas has a delta from ${d.fromVersion}: expected a version below ${manifest.version}`, {
+        details: { source, field: 'deltas' },
+      });
+    }
   }
   return manifest;
 }

@@ -14,12 +14,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
+import semver from 'semver';
+import { indexPackage, parseIndex, serializeIndex, writeDelta, type TreeIndex } from '../package/tree-index.js';
 import { exists, hashFile } from '../core/files.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import {
@@ -45,6 +47,7 @@ export const ISSUED_FIELD = 'x-otad-issued';
 
 export interface RepoSettings {
   expiryMs: Record<RoleName, number>;
+  deltas?: Partial<DeltaSettings>;
 }
 
 export interface PublisherOptions {
@@ -78,13 +81,39 @@ export interface ReleaseInput {
   installBy?: string;
   /** Check the package as a robot would before anything is stored (ota-repo add always does). */
   check?: ReleaseCheck;
+  /** Deltas from earlier published releases (defaults: the repository's settings, else 3 and 0.7). */
+  deltas?: Partial<DeltaSettings>;
   /** The manifest's releasedAt (epoch ms; default now): fixed by a caller that showed the manifest before signing it. */
   releasedAt?: number;
   /**
-   * What the caller showed the publisher: when given, add() refuses (PUBLISH_CONTENT_CHANGED) unless the
-   * package and the manifest it stores have exactly these SHA-256s, so what is signed is what was reviewed.
+   * What the caller showed the publisher (from preview()): when given, add() refuses
+   * (PUBLISH_CONTENT_CHANGED) unless the package and the manifest it would store have exactly these
+   * SHA-256s, so what is signed is what was reviewed. The manifest names the tree index and the
+   * deltas, so a release published in between (a new delta base) also counts as a change.
    */
   expect?: { packageSha256: string; manifestSha256: string };
+}
+
+export interface DeltaSettings {
+  /** Deltas from this many of the newest published releases of the same product and channel (0: none). */
+  fromLast: number;
+  /** A delta is published only when smaller than this share of the full package (0 < share ≤ 1). */
+  maxShare: number;
+}
+
+export const DEFAULT_DELTA_SETTINGS: DeltaSettings = { fromLast: 3, maxShare: 0.7 };
+
+export interface DeltaOutcome {
+  fromVersion: string;
+  /** The delta's size, published or not. */
+  bytes: number;
+  /** The gate: maxShare × the full package length. */
+  limitBytes: number;
+  published: boolean;
+  /** Published deltas only. */
+  target?: TargetInfo;
+  files: number;
+  removed: number;
 }
 
 export interface TargetInfo {
@@ -97,6 +126,10 @@ export interface AddResult {
   manifest: Manifest;
   manifestTarget: TargetInfo;
   packageTarget: TargetInfo;
+  /** null only for a library caller's unchecked bytes that are not a package (no index, no deltas). */
+  indexTarget: TargetInfo | null;
+  /** One per earlier release considered, published or held back by the size gate. */
+  deltas: DeltaOutcome[];
 }
 
 export interface PublishResult {
@@ -131,10 +164,12 @@ export interface RepoState {
 }
 
 export interface CustomTargetInfo {
-  kind: 'manifest' | 'package';
+  kind: 'manifest' | 'package' | 'index' | 'delta';
   product: string;
   version: string;
   channel?: string;
+  /** Deltas: the release they apply to. */
+  fromVersion?: string;
 }
 
 export type Publisher = ReturnType<typeof createPublisher>;
@@ -161,7 +196,7 @@ export function createPublisher(options: PublisherOptions) {
     }
     try {
       const raw = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Partial<RepoSettings>;
-      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) } };
+      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) }, ...(raw.deltas !== undefined ? { deltas: raw.deltas } : {}) };
     } catch {
       return { expiryMs: { ...DEFAULT_EXPIRY_MS } };
     }
@@ -232,6 +267,14 @@ export function createPublisher(options: PublisherOptions) {
     }
   }
 
+  type StoreTarget = (name: string, source: { file?: string; bytes?: Buffer }) => Promise<TargetInfo>;
+
+  /** Only what storeTarget would return: the name, length and SHA-256, nothing written (preview()). */
+  async function describeTarget(name: string, source: { file?: string; bytes?: Buffer }): Promise<TargetInfo> {
+    const { sha256, length } = source.bytes !== undefined ? hashBytes(source.bytes) : await hashFile(source.file!);
+    return { name, length, sha256 };
+  }
+
   /** Store a file as a consistent-snapshot target: `targets/<dir>/<sha256>.<base>`. */
   async function storeTarget(name: string, source: { file?: string; bytes?: Buffer }): Promise<TargetInfo> {
     const { sha256, length } = source.bytes !== undefined ? hashBytes(source.bytes) : await hashFile(source.file!);
@@ -290,6 +333,164 @@ export function createPublisher(options: PublisherOptions) {
     await writeMetadata('timestamp.json', timestamp);
     published.push('timestamp.json');
     return { targetsVersion, snapshotVersion: snapshot.signed.version, timestampVersion: timestamp.signed.version, published };
+  }
+
+  function targetFile(name: string, sha256: string): string {
+    const { dir, base } = path.posix.parse(name);
+    return path.join(targetsDir, ...dir.split('/').filter(Boolean), `${sha256}.${base}`);
+  }
+
+  /** The tree index of a published release: its signed index target, or (releases published before indexes) its package read again. */
+  async function publishedIndex(manifest: Manifest): Promise<TreeIndex> {
+    if (manifest.index !== undefined) {
+      return parseIndex(await fs.readFile(targetFile(manifest.index.target, manifest.index.sha256)), manifest.index.target, { product: manifest.product, version: manifest.version });
+    }
+    return indexPackage(targetFile(manifest.package.target, manifest.package.sha256), { product: manifest.product, version: manifest.version });
+  }
+
+  /**
+   * A release as add() would stage it: the package, its tree index, the deltas from earlier
+   * releases and the manifest naming them all. 'store' writes the targets and the staged list;
+   * 'preview' only computes them (the same bytes, so the same SHA-256s) and writes nothing.
+   */
+  async function composeRelease(input: ReleaseInput, mode: 'store' | 'preview'): Promise<AddResult> {
+    await readSettings();
+    const store: StoreTarget = mode === 'store' ? storeTarget : describeTarget;
+    const packageName = `${input.product}/${input.product}-${input.version}.tar.gz`;
+    const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
+    // Validate the release fields before touching the repository (package fields are placeholders here).
+    const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, input.releasedAt ?? clock.now());
+    const settings = await readSettings();
+    const state = await loadState();
+    const staged = await readStaged();
+    if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
+      throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
+    }
+    let packageFile = input.packageFile;
+    let tmpDir: string | undefined;
+    if (packageFile === undefined) {
+      if (input.sourceDir === undefined) throw new OtaError('CONFIG_INVALID', 'add needs a package file (tar.gz) or a source directory');
+      tmpDir = await fs.mkdtemp(path.join(repoDir, '.pack-'));
+      packageFile = path.join(tmpDir, 'package.tar.gz');
+      await packDirectory(input.sourceDir, packageFile);
+    }
+    try {
+      const stat = await fs.stat(packageFile).catch(() => null);
+      if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
+      if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
+      if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
+      const deltaSettings = resolveDeltaSettings({ ...(settings.deltas ?? {}), ...(input.deltas ?? {}) });
+      const packageTarget = await store(packageName, { file: packageFile });
+      const channel = draft.channel;
+      const ids = { product: input.product, version: input.version };
+      // The complete tree of the release, signed through the manifest: what a robot's staged tree must equal.
+      let index: TreeIndex | null = null;
+      try {
+        index = await indexPackage(packageFile, ids);
+      } catch (error) {
+        // ota-repo checks the package first (input.check), so it always indexes; a library caller
+        // that skipped the check with bytes that are not a package publishes a schema-1.0 release.
+        if (input.check !== undefined) throw toOtaError(error, 'PACKAGE_CORRUPT', `indexing package ${packageFile}`);
+        log.warn('package could not be indexed: published without a tree index or deltas', { error: (error as Error).message });
+      }
+      const indexName = `${input.product}/${input.product}-${input.version}.index.json`;
+      let indexTarget: TargetInfo | null = null;
+      if (index !== null) {
+        indexTarget = await store(indexName, { bytes: Buffer.from(serializeIndex(index)) });
+        staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
+      }
+      const deltas = index === null ? [] : await makeDeltas(state, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir, store);
+      for (const d of deltas) {
+        if (d.target === undefined) continue;
+        staged[d.target.name] = { length: d.target.length, sha256: d.target.sha256, custom: { kind: 'delta', product: input.product, version: input.version, channel, fromVersion: d.fromVersion } };
+      }
+      const published = deltas.filter((d) => d.target !== undefined);
+      const manifest: Manifest = {
+        ...draft,
+        package: { target: packageName, length: packageTarget.length, sha256: packageTarget.sha256 },
+        ...(index !== null && indexTarget !== null ? { index: { target: indexName, length: indexTarget.length, sha256: indexTarget.sha256, entries: index.entries.length, bytes: index.bytes } } : {}),
+        ...(published.length > 0 ? { deltas: published.map((d) => ({ fromVersion: d.fromVersion, target: d.target!.name, length: d.target!.length, sha256: d.target!.sha256 })) } : {}),
+      };
+      const manifestBytes = Buffer.from(serializeManifest(manifest));
+      if (mode === 'preview') {
+        return { manifest, manifestTarget: await describeTarget(manifestName, { bytes: manifestBytes }), packageTarget, indexTarget, deltas };
+      }
+      if (input.expect !== undefined && (packageTarget.sha256 !== input.expect.packageSha256 || hashBytes(manifestBytes).sha256 !== input.expect.manifestSha256)) {
+        // The package file changed between the preview add() compared and storing it.
+        throw new OtaError('PUBLISH_CONTENT_CHANGED', `release ${input.product} ${input.version}: the package changed while it was being stored; nothing was signed`);
+      }
+      const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
+      staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version, channel: manifest.channel } };
+      staged[manifestName] = {
+        length: manifestTarget.length,
+        sha256: manifestTarget.sha256,
+        custom: { kind: 'manifest', product: input.product, version: input.version, channel: manifest.channel },
+      };
+      await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
+      log.info('release staged', { product: input.product, version: input.version, package: packageTarget, deltas: deltas.map((d) => ({ from: d.fromVersion, bytes: d.bytes, published: d.published })) });
+      return { manifest, manifestTarget, packageTarget, indexTarget, deltas };
+    } finally {
+      if (tmpDir !== undefined) await fs.rm(tmpDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Deltas to `version` from the newest `fromLast` published releases of the same product and
+   * channel below it. Each is written, measured, and stored as a target only when it passes the gate.
+   */
+  async function makeDeltas(
+    state: RepoState,
+    product: string,
+    channel: string,
+    version: string,
+    packageFile: string,
+    packageLength: number,
+    index: TreeIndex,
+    settings: DeltaSettings,
+    workDir: string,
+    store: StoreTarget,
+  ): Promise<DeltaOutcome[]> {
+    if (settings.fromLast === 0) return [];
+    const earlier = Object.values(state.targets.signed.targets)
+      .map((t) => ({ t, custom: ((t.custom as { otad?: Partial<CustomTargetInfo> }).otad ?? {}) }))
+      .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)
+      .filter(({ custom }) => semver.valid(custom.version ?? '') !== null && semver.lt(custom.version!, version))
+      .sort((a, b) => semver.rcompare(a.custom.version!, b.custom.version!))
+      .slice(0, settings.fromLast);
+    const limitBytes = Math.floor(packageLength * settings.maxShare);
+    const outcomes: DeltaOutcome[] = [];
+    for (const { t, custom } of earlier) {
+      const fromVersion = custom.version!;
+      let old: Manifest;
+      try {
+        old = parseManifest(await fs.readFile(targetFile(t.path, t.hashes['sha256'] ?? '')), t.path);
+      } catch (error) {
+        log.warn('no delta from a release whose manifest cannot be read', { fromVersion, error: (error as Error).message });
+        continue;
+      }
+      let prev: TreeIndex;
+      try {
+        prev = await publishedIndex(old);
+      } catch (error) {
+        log.warn('no delta from a release whose tree cannot be indexed', { fromVersion, error: (error as Error).message });
+        continue;
+      }
+      const tmp = path.join(workDir, `.delta-${fromVersion}-${process.pid}-${Date.now()}.tar.gz`);
+      try {
+        const meta = await writeDelta(packageFile, prev, index, tmp);
+        const bytes = (await fs.stat(tmp)).size;
+        const outcome: DeltaOutcome = { fromVersion, bytes, limitBytes, published: bytes < limitBytes, files: meta.files, removed: meta.removed.length };
+        if (outcome.published) {
+          outcome.target = await store(`${product}/${product}-${fromVersion}-to-${version}.delta.tar.gz`, { file: tmp });
+        } else {
+          log.info('delta held back by the size gate', { fromVersion, bytes, limitBytes });
+        }
+        outcomes.push(outcome);
+      } finally {
+        await fs.rm(tmp, { force: true });
+      }
+    }
+    return outcomes;
   }
 
   return {
@@ -353,57 +554,24 @@ export function createPublisher(options: PublisherOptions) {
      * Nothing is visible to robots until publish() signs it.
      */
     async add(input: ReleaseInput): Promise<AddResult> {
-      await readSettings();
-      const packageName = `${input.product}/${input.product}-${input.version}.tar.gz`;
-      const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
-      // Validate the release fields before touching the repository (package fields are placeholders here).
-      const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, input.releasedAt ?? clock.now());
-      const state = await loadState();
-      const staged = await readStaged();
-      if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
-        throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
-      }
-      let packageFile = input.packageFile;
-      let tmpDir: string | undefined;
-      if (packageFile === undefined) {
-        if (input.sourceDir === undefined) throw new OtaError('CONFIG_INVALID', 'add needs a package file (tar.gz) or a source directory');
-        tmpDir = await fs.mkdtemp(path.join(repoDir, '.pack-'));
-        packageFile = path.join(tmpDir, 'package.tar.gz');
-        await packDirectory(input.sourceDir, packageFile);
-      }
-      try {
-        const stat = await fs.stat(packageFile).catch(() => null);
-        if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
-        if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
-        if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
-        const packageHash = await hashFile(packageFile);
-        const manifest = { ...draft, package: { target: packageName, length: packageHash.length, sha256: packageHash.sha256 } };
-        const manifestBytes = Buffer.from(serializeManifest(manifest));
-        if (input.expect !== undefined) {
-          const manifestSha256 = hashBytes(manifestBytes).sha256;
-          if (packageHash.sha256 !== input.expect.packageSha256 || manifestSha256 !== input.expect.manifestSha256) {
-            throw new OtaError('PUBLISH_CONTENT_CHANGED', `release ${input.product} ${input.version}: the package or manifest differs from the reviewed one; nothing was stored or signed`, {
-              details: { expected: input.expect, found: { packageSha256: packageHash.sha256, manifestSha256 } },
-            });
-          }
+      if (input.expect !== undefined) {
+        const seen = await composeRelease({ ...input, expect: undefined }, 'preview');
+        if (seen.packageTarget.sha256 !== input.expect.packageSha256 || seen.manifestTarget.sha256 !== input.expect.manifestSha256) {
+          throw new OtaError('PUBLISH_CONTENT_CHANGED', `release ${input.product} ${input.version}: the package or manifest differs from the reviewed one; nothing was stored or signed`, {
+            details: { expected: input.expect, found: { packageSha256: seen.packageTarget.sha256, manifestSha256: seen.manifestTarget.sha256 } },
+          });
         }
-        const packageTarget = await storeTarget(packageName, { file: packageFile });
-        if (packageTarget.sha256 !== packageHash.sha256) {
-          throw new OtaError('PUBLISH_CONTENT_CHANGED', `package ${packageFile} changed while it was being stored; nothing was signed`);
-        }
-        const manifestTarget = await storeTarget(manifestName, { bytes: manifestBytes });
-        staged[packageName] = { length: packageTarget.length, sha256: packageTarget.sha256, custom: { kind: 'package', product: input.product, version: input.version, channel: manifest.channel } };
-        staged[manifestName] = {
-          length: manifestTarget.length,
-          sha256: manifestTarget.sha256,
-          custom: { kind: 'manifest', product: input.product, version: input.version, channel: manifest.channel },
-        };
-        await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
-        log.info('release staged', { product: input.product, version: input.version, package: packageTarget });
-        return { manifest, manifestTarget, packageTarget };
-      } finally {
-        if (tmpDir !== undefined) await fs.rm(tmpDir, { recursive: true, force: true });
       }
+      return composeRelease(input, 'store');
+    },
+
+    /**
+     * What add() would stage for this input, computed and not stored: the manifest (its exact
+     * bytes' SHA-256 in manifestTarget), the package, the tree index and the deltas. A caller that
+     * shows this to a publisher passes its SHA-256s back to add() as `expect`.
+     */
+    async preview(input: ReleaseInput): Promise<AddResult> {
+      return composeRelease({ ...input, expect: undefined }, 'preview');
     },
 
     /**
@@ -612,6 +780,18 @@ function rootFromParts(version: number, expiresAt: string, keys: Record<string, 
     roles,
     ...extra,
   } as Json);
+}
+
+/** Checks and completes delta settings; throws CONFIG_INVALID naming the bad value. */
+export function resolveDeltaSettings(partial: Partial<DeltaSettings>): DeltaSettings {
+  const out = { ...DEFAULT_DELTA_SETTINGS, ...partial };
+  if (!Number.isInteger(out.fromLast) || out.fromLast < 0 || out.fromLast > 32) {
+    throw new OtaError('CONFIG_INVALID', `delta fromLast is ${String(out.fromLast)}: expected a whole number from 0 to 32`);
+  }
+  if (!Number.isFinite(out.maxShare) || out.maxShare <= 0 || out.maxShare > 1) {
+    throw new OtaError('CONFIG_INVALID', `delta maxShare is ${String(out.maxShare)}: expected a share above 0 and at most 1 (0.7 for 70 %)`);
+  }
+  return out;
 }
 
 function hashBytes(bytes: Buffer): { sha256: string; length: number } {

@@ -217,8 +217,13 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
       return none;
     }
 
-    const offer = toOffer(manifest, release.manifestTarget);
-    log.info('update available', { version: offer.version, installedVersion, channel: offer.channel, rolloutPercent: percent });
+    const offer = toOffer(manifest, release.manifestTarget, installedVersion);
+    log.info(
+      offer.delta !== undefined
+        ? `update available: delta from ${offer.delta.fromVersion}, ${offer.delta.target.length} bytes to download (full package ${offer.package.length})`
+        : `update available: full package, ${offer.package.length} bytes to download`,
+      { version: offer.version, installedVersion, channel: offer.channel, rolloutPercent: percent, downloadBytes: offer.downloadBytes, delta: offer.delta !== undefined },
+    );
     return { available: true, installedVersion, offer };
   };
 

@@ -113,7 +113,7 @@ export interface DiskMeasurement {
 
 export interface PreCheckMeasurements {
   now: number;
-  offer: Pick<Offer, 'version' | 'releasedAt' | 'package' | 'minFreeBytes'>;
+  offer: Pick<Offer, 'version' | 'releasedAt' | 'package' | 'minFreeBytes' | 'delta' | 'index'>;
   disk: Measured<DiskMeasurement>;
   network: Measured<{ online: boolean; serverReachable: boolean }>;
   battery: Measured<BatteryReading>;
@@ -191,7 +191,29 @@ export interface FilesystemNeeds {
  * copied rather than renamed), the backup, less the old backups retention removes before the
  * download starts, and the product's minFreeBytes left over on each (added by the caller).
  */
-export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFreeBytes = 0): Map<string, FilesystemNeeds> {
+/** Filesystem block rounding allowed per entry when the unpacked size is known from the signed tree index. */
+export const INDEX_BLOCK_SLACK = 4096;
+
+/**
+ * What the run will download and unpack: with a delta from the installed release, the delta's
+ * length and the release's exact size from its signed tree index; with an index only, the package
+ * and that size; without one (schema 1.0), the package and EXTRACTION_FACTOR × its length.
+ */
+export interface DiskPlan {
+  downloadBytes: number;
+  downloadWhat: string;
+  /** Unpacked size when known (signed index), else null (estimated from the package). */
+  unpackedBytes: number | null;
+}
+
+export function diskPlanFor(offer: Pick<Offer, 'package' | 'delta' | 'index'>): DiskPlan {
+  const unpackedBytes = offer.index !== undefined ? offer.index.bytes + offer.index.entries * INDEX_BLOCK_SLACK : null;
+  if (offer.delta !== undefined && offer.index !== undefined) return { downloadBytes: offer.delta.target.length, downloadWhat: `delta from ${offer.delta.fromVersion}`, unpackedBytes };
+  return { downloadBytes: offer.package.length, downloadWhat: 'download', unpackedBytes };
+}
+
+export function diskNeeds(d: DiskMeasurement, packageBytes: number | DiskPlan, releaseMinFreeBytes = 0): Map<string, FilesystemNeeds> {
+  const plan: DiskPlan = typeof packageBytes === 'number' ? { downloadBytes: packageBytes, downloadWhat: 'download', unpackedBytes: null } : packageBytes;
   const byFs = new Map<string, FilesystemNeeds>();
   const on = (role: DiskRole): FilesystemNeeds => {
     const place = d.places[role];
@@ -207,13 +229,14 @@ export function diskNeeds(d: DiskMeasurement, packageBytes: number, releaseMinFr
     const entry = on(role);
     if (bytes > 0) entry.needs.push({ what, bytes });
   };
-  add('cache', 'download', packageBytes * DOWNLOAD_FACTOR);
+  add('cache', plan.downloadWhat, plan.downloadBytes * DOWNLOAD_FACTOR);
   // The signed manifest may say the release needs more room than the estimate (requirements.minFreeBytes).
-  const extraction = packageBytes * EXTRACTION_FACTOR;
+  const extraction = plan.unpackedBytes ?? plan.downloadBytes * EXTRACTION_FACTOR;
+  const extractionWhat = plan.unpackedBytes === null ? 'extraction' : plan.downloadWhat === 'download' ? 'extraction (signed tree index)' : 'assembled release (signed tree index)';
   if (releaseMinFreeBytes > extraction) add('staging', 'the release\'s signed requirements.minFreeBytes', releaseMinFreeBytes);
-  else add('staging', 'extraction', extraction);
+  else add('staging', extractionWhat, extraction);
   const releasesSeparate = d.places.releases.fs.id !== d.places.staging.fs.id;
-  add('releases', 'release copy', releasesSeparate ? packageBytes * EXTRACTION_FACTOR : 0);
+  add('releases', 'release copy', releasesSeparate ? extraction : 0);
   const backup = d.backupSourceBytes === null || d.backupSourceBytes === 0 ? 0 : backupEstimate(d.backupSourceBytes);
   add('backups', 'backup', backup);
   on('backups').backupBytes = backup;
@@ -264,7 +287,7 @@ function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreChe
     out.reasons.push({ code: 'DISK_SPACE_LOW', message: `free disk space could not be measured: ${m.disk.error}` });
     return;
   }
-  for (const fs of diskNeeds(m.disk.value, m.offer.package.length, m.offer.minFreeBytes ?? 0).values()) {
+  for (const fs of diskNeeds(m.disk.value, diskPlanFor(m.offer), m.offer.minFreeBytes ?? 0).values()) {
     const { total } = requiredBytes(fs, policy.minFreeBytes);
     if (fs.freeBytes >= total) continue;
     out.reasons.push({
@@ -277,8 +300,8 @@ function decideDisk(m: PreCheckMeasurements, policy: PreCheckPolicy, out: PreChe
 }
 
 /** One line per filesystem for the log: need X (the breakdown); free F. */
-export function diskSummary(d: DiskMeasurement, offer: Pick<Offer, 'package' | 'minFreeBytes'>, minFreeBytes: number): string[] {
-  return [...diskNeeds(d, offer.package.length, offer.minFreeBytes ?? 0).values()].map(
+export function diskSummary(d: DiskMeasurement, offer: Pick<Offer, 'package' | 'minFreeBytes' | 'delta' | 'index'>, minFreeBytes: number): string[] {
+  return [...diskNeeds(d, diskPlanFor(offer), offer.minFreeBytes ?? 0).values()].map(
     (fs) => `${[...fs.dirs].join(', ')}: need ${formatBytes(requiredBytes(fs, minFreeBytes).total)} (${describeNeeds(fs, minFreeBytes)}); free ${formatBytes(fs.freeBytes)}`,
   );
 }

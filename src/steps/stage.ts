@@ -29,6 +29,7 @@ import { fsyncDir, removeTree } from '../package/durable-fs.js';
 import { extractScanned } from '../package/extract.js';
 import type { PackageLimits } from '../package/limits.js';
 import { scanPackage } from '../package/scan.js';
+import { assembleRelease, DELTA_FILES, DELTA_META, parseDeltaMeta, parseIndex, verifyTree, MAX_INDEX_BYTES, type TreeIndex } from '../package/tree-index.js';
 import { stagingRootFor } from '../release/layout.js';
 import type { UpdateRepository } from '../trust/update-repository.js';
 
@@ -84,21 +85,39 @@ export function createStageStep(ports: StagePorts): StageStep {
       throw new OtaError('INTERNAL', `run id ${JSON.stringify(runId)} cannot name a staging directory; expected [A-Za-z0-9._-]`, { details: { runId } });
     }
 
-    // ----- download (or reuse) the verified package --------------------------------------
+    // ----- the signed tree index, when the release has one (manifest schema 1.1) ----------
     const packagePath = packageCachePath(config.paths.cacheDir, product.name, offer.package);
-    await mkdirp(path.dirname(packagePath), 0o700);
-    await pruneCache(path.dirname(packagePath), path.basename(packagePath), log);
-    if (!(await reuseDownload(packagePath, offer.package, log))) {
-      await download(input, packagePath, signal, log);
-    }
+    const cacheDir = path.dirname(packagePath);
+    await mkdirp(cacheDir, 0o700);
+    const deltaPath = offer.delta !== undefined ? packageCachePath(config.paths.cacheDir, product.name, offer.delta.target) : null;
+    const indexPath = offer.index !== undefined ? packageCachePath(config.paths.cacheDir, product.name, offer.index) : null;
+    await pruneCache(cacheDir, [packagePath, deltaPath, indexPath].filter((p): p is string => p !== null).map((p) => path.basename(p)), log);
+    let index: TreeIndex | null = null;
+    if (offer.index !== undefined && indexPath !== null) index = await fetchIndex(input, indexPath, signal, log);
+    else log.info('the release has no tree index (manifest schema 1.0): the staged tree is checked against its package only, and no delta can be used');
 
-    // ----- extract into a fresh staging tree on the release filesystem -------------------
     const stagingRoot = stagingRootFor(product);
     const releasesDir = path.resolve(product.releasesDir!);
     await mkdirp(stagingRoot);
     await mkdirp(releasesDir);
     await assertSameDevice(stagingRoot, releasesDir);
     const releaseDir = path.join(stagingRoot, runId);
+
+    // ----- a delta from the installed release, when there is one ------------------------
+    let deltaFallback: StageOutput['deltaFallback'];
+    if (offer.delta !== undefined && index !== null && deltaPath !== null) {
+      await clearStaging(stagingRoot, log);
+      const viaDelta = await stageFromDelta(input, index, deltaPath, stagingRoot, releaseDir, signal, log);
+      if ('releaseDir' in viaDelta) return viaDelta;
+      deltaFallback = viaDelta.fallback;
+    }
+
+    // ----- download (or reuse) the verified package --------------------------------------
+    if (!(await reuseDownload(packagePath, offer.package, log))) {
+      await download(input, offer.package, packagePath, signal, log);
+    }
+
+    // ----- extract into a fresh staging tree on the release filesystem -------------------
     await clearStaging(stagingRoot, log);
 
     try {
@@ -120,9 +139,12 @@ export function createStageStep(ports: StagePorts): StageStep {
       });
       ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
       await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
-      ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: 'unpacked and verified' });
-      log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes });
-      return { releaseDir, packagePath };
+      // The package is what was signed, and so is the index: the two must describe the same tree.
+      // (extractScanned already fsynced every file and directory.)
+      if (index !== null) await verifyTree(releaseDir, index, signal, new Set(), 'none');
+      ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: index !== null ? 'unpacked and verified against the signed tree index' : 'unpacked and verified' });
+      log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes, via: 'package', indexVerified: index !== null });
+      return { releaseDir, packagePath, via: 'package', indexVerified: index !== null, ...(deltaFallback !== undefined ? { deltaFallback } : {}) };
     } catch (error) {
       const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version}`, { releaseDir });
       await removeTree(releaseDir).catch(() => {});
@@ -145,6 +167,79 @@ export function createStageStep(ports: StagePorts): StageStep {
     }
   };
 
+  /** Download (or reuse) and parse the signed tree index. */
+  async function fetchIndex(input: StageInput, indexPath: string, signal: AbortSignal, log: Logger): Promise<TreeIndex> {
+    const ref = input.offer.index!;
+    if (ref.length > MAX_INDEX_BYTES) {
+      throw new OtaError('RELEASE_INDEX_INVALID', `tree index ${ref.name} is ${ref.length} bytes, expected at most ${MAX_INDEX_BYTES}`, { details: { target: ref.name } });
+    }
+    if (!(await reuseDownload(indexPath, ref, log))) await repository.downloadTarget(ref, indexPath, { signal });
+    const index = parseIndex(await fs.readFile(indexPath), ref.name, { product: product.name, version: input.offer.version });
+    if (index.entries.length !== ref.entries || index.bytes !== ref.bytes) {
+      throw new OtaError('RELEASE_INDEX_INVALID', `tree index ${ref.name} lists ${index.entries.length} entries and ${index.bytes} bytes; the manifest says ${ref.entries} and ${ref.bytes}`, {
+        details: { target: ref.name },
+      });
+    }
+    return index;
+  }
+
+  /**
+   * Stage from the delta: download it, scan it like any package, extract it beside the staging
+   * tree, then assemble the release from the installed one plus the delta and verify it against
+   * the signed index. null when that did not work out for a reason the full package does not share
+   * (a corrupt delta, a file changed locally): the caller then stages the full package. Network
+   * trouble, cancellation and a full disk are thrown as for a full package (the delta resumes).
+   */
+  async function stageFromDelta(input: StageInput, index: TreeIndex, deltaPath: string, stagingRoot: string, releaseDir: string, signal: AbortSignal, log: Logger): Promise<StageOutput | { fallback: NonNullable<StageOutput['deltaFallback']> }> {
+    const { offer, runId } = input;
+    const delta = offer.delta!;
+    const currentDir = await fs.realpath(product.installPath).catch(() => null);
+    if (currentDir === null) {
+      const message = `no installed release at ${product.installPath} to assemble from: downloading the full package`;
+      log.info(message, { installPath: product.installPath });
+      return { fallback: { code: 'DELTA_INVALID', message } };
+    }
+    const deltaDir = `${releaseDir}.delta`;
+    try {
+      if (!(await reuseDownload(deltaPath, delta.target, log))) await download(input, delta.target, deltaPath, signal, log);
+      throwIfAborted(signal);
+      const scan = await scanPackage(deltaPath, ports.limits, signal);
+      if (scan.sha256 !== delta.target.sha256) {
+        throw new OtaError('TRUST_HASH_MISMATCH', `delta ${deltaPath} has SHA-256 ${scan.sha256} while scanning; the signed value is ${delta.target.sha256}`, {
+          details: { target: delta.target.name, expected: delta.target.sha256, actual: scan.sha256 },
+        });
+      }
+      // The delta's files are renamed into the new tree; the rest is copied (or reflinked) from the
+      // installed release, so the new tree needs its full size: counted as if nothing were shared.
+      await ensureSpace(stagingRoot, index.bytes + reserveBytes + product.precheck.minFreeBytes, offer.version, {
+        unpackedBytes: index.bytes,
+        reserveBytes,
+        minFreeBytes: product.precheck.minFreeBytes,
+      });
+      ports.progress({ runId, step: 'extract', bytes: 0, total: index.bytes, rateBps: null, etaMs: null, message: `assembling from the delta from ${delta.fromVersion} (${scan.entries} entries) and the installed release` });
+      await extractScanned(deltaPath, deltaDir, scan, ports.limits, signal);
+      parseDeltaMeta(await readBounded(path.join(deltaDir, DELTA_META)), { product: product.name, fromVersion: delta.fromVersion, toVersion: offer.version }, delta.target.name);
+      const result = await assembleRelease({ index, currentDir, deltaFilesDir: path.join(deltaDir, DELTA_FILES), destDir: releaseDir, preservedPaths: product.preservedPaths, signal });
+      await fsyncDir(stagingRoot).catch(() => {});
+      ports.progress({ runId, step: 'extract', bytes: index.bytes, total: index.bytes, rateBps: null, etaMs: null, message: 'assembled from the delta and verified against the signed tree index' });
+      log.info('release staged', { version: offer.version, releaseDir, via: 'delta', fromVersion: delta.fromVersion, fromDelta: result.fromDelta, copied: result.copied, copiedBytes: result.copiedBytes, deltaBytes: delta.target.length });
+      return { releaseDir, packagePath: deltaPath, via: 'delta', indexVerified: true };
+    } catch (error) {
+      const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version} from a delta`, { releaseDir });
+      await removeTree(releaseDir).catch(() => {});
+      if (failure.category !== 'package' && failure.category !== 'trust') throw failure;
+      // A delta that cannot give the signed tree: the full package can. Say so everywhere.
+      await fs.rm(deltaPath, { force: true });
+      const message = `delta from ${delta.fromVersion} not used: ${failure.code}: ${failure.message}; downloading the full package (${offer.package.length} bytes) instead`;
+      log.warn(message, { code: failure.code, target: delta.target.name, ...(failure.details ?? {}) });
+      ports.audit?.audit({ kind: 'delta-fallback', message, product: product.name, runId, details: { code: failure.code, target: delta.target.name, fromVersion: delta.fromVersion, ...(failure.details?.path !== undefined ? { path: failure.details.path } : {}) } });
+      ports.progress({ runId, step: 'download', bytes: 0, total: offer.package.length, rateBps: null, etaMs: null, message });
+      return { fallback: { code: failure.code, message } };
+    } finally {
+      await removeTree(deltaDir).catch(() => {});
+    }
+  }
+
   /** A complete download from an earlier attempt is reused only after its hash is checked again. */
   async function reuseDownload(packagePath: string, target: TargetRef, log: Logger): Promise<boolean> {
     const stat = await fs.stat(packagePath).catch(() => null);
@@ -160,7 +255,7 @@ export function createStageStep(ports: StagePorts): StageStep {
     }
   }
 
-  async function download(input: StageInput, packagePath: string, signal: AbortSignal, log: Logger): Promise<void> {
+  async function download(input: StageInput, target: TargetRef, packagePath: string, signal: AbortSignal, log: Logger): Promise<void> {
     const { offer, runId } = input;
     const startMs = clock.monotonic();
     let startBytes: number | null = null;
@@ -171,11 +266,11 @@ export function createStageStep(ports: StagePorts): StageStep {
       const etaMs = p.etaMs !== undefined ? p.etaMs : rateBps !== null && rateBps > 0 ? Math.round(((p.total - p.bytes) * 1000) / rateBps) : null;
       ports.progress({ runId, step: 'download', bytes: p.bytes, total: p.total, rateBps, etaMs });
     };
-    log.info('downloading package', { target: offer.package.name, bytes: offer.package.length });
+    log.info(target.name === offer.package.name ? 'downloading package' : 'downloading delta', { target: target.name, bytes: target.length });
     try {
-      await repository.downloadTarget(offer.package, packagePath, { signal, onProgress });
+      await repository.downloadTarget(target, packagePath, { signal, onProgress });
     } catch (error) {
-      const failure = isOtaError(error) ? error : toOtaError(error, 'IO_FAILED', `downloading ${offer.package.name}`);
+      const failure = isOtaError(error) ? error : toOtaError(error, 'IO_FAILED', `downloading ${target.name}`);
       if (failure.code === 'DISK_FULL') {
         // The downloader already removed its partial; make sure nothing else is left behind.
         await Promise.all([packagePath, `${packagePath}.partial`, `${packagePath}.part`].map((f) => fs.rm(f, { force: true })));
@@ -218,10 +313,10 @@ async function clearStaging(stagingRoot: string, log: Logger): Promise<void> {
 }
 
 /** Downloads of other releases are of no further use once a newer one is being staged. */
-async function pruneCache(dir: string, keep: string, log: Logger): Promise<void> {
+async function pruneCache(dir: string, keep: string[], log: Logger): Promise<void> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
-    if (name === keep || name === `${keep}.partial`) continue;
+    if (keep.some((k) => name === k || name === `${k}.partial`)) continue;
     log.debug('removing a stale cached download', { file: name });
     await fs.rm(path.join(dir, name), { force: true, recursive: true }).catch(() => {});
   }
@@ -238,6 +333,14 @@ async function ensureSpace(dir: string, needed: number, version: string, parts: 
       { details: { dir, freeBytes: free, neededBytes: needed, ...parts } },
     );
   }
+}
+
+/** delta.json is small; a huge one is not a delta. */
+async function readBounded(file: string): Promise<Buffer> {
+  const st = await fs.lstat(file).catch(() => null);
+  if (st === null || !st.isFile()) throw new OtaError('DELTA_INVALID', `the delta has no ${DELTA_META}`, { details: { file } });
+  if (st.size > MAX_INDEX_BYTES) throw new OtaError('DELTA_INVALID', `the delta's ${DELTA_META} is ${st.size} bytes`, { details: { file } });
+  return fs.readFile(file);
 }
 
 function throwIfAborted(signal: AbortSignal): void {

@@ -381,6 +381,24 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
             `manifest ${best.name}`,
           );
         }
+        // The index and the deltas are targets of their own: signed, of this release, with the manifest's length and hash.
+        const extras = [
+          ...(manifest.index !== undefined ? [{ kind: 'index', ref: manifest.index, fromVersion: undefined as string | undefined }] : []),
+          ...(manifest.deltas ?? []).map((d) => ({ kind: 'delta', ref: d, fromVersion: d.fromVersion as string | undefined })),
+        ];
+        for (const extra of extras) {
+          const t = await signedTarget(extra.ref.target, opts.signal);
+          const c = t.custom as OtadCustom & { fromVersion?: string };
+          const wrongKind = c.kind !== undefined && (c.kind !== extra.kind || c.product !== product || c.version !== manifest.version || (extra.fromVersion !== undefined && c.fromVersion !== extra.fromVersion));
+          if (wrongKind || t.length !== extra.ref.length || t.sha256 !== extra.ref.sha256) {
+            throw report(
+              new OtaError('MANIFEST_INVALID', `manifest ${best.name} names ${extra.kind} ${extra.ref.target}, whose signed target entry does not match it (kind, release, length or hash)`, {
+                details: { target: extra.ref.target },
+              }),
+              `manifest ${best.name}`,
+            );
+          }
+        }
         return { manifest, manifestTarget };
       }
     },

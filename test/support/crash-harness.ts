@@ -83,6 +83,12 @@ export interface CrashWorldOptions {
   bigFileBytes?: number;
   /** Every n-th published release fails its health check (default 5). */
   brokenEvery?: number;
+  /**
+   * The large file (the model) changes with every n-th release (default 1: every release). With 2,
+   * releases come in pairs that share the model, so ota-repo publishes small deltas between them
+   * and otad stages those runs from a delta.
+   */
+  modelChangesEvery?: number;
 }
 
 export interface CrashWorld {
@@ -176,11 +182,12 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
   const releases = new Map<string, KnownRelease>();
   let published = 0;
 
-  const writeRelease = async (dir: string, version: string, broken: boolean, preApplyHook?: string): Promise<KnownRelease> => {
+  const modelEvery = options.modelChangesEvery ?? 1;
+  const writeRelease = async (dir: string, version: string, broken: boolean, preApplyHook?: string, modelKey: string = version): Promise<KnownRelease> => {
     writeSampleRelease(dir, { version, notes: `robot-ai ${version}${broken ? ' (broken on purpose)' : ''}`, broken }, appPort);
     if (preApplyHook !== undefined) writeFileSync(join(dir, '.ota/hooks/pre-apply'), preApplyHook, { mode: 0o755 });
     mkdirSync(join(dir, 'models'), { recursive: true });
-    writeFileSync(join(dir, 'models/planner.bin'), bigFile(versionSeed(options.seed, version), bigBytes));
+    writeFileSync(join(dir, 'models/planner.bin'), bigFile(versionSeed(options.seed, modelKey), bigBytes));
     writeFileSync(join(dir, 'models/README'), `planner weights for ${version}\n`);
     const release: KnownRelease = { version, broken, tree: withoutMarker(await hashTree(dir)) };
     releases.set(version, release);
@@ -251,7 +258,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       const version = `1.${published}.0`;
       const broken = published % brokenEvery === 0;
       const dir = join(paths.build, version);
-      const release = await writeRelease(dir, version, broken, opts.preApplyHook);
+      const release = await writeRelease(dir, version, broken, opts.preApplyHook, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
       await publisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
       await publisher.publish();
       rmSync(dir, { recursive: true, force: true });

@@ -33,6 +33,8 @@ export interface Faults {
   hangFirst?: number;
   /** Send no Content-Length (chunked) even for a plain body. */
   chunked?: boolean;
+  /** Apply the faults only to requests for this URL path (default: every request). */
+  onlyPath?: string;
 }
 
 export interface RequestRecord {
@@ -99,12 +101,15 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
     const range = req.headers.range ?? null;
     const record: RequestRecord = { path, range, headers: req.headers, status: null, bytesSent: 0, cut: false };
     requests.push(record);
+    // Requests for other paths (with onlyPath) are served cleanly and consume no fault.
+    const active = faults.onlyPath === undefined || path === faults.onlyPath;
+    const fx: Faults = active ? faults : {};
 
-    if (hangsLeft > 0) {
+    if (active && hangsLeft > 0) {
       hangsLeft--;
       return; // no headers, ever: the client's headers timeout must fire
     }
-    const forced = statusQueue.shift();
+    const forced = active ? statusQueue.shift() : undefined;
     if (forced !== undefined) {
       record.status = forced;
       res.writeHead(forced, { 'content-type': 'text/plain' }).end(`forced ${forced}`);
@@ -118,19 +123,19 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
     }
 
     let body = Buffer.from(file);
-    if (faults.flipBit !== undefined && faults.flipBit.byte < body.length) {
-      body[faults.flipBit.byte] = (body[faults.flipBit.byte] ?? 0) ^ (1 << faults.flipBit.bit);
+    if (fx.flipBit !== undefined && fx.flipBit.byte < body.length) {
+      body[fx.flipBit.byte] = (body[fx.flipBit.byte] ?? 0) ^ (1 << fx.flipBit.bit);
     }
-    const extra = faults.extraBytes ?? 0;
+    const extra = fx.extraBytes ?? 0;
     const fullLength = body.length + extra;
     if (extra > 0) body = Buffer.concat([body, Buffer.alloc(extra, 0x5a)]);
 
     let status = 200;
     const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
     const asked = range === null ? null : /^bytes=(\d+)-(\d*)$/.exec(range);
-    if (asked !== null && asked !== undefined && faults.ignoreRange !== true) {
+    if (asked !== null && asked !== undefined && fx.ignoreRange !== true) {
       const start = Number(asked[1]);
-      if (faults.lieRange === true) {
+      if (fx.lieRange === true) {
         status = 206;
         headers['content-range'] = `bytes 0-${fullLength - 1}/${fullLength}`;
       } else if (start >= fullLength) {
@@ -144,15 +149,15 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
         body = body.subarray(start, end + 1);
       }
     }
-    const chunked = faults.chunked === true || (extra > 0 && faults.announceExtra !== true);
+    const chunked = fx.chunked === true || (extra > 0 && fx.announceExtra !== true);
     if (!chunked) headers['content-length'] = String(body.length);
     record.status = status;
     res.writeHead(status, headers);
 
-    const resetAt = resetsLeft > 0 ? faults.resetAfterBytes : undefined;
+    const resetAt = active && resetsLeft > 0 ? fx.resetAfterBytes : undefined;
     if (resetAt !== undefined) resetsLeft--;
     const stopAt = resetAt === undefined ? body.length : Math.min(resetAt, body.length);
-    const step = faults.dripMs === undefined ? CHUNK : 1;
+    const step = fx.dripMs === undefined ? CHUNK : 1;
 
     let offset = 0;
     while (offset < stopAt) {
@@ -168,13 +173,13 @@ export async function createFaultyServer(files: Record<string, Buffer>, initial:
       }
       record.bytesSent += piece.length;
       offset += piece.length;
-      if (faults.dripMs !== undefined && offset < stopAt) await sleep(faults.dripMs);
+      if (fx.dripMs !== undefined && offset < stopAt) await sleep(fx.dripMs);
     }
     if (resetAt !== undefined && resetAt < body.length) {
       record.cut = true;
       const socket = res.socket;
       if (socket !== null) {
-        if (faults.resetMode === 'rst') socket.resetAndDestroy();
+        if (fx.resetMode === 'rst') socket.resetAndDestroy();
         else socket.destroy();
       }
       return;

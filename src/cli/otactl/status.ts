@@ -15,11 +15,30 @@ export interface ProductSummary {
   installedVersion: string | null;
   offeredVersion: string | null;
   lastOutcome: string | null;
+  offer?: { downloadBytes?: number; delta?: { fromVersion: string }; package?: { length: number } } | null;
 }
 
 /** The one-line summary of a product, shared with `otactl watch`'s first lines. */
 export function productLine(p: ProductSummary): string {
-  return `${p.product}: ${p.state}  installed ${p.installedVersion ?? '-'}${p.offeredVersion ? `  offered ${p.offeredVersion}` : ''}${p.lastOutcome ? `  last run ${p.lastOutcome}` : ''}`;
+  return `${p.product}: ${p.state}  installed ${p.installedVersion ?? '-'}${p.offeredVersion ? `  offered ${p.offeredVersion}${downloadText(p.offer)}` : ''}${p.lastOutcome ? `  last run ${p.lastOutcome}` : ''}`;
+}
+
+/** " (download 1.2 MiB, delta from 2.0.0)" or " (download 48 MiB, full package)"; empty for offers from before sizes were shown. */
+function downloadText(offer: ProductSummary['offer']): string {
+  const bytes = offer?.downloadBytes ?? offer?.package?.length;
+  if (bytes === undefined) return '';
+  return ` (download ${humanBytes(bytes)}, ${offer?.delta !== undefined ? `delta from ${offer.delta.fromVersion}` : 'full package'})`;
+}
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function printStatus(s: DaemonStatus): void {
@@ -76,13 +95,14 @@ async function offlineStatus(ctx: CliContext, unreachable: ApiClientError): Prom
   }
   const products = rows.map((r) => {
     const ctxt = (JSON.parse(r.snapshot) as { context?: Record<string, unknown> }).context ?? {};
-    const offer = ctxt.offer as { version?: string } | null | undefined;
+    const offer = ctxt.offer as ({ version?: string } & NonNullable<ProductSummary['offer']>) | null | undefined;
     return {
       product: r.product,
       state: r.state,
       runId: r.run_id,
       installedVersion: (ctxt.installedVersion as string | null) ?? null,
       offeredVersion: offer?.version ?? null,
+      offer: offer ?? null,
       lastOutcome: (ctxt.lastOutcome as string | null) ?? null,
       updatedAt: new Date(r.updated_at).toISOString(),
     };

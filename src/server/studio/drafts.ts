@@ -245,19 +245,22 @@ export function createStudio(options: StudioOptions) {
         }
       }
       if (Object.keys(fieldErrors).length > 0 || manifest === null || type === null) return { ok: false, fieldErrors };
-      const manifestText = serializeManifest(manifest);
-      const manifestBytes = Buffer.from(manifestText);
-      const manifestTarget: TargetInfo = {
-        name: `${product}/${product}-${input.version}.manifest.json`,
-        length: manifestBytes.length,
-        sha256: createHash('sha256').update(manifestBytes).digest('hex'),
+      // The manifest exactly as add() will sign it: the same code computes its tree index and the
+      // deltas from earlier releases, so the SHA-256 shown is the one publish() must match.
+      const reviewed: ReleaseInput = { ...input, releasedAt, check: { versionFile: type.versionFile } };
+      const preview = await options.publisher.preview({ ...reviewed, packageFile: draft.packageFile });
+      const manifestText = serializeManifest(preview.manifest);
+      draft.review = { input: reviewed, manifestSha256: preview.manifestTarget.sha256, packageSha256: preview.packageTarget.sha256 };
+      return {
+        ok: true,
+        manifest: preview.manifest,
+        manifestText,
+        manifestTarget: preview.manifestTarget,
+        packageTarget: { ...packageTarget, length: preview.packageTarget.length, sha256: preview.packageTarget.sha256 },
+        fileVersion,
+        notes: preservedNotes(type, draft.scanFiles),
+        signing: await signingRoles(),
       };
-      draft.review = {
-        input: { ...input, releasedAt, check: { versionFile: type.versionFile } },
-        manifestSha256: manifestTarget.sha256,
-        packageSha256: packageTarget.sha256,
-      };
-      return { ok: true, manifest, manifestText, manifestTarget, packageTarget, fileVersion, notes: preservedNotes(type, draft.scanFiles), signing: await signingRoles() };
     },
 
     /**

@@ -150,7 +150,8 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
     let estRunMs = 2500;
 
     while (kills < KILLS) {
-      const world = await createCrashWorld({ seed: SEED + worlds.length });
+      // Releases come in pairs that share the model: half the runs are staged from a delta.
+      const world = await createCrashWorld({ seed: SEED + worlds.length, modelChangesEvery: 2 });
       worlds.push(world);
       const db = world.sandbox.dbPath;
       const budget = Math.min(KILLS, kills + KILLS_PER_WORLD);
@@ -383,6 +384,19 @@ describe.skipIf(SKIP)('otad with real steps, SIGKILLed at random instants across
       await daemon.proc.kill('SIGTERM');
     }
 
+    // Delta staging is part of what the kills hit: count the stagings each otad log records.
+    let deltaStagings = 0;
+    let packageStagings = 0;
+    for (const w of worlds) {
+      const log = existsSync(w.sandbox.logPath) ? readFileSync(w.sandbox.logPath, 'utf8') : '';
+      for (const line of log.split('\n')) {
+        if (!line.includes('"release staged"')) continue;
+        if (line.includes('"via":"delta"')) deltaStagings += 1;
+        else if (line.includes('"via":"package"')) packageStagings += 1;
+      }
+    }
+    console.log(`crash-consistency: ${deltaStagings} releases staged from a delta, ${packageStagings} from the full package`);
+    expect(deltaStagings, 'some runs staged from a delta').toBeGreaterThan(0);
     const elapsed = Math.round((performance.now() - started) / 1000);
     const table = [...counts.entries()].sort((a, b) => ORDER.indexOf(a[0] as KillClass) - ORDER.indexOf(b[0] as KillClass)).map(([k, v]) => `${k}=${v}`);
     console.log(

@@ -171,6 +171,8 @@ describe('publisher studio API', () => {
     expect(ok.body.fileVersion).toBe('1.3.0');
     expect(ok.body.manifest).toMatchObject({ product: 'robot-ai', version: '1.3.0', requirements: { arch: ['amd64', 'arm64'], minFreeBytes: 4096 } });
     expect(ok.body.manifestTarget.sha256).toBe(sha256(ok.body.manifestText));
+    // The manifest as add() signs it: with the release's tree index (and any delta that passes the gate).
+    expect(ok.body.manifest.index).toMatchObject({ target: 'robot-ai/robot-ai-1.3.0.index.json', entries: 5 });
     expect(ok.body.manifestTarget.length).toBe(Buffer.byteLength(ok.body.manifestText));
     expect(ok.body.packageTarget).toEqual({ name: 'robot-ai/robot-ai-1.3.0.tar.gz', length: draft.body.package.length, sha256: draft.body.package.sha256 });
     expect(ok.body.notes.join(' ')).toContain('under config/, a preserved path of robot-ai');

@@ -62,7 +62,7 @@ describe('stage step against a real ota-server', () => {
     expect(downloads.length).toBeGreaterThan(0);
     expect(downloads.at(-1)).toMatchObject({ runId: 'run-1', bytes: offer.package.length, total: offer.package.length });
     for (const p of downloads) expect(p).toHaveProperty('rateBps');
-    expect(robot.progress.at(-1)).toMatchObject({ step: 'extract', message: 'unpacked and verified' });
+    expect(robot.progress.at(-1)).toMatchObject({ step: 'extract', message: 'unpacked and verified against the signed tree index' });
   });
 
   it('re-run with the same run id reuses the verified download, re-extracts and returns the same output', async () => {
@@ -104,7 +104,7 @@ describe('stage step against a real ota-server', () => {
     bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0x04;
     await fs.writeFile(served, bytes);
     await expect(robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal())).rejects.toMatchObject({ code: 'TRUST_HASH_MISMATCH' });
-    expect(await fs.readdir(packageCacheDir(robot.config.paths.cacheDir, 'robot-ai'))).toEqual([]);
+    expect((await fs.readdir(packageCacheDir(robot.config.paths.cacheDir, 'robot-ai'))).filter((n) => !n.endsWith('.index.json'))).toEqual([]); // the verified tree index may stay
     expect(await exists(path.join(robot.stagingRoot, 'run-1'))).toBe(false);
     expect(robot.audit.events.some((e) => e.kind === 'trust-failure' && e.details?.code === 'TRUST_HASH_MISMATCH')).toBe(true);
   });
@@ -207,7 +207,7 @@ describe('stage step on constrained filesystems (tmpfs; needs root)', () => {
       await publishRelease(repo, '1.1.0', { files: { VERSION: '1.1.0\n', 'noise.bin': randomBytes(1024 * 1024) } });
       const offer = await offerFor(robot);
       await expect(robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal())).rejects.toMatchObject({ code: 'DISK_FULL' });
-      expect(await fs.readdir(packageCacheDir(cacheDir, 'robot-ai'))).toEqual([]);
+      expect((await fs.readdir(packageCacheDir(cacheDir, 'robot-ai'))).filter((n) => !n.endsWith('.index.json'))).toEqual([]); // the verified tree index may stay
       expect(await exists(path.join(robot.stagingRoot, 'run-1'))).toBe(false);
     } finally {
       await robot.close();

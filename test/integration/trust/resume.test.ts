@@ -67,7 +67,7 @@ describe('resuming a TUF target download through the stage step', () => {
   it('keeps the partial after a reset, and the next stage run (after a restart) asks only for the rest', async () => {
     const before = await robot('robot');
     await before.check({ product: 'robot-ai', runId: 'run-1', installedVersion: '1.0.0' }, new AbortController().signal);
-    server.setFaults({ resetAfterBytes: CUT_AT, resetMode: 'close' });
+    server.setFaults({ resetAfterBytes: CUT_AT, resetMode: 'close', onlyPath: packageUrlPath });
     await expect(before.stage({ product: 'robot-ai', runId: 'run-1', offer }, new AbortController().signal)).rejects.toMatchObject({ code: 'NETWORK_RESET' });
     await server.settled();
     const partials = (await fs.readdir(path.join(before.config.paths.cacheDir, 'robot-ai', 'packages'))).filter((f) => f.endsWith('.partial'));
@@ -93,7 +93,7 @@ describe('resuming a TUF target download through the stage step', () => {
   it('resumes within one stage run when retries are allowed, after a TCP reset', async () => {
     const r = await robot('robot', 2);
     await r.repository.refresh();
-    server.setFaults({ resetAfterBytes: CUT_AT, resetMode: 'rst' });
+    server.setFaults({ resetAfterBytes: CUT_AT, resetMode: 'rst', onlyPath: packageUrlPath });
     const out = await r.stage({ product: 'robot-ai', runId: 'run-1', offer }, new AbortController().signal);
     await server.settled();
     const requests = packageRequests();
@@ -120,7 +120,7 @@ describe('resuming a TUF target download through the stage step', () => {
   it('retries a 503 and then downloads the whole target once', async () => {
     const r = await robot('robot', 2);
     await r.repository.refresh();
-    server.setFaults({ statusesFirst: [503] });
+    server.setFaults({ statusesFirst: [503], onlyPath: packageUrlPath });
     const out = await r.stage({ product: 'robot-ai', runId: 'run-1', offer }, new AbortController().signal);
     await server.settled();
     expect(packageRequests().map((x) => x.status)).toEqual([503, 200]);

@@ -90,6 +90,25 @@ describe('pre-check decision (pure)', () => {
   });
 
   describe('disk space', () => {
+    it('computes the delta path from the signed sizes: the delta download and the indexed unpacked size, not 3 x the package', () => {
+      const index = { name: 'robot-ai/robot-ai-2.1.0.index.json', length: 9000, sha256: 'c'.repeat(64), entries: 100, bytes: 150 * MiB };
+      const delta = { fromVersion: '2.0.0', target: { name: 'robot-ai/robot-ai-2.0.0-to-2.1.0.delta.tar.gz', length: 2 * MiB, sha256: 'd'.repeat(64) } };
+      // Download 2 MiB + assembled 150 MiB + 100 x 4 KiB; backup 211 MiB.
+      const need = 2 * MiB + 150 * MiB + 100 * 4096 + 211 * MiB;
+      const at = (free: number, withDelta: boolean): PreCheckMeasurements => {
+        const m = healthy({ offer: offer({ index, ...(withDelta ? { delta } : {}) }) });
+        if (!('value' in m.disk)) throw new Error('unreachable');
+        for (const p of Object.values(m.disk.value.places)) p.fs = { id: 'root', measuredPath: '/', freeBytes: free, totalBytes: 10 * GiB };
+        return m;
+      };
+      expect(codes(at(need, true))).toEqual([]);
+      const low = decidePreCheck(at(need - 1, true), POLICY).reasons;
+      expect(low[0]?.message).toMatch(/delta from 2\.0\.0 2\.0 MiB \(2097152 bytes\) \+ assembled release \(signed tree index\) 150\.4 MiB/);
+      // The same release without a delta from the installed version: the package and the indexed size.
+      expect(codes(at(need, false))).toEqual(['DISK_SPACE_LOW']);
+      expect(codes(at(need - 2 * MiB + 100 * MiB, false))).toEqual([]);
+    });
+
     it('needs download + 3 x package + backup estimate + minFreeBytes on a shared filesystem, and names the numbers', () => {
       // 100 MiB package: 100 + 300 = 400 MiB; backup of 200 MiB: 200 + 1 + 10 = 211 MiB; +64 MiB reserve = 675 MiB.
       const need = (100 + 300 + 211 + 64) * MiB;

@@ -48,6 +48,7 @@ export function releaseSections(p, repo) {
         ['Channel', offer?.channel ?? latest?.channel ?? '—'],
         ['Released', released],
         ['Package size', offer?.package ? formatBytes(offer.package.length) : onlyOffered],
+        ['Download', offer?.package ? `${formatBytes(offer.downloadBytes ?? offer.package.length)} (${offer.delta ? `delta from ${offer.delta.fromVersion}` : 'full package'})` : onlyOffered],
         ['Manifest size', offer?.manifest ? formatBytes(offer.manifest.length) : onlyOffered],
       ]),
     },

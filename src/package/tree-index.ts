@@ -1,0 +1,469 @@
+/**
+ * The tree index of a release: every entry of its package (path, type, mode, size, SHA-256 of each
+ * file, link target of each symlink). The publisher writes it as a TUF target that the signed
+ * manifest names by length and hash, so the robot can prove that the tree it staged, from a full
+ * package or assembled from a delta, is exactly the release that was signed.
+ *
+ * A delta (`writeDelta`) is a tar.gz in the package format: `delta.json` (from, to, removed paths)
+ * and `files/<path>` for every file that is new or whose content changed. Directories, symlinks
+ * and modes come from the index, unchanged files from the release already installed.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { constants as fsConstants, createWriteStream } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, rename, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { z } from 'zod';
+import { OtaError, toOtaError } from '../core/errors.js';
+import { readArchiveInto } from './archive-stream.js';
+import { fsyncDir, throwIfAborted } from './durable-fs.js';
+import { createEntryChecker, normalizeEntryPath, type EntryType } from './entry-checker.js';
+import { resolveLimits, type PackageLimits } from './limits.js';
+
+export const TREE_INDEX_SCHEMA = '1.0';
+/** An index larger than this is refused before parsing (200,000 entries of ~300 bytes). */
+export const MAX_INDEX_BYTES = 64 * 1024 * 1024;
+/** The member of a delta archive that says what it is. */
+export const DELTA_META = 'delta.json';
+export const DELTA_FILES = 'files';
+
+export interface TreeIndexEntry {
+  path: string;
+  type: EntryType;
+  /** Permission bits; absent for a directory the archive only implies (a parent of a listed entry). */
+  mode?: number;
+  size: number;
+  /** Files only. */
+  sha256?: string;
+  /** Symlinks only. */
+  linkname?: string;
+}
+
+export interface TreeIndex {
+  schema: string;
+  product: string;
+  version: string;
+  /** Sum of the file sizes. */
+  bytes: number;
+  entries: TreeIndexEntry[];
+}
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+const indexSchema = z.object({
+  schema: z.string().regex(/^1\.\d+$/),
+  product: z.string().min(1).max(64),
+  version: z.string().min(1).max(128),
+  bytes: z.number().int().nonnegative(),
+  entries: z.array(
+    z.object({
+      path: z.string().min(1).max(4095),
+      type: z.enum(['file', 'directory', 'symlink']),
+      mode: z.number().int().min(0).max(0o777).optional(),
+      size: z.number().int().nonnegative(),
+      sha256: z.string().regex(SHA256_RE).optional(),
+      linkname: z.string().max(4095).optional(),
+    }),
+  ),
+});
+
+/** Byte order of the UTF-8 names: parents sort before their children. */
+export function comparePaths(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/**
+ * Reads a package end to end (same rules and caps as the robot's scan) and lists its tree with the
+ * SHA-256 of every file. Parents the archive implies without listing are added without a mode.
+ */
+export async function indexPackage(file: string, ids: { product: string; version: string }, limits?: Partial<PackageLimits>, signal?: AbortSignal): Promise<TreeIndex> {
+  const resolved = resolveLimits(limits);
+  const checker = createEntryChecker(resolved);
+  const entries = new Map<string, TreeIndexEntry>();
+  let rejected: unknown;
+  const extract = tar.extract();
+  extract.on('entry', (header, stream, next) => {
+    stream.on('error', () => {});
+    let checked;
+    try {
+      checked = checker.check(header);
+    } catch (error) {
+      rejected ??= error;
+      stream.resume();
+      extract.destroy(error as Error);
+      return;
+    }
+    if (checked.path === '') {
+      stream.on('end', () => next());
+      stream.resume();
+      return;
+    }
+    const parts = checked.path.split('/');
+    for (let i = 1; i < parts.length; i += 1) {
+      const parent = parts.slice(0, i).join('/');
+      if (!entries.has(parent)) entries.set(parent, { path: parent, type: 'directory', size: 0 });
+    }
+    const entry: TreeIndexEntry = { path: checked.path, type: checked.type, mode: checked.mode, size: checked.size };
+    if (checked.linkname !== undefined) entry.linkname = checked.linkname;
+    entries.set(checked.path, entry);
+    if (checked.type !== 'file') {
+      stream.on('end', () => next());
+      stream.resume();
+      return;
+    }
+    const hash = createHash('sha256');
+    stream.on('data', (chunk: unknown) => hash.update(chunk as Buffer));
+    stream.on('end', () => {
+      entry.sha256 = hash.digest('hex');
+      next();
+    });
+  });
+  await readArchiveInto(file, extract, resolved, () => rejected, signal);
+  checker.finish();
+  const list = [...entries.values()].sort((a, b) => comparePaths(a.path, b.path));
+  return { schema: TREE_INDEX_SCHEMA, product: ids.product, version: ids.version, bytes: list.reduce((s, e) => s + (e.type === 'file' ? e.size : 0), 0), entries: list };
+}
+
+export function serializeIndex(index: TreeIndex): string {
+  // One entry per line: diffable, and still one JSON document.
+  const head = JSON.stringify({ schema: index.schema, product: index.product, version: index.version, bytes: index.bytes }).slice(0, -1);
+  return `${head},"entries":[\n${index.entries.map((e) => JSON.stringify(e)).join(',\n')}\n]}\n`;
+}
+
+/** Parses and checks an index (the bytes already matched their signed hash). */
+export function parseIndex(bytes: Buffer, source: string, expect?: { product: string; version: string }): TreeIndex {
+  const fail = (why: string): OtaError => new OtaError('RELEASE_INDEX_INVALID', `tree index ${source}: ${why}`, { details: { source } });
+  if (bytes.length > MAX_INDEX_BYTES) throw fail(`${bytes.length} bytes, expected at most ${MAX_INDEX_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(bytes.toString('utf8'));
+  } catch (error) {
+    throw fail(`not JSON: ${(error as Error).message}`);
+  }
+  const result = indexSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw fail(`field ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  const index = result.data as TreeIndex;
+  if (expect !== undefined && (index.product !== expect.product || index.version !== expect.version)) {
+    throw fail(`is for ${index.product} ${index.version}, expected ${expect.product} ${expect.version}`);
+  }
+  const seen = new Set<string>();
+  let bytesTotal = 0;
+  for (const e of index.entries) {
+    let normal: string;
+    try {
+      normal = normalizeEntryPath(e.path);
+    } catch {
+      throw fail(`entry "${e.path}" is not a safe relative path`);
+    }
+    if (normal !== e.path) throw fail(`entry "${e.path}" is not in normal form`);
+    if (seen.has(e.path)) throw fail(`entry "${e.path}" is listed twice`);
+    seen.add(e.path);
+    const parent = e.path.includes('/') ? e.path.slice(0, e.path.lastIndexOf('/')) : null;
+    if (parent !== null && !seen.has(parent)) throw fail(`entry "${e.path}" is listed before (or without) its directory`);
+    if (e.type === 'file') {
+      if (e.sha256 === undefined || e.mode === undefined) throw fail(`file "${e.path}" has no sha256 or mode`);
+      bytesTotal += e.size;
+    } else if (e.type === 'symlink' && e.linkname === undefined) throw fail(`symlink "${e.path}" has no target`);
+  }
+  for (const e of index.entries) {
+    if (e.type === 'directory') continue;
+    const prefix = `${e.path}/`;
+    // Sorted order puts a child right after its parent: a file or link with children is a lie.
+    const i = index.entries.indexOf(e);
+    if (index.entries[i + 1]?.path.startsWith(prefix) === true) throw fail(`${e.type} "${e.path}" has entries beneath it`);
+  }
+  if (bytesTotal !== index.bytes) throw fail(`bytes is ${index.bytes}, the files add up to ${bytesTotal}`);
+  return index;
+}
+
+export interface DeltaMeta {
+  schema: string;
+  product: string;
+  fromVersion: string;
+  toVersion: string;
+  /** Paths of the old release that the new one does not have. */
+  removed: string[];
+  /** Files carried in the delta (`files/<path>`). */
+  files: number;
+}
+
+/** The files of `next` a robot holding `prev` cannot take from its own tree: new, or other content. */
+export function changedFiles(prev: TreeIndex, next: TreeIndex): Set<string> {
+  const old = new Map(prev.entries.map((e) => [e.path, e]));
+  const changed = new Set<string>();
+  for (const e of next.entries) {
+    if (e.type !== 'file') continue;
+    const o = old.get(e.path);
+    if (o === undefined || o.type !== 'file' || o.sha256 !== e.sha256 || o.size !== e.size) changed.add(e.path);
+  }
+  return changed;
+}
+
+/**
+ * Writes the delta from `prev` to `next` into `destFile`: delta.json first, then the changed files
+ * as read from the new package (`packageFile`, whose index `next` is). Reproducible bytes.
+ */
+export async function writeDelta(packageFile: string, prev: TreeIndex, next: TreeIndex, destFile: string, limits?: Partial<PackageLimits>): Promise<DeltaMeta> {
+  const changed = changedFiles(prev, next);
+  const nextPaths = new Set(next.entries.map((e) => e.path));
+  const meta: DeltaMeta = {
+    schema: TREE_INDEX_SCHEMA,
+    product: next.product,
+    fromVersion: prev.version,
+    toVersion: next.version,
+    removed: prev.entries.filter((e) => !nextPaths.has(e.path)).map((e) => e.path),
+    files: changed.size,
+  };
+  const mtime = new Date(315_532_800_000);
+  const header = (name: string, size: number, mode: number, type: 'file' | 'directory' = 'file'): tar.Header => ({ name, size, mode, type, mtime, uid: 0, gid: 0, uname: '', gname: '', linkname: '', devmajor: 0, devminor: 0 });
+  const pack = tar.pack();
+  const written = pipeline(pack, createGzip({ level: 6 }), createWriteStream(destFile, { flags: 'wx', mode: 0o644 }));
+  written.catch(() => {});
+  const metaBytes = Buffer.from(`${JSON.stringify(meta)}\n`);
+  pack.entry(header(DELTA_META, metaBytes.length, 0o644), metaBytes);
+  pack.entry(header(DELTA_FILES, 0, 0o755, 'directory'));
+  const resolved = resolveLimits(limits);
+  const extract = tar.extract();
+  let failure: unknown;
+  extract.on('entry', (h, stream, next) => {
+    stream.on('error', () => {});
+    let path: string;
+    try {
+      path = normalizeEntryPath(h.name);
+    } catch (error) {
+      failure ??= error;
+      stream.resume();
+      extract.destroy(error as Error);
+      return;
+    }
+    if (h.type !== 'file' || !changed.has(path)) {
+      stream.on('end', () => next());
+      stream.resume();
+      return;
+    }
+    const sink = pack.entry(header(`${DELTA_FILES}/${path}`, h.size ?? 0, (h.mode ?? 0o644) & 0o777), (err) => {
+      if (err) {
+        failure ??= err;
+        extract.destroy(err);
+      } else next();
+    });
+    stream.pipe(sink);
+  });
+  try {
+    await readArchiveInto(packageFile, extract, resolved, () => failure, undefined);
+    pack.finalize();
+    await written;
+  } catch (error) {
+    pack.destroy();
+    await written.catch(() => {});
+    throw toOtaError(failure ?? error, 'IO_FAILED', `writing delta ${destFile}`);
+  }
+  return meta;
+}
+
+/** Parses a delta's delta.json and checks it belongs to this step (installed → offered). */
+export function parseDeltaMeta(bytes: Buffer, expect: { product: string; fromVersion: string; toVersion: string }, source: string): DeltaMeta {
+  const fail = (why: string): OtaError => new OtaError('DELTA_INVALID', `delta ${source}: ${why}`, { details: { source } });
+  let raw: Partial<DeltaMeta>;
+  try {
+    raw = JSON.parse(bytes.toString('utf8')) as Partial<DeltaMeta>;
+  } catch (error) {
+    throw fail(`${DELTA_META} is not JSON: ${(error as Error).message}`);
+  }
+  if (raw.product !== expect.product || raw.fromVersion !== expect.fromVersion || raw.toVersion !== expect.toVersion) {
+    throw fail(`is from ${String(raw.product)} ${String(raw.fromVersion)} to ${String(raw.toVersion)}, expected ${expect.product} ${expect.fromVersion} to ${expect.toVersion}`);
+  }
+  if (!Array.isArray(raw.removed) || typeof raw.files !== 'number') throw fail(`${DELTA_META} lacks removed or files`);
+  return raw as DeltaMeta;
+}
+
+export interface AssembleResult {
+  /** Files taken from the delta (renamed into place). */
+  fromDelta: number;
+  /** Files copied from the installed release (reflinked where the filesystem can). */
+  copied: number;
+  copiedBytes: number;
+}
+
+/**
+ * Builds the release `index` describes in `destDir` (which must not exist): directories and
+ * symlinks from the index, changed files renamed out of the extracted delta (`deltaFilesDir`),
+ * unchanged files copied from `currentDir` with COPYFILE_FICLONE (shared blocks on reflink
+ * filesystems, a plain copy elsewhere; never a hard link, so the running release cannot change
+ * the new one). Then the whole tree is verified against the index and made durable.
+ */
+export async function assembleRelease(opts: {
+  index: TreeIndex;
+  currentDir: string;
+  deltaFilesDir: string;
+  destDir: string;
+  /**
+   * The product's preserved paths: apply replaces them with the installed release's copies, so a
+   * file there that was changed locally is taken as it is (its content is not held to the index).
+   */
+  preservedPaths?: string[];
+  signal?: AbortSignal;
+}): Promise<AssembleResult> {
+  const { index, currentDir, deltaFilesDir, destDir } = opts;
+  const preserved = (opts.preservedPaths ?? []).map((p) => p.replace(/^\/+|\/+$/g, '')).filter((p) => p !== '');
+  const isPreserved = (p: string): boolean => preserved.some((q) => p === q || p.startsWith(`${q}/`));
+  const unverified = new Set<string>();
+  await mkdir(destDir, { mode: 0o700 });
+  const result: AssembleResult = { fromDelta: 0, copied: 0, copiedBytes: 0 };
+  const copies: TreeIndexEntry[] = [];
+  for (const e of index.entries) {
+    const dest = join(destDir, e.path);
+    if (e.type === 'directory') await mkdir(dest, { mode: 0o700 });
+    else if (e.type === 'symlink') await symlink(e.linkname!, dest);
+    else {
+      const carried = join(deltaFilesDir, e.path);
+      const st = await lstat(carried).catch(() => null);
+      if (st !== null && st.isFile()) {
+        await rename(carried, dest);
+        result.fromDelta += 1;
+      } else copies.push(e);
+    }
+  }
+  // Copies run a few at a time: reflinks are metadata-only, plain copies overlap I/O.
+  let next = 0;
+  async function worker(): Promise<void> {
+    while (next < copies.length) {
+      throwIfAborted(opts.signal, 'assembling a release from a delta');
+      const e = copies[next++]!;
+      const source = join(currentDir, e.path);
+      const st = await lstat(source).catch(() => null);
+      if (st === null || !st.isFile()) {
+        throw treeMismatch(e.path, st === null ? 'is missing from the installed release (the delta expects it unchanged)' : 'is not a regular file in the installed release');
+      }
+      if (isPreserved(e.path)) unverified.add(e.path);
+      else if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
+      await copyFile(source, join(destDir, e.path), fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
+      result.copied += 1;
+      result.copiedBytes += e.size;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(4, copies.length) }, () => worker()));
+  await applyModes(destDir, index);
+  await verifyTree(destDir, index, opts.signal, unverified, 'none');
+  // One filesystem sync for the whole assembled tree instead of one fsync per file in sequence.
+  await syncFilesystem(destDir, index);
+  return result;
+}
+
+/** Modes from the index, directories deepest first so a read-only directory is set after its children. */
+async function applyModes(destDir: string, index: TreeIndex): Promise<void> {
+  for (const e of index.entries) if (e.type === 'file') await chmod(join(destDir, e.path), e.mode!);
+  const dirs = index.entries.filter((e) => e.type === 'directory').reverse();
+  for (const e of dirs) await chmod(join(destDir, e.path), e.mode ?? 0o755);
+  await chmod(destDir, 0o755);
+}
+
+/**
+ * The tree at `dir` must be exactly the index: the same entries, types, modes, sizes, link targets
+ * and file contents (SHA-256), nothing more. Files and directories are fsynced on the way.
+ * Throws RELEASE_TREE_MISMATCH naming the first difference.
+ */
+export async function verifyTree(
+  dir: string,
+  index: TreeIndex,
+  signal?: AbortSignal,
+  contentNotChecked: ReadonlySet<string> = new Set(),
+  /** 'each': fsync every file and directory on the way; 'none': the caller makes the tree durable (syncFilesystem). */
+  durability: 'each' | 'none' = 'each',
+): Promise<void> {
+  const each = durability === 'each';
+  const want = new Map(index.entries.map((e) => [e.path, e]));
+  const files: TreeIndexEntry[] = [];
+  const dirs: string[] = [];
+  const seen = new Set<string>();
+  async function visit(rel: string): Promise<void> {
+    const abs = rel === '' ? dir : join(dir, rel);
+    for (const name of await readdir(abs)) {
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const st = await lstat(join(dir, childRel));
+      const e = want.get(childRel);
+      if (e === undefined) throw treeMismatch(childRel, 'is on disk but not in the signed index');
+      const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
+      if (type !== e.type) throw treeMismatch(childRel, `is a ${type} on disk but a ${e.type} in the signed index`);
+      if (type !== 'symlink' && e.mode !== undefined && (st.mode & 0o7777) !== e.mode) {
+        throw treeMismatch(childRel, `has mode ${(st.mode & 0o7777).toString(8)} on disk, ${e.mode.toString(8)} in the signed index`);
+      }
+      seen.add(childRel);
+      if (type === 'directory') {
+        await visit(childRel);
+        dirs.push(childRel);
+      } else if (type === 'file') {
+        if (contentNotChecked.has(childRel)) {
+          if (each) await syncFile(join(dir, childRel));
+          continue;
+        }
+        if (st.size !== e.size) throw treeMismatch(childRel, `is ${st.size} bytes on disk, ${e.size} in the signed index`);
+        files.push(e);
+      } else if ((await readlink(join(dir, childRel))) !== e.linkname) {
+        throw treeMismatch(childRel, `points somewhere other than "${e.linkname ?? ''}" on disk`);
+      }
+    }
+  }
+  await visit('');
+  for (const p of want.keys()) if (!seen.has(p)) throw treeMismatch(p, 'is in the signed index but missing on disk');
+  let next = 0;
+  async function worker(): Promise<void> {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    while (next < files.length) {
+      throwIfAborted(signal, 'verifying a staged release');
+      const e = files[next++]!;
+      const handle = await open(join(dir, e.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      try {
+        const hash = createHash('sha256');
+        for (;;) {
+          const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) break;
+          hash.update(buf.subarray(0, bytesRead));
+        }
+        const sha256 = hash.digest('hex');
+        if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
+        if (each) await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(4, files.length) }, () => worker()));
+  if (!each) return;
+  for (const d of dirs) await fsyncDir(join(dir, d));
+  await fsyncDir(dir);
+}
+
+/**
+ * Makes everything written under `dir` durable with one syncfs(2) of its filesystem (`sync -f`,
+ * coreutils), which flushes data and metadata of every file at once. Where `sync -f` cannot run,
+ * every file and directory of the tree is fsynced instead.
+ */
+export async function syncFilesystem(dir: string, index: TreeIndex): Promise<void> {
+  const ok = await new Promise<boolean>((resolve) => {
+    execFile('sync', ['-f', dir], { timeout: 300_000 }, (error) => resolve(error === null));
+  });
+  if (ok) return;
+  for (const e of index.entries) if (e.type === 'file') await syncFile(join(dir, e.path));
+  for (const e of [...index.entries].reverse()) if (e.type === 'directory') await fsyncDir(join(dir, e.path));
+  await fsyncDir(dir);
+}
+
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function treeMismatch(path: string, what: string): OtaError {
+  return new OtaError('RELEASE_TREE_MISMATCH', `staged tree does not match the signed tree index: "${path}" ${what}`, { details: { path } });
+}
