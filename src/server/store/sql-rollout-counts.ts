@@ -1,6 +1,7 @@
 /**
- * Rollout counts kept incrementally (both dialects). Each rollout that is not done has one
- * `rollout_devices` row per device it counts (its batch and outcome, and the run the server saw
+ * Rollout counts kept incrementally (both dialects). Each rollout that is counted (not done, or
+ * done but still its product's newest: robots that were late go on reporting their outcomes to it)
+ * has one `rollout_devices` row per device it counts (its batch and outcome, and the run the server saw
  * aiming at the release) and counters on each `rollout_batches` row. Whatever changes a device's
  * place (its check-in, an operator's accept, reject or tags, a preauthorization) calls `refresh`
  * in its own transaction, after writing the device row: it compares the device's new place with
@@ -76,7 +77,7 @@ interface Place {
 
 export interface RolloutCounter {
   /**
-   * Brings the device's places in the rollouts that are not done up to date. `report`: the product
+   * Brings the device's places in the rollouts that are counted up to date. `report`: the product
    * report this transaction just wrote (a check-in); its run aiming at a rolled-out release is
    * remembered. `allProducts`: the device's tags or status changed, so every product's rollouts are
    * looked at, not only the report's. Answers the active rollouts where the device just became a
@@ -150,7 +151,9 @@ export function createRolloutCounter(driver: SqlDriver): RolloutCounter {
       const rows = await tx.query(
         `SELECT r.id, r.product, r.version, r.state, rd.device_id AS has_row, rd.run_id, rd.batch, rd.outcome
          FROM rollouts r LEFT JOIN rollout_devices rd ON rd.rollout_id = r.id AND rd.device_id = $1
-         WHERE r.state <> 'done' AND r.counted = 1${byProduct ? ' AND r.product = $2' : ''} ORDER BY r.id`,
+         WHERE r.counted = 1${byProduct ? ' AND r.product = $2' : ''}
+           AND (r.state <> 'done' OR r.created_at = (SELECT MAX(created_at) FROM rollouts n WHERE n.product = r.product))
+         ORDER BY r.id`,
         byProduct ? [device.id, report.product] : [device.id],
       );
       if (rows.length === 0) return [];

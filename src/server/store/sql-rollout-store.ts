@@ -78,8 +78,6 @@ export function createSqlRolloutStore(driver: SqlDriver, counter: RolloutCounter
         // One batch row at a time in index order: the order check-ins move counters in (no deadlock).
         for (const b of r.batches) if (b.state === 'open') await tx.run("UPDATE rollout_batches SET state = 'done' WHERE rollout_id = $1 AND idx = $2 AND state = 'open'", [r.id, b.index]);
         if ((await tx.run("UPDATE rollouts SET state = 'done' WHERE id = $1 AND state = 'active'", [r.id])) === 0) return false;
-        // A done rollout holds no one back and its counts stay as they were: its places are not needed.
-        await tx.run('DELETE FROM rollout_devices WHERE rollout_id = $1', [r.id]);
         await audit(tx, now, 'rollout-done', 'ota-server', `rollout ${r.id} of ${name} is done: its last batch is healthy after its soak`, { rolloutId: r.id });
         return true;
       case 'none':
@@ -118,6 +116,8 @@ export function createSqlRolloutStore(driver: SqlDriver, counter: RolloutCounter
               i === 0 ? now : null,
             ]);
           }
+          // The product's earlier rollouts that are done stop being counted (their counts stay as they are).
+          await tx.run("DELETE FROM rollout_devices WHERE rollout_id IN (SELECT id FROM rollouts WHERE product = $1 AND state = 'done')", [input.product]);
           await counter.recount(tx, id);
           await audit(tx, now, 'rollout-created', actor, `rollout ${id} of ${input.product} ${input.version} created with ${input.batches.length} batch(es); batch 1 open`, { rolloutId: id, ...input });
           return { kind: 'created' as const, rollout: (await load(tx, id))! };
