@@ -400,7 +400,8 @@ async function haltScenario(robots: Robot[], opts: SimOptions, url: string, toke
   const t0 = performance.now();
   const poll = (async () => {
     while (halt === null && performance.now() - t0 < 5 * W) {
-      const r = await operator(url, token, 'GET', `/api/v1/rollouts/${rolloutId}`);
+      // An overloaded server may drop the operator's poll: that is not the end of the run, ask again.
+      const r = await operator(url, token, 'GET', `/api/v1/rollouts/${rolloutId}`).catch(() => ({ status: 0, body: null as Record<string, unknown> | null }));
       const h = r.body?.halt as { at?: number; by?: string; reason?: string } | null | undefined;
       if (r.body?.state === 'halted' && h && typeof h.at === 'number') {
         halt = { at: h.at, by: String(h.by), reason: String(h.reason) };

@@ -2,8 +2,9 @@
  * One check-in, robot side (docs/fleet-protocol.md): send the signed report, take the halts and
  * waits of an accepted answer into the halt memory, and say what the operator must act on once,
  * not at every check-in (the device waiting for acceptance, the server refusing its signature).
- * otad's periodic reporter (src/daemon/checkin.ts) and the fleet simulator (src/bench/fleet-sim.ts)
- * both check in through this function.
+ * otad's periodic reporter (src/daemon/checkin.ts), the pre-check's fleet gate of a robot without
+ * leases (src/fleet/fleet-gate.ts) and the fleet simulator (src/bench/fleet-sim.ts) all check in
+ * through this function.
  */
 import type { Logger } from '../core/logger.js';
 import { errorCode, errorMessage, type FleetHttp } from './fleet-http.js';
@@ -53,10 +54,10 @@ export type CheckinResult =
   | { kind: 'unreached'; error: string }
   | { kind: 'stopped' };
 
-export async function sendCheckin(c: CheckinClient, body: CheckinBody): Promise<CheckinResult> {
+export async function sendCheckin(c: CheckinClient, body: CheckinBody, signal?: AbortSignal): Promise<CheckinResult> {
   const { log, memory } = c;
   const product = body.product;
-  const answer = await c.http.request('POST', '/api/v1/checkin', body);
+  const answer = await c.http.request('POST', '/api/v1/checkin', body, signal);
   if (c.stopped?.()) return { kind: 'stopped' };
   if (!answer.reached) {
     log.debug('check-in failed', { product, error: answer.error });

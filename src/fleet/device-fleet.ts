@@ -20,6 +20,7 @@ export interface DeviceFleet {
   fingerprint: string;
   halts: HaltMemory;
   leases: LeaseClient;
+  now: () => number;
   http(config: Config): FleetHttp;
   stop(): void;
 }
@@ -62,6 +63,7 @@ export function createDeviceFleet(opts: DeviceFleetOptions): DeviceFleet {
     fingerprint: opts.fingerprint,
     halts,
     leases,
+    now: opts.now,
     http: (config) =>
       createFleetHttp({
         serverUrl: config.server.url,

@@ -21,6 +21,7 @@ import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
 import { leaseRouter } from './rollouts/lease-endpoints.js';
 import { rolloutAdminRouter } from './rollouts/rollout-admin.js';
+import { describeStep } from './rollouts/rollout-model.js';
 import type { FleetStore, SiteBudgets } from './store/fleet-store.js';
 import { openFleetStore } from './store/open-fleet-store.js';
 import { createStudio } from './studio/drafts.js';
@@ -273,8 +274,7 @@ export function createServer(options: ServerOptions): OtaServer {
   async function evaluateRollouts(): Promise<void> {
     const changes = await (await storeReady).evaluateRollouts(options.clock.now());
     for (const { rolloutId, step } of changes) {
-      const what = step.kind === 'halt' ? `halted: ${step.reason}` : step.kind === 'open' ? `batch ${step.batch} opened` : step.kind === 'done' ? 'done' : 'unchanged';
-      log.info(`rollout ${rolloutId} ${what}`, { rolloutId, step: step.kind });
+      log.info(`rollout ${rolloutId} ${describeStep(step)}`, { rolloutId, step: step.kind });
     }
   }
 

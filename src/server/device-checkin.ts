@@ -12,8 +12,9 @@ import { OtaError, isOtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { DEFAULT_MAX_SKEW_MS, verifyRequest } from '../fleet/signing.js';
 import { checkinSchema } from './checkin-body.js';
+import { describeStep } from './rollouts/rollout-model.js';
 import type { RateLimiter } from './rate-limit.js';
-import type { CheckinOutcome, FleetStore, ProductReport } from './store/fleet-store.js';
+import type { CheckinOutcome, DeviceRefusal, FleetStore, ProductReport } from './store/fleet-store.js';
 
 export const MAX_CHECKIN_BYTES = 16 * 1024;
 
@@ -37,6 +38,25 @@ export async function refuseDevice(o: DeviceEndpointOptions, req: Request, res: 
     await store.audit({ at: o.clock.now(), kind: 'device-refused', code: error.code, message: error.message, deviceId, source });
   } finally {
     res.status(statusOfDeviceError(error.code)).json({ error: { code: error.code, message: error.message } });
+  }
+}
+
+/** What a refusal of the device record answers, the same on every device endpoint (check-in, lease, renew, return). */
+export function deviceRefusalError(r: DeviceRefusal, deviceId: string): OtaError {
+  switch (r.kind) {
+    case 'replay':
+      return new OtaError('DEVICE_REPLAY', 'this nonce was already used by this device inside the skew window: a replayed request');
+    case 'unknown':
+      return new OtaError('DEVICE_PENDING', `device ${deviceId} is not known to the fleet server: its first check-in registers it, and an operator accepts it`);
+    case 'pending':
+      return new OtaError('DEVICE_PENDING', `device ${deviceId} is pending an operator's decision; it takes no part in rollouts until accepted`);
+    case 'rejected':
+      return new OtaError('DEVICE_REJECTED', `device ${deviceId} was rejected by an operator`);
+    case 'conflict':
+      return new OtaError(
+        'DEVICE_KEY_CONFLICT',
+        `device ${deviceId} is known with key ${r.device.fingerprint}; this request was signed with key ${r.conflict.fingerprint} (recorded as a key conflict, ${r.conflict.count} time(s))`,
+      );
   }
 }
 
@@ -108,7 +128,7 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
         reportedTags: c.tags ?? null,
         maxPending: o.maxPending,
       });
-      await answer(o, req, res, outcome, store, now, report);
+      await answer(o, req, res, outcome, store, now);
     } catch (error) {
       if (isOtaError(error) && error.code !== 'INTERNAL') return refuseDevice(o, req, res, error, claimed);
       next(error);
@@ -117,18 +137,24 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
   return [deviceRateLimit(o), raw, handle];
 }
 
-async function answer(o: DeviceEndpointOptions, req: Request, res: Response, outcome: CheckinOutcome, store: FleetStore, now: number, report: ProductReport): Promise<void> {
+async function answer(o: DeviceEndpointOptions, req: Request, res: Response, outcome: CheckinOutcome, store: FleetStore, now: number): Promise<void> {
   const source = req.ip ?? 'unknown';
   switch (outcome.kind) {
     case 'accepted': {
-      const device = outcome.device.id;
-      const progress = await store.recordRolloutProgress(device, report, now);
-      // A reported failure may pass a rollout's threshold: evaluate now rather than at the next tick,
-      // so this very answer (and every one after it, in any process) carries the halt.
-      if (progress.outcome) {
-        await store.evaluateRollouts(now).catch((error: unknown) => o.log?.error('evaluating rollouts after a check-in failed; the next tick tries again', { error: String(error) }));
+      let rollouts = outcome.rollouts;
+      // This check-in made the device a failure of an active rollout, which may pass its threshold:
+      // evaluate that rollout now rather than at the next tick (it reads the rollout's counters, not
+      // the fleet), so this very answer (and every one after it, in any process) carries the halt.
+      if (outcome.failedIn.length > 0) {
+        try {
+          const steps = await store.evaluateRollouts(now, outcome.failedIn);
+          for (const { rolloutId, step } of steps) o.log?.info(`rollout ${rolloutId} ${describeStep(step)}`, { rolloutId, step: step.kind });
+          if (steps.length > 0) rollouts = await store.rolloutNotices(outcome.device.id);
+        } catch (error) {
+          o.log?.error('evaluating rollouts after a check-in failed; the next tick tries again', { error: String(error) });
+        }
       }
-      res.status(200).json({ status: 'accepted', lastSeen: outcome.device.lastSeen, rollouts: await store.rolloutNotices(device) });
+      res.status(200).json({ status: 'accepted', lastSeen: outcome.device.lastSeen, rollouts });
       return;
     }
     case 'pending':
@@ -140,15 +166,10 @@ async function answer(o: DeviceEndpointOptions, req: Request, res: Response, out
       res.status(202).json({ status: 'pending' });
       return;
     case 'replay':
-      throw new OtaError('DEVICE_REPLAY', 'this nonce was already used by this device inside the skew window: a replayed request');
     case 'rejected':
-      throw new OtaError('DEVICE_REJECTED', `device ${outcome.device.id} was rejected by an operator`);
+    case 'conflict':
+      throw deviceRefusalError(outcome, outcome.kind === 'replay' ? '' : outcome.device.id);
     case 'pending-full':
       throw new OtaError('DEVICE_PENDING_LIMIT', `${outcome.pending} devices are already waiting for an operator's decision; new devices are refused until some are accepted or rejected`);
-    case 'conflict':
-      throw new OtaError(
-        'DEVICE_KEY_CONFLICT',
-        `device ${outcome.device.id} is known with key ${outcome.device.fingerprint}; this request was signed with key ${outcome.conflict.fingerprint} (recorded as a key conflict, ${outcome.conflict.count} time(s))`,
-      );
   }
 }

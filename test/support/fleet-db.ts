@@ -11,7 +11,7 @@ import { openSqliteDriver } from '../../src/server/store/sqlite-driver.js';
 import { isPostgresUrl } from '../../src/server/store/open-fleet-store.js';
 import { postgresUnavailable, startPostgres, type PostgresCluster } from './postgres.js';
 
-export const TABLES = ['devices', 'key_conflicts', 'device_products', 'checkins', 'nonces', 'audit', 'leases', 'rollout_runs'] as const;
+export const TABLES = ['devices', 'key_conflicts', 'device_products', 'checkins', 'nonces', 'audit', 'leases', 'rollout_devices'] as const;
 
 export type Backend = 'sqlite' | 'postgres';
 

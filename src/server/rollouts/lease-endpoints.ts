@@ -9,7 +9,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { z } from 'zod';
 import { OtaError, isOtaError } from '../../core/errors.js';
 import { DEFAULT_MAX_SKEW_MS, verifyRequest } from '../../fleet/signing.js';
-import { deviceRateLimit, refuseDevice, type DeviceEndpointOptions } from '../device-checkin.js';
+import { deviceRateLimit, deviceRefusalError, refuseDevice, type DeviceEndpointOptions } from '../device-checkin.js';
 import type { DeviceRefusal, DeviceRequestAuth, SiteBudgets } from '../store/fleet-store.js';
 
 export const MAX_LEASE_BODY_BYTES = 4 * 1024;
@@ -33,22 +33,6 @@ const leaseBodySchema = z
   })
   .strict();
 
-/** The refusal of a device record, as the check-in answers it. */
-function refusalError(r: DeviceRefusal, deviceId: string): OtaError {
-  switch (r.kind) {
-    case 'replay':
-      return new OtaError('DEVICE_REPLAY', 'this nonce was already used by this device inside the skew window: a replayed request');
-    case 'unknown':
-      return new OtaError('DEVICE_PENDING', `device ${deviceId} is not known to the fleet server: its first check-in registers it, and an operator accepts it`);
-    case 'pending':
-      return new OtaError('DEVICE_PENDING', `device ${deviceId} is pending an operator's decision; it takes no part in rollouts until accepted`);
-    case 'rejected':
-      return new OtaError('DEVICE_REJECTED', `device ${deviceId} was rejected by an operator`);
-    case 'conflict':
-      return new OtaError('DEVICE_KEY_CONFLICT', `device ${deviceId} is known with key ${r.device.fingerprint}; this request was signed with another key`);
-  }
-}
-
 const isRefusal = (x: { kind: string }): x is DeviceRefusal => ['replay', 'unknown', 'pending', 'rejected', 'conflict'].includes(x.kind);
 
 export function leaseRouter(o: LeaseEndpointOptions): express.Router {
@@ -66,7 +50,7 @@ export function leaseRouter(o: LeaseEndpointOptions): express.Router {
       try {
         const v = verifyRequest({ method: req.method, path: req.originalUrl, header: (name) => req.get(name), body, now, maxSkewMs });
         claimed = v.deviceId;
-        await handle(req, res, { deviceId: v.deviceId, publicKey: v.publicKey, nonce: v.nonce, nonceExpiresAt: v.timestamp + maxSkewMs, now }, body);
+        await handle(req, res, { deviceId: v.deviceId, publicKey: v.publicKey, nonce: v.nonce, nonceExpiresAt: v.timestamp + maxSkewMs, now, source: req.ip ?? 'unknown' }, body);
       } catch (error) {
         if (isOtaError(error) && error.code !== 'INTERNAL') return refuseDevice(o, req, res, error, claimed);
         next(error);
@@ -96,7 +80,7 @@ export function leaseRouter(o: LeaseEndpointOptions): express.Router {
       if (b.deviceId !== auth.deviceId) throw new OtaError('DEVICE_SIGNATURE_INVALID', `the body's deviceId ${b.deviceId} is not the signing device ${auth.deviceId}`);
       const store = await o.store();
       const outcome = await store.requestLease({ ...auth, product: b.product, version: b.version, fromVersion: b.fromVersion ?? null, ttlMs: b.ttlMs ?? DEFAULT_LEASE_TTL_MS, budgets: o.budgets });
-      if (isRefusal(outcome)) throw refusalError(outcome, auth.deviceId);
+      if (isRefusal(outcome)) throw deviceRefusalError(outcome, auth.deviceId);
       switch (outcome.kind) {
         case 'granted':
           res.status(200).json({ lease: { id: outcome.lease.id, expiresAt: outcome.lease.expiresAt, ttlMs: outcome.lease.ttlMs } });
@@ -119,7 +103,7 @@ export function leaseRouter(o: LeaseEndpointOptions): express.Router {
       const id = String(req.params.id);
       const store = await o.store();
       const outcome = verb === 'renew' ? await store.renewLease(auth, id) : await store.returnLease(auth, id);
-      if (isRefusal(outcome)) throw refusalError(outcome, auth.deviceId);
+      if (isRefusal(outcome)) throw deviceRefusalError(outcome, auth.deviceId);
       if (outcome.kind === 'expired') {
         res.status(404).json({ error: { code: 'LEASE_EXPIRED', message: `lease ${id} is not held: it expired, was returned, or belongs to another device` } });
       } else if (outcome.kind === 'renewed') {

@@ -149,6 +149,11 @@ export type RolloutStep =
   | { kind: 'open'; batch: number }
   | { kind: 'done' };
 
+/** A step as the log says it. */
+export function describeStep(step: RolloutStep): string {
+  return step.kind === 'halt' ? `halted: ${step.reason}` : step.kind === 'open' ? `batch ${step.batch} opened` : step.kind === 'done' ? 'done' : 'unchanged';
+}
+
 /**
  * What an active rollout does next, one step at a time (the store applies it and asks again):
  * 1. any open batch whose failures pass the threshold with at least minReports outcomes halts it;

@@ -83,7 +83,14 @@ export type CheckinOutcome =
   | { kind: 'rejected'; device: Device }
   | { kind: 'pending-full'; pending: number }
   | { kind: 'pending'; device: Device; created: boolean }
-  | { kind: 'accepted'; device: Device };
+  | {
+      kind: 'accepted';
+      device: Device;
+      /** What the answer tells the robot: the halts and waits of its products, read in the check-in's transaction. */
+      rollouts: RolloutNotice[];
+      /** Active rollouts where this check-in made the device a failure: worth evaluating at once. */
+      failedIn: string[];
+    };
 
 export interface AuditEntry {
   at: number;
@@ -138,13 +145,18 @@ export interface DeviceRequestAuth {
   nonce: string;
   nonceExpiresAt: number;
   now: number;
+  /** Where it came from (recorded with a key conflict). */
+  source?: string;
 }
 
-/** Why a signed device request was refused by the device record; nothing it sent was stored. */
+/**
+ * Why a signed device request was refused by the device record (sql-device-auth.ts, the same for
+ * every device endpoint); nothing it sent was stored, apart from the conflict row `conflict` records.
+ */
 export type DeviceRefusal =
   | { kind: 'replay' }
   | { kind: 'unknown' }
-  | { kind: 'conflict'; device: Device }
+  | { kind: 'conflict'; device: Device; conflict: KeyConflict }
   | { kind: 'rejected'; device: Device }
   | { kind: 'pending'; device: Device };
 
@@ -192,7 +204,10 @@ export interface RolloutNotice {
 
 export interface FleetStore {
   readonly backend: 'sqlite' | 'postgres';
-  /** The signed check-in: nonce, device decision, product state and history, in one transaction. */
+  /**
+   * The signed check-in: nonce, device decision, product state and history, the device's place in
+   * the rollout counters, and the rollouts the answer names, in one transaction.
+   */
   checkin(input: CheckinInput): Promise<CheckinOutcome>;
   getDevice(id: string): Promise<DeviceView | null>;
   listDevices(query: ListDevicesQuery): Promise<{ devices: DeviceView[]; total: number }>;
@@ -216,10 +231,11 @@ export interface FleetStore {
   /** An operator's halt or resume; `unchanged` when the rollout was not in a state it applies to. */
   haltRollout(id: string, reason: string, actor: string, now: number): Promise<{ kind: 'changed' | 'unchanged'; rollout: Rollout } | null>;
   resumeRollout(id: string, actor: string, now: number): Promise<{ kind: 'changed' | 'unchanged'; rollout: Rollout } | null>;
-  /** Applies what each active rollout's counts call for (open, halt, finish), each change audited. */
-  evaluateRollouts(now: number): Promise<Array<{ rolloutId: string; step: RolloutStep }>>;
-  /** After an accepted check-in: remember the run aiming at a rolled-out release; answers whether it reported a failure of such a run. */
-  recordRolloutProgress(deviceId: string, report: ProductReport, now: number): Promise<{ outcome: boolean }>;
+  /**
+   * Applies what each active rollout's counts call for (open, halt, finish), each change audited;
+   * `ids`: only these rollouts. Reads each rollout's counters, not the fleet.
+   */
+  evaluateRollouts(now: number, ids?: readonly string[]): Promise<Array<{ rolloutId: string; step: RolloutStep }>>;
   /** The halts and waits the device must obey, over every product it has reported. */
   rolloutNotices(deviceId: string): Promise<RolloutNotice[]>;
   /** The rollout gate and the site's budget, atomically with the nonce and across processes. */

@@ -147,9 +147,34 @@ CREATE INDEX leases_device ON leases (device_id, product);
 CREATE TABLE site_locks (site TEXT PRIMARY KEY);
 `;
 
+// Rollout counts kept up to date by the check-ins that change them (sql-rollout-counts.ts): each
+// batch's counters, and per rollout and device the batch and outcome it is counted with and the
+// run seen aiming at the release (what rollout_runs held). A rollout from before this entry has
+// counted = 0 and is counted once, whole, when a server opens the store.
+const rolloutCountsSchema = `
+ALTER TABLE rollout_batches ADD COLUMN n_devices BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollout_batches ADD COLUMN n_not_started BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollout_batches ADD COLUMN n_running BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollout_batches ADD COLUMN n_committed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollout_batches ADD COLUMN n_rolled_back BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollout_batches ADD COLUMN n_failed BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE rollouts ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rollout_devices (
+  rollout_id TEXT NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+  device_id TEXT NOT NULL,
+  run_id TEXT,
+  batch INTEGER,
+  outcome TEXT,
+  PRIMARY KEY (rollout_id, device_id)
+);
+INSERT INTO rollout_devices (rollout_id, device_id, run_id) SELECT rollout_id, device_id, run_id FROM rollout_runs;
+DROP TABLE rollout_runs;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'devices, key conflicts, product state, check-in history, nonces, audit', sql: { sqlite: devicesSchema('sqlite'), postgres: devicesSchema('postgres') } },
   { version: 2, name: 'rollouts, their batches and runs, update leases', sql: rolloutsSchema },
+  { version: 3, name: 'rollout counters kept by the check-ins, rollout_devices replaces rollout_runs', sql: rolloutCountsSchema },
 ];
 
 /** Applies the entries the database has not seen, under the migration lock; answers their versions. */

@@ -8,7 +8,7 @@ import type { FleetStore, Retention } from './fleet-store.js';
 import { migrate } from './migrations.js';
 import { openPostgresDriver } from './postgres-driver.js';
 import { openSqliteDriver } from './sqlite-driver.js';
-import { createSqlFleetStore, DEFAULT_RETENTION } from './sql-fleet-store.js';
+import { DEFAULT_RETENTION, openSqlFleetStore } from './sql-fleet-store.js';
 
 export interface OpenFleetStoreOptions {
   retention?: Retention;
@@ -29,11 +29,11 @@ export async function openFleetStore(database: string, options: OpenFleetStoreOp
   }
   try {
     await migrate(driver, undefined, options.now);
+    return await openSqlFleetStore(driver, options.retention ?? DEFAULT_RETENTION);
   } catch (error) {
     await driver.close().catch(() => {});
     throw error;
   }
-  return createSqlFleetStore(driver, options.retention ?? DEFAULT_RETENTION);
 }
 
 /** The database as people may see it: a PostgreSQL URL without its password. */

@@ -23,17 +23,14 @@ import type {
   Tags,
 } from './fleet-store.js';
 import type { Row, SqlDriver, SqlExecutor, SqlValue } from './sql-driver.js';
+import { checkRecord, claimDevice, DeviceRefused, readDevice as readDeviceRow, refusable } from './sql-device-auth.js';
 import { createSqlLeaseStore } from './sql-lease-store.js';
+import { createRolloutCounter, type RolloutCounter } from './sql-rollout-counts.js';
 import { createSqlRolloutStore } from './sql-rollout-store.js';
 
 export const DEFAULT_RETENTION: Retention = { checkinsPerDevice: 100, maxAgeMs: 30 * 24 * 3_600_000 };
 
 const NEW_DEVICE_LOCK_KEY = 7_020_515_002;
-
-/** A refusal found inside the transaction: thrown to roll it back, turned into an outcome outside. */
-class Refusal {
-  constructor(readonly outcome: CheckinOutcome) {}
-}
 
 export const parseTags = (text: unknown): Tags => {
   try {
@@ -107,13 +104,15 @@ function toConflict(r: Row): KeyConflict {
 
 const siteOf = (reported: Tags, operator: Tags): string | null => operator.site ?? reported.site ?? null;
 
-export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DEFAULT_RETENTION): FleetStore {
-  const forUpdate = driver.dialect === 'postgres' ? ' FOR UPDATE' : '';
+/** The store, with the rollouts counted before from before the counters (migration 3) counted once. */
+export async function openSqlFleetStore(driver: SqlDriver, retention: Retention = DEFAULT_RETENTION): Promise<FleetStore> {
+  const counter = createRolloutCounter(driver);
+  await counter.recountUncounted();
+  return createSqlFleetStore(driver, retention, counter);
+}
 
-  async function readDevice(tx: SqlExecutor, id: string, lock = false): Promise<Device | null> {
-    const rows = await tx.query(`SELECT * FROM devices WHERE id = $1${lock ? forUpdate : ''}`, [id]);
-    return rows[0] === undefined ? null : toDevice(rows[0]);
-  }
+export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DEFAULT_RETENTION, counter: RolloutCounter = createRolloutCounter(driver)): FleetStore {
+  const readDevice = (tx: SqlExecutor, id: string, lock = false) => readDeviceRow(tx, driver.dialect, id, lock);
 
   async function views(devices: Device[]): Promise<DeviceView[]> {
     if (devices.length === 0) return [];
@@ -157,20 +156,15 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
   }
 
   async function decideCheckin(tx: SqlExecutor, input: CheckinInput): Promise<CheckinOutcome> {
-    const fresh = await tx.run('INSERT INTO nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT (device_id, nonce) DO NOTHING', [
-      input.deviceId,
-      input.nonce,
-      input.nonceExpiresAt,
-    ]);
-    if (fresh === 0) throw new Refusal({ kind: 'replay' });
-    let device = await readDevice(tx, input.deviceId, true);
+    // The nonce, the record, its key and decision: the same check every device request goes through.
+    let device = await claimDevice(tx, driver.dialect, input);
     let created = false;
     if (device === null) {
       // New devices are created one at a time across all processes, so the cap below is exact
       // (SQLite's BEGIN IMMEDIATE already serialises every transaction).
       if (driver.dialect === 'postgres') await tx.query(`SELECT pg_advisory_xact_lock(${NEW_DEVICE_LOCK_KEY})`);
       const pending = Number((await tx.query<{ n: unknown }>("SELECT COUNT(*) AS n FROM devices WHERE status = 'pending'"))[0]!.n);
-      if (pending >= input.maxPending) throw new Refusal({ kind: 'pending-full', pending });
+      if (pending >= input.maxPending) throw new DeviceRefused<CheckinOutcome>({ kind: 'pending-full', pending });
       const inserted = await tx.run(
         `INSERT INTO devices (id, public_key, fingerprint, status, created_at) VALUES ($1, $2, $3, 'pending', $4) ON CONFLICT (id) DO NOTHING`,
         [input.deviceId, input.publicKey, keyFingerprint(input.publicKey), input.now],
@@ -178,38 +172,21 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
       created = inserted === 1;
       // Another process created it in between: decide on its record like any known device.
       device = (await readDevice(tx, input.deviceId, true))!;
+      checkRecord(device, input);
     }
-    if (device.publicKey !== input.publicKey) {
-      const fingerprint = keyFingerprint(input.publicKey);
-      throw new Refusal({ kind: 'conflict', device, conflict: { fingerprint, publicKey: input.publicKey, source: input.source, firstSeen: input.now, lastSeen: input.now, count: 1 } });
-    }
-    if (device.status === 'rejected') throw new Refusal({ kind: 'rejected', device });
+    const before = device;
     const updated = await recordReport(tx, input, device);
-    return updated.status === 'accepted' ? { kind: 'accepted', device: updated } : { kind: 'pending', device: updated, created };
+    const tagsChanged = JSON.stringify(before.tags) !== JSON.stringify(updated.tags);
+    const failedIn = await counter.refresh(tx, updated, { report: input.report, allProducts: tagsChanged });
+    if (updated.status !== 'accepted') return { kind: 'pending', device: updated, created };
+    return { kind: 'accepted', device: updated, rollouts: await counter.notices(tx, updated), failedIn };
   }
 
   return {
     backend: driver.dialect,
 
     async checkin(input) {
-      let outcome: CheckinOutcome;
-      try {
-        outcome = await driver.transaction((tx) => decideCheckin(tx, input));
-      } catch (error) {
-        if (!(error instanceof Refusal)) throw error;
-        outcome = error.outcome;
-      }
-      if (outcome.kind === 'conflict') {
-        const c = outcome.conflict;
-        const rows = await driver.query(
-          `INSERT INTO key_conflicts (device_id, fingerprint, public_key, source, first_seen, last_seen, count) VALUES ($1, $2, $3, $4, $5, $5, 1)
-           ON CONFLICT (device_id, fingerprint) DO UPDATE SET last_seen = excluded.last_seen, source = excluded.source, count = key_conflicts.count + 1
-           RETURNING *`,
-          [input.deviceId, c.fingerprint, c.publicKey, c.source, input.now],
-        );
-        outcome = { ...outcome, conflict: toConflict(rows[0]!) };
-      }
-      return outcome;
+      return refusable<CheckinOutcome, CheckinOutcome>(driver, input, (tx) => decideCheckin(tx, input));
     },
 
     async getDevice(id) {
@@ -231,7 +208,11 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
     async decide(id, status, actor, now) {
       return driver.transaction(async (tx) => {
         const changed = await tx.run('UPDATE devices SET status = $2, decided_by = $3, decided_at = $4 WHERE id = $1', [id, status, actor, now]);
-        return changed === 0 ? null : readDevice(tx, id);
+        if (changed === 0) return null;
+        const device = (await readDevice(tx, id))!;
+        // Accepting puts the device in its rollout batches, rejecting takes it out: the counters follow.
+        await counter.refresh(tx, device, { allProducts: true });
+        return device;
       });
     },
 
@@ -241,7 +222,9 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
         if (device === null) return null;
         await tx.run('UPDATE devices SET operator_tags = $2, site = $3 WHERE id = $1', [id, JSON.stringify(tags), siteOf(device.reportedTags, tags)]);
         await tx.run('INSERT INTO audit (at, kind, device_id, actor, message) VALUES ($1, $2, $3, $4, $5)', [now, 'device-tags', id, actor, `tags of ${id} set to ${JSON.stringify(tags)}`]);
-        return readDevice(tx, id);
+        const updated = (await readDevice(tx, id))!;
+        await counter.refresh(tx, updated, { allProducts: true });
+        return updated;
       });
     },
 
@@ -267,6 +250,7 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
             );
             updated += 1;
           }
+          await counter.refresh(tx, (await readDevice(tx, e.deviceId))!, { allProducts: true });
         }
         return { created, updated };
       });
@@ -320,7 +304,7 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
       };
     },
 
-    ...createSqlRolloutStore(driver),
+    ...createSqlRolloutStore(driver, counter),
     ...createSqlLeaseStore(driver),
 
     close: () => driver.close(),

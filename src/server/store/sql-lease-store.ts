@@ -8,10 +8,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { gateFor } from '../rollouts/rollout-model.js';
-import type { Device, FleetStore, Lease, SiteBudgets } from './fleet-store.js';
+import type { FleetStore, Lease, SiteBudgets } from './fleet-store.js';
 import { authenticateDevice, refusable } from './sql-device-auth.js';
 import type { Row, SqlDriver, SqlExecutor } from './sql-driver.js';
-import { toDevice } from './sql-fleet-store.js';
 import { loadRollout } from './sql-rollout-store.js';
 
 type LeaseMethods = Pick<FleetStore, 'requestLease' | 'renewLease' | 'returnLease' | 'listLeases'>;
@@ -37,11 +36,6 @@ export function budgetOf(budgets: SiteBudgets, site: string | null): number {
 }
 
 export function createSqlLeaseStore(driver: SqlDriver): LeaseMethods {
-  const readDevice = async (tx: SqlExecutor, id: string): Promise<Device | null> => {
-    const rows = await tx.query('SELECT * FROM devices WHERE id = $1', [id]);
-    return rows[0] === undefined ? null : toDevice(rows[0]);
-  };
-
   async function lockSite(tx: SqlExecutor, site: string): Promise<void> {
     await tx.run('INSERT INTO site_locks (site) VALUES ($1) ON CONFLICT (site) DO NOTHING', [site]);
     if (driver.dialect === 'postgres') await tx.query('SELECT site FROM site_locks WHERE site = $1 FOR UPDATE', [site]);
@@ -49,8 +43,8 @@ export function createSqlLeaseStore(driver: SqlDriver): LeaseMethods {
 
   return {
     async requestLease(req) {
-      return refusable(driver.transaction.bind(driver), async (tx) => {
-        const device = await authenticateDevice(tx, req, readDevice);
+      return refusable(driver, req, async (tx) => {
+        const device = await authenticateDevice(tx, driver.dialect, req);
         const rollout = await tx.query("SELECT id FROM rollouts WHERE product = $1 AND version = $2 AND state <> 'done'", [req.product, req.version]);
         if (rollout[0] !== undefined) {
           const r = (await loadRollout(tx, driver.dialect, String(rollout[0].id)))!;
@@ -94,8 +88,8 @@ export function createSqlLeaseStore(driver: SqlDriver): LeaseMethods {
     },
 
     async renewLease(auth, leaseId) {
-      return refusable(driver.transaction.bind(driver), async (tx) => {
-        await authenticateDevice(tx, auth, readDevice);
+      return refusable(driver, auth, async (tx) => {
+        await authenticateDevice(tx, driver.dialect, auth);
         const rows = await tx.query('SELECT * FROM leases WHERE id = $1 AND device_id = $2', [leaseId, auth.deviceId]);
         const lease = rows[0] === undefined ? null : toLease(rows[0]);
         // Past its TTL the slot may already be someone else's: the lease is gone, not revived.
@@ -110,8 +104,8 @@ export function createSqlLeaseStore(driver: SqlDriver): LeaseMethods {
     },
 
     async returnLease(auth, leaseId) {
-      return refusable(driver.transaction.bind(driver), async (tx) => {
-        await authenticateDevice(tx, auth, readDevice);
+      return refusable(driver, auth, async (tx) => {
+        await authenticateDevice(tx, driver.dialect, auth);
         const removed = await tx.run('DELETE FROM leases WHERE id = $1 AND device_id = $2 AND expires_at > $3', [leaseId, auth.deviceId, auth.now]);
         await tx.run('DELETE FROM leases WHERE id = $1 AND device_id = $2', [leaseId, auth.deviceId]);
         return removed === 1 ? { kind: 'returned' as const } : { kind: 'expired' as const };

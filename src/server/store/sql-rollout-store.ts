@@ -6,31 +6,17 @@
  * the second one sees the first one's result and has nothing left to do.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  countBatches,
-  emptyCounts,
-  gateFor,
-  nextStep,
-  type Batch,
-  type BatchSelector,
-  type DeviceProgress,
-  type Rollout,
-  type RolloutRecord,
-  type RolloutStep,
-} from '../rollouts/rollout-model.js';
-import type { FleetStore, RolloutNotice } from './fleet-store.js';
+import { nextStep, type Batch, type BatchSelector, type Rollout, type RolloutRecord, type RolloutStep } from '../rollouts/rollout-model.js';
+import type { FleetStore } from './fleet-store.js';
 import type { Row, SqlDriver, SqlExecutor } from './sql-driver.js';
+import { countsOfRow, type RolloutCounter } from './sql-rollout-counts.js';
 import { parseTags } from './sql-fleet-store.js';
 
-type RolloutMethods = Pick<
-  FleetStore,
-  'createRollout' | 'listRollouts' | 'getRollout' | 'haltRollout' | 'resumeRollout' | 'evaluateRollouts' | 'recordRolloutProgress' | 'rolloutNotices'
->;
+type RolloutMethods = Pick<FleetStore, 'createRollout' | 'listRollouts' | 'getRollout' | 'haltRollout' | 'resumeRollout' | 'evaluateRollouts' | 'rolloutNotices'>;
 
-const str = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-function toRecord(r: Row, batches: Row[]): RolloutRecord {
+function toRollout(r: Row, batches: Row[]): Rollout {
   return {
     id: String(r.id),
     product: String(r.product),
@@ -45,47 +31,32 @@ function toRecord(r: Row, batches: Row[]): RolloutRecord {
     resumedAt: num(r.resumed_at),
     forgiven: parseTags(r.forgiven) as unknown as Record<string, number>,
     batches: batches
-      .map((b): Batch => ({ index: Number(b.idx), selector: JSON.parse(String(b.selector)) as BatchSelector, state: b.state as Batch['state'], openedAt: num(b.opened_at) }))
+      .map((b) => ({
+        index: Number(b.idx),
+        selector: JSON.parse(String(b.selector)) as BatchSelector,
+        state: b.state as Batch['state'],
+        openedAt: num(b.opened_at),
+        counts: countsOfRow(b),
+      }))
       .sort((a, b) => a.index - b.index),
   };
 }
 
-/** A rollout and its batches; `lock` locks its row until the transaction ends (PostgreSQL). */
-export async function loadRollout(tx: SqlExecutor, dialect: SqlDriver['dialect'], id: string, lock = false): Promise<RolloutRecord | null> {
+/**
+ * A rollout with its batches and their counters (kept by the check-ins, sql-rollout-counts.ts);
+ * `lock` locks its row until the transaction ends (PostgreSQL). Reads two rows' worth of tables,
+ * whatever the fleet's size.
+ */
+export async function loadRollout(tx: SqlExecutor, dialect: SqlDriver['dialect'], id: string, lock = false): Promise<Rollout | null> {
   const rows = await tx.query(`SELECT * FROM rollouts WHERE id = $1${lock && dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
   if (rows[0] === undefined) return null;
-  return toRecord(rows[0], await tx.query('SELECT * FROM rollout_batches WHERE rollout_id = $1', [id]));
+  return toRollout(rows[0], await tx.query('SELECT * FROM rollout_batches WHERE rollout_id = $1', [id]));
 }
 
-export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
+const countsOf = (r: Rollout) => new Map(r.batches.map((b) => [b.index, b.counts]));
+
+export function createSqlRolloutStore(driver: SqlDriver, counter: RolloutCounter): RolloutMethods {
   const load = (tx: SqlExecutor, id: string, lock = false) => loadRollout(tx, driver.dialect, id, lock);
-
-  /** Every accepted device with its report of the rollout's product; pending and rejected devices never count. */
-  async function progress(tx: SqlExecutor, r: RolloutRecord): Promise<DeviceProgress[]> {
-    const rows = await tx.query(
-      `SELECT d.id, d.reported_tags, d.operator_tags, p.version, p.state, p.last_outcome, p.run_id, p.target_version, rr.run_id AS rollout_run_id
-       FROM devices d
-       LEFT JOIN device_products p ON p.device_id = d.id AND p.product = $1
-       LEFT JOIN rollout_runs rr ON rr.rollout_id = $2 AND rr.device_id = d.id
-       WHERE d.status = 'accepted'`,
-      [r.product, r.id],
-    );
-    return rows.map((d) => ({
-      deviceId: String(d.id),
-      tags: { ...parseTags(d.reported_tags), ...parseTags(d.operator_tags) },
-      version: str(d.version),
-      state: str(d.state),
-      lastOutcome: str(d.last_outcome),
-      runId: str(d.run_id),
-      targetVersion: str(d.target_version),
-      rolloutRunId: str(d.rollout_run_id),
-    }));
-  }
-
-  async function view(tx: SqlExecutor, r: RolloutRecord): Promise<Rollout> {
-    const counts = countBatches(r, await progress(tx, r));
-    return { ...r, batches: r.batches.map((b) => ({ ...b, counts: counts.get(b.index) ?? emptyCounts() })) };
-  }
 
   const audit = (tx: SqlExecutor, now: number, kind: string, actor: string, message: string, details: Record<string, unknown>) =>
     tx.run('INSERT INTO audit (at, kind, actor, message, details) VALUES ($1, $2, $3, $4, $5)', [now, kind, actor, message, JSON.stringify(details)]);
@@ -104,7 +75,8 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
         await audit(tx, now, 'rollout-batch-opened', 'ota-server', `rollout ${r.id} of ${name}: batch ${step.batch} opened (batch ${step.batch - 1} healthy after its soak)`, { rolloutId: r.id, batch: step.batch });
         return true;
       case 'done':
-        await tx.run("UPDATE rollout_batches SET state = 'done' WHERE rollout_id = $1 AND state = 'open'", [r.id]);
+        // One batch row at a time in index order: the order check-ins move counters in (no deadlock).
+        for (const b of r.batches) if (b.state === 'open') await tx.run("UPDATE rollout_batches SET state = 'done' WHERE rollout_id = $1 AND idx = $2 AND state = 'open'", [r.id, b.index]);
         if ((await tx.run("UPDATE rollouts SET state = 'done' WHERE id = $1 AND state = 'active'", [r.id])) === 0) return false;
         await audit(tx, now, 'rollout-done', 'ota-server', `rollout ${r.id} of ${name} is done: its last batch is healthy after its soak`, { rolloutId: r.id });
         return true;
@@ -119,7 +91,7 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
     for (;;) {
       const r = await load(tx, id, true);
       if (r === null) return steps;
-      const step = nextStep(r, countBatches(r, await progress(tx, r)), now);
+      const step = nextStep(r, countsOf(r), now);
       if (step.kind === 'none' || steps.length > r.batches.length + 1) return steps;
       if (!(await apply(tx, r, step, now))) return steps;
       steps.push(step);
@@ -144,8 +116,11 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
               i === 0 ? now : null,
             ]);
           }
+          // The product's earlier rollouts that are done stop being counted (their counts stay as they are).
+          await tx.run("DELETE FROM rollout_devices WHERE rollout_id IN (SELECT id FROM rollouts WHERE product = $1 AND state = 'done')", [input.product]);
+          await counter.recount(tx, id);
           await audit(tx, now, 'rollout-created', actor, `rollout ${id} of ${input.product} ${input.version} created with ${input.batches.length} batch(es); batch 1 open`, { rolloutId: id, ...input });
-          return { kind: 'created' as const, rollout: await view(tx, (await load(tx, id))!) };
+          return { kind: 'created' as const, rollout: (await load(tx, id))! };
         });
       } catch (error) {
         if (!driver.isUniqueViolation(error)) throw error;
@@ -159,24 +134,23 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
       const out: Rollout[] = [];
       for (const row of ids) {
         const r = await load(driver, String(row.id));
-        if (r !== null) out.push(await view(driver, r));
+        if (r !== null) out.push(r);
       }
       return out;
     },
 
     async getRollout(id) {
-      const r = await load(driver, id);
-      return r === null ? null : view(driver, r);
+      return load(driver, id);
     },
 
     async haltRollout(id, reason, actor, now) {
       return driver.transaction(async (tx) => {
         const r = await load(tx, id, true);
         if (r === null) return null;
-        if (r.state !== 'active') return { kind: 'unchanged' as const, rollout: await view(tx, r) };
+        if (r.state !== 'active') return { kind: 'unchanged' as const, rollout: r };
         await tx.run("UPDATE rollouts SET state = 'halted', halt_by = 'operator', halt_reason = $2, halt_at = $3 WHERE id = $1", [id, reason, now]);
         await audit(tx, now, 'rollout-halted', actor, `rollout ${id} of ${r.product} ${r.version} halted by ${actor}: ${reason}`, { rolloutId: id });
-        return { kind: 'changed' as const, rollout: await view(tx, (await load(tx, id))!) };
+        return { kind: 'changed' as const, rollout: (await load(tx, id))! };
       });
     },
 
@@ -184,19 +158,22 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
       return driver.transaction(async (tx) => {
         const r = await load(tx, id, true);
         if (r === null) return null;
-        if (r.state !== 'halted') return { kind: 'unchanged' as const, rollout: await view(tx, r) };
+        if (r.state !== 'halted') return { kind: 'unchanged' as const, rollout: r };
         // The failures seen so far were the operator's to judge; the halt rule counts only new ones.
-        const counts = countBatches(r, await progress(tx, r));
+        const counts = countsOf(r);
         const forgiven = Object.fromEntries([...counts].map(([k, c]) => [String(k), c.failed + c.rolledBack]));
         await tx.run("UPDATE rollouts SET state = 'active', halt_by = NULL, halt_reason = NULL, halt_at = NULL, resumed_at = $2, forgiven = $3 WHERE id = $1", [id, now, JSON.stringify(forgiven)]);
         const was = r.halt === null ? '' : ` (halted by ${r.halt.by}: ${r.halt.reason})`;
         await audit(tx, now, 'rollout-resumed', actor, `rollout ${id} of ${r.product} ${r.version} resumed by ${actor}${was}`, { rolloutId: id, forgiven });
-        return { kind: 'changed' as const, rollout: await view(tx, (await load(tx, id))!) };
+        return { kind: 'changed' as const, rollout: (await load(tx, id))! };
       });
     },
 
-    async evaluateRollouts(now) {
-      const active = await driver.query("SELECT id FROM rollouts WHERE state = 'active' ORDER BY created_at");
+    async evaluateRollouts(now, ids) {
+      const active =
+        ids === undefined
+          ? await driver.query("SELECT id FROM rollouts WHERE state = 'active' ORDER BY created_at")
+          : ids.map((id) => ({ id }));
       const out: Array<{ rolloutId: string; step: RolloutStep }> = [];
       for (const row of active) {
         const id = String(row.id);
@@ -205,45 +182,10 @@ export function createSqlRolloutStore(driver: SqlDriver): RolloutMethods {
       return out;
     },
 
-    async recordRolloutProgress(deviceId, report, now) {
-      if (report.targetVersion !== null && report.runId !== null) {
-        await driver.run(
-          `INSERT INTO rollout_runs (rollout_id, device_id, run_id, seen_at)
-           SELECT id, $1, $2, $3 FROM rollouts WHERE product = $4 AND version = $5 AND state <> 'done'
-           ON CONFLICT (rollout_id, device_id) DO UPDATE SET run_id = excluded.run_id, seen_at = excluded.seen_at`,
-          [deviceId, report.runId, now, report.product, report.targetVersion],
-        );
-      }
-      const failure = report.state === 'failed' || report.lastOutcome === 'failed' || report.lastOutcome === 'rolled-back';
-      if (!failure || report.runId === null) return { outcome: false };
-      // Only a failure of a run aiming at a release under an active rollout is worth evaluating for:
-      // a robot that failed something else keeps saying so at every check-in.
-      const rows = await driver.query(
-        "SELECT 1 AS one FROM rollout_runs rr JOIN rollouts r ON r.id = rr.rollout_id WHERE rr.device_id = $1 AND rr.run_id = $2 AND r.state = 'active' LIMIT 1",
-        [deviceId, report.runId],
-      );
-      return { outcome: rows.length > 0 };
-    },
-
     async rolloutNotices(deviceId) {
       const devices = await driver.query('SELECT reported_tags, operator_tags FROM devices WHERE id = $1', [deviceId]);
       if (devices[0] === undefined) return [];
-      const tags = { ...parseTags(devices[0].reported_tags), ...parseTags(devices[0].operator_tags) };
-      const rows = await driver.query(
-        `SELECT r.id, p.version AS installed FROM rollouts r JOIN device_products p ON p.device_id = $1 AND p.product = r.product
-         WHERE r.state <> 'done' ORDER BY r.created_at`,
-        [deviceId],
-      );
-      const notices: RolloutNotice[] = [];
-      for (const row of rows) {
-        const r = await load(driver, String(row.id));
-        if (r === null) continue;
-        const gate = gateFor(r, deviceId, tags);
-        // A wait means nothing to a robot that already runs the release; a halt is passed on always.
-        if (gate === null || (gate.code === 'ROLLOUT_WAIT' && str(row.installed) === r.version)) continue;
-        notices.push({ product: r.product, version: r.version, state: gate.code === 'ROLLOUT_HALTED' ? 'halted' : 'wait', reason: gate.reason });
-      }
-      return notices;
+      return counter.notices(driver, { id: deviceId, tags: { ...parseTags(devices[0].reported_tags), ...parseTags(devices[0].operator_tags) } });
     },
   };
 }

@@ -70,8 +70,8 @@ async function fleetServer(extra: Partial<ServerOptions> = {}) {
   return { url, store, operator };
 }
 
-/** A real otad with fake steps, its own device id, checking in every second, leases on (TTL 3 s). */
-function realRobot(url: string, id: string, tags: Record<string, string>, fake: Record<string, unknown> = {}): { box: Sandbox; otad: OtadProcess } {
+/** A real otad with fake steps, its own device id, checking in every second, leases on (TTL 3 s) unless `fleet` says otherwise. */
+function realRobot(url: string, id: string, tags: Record<string, string>, fake: Record<string, unknown> = {}, fleet: Record<string, unknown> = {}): { box: Sandbox; otad: OtadProcess } {
   const box = makeSandbox({}, `otad-${id}-`);
   cleanups.push(() => rmSync(box.dir, { recursive: true, force: true }));
   const config = {
@@ -81,7 +81,7 @@ function realRobot(url: string, id: string, tags: Record<string, string>, fake: 
     logging: { level: 'info' },
     api: { enabled: false },
     decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '0' },
-    fleet: { checkins: true, checkinInterval: '1s', tags, lease: { enabled: true, ttl: '3s', renewEvery: '500ms' } },
+    fleet: { checkins: true, checkinInterval: '1s', tags, lease: { enabled: true, ttl: '3s', renewEvery: '500ms' }, ...fleet },
     products: [{ name: 'robot-ai', installPath: path.join(box.installRoot, 'robot-ai'), precheck: { retryInterval: '300ms' } }],
   };
   writeFileSync(box.configPath, YAML.stringify(config));
@@ -206,5 +206,32 @@ describe('a rollout across real otad processes and simulated robots', () => {
     // Server-side times: granted only after the dead robot's lease expired, and within its TTL after that.
     expect(grantedAt).toBeGreaterThanOrEqual(last.expiresAt);
     expect(grantedAt - last.expiresAt).toBeLessThan(last.ttlMs);
+  }, 120_000);
+
+  it('a real robot without leases whose last check-in came before the rollout hears wait before it installs, and installs once its batch opens', async () => {
+    const { url, store, operator } = await fleetServer();
+    // Its periodic check-ins are an hour apart, and its check finds the release some seconds after
+    // its start-up check-in: the only answer it has heard predates the rollout.
+    const { box, otad } = realRobot(url, 'real-nolease-1', { site: 'yard', ring: 'late' }, { delayMs: { check: 8_000 } }, { checkinInterval: '1h', lease: { enabled: false } });
+    await otad.ready();
+    await eventually(() => store.getDevice('real-nolease-1'), 'the robot to check in');
+    expect((await operator('POST', '/api/v1/devices/real-nolease-1/accept')).device.status).toBe('accepted');
+    // Batch 1 is one simulated canary (an empty batch would be healthy at once and open batch 2).
+    const canary: Robot = { id: 'sim-canary-1', key: newDeviceKey() };
+    await store.preauthorize([{ deviceId: canary.id, publicKey: canary.key.publicKey, tags: { site: 'lab', ring: 'canary' } }], 'test', Date.now());
+    await checkin(url, canary, Date.now(), {});
+    const created = await operator('POST', '/api/v1/rollouts', { product: 'robot-ai', version: V, batches: [{ tags: { ring: 'canary' } }, { all: true }], soak: 0, failureThreshold: 0.3, minReports: 1 });
+    const id = created.id as string;
+    expect(created.batches[1].state).toBe('waiting');
+    const reasons = () => ((readSaved(box.dbPath)?.context.preCheckReasons as Array<{ code: string; message: string }> | undefined) ?? []);
+    await waitUntil(() => reasons().some((r) => r.code === 'ROLLOUT_WAIT'), { timeoutMs: 60_000, what: 'the robot to wait at pre-check' });
+    expect(reasons().find((r) => r.code === 'ROLLOUT_WAIT')!.message).toContain('batch 2');
+    expect(transitionsTo(box, 'backup')).toBe(0);
+    // The check-in it sent from its pre-check is what the server counted it by.
+    expect((await store.getDevice('real-nolease-1'))!.products[0]).toMatchObject({ state: 'preCheck', targetVersion: V });
+    // A canary commits; with no soak batch 2 opens, and the robot's next pre-check hears it and installs.
+    await simulatedInstall(url, canary, 'committed');
+    await eventually(async () => (await operator('GET', `/api/v1/rollouts/${id}`)).batches[1].state === 'open', 'batch 2 to open');
+    await waitUntil(() => readSaved(box.dbPath)?.context.lastOutcome === 'committed', { timeoutMs: 60_000, what: 'the robot to commit once its batch opened' });
   }, 120_000);
 });
