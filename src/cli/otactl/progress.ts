@@ -29,10 +29,12 @@ export function formatDuration(ms: number | null): string {
 
 /** The text of one progress message: "download 40% 4.0/10.0 MiB at 2.1 MiB/s, 3s left". */
 export function progressText(p: ProgressMessage): string {
-  const amount = p.total !== null && p.total > 0 ? `${percent(p)}% ${formatMiB(p.bytes).replace(' MiB', '')}/${formatMiB(p.total)}` : formatMiB(p.bytes);
-  const speed = p.rateBps !== null ? ` at ${formatRate(p.rateBps)}` : '';
-  const left = p.etaMs !== null ? `, ${formatDuration(p.etaMs)} left` : '';
-  return `${p.step} ${amount}${speed}${left}${p.message ? ` (${p.message})` : ''}`;
+  // A step that moves no bytes (probation, service restarts) has no amount to show: no "0.0 MiB".
+  const counted = (p.total !== null && p.total > 0) || p.bytes > 0 || p.rateBps !== null;
+  const amount = !counted ? '' : p.total !== null && p.total > 0 ? ` ${percent(p)}% ${formatMiB(p.bytes).replace(' MiB', '')}/${formatMiB(p.total)}` : ` ${formatMiB(p.bytes)}`;
+  const speed = counted && p.rateBps !== null ? ` at ${formatRate(p.rateBps)}` : '';
+  const left = p.etaMs !== null ? `${counted ? ',' : ''} ${formatDuration(p.etaMs)} left` : '';
+  return `${p.step}${amount}${speed}${left}${p.message ? ` (${p.message})` : ''}`;
 }
 
 const percent = (p: ProgressMessage): number => (p.total ? Math.min(100, Math.floor((p.bytes * 100) / p.total)) : 0);

@@ -85,7 +85,7 @@ describe('otactl watch progress in a real update', () => {
     expect(new Set(percents.map((p) => Math.floor(p / 10))).size).toBe(percents.length);
     // The unpacking step: its start and its end, each with what it was doing.
     expect(t.stdout).toMatch(/robot-ai: extract 0% 0\.0\/\d+\.\d MiB \(unpacking \d+ entries\)/);
-    expect(t.stdout).toMatch(/robot-ai: extract 100% \d+\.\d\/\d+\.\d MiB \(unpacked and verified\)/);
+    expect(t.stdout).toMatch(/robot-ai: extract 100% \d+\.\d\/\d+\.\d MiB \(unpacked and verified( against the signed tree index)?\)/);
   }, 180_000);
 
   it.runIf(existsSync('/usr/bin/script'))('in a terminal draws a bar per step with MiB, rate and time left', async () => {

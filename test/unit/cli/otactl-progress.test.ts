@@ -58,4 +58,10 @@ describe('otactl progress figures', () => {
   it('gives the percentage, MiB of MiB, rate and time left of a message', () => {
     expect(progressText(msg(30 * MiB))).toBe('download 30% 30.0/100.0 MiB at 4.0 MiB/s, 18s left');
   });
+
+  it('shows no amount for a step that moves no bytes, such as probation', () => {
+    const probation = msg(0, { step: 'probation', total: null, rateBps: null, etaMs: 20_000, message: 'round 1 of 3: 1 of 1 checks passed (release-marker)' });
+    expect(progressText(probation)).toBe('probation 20s left (round 1 of 3: 1 of 1 checks passed (release-marker))');
+    expect(progressText({ ...probation, etaMs: null })).toBe('probation (round 1 of 3: 1 of 1 checks passed (release-marker))');
+  });
 });
