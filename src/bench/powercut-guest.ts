@@ -48,6 +48,7 @@ export interface GuestView {
   install: { kind: 'plain' | 'link' | 'missing' | 'other'; target: string | null; dir: string | null; tree: Record<string, string> | null; version: string | null };
   /** Each entry of the release store, with its tree (names starting with '.' are otad's work folders). */
   releases: Array<{ name: string; tree: Record<string, string> | null }>;
+  /** The run folders under the product's staging folder (a settled product has none). */
   staging: string[];
   runs: RunRow[];
   openRuns: RunRow[];
@@ -173,7 +174,7 @@ export async function view(options: { copyDb: boolean }): Promise<GuestView> {
     journal: readJson(join(STATE_DIR, 'journal', `${GUEST_PRODUCT}.apply-journal.json`)),
     install,
     releases,
-    staging: existsSync(STAGING) ? readdirSync(STAGING, { recursive: true }).map(String).sort() : [],
+    staging: existsSync(join(STAGING, GUEST_PRODUCT)) ? readdirSync(join(STAGING, GUEST_PRODUCT)).sort() : [],
     leftovers: leftovers(),
     health,
     ...(error ? { error } : {}),
@@ -222,7 +223,7 @@ function serve(): void {
         }
         if (req.method === 'GET' && req.url === '/log') {
           const text = existsSync('/var/log/otad.log') ? readFileSync('/var/log/otad.log', 'utf8') : '';
-          return send(200, { tail: text.split('\n').slice(-60).join('\n') });
+          return send(200, { tail: text.trimEnd().split('\n').slice(-25).join('\n') });
         }
         send(404, { error: 'no such endpoint' });
       } catch (e) {
