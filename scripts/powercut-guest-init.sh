@@ -28,6 +28,9 @@ if [ ! -e /var/lib/ota/.powercut-installed ]; then
   mkdir -p /etc/ota /var/lib/ota /opt
   cp -a "$SEED/etc/." /etc/ota/
   cp -a "$SEED/product" /opt/robot-ai
+  # Warm Node's compile cache: Node writes it when a process exits, and otad is never let exit.
+  NODE_COMPILE_CACHE=/var/cache/powercut-node "$NODE" "$APP/dist/src/cli/otad.js" --version > /dev/null 2>&1
+  NODE_COMPILE_CACHE=/var/cache/powercut-node "$NODE" "$APP/dist/src/bench/powercut-guest.js" pre > /dev/null 2>&1
   sync
   touch /var/lib/ota/.powercut-installed
   sync

@@ -161,13 +161,7 @@ export async function view(options: { copyDb: boolean }): Promise<GuestView> {
   }
   const releases: GuestView['releases'] = [];
   for (const name of existsSync(RELEASES) ? readdirSync(RELEASES).sort() : []) releases.push({ name, tree: await treeOf(join(RELEASES, name)) });
-  let health: GuestView['health'] = null;
-  try {
-    const res = await fetch(`http://127.0.0.1:${GUEST_APP_PORT}/health`, { signal: AbortSignal.timeout(2000) });
-    health = (await res.json()) as { ok: boolean; version: string };
-  } catch {
-    health = null;
-  }
+  const health = await appHealth();
   return {
     at: Date.now(),
     ...dbView,
@@ -179,6 +173,25 @@ export async function view(options: { copyDb: boolean }): Promise<GuestView> {
     health,
     ...(error ? { error } : {}),
   };
+}
+
+async function appHealth(): Promise<GuestView['health']> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${GUEST_APP_PORT}/health`, { signal: AbortSignal.timeout(2000) });
+    return (await res.json()) as { ok: boolean; version: string };
+  } catch {
+    return null;
+  }
+}
+
+/** Whether otad is up: its API answers (after a cut the saved state says idle long before otad runs). */
+async function otadUp(): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${GUEST_API_PORT}/api/v1/status`, { headers: { authorization: `Bearer ${GUEST_TOKEN}` }, signal: AbortSignal.timeout(5000) });
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 async function checkNow(): Promise<{ status: number; body: string }> {
@@ -208,7 +221,8 @@ function serve(): void {
         if (req.method === 'GET' && req.url === '/state') {
           const db = existsSync(join(STATE_DIR, 'otad.db')) ? new Database(join(STATE_DIR, 'otad.db'), { readonly: true, fileMustExist: true }) : null;
           try {
-            return send(200, { saved: db?.prepare('SELECT state, run_id AS runId FROM snapshots WHERE product = ?').get(GUEST_PRODUCT) ?? null });
+            const saved = db?.prepare('SELECT state, run_id AS runId FROM snapshots WHERE product = ?').get(GUEST_PRODUCT) ?? null;
+            return send(200, { saved, otadUp: await otadUp() });
           } finally {
             db?.close();
           }
@@ -221,6 +235,7 @@ function serve(): void {
           }, 200);
           return;
         }
+        if (req.method === 'GET' && req.url === '/health') return send(200, { health: await appHealth() });
         if (req.method === 'GET' && req.url === '/log') {
           const text = existsSync('/var/log/otad.log') ? readFileSync('/var/log/otad.log', 'utf8') : '';
           return send(200, { tail: text.trimEnd().split('\n').slice(-25).join('\n') });

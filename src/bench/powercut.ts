@@ -288,13 +288,16 @@ export async function runPowercut(opts: PowercutOptions): Promise<{ records: Cut
     let last: GuestView | null = null;
     while (Date.now() - started < limitMs) {
       try {
-        const s = await guestGet<{ saved: { state: string; runId: string | null } | null }>('/state', 'GET', 10_000);
-        if (s.saved && (s.saved.state === 'idle' || s.saved.state === 'failed') && (runId === null || s.saved.runId === runId || s.saved.state === 'failed')) {
+        const s = await guestGet<{ saved: { state: string; runId: string | null } | null; otadUp: boolean }>('/state', 'GET', 10_000);
+        if (s.otadUp && s.saved && (s.saved.state === 'idle' || s.saved.state === 'failed') && (runId === null || s.saved.runId === runId || s.saved.state === 'failed')) {
           last = await guestGet<GuestView>('/check', 'GET', 60_000);
           if (last.openRuns.length === 0 && (last.saved?.state === 'failed' || runId === null || last.saved?.lastOutcome !== null)) {
             // The service is started by otad; under emulation it may need a moment to listen.
-            for (let i = 0; i < 20 && last.health === null && last.saved?.state === 'idle'; i++) {
-              await sleep(1500);
+            if (last.health === null && last.saved?.state === 'idle') {
+              for (let i = 0; i < 40; i++) {
+                await sleep(1500);
+                if ((await guestGet<{ health: unknown }>('/health', 'GET', 10_000)).health !== null) break;
+              }
               last = await guestGet<GuestView>('/check', 'GET', 60_000);
             }
             return last;
