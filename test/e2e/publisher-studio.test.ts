@@ -226,10 +226,15 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
     const table = page.locator('table.checksums');
     await table.waitFor();
     const shown = await table.locator('tbody tr').evaluateAll((rows) =>
-      rows.map((r) => ({ name: r.querySelector('[data-label="Target"]')!.textContent!, sha256: r.querySelector('[data-label="SHA-256"]')!.textContent!, size: r.querySelector('[data-label="Size"]')!.textContent! })),
+      rows.map((r) => ({ name: r.querySelector('[data-label="Target"] code')!.textContent!, what: r.querySelector('[data-label="Target"] .muted')!.textContent!, sha256: r.querySelector('[data-label="SHA-256"]')!.textContent!, size: r.querySelector('[data-label="Size"]')!.textContent! })),
     );
-    expect(shown.map((s) => s.name)).toEqual(['robot-ai/robot-ai-1.3.0.tar.gz', 'robot-ai/robot-ai-1.3.0.manifest.json']);
-    expect(await page.locator('.warn-note').textContent()).toContain('config/');
+    // The package, the manifest, and what publishing makes from the package: its tree index (and
+    // a delta from 1.2.0 where one passes the size gate; this tiny release's does not, and a note says so).
+    expect(shown.slice(0, 3).map((s) => s.name)).toEqual(['robot-ai/robot-ai-1.3.0.tar.gz', 'robot-ai/robot-ai-1.3.0.manifest.json', 'robot-ai/robot-ai-1.3.0.index.json']);
+    expect(shown[2]!.what).toMatch(/^tree index \(\d+ entries\)$/);
+    expect(await page.locator('p', { hasText: 'become targets of the repository' }).textContent()).toContain(`These ${shown.length} files`);
+    expect(await page.locator('.warn-note').first().textContent()).toContain('config/');
+    expect(await page.locator('.warn-note').nth(1).textContent()).toMatch(/^No delta from 1\.2\.0: at [\d,]+ bytes it is not smaller than [\d,]+ bytes \(the size gate\), so robots on 1\.2\.0 download the full package\.$/);
     expect(await page.locator('table.roles').textContent()).toContain('key held');
     await shoot('review');
 
@@ -252,6 +257,8 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
     expect(latest.manifest.notes).toContain('# Planner 1.3');
     expect(latest.manifest.package.sha256).toBe(shown[0]!.sha256);
     expect(latest.manifestTarget.sha256).toBe(shown[1]!.sha256);
+    expect(latest.manifest.index?.sha256).toBe(shown[2]!.sha256);
+    expect((latest.manifest.deltas ?? []).map((d) => d.sha256)).toEqual(shown.slice(3).map((s) => s.sha256));
     const dest = path.join(dir, 'robot', 'pkg.tar.gz');
     await robot.downloadTarget({ name: latest.manifest.package.target, length: latest.manifest.package.length, sha256: latest.manifest.package.sha256 }, dest);
     expect(sha256(await fs.readFile(dest))).toBe(shown[0]!.sha256);

@@ -76,6 +76,11 @@ export type ReviewResult =
       manifestText: string;
       manifestTarget: TargetInfo;
       packageTarget: TargetInfo;
+      /**
+       * The other targets publishing signs, made from the package by the same code as `ota-repo add`:
+       * the release's tree index and each delta from an earlier release that passes the size gate.
+       */
+      derivedTargets: Array<TargetInfo & { what: string }>;
       fileVersion: string | null;
       notes: string[];
       signing: SigningRole[];
@@ -257,8 +262,17 @@ export function createStudio(options: StudioOptions) {
         manifestText,
         manifestTarget: preview.manifestTarget,
         packageTarget: { ...packageTarget, length: preview.packageTarget.length, sha256: preview.packageTarget.sha256 },
+        derivedTargets: [
+          ...(preview.indexTarget !== null ? [{ ...preview.indexTarget, what: `tree index (${preview.manifest.index?.entries ?? 0} entries)` }] : []),
+          ...preview.deltas.filter((d) => d.target !== undefined).map((d) => ({ ...d.target!, what: `delta from ${d.fromVersion} (${d.files} files, ${d.removed} removed)` })),
+        ],
         fileVersion,
-        notes: preservedNotes(type, draft.scanFiles),
+        notes: [
+          ...preservedNotes(type, draft.scanFiles),
+          ...preview.deltas
+            .filter((d) => !d.published)
+            .map((d) => `No delta from ${d.fromVersion}: at ${d.bytes.toLocaleString('en')} bytes it is not smaller than ${d.limitBytes.toLocaleString('en')} bytes (the size gate), so robots on ${d.fromVersion} download the full package.`),
+        ],
         signing: await signingRoles(),
       };
     },

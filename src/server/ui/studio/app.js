@@ -389,12 +389,12 @@ function ReviewStep() {
     <h2 id="step-review">3 · Sign and publish</h2>
     ${state.published ? Published() : null}
     ${!r ? html`<p class="muted">Check the release to see the exact files that will be signed.</p>` : html`
-      <p>These two files become targets of the repository, with exactly these sizes and SHA-256s:</p>
+      <p>${r.derivedTargets.length === 0 ? 'These two files' : `These ${2 + r.derivedTargets.length} files`} become targets of the repository, with exactly these sizes and SHA-256s${r.derivedTargets.length === 0 ? '' : ' (the tree index and any deltas are made from the package, as ota-repo add makes them)'}:</p>
       <table class="checksums">
         <thead><tr><th>Target</th><th class="num">Size</th><th>SHA-256</th></tr></thead>
         <tbody>
-          ${[r.packageTarget, r.manifestTarget].map((t) => html`<tr>
-            <td data-label="Target"><code>${t.name}</code></td>
+          ${[{ ...r.packageTarget, what: 'package' }, { ...r.manifestTarget, what: 'manifest' }, ...r.derivedTargets].map((t) => html`<tr>
+            <td data-label="Target"><code>${t.name}</code><br /><span class="muted">${t.what}</span></td>
             <td data-label="Size" class="num">${t.length.toLocaleString('en')} bytes</td>
             <td data-label="SHA-256"><code class="hash">${t.sha256}</code></td></tr>`)}
         </tbody>
@@ -417,7 +417,7 @@ function ReviewStep() {
 }
 
 const ROLE_SIGNS = /** @type {Record<string, string>} */ ({
-  targets: 'the two files above (a new targets version)',
+  targets: 'the files above (a new targets version)',
   snapshot: 'the new targets version',
   timestamp: 'the new snapshot',
   root: 'the keys of every role (not changed by a release)',
