@@ -175,7 +175,7 @@ export function createServer(options: ServerOptions): OtaServer {
       const product = field('product', 64);
       const version = field('version', 64);
       if (product === undefined || version === undefined) {
-        throw new OtaError('API_INVALID_REQUEST', 'upload needs query parameters product and version (and optionally channel, notes, minFromVersion, rolloutPercent)');
+        throw new OtaError('API_INVALID_REQUEST', 'upload needs query parameters product and version (and optionally channel, notes, minFromVersion, rolloutPercent, versionFile)');
       }
       const declared = Number(req.get('content-length') ?? NaN);
       if (Number.isFinite(declared) && declared > maxUploadBytes) {
@@ -196,6 +196,10 @@ export function createServer(options: ServerOptions): OtaServer {
           ...(field('notes', 16_384) !== undefined ? { notes: field('notes', 16_384)! } : {}),
           ...(field('minFromVersion', 64) !== undefined ? { minFromVersion: field('minFromVersion', 64)! } : {}),
           ...(rollout !== undefined ? { rolloutPercent: Number(rollout) } : {}),
+          // The scan robots run, before anything is signed (as ota-repo add and the studio do): a
+          // release robots would refuse is never published. versionFile=PATH also checks that the
+          // package's version file says this version.
+          check: { versionFile: field('versionFile', 255) ?? null },
         };
         const result = await exclusive(async () => {
           const added = await publisher.add(release);

@@ -29,12 +29,32 @@ export async function makeTempDir(prefix = 'otad-tuf-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
 }
 
-/** A small valid tar.gz-looking package: gzip bytes are all the repository and the robot care about. */
+/**
+ * A small real package: a tar.gz holding one file, `payload.bin`, whose bytes depend on the label.
+ * Built synchronously (one ustar header by hand) so tests can make one inline; it passes the
+ * package scan publishers and robots run.
+ */
 export function fakePackage(label: string, size = 4096): Buffer {
   const body = Buffer.alloc(size);
   for (let i = 0; i < size; i += 1) body[i] = (i * 31 + label.length) % 251;
   body.write(label, 0);
-  return gzipSync(body);
+  const header = Buffer.alloc(512);
+  const octal = (n: number, width: number) => `${n.toString(8).padStart(width - 1, '0')}\0`;
+  header.write('payload.bin', 0);
+  header.write(octal(0o644, 8), 100);
+  header.write(octal(0, 8), 108);
+  header.write(octal(0, 8), 116);
+  header.write(octal(size, 12), 124);
+  header.write(octal(1_700_000_000, 12), 136);
+  header.fill(' ', 148, 156);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  const padding = Buffer.alloc((512 - (size % 512)) % 512);
+  return gzipSync(Buffer.concat([header, body, padding, Buffer.alloc(1024)]));
 }
 
 export class RecordingAudit implements AuditSink {

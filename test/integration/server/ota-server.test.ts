@@ -9,6 +9,7 @@ import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer, type Timer } from '../../../src/server/app.js';
 import { newDeviceKey, postCheckin, report, tableCounts } from '../../support/fleet-db.js';
 import { fakePackage, makeTempDir, RecordingAudit } from '../../support/tuf-repo.js';
+import { writeTarGz } from '../../support/tar-fixtures.js';
 
 const TOKEN = 'upload-token-abcdef0123456789';
 
@@ -94,8 +95,23 @@ describe('ota-server', () => {
     const res = await upload('product=robot-ai&version=1.2.0&notes=' + encodeURIComponent('line one\nline two'), fakePackage('x')).expect(201);
     expect(res.body.publish.targetsVersion).toBe(2);
     const targets = await server.publisher.listTargets();
-    expect(targets.map((t) => t.name).sort()).toEqual(['robot-ai/robot-ai-1.2.0.manifest.json', 'robot-ai/robot-ai-1.2.0.tar.gz']);
+    expect(targets.map((t) => t.name).sort()).toEqual(['robot-ai/robot-ai-1.2.0.index.json', 'robot-ai/robot-ai-1.2.0.manifest.json', 'robot-ai/robot-ai-1.2.0.tar.gz']);
     expect(audit.events.some((e) => e.kind === 'upload')).toBe(true);
+  });
+
+  it('scans an upload as a robot would before signing it: a hostile package and a disagreeing version file are refused with 400 and nothing is published', async () => {
+    const hostile = path.join(dir, 'hostile.tar.gz');
+    await writeTarGz(hostile, [{ name: '../../etc/evil', content: 'x' }]);
+    const refused = await upload('product=robot-ai&version=1.0.0', await fs.readFile(hostile)).expect(400);
+    expect(refused.body.error.code).toBe('PACKAGE_UNSAFE_PATH');
+    const versioned = path.join(dir, 'versioned.tar.gz');
+    await writeTarGz(versioned, [{ name: 'VERSION', content: '1.0.0\n' }]);
+    const mismatch = await upload('product=robot-ai&version=1.1.0&versionFile=VERSION', await fs.readFile(versioned)).expect(400);
+    expect(mismatch.body.error.code).toBe('RELEASE_VERSION_MISMATCH');
+    expect(await server.publisher.listTargets()).toEqual([]);
+    expect(await fs.readdir(path.join(dir, 'repo', '.uploads'))).toEqual([]);
+    const ok = await upload('product=robot-ai&version=1.0.0&versionFile=VERSION', await fs.readFile(versioned)).expect(201);
+    expect(ok.body.version).toBe('1.0.0');
   });
 
   it('refuses an upload without a token or with a wrong one (401), and audits it', async () => {
