@@ -1,67 +1,20 @@
-// REST client of the publisher studio. The token goes in the Authorization header only: never in a
-// URL, never in a cookie (so no other site's form can act with it).
+// REST client of the publisher studio, on the HTTP client ota-server's pages share (/shared/http.js).
 
-/** An answer of the API in its one error shape, or a request that got no answer at all (status 0). */
-export class ApiError extends Error {
-  /** @param {number} status HTTP status (0: no answer) @param {string} code @param {string} message */
-  constructor(status, code, message) {
-    super(message);
-    this.name = 'ApiError';
-    this.status = status;
-    this.code = code;
-  }
-}
+import { ApiError, createCall } from '/shared/http.js';
+
+export { ApiError };
 
 /** @param {string} token */
 export function createApi(token) {
-  /** @param {string} method @param {string} path @param {unknown} [body] */
-  async function call(method, path, body) {
-    /** @type {Record<string, string>} */
-    const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    let res;
-    try {
-      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit' });
-    } catch (error) {
-      throw new ApiError(0, 'NETWORK', `ota-server did not answer (${error instanceof Error ? error.message : String(error)})`);
-    }
-    const text = await res.text();
-    let data = null;
-    try {
-      data = text === '' ? null : JSON.parse(text);
-    } catch {
-      // Not JSON (a proxy's error page): reported below with the status.
-    }
-    if (!res.ok) {
-      const e = data && typeof data === 'object' && data.error;
-      if (e && typeof e.code === 'string') throw new ApiError(res.status, e.code, String(e.message ?? ''));
-      throw new ApiError(res.status, 'HTTP_ERROR', `ota-server answered ${res.status} ${res.statusText}`);
-    }
-    return data;
-  }
+  const call = createCall(token);
 
   /** A .tar.gz from the publisher's machine, sent as the raw body (fetch reports no upload progress). */
-  async function uploadArchive(/** @type {File} */ file) {
-    let res;
-    try {
-      res = await fetch(`/api/v1/studio/drafts/archive?${new URLSearchParams({ name: file.name })}`, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${token}`, Accept: 'application/json', 'Content-Type': 'application/gzip' },
-        body: file,
-        cache: 'no-store',
-        credentials: 'omit',
-      });
-    } catch (error) {
-      throw new ApiError(0, 'NETWORK', `the upload did not reach ota-server (${error instanceof Error ? error.message : String(error)}); try again`);
-    }
-    const data = await res.json().catch(() => null);
-    if (!res.ok) {
-      const e = data && typeof data === 'object' && data.error;
-      if (e && typeof e.code === 'string') throw new ApiError(res.status, e.code, String(e.message ?? ''));
-      throw new ApiError(res.status, 'HTTP_ERROR', `ota-server answered ${res.status} ${res.statusText}`);
-    }
-    return data;
-  }
+  const uploadArchive = (/** @type {File} */ file) =>
+    call('POST', `/api/v1/studio/drafts/archive?${new URLSearchParams({ name: file.name })}`, undefined, {
+      contentType: 'application/gzip',
+      body: file,
+      unreachable: 'the upload did not reach ota-server',
+    });
 
   const q = (/** @type {Record<string, string>} */ params) => new URLSearchParams(params).toString();
   const id = (/** @type {string} */ s) => encodeURIComponent(s);
