@@ -329,8 +329,9 @@ async function fileSize(path: string): Promise<number | null> {
 
 async function openPartial(path: string, append: boolean): Promise<FileHandle> {
   try {
-    // 'w' truncates: a fresh start never inherits stale bytes.
-    return await open(path, append ? 'r+' : 'w', 0o644);
+    // 'w' truncates: a fresh start never inherits stale bytes. 0600: a download is otad's own
+    // (packages, deltas, tree indexes under the private cache), whatever the umask.
+    return await open(path, append ? 'r+' : 'w', 0o600);
   } catch (error) {
     if (isDiskFull(error)) throw error;
     throw ioError(`cannot open ${path} for writing`, error);
