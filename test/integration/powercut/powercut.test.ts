@@ -3,7 +3,8 @@
  * program (dist/src/bench/powercut.js) with 5 cuts of a real Debian 12 guest under qemu, SIGKILLed
  * at seeded random instants of the update cycle. Every cut must leave one complete published
  * release that the database agrees with, a run that finished or rolled back by itself, nothing
- * half-written, the service started by otad, and a clean fsck.
+ * half-written, the service started by otad, and a clean fsck. A good release marked bad by the
+ * validation after a cut is an open finding (printed, documented), not yet an invariant.
  *
  * OTA_POWERCUT_CUTS sets the count (default 5), OTA_POWERCUT_SEED the seed (CI: .ci/run),
  * OTA_SKIP_POWERCUT=1 skips it. Skips, saying why, when not root or without qemu, debootstrap or
@@ -41,6 +42,10 @@ describe.skipIf(skip !== null)('power cuts of a Debian 12 guest running otad', (
     expect(code, out.slice(-4000)).toBe(0);
     const records = readFileSync(results, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as CutRecord);
     expect(records).toHaveLength(CUTS);
+    // Open findings (a good release blamed by the validation after a cut in apply or validate) are
+    // known and not yet fixed: printed here and counted in docs/crash-testing.md, not invariants.
+    const findings = records.flatMap((r) => (r.findings ?? []).map((f) => `cut ${r.cut} (seed ${SEED}): ${f}`));
+    if (findings.length > 0) console.warn(`power-cut open findings (docs/crash-testing.md, "Open findings"):\n${findings.join('\n')}`);
     for (const r of records) {
       expect(r.violations, `cut ${r.cut} in ${r.landed.class}`).toEqual([]);
       expect(r.fsck).toBe('clean');
