@@ -2,6 +2,7 @@
 // Bearer header on every call), then polls the REST API every few seconds and renders the devices
 // and the rollouts. Rendering reads only `state`; every change goes through `set`.
 import { ApiError, createApi } from './api.js';
+import { describeError } from '/shared/http.js';
 import { DevicesSection } from './devices.js';
 import { clockTime, relativeTime } from './format.js';
 import { RolloutsSection } from './rollouts.js';
@@ -32,10 +33,7 @@ function set(/** @type {Partial<typeof state>} */ patch) {
   draw();
 }
 
-function describe(/** @type {unknown} */ error) {
-  if (error instanceof ApiError) return error.status === 0 ? error.message : `${error.message} (${error.code})`;
-  return error instanceof Error ? error.message : String(error);
-}
+const describe = describeError;
 
 /** What a refused token means, in words an operator can act on. */
 function tokenProblem(/** @type {unknown} */ error) {

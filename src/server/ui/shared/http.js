@@ -50,3 +50,9 @@ export function createCall(token) {
     return data;
   };
 }
+
+/** An error in words for the page: the API's message with its stable code, or what went wrong. */
+export function describeError(/** @type {unknown} */ error) {
+  if (error instanceof ApiError) return error.status === 0 ? error.message : `${error.message} (${error.code})`;
+  return error instanceof Error ? error.message : String(error);
+}

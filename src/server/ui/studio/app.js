@@ -4,6 +4,7 @@
 // type fills what it can; every field is checked by the server), review the exact bytes that will
 // be signed, then sign and publish. Rendering reads only `state`; every change goes through `set`.
 import { ApiError, createApi } from './api.js';
+import { describeError } from '/shared/http.js';
 import { formatBytes, modeText, treeRows } from './format.js';
 import { html, markdownToSafeHtml, render } from './view.js';
 
@@ -34,10 +35,7 @@ function set(/** @type {Partial<typeof state>} */ patch) {
   draw();
 }
 
-function describe(/** @type {unknown} */ error) {
-  if (error instanceof ApiError) return error.status === 0 ? error.message : `${error.message} (${error.code})`;
-  return error instanceof Error ? error.message : String(error);
-}
+const describe = describeError;
 
 function tokenProblem(/** @type {unknown} */ error) {
   if (error instanceof ApiError && error.status === 401) return 'The server refused this token. Use the upload token in the file ota-server was started with (--token-file).';
