@@ -70,6 +70,8 @@ export interface DowntimeWorld {
   /** What the product answers on /health (null while it is not listening). */
   health(): Promise<{ ok: boolean; version: string } | null>;
   otadLog(): string;
+  /** SIGTERM to otad and wait for it to exit; the product's process keeps running (it is detached). */
+  stopOtad(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -106,12 +108,15 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
   let server: OtaServer | null = null;
   let otad: ChildProcess | null = null;
   let log = '';
-  const close = async (): Promise<void> => {
+  const stopOtad = async (): Promise<void> => {
     if (otad !== null && otad.exitCode === null && otad.signalCode === null) {
       const exited = new Promise((r) => otad!.once('exit', r));
       otad.kill('SIGTERM');
       await exited;
     }
+  };
+  const close = async (): Promise<void> => {
+    await stopOtad();
     await units.stop(PRODUCT).catch(() => {});
     await server?.close().catch(() => {});
     rmSync(root, { recursive: true, force: true });
@@ -214,6 +219,7 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
       },
       health,
       otadLog: () => log + (existsSync(join(root, 'otad.log')) ? readFileSync(join(root, 'otad.log'), 'utf8') : ''),
+      stopOtad,
       close,
     };
   } catch (error) {
