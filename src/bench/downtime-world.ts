@@ -37,6 +37,8 @@ export interface WorldOptions {
   probation?: { window: string; interval: string; failureThreshold: number };
   /** Fleet check-ins (to the embedded server): on by default. */
   checkins?: boolean;
+  /** otad's D-Bus service on this bus (a private dbus-daemon's address). */
+  dbus?: { bus: string; name: string };
 }
 
 export interface RunView {
@@ -142,6 +144,7 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
         api: { host: '127.0.0.1', port: 0, tokensFile: join(paths.etc, 'tokens.yaml') },
         decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
         fleet: { checkins: options.checkins ?? true, tags: { site: 'bench' } },
+        ...(options.dbus ? { dbus: { enabled: true, bus: options.dbus.bus, name: options.dbus.name } } : {}),
         products: [
           {
             name: PRODUCT,

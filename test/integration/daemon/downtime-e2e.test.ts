@@ -2,25 +2,60 @@
  * Downtime end to end: the demo product under a real otad process (the built CLI) and an embedded
  * ota-server with a real SQLite fleet store. A full update and a rollback show their downtime in
  * status, the history API, `otactl history` and `otactl status`, /metrics, and the device's
- * check-in as the fleet server stored it. No wall-clock figure is asserted: that the figures
+ * check-in as the fleet server stored it, and LastDowntime on otad's D-Bus product object (a private
+ * dbus-daemon) with its PropertiesChanged. No wall-clock figure is asserted: that the figures
  * exist, add up, and are the same everywhere.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import dbus from 'dbus-next';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, startDowntimeWorld, waitFor, type DowntimeWorld } from '../../../src/bench/downtime-world.js';
 import type { Downtime } from '../../../src/store/downtime.js';
+import { hasDbusDaemon, startPrivateBus, type PrivateBus } from '../api/private-bus.js';
 
 const execFileP = promisify(execFile);
+const BUS_NAME = 'io.otad.Daemon1';
+const PRODUCT_PATH = '/io/otad/Product/robot_2dai';
 let w: DowntimeWorld;
+let busDir: string;
+let bus: PrivateBus | null = null;
+let peer: dbus.MessageBus | null = null;
+let dbusProps: dbus.ClientInterface | null = null;
+/** Every LastDowntime the product object announced in PropertiesChanged. */
+const announced: unknown[][] = [];
 
 beforeAll(async () => {
-  w = await startDowntimeWorld({ probation: { window: '2s', interval: '200ms', failureThreshold: 2 } });
+  busDir = mkdtempSync(join(tmpdir(), 'otad-downtime-bus-'));
+  if (hasDbusDaemon) bus = await startPrivateBus(busDir);
+  w = await startDowntimeWorld({ probation: { window: '2s', interval: '200ms', failureThreshold: 2 }, ...(bus ? { dbus: { bus: bus.address, name: BUS_NAME } } : {}) });
+  if (bus) {
+    peer = dbus.sessionBus({ busAddress: bus.address });
+    dbusProps = (await peer.getProxyObject(BUS_NAME, PRODUCT_PATH)).getInterface('org.freedesktop.DBus.Properties');
+    dbusProps.on('PropertiesChanged', (_iface: string, changed: Record<string, dbus.Variant>) => {
+      if (changed.LastDowntime) announced.push(changed.LastDowntime.value as unknown[]);
+    });
+  }
 }, 120_000);
 afterAll(async () => {
+  peer?.disconnect();
   await w?.close();
+  await bus?.stop();
+  rmSync(busDir, { recursive: true, force: true });
 });
+
+/** The D-Bus LastDowntime struct the status's downtime must show as. */
+const structOf = (d: Downtime & { runId: string }) => [d.runId, d.totalMs, d.stopMs, d.switchMs, d.startMs, d.probeMs, d.otadMs, d.greenOn, BigInt(d.greenAt!) * 1000n];
+
+async function expectOnDbus(d: Downtime & { runId: string }): Promise<void> {
+  if (!dbusProps) return;
+  expect(((await dbusProps.Get!('io.otad.Product1', 'LastDowntime')) as dbus.Variant).value).toEqual(structOf(d));
+  await waitFor('PropertiesChanged with the LastDowntime', async () => announced.some((a) => a[0] === d.runId), 30_000);
+  expect(announced.find((a) => a[0] === d.runId)).toEqual(structOf(d));
+}
 
 async function otactl(...args: string[]): Promise<string> {
   const { stdout } = await execFileP(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), ...args], { env: { ...process.env, OTA_CONFIG: w.configPath }, timeout: 60_000 });
@@ -69,6 +104,7 @@ describe('downtime through a real otad', () => {
     expect(gauge('otad')).toBeCloseTo(d.otadMs! / 1000, 5);
     for (const part of ['stop', 'switch', 'start', 'probe', 'wait']) expect(Number.isFinite(gauge(part))).toBe(true);
     expect(metrics).toMatch(/otad_downtime_seconds_count\{product="robot-ai",part="total",outcome="committed"\} 1/);
+    await expectOnDbus(d);
 
     // The check-in after the run carries it; the fleet server stored it for the device.
     const stored = await waitFor('the check-in with the downtime', async () => {
@@ -90,6 +126,7 @@ describe('downtime through a real otad', () => {
     const h = await w.history();
     expect(h.runs.find((r) => r.runId === s.runId)?.downtime).toMatchObject({ totalMs: d.totalMs, greenOn: 'old' });
     expect(h.downtime.count).toBe(2);
+    await expectOnDbus(d);
     expect(await otactl('history')).toMatch(new RegExp(`${s.runId}  robot-ai  update .* rolled-back  HEALTH_CHECK_FAILED  downtime [\\d.]+ ms \\(stop \\d+, switch \\d+, start \\d+, probe \\d+; otad [\\d.]+ ms; green on the old release\\)`));
     const stored = await waitFor('the check-in with the rollback downtime', async () => {
       const list = await w.operator<DeviceList>('/api/v1/devices');
