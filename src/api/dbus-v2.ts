@@ -107,6 +107,21 @@ export interface ProductProps {
   Inhibited: boolean;
   Maintenance: boolean;
   AllowedEvents: string[];
+  /**
+   * (run_id, total_ms, stop_ms, switch_ms, start_ms, probe_ms, otad_ms, green_on, green_at_us): the
+   * newest run's downtime once measured; run_id "" (and zeros) while its services are down, before
+   * the first such run, or when it could not be measured.
+   */
+  LastDowntime: [string, number, number, number, number, number, number, string, bigint];
+}
+
+const NO_DOWNTIME: ProductProps['LastDowntime'] = ['', 0, 0, 0, 0, 0, 0, '', 0n];
+
+/** The LastDowntime struct of a product's status. */
+export function lastDowntimeProp(p: Pick<ProductStatus, 'lastDowntime'>): ProductProps['LastDowntime'] {
+  const d = p.lastDowntime;
+  if (d === null || d.totalMs === null || d.otadMs === null || d.greenAt === null) return NO_DOWNTIME;
+  return [d.runId, d.totalMs, d.stopMs, d.switchMs, d.startMs, d.probeMs, d.otadMs, d.greenOn ?? '', BigInt(Math.round(d.greenAt)) * 1000n];
 }
 
 const READ = dbus.interface.ACCESS_READ;
@@ -131,6 +146,7 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     // The mission lease's window (from the grant until the run settles), or a disruptive state otad entered without one (a rollback after a restart).
     Maintenance: p.maintenance.active || MAINTENANCE_STATES.has(state),
     AllowedEvents: [...p.allowedEvents],
+    LastDowntime: lastDowntimeProp(p),
   };
 }
 
@@ -195,6 +211,7 @@ export class ProductObject extends NamedInterface {
   get Inhibited() { return this.props.Inhibited; }
   get Maintenance() { return this.props.Maintenance; }
   get AllowedEvents() { return this.props.AllowedEvents; }
+  get LastDowntime() { return this.props.LastDowntime; }
 
   CheckNow() { return this.ops.event('CHECK_NOW'); }
   UpdateNow() { return this.ops.event('UPDATE_NOW'); }
@@ -234,6 +251,7 @@ ProductObject.configureMembers({
     Inhibited: prop('b'),
     Maintenance: prop('b'),
     AllowedEvents: prop('as'),
+    LastDowntime: prop('(sddddddst)'),
   },
   methods: {
     CheckNow: ss(),

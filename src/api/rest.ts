@@ -135,7 +135,7 @@ export function createRestApp(deps: RestDeps): express.Express {
   });
   v1.get('/history', (req, res) => {
     const q = parseBody(historyQuerySchema, req.query, 'history query');
-    res.json({ runs: control.history(q) });
+    res.json({ runs: control.history(q), downtime: control.downtimeSummary(q.product) });
   });
   v1.get('/transitions', (req, res) => {
     const q = parseBody(transitionsQuerySchema, req.query, 'transitions query');

@@ -117,6 +117,34 @@ export const rollbackTargetSchema = z
   })
   .register(apiSchemas, { id: 'RollbackTarget' });
 
+const durationMs = z.number().min(0).describe('milliseconds');
+export const downtimeSchema = z
+  .object({
+    totalMs: durationMs.nullable().describe('first service stop to the first probation round with every health probe green; null while open, or when it cannot be measured (note says why)'),
+    stopMs: durationMs.describe('the services stopping (reverse order)'),
+    switchMs: durationMs.describe('the link switched to the release, the journal written'),
+    startMs: durationMs.describe('the services starting (in order)'),
+    probeMs: durationMs.describe('from started to the first all-green round'),
+    waitMs: durationMs.describe('part of probeMs: rounds not yet all green and the probe interval between them (the product and the configuration)'),
+    otadMs: durationMs.nullable().describe("totalMs - waitMs: otad's own share"),
+    clock: z.enum(['monotonic', 'wall-clock']).describe('wall-clock: a reboot fell inside the downtime, that part was measured on the wall clock'),
+    acrossRestart: z.boolean().describe('an otad restart (crash, kill, power cut) fell inside the downtime'),
+    stoppedAt: ms,
+    greenAt: nullableMs,
+    greenOn: z.enum(['new', 'old']).nullable().describe('new: the updated release came back green; old: the release a rollback returned to'),
+    open: z.enum(['stop', 'switch', 'start', 'probe']).nullable().describe('the phase in progress while not yet green'),
+    note: z.string().nullable().describe('why totalMs is null'),
+  })
+  .register(apiSchemas, { id: 'Downtime' });
+export const downtimeSummarySchema = z
+  .object({
+    count: z.number().int().describe('runs with a measured total'),
+    lastMs: durationMs.nullable().describe('the newest measured run'),
+    medianMs: durationMs.nullable(),
+    maxMs: durationMs.nullable(),
+  })
+  .register(apiSchemas, { id: 'DowntimeSummary' });
+
 export const productStatusSchema = z
   .object({
     product: z.string(),
@@ -135,6 +163,10 @@ export const productStatusSchema = z
     progress: progress.nullable(),
     lastCheckAt: nullableMs,
     lastOutcome: z.string().nullable(),
+    lastDowntime: downtimeSchema
+      .extend({ runId: z.string() })
+      .nullable()
+      .describe("the downtime of the product's newest run that stopped its services"),
     error: errorInfo.nullable(),
     notification: z.object({ version: z.string(), notes: z.string(), foundAt: ms }).nullable(),
     recovery: z.object({ action: z.string(), reason: z.string() }).nullable(),
@@ -197,6 +229,7 @@ export const runSchema = z
     state: z.string(),
     outcome: z.string().nullable(),
     error: errorInfo.nullable(),
+    downtime: downtimeSchema.nullable().describe('null: the run stopped no service'),
   })
   .register(apiSchemas, { id: 'Run' });
 
@@ -215,7 +248,12 @@ export const transitionSchema = z
   })
   .register(apiSchemas, { id: 'Transition' });
 
-export const historySchema = z.object({ runs: z.array(runSchema) }).register(apiSchemas, { id: 'History' });
+export const historySchema = z
+  .object({
+    runs: z.array(runSchema),
+    downtime: downtimeSummarySchema.describe('over every retained run (of the product asked for), not only this page'),
+  })
+  .register(apiSchemas, { id: 'History' });
 export const transitionsSchema = z
   .object({ transitions: z.array(transitionSchema), nextAfterSeq: z.number().int().describe('pass as afterSeq to get the next page') })
   .register(apiSchemas, { id: 'Transitions' });

@@ -5,6 +5,7 @@
 import type { ChoiceRecord, ErrorInfo, EventSource, Offer, PreCheckReason, PublicEventType, RunOutcome } from '../../machines/types.js';
 import type { AuditRecord, InhibitRecord, PageQuery, ReleaseRecord, RunRecord, TransitionRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';
+import type { Downtime, DowntimeSummary } from '../store/downtime.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
@@ -28,6 +29,8 @@ export interface ProductStatus {
   progress: ProgressMessage | null;
   lastCheckAt: number | null;
   lastOutcome: RunOutcome | null;
+  /** The downtime of the product's newest run that stopped its services (null: none yet). */
+  lastDowntime: ({ runId: string } & Downtime) | null;
   error: ErrorInfo | null;
   notification: { version: string; notes: string; foundAt: number } | null;
   recovery: { action: string; reason: string } | null;
@@ -184,6 +187,8 @@ export interface DaemonControl {
   status(): DaemonStatus;
   dispatch(request: DispatchRequest): Promise<DispatchResult>;
   history(q?: PageQuery): RunRecord[];
+  /** Last, median and max downtime over the retained runs (of one product). */
+  downtimeSummary(product?: string): DowntimeSummary;
   transitions(q?: PageQuery): TransitionRecord[];
   /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
   transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };

@@ -545,6 +545,7 @@ export class Daemon implements DaemonControl {
       progress: this.progress.get(r.product) ?? null,
       lastCheckAt: c.lastCheckAt,
       lastOutcome: c.lastOutcome,
+      lastDowntime: this.store.lastDowntime(r.product),
       error: c.error,
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
@@ -584,6 +585,10 @@ export class Daemon implements DaemonControl {
 
   history(q: PageQuery = {}) {
     return this.store.runs(q);
+  }
+
+  downtimeSummary(product?: string) {
+    return this.store.downtimeSummary(product);
   }
 
   transitions(q: PageQuery = {}) {

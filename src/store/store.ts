@@ -8,6 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { OtaError } from '../core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { downtimeOf, summariseDowntime, type Downtime, type DowntimeRow, type DowntimeSummary } from './downtime.js';
 import type { AuditEvent } from '../core/logger.js';
 import type { ErrorInfo, Offer, RunOutcome } from '../../machines/types.js';
 
@@ -45,6 +46,8 @@ export interface RunRecord {
   state: string;
   outcome: RunOutcome | null;
   error: ErrorInfo | null;
+  /** From the first service stop to the first all-green probe round (null: the run never stopped a service). */
+  downtime: Downtime | null;
 }
 
 export interface ReleaseRecord {
@@ -400,8 +403,10 @@ export class Store {
       const delChoices = this.db.prepare('DELETE FROM choices WHERE run_id = ?');
       const delRestores = this.db.prepare('DELETE FROM restores WHERE run_id = ?');
       const delRun = this.db.prepare('DELETE FROM runs WHERE run_id = ?');
+      const delDowntime = this.db.prepare('DELETE FROM downtime WHERE run_id = ?');
       for (const runId of doomed) {
         delChoices.run(runId);
+        delDowntime.run(runId);
         delRestores.run(runId);
         delRun.run(runId);
       }
@@ -473,7 +478,33 @@ export class Store {
       state: r.state,
       outcome: r.outcome,
       error: parse<ErrorInfo>(r.error),
+      downtime: this.downtime(r.run_id, r.ended_at !== null),
     }));
+  }
+
+  /** A run's downtime as measured so far (`runEnded`: an open measure is then final, with its reason). */
+  downtime(runId: string, runEnded: boolean): Downtime | null {
+    const row = this.db.prepare('SELECT * FROM downtime WHERE run_id = ?').get(runId) as DowntimeRow | undefined;
+    return row === undefined ? null : downtimeOf(row, runEnded);
+  }
+
+  /** Last, median and max downtime over every retained run (of one product, when given). */
+  downtimeSummary(product?: string): DowntimeSummary {
+    const rows = this.db
+      .prepare(
+        `SELECT d.*, r.ended_at AS run_ended_at FROM downtime d LEFT JOIN runs r ON r.run_id = d.run_id
+         ${product === undefined ? '' : 'WHERE d.product = ?'} ORDER BY d.stopped_at DESC, d.rowid DESC`,
+      )
+      .all(...(product === undefined ? [] : [product])) as Array<DowntimeRow & { run_ended_at: number | null }>;
+    return summariseDowntime(rows.map((r) => ({ downtime: downtimeOf(r, r.run_ended_at !== null) })));
+  }
+
+  /** The product's newest run that stopped its services, and that run's downtime. */
+  lastDowntime(product: string): ({ runId: string } & Downtime) | null {
+    const row = this.db
+      .prepare('SELECT d.*, r.ended_at AS run_ended_at FROM downtime d LEFT JOIN runs r ON r.run_id = d.run_id WHERE d.product = ? ORDER BY d.stopped_at DESC, d.rowid DESC LIMIT 1')
+      .get(product) as (DowntimeRow & { run_ended_at: number | null }) | undefined;
+    return row === undefined ? null : { runId: row.run_id, ...downtimeOf(row, row.run_ended_at !== null) };
   }
 
   run(runId: string): RunRecord | null {

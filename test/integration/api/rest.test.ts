@@ -254,6 +254,7 @@ describe('REST v1: a handler that throws', () => {
       },
       dispatch: (r) => d.dispatch(r),
       history: (q) => d.history(q),
+      downtimeSummary: (p) => d.downtimeSummary(p),
       transitions: (q) => d.transitions(q),
       transitionRange: () => d.transitionRange(),
       logs: (q) => d.logs(q),
