@@ -9,6 +9,7 @@ import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
 import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
+import type { DownloadAheadStatus } from './download-ahead.js';
 
 export interface ProductStatus {
   product: string;
@@ -39,6 +40,8 @@ export interface ProductStatus {
   rollbackTarget: RollbackTarget | null;
   /** The mission lease: in maintenance now (dispatch no missions), the request waiting for an answer, the last answer. */
   maintenance: MaintenanceStatus;
+  /** Download ahead of the install slot (schedule.downloadAhead): what is staged, waiting or failed, and the last discard. */
+  downloadAhead?: DownloadAheadStatus;
 }
 
 export interface RollbackTarget {

@@ -33,6 +33,8 @@ import { ExecutionSlot } from './execution-slot.js';
 import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { MaintenanceWindows } from './maintenance.js';
+import { DownloadAhead } from './download-ahead.js';
+import { meteredLink } from '../net/metered.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
@@ -89,6 +91,8 @@ export class Daemon implements DaemonControl {
   private readonly slot = new ExecutionSlot();
   /** The mission lease: maintenance windows asked for before installs (maintenance.ts). */
   readonly maintenance: MaintenanceWindows;
+  /** Download ahead of the install slot (download-ahead.ts). */
+  readonly ahead: DownloadAhead;
   private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
@@ -108,6 +112,28 @@ export class Daemon implements DaemonControl {
       onDue: (now) => this.onDeadlines(now),
     });
     this.store = Store.open(opts.config.paths.database);
+    this.ahead = new DownloadAhead({
+      clock: opts.clock,
+      logger: this.logger,
+      metered: meteredLink,
+      product: (name) => {
+        const p = this.config.products.find((x) => x.name === name);
+        return p === undefined ? undefined : this.effectiveProduct(p);
+      },
+      machine: (name) => {
+        const r = this.runners.get(name);
+        if (!r) return null;
+        try {
+          return { state: r.state, context: r.context };
+        } catch {
+          return null;
+        }
+      },
+      onSettled: (name) => {
+        const r = this.runners.get(name);
+        if (r && !EXECUTION_STATES.has(r.state)) this.progress.delete(name);
+      },
+    });
     this.fleet = opts.fleet ? opts.fleet(this.store) : null;
     this.maintenance = new MaintenanceWindows({
       policy: () => this.config.maintenance,
@@ -274,6 +300,8 @@ export class Daemon implements DaemonControl {
       // its next run.
       runner.configure(policyFor(product));
       if (EXECUTION_STATES.has(runner.state)) this.slot.claim(product.name);
+      // A release staged ahead before the restart is verified again (or discarded), in the background.
+      void this.ahead.evaluate(product.name);
       await this.rollbackPreview(product.name).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: product.name, error: String(error) }));
     }
     this.pruneHistory();
@@ -312,6 +340,7 @@ export class Daemon implements DaemonControl {
           void this.rollbackPreview(r.product).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: r.product, error: String(error) }));
         }
         this.arm();
+        void this.ahead.evaluate(r.product);
       },
     });
   }
@@ -337,6 +366,7 @@ export class Daemon implements DaemonControl {
         this.bus.publish('progress', message);
       },
       inhibits: () => this.heldInhibits(),
+      onAhead: (ops) => this.ahead.setOps(product.name, ops),
     };
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
@@ -345,6 +375,11 @@ export class Daemon implements DaemonControl {
     const guarded = this.slot.guard(product.name, gated);
     return {
       ...guarded,
+      // The run's own staging: a download ahead still in flight stops first (its partial download is resumed).
+      stage: async (input, signal) => {
+        await this.ahead.settle(product.name, `the install of run ${input.runId} is staging now`);
+        return guarded.stage(input, signal);
+      },
       preCheck: async (input, signal) => {
         let result = await guarded.preCheck(input, signal);
         // Last, once every gate passed: the mission side is asked for its maintenance window.
@@ -550,6 +585,7 @@ export class Daemon implements DaemonControl {
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
       rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
       maintenance: this.maintenance.status(r.product),
+      downloadAhead: this.ahead.status(r.product),
     };
   }
 
@@ -819,6 +855,7 @@ export class Daemon implements DaemonControl {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.closed = true;
+    await this.ahead.stop();
     this.scheduler.stop();
     this.deadlines.stop();
     // A lease held by a run in flight stays on the server until its TTL: the run resumes after the restart.
