@@ -10,6 +10,7 @@ import type { ProductDefinition, RepositoryStatus } from './repository-status.js
 import type { ProductSource } from './source-selection.js';
 import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
 import type { DownloadAheadStatus } from './download-ahead.js';
+import type { RehearsalReport } from './rehearsal.js';
 
 export interface ProductStatus {
   product: string;
@@ -217,6 +218,8 @@ export interface DaemonControl {
   productSource(product: string): ProductSource;
   /** Switch them (audited): SOURCE_UNKNOWN, SOURCE_SWITCH_FORBIDDEN or SOURCE_SWITCH_BUSY when refused. */
   selectSource(request: SourceRequest): ProductSource & { changed: boolean };
+  /** Rehearse an update (check, pre-check, download, staging into a scratch folder; nothing installed): REHEARSAL_BUSY while a run executes. */
+  rehearse(request: { product?: string; source: EventSource; actor?: string }): Promise<RehearsalReport>;
   health(): { ok: boolean; products: Array<{ product: string; state: string }>; uptimeMs: number };
   readonly bus: EventBus;
 }

@@ -8,6 +8,7 @@
  * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
  * control action is validated against an allow-list and the current state, and audited.
  */
+import { join } from 'node:path';
 import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
@@ -34,6 +35,7 @@ import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { MaintenanceWindows } from './maintenance.js';
 import { DownloadAhead } from './download-ahead.js';
+import { rehearsalBusy, runRehearsal, type RehearsalReport } from './rehearsal.js';
 import { meteredLink } from '../net/metered.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
@@ -93,6 +95,8 @@ export class Daemon implements DaemonControl {
   readonly maintenance: MaintenanceWindows;
   /** Download ahead of the install slot (download-ahead.ts). */
   readonly ahead: DownloadAhead;
+  /** The rehearsal in flight (one at a time): stopped when a run of any product starts executing. */
+  private rehearsing: { product: string; controller: AbortController } | null = null;
   private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
@@ -341,6 +345,9 @@ export class Daemon implements DaemonControl {
         }
         this.arm();
         void this.ahead.evaluate(r.product);
+        if (this.rehearsing && (EXECUTION_STATES.has(to) || to === 'preCheck')) {
+          this.rehearsing.controller.abort(new OtaError('REHEARSAL_INTERRUPTED', `the rehearsal of ${this.rehearsing.product} stopped: ${r.product} entered ${to} (an update run comes first)`, { details: { product: this.rehearsing.product, busyProduct: r.product, state: to } }));
+        }
       },
     });
   }
@@ -619,7 +626,61 @@ export class Daemon implements DaemonControl {
   }
 
   history(q: PageQuery = {}) {
-    return this.store.runs(q);
+    return this.store.runs(q).map((run) => ({ ...run, window: this.store.installWindow(run.runId) }));
+  }
+
+  /**
+   * Rehearse an update of a product (rehearsal.ts): the real check, pre-check, download and staging
+   * into a scratch folder, never the install path or the services; the machine gets no event.
+   */
+  async rehearse(request: { product?: string; source: EventSource; actor?: string }): Promise<RehearsalReport> {
+    const name = request.product ?? this.defaultProduct();
+    const runner = this.runner(name);
+    const product = this.config.products.find((p) => p.name === name) as ProductConfig;
+    const provider = this.opts.stepProvider;
+    if (!provider.rehearsal) {
+      throw new OtaError('REHEARSAL_BUSY', 'this otad runs without real steps (simulation wiring): there is nothing real to rehearse', { details: { product: name } });
+    }
+    if (this.rehearsing) throw rehearsalBusy(name, 'rehearsing', this.rehearsing.product);
+    for (const [other, r] of this.runners) {
+      if (EXECUTION_STATES.has(r.state) || r.state === 'preCheck' || r.state === 'checking') throw rehearsalBusy(name, r.state, other);
+    }
+    const controller = new AbortController();
+    this.rehearsing = { product: name, controller };
+    const effective = this.effectiveProduct(product);
+    const scratchDir = join(this.config.paths.cacheDir, 'rehearsal', name);
+    const logger = this.opts.logging.logger.child({ product: name, rehearsal: true });
+    this.auditSink().audit({ kind: 'rehearsal', message: `rehearsal of ${name} started (${request.source}${request.actor ? `, ${request.actor}` : ''})`, product: name, ...(request.actor ? { actor: request.actor } : {}), details: { source: request.source } });
+    try {
+      // Its own step context: progress and ahead operations go nowhere (the product's status is not a rehearsal's).
+      const ctx: StepContext = {
+        product: effective,
+        config: this.config,
+        deviceId: this.opts.deviceId,
+        store: this.store,
+        clock: this.opts.clock,
+        logger,
+        audit: this.auditSink(),
+        bus: this.bus,
+        progress: () => {},
+        inhibits: () => this.heldInhibits(),
+      };
+      const steps = provider.rehearsal(ctx, scratchDir);
+      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal });
+      if (controller.signal.aborted && report.error !== null) {
+        const reason = controller.signal.reason as OtaError;
+        report.error = { code: reason.code, message: reason.message };
+      }
+      this.auditSink().audit({
+        kind: 'rehearsal',
+        message: `rehearsal of ${name} finished${report.stoppedAt ? ` early at ${report.stoppedAt} (${report.error?.code})` : ''}: ${report.available ? `${report.version}, ${report.download?.bytes ?? 0} bytes to download` : 'nothing newer on offer'}`,
+        product: name,
+        details: { version: report.version, stoppedAt: report.stoppedAt, error: report.error?.code ?? null, downloadBytes: report.download?.bytes ?? null, diskBytes: report.disk?.totalBytes ?? null },
+      });
+      return report;
+    } finally {
+      this.rehearsing = null;
+    }
   }
 
   transitions(q: PageQuery = {}) {

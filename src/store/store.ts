@@ -34,6 +34,20 @@ export interface TransitionRecord {
   snapshot?: unknown;
 }
 
+/** A run's install window (Store.installWindow). */
+export interface InstallWindow {
+  /** The window began in the install slot (scheduled → preCheck), not at an UPDATE_NOW. */
+  fromScheduled: boolean;
+  startedAt: number;
+  endedAt: number | null;
+  /** From preCheck to the end of the run (null while it runs). */
+  ms: number | null;
+  /** Of which in the staging step. */
+  stagingMs: number;
+  /** The run used a release staged ahead of the slot (download ahead) instead of downloading. */
+  stagedAhead: boolean;
+}
+
 export interface RunRecord {
   runId: string;
   product: string;
@@ -45,6 +59,8 @@ export interface RunRecord {
   state: string;
   outcome: RunOutcome | null;
   error: ErrorInfo | null;
+  /** Filled in by the daemon's history (the transition log): its install window. */
+  window?: InstallWindow | null;
 }
 
 export interface ReleaseRecord {
@@ -442,6 +458,34 @@ export class Store {
   }
 
   // ----- runs ------------------------------------------------------------------------------
+
+  /**
+   * The install window of a run, from the transition log: from its first entry into preCheck (the
+   * slot, or the moment it was asked for) to its end, the time spent in staging within it, and
+   * whether it used a release staged ahead (the stage step's audit record). Null: it never got there.
+   */
+  installWindow(runId: string): InstallWindow | null {
+    const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; at: number }>;
+    const first = rows.findIndex((r) => r.toState === 'preCheck' && r.fromState !== 'preCheck');
+    if (first < 0) return null;
+    const start = rows[first] as { fromState: string; at: number };
+    let end: number | null = null;
+    let stagingMs = 0;
+    let stagingFrom: number | null = null;
+    for (const r of rows.slice(first + 1)) {
+      if (r.toState === 'staging' && r.fromState !== 'staging') stagingFrom = r.at;
+      else if (r.fromState === 'staging' && r.toState !== 'staging' && stagingFrom !== null) {
+        stagingMs += r.at - stagingFrom;
+        stagingFrom = null;
+      }
+      if (r.toState === 'idle' || r.toState === 'failed') {
+        end = r.at;
+        break;
+      }
+    }
+    const used = this.db.prepare(`SELECT 1 FROM audit WHERE run_id = ? AND kind = 'staged-ahead' AND details LIKE '%"action":"used"%' LIMIT 1`).get(runId) !== undefined;
+    return { fromScheduled: start.fromState === 'scheduled', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
+  }
 
   runs(q: PageQuery = {}): RunRecord[] {
     const where: string[] = [];

@@ -273,6 +273,7 @@ describe('REST v1: a handler that throws', () => {
       repositories: () => d.repositories(),
       productSource: (p) => d.productSource(p),
       selectSource: (r) => d.selectSource(r),
+      rehearse: (r) => d.rehearse(r),
       health: () => d.health(),
       bus: d.bus,
     };
