@@ -81,6 +81,7 @@ export const ErrorCodes = {
   STAGED_AHEAD_SUPERSEDED: { category: 'precondition', retryable: true },
   REHEARSAL_BUSY: { category: 'api', retryable: true },
   REHEARSAL_INTERRUPTED: { category: 'api', retryable: true },
+  REHEARSAL_UNAVAILABLE: { category: 'api', retryable: false },
   // pre-conditions
   PRECHECK_FAILED: { category: 'precondition', retryable: true },
   // execution

@@ -639,7 +639,7 @@ export class Daemon implements DaemonControl {
     const product = this.config.products.find((p) => p.name === name) as ProductConfig;
     const provider = this.opts.stepProvider;
     if (!provider.rehearsal) {
-      throw new OtaError('REHEARSAL_BUSY', 'this otad runs without real steps (simulation wiring): there is nothing real to rehearse', { details: { product: name } });
+      throw new OtaError('REHEARSAL_UNAVAILABLE', 'this otad runs without real steps (a test wiring): there is nothing real to rehearse', { details: { product: name } });
     }
     if (this.rehearsing) throw rehearsalBusy(name, 'rehearsing', this.rehearsing.product);
     for (const [other, r] of this.runners) {

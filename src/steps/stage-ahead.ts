@@ -207,7 +207,7 @@ export function withStagedAhead(stage: StageStep, ports: AheadPorts): StageStep 
     } catch (error) {
       const e = toOtaError(error, 'IO_FAILED', `verifying the staged-ahead release ${record.version}`);
       if (e.code === 'CANCELLED') throw e;
-      const reason = e.code === 'STAGED_AHEAD_SUPERSEDED' ? e.message : `it failed verification before the switch (${e.code}: ${e.message}); downloading again`;
+      const reason = e.code === 'STAGED_AHEAD_SUPERSEDED' ? e.message : `it failed verification before the switch (${e.code}: ${e.message}); staged again from the signed package (downloaded again unless the cached download still matches its signed hash)`;
       await discardAhead({ ...ports, logger: log }, record, reason, input.runId);
       return stage(input, signal);
     }

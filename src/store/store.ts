@@ -36,7 +36,7 @@ export interface TransitionRecord {
 
 /** A run's install window (Store.installWindow). */
 export interface InstallWindow {
-  /** The window began in the install slot (scheduled → preCheck), not at an UPDATE_NOW. */
+  /** The window began in the install slot (scheduled → preCheck on the slot's TICK), not at an UPDATE_NOW. */
   fromScheduled: boolean;
   startedAt: number;
   endedAt: number | null;
@@ -465,10 +465,10 @@ export class Store {
    * whether it used a release staged ahead (the stage step's audit record). Null: it never got there.
    */
   installWindow(runId: string): InstallWindow | null {
-    const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; at: number }>;
+    const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, event_type AS eventType, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; eventType: string; at: number }>;
     const first = rows.findIndex((r) => r.toState === 'preCheck' && r.fromState !== 'preCheck');
     if (first < 0) return null;
-    const start = rows[first] as { fromState: string; at: number };
+    const start = rows[first] as { fromState: string; eventType: string; at: number };
     let end: number | null = null;
     let stagingMs = 0;
     let stagingFrom: number | null = null;
@@ -484,7 +484,7 @@ export class Store {
       }
     }
     const used = this.db.prepare(`SELECT 1 FROM audit WHERE run_id = ? AND kind = 'staged-ahead' AND details LIKE '%"action":"used"%' LIMIT 1`).get(runId) !== undefined;
-    return { fromScheduled: start.fromState === 'scheduled', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
+    return { fromScheduled: start.fromState === 'scheduled' && start.eventType === 'TICK', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
   }
 
   runs(q: PageQuery = {}): RunRecord[] {
