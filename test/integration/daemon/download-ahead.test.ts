@@ -206,6 +206,21 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1')('download ahead of the insta
     expect((await status(d)).downloadAhead?.lastDiscard).toMatchObject({ version: release.version });
   }, 300_000);
 
+  it('with downloadAhead: unmetered waits while the link is not known to be unmetered, and the slot downloads as usual', async () => {
+    const s = await setup({ seed: 7105, bigFileBytes: 256 * 1024, policy: 'unmetered' });
+    const release = await s.world.publishNext();
+    const d = await s.start();
+    await offerAndSchedule(d);
+    const waiting = await waitAhead(d, (a) => a.state === 'waiting', 'download ahead to wait');
+    expect(waiting).toMatchObject({ policy: 'unmetered', version: release.version });
+    expect(waiting.reason).toContain('not known to be unmetered');
+    expect(packagesAsked(s.proxy.paths)).toEqual([]);
+    expect(existsSync(join(s.stagingRoot, AHEAD_RECORD_NAME))).toBe(false);
+    const run = await reachSlotAndCommit(s, d, release.version);
+    expect(run.window?.stagedAhead).toBe(false);
+    expect(packagesAsked(s.proxy.paths).length).toBe(1);
+  }, 300_000);
+
   it('never uses a tree half staged when otad was SIGKILLed, and reuses a complete one after verifying it again', async () => {
     // A large model: staging takes long enough to be killed in the middle.
     const s = await setup({ seed: 7104, bigFileBytes: 48 * 1024 * 1024 });
