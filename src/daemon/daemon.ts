@@ -626,7 +626,9 @@ export class Daemon implements DaemonControl {
   }
 
   history(q: PageQuery = {}) {
-    return this.store.runs(q).map((run) => ({ ...run, window: this.store.installWindow(run.runId) }));
+    const runs = this.store.runs(q);
+    const usedAhead = this.store.runsUsingStagedAhead();
+    return runs.map((run) => ({ ...run, window: this.store.installWindow(run.runId, usedAhead) }));
   }
 
   /**

@@ -464,7 +464,7 @@ export class Store {
    * slot, or the moment it was asked for) to its end, the time spent in staging within it, and
    * whether it used a release staged ahead (the stage step's audit record). Null: it never got there.
    */
-  installWindow(runId: string): InstallWindow | null {
+  installWindow(runId: string, usedAhead?: ReadonlySet<string>): InstallWindow | null {
     const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, event_type AS eventType, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; eventType: string; at: number }>;
     const first = rows.findIndex((r) => r.toState === 'preCheck' && r.fromState !== 'preCheck');
     if (first < 0) return null;
@@ -483,8 +483,14 @@ export class Store {
         break;
       }
     }
-    const used = this.db.prepare(`SELECT 1 FROM audit WHERE run_id = ? AND kind = 'staged-ahead' AND details LIKE '%"action":"used"%' LIMIT 1`).get(runId) !== undefined;
+    const used = (usedAhead ?? this.runsUsingStagedAhead()).has(runId);
     return { fromScheduled: start.fromState === 'scheduled' && start.eventType === 'TICK', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
+  }
+
+  /** The runs whose stage step used a release staged ahead (one read of the audit trail). */
+  runsUsingStagedAhead(): Set<string> {
+    const rows = this.db.prepare(`SELECT DISTINCT run_id AS runId FROM audit WHERE kind = 'staged-ahead' AND run_id IS NOT NULL AND details LIKE '%"action":"used"%'`).all() as Array<{ runId: string }>;
+    return new Set(rows.map((r) => r.runId));
   }
 
   runs(q: PageQuery = {}): RunRecord[] {
