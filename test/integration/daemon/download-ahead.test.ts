@@ -20,7 +20,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stagingRootFor } from '../../../src/release/layout.js';
 import { AHEAD_RECORD_NAME } from '../../../src/steps/stage-ahead.js';
 import { BUILT_OTAD, createCrashWorld, PRODUCT, type CrashWorld, type RunningDaemon } from '../../support/crash-harness.js';
-import { readSaved, waitUntil } from '../../support/otad-process.js';
+import { REPO_ROOT, readSaved, waitUntil } from '../../support/otad-process.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 type Ahead = { policy: string; state: string; version: string | null; reason: string | null; lastDiscard: { version: string; reason: string } | null };
 type ProductStatus = { product: string; state: string; lastOutcome: string | null; installedVersion: string | null; downloadAhead?: Ahead };
@@ -147,11 +151,15 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1')('download ahead of the insta
     expect((await s.world.inspectInstall()).matches.map((r) => r.version)).toEqual(['1.0.0']);
 
     const before = s.proxy.paths.length;
-    const run = await reachSlotAndCommit(s, d, release.version);
+    const run1 = await reachSlotAndCommit(s, d, release.version);
     expect(packagesAsked(s.proxy.paths.slice(before))).toEqual([]);
-    expect(run.window).toMatchObject({ stagedAhead: true });
+    expect(run1.window).toMatchObject({ stagedAhead: true });
     expect(log(s)).toContain(`using release ${release.version} staged ahead (verified again against the signed tree index just now): nothing to download`);
     expect(existsSync(join(s.stagingRoot, AHEAD_RECORD_NAME))).toBe(false);
+    // otactl history prints the window the history recorded.
+    const printed = await run(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--url', d.url, '--token-file', join(s.world.root, 'etc/tokens.yaml'), 'history', '-p', PRODUCT]);
+    const line = printed.stdout.split('\n').find((l) => l.startsWith(run1.runId))!;
+    expect(line).toContain(`window ${(run1.window!.ms! / 1000).toFixed(1)} s (staging ${(run1.window!.stagingMs / 1000).toFixed(1)} s, staged ahead, in the install slot)`);
   }, 300_000);
 
   it('discards a staged release that a newer one supersedes, says so, and stages the newer one', async () => {
