@@ -181,4 +181,28 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1')('rehearsal (real otad, real 
     expect(again.downtime.basis).toContain('predicted from the apply step of the last 1 committed run');
     expect(again.downtime.wholeRun).toMatchObject({ runs: 1 });
   }, 300_000);
+
+  it('stops when an update run starts meanwhile (REHEARSAL_INTERRUPTED), removes its scratch folder, and the run goes on', async () => {
+    await world?.close();
+    // A large model: the rehearsal's download and staging take long enough to be overtaken.
+    world = await createCrashWorld({ seed: 8802, bigFileBytes: 64 * 1024 * 1024, brokenEvery: 1000 });
+    const doc = YAML.parse(readFileSync(world.sandbox.configPath, 'utf8')) as Record<string, unknown> & { products: Array<Record<string, unknown>> };
+    doc.products[0]!.decision = { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' };
+    writeFileSync(world.sandbox.configPath, YAML.stringify(doc));
+    const release = await world.publishNext();
+    const d = await world.startOtad();
+    await d.api.request('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
+    await waitUntil(() => readSaved(world!.sandbox.dbPath)?.state === 'awaitingChoice', { timeoutMs: 60_000, what: 'the offer' });
+    // A rehearsal is allowed while the offer waits for a choice.
+    const pending = d.api.request<RehearsalReport>('POST', `/api/v1/products/${PRODUCT}/rehearse`);
+    await waitUntil(() => readFileSync(world!.sandbox.logPath, 'utf8').includes('rehearsal started'), { timeoutMs: 60_000, intervalMs: 5, what: 'the rehearsal to start' });
+    await d.api.request('POST', '/api/v1/events', { product: PRODUCT, type: 'UPDATE_NOW' });
+    const report = await pending;
+    expect(report.error).toMatchObject({ code: 'REHEARSAL_INTERRUPTED' });
+    expect(report.error!.message).toContain('robot-ai entered preCheck');
+    expect(report.stoppedAt).not.toBeNull();
+    expect(existsSync(report.scratchDir)).toBe(false);
+    await waitUntil(() => readSaved(world!.sandbox.dbPath)?.context.lastOutcome === 'committed', { timeoutMs: 180_000, what: `${release.version} to commit` });
+    expect((await world.inspectInstall()).matches.map((r) => r.version)).toEqual([release.version]);
+  }, 300_000);
 });
