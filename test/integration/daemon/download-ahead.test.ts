@@ -24,7 +24,7 @@ import { REPO_ROOT, readSaved, waitUntil } from '../../support/otad-process.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
-const run = promisify(execFile);
+const exec = promisify(execFile);
 
 type Ahead = { policy: string; state: string; version: string | null; reason: string | null; lastDiscard: { version: string; reason: string } | null };
 type ProductStatus = { product: string; state: string; lastOutcome: string | null; installedVersion: string | null; downloadAhead?: Ahead };
@@ -157,7 +157,7 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1')('download ahead of the insta
     expect(log(s)).toContain(`using release ${release.version} staged ahead (verified again against the signed tree index just now): nothing to download`);
     expect(existsSync(join(s.stagingRoot, AHEAD_RECORD_NAME))).toBe(false);
     // otactl history prints the window the history recorded.
-    const printed = await run(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--url', d.url, '--token-file', join(s.world.root, 'etc/tokens.yaml'), 'history', '-p', PRODUCT]);
+    const printed = await exec(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--url', d.url, '--token-file', join(s.world.root, 'etc/tokens.yaml'), 'history', '-p', PRODUCT]);
     const line = printed.stdout.split('\n').find((l) => l.startsWith(run1.runId))!;
     expect(line).toContain(`window ${(run1.window!.ms! / 1000).toFixed(1)} s (staging ${(run1.window!.stagingMs / 1000).toFixed(1)} s, staged ahead, in the install slot)`);
   }, 300_000);
@@ -175,6 +175,8 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1')('download ahead of the insta
     const discarded = await waitAhead(d, (a) => a.lastDiscard !== null, 'the staged release discarded');
     expect(discarded.lastDiscard).toMatchObject({ version: first.version, reason: `superseded by ${newer.version}` });
     expect(log(s)).toContain(`staged-ahead release ${first.version} discarded: superseded by ${newer.version}`);
+    const shown = await exec(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--url', d.url, '--token-file', join(s.world.root, 'etc/tokens.yaml'), 'status']);
+    expect(shown.stdout).toMatch(new RegExp(`staged-ahead ${first.version.replace(/\./g, '\\.')} discarded \\S+: superseded by ${newer.version.replace(/\./g, '\\.')}`));
     await until(async () => (await status(d)).state === 'awaitingChoice', 'the newer offer');
     await dispatch(d, 'SCHEDULE_3AM');
     await waitAhead(d, (a) => a.state === 'staged' && a.version === newer.version, `${newer.version} staged ahead`);
