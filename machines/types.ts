@@ -233,6 +233,8 @@ export interface StageOutput {
   deltaFallback?: { code: string; message: string };
   /** Whether the staged tree was verified against the signed tree index (false: a schema 1.0 manifest). */
   indexVerified?: boolean;
+  /** The tree was staged ahead of the install slot (download ahead) and verified again before this run used it. */
+  stagedAhead?: boolean;
 }
 
 export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null };

@@ -13,6 +13,7 @@ import dbus from 'dbus-next';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DaemonControl, ProductStatus } from '../daemon/control.js';
+import type { RehearsalReport } from '../daemon/rehearsal.js';
 import type { Caller, Edge } from './edge.js';
 import { toApiError } from './http-errors.js';
 
@@ -277,9 +278,30 @@ export interface ManagerOps {
   products(): string[];
   inhibit(who: string, why: string, mode: string): Promise<number>;
   inhibitors(): Array<[string, string, string, bigint, bigint]>;
+  rehearse(product: string): Promise<RehearseReply>;
+}
+
+/** Rehearse's reply: the report's fields, typed (predicted_downtime_ms -1: no history to predict from). */
+export type RehearseReply = [string, boolean, string, string, bigint, bigint, string[], boolean, Array<[string, string, string]>, bigint, string];
+
+export function rehearseReply(r: RehearsalReport): RehearseReply {
+  return [
+    r.version ?? '',
+    r.available,
+    r.stoppedAt ?? '',
+    r.error?.code ?? '',
+    BigInt(r.download?.bytes ?? 0),
+    BigInt(r.disk?.totalBytes ?? 0),
+    r.services.wouldRestart,
+    r.preCheck?.ok ?? false,
+    (r.preCheck?.verdicts ?? []).map((v) => [v.condition, v.verdict, v.detail] as [string, string, string]),
+    BigInt(r.downtime.predictedMs ?? -1),
+    r.downtime.basis,
+  ];
 }
 
 const MANAGER_ARGS: ArgNames = {
+  Rehearse: { in: ['product'], out: ['version', 'available', 'stopped_at', 'error_code', 'download_bytes', 'disk_bytes', 'would_restart', 'precheck_ok', 'precheck_verdicts', 'predicted_downtime_ms', 'downtime_basis'] },
   ListProducts: { out: ['products'] },
   GetProduct: { in: ['name'], out: ['object_path'] },
   Inhibit: { in: ['who', 'why', 'mode'], out: ['fd'] },
@@ -304,6 +326,7 @@ export class ManagerObject extends NamedInterface {
   }
   Inhibit(who: string, why: string, mode: string) { return this.ops.inhibit(who, why, mode); }
   ListInhibitors() { return this.ops.inhibitors(); }
+  Rehearse(product: string) { return this.ops.rehearse(product); }
 }
 
 ManagerObject.configureMembers({
@@ -313,6 +336,7 @@ ManagerObject.configureMembers({
     GetProduct: { inSignature: 's', outSignature: 'o' },
     Inhibit: { inSignature: 'sss', outSignature: 'h' },
     ListInhibitors: { outSignature: 'a(ssstt)' },
+    Rehearse: { inSignature: 's', outSignature: 'sbssttasba(sss)xs' },
   },
 });
 
@@ -402,6 +426,7 @@ export function exportV2(deps: V2Deps): V2Service {
         return deps.inhibit(who, why, mode);
       }),
     inhibitors: () => deps.inhibitors?.() ?? [],
+    rehearse: (product) => wrap('Rehearse', async () => rehearseReply(await edge.rehearse({ product }, caller))),
   });
   bus.export(MANAGER_PATH, manager);
 

@@ -162,6 +162,9 @@ export function createRestApp(deps: RestDeps): express.Express {
   v1.delete('/inhibit/:holder', requireControl, (req, res) => {
     res.json(edge.releaseInhibit(req.params.holder as string, caller(res)));
   });
+  v1.post('/products/:product/rehearse', requireControl, async (req, res) => {
+    res.json(await edge.rehearse({ ...req.params }, caller(res)));
+  });
   v1.post('/products/:product/maintenance', requireControl, json, (req, res) => {
     res.json(edge.answerMaintenance(req.params.product as string, req.body, caller(res)));
   });

@@ -184,6 +184,21 @@ export const productStatusSchema = z
         lastAnswer: z.object({ requestId: z.string(), answer: z.enum(['granted', 'denied', 'no-answer']), by: z.string().nullable(), reason: z.string().nullable(), at: ms }).nullable(),
       })
       .register(apiSchemas, { id: 'Maintenance' }),
+    downloadAhead: z
+      .object({
+        policy: z.enum(['immediately', 'unmetered', 'never']),
+        state: z.enum(['off', 'idle', 'waiting', 'staging', 'staged', 'failed', 'used']),
+        version: z.string().nullable(),
+        stagedAt: nullableMs,
+        verifiedAt: nullableMs.describe('when the staged tree was last verified against the signed tree index'),
+        downloadBytes: z.number().int().nullable(),
+        reason: z.string().nullable().describe('why it waits or failed'),
+        nextAttemptAt: nullableMs,
+        lastDiscard: z.object({ version: z.string(), reason: z.string(), at: ms }).nullable().describe('the last staged-ahead release thrown away, and why'),
+      })
+      .optional()
+      .describe('download ahead of the install slot (schedule.downloadAhead, SCHEDULE_3AM only)')
+      .register(apiSchemas, { id: 'DownloadAhead' }),
   })
   .register(apiSchemas, { id: 'ProductStatus' });
 
@@ -230,8 +245,46 @@ export const runSchema = z
     outcome: z.string().nullable(),
     error: errorInfo.nullable(),
     downtime: downtimeSchema.nullable().describe('null: the run stopped no service'),
+    window: z
+      .object({
+        fromScheduled: z.boolean().describe('the window began in the install slot (scheduled → preCheck)'),
+        startedAt: ms,
+        endedAt: nullableMs,
+        ms: z.number().int().nullable().describe('from the first preCheck to the end of the run'),
+        stagingMs: z.number().int().describe('of which in the staging step'),
+        stagedAhead: z.boolean().describe('the run used a release staged ahead of the slot instead of downloading'),
+      })
+      .nullable()
+      .optional()
+      .describe('the install window, from the transition log; null: the run never reached preCheck'),
   })
   .register(apiSchemas, { id: 'Run' });
+
+export const rehearsalSchema = z
+  .object({
+    product: z.string(),
+    startedAt: ms,
+    durationMs: z.number().int(),
+    installedVersion: z.string().nullable(),
+    available: z.boolean().describe('false: the check found nothing newer, nothing was downloaded'),
+    version: z.string().nullable(),
+    stoppedAt: z.enum(['check', 'preCheck', 'stage']).nullable().describe('where the rehearsal stopped early (null: it went through staging)'),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    download: z.object({ bytes: z.number().int(), what: z.string() }).nullable(),
+    disk: z.object({ downloadBytes: z.number().int(), stagedBytes: z.number().int(), backupBytes: z.number().int(), minFreeBytes: z.number().int(), totalBytes: z.number().int(), basis: z.string() }).nullable(),
+    staged: z.object({ via: z.string(), indexVerified: z.boolean(), entries: z.number().int(), bytes: z.number().int() }).nullable(),
+    services: z.object({ manager: z.string(), units: z.array(z.string()), wouldRestart: z.array(z.string()), note: z.string() }),
+    preCheck: z.object({ ok: z.boolean(), verdicts: z.array(z.object({ condition: z.string(), verdict: z.enum(['pass', 'block', 'not-asked']), detail: z.string() })) }).nullable(),
+    downtime: z.object({
+      predictedMs: z.number().int().nullable().describe('null: no history to predict from'),
+      basis: z.string(),
+      downtimeRecords: z.literal('no history'),
+      applyStep: z.object({ runs: z.number().int(), medianMs: z.number().int(), maxMs: z.number().int() }).nullable(),
+      wholeRun: z.object({ runs: z.number().int(), medianMs: z.number().int() }).nullable(),
+    }),
+    scratchDir: z.string().describe('where it staged (removed again before the answer)'),
+  })
+  .register(apiSchemas, { id: 'Rehearsal' });
 
 export const transitionSchema = z
   .object({

@@ -8,7 +8,9 @@
  * after the 1 % delta against full staging and tar -xzf + sync -f (src/bench/delta-bench.ts).
  * Downtime (`downtime`): the demo product's update under a real otad, median split of several
  * updates (`--downtime-runs=N`, default 7) against a stop/start of the same process (src/bench/downtime-bench.ts).
- * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`) runs only the parts named.
+ * The 3 AM window (`window`): the demo product's install in its slot with and without download ahead
+ * (src/bench/window-bench.ts), on loopback and on a link shaped to 10 MiB/s.
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`, `window`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -20,6 +22,7 @@ import { benchDownload } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
 import { benchDeltas } from './delta-bench.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
+import { benchInstallWindow } from './window-bench.js';
 import { createPackage } from '../package/create.js';
 import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
@@ -118,6 +121,18 @@ async function main(): Promise<void> {
     }
 
     if (wanted('downtime')) lines.push(...downtimeLines(await benchDowntime({ runs: downtimeRuns })));
+    if (wanted('window')) {
+      // The 3 AM window of the demo product, with and without download ahead: on loopback, and
+      // on a link shaped to 10 MiB/s (a good Wi-Fi link; a robot on LTE is slower still).
+      for (const linkMiBps of [null, 10]) {
+        const w = await benchInstallWindow({ modelMiB: 64, linkMiBps });
+        const s = (ms: number | null) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
+        const link = linkMiBps === null ? 'loopback' : `${linkMiBps} MiB/s`;
+        lines.push(
+          row(`3 AM window, ahead (${link})`, w.ahead.ms ?? 0, 'not ahead', w.without.ms, `   staging ${s(w.without.stagingMs)} → ${s(w.ahead.stagingMs)}; staged ahead ${w.ahead.stagedAhead}; ${(w.downloadBytes / 1048576).toFixed(1)} MiB fetched during the day in ${s(w.aheadStagingMs)}; demo product + ${w.modelMiB} MiB model`),
+        );
+      }
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

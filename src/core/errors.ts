@@ -77,6 +77,11 @@ export const ErrorCodes = {
   PACKAGE_CORRUPT: { category: 'package', retryable: false },
   RELEASE_TREE_MISMATCH: { category: 'package', retryable: false },
   DELTA_INVALID: { category: 'package', retryable: false },
+  // download ahead and rehearsal
+  STAGED_AHEAD_SUPERSEDED: { category: 'precondition', retryable: true },
+  REHEARSAL_BUSY: { category: 'api', retryable: true },
+  REHEARSAL_INTERRUPTED: { category: 'api', retryable: true },
+  REHEARSAL_UNAVAILABLE: { category: 'api', retryable: false },
   // pre-conditions
   PRECHECK_FAILED: { category: 'precondition', retryable: true },
   // execution

@@ -23,6 +23,8 @@ export type AuditKind =
   | 'recovery'
   | 'package-rejected'
   | 'delta-fallback'
+  | 'staged-ahead'
+  | 'rehearsal'
   | 'key-rotation'
   | 'upload'
   | 'studio-publish'

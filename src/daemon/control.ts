@@ -10,6 +10,8 @@ import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
 import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
+import type { DownloadAheadStatus } from './download-ahead.js';
+import type { RehearsalReport } from './rehearsal.js';
 
 export interface ProductStatus {
   product: string;
@@ -42,6 +44,8 @@ export interface ProductStatus {
   rollbackTarget: RollbackTarget | null;
   /** The mission lease: in maintenance now (dispatch no missions), the request waiting for an answer, the last answer. */
   maintenance: MaintenanceStatus;
+  /** Download ahead of the install slot (schedule.downloadAhead): what is staged, waiting or failed, and the last discard. */
+  downloadAhead?: DownloadAheadStatus;
 }
 
 export interface RollbackTarget {
@@ -219,6 +223,8 @@ export interface DaemonControl {
   productSource(product: string): ProductSource;
   /** Switch them (audited): SOURCE_UNKNOWN, SOURCE_SWITCH_FORBIDDEN or SOURCE_SWITCH_BUSY when refused. */
   selectSource(request: SourceRequest): ProductSource & { changed: boolean };
+  /** Rehearse an update (check, pre-check, download, staging into a scratch folder; nothing installed): REHEARSAL_BUSY while a run executes. */
+  rehearse(request: { product?: string; source: EventSource; actor?: string }): Promise<RehearsalReport>;
   health(): { ok: boolean; products: Array<{ product: string; state: string }>; uptimeMs: number };
   readonly bus: EventBus;
 }

@@ -35,6 +35,20 @@ export interface TransitionRecord {
   snapshot?: unknown;
 }
 
+/** A run's install window (Store.installWindow). */
+export interface InstallWindow {
+  /** The window began in the install slot (scheduled → preCheck on the slot's TICK), not at an UPDATE_NOW. */
+  fromScheduled: boolean;
+  startedAt: number;
+  endedAt: number | null;
+  /** From preCheck to the end of the run (null while it runs). */
+  ms: number | null;
+  /** Of which in the staging step. */
+  stagingMs: number;
+  /** The run used a release staged ahead of the slot (download ahead) instead of downloading. */
+  stagedAhead: boolean;
+}
+
 export interface RunRecord {
   runId: string;
   product: string;
@@ -48,6 +62,8 @@ export interface RunRecord {
   error: ErrorInfo | null;
   /** From the first service stop to the first all-green probe round (null: the run never stopped a service). */
   downtime: Downtime | null;
+  /** Filled in by the daemon's history (the transition log): its install window. */
+  window?: InstallWindow | null;
 }
 
 export interface ReleaseRecord {
@@ -447,6 +463,40 @@ export class Store {
   }
 
   // ----- runs ------------------------------------------------------------------------------
+
+  /**
+   * The install window of a run, from the transition log: from its first entry into preCheck (the
+   * slot, or the moment it was asked for) to its end, the time spent in staging within it, and
+   * whether it used a release staged ahead (the stage step's audit record). Null: it never got there.
+   */
+  installWindow(runId: string, usedAhead?: ReadonlySet<string>): InstallWindow | null {
+    const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, event_type AS eventType, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; eventType: string; at: number }>;
+    const first = rows.findIndex((r) => r.toState === 'preCheck' && r.fromState !== 'preCheck');
+    if (first < 0) return null;
+    const start = rows[first] as { fromState: string; eventType: string; at: number };
+    let end: number | null = null;
+    let stagingMs = 0;
+    let stagingFrom: number | null = null;
+    for (const r of rows.slice(first + 1)) {
+      if (r.toState === 'staging' && r.fromState !== 'staging') stagingFrom = r.at;
+      else if (r.fromState === 'staging' && r.toState !== 'staging' && stagingFrom !== null) {
+        stagingMs += r.at - stagingFrom;
+        stagingFrom = null;
+      }
+      if (r.toState === 'idle' || r.toState === 'failed') {
+        end = r.at;
+        break;
+      }
+    }
+    const used = (usedAhead ?? this.runsUsingStagedAhead()).has(runId);
+    return { fromScheduled: start.fromState === 'scheduled' && start.eventType === 'TICK', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
+  }
+
+  /** The runs whose stage step used a release staged ahead (one read of the audit trail). */
+  runsUsingStagedAhead(): Set<string> {
+    const rows = this.db.prepare(`SELECT DISTINCT run_id AS runId FROM audit WHERE kind = 'staged-ahead' AND run_id IS NOT NULL AND details LIKE '%"action":"used"%'`).all() as Array<{ runId: string }>;
+    return new Set(rows.map((r) => r.runId));
+  }
 
   runs(q: PageQuery = {}): RunRecord[] {
     const where: string[] = [];

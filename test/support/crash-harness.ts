@@ -106,7 +106,8 @@ export interface CrashWorld {
   /** The version the install link points at (its release directory name), or null. */
   liveVersion(): string | null;
   readJournal(): JournalView | null;
-  startOtad(): Promise<RunningDaemon>;
+  /** `at-slot`: the real otad whose clock SIGUSR2 moves to the install slot (otad-at-slot.ts). */
+  startOtad(entry?: 'built' | 'at-slot'): Promise<RunningDaemon>;
   appHealth(): Promise<{ ok: boolean; version: string } | null>;
   /** The last lines of otad's log, for failure messages. */
   logTail(lines?: number): string;
@@ -301,8 +302,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
         return null;
       }
     },
-    async startOtad() {
-      const proc = spawnOtad(sandbox, { entry: 'built' });
+    async startOtad(entry = 'built') {
+      const proc = spawnOtad(sandbox, { entry });
       procs.push(proc);
       await proc.ready(60_000);
       // The address file of a killed process stays behind; use only the one this process wrote.

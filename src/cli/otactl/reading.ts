@@ -17,7 +17,9 @@ export async function history(ctx: CliContext, opts: { product?: string; limit: 
   if (ctx.json) return printJson(r);
   if (r.runs.length === 0) out('no runs yet');
   for (const run of r.runs) {
-    out(`${run.runId}  ${run.product}  ${run.kind}  ${iso(run.startedAt)}  ${run.fromVersion ?? '-'} → ${run.toVersion ?? '-'}  ${run.outcome ?? run.state}${run.error ? `  ${run.error.code}` : ''}  downtime ${downtimeText(run.downtime ?? null)}`);
+    const w = run.window;
+    const window = w && w.ms !== null ? `  window ${(w.ms / 1000).toFixed(1)} s (staging ${(w.stagingMs / 1000).toFixed(1)} s${w.stagedAhead ? ', staged ahead' : ''}${w.fromScheduled ? ', in the install slot' : ''})` : '';
+    out(`${run.runId}  ${run.product}  ${run.kind}  ${iso(run.startedAt)}  ${run.fromVersion ?? '-'} → ${run.toVersion ?? '-'}  ${run.outcome ?? run.state}${run.error ? `  ${run.error.code}` : ''}  downtime ${downtimeText(run.downtime ?? null)}${window}`);
   }
   const s = r.downtime;
   if (s !== undefined && s.count > 0) out(`downtime over ${s.count} measured run${s.count === 1 ? '' : 's'}: last ${ms(s.lastMs)}  median ${ms(s.medianMs)}  max ${ms(s.maxMs)}`);

@@ -50,6 +50,11 @@ function printStatus(s: DaemonStatus): void {
     out(productLine(p));
     if (p.releaseNotes) out(`  notes: ${p.releaseNotes.split('\n')[0]}`);
     if (p.deadlines.scheduledAt) out(`  scheduled for ${iso(p.deadlines.scheduledAt)}`);
+    const a = p.downloadAhead;
+    if (a && a.policy !== 'never' && a.state !== 'idle') {
+      out(`  download ahead (${a.policy}): ${a.state}${a.version ? ` ${a.version}` : ''}${a.reason ? `: ${a.reason}` : ''}${a.nextAttemptAt ? `; next try ${iso(a.nextAttemptAt)}` : ''}`);
+    }
+    if (a?.lastDiscard) out(`  staged-ahead ${a.lastDiscard.version} discarded ${iso(a.lastDiscard.at)}: ${a.lastDiscard.reason}`);
     if (p.progress) out(`  ${p.progress.step}: ${p.progress.bytes}${p.progress.total ? `/${p.progress.total}` : ''} bytes`);
     if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
