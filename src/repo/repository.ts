@@ -886,6 +886,43 @@ export function createPublisher(options: PublisherOptions) {
       return held >= role.threshold ? name : undefined;
     },
 
+    /**
+     * Which role would sign a release of `product` on this machine, checked before anything is
+     * stored: its delegated role when enough of that role's keys are here (refused with
+     * PUBLISH_DELEGATION_EXPIRED once the delegation has expired); otherwise the top-level
+     * targets role when its keys are here; otherwise PUBLISH_OUTSIDE_DELEGATION naming the
+     * delegations this machine can sign.
+     */
+    async signingRoleFor(product: string): Promise<{ role: string | undefined }> {
+      const state = await loadState();
+      const name = delegatedRoleName(product);
+      const role = state.targets.signed.delegations?.roles?.[name];
+      if (role !== undefined && (await this.publishingRoleFor(product)) === name) {
+        const limit = delegationLimit(role);
+        if (limit !== null && Date.parse(limit) <= clock.now()) {
+          throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ota-repo delegate --product ${product}. Nothing was stored or signed`, {
+            details: { role: name, expires: limit },
+          });
+        }
+        return { role: name };
+      }
+      const top = state.root.signed.roles['targets'];
+      const heldTop = (await loadRoleKeys(keysDir, 'targets')).filter((k) => top?.keyIDs.includes(k.keyid)).length;
+      if (top !== undefined && heldTop >= top.threshold) return { role: undefined };
+      const mine: string[] = [];
+      for (const [n, r] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+        const held = (await loadDelegatedKeys(keysDir, n)).filter((k) => r.keyIDs.includes(k.keyid)).length;
+        if (held >= r.threshold) mine.push(`${n} (${(r.paths ?? []).join(', ')})`);
+      }
+      throw new OtaError(
+        'PUBLISH_OUTSIDE_DELEGATION',
+        `this publisher may not sign releases of ${product}: it holds no key of a delegation for ${product}/* and not the top-level targets key` +
+          (mine.length > 0 ? `; it may publish only through ${mine.join(', ')}` : '') +
+          '. Nothing was stored or signed',
+        { details: { product, role: name, delegations: mine } },
+      );
+    },
+
     /** Re-sign the timestamp with a fresh expiry (the online key's daily job). */
     async refreshTimestamp(opts: { onlyIfExpiringWithinMs?: number } = {}): Promise<{ version: number; expires: string; refreshed: boolean }> {
       const settings = await readSettings();

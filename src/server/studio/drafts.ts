@@ -289,8 +289,11 @@ export function createStudio(options: StudioOptions) {
         throw new OtaError('PUBLISH_CONTENT_CHANGED', 'the checksums sent are not those of the last review of this draft: review it again and publish what it shows');
       }
       const result = await options.exclusive(async () => {
+        // Decided before anything is stored: a product outside this server's delegations is refused
+        // with nothing written (docs/trust-model.md).
+        const { role } = await options.publisher.signingRoleFor(review.input.product);
         const added = await options.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
-        return { ...added, publish: await options.publisher.publish() };
+        return { ...added, publish: await options.publisher.publish(role !== undefined ? { role } : {}) };
       });
       await drop(draft.summary.id);
       return { product: result.manifest.product, version: result.manifest.version, channel: result.manifest.channel, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish };
