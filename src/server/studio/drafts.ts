@@ -66,6 +66,8 @@ export interface SigningRole {
   expires: string;
   /** Whether this server holds enough of the role's keys to sign it. */
   held: boolean;
+  /** For a delegated targets role: the target paths it may sign (the top-level targets role delegates them). */
+  paths?: string[];
 }
 
 export type ReviewResult =
@@ -127,6 +129,10 @@ export function createStudio(options: StudioOptions) {
       if (def === undefined) continue;
       const held = await heldKeys(options.publisher.keysDir, role, def.keyIDs);
       out.push({ role, keyids: [...def.keyIDs], threshold: def.threshold, expires: expiresOf[role]!, held: held >= def.threshold });
+    }
+    for (const [name, def] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+      const held = await heldKeys(path.join(options.publisher.keysDir, 'delegated'), name, def.keyIDs);
+      out.push({ role: name, keyids: [...def.keyIDs], threshold: def.threshold, expires: state.delegated[name]?.signed.expires ?? '', held: held >= def.threshold, paths: [...(def.paths ?? [])] });
     }
     return out;
   }

@@ -405,7 +405,7 @@ function ReviewStep() {
         <thead><tr><th>Role</th><th>Signs</th><th>Keys (threshold)</th><th>Expires</th><th>On this server</th></tr></thead>
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
-          <td data-label="Signs">${ROLE_SIGNS[s.role] ?? ''}</td>
+          <td data-label="Signs">${s.paths ? `targets under ${s.paths.join(', ')} (delegated by the targets role)` : ROLE_SIGNS[s.role] ?? ''}</td>
           <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
