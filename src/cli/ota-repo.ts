@@ -176,13 +176,16 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
         input.deltas = { ...(input.deltas ?? {}), maxShare: share };
       }
       const publisher = publisherFor(g);
+      // With --publish, who signs is settled before anything is stored: the product's delegated
+      // role when its key is here, else the top-level targets role (PUBLISH_OUTSIDE_DELEGATION otherwise).
+      const signing = opts.publish === true ? await publisher.signingRoleFor(input.product) : undefined;
       const added = await publisher.add(input);
       const deltaLines = added.deltas.map((d) =>
         d.published
           ? `delta from ${d.fromVersion}: ${d.bytes} bytes (${d.files} files, ${d.removed} removed), ${pct(d.bytes, added.packageTarget.length)} of the package`
           : `delta from ${d.fromVersion}: ${d.bytes} bytes, ${pct(d.bytes, added.packageTarget.length)} of the package, not below the gate of ${d.limitBytes} bytes: not published (robots on ${d.fromVersion} download the full package)`,
       );
-      const published = opts.publish === true ? await publisher.publish() : undefined;
+      const published = signing !== undefined ? await publisher.publish(signing.role !== undefined ? { role: signing.role } : {}) : undefined;
       print(
         g.json,
         { ...added, ...(published ? { publish: published } : {}) },
@@ -204,8 +207,9 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       const g = globals();
       const percent = Number(opts.percent);
       const publisher = publisherFor(g);
+      const signing = opts.publish === true ? await publisher.signingRoleFor(opts.product) : undefined;
       const changed = await publisher.setRollout({ product: opts.product, version: opts.version, percent });
-      const published = opts.publish === true ? await publisher.publish() : undefined;
+      const published = signing !== undefined ? await publisher.publish(signing.role !== undefined ? { role: signing.role } : {}) : undefined;
       print(
         g.json,
         { ...changed, ...(published ? { publish: published } : {}) },
