@@ -897,7 +897,8 @@ export function createPublisher(options: PublisherOptions) {
       const state = await loadState();
       const name = delegatedRoleName(product);
       const role = state.targets.signed.delegations?.roles?.[name];
-      if (role !== undefined && (await this.publishingRoleFor(product)) === name) {
+      const heldRole = role === undefined ? 0 : (await loadDelegatedKeys(keysDir, name)).filter((k) => role.keyIDs.includes(k.keyid)).length;
+      if (role !== undefined && heldRole >= role.threshold) {
         const limit = delegationLimit(role);
         if (limit !== null && Date.parse(limit) <= clock.now()) {
           throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ota-repo delegate --product ${product}. Nothing was stored or signed`, {
