@@ -873,20 +873,6 @@ export function createPublisher(options: PublisherOptions) {
     },
 
     /**
-     * The delegated role a release of `product` is published through on this machine: its
-     * product's role when the repository has one and enough of its keys are here; otherwise
-     * undefined (the top-level targets role, whose key must then be here).
-     */
-    async publishingRoleFor(product: string): Promise<string | undefined> {
-      const state = await loadState();
-      const name = delegatedRoleName(product);
-      const role = state.targets.signed.delegations?.roles?.[name];
-      if (role === undefined) return undefined;
-      const held = (await loadDelegatedKeys(keysDir, name)).filter((k) => role.keyIDs.includes(k.keyid)).length;
-      return held >= role.threshold ? name : undefined;
-    },
-
-    /**
      * Which role would sign a release of `product` on this machine, checked before anything is
      * stored: its delegated role when enough of that role's keys are here (refused with
      * PUBLISH_DELEGATION_EXPIRED once the delegation has expired); otherwise the top-level
