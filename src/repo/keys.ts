@@ -1,6 +1,6 @@
 /**
  * Signing keys of the repository: ed25519, one JSON file per key, private part written 0600.
- * Layout: `<keys>/<role>/<keyid>.json`; a delegated targets role's keys (docs/publisher-studio.md)
+ * Layout: `<keys>/<role>/<keyid>.json`; a delegated targets role's keys (docs/trust-model.md)
  * `<keys>/delegated/<role name>/<keyid>.json`; keys taken out of service move to `<keys>/retired/`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
