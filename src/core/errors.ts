@@ -65,6 +65,9 @@ export const ErrorCodes = {
   RELEASE_INCOMPATIBLE: { category: 'trust', retryable: false },
   RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
   PUBLISH_CONTENT_CHANGED: { category: 'package', retryable: false },
+  PUBLISH_OUTSIDE_DELEGATION: { category: 'trust', retryable: false },
+  PUBLISH_DELEGATION_EXPIRED: { category: 'trust', retryable: false },
+  TRUST_DELEGATION_VIOLATION: { category: 'trust', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
   RELEASE_INDEX_INVALID: { category: 'trust', retryable: false },
   // packages

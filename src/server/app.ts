@@ -202,8 +202,9 @@ export function createServer(options: ServerOptions): OtaServer {
           check: { versionFile: field('versionFile', 255) ?? null },
         };
         const result = await exclusive(async () => {
+          const { role } = await publisher.signingRoleFor(product);
           const added = await publisher.add(release);
-          const published = await publisher.publish();
+          const published = await publisher.publish(role !== undefined ? { role } : {});
           return { ...added, publish: published };
         });
         options.audit?.audit({ kind: 'upload', message: `published ${product} ${version}`, product, actor: req.ip ?? 'unknown', details: { package: result.packageTarget } });
@@ -357,6 +358,8 @@ function statusFor(error: unknown): number {
     case 'API_UNAUTHORIZED':
       return 401;
     case 'API_FORBIDDEN':
+    case 'PUBLISH_OUTSIDE_DELEGATION':
+    case 'PUBLISH_DELEGATION_EXPIRED':
       return 403;
     case 'API_NOT_FOUND':
       return 404;

@@ -89,6 +89,11 @@ export interface CrashWorldOptions {
    * and otad stages those runs from a delta.
    */
   modelChangesEvery?: number;
+  /**
+   * Publish through the product's delegated targets role (ota-repo delegate), from a keys folder
+   * holding only that role's key and the snapshot and timestamp keys, as the publisher studio does.
+   */
+  delegated?: boolean;
 }
 
 export interface CrashWorld {
@@ -197,6 +202,15 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
 
   const publisher = createPublisher({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock });
   const { rootFile } = await publisher.init();
+  let releasePublisher = publisher;
+  let publishRole: string | undefined;
+  if (options.delegated === true) {
+    const studioKeys = join(root, 'server/studio-keys');
+    mkdirSync(studioKeys, { recursive: true, mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) cpSync(join(paths.keys, role), join(studioKeys, role), { recursive: true });
+    publishRole = (await publisher.delegate({ product: PRODUCT, keyOut: studioKeys })).role;
+    releasePublisher = createPublisher({ repoDir: paths.repo, keysDir: studioKeys, clock: systemClock });
+  }
   const ota = createOtaServer({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock, logger: silentLogger, timestampRefresh: false });
   const { url } = await ota.start(0, '127.0.0.1');
 
@@ -260,8 +274,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       const broken = published % brokenEvery === 0;
       const dir = join(paths.build, version);
       const release = await writeRelease(dir, version, broken, opts.preApplyHook, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
-      await publisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
-      await publisher.publish();
+      await releasePublisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
+      await releasePublisher.publish(publishRole !== undefined ? { role: publishRole } : {});
       rmSync(dir, { recursive: true, force: true });
       return release;
     },

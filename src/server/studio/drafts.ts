@@ -66,6 +66,8 @@ export interface SigningRole {
   expires: string;
   /** Whether this server holds enough of the role's keys to sign it. */
   held: boolean;
+  /** For a delegated targets role: the target paths it may sign (the top-level targets role delegates them). */
+  paths?: string[];
 }
 
 export type ReviewResult =
@@ -127,6 +129,10 @@ export function createStudio(options: StudioOptions) {
       if (def === undefined) continue;
       const held = await heldKeys(options.publisher.keysDir, role, def.keyIDs);
       out.push({ role, keyids: [...def.keyIDs], threshold: def.threshold, expires: expiresOf[role]!, held: held >= def.threshold });
+    }
+    for (const [name, def] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+      const held = await heldKeys(path.join(options.publisher.keysDir, 'delegated'), name, def.keyIDs);
+      out.push({ role: name, keyids: [...def.keyIDs], threshold: def.threshold, expires: state.delegated[name]?.signed.expires ?? '', held: held >= def.threshold, paths: [...(def.paths ?? [])] });
     }
     return out;
   }
@@ -289,8 +295,11 @@ export function createStudio(options: StudioOptions) {
         throw new OtaError('PUBLISH_CONTENT_CHANGED', 'the checksums sent are not those of the last review of this draft: review it again and publish what it shows');
       }
       const result = await options.exclusive(async () => {
+        // Decided before anything is stored: a product outside this server's delegations is refused
+        // with nothing written (docs/trust-model.md).
+        const { role } = await options.publisher.signingRoleFor(review.input.product);
         const added = await options.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
-        return { ...added, publish: await options.publisher.publish() };
+        return { ...added, publish: await options.publisher.publish(role !== undefined ? { role } : {}) };
       });
       await drop(draft.summary.id);
       return { product: result.manifest.product, version: result.manifest.version, channel: result.manifest.channel, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish };

@@ -405,13 +405,28 @@ function ReviewStep() {
         <thead><tr><th>Role</th><th>Signs</th><th>Keys (threshold)</th><th>Expires</th><th>On this server</th></tr></thead>
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
-          <td data-label="Signs">${ROLE_SIGNS[s.role] ?? ''}</td>
+          <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product)}</td>
           <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
       </table>
       <div class="buttons"><button type="button" class="primary" id="publish" disabled=${state.busy.has('publish')} onClick=${publish}>${state.busy.has('publish') ? 'Signing and publishing…' : `Sign and publish ${r.manifest.product} ${r.manifest.version}`}</button></div>`}
   </section>`;
+}
+
+/**
+ * What a role signs when this release is published: through the product's delegated role when this
+ * server holds its key (the server signs as src/repo/repository.ts signingRoleFor decides).
+ * @param {{ role: string, held: boolean, paths?: string[] }} s
+ * @param {Array<{ role: string, held: boolean, paths?: string[] }>} all
+ * @param {string} product
+ */
+function signsWhat(s, all, product) {
+  const via = all.find((x) => x.held && x.paths?.includes(`${product}/*`));
+  if (s.paths) return `${via === s ? 'the files above, as ' : ''}targets under ${s.paths.join(', ')} (delegated by the targets role)`;
+  if (via !== undefined && s.role === 'targets') return 'the delegations (not changed by this release)';
+  if (via !== undefined && s.role === 'snapshot') return `the new ${via.role} version`;
+  return ROLE_SIGNS[s.role] ?? '';
 }
 
 const ROLE_SIGNS = /** @type {Record<string, string>} */ ({
