@@ -230,15 +230,16 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
   }, 180_000);
 
   it('shows the server refusing a piece in words with its code (token refused)', async () => {
-    // The token file changes on the server: the next upload is refused with 401.
-    await fs.writeFile(path.join(dir, 'token'), 'another-token-0123456789abcdef\n');
+    // The upload goes out with another token (as after the server's token was changed): ota-server answers 401.
+    const wrong = async (route: import('playwright-core').Route) => route.continue({ headers: { ...route.request().headers(), authorization: 'Bearer another-token-0123456789abcdef' } });
+    await page.route('**/api/v1/studio/uploads', wrong);
     const small = await writeTarGz(path.join(dir, 'small.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }]);
     await page.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(small);
     await page.getByRole('button', { name: 'Upload and scan' }).click();
     const refused = page.locator('#upload-error');
     await refused.waitFor();
     expect(await refused.textContent()).toContain('The server refused the upload token');
-    await fs.writeFile(path.join(dir, 'token'), `${TOKEN}\n`);
+    await page.unroute('**/api/v1/studio/uploads', wrong);
   });
 
   it('tests a repository connection: every role with its expiry, a warning for targets, and an unreachable one in words', async () => {
