@@ -184,8 +184,8 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
     await editor.fill(original.replace('keep: 2', 'keep: 3'));
     await page.getByRole('button', { name: 'Save as version 2' }).click();
     await page.locator('#tpl-message').filter({ hasText: 'Saved as version 2' }).waitFor();
-    expect(await page.locator('#tpl-diff .diff-add').allTextContents()).toEqual(['+   keep: 3']);
-    expect(await page.locator('#tpl-diff .diff-remove').allTextContents()).toEqual(['-   keep: 2']);
+    expect(await page.locator('#tpl-diff .diff-add').allTextContents()).toEqual(['+   keep: 3\n']);
+    expect(await page.locator('#tpl-diff .diff-remove').allTextContents()).toEqual(['-   keep: 2\n']);
     expect(await fs.readFile(path.join(dir, 'types', '.history', 'robot-ai', 'v2.yaml'), 'utf8')).toContain('keep: 3');
     await shoot('template-editor', '#templates');
 

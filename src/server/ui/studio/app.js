@@ -499,6 +499,18 @@ function UploadProgress() {
   </div>`;
 }
 
+/** The changed lines with two unchanged lines around each change; longer unchanged runs become "…". */
+function diffContext(/** @type {Array<{ kind: string, text: string }>} */ diff) {
+  const near = (/** @type {number} */ i) => diff.slice(Math.max(0, i - 2), i + 3).some((d) => d.kind !== 'same');
+  /** @type {Array<{ kind: string, text: string }>} */
+  const out = [];
+  diff.forEach((d, i) => {
+    if (d.kind !== 'same' || near(i)) out.push(d);
+    else if (out.at(-1)?.kind !== 'gap') out.push({ kind: 'gap', text: '' });
+  });
+  return out;
+}
+
 function TemplateEditor() {
   const t = state.tpl;
   return html`<section class="card" aria-labelledby="tool-templates" id="templates">
@@ -524,7 +536,7 @@ function TemplateEditor() {
         <button type="button" onClick=${() => openTemplate(t.name)}>Discard mine and load version ${t.conflict.version}</button></div>
       </div>` : null}
       ${t.message ? html`<p class="ok-text" role="status" id="tpl-message">${t.message}</p>` : null}
-      ${t.diff ? html`<pre class="diff" id="tpl-diff" aria-label="Differences">${t.diff.filter((/** @type {any} */ d) => d.kind !== 'same').length === 0 ? html`<span>(no differences)</span>` : t.diff.map((/** @type {any} */ d) => html`<span class=${`diff-${d.kind}`}>${d.kind === 'add' ? '+ ' : d.kind === 'remove' ? '- ' : '  '}${d.text}\n</span>`)}</pre>` : null}
+      ${t.diff ? html`<pre class="diff" id="tpl-diff" aria-label="Differences">${t.diff.filter((/** @type {any} */ d) => d.kind !== 'same').length === 0 ? html`<span>(no differences)</span>` : diffContext(t.diff).map((/** @type {any} */ d) => d.kind === 'gap' ? html`<span class="diff-same">${'  …\n'}</span>` : html`<span class=${`diff-${d.kind}`}>${`${d.kind === 'add' ? '+ ' : d.kind === 'remove' ? '- ' : '  '}${d.text}\n`}</span>`)}</pre>` : null}
       <div class="buttons">
         <button type="button" id="tpl-check" disabled=${state.busy.has('tpl')} onClick=${checkTemplate}>Validate and show differences</button>
         <button type="button" class="primary" id="tpl-save" disabled=${state.busy.has('tpl') || t.text === t.saved} onClick=${saveTemplate}>Save as version ${t.version + 1}</button>
