@@ -28,6 +28,7 @@ export type AuditKind =
   | 'key-rotation'
   | 'upload'
   | 'studio-publish'
+  | 'studio-template-saved'
   | 'device-refused'
   | 'device-pending'
   | 'device-accepted'

@@ -97,6 +97,8 @@ export interface ReleaseInput {
   minFromVersion?: string;
   requirements?: Manifest['requirements'];
   rolloutPercent?: number;
+  /** The siblings' versions this release needs (manifest `dependencies`: product → semver range). */
+  dependencies?: Record<string, string>;
   maxDeferralHours?: number;
   installBy?: string;
   /** Check the package as a robot would before anything is stored (ota-repo add always does). */
@@ -1036,6 +1038,7 @@ export function buildManifest(input: ReleaseInput, pkg: { target: string; length
   if (input.minFromVersion !== undefined) raw.minFromVersion = input.minFromVersion;
   if (input.requirements !== undefined) raw.requirements = input.requirements;
   if (input.rolloutPercent !== undefined) raw.rolloutPercent = input.rolloutPercent;
+  if (input.dependencies !== undefined && Object.keys(input.dependencies).length > 0) raw.dependencies = input.dependencies;
   if (input.maxDeferralHours !== undefined) raw.maxDeferralHours = input.maxDeferralHours;
   if (input.installBy !== undefined) raw.installBy = input.installBy;
   return parseManifest(raw, `release ${input.product} ${input.version}`);
