@@ -118,6 +118,7 @@ export const ErrorCodes = {
   API_RATE_LIMITED: { category: 'api', retryable: true },
   API_NOT_FOUND: { category: 'api', retryable: false },
   TEMPLATE_CHANGED: { category: 'api', retryable: false },
+  TEMPLATE_INVALID: { category: 'api', retryable: false },
   UPLOAD_OFFSET_MISMATCH: { category: 'api', retryable: true },
   // fleet server: device authentication, rollouts, site leases (docs/fleet-protocol.md)
   DEVICE_AUTH_REQUIRED: { category: 'api', retryable: false },

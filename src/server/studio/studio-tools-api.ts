@@ -74,7 +74,11 @@ export function studioToolsRouter(options: StudioToolsOptions): express.Router {
         details: { type: result.name, version: result.version },
       });
     }
-    res.status(result.ok ? 200 : 422).json(result);
+    if (result.ok) return void res.json(result);
+    // Refused like every other API error (an `error` with its code), with the problems by key and line.
+    const first = result.problems[0];
+    const message = `the template was not saved: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${first ? `, first ${first.field}${first.line ? ` (line ${first.line})` : ''}: ${first.message}` : ''}`;
+    res.status(422).json({ ...result, error: { code: 'TEMPLATE_INVALID', message } });
   });
 
   // ---- repositories ----

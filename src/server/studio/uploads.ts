@@ -51,8 +51,9 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
     const s = sessions.get(id);
     sessions.delete(id);
     if (s === undefined) return;
-    s.active?.req.destroy();
-    await s.active?.done.catch(() => {});
+    const active = s.active;
+    active?.req.destroy();
+    await active?.done;
     await fs.rm(s.file, { force: true });
   }
 
@@ -81,9 +82,10 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
     async status(id: unknown): Promise<UploadInfo> {
       const s = get(id);
       // A PUT the server has not yet seen broken is ended first, so the answer is what is kept.
-      if (s.active !== null) {
-        s.active.req.destroy();
-        await s.active.done.catch(() => {});
+      const active = s.active;
+      if (active !== null) {
+        active.req.destroy();
+        await active.done;
       }
       return { ...s.info, received: await received(s) };
     },
@@ -91,20 +93,32 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
     /** Append the request body at `offset` (which must be what the server has). */
     async append(id: unknown, offsetArg: unknown, req: Request): Promise<UploadInfo> {
       const s = get(id);
-      if (s.active !== null) {
-        // The page resumed while the old request still looked alive to the server: end it first.
-        s.active.req.destroy();
-        await s.active.done.catch(() => {});
-      }
-      const have = await received(s);
-      const offset = Number(offsetArg);
-      if (!Number.isInteger(offset) || offset !== have) {
-        req.resume();
-        throw new OtaError('UPLOAD_OFFSET_MISMATCH', `upload ${s.info.id} has ${have} bytes; send the rest from offset ${have}, not ${String(offsetArg)}`, { details: { received: have } });
-      }
-      let bytes = have;
+      // The piece claims the session before its first await. A second PUT that arrives meanwhile
+      // (a browser re-sending a piece on a new connection after a reset, or the page resuming while
+      // the old request still looks alive here) ends this one and waits for it to stop writing, so
+      // two requests never append side by side: only the session's current claim writes.
+      let finished!: () => void;
+      const claim = { req, done: new Promise<void>((resolve) => (finished = resolve)) };
+      const previous = s.active;
+      s.active = claim;
+      const superseded = () => new OtaError('UPLOAD_OFFSET_MISMATCH', `upload ${s.info.id}: another piece took over from this one; ask for the bytes the server has and resume there`, { details: { received: null } });
       const limit = s.info.size;
-      const done = (async () => {
+      try {
+        if (previous !== null) {
+          previous.req.destroy();
+          await previous.done;
+        }
+        if (s.active !== claim) {
+          req.resume();
+          throw superseded();
+        }
+        const have = await received(s);
+        const offset = Number(offsetArg);
+        if (!Number.isInteger(offset) || offset !== have) {
+          req.resume();
+          throw new OtaError('UPLOAD_OFFSET_MISMATCH', `upload ${s.info.id} has ${have} bytes; send the rest from offset ${have}, not ${String(offsetArg)}`, { details: { received: have } });
+        }
+        let bytes = have;
         // Written as it arrives; after a failed write (a full disk) the rest of the piece is read
         // and dropped, so the page gets the answer instead of a reset connection.
         const out = await fs.open(s.file, 'a', 0o600);
@@ -112,6 +126,10 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
         try {
           for await (const chunk of req as AsyncIterable<Buffer>) {
             if (failure !== null) continue;
+            if (s.active !== claim) {
+              failure = superseded();
+              continue;
+            }
             if (bytes + chunk.length > limit) {
               failure = new OtaError('API_INVALID_REQUEST', `upload ${s.info.id} is ${limit} bytes; this piece goes beyond it`);
               continue;
@@ -127,10 +145,6 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
           await out.close().catch(() => {});
         }
         if (failure !== null) throw failure;
-      })();
-      s.active = { req, done };
-      try {
-        await done;
       } catch (error) {
         if (isDiskFull(error)) {
           throw new OtaError('DISK_FULL', `the server's repository folder is full after ${await received(s)} of ${limit} bytes of ${s.info.name}: free space on the server, then resume the upload (what arrived is kept)`, {
@@ -140,7 +154,8 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
         }
         throw error;
       } finally {
-        if (s.active?.done === done) s.active = null;
+        if (s.active === claim) s.active = null;
+        finished();
       }
       return { ...s.info, received: await received(s) };
     },

@@ -107,6 +107,9 @@ describe('template editor API', () => {
     expect(byField.installPath.message).toMatch(/each robot's product entry/);
     const refused = await call('PUT', '/api/v1/studio/templates/app', { text: bad, baseVersion: 1 });
     expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe('TEMPLATE_INVALID');
+    expect(refused.body.error.message).toMatch(/not saved: \d+ problems, first /);
+    expect(refused.body.problems.length).toBeGreaterThan(0);
     expect(await fs.readFile(path.join(types, 'app.yaml'), 'utf8')).toBe(v1);
     expect((await call('POST', '/api/v1/studio/templates/app/check', { text: 'a: [1' })).body.problems[0].message).toMatch(/not valid YAML/);
 
@@ -188,6 +191,48 @@ describe('resumable uploads API', () => {
     // The upload became the draft: nothing left in the upload folder.
     expect(await fs.readdir(path.join(dir, 'repo', '.studio-uploads'))).toEqual([]);
     expect((await call('GET', `/api/v1/studio/uploads/${id}`)).status).toBe(404);
+  });
+
+  it('a second PUT of a piece while the first copy\'s connection is still open ends the first: nothing more of it is written, and the package arrives whole', async () => {
+    // A browser re-sends a piece on a new connection after a reset while the server still reads the
+    // first copy (the same instant: test/unit/server/uploads-concurrent.test.ts).
+    await createPublisher({ repoDir: path.join(dir, 'repo'), keysDir: path.join(dir, 'keys'), clock: systemClock }).init();
+    await startServer(path.join(dir, 'repo'));
+    const file = path.join(dir, 'twice.tar.gz');
+    await writeTarGz(file, [{ name: 'VERSION', content: '2.0.0\n' }, { name: 'data.bin', content: randomish(2 * 1024 * 1024, 11) }]);
+    const bytes = await fs.readFile(file);
+    const id = (await call('POST', '/api/v1/studio/uploads', { name: 'twice.tar.gz', size: bytes.length })).body.id;
+    const net = await import('node:net');
+    const { port } = new URL(url);
+    // The first copy: headers and 256 KiB of the body, then the connection stays open, silent.
+    const first = net.connect(Number(port), '127.0.0.1');
+    const firstAnswer = new Promise<string>((resolve) => {
+      let text = '';
+      first.on('data', (d) => (text += d.toString()));
+      first.on('close', () => resolve(text));
+      first.on('error', () => resolve(text));
+    });
+    await new Promise<void>((resolve) => first.on('connect', resolve));
+    first.write(`PUT /api/v1/studio/uploads/${id}?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${bytes.length}\r\n\r\n`);
+    first.write(bytes.subarray(0, 256 * 1024));
+    await expect.poll(async () => (await fs.stat(path.join(dir, 'repo', '.studio-uploads', `${id}.part`))).size, { timeout: 20_000 }).toBeGreaterThan(0);
+    // The second copy of the same piece, from offset 0 too, while the first is still open.
+    const second = await call('PUT', `/api/v1/studio/uploads/${id}?offset=0`, undefined, bytes);
+    expect(second.status).toBe(409);
+    expect(second.body.error.code).toBe('UPLOAD_OFFSET_MISMATCH');
+    const kept = (await call('GET', `/api/v1/studio/uploads/${id}`)).body.received as number;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(256 * 1024);
+    // The first copy was ended by the server; nothing more of it is written.
+    first.write(bytes.subarray(256 * 1024, 512 * 1024));
+    await firstAnswer;
+    expect((await call('GET', `/api/v1/studio/uploads/${id}`)).body.received).toBe(kept);
+    expect((await call('PUT', `/api/v1/studio/uploads/${id}?offset=${kept}`, undefined, bytes.subarray(kept))).body.received).toBe(bytes.length);
+    const uploaded = await fs.readFile(path.join(dir, 'repo', '.studio-uploads', `${id}.part`));
+    expect(uploaded.equals(bytes)).toBe(true);
+    const draft = await call('POST', `/api/v1/studio/uploads/${id}/finish`);
+    expect(draft.status).toBe(201);
+    expect(draft.body.scan.ok).toBe(true);
   });
 
   it('answers DISK_FULL (507) before an upload that does not fit and mid-upload when the disk fills, and resumes once there is room', async (ctx) => {

@@ -19,21 +19,20 @@ export class ApiError extends Error {
 
 /**
  * @param {string} token
- * @returns {(method: string, path: string, body?: unknown, raw?: { contentType: string, body: Blob, unreachable: string }) => Promise<any>}
+ * @returns {(method: string, path: string, body?: unknown) => Promise<any>}
  */
 export function createCall(token) {
-  return async function call(method, path, body, raw) {
+  return async function call(method, path, body) {
     /** @type {Record<string, string>} */
     const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
-    if (raw !== undefined) headers['Content-Type'] = raw.contentType;
-    else if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     let res;
     try {
-      const payload = raw !== undefined ? raw.body : body === undefined ? undefined : JSON.stringify(body);
+      const payload = body === undefined ? undefined : JSON.stringify(body);
       res = await fetch(path, { method, headers, body: payload, cache: 'no-store', credentials: 'omit' });
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
-      throw new ApiError(0, 'NETWORK', raw !== undefined ? `${raw.unreachable} (${why}); try again` : `ota-server did not answer (${why})`);
+      throw new ApiError(0, 'NETWORK', `ota-server did not answer (${why})`);
     }
     const text = await res.text();
     let data = null;

@@ -39,14 +39,6 @@ function putPiece(token, id, offset, piece, onProgress) {
 export function createApi(token) {
   const call = createCall(token);
 
-  /** A .tar.gz from the publisher's machine, sent as the raw body (fetch reports no upload progress). */
-  const uploadArchive = (/** @type {File} */ file) =>
-    call('POST', `/api/v1/studio/drafts/archive?${new URLSearchParams({ name: file.name })}`, undefined, {
-      contentType: 'application/gzip',
-      body: file,
-      unreachable: 'the upload did not reach ota-server',
-    });
-
   const q = (/** @type {Record<string, string>} */ params) => new URLSearchParams(params).toString();
   const id = (/** @type {string} */ s) => encodeURIComponent(s);
   return {
@@ -57,7 +49,6 @@ export function createApi(token) {
     versions: (product, channel) => call('GET', `/api/v1/studio/versions?${q({ product, channel })}`),
     /** @param {string} root @param {string} path */
     createDraft: (root, path) => call('POST', '/api/v1/studio/drafts', { root, path }),
-    uploadArchive,
     /** @param {string} draftId @param {Record<string, unknown>} fields */
     review: (draftId, fields) => call('POST', `/api/v1/studio/drafts/${id(draftId)}/review`, fields),
     /** @param {string} draftId @param {{ packageSha256: string, manifestSha256: string }} shown */

@@ -187,11 +187,31 @@ async function loadTools() {
   }
 }
 
+/** Template loads started; only the latest one is shown (a choice made while another loads wins). */
+let templateLoads = 0;
+
+/**
+ * Loads a template into the editor. The editor is read-only while it loads, so nothing typed is
+ * overwritten by the text arriving; a load that a later choice overtook is dropped.
+ */
 async function openTemplate(/** @type {string} */ name) {
-  await withBusy('tpl', async () => {
+  const load = ++templateLoads;
+  state.busy.add('tpl');
+  set({ error: '' });
+  try {
     const t = await state.api.template(name);
+    if (load !== templateLoads) return;
     set({ tpl: { name, version: t.version, text: t.text, saved: t.text, problems: t.problems, diff: null, message: '', conflict: null } });
-  });
+  } catch (error) {
+    if (load !== templateLoads) return;
+    if (error instanceof ApiError && error.status === 401) return signOut(tokenProblem(error));
+    set({ error: describe(error) });
+  } finally {
+    if (load === templateLoads) {
+      state.busy.delete('tpl');
+      draw();
+    }
+  }
 }
 
 async function checkTemplate() {
@@ -525,7 +545,7 @@ function TemplateEditor() {
     ${!t ? null : html`
       <div class="field">
         <label for="tpl-text">${t.name}.yaml, editing on version ${t.version}</label>
-        <textarea id="tpl-text" rows="14" spellcheck="false" value=${t.text} aria-invalid=${t.problems.length > 0 ? 'true' : undefined} aria-describedby=${t.problems.length > 0 ? 'tpl-problems' : undefined}
+        <textarea id="tpl-text" rows="14" spellcheck="false" value=${t.text} readOnly=${state.busy.has('tpl')} aria-invalid=${t.problems.length > 0 ? 'true' : undefined} aria-describedby=${t.problems.length > 0 ? 'tpl-problems' : undefined}
           onInput=${(/** @type {any} */ ev) => set({ tpl: { ...state.tpl, text: ev.currentTarget.value, message: '' } })}></textarea>
       </div>
       ${t.problems.length > 0 ? html`<ul class="field-error plain" id="tpl-problems" role="alert">${t.problems.map((/** @type {any} */ p) => html`<li>${p.line ? `line ${p.line}, ` : ''}<code>${p.field}</code>: ${p.message}</li>`)}</ul>` : null}
