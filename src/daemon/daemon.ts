@@ -421,6 +421,11 @@ export class Daemon implements DaemonControl {
       this.logger.info('daily check skipped: a run is in progress', { product: task.product, state: runner.state });
       return `skipped: ${runner.state}`;
     }
+    const unsaved = runner.saveFailure();
+    if (unsaved !== null) {
+      this.logger.info('daily check skipped: the last move is not saved yet', { product: task.product, state: runner.state, to: unsaved.to });
+      return `skipped: the move to ${unsaved.to} is not saved yet`;
+    }
     const now = this.opts.clock.now();
     const runId = newRunId(now);
     runner.send({ type: 'CHECK_NOW', now, source: 'schedule', runId });
@@ -499,6 +504,8 @@ export class Daemon implements DaemonControl {
         details: { product: productName, state: runner.state, event: type, allowed },
       });
     };
+    // A move the database does not hold yet comes first: the machine must not run ahead of it.
+    runner.refuseWhileUnsaved();
     refuseIfNotAllowed();
     let target: RollbackTarget | null = null;
     if (type === 'ROLLBACK') {
@@ -591,6 +598,7 @@ export class Daemon implements DaemonControl {
       error: c.error,
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
+      saveFailure: r.saveFailure(),
       rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
       maintenance: this.maintenance.status(r.product),
       downloadAhead: this.ahead.status(r.product),
