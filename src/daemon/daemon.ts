@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toErrorData } from '../core/errors.js';
 import { OTAD_VERSION } from '../core/version.js';
 import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Logging } from '../core/logging.js';
@@ -311,7 +311,12 @@ export class Daemon implements DaemonControl {
     this.pruneHistory();
     this.registerChecks(config.products.map(checkTask));
     this.scheduler.start();
-    this.store.setValue('cleanShutdown', '0');
+    try {
+      this.store.setValue('cleanShutdown', '0');
+    } catch (error) {
+      // Started on a full or failing disk: the lifecycle still runs and retries its own saves.
+      this.logger.warn('could not record that otad is running: a crash before the next clean stop may be taken for a clean one', { error: toErrorData(error) });
+    }
     this.arm();
   }
 

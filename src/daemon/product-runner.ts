@@ -189,8 +189,7 @@ export class ProductRunner {
         typeof snap.context === 'object';
       savedContext = snap && typeof snap === 'object' && snap.context && typeof snap.context === 'object' ? snap.context : null;
     }
-    const restoreCount =
-      row && row.runId && this.deps.uncleanStart && row.state !== 'idle' ? store.countRestore(row.runId, row.state, now) : 0;
+    const restoreCount = row && row.runId && this.deps.uncleanStart && row.state !== 'idle' ? this.countRestore(row.runId, row.state, now) : 0;
     const journal: JournalVerdict = row?.state === 'apply' ? await this.deps.journalVerdict().catch(() => 'none' as const) : 'none';
     const decision = decideRecovery({
       state: row?.state ?? null,
@@ -222,6 +221,21 @@ export class ProductRunner {
       }
     }
     return this.startFresh(decision, row?.state ?? null, row?.runId ?? null, compatible ? savedContext : null);
+  }
+
+  /**
+   * Count this restore for the crash-loop guard. When the count cannot be saved (disk full) this
+   * restore still counts, in memory: the guard sees at least as many restores as happened.
+   */
+  private countRestore(runId: string, state: string, now: number): number {
+    const { store } = this.deps;
+    try {
+      return store.countRestore(runId, state, now);
+    } catch (error) {
+      const count = store.restoreCount(runId, state) + 1;
+      this.deps.logger.warn('could not save the restore count: this restore is counted in memory only', { product: this.product, runId, state, count, error: toErrorData(error) });
+      return count;
+    }
   }
 
   private async startFresh(

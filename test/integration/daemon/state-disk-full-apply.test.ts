@@ -43,6 +43,17 @@ function filler(dir: string): () => void {
   };
 }
 
+/** Poll an async probe until it gives a value (waitUntil takes synchronous probes only). */
+async function eventually<T>(probe: () => Promise<T | null>, opts: { timeoutMs: number; what: string }): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== null) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 type TransitionEnvelope = { type: 'transition'; seq: number; payload: { seq: number; product: string; from: string; to: string } };
 
 describe('the state folder full from the start of apply', () => {
@@ -93,6 +104,9 @@ describe('the state folder full from the start of apply', () => {
     await waitUntil(() => existsSync(hookStarted) && readSaved(db)?.state === 'apply', { timeoutMs: 90_000, intervalMs: 20, what: 'the database to enter apply' });
     const fill = filler(state);
     fill();
+    // Anything otad frees meanwhile (a cleanup finishing) is taken back before apply goes on.
+    await new Promise((r) => setTimeout(r, 500));
+    fill();
     writeFileSync(go, '');
 
     // While the disk is full: the API's state is the database's, and the move to rollback waits.
@@ -112,7 +126,7 @@ describe('the state folder full from the start of apply', () => {
       expect(api.state).toBe('apply');
       compared += 1;
       if (api.saveFailure) {
-        expect(api.saveFailure).toMatchObject({ to: 'rollback', error: { code: 'DISK_FULL' } });
+        expect(api.saveFailure, world.logTail(60)).toMatchObject({ to: 'rollback', error: { code: 'DISK_FULL' } });
         expect(api.allowedEvents).toEqual([]);
         saveFailure = api.saveFailure;
       }
@@ -163,5 +177,76 @@ describe('the state folder full from the start of apply', () => {
     }
     // The release that failed to apply is no longer on the install path.
     expect(install.matches.map((m) => m.version)).not.toContain(release.version);
+  }, 300_000);
+  it.skipIf(skipReason !== null)('a restart while the move to rollback is unsaved recovers from the saved apply, also on a disk still full', async () => {
+    let mounted: string | null = null;
+    const world: CrashWorld = await createCrashWorld({
+      seed: 18,
+      bigFileBytes: 1024 * 1024,
+      prepareStateDir: (dir) => {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', dir]);
+        mounted = dir;
+      },
+    });
+    cleanups.push(() => rmSync(world.root, { recursive: true, force: true }));
+    cleanups.push(() => {
+      if (mounted) execFileSync('umount', ['-l', mounted]);
+    });
+    cleanups.push(() => world.close(true));
+    const db = world.sandbox.dbPath;
+    const state = world.sandbox.stateDir;
+    const hookStarted = join(world.root, 'pre-apply-started');
+    const go = join(world.root, 'pre-apply-go');
+    await world.publishNext({
+      preApplyHook: `#!/bin/sh\ntouch "${hookStarted}"\ni=0\nwhile [ ! -e "${go}" ]; do sleep 0.05; i=$((i+1)); [ $i -gt 2400 ] && exit 1; done\nexit 0\n`,
+    });
+    let daemon: RunningDaemon = await world.startOtad();
+    const status = async (): Promise<ProductStatus> => {
+      const s = await daemon.api.request<{ products: ProductStatus[] }>('GET', '/api/v1/status');
+      return s.products.find((p) => p.product === PRODUCT) as ProductStatus;
+    };
+    const { runId } = await daemon.api.request<{ runId: string }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
+    await waitUntil(() => existsSync(hookStarted) && readSaved(db)?.state === 'apply', { timeoutMs: 90_000, intervalMs: 20, what: 'the database to enter apply' });
+    const fill = filler(state);
+    fill();
+    await new Promise((r) => setTimeout(r, 500));
+    fill();
+    writeFileSync(go, '');
+    await eventually(async () => ((await status()).saveFailure?.attempts ?? 0) >= 2 || null, { timeoutMs: 90_000, what: 'the move to rollback to be reported unsaved' });
+    await daemon.proc.kill('SIGKILL');
+    expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
+
+    // Restarted on the disk still full: it comes up, reports the saved apply, and cannot save the recovery's move either.
+    fill();
+    daemon = await world.startOtad().catch((error: unknown) => {
+      throw new Error(`${String(error)}\n--- otad log tail ---\n${world.logTail(30)}`);
+    });
+    const restarted = await eventually(async () => {
+      const s = await status();
+      return (s.saveFailure?.attempts ?? 0) >= 2 ? s : null;
+    }, { timeoutMs: 90_000, what: 'the recovery move to be reported unsaved' });
+    expect(restarted).toMatchObject({ state: 'apply', runId, saveFailure: { to: 'rollback', error: { code: 'DISK_FULL' } } });
+    expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
+
+    rmSync(join(state, 'test-filler'), { recursive: true, force: true });
+    const settled = await waitUntil(
+      () => {
+        const s = readSaved(db);
+        return s !== null && s.runId === runId && (s.state === 'idle' || s.state === 'failed') && s.context.lastOutcome !== null ? s : null;
+      },
+      { timeoutMs: 90_000, intervalMs: 50, what: `run ${runId} to settle after space came back` },
+    );
+    expect(settled.state, world.logTail()).toBe('idle');
+    expect(settled.context.lastOutcome).toBe('rolled-back');
+    expect((await world.inspectInstall()).matches.map((m) => m.version)).toEqual(['1.0.0']);
+    let app: { ok: boolean; version: string } | null = null;
+    const appUntil = Date.now() + 30_000;
+    while (Date.now() < appUntil) {
+      app = await world.appHealth();
+      if (app?.ok && app.version === '1.0.0') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(app).toEqual(expect.objectContaining({ ok: true, version: '1.0.0' }));
+    assertNoGap(query(db, 'SELECT seq, from_state, to_state FROM transitions WHERE product = ? ORDER BY seq', PRODUCT));
   }, 300_000);
 });
