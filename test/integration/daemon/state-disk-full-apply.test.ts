@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProductStatus } from '../../../src/daemon/control.js';
@@ -54,24 +54,39 @@ async function eventually<T>(probe: () => Promise<T | null>, opts: { timeoutMs: 
   }
 }
 
+/**
+ * A crash world whose state folder is a 20 MiB tmpfs. The process service manager's pid records
+ * (state/services) are bind-mounted from outside it: a service stopped by apply frees no block
+ * there, so the journal write after the stop meets the full disk, as it does with systemd units.
+ */
+async function fullableWorld(seed: number): Promise<CrashWorld> {
+  const mounts: string[] = [];
+  const world = await createCrashWorld({
+    seed,
+    bigFileBytes: 1024 * 1024,
+    prepareStateDir: (dir) => {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', dir]);
+      mounts.unshift(dir);
+      const outside = join(dirname(dir), 'services-outside-tmpfs');
+      mkdirSync(outside, { recursive: true });
+      mkdirSync(join(dir, 'services'), { recursive: true });
+      execFileSync('mount', ['--bind', outside, join(dir, 'services')]);
+      mounts.unshift(join(dir, 'services'));
+    },
+  });
+  cleanups.push(() => rmSync(world.root, { recursive: true, force: true }));
+  cleanups.push(() => {
+    for (const m of mounts) execFileSync('umount', ['-l', m]);
+  });
+  cleanups.push(() => world.close(true));
+  return world;
+}
+
 type TransitionEnvelope = { type: 'transition'; seq: number; payload: { seq: number; product: string; from: string; to: string } };
 
 describe('the state folder full from the start of apply', () => {
   it.skipIf(skipReason !== null)('reports only what is saved, retries the save and finishes the rollback by itself once space is back', async () => {
-    let mounted: string | null = null;
-    const world: CrashWorld = await createCrashWorld({
-      seed: 17,
-      bigFileBytes: 1024 * 1024,
-      prepareStateDir: (dir) => {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', dir]);
-        mounted = dir;
-      },
-    });
-    cleanups.push(() => rmSync(world.root, { recursive: true, force: true }));
-    cleanups.push(() => {
-      if (mounted) execFileSync('umount', ['-l', mounted]);
-    });
-    cleanups.push(() => world.close(true));
+    const world = await fullableWorld(17);
     const db = world.sandbox.dbPath;
     const state = world.sandbox.stateDir;
     const hookStarted = join(world.root, 'pre-apply-started');
@@ -150,6 +165,8 @@ describe('the state folder full from the start of apply', () => {
     expect(daemon.proc.alive()).toBe(true);
     expect(settled.state, world.logTail()).toBe('idle');
     expect(settled.context.lastOutcome).toBe('rolled-back');
+    // What sent the run to rollback: apply's own write after stopping the service met the full disk.
+    expect(settled.context.error).toMatchObject({ code: 'DISK_FULL' });
     const after = await status();
     expect(after).toMatchObject({ state: 'idle', runId, lastOutcome: 'rolled-back', installedVersion: '1.0.0', saveFailure: null });
     expect(world.logTail(400)).toMatch(/saved the move to rollback after \d+ failed attempts?/);
@@ -179,20 +196,7 @@ describe('the state folder full from the start of apply', () => {
     expect(install.matches.map((m) => m.version)).not.toContain(release.version);
   }, 300_000);
   it.skipIf(skipReason !== null)('a restart while the move to rollback is unsaved recovers from the saved apply, also on a disk still full', async () => {
-    let mounted: string | null = null;
-    const world: CrashWorld = await createCrashWorld({
-      seed: 18,
-      bigFileBytes: 1024 * 1024,
-      prepareStateDir: (dir) => {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', dir]);
-        mounted = dir;
-      },
-    });
-    cleanups.push(() => rmSync(world.root, { recursive: true, force: true }));
-    cleanups.push(() => {
-      if (mounted) execFileSync('umount', ['-l', mounted]);
-    });
-    cleanups.push(() => world.close(true));
+    const world = await fullableWorld(18);
     const db = world.sandbox.dbPath;
     const state = world.sandbox.stateDir;
     const hookStarted = join(world.root, 'pre-apply-started');
