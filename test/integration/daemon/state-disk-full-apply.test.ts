@@ -122,6 +122,7 @@ describe('the state folder full from the start of apply', () => {
     // Anything otad frees meanwhile (a cleanup finishing) is taken back before apply goes on.
     await new Promise((r) => setTimeout(r, 500));
     fill();
+    const publishedBeforeFull = published.length;
     writeFileSync(go, '');
 
     // While the disk is full: the API's state is the database's, and the move to rollback waits.
@@ -148,6 +149,8 @@ describe('the state folder full from the start of apply', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(compared).toBeGreaterThan(0);
+    // Nothing was saved while the disk was full, so the stream published no transition.
+    expect(published.slice(publishedBeforeFull).map((e) => e.payload)).toEqual([]);
     expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
     expect(world.logTail(400)).toMatch(/cannot save the move to rollback: (SQLITE_FULL|SQLITE_IOERR\w*|ENOSPC); retrying/);
     // An operator's event is refused with the reason, not queued behind the database's back.
@@ -171,7 +174,7 @@ describe('the state folder full from the start of apply', () => {
     expect(after).toMatchObject({ state: 'idle', runId, lastOutcome: 'rolled-back', installedVersion: '1.0.0', saveFailure: null });
     expect(world.logTail(400)).toMatch(/saved the move to rollback after \d+ failed attempts?/);
 
-    // One complete published release on disk, its service answering.
+    // One complete release on disk (the one installed before the run), its service answering.
     const install = await world.inspectInstall();
     expect(install.matches.map((m) => m.version), install.diff.join('\n')).toEqual(['1.0.0']);
     let app: { ok: boolean; version: string } | null = null;
@@ -188,8 +191,10 @@ describe('the state folder full from the start of apply', () => {
     assertNoGap(rows);
     expect(rows.map((r) => r.to_state)).toEqual(expect.arrayContaining(['apply', 'rollback', 'idle']));
     await waitUntil(() => published.some((e) => e.payload.to === 'idle' && e.payload.from === 'rollback'), { timeoutMs: 10_000, what: 'the stream to publish rollback → idle' });
-    const bySeq = new Map(rows.map((r) => [r.seq, r]));
-    for (const e of published.filter((x) => x.payload.product === PRODUCT && bySeq.size > 0 && x.payload.seq >= (rows[0]?.seq ?? 0))) {
+    const all = query<{ seq: number; from_state: string; to_state: string }>(db, 'SELECT seq, from_state, to_state FROM transitions WHERE product = ? ORDER BY seq', PRODUCT);
+    const bySeq = new Map(all.map((r) => [r.seq, r]));
+    expect(published.length).toBeGreaterThan(0);
+    for (const e of published.filter((x) => x.payload.product === PRODUCT)) {
       expect(bySeq.get(e.payload.seq), `published transition ${JSON.stringify(e.payload)} is a saved row`).toMatchObject({ from_state: e.payload.from, to_state: e.payload.to });
     }
     // The release that failed to apply is no longer on the install path.
