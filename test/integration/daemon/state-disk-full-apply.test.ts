@@ -7,14 +7,17 @@
  * rollback on its own: no restart, no command. The product ends on one complete published release
  * with its service answering. Needs root to mount the tmpfs.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProductStatus } from '../../../src/daemon/control.js';
 import { BUILT_OTAD, PRODUCT, TOKEN, createCrashWorld, type CrashWorld, type RunningDaemon } from '../../support/crash-harness.js';
-import { assertNoGap, query, readSaved, waitUntil } from '../../support/otad-process.js';
+import { REPO_ROOT, assertNoGap, query, readSaved, waitUntil } from '../../support/otad-process.js';
+
+const exec = promisify(execFile);
 
 const isRoot = process.getuid?.() === 0;
 const skipReason = !isRoot ? 'mounting a tmpfs for the state folder needs root' : !existsSync(BUILT_OTAD) ? `${BUILT_OTAD} is missing: run \`npm run build\` first` : null;
@@ -153,6 +156,10 @@ describe('the state folder full from the start of apply', () => {
     expect(published.slice(publishedBeforeFull).map((e) => e.payload)).toEqual([]);
     expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
     expect(world.logTail(400)).toMatch(/cannot save the move to rollback: (SQLITE_FULL|SQLITE_IOERR\w*|ENOSPC); retrying/);
+    // otactl says the same: the saved state, and the move that waits for its save.
+    const shown = await exec(process.execPath, [join(REPO_ROOT, 'dist/src/cli/otactl.js'), '--url', daemon.url, '--token-file', join(world.root, 'etc/tokens.yaml'), 'status']);
+    expect(shown.stdout).toContain(' apply');
+    expect(shown.stdout).toMatch(/not saved: moved to rollback but cannot save it \(DISK_FULL: [^)]*\); otad retries/);
     // An operator's event is refused with the reason, not queued behind the database's back.
     await expect(daemon.api.request('POST', '/api/v1/events', { product: PRODUCT, type: 'ROLLBACK' })).rejects.toMatchObject({ code: 'STATE_NOT_SAVED' });
 
