@@ -932,7 +932,8 @@ export class Daemon implements DaemonControl {
   async stop(graceMs = 30_000): Promise<void> {
     if (this.closed) return;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.state === 'apply' || r.state === 'rollback')) {
+    // A step waiting for its move to be saved is not running: there is nothing to wait for.
+    while (Date.now() < deadline && [...this.runners.values()].some((r) => (r.state === 'apply' || r.state === 'rollback') && r.saveFailure() === null)) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.closed = true;
@@ -945,6 +946,9 @@ export class Daemon implements DaemonControl {
     try {
       this.store.setValue('cleanShutdown', '1');
       this.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      // A full or failing disk: the next start is taken for an unclean one, which is the safe side.
+      this.logger.warn('could not record the clean stop', { error: toErrorData(error) });
     } finally {
       this.store.close();
     }

@@ -207,7 +207,7 @@ describe('the state folder full from the start of apply', () => {
     // The release that failed to apply is no longer on the install path.
     expect(install.matches.map((m) => m.version)).not.toContain(release.version);
   }, 300_000);
-  it.skipIf(skipReason !== null)('a restart while the move to rollback is unsaved recovers from the saved apply, also on a disk still full', async () => {
+  it.skipIf(skipReason !== null)('a restart while the move to rollback is unsaved recovers from the saved apply, also on a disk still full; a clean stop there works', async () => {
     const world = await fullableWorld(18);
     const db = world.sandbox.dbPath;
     const state = world.sandbox.stateDir;
@@ -244,7 +244,22 @@ describe('the state folder full from the start of apply', () => {
     expect(restarted).toMatchObject({ state: 'apply', runId, saveFailure: { to: 'rollback', error: { code: 'DISK_FULL' } } });
     expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
 
+    // Stopped cleanly on the full disk: it stops at once (nothing runs while the move waits).
+    const stopped = await daemon.proc.kill('SIGTERM');
+    expect(stopped).toEqual({ code: 0, signal: null });
+    expect(readSaved(db)).toMatchObject({ state: 'apply', runId });
+    // A clean stop removed the single-instance lock, and a new one cannot be written on the full
+    // disk: otad refuses to start and says why (systemd restarts it once there is room).
+    fill();
+    const refused = await world.startOtad().then(
+      () => null,
+      (error: unknown) => String(error),
+    );
+    expect(refused).toContain('exited before it was ready');
+    expect(world.logTail(5)).toMatch(/writing the single-instance lock [^:]+: the disk is full/);
+
     rmSync(join(state, 'test-filler'), { recursive: true, force: true });
+    daemon = await world.startOtad();
     const settled = await waitUntil(
       () => {
         const s = readSaved(db);
