@@ -110,7 +110,7 @@ export function buildOpenApiDocument(): Json {
             '202': json('DispatchResult', 'accepted: the machine moved on'),
             ...control,
             '404': err('unknown product (PRODUCT_UNKNOWN)'),
-            '409': err('not allowed in the current state (API_EVENT_NOT_ALLOWED; details.state and details.allowed), or a ROLLBACK with nothing to go back to (ROLLBACK_NOTHING_TO_UNDO; nothing changed)'),
+            '409': err('not allowed in the current state (API_EVENT_NOT_ALLOWED; details.state and details.allowed), or a ROLLBACK with nothing to go back to (ROLLBACK_NOTHING_TO_UNDO; nothing changed), or the product\'s last move is not saved yet (STATE_NOT_SAVED: the disk is full or failing; otad retries the save)'),
           },
         },
       },

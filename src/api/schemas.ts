@@ -170,6 +170,17 @@ export const productStatusSchema = z
     error: errorInfo.nullable(),
     notification: z.object({ version: z.string(), notes: z.string(), foundAt: ms }).nullable(),
     recovery: z.object({ action: z.string(), reason: z.string() }).nullable(),
+    saveFailure: z
+      .object({
+        to: z.string().describe('the state the machine moved to; `state` stays the saved one until this move is written'),
+        error: errorInfo,
+        attempts: z.number().int(),
+        since: ms,
+        nextAttemptAt: nullableMs,
+      })
+      .nullable()
+      .optional()
+      .describe("the product's last move could not be saved (disk full, I/O error): otad retries on its own and accepts no event until it is saved"),
     rollbackTarget: rollbackTargetSchema
       .nullable()
       .describe('where a rollback would go, as of the last state change; null: nothing to go back to (ROLLBACK is then not allowed), or no view of the disk'),

@@ -4,13 +4,13 @@
  * address is written to `<stateDir>/api.json` atomically (port 0 picks a free port: clients and
  * tests learn it there) and logged.
  */
-import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, ftruncateSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toErrorData } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { Config } from '../config/load.js';
 import type { DaemonControl } from '../daemon/control.js';
@@ -117,13 +117,28 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
 
   const hostForUrl = api.host.includes(':') ? `[${api.host}]` : api.host;
   const address: ApiAddress = { host: api.host, port, url: `http://${hostForUrl}:${port}`, socketPath: api.socketPath ?? null, pid: process.pid };
-  await atomicWriteFile(join(deps.stateDir, API_ADDRESS_FILE), JSON.stringify(address, null, 2) + '\n', { mode: 0o600 });
+  const addressFile = join(deps.stateDir, API_ADDRESS_FILE);
+  let addressRetry: NodeJS.Timeout | null = null;
+  const writeAddress = async (attempt: number): Promise<void> => {
+    addressRetry = null;
+    try {
+      await writeAddressFile(addressFile, JSON.stringify(address, null, 2) + '\n');
+      if (attempt > 1) logger.info(`wrote ${addressFile} after ${attempt - 1} failed attempt${attempt === 2 ? '' : 's'}`);
+    } catch (error) {
+      // A full or failing state folder must not keep the API down: it serves, and the file follows.
+      if (attempt === 1) logger.error(`cannot write ${addressFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}; retrying (until then clients find the API only at its configured address)`, { error: toErrorData(error) });
+      addressRetry = setTimeout(() => void writeAddress(attempt + 1), 5_000);
+      addressRetry.unref();
+    }
+  };
+  await writeAddress(1);
   logger.info(`API listening on ${address.url}${address.socketPath ? ` and ${address.socketPath}` : ''}`, { ...address });
 
   return {
     address,
     server,
     async close() {
+      if (addressRetry !== null) clearTimeout(addressRetry);
       metrics.close();
       authFailures.close();
       await stream.close();
@@ -143,4 +158,26 @@ export async function startApiServer(deps: ApiServerDeps): Promise<ApiServer> {
       }
     },
   };
+}
+
+/**
+ * The address file, written atomically. When that fails for want of space and a file is there
+ * (left by an earlier otad), it is rewritten in place: its blocks are already allocated, and the
+ * content (well under one block) never needs more.
+ */
+async function writeAddressFile(file: string, text: string): Promise<void> {
+  try {
+    await atomicWriteFile(file, text, { mode: 0o600 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if ((code !== 'ENOSPC' && code !== 'EDQUOT') || !existsSync(file)) throw error;
+    const fd = openSync(file, 'r+');
+    try {
+      const bytes = Buffer.from(text);
+      writeSync(fd, bytes, 0, bytes.length, 0);
+      ftruncateSync(fd, bytes.length);
+    } finally {
+      closeSync(fd);
+    }
+  }
 }

@@ -35,6 +35,7 @@ export const ErrorCodes = {
   STORE_SCHEMA_TOO_NEW: { category: 'storage', retryable: false },
   DISK_FULL: { category: 'storage', retryable: true },
   IO_FAILED: { category: 'storage', retryable: true },
+  STATE_NOT_SAVED: { category: 'storage', retryable: true },
   PATH_NOT_CREATABLE: { category: 'storage', retryable: false },
   STAGING_OTHER_FILESYSTEM: { category: 'storage', retryable: false },
   // network

@@ -37,6 +37,12 @@ export interface ProductStatus {
   notification: { version: string; notes: string; foundAt: number } | null;
   recovery: { action: string; reason: string } | null;
   /**
+   * The machine moved but the move could not be saved (disk full, I/O error): `state` and the rest
+   * stay what the database holds, `to` is where it moved, and otad retries the save on its own.
+   * Null (or absent): everything is saved.
+   */
+  saveFailure?: { to: string; error: ErrorInfo; attempts: number; since: number; nextAttemptAt: number | null } | null;
+  /**
    * Where a rollback would go, as of the product's last state change (null: nothing to go back
    * to, or this daemon has no view of the disk). When it is null for a real install, ROLLBACK is
    * not among allowedEvents.

@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toErrorData } from '../core/errors.js';
 import { OTAD_VERSION } from '../core/version.js';
 import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Logging } from '../core/logging.js';
@@ -311,7 +311,12 @@ export class Daemon implements DaemonControl {
     this.pruneHistory();
     this.registerChecks(config.products.map(checkTask));
     this.scheduler.start();
-    this.store.setValue('cleanShutdown', '0');
+    try {
+      this.store.setValue('cleanShutdown', '0');
+    } catch (error) {
+      // Started on a full or failing disk: the lifecycle still runs and retries its own saves.
+      this.logger.warn('could not record that otad is running: a crash before the next clean stop may be taken for a clean one', { error: toErrorData(error) });
+    }
     this.arm();
   }
 
@@ -421,6 +426,11 @@ export class Daemon implements DaemonControl {
       this.logger.info('daily check skipped: a run is in progress', { product: task.product, state: runner.state });
       return `skipped: ${runner.state}`;
     }
+    const unsaved = runner.saveFailure();
+    if (unsaved !== null) {
+      this.logger.info('daily check skipped: the last move is not saved yet', { product: task.product, state: runner.state, to: unsaved.to });
+      return `skipped: the move to ${unsaved.to} is not saved yet`;
+    }
     const now = this.opts.clock.now();
     const runId = newRunId(now);
     runner.send({ type: 'CHECK_NOW', now, source: 'schedule', runId });
@@ -499,6 +509,8 @@ export class Daemon implements DaemonControl {
         details: { product: productName, state: runner.state, event: type, allowed },
       });
     };
+    // A move the database does not hold yet comes first: the machine must not run ahead of it.
+    runner.refuseWhileUnsaved();
     refuseIfNotAllowed();
     let target: RollbackTarget | null = null;
     if (type === 'ROLLBACK') {
@@ -591,6 +603,7 @@ export class Daemon implements DaemonControl {
       error: c.error,
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
+      saveFailure: r.saveFailure(),
       rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
       maintenance: this.maintenance.status(r.product),
       downloadAhead: this.ahead.status(r.product),
@@ -919,7 +932,8 @@ export class Daemon implements DaemonControl {
   async stop(graceMs = 30_000): Promise<void> {
     if (this.closed) return;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && [...this.runners.values()].some((r) => r.state === 'apply' || r.state === 'rollback')) {
+    // A step waiting for its move to be saved is not running: there is nothing to wait for.
+    while (Date.now() < deadline && [...this.runners.values()].some((r) => (r.state === 'apply' || r.state === 'rollback') && r.saveFailure() === null)) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.closed = true;
@@ -932,6 +946,9 @@ export class Daemon implements DaemonControl {
     try {
       this.store.setValue('cleanShutdown', '1');
       this.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (error) {
+      // A full or failing disk: the next start is taken for an unclean one, which is the safe side.
+      this.logger.warn('could not record the clean stop', { error: toErrorData(error) });
     } finally {
       this.store.close();
     }

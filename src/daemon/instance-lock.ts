@@ -9,7 +9,7 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, fsyncSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { OtaError } from '../core/errors.js';
+import { OtaError, toOtaError } from '../core/errors.js';
 
 export interface InstanceLock {
   path: string;
@@ -67,8 +67,15 @@ export function acquireInstanceLock(path: string): InstanceLock {
     try {
       const fd = openSync(path, 'wx', 0o600);
       const boot = bootId();
-      writeSync(fd, `${process.pid}\n${boot ? `boot ${boot}\n` : ''}`);
-      fsyncSync(fd);
+      try {
+        writeSync(fd, `${process.pid}\n${boot ? `boot ${boot}\n` : ''}`);
+        fsyncSync(fd);
+      } catch (writeError) {
+        // A lock without its pid proves nothing (a full disk): it is not left behind.
+        closeSync(fd);
+        rmSync(path, { force: true });
+        throw toOtaError(writeError, 'IO_FAILED', `writing the single-instance lock ${path}`);
+      }
       closeSync(fd);
       return {
         path,

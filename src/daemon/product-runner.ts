@@ -7,7 +7,11 @@
  * - on start, the saved state is restored, re-run or ended exactly as the recovery policy says;
  * - nothing thrown by a step reaches the process: it becomes StepFailure data in the machine;
  * - notifications and audit events come from what the machine announces (its emitted events),
- *   published only after the transition that announced them is written.
+ *   published only after the transition that announced them is written;
+ * - what this runner reports (state, context, transitions, announcements) is what the database
+ *   holds: a transition that cannot be written (ENOSPC, EIO, SQLITE_FULL) is held back, retried
+ *   with a bounded backoff, and published once it is saved. Until then the step it enters waits,
+ *   no event is accepted, and a restart recovers from the state that was saved.
  */
 import { transitionCause } from './transition-cause.js';
 import { createActor, fromPromise, type Actor, type InspectionEvent } from 'xstate';
@@ -29,7 +33,7 @@ import {
 } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError, toErrorData } from '../core/errors.js';
-import type { AuditSink, Logger } from '../core/logger.js';
+import type { AuditEvent, AuditSink, Logger } from '../core/logger.js';
 import type { Store } from '../store/store.js';
 import type { EventBus } from './event-bus.js';
 import { decideRecovery, isStateName, type JournalVerdict, type RecoveryDecision } from './recovery-policy.js';
@@ -61,6 +65,39 @@ export interface ProductRunnerDeps {
 /** States in which a step of this product touches the robot: at most one product at a time. */
 export const EXECUTION_STATES: ReadonlySet<string> = new Set(['backup', 'staging', 'apply', 'validate', 'commit', 'rollback']);
 
+/** The retry of a transition that could not be saved: first after 200 ms, doubling, at most every 5 s. */
+export const SAVE_RETRY_FIRST_MS = 200;
+export const SAVE_RETRY_MAX_MS = 5_000;
+/** While retries run at the longest interval, one log line per this many attempts (about a minute). */
+const SAVE_RETRY_LOG_EVERY = 12;
+
+/** A move of the machine that is not in the database yet (see ProductRunner.save). */
+interface PendingSave {
+  /** What the machine announced since the last saved transition: published once this is saved. */
+  announced: Announcement[];
+  eventType: string;
+  recordedEvent: unknown;
+  source: string | undefined;
+  /** When the machine moved. */
+  at: number;
+  attempts: number;
+  error: ReturnType<typeof toErrorData> | null;
+  /** The raw code of the last failure (ENOSPC, SQLITE_FULL, SQLITE_IOERR_WRITE, ...). */
+  errno: string | null;
+  nextAttemptAt: number | null;
+  timer: NodeJS.Timeout | null;
+}
+
+/** What status shows while a move cannot be saved (ProductStatus.saveFailure). */
+export interface SaveFailure {
+  /** The state the machine moved to; the reported state stays the saved one until this is written. */
+  to: string;
+  error: ReturnType<typeof toErrorData>;
+  attempts: number;
+  since: number;
+  nextAttemptAt: number | null;
+}
+
 /** States between runs: a reloaded policy and step set apply here. */
 const OUTSIDE_A_RUN: ReadonlySet<string> = new Set(['idle', 'failed', '(none)', 'boot']);
 
@@ -72,10 +109,15 @@ export class ProductRunner {
   private lastState: string | null = null;
   /** The state of the last transition written to the store: the log's next row starts from it. */
   private savedState: string | null = null;
+  /** The context last written to the store (null: none yet from this machine). */
   private lastContextJson: string | null = null;
+  /** The context the database held when this runner started (what status shows until a first save). */
+  private startContext: UpdateContext | null = null;
   private stopping = false;
-  /** The last transition could not be written: no step may start until one is. */
-  private unsaved: ReturnType<typeof toErrorData> | null = null;
+  /** A move not written yet: no step starts and no event is accepted until it is (see save). */
+  private pending: PendingSave | null = null;
+  /** Steps waiting for the pending move to be saved. */
+  private savedWaiters: Array<() => void> = [];
   /** The steps of the current run, taken when the run started. */
   private pinned: { runId: string; steps: Steps } | null = null;
   /** A policy from a reload, waiting for the run in flight to end (see configure). */
@@ -95,9 +137,32 @@ export class ProductRunner {
     return this.lastState ?? 'idle';
   }
 
+  /** The context as saved: while a move is not written yet, the one the database holds. */
   get context(): UpdateContext {
     if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    if (this.pending) {
+      const saved = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : this.startContext;
+      if (saved) return saved;
+    }
     return this.actor.getSnapshot().context;
+  }
+
+  /** The move that could not be saved yet, with the last failure (null: everything is saved). */
+  saveFailure(): SaveFailure | null {
+    const p = this.pending;
+    if (!p || !p.error || !this.actor) return null;
+    return { to: String(this.actor.getSnapshot().value), error: p.error, attempts: p.attempts, since: p.at, nextAttemptAt: p.nextAttemptAt };
+  }
+
+  /** Refuse an event while a move is not saved: the machine must not run ahead of the database. */
+  refuseWhileUnsaved(): void {
+    const failure = this.saveFailure();
+    if (failure === null && !this.pending) return;
+    const to = failure?.to ?? 'its next state';
+    const why = failure ? `${this.pending?.errno ?? failure.error.code}: ${failure.error.message}` : 'the save is in progress';
+    throw new OtaError('STATE_NOT_SAVED', `${this.product} moved from ${this.state} to ${to} but the move could not be saved yet (${why}); otad retries the save on its own, then accepts events again`, {
+      details: { product: this.product, state: this.state, to, attempts: failure?.attempts ?? 0, error: failure?.error ?? null },
+    });
   }
 
   snapshot(): Snapshot {
@@ -124,8 +189,7 @@ export class ProductRunner {
         typeof snap.context === 'object';
       savedContext = snap && typeof snap === 'object' && snap.context && typeof snap.context === 'object' ? snap.context : null;
     }
-    const restoreCount =
-      row && row.runId && this.deps.uncleanStart && row.state !== 'idle' ? store.countRestore(row.runId, row.state, now) : 0;
+    const restoreCount = row && row.runId && this.deps.uncleanStart && row.state !== 'idle' ? this.countRestore(row.runId, row.state, now) : 0;
     const journal: JournalVerdict = row?.state === 'apply' ? await this.deps.journalVerdict().catch(() => 'none' as const) : 'none';
     const decision = decideRecovery({
       state: row?.state ?? null,
@@ -142,6 +206,7 @@ export class ProductRunner {
         this.lastState = row.state;
         this.savedState = row.state;
         this.lastContextJson = JSON.stringify(savedContext);
+        this.startContext = savedContext as UpdateContext | null;
         this.actor = this.createActor({ snapshot: row.snapshot });
         this.actor.start();
         log.info('restored saved state', { state: row.state, action: decision.action, reason: decision.reason, runId: row.runId });
@@ -156,6 +221,21 @@ export class ProductRunner {
       }
     }
     return this.startFresh(decision, row?.state ?? null, row?.runId ?? null, compatible ? savedContext : null);
+  }
+
+  /**
+   * Count this restore for the crash-loop guard. When the count cannot be saved (disk full) this
+   * restore still counts, in memory: the guard sees at least as many restores as happened.
+   */
+  private countRestore(runId: string, state: string, now: number): number {
+    const { store } = this.deps;
+    try {
+      return store.countRestore(runId, state, now);
+    } catch (error) {
+      const count = store.restoreCount(runId, state) + 1;
+      this.deps.logger.warn('could not save the restore count: this restore is counted in memory only', { product: this.product, runId, state, count, error: toErrorData(error) });
+      return count;
+    }
   }
 
   private async startFresh(
@@ -194,6 +274,7 @@ export class ProductRunner {
     this.lastState = savedState ?? '(none)';
     this.savedState = this.lastState;
     this.lastContextJson = null;
+    this.startContext = saved as UpdateContext | null;
     this.actor = this.createActor({ input });
     this.actor.start();
     this.deps.logger.child({ product: this.product }).info('started the lifecycle', {
@@ -210,7 +291,12 @@ export class ProductRunner {
     if (decision.action !== 'resume' && decision.action !== 'fresh') {
       const event = { kind: 'recovery' as const, message: `recovery: ${decision.action} (${decision.reason})`, product: this.product };
       this.deps.audit.audit(runId ? { ...event, runId } : event);
-      this.deps.store.audit(runId ? { ...event, runId } : event, this.deps.clock.now());
+      try {
+        this.deps.store.audit(runId ? { ...event, runId } : event, this.deps.clock.now());
+      } catch (error) {
+        // The audit sink above has it; the database gets the recovery's transition once it can be saved.
+        this.deps.logger.warn('could not write the recovery audit event to the database', { product: this.product, error: toErrorData(error) });
+      }
     }
   }
 
@@ -238,10 +324,9 @@ export class ProductRunner {
         // The transition into this step is written synchronously by the inspector; yielding once
         // guarantees it is durable before the step touches anything.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        if (this.unsaved) {
-          // Touching the robot in a state the database does not know would break recovery.
-          throw { error: { ...this.unsaved, message: `the ${name} step did not start: its state could not be saved (${this.unsaved.message})` }, at: this.deps.clock.now() } satisfies StepFailure;
-        }
+        // Touching the robot in a state the database does not know would break recovery: a step
+        // whose transition could not be written waits until the retry has written it.
+        await this.untilSaved(signal);
         const step = this.stepsOf((input as { runId: string }).runId)[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
         try {
           const result = await step(input, signal);
@@ -273,7 +358,7 @@ export class ProductRunner {
   }
 
   private flushPolicy(): void {
-    if (this.pendingPolicy === null || !this.actor || this.stopping || !OUTSIDE_A_RUN.has(this.state)) return;
+    if (this.pendingPolicy === null || !this.actor || this.stopping || this.pending || !OUTSIDE_A_RUN.has(this.state)) return;
     const policy = this.pendingPolicy;
     this.pendingPolicy = null;
     if (JSON.stringify(policy) === JSON.stringify(this.context.policy)) return;
@@ -286,79 +371,151 @@ export class ProductRunner {
     if (this.stopping || snap.status !== 'active') return;
     // A new run takes the steps current when it starts, before its first step is invoked.
     if (snap.context.runId !== null && !OUTSIDE_A_RUN.has(String(snap.value))) this.stepsOf(snap.context.runId);
+    if (this.pending) {
+      // Another move while one is not saved (a step already running finished): it is written
+      // together with it, as one row from the last saved state.
+      this.pending.announced.push(...announced);
+      if (this.pending.timer === null) this.save(snap);
+      return;
+    }
     const state = String(snap.value);
-    const contextJson = JSON.stringify(snap.context);
+    const from = this.lastState ?? '(none)';
+    if (state === from && JSON.stringify(snap.context) === this.lastContextJson && announced.length === 0) return;
+    // A machine started by the recovery policy moves from the saved state without an event of its own.
+    const recovered = event.type === 'xstate.init' && state !== from && from !== '(none)' && this.recovery !== null;
+    const eventType = recovered ? 'otad.recovery' : event.type;
+    this.pending = {
+      announced,
+      eventType,
+      recordedEvent: recovered ? { type: eventType, action: this.recovery?.action, reason: this.recovery?.reason } : this.recordableEvent(event),
+      source: (event as { source?: string }).source,
+      at: this.deps.clock.now(),
+      attempts: 0,
+      error: null,
+      errno: null,
+      nextAttemptAt: null,
+      timer: null,
+    };
+    this.save(snap);
+  }
+
+  /**
+   * Write the pending move (snapshot, transition row, run, choice, releases, audit) in one
+   * transaction, then publish it. A failed write publishes nothing: the reported state stays the
+   * saved one, and the write is retried with a bounded backoff until it succeeds.
+   */
+  private save(snap: Snapshot | null = null): void {
+    const p = this.pending;
+    if (!p || !this.actor || this.stopping) return;
+    if (p.timer !== null) clearTimeout(p.timer);
+    p.timer = null;
+    const current = snap ?? this.actor.getSnapshot();
+    const state = String(current.value);
+    const ctx = current.context;
+    const contextJson = JSON.stringify(ctx);
     const from = this.lastState ?? '(none)';
     const changedState = state !== from;
-    // After a failed write the log goes on from the last state it holds, so it never has a gap.
+    // The log goes on from the last state it holds, so it never has a gap.
     const savedFrom = this.savedState ?? from;
     const logRow = state !== savedFrom;
-    if (!changedState && !logRow && contextJson === this.lastContextJson && announced.length === 0) return;
-    const ctx = snap.context;
     const prev = this.lastContextJson ? (JSON.parse(this.lastContextJson) as UpdateContext) : null;
-    const now = this.deps.clock.now();
+    const at = p.at;
+    const announced = p.announced;
     const runEnded = announced.some((a) => a.type === 'runEnded');
     // Between runs (idle, failed) only the end of a run touches its row: a policy change or a
     // detected version afterwards, or a RESET, must not reopen or re-date a finished run.
     const writeRun = ctx.runId !== null && (!OUTSIDE_A_RUN.has(state) || runEnded);
     const newChoice = ctx.choice !== null && JSON.stringify(ctx.choice) !== JSON.stringify(prev?.choice ?? null);
     const offers = announced.flatMap((a) => (a.type === 'offer' ? [a.offer] : []));
-    // A machine started by the recovery policy moves from the saved state without an event of its own.
-    const recovered = event.type === 'xstate.init' && changedState && from !== '(none)' && this.recovery !== null;
-    const eventType = recovered ? 'otad.recovery' : event.type;
-    const recordedEvent = recovered ? { type: eventType, action: this.recovery?.action, reason: this.recovery?.reason } : this.recordableEvent(event);
+    const audits = announced.flatMap((a) => this.auditOf(a));
     let seq: number | null = null;
     try {
       this.deps.store.db.transaction(() => {
         seq = this.deps.store.writeTransition({
           product: this.product,
           machineVersion: MACHINE_VERSION,
-          snapshot: this.actor ? this.actor.getPersistedSnapshot() : snap,
+          snapshot: this.actor ? this.actor.getPersistedSnapshot() : current,
           state,
           runId: ctx.runId,
-          at: now,
-          ...(logRow ? { transition: { from: savedFrom, to: state, eventType, event: recordedEvent } } : {}),
+          at,
+          ...(logRow ? { transition: { from: savedFrom, to: state, eventType: p.eventType, event: p.recordedEvent } } : {}),
           ...(writeRun
             ? {
                 run: {
                   kind: ctx.runKind ?? 'update',
-                  startedAt: ctx.runStartedAt ?? now,
+                  startedAt: ctx.runStartedAt ?? at,
                   fromVersion: prev?.runId === ctx.runId ? (prev.installedVersion ?? null) : ctx.installedVersion,
                   // The version the run aimed at: the offer, or for a manual rollback the release it restored.
                   toVersion: ctx.offer?.version ?? (runEnded && ctx.runKind === 'manual-rollback' ? ctx.installedVersion : null),
                   outcome: runEnded || state === 'failed' ? ctx.lastOutcome : null,
-                  endedAt: runEnded ? now : null,
+                  endedAt: runEnded ? at : null,
                   error: ctx.error,
                 },
               }
             : {}),
           ...(newChoice && ctx.choice ? { choice: ctx.choice } : {}),
         });
-        for (const offer of offers) this.deps.store.recordRelease(offer, now);
+        for (const offer of offers) this.deps.store.recordRelease(offer, at);
+        for (const ev of audits) this.deps.store.audit(ev, at);
       })();
-      this.unsaved = null;
-      this.savedState = state;
     } catch (error) {
-      // The step this transition enters refuses to start (see stepActors); the next transition
-      // retries the write, and a restart recovers from the last state that was saved.
-      this.unsaved = toErrorData(error);
-      this.deps.logger.error('could not save a transition: the step it enters will not start', { product: this.product, state, error: this.unsaved });
+      this.saveFailed(p, state, changedState, error);
+      return;
     }
+    const log = this.deps.logger.child({ product: this.product });
+    if (p.attempts > 0) log.info(`saved the move to ${state} after ${p.attempts} failed attempt${p.attempts === 1 ? '' : 's'}`, { state, attempts: p.attempts, runId: ctx.runId, seq });
+    this.pending = null;
+    this.savedState = state;
     this.lastState = state;
     this.lastContextJson = contextJson;
     if (changedState) {
-      const cause = transitionCause({ from, to: state, event: eventType, source: (event as { source?: string }).source }, ctx);
-      this.deps.logger.child({ product: this.product }).info(`${from} → ${state}: ${cause}`, { event: eventType, runId: ctx.runId, seq });
-      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: eventType, cause, at: now });
+      const cause = transitionCause({ from, to: state, event: p.eventType, source: p.source }, ctx);
+      log.info(`${from} → ${state}: ${cause}`, { event: p.eventType, runId: ctx.runId, seq });
+      this.deps.bus.publish('transition', { seq: seq ?? 0, product: this.product, runId: ctx.runId, from, to: state, event: p.eventType, cause, at });
     }
     for (const a of announced) this.publish(a);
-    if (!changedState) return;
+    const waiters = this.savedWaiters.splice(0);
+    for (const w of waiters) w();
     if (OUTSIDE_A_RUN.has(state)) {
       this.pinned = null;
       // Not from inside the inspector: the policy is sent once this transition is done.
       if (this.pendingPolicy !== null) queueMicrotask(() => this.flushPolicy());
     }
-    this.deps.onTransition?.(this, from, state);
+    if (changedState) this.deps.onTransition?.(this, from, state);
+  }
+
+  private saveFailed(p: PendingSave, state: string, changedState: boolean, error: unknown): void {
+    p.attempts += 1;
+    p.error = toErrorData(error);
+    p.errno = (error as { code?: unknown } | null)?.code !== undefined ? String((error as { code: unknown }).code) : p.error.code;
+    const delay = Math.min(SAVE_RETRY_MAX_MS, SAVE_RETRY_FIRST_MS * 2 ** (p.attempts - 1));
+    p.nextAttemptAt = this.deps.clock.now() + delay;
+    p.timer = setTimeout(() => this.save(), delay);
+    const what = changedState ? `the move to ${state}` : `a change in ${state}`;
+    const message = `cannot save ${what}: ${p.errno}; retrying`;
+    const fields = { product: this.product, state: this.state, to: state, attempt: p.attempts, retryInMs: delay, error: p.error };
+    // Every attempt while the backoff grows, then about one line a minute.
+    const atMax = delay === SAVE_RETRY_MAX_MS && SAVE_RETRY_FIRST_MS * 2 ** (p.attempts - 2) >= SAVE_RETRY_MAX_MS;
+    if (p.attempts === 1) this.deps.logger.error(message, fields);
+    else if (!atMax || p.attempts % SAVE_RETRY_LOG_EVERY === 0) this.deps.logger.warn(message, fields);
+  }
+
+  /** Resolves once nothing is pending; rejects as a cancelled step if the step is stopped first. */
+  private untilSaved(signal: AbortSignal): Promise<void> {
+    if (!this.pending) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.savedWaiters = this.savedWaiters.filter((w) => w !== done);
+        reject({ error: { code: 'CANCELLED', category: 'internal', retryable: true, message: 'the step was stopped before its state could be saved' }, at: this.deps.clock.now() } satisfies StepFailure);
+      };
+      const done = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.savedWaiters.push(done);
+    });
   }
 
   /** What the transition log keeps of an event: all of it, so a run can be replayed offline. */
@@ -370,26 +527,34 @@ export class ProductRunner {
     }
   }
 
-  /** One announcement of the machine, as audit events and bus notifications. */
-  private publish(a: Announcement): void {
-    const { bus, audit, store, clock } = this.deps;
+  /** The audit events an announcement records (written with its transition). */
+  private auditOf(a: Announcement): AuditEvent[] {
     const product = this.product;
     const run = a.runId ? { runId: a.runId } : {};
+    switch (a.type) {
+      case 'committed':
+        return [{ kind: 'install', message: `installed ${product} ${a.version}`, product, ...run }];
+      case 'rolledBack':
+        return [{ kind: 'rollback', message: `rolled back ${product} to ${a.version ?? 'nothing'} (${a.reason ?? 'rollback'})`, product, ...run }];
+      default:
+        return [];
+    }
+  }
+
+  /** One saved announcement of the machine, to the audit sink and as bus notifications. */
+  private publish(a: Announcement): void {
+    const { bus, audit } = this.deps;
+    const product = this.product;
+    for (const ev of this.auditOf(a)) audit.audit(ev);
     switch (a.type) {
       case 'offer':
         bus.publish('notification', { product, kind: 'update-available', version: a.offer.version, notes: a.offer.notes, runId: a.runId });
         return;
       case 'committed': {
-        const ev = { kind: 'install' as const, message: `installed ${product} ${a.version}`, product, ...run };
-        audit.audit(ev);
-        store.audit(ev, clock.now());
         bus.publish('notification', { product, kind: 'committed', version: a.version, runId: a.runId, outcome: 'committed' });
         return;
       }
       case 'rolledBack': {
-        const ev = { kind: 'rollback' as const, message: `rolled back ${product} to ${a.version ?? 'nothing'} (${a.reason ?? 'rollback'})`, product, ...run };
-        audit.audit(ev);
-        store.audit(ev, clock.now());
         bus.publish('notification', { product, kind: 'rolled-back', version: a.version, runId: a.runId, outcome: 'rolled-back', error: a.error });
         return;
       }
@@ -404,7 +569,7 @@ export class ProductRunner {
 
   /** Public events are checked against the current state: not allowed now → a clear error with the state. */
   can(event: UpdateEvent): boolean {
-    return this.actor ? this.actor.getSnapshot().can(event) : false;
+    return this.actor && !this.pending ? this.actor.getSnapshot().can(event) : false;
   }
 
   allowedEvents(candidates: readonly PublicEventType[], now: number, source: EventSource): PublicEventType[] {
@@ -413,6 +578,7 @@ export class ProductRunner {
 
   send(event: UpdateEvent): void {
     if (!this.actor) throw new OtaError('INTERNAL', `product ${this.product} is not started`);
+    this.refuseWhileUnsaved();
     // A run that starts with this event starts under the newest policy.
     this.flushPolicy();
     this.actor.send(event);
@@ -420,7 +586,8 @@ export class ProductRunner {
 
   /** The earliest stored deadline the machine waits on in its current state (null: none). */
   nextDeadline(): number | null {
-    if (!this.actor) return null;
+    // Nothing is due while a move is not saved: the retry, not a deadline, moves on from here.
+    if (!this.actor || this.pending) return null;
     const ctx = this.context;
     switch (this.state) {
       case 'awaitingChoice':
@@ -439,6 +606,7 @@ export class ProductRunner {
   /** Stop the actor without persisting the stop: the saved state stays what it was. */
   stop(): void {
     this.stopping = true;
+    if (this.pending?.timer) clearTimeout(this.pending.timer);
     this.actor?.stop();
   }
 }

@@ -573,6 +573,12 @@ export class Store {
     return row.count;
   }
 
+  /** The crash-loop guard's counter as saved, without counting a restore. */
+  restoreCount(runId: string, state: string): number {
+    const row = this.db.prepare('SELECT count FROM restores WHERE run_id = ? AND state = ?').get(runId, state) as { count: number } | undefined;
+    return row?.count ?? 0;
+  }
+
   choices(product: string, limit = 20): Array<{ runId: string | null; choice: string; source: string; at: number }> {
     return (
       this.db.prepare('SELECT run_id, choice, source, at FROM choices WHERE product = ? ORDER BY id DESC LIMIT ?').all(product, limit) as Array<{

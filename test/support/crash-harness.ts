@@ -28,7 +28,8 @@ import { REPO_ROOT, spawnOtad, type OtadProcess, type Sandbox } from './otad-pro
 
 export const PRODUCT = 'robot-ai';
 export const BUILT_OTAD = join(REPO_ROOT, 'dist/src/cli/otad.js');
-const TOKEN = 'crash-test-control-token-0123456789abcdef';
+/** The control token of the crash world's otad (REST and the Socket.IO stream). */
+export const TOKEN = 'crash-test-control-token-0123456789abcdef';
 
 /** A small, fast, seedable PRNG (mulberry32): the same seed gives the same kill schedule. */
 export function createRng(seed: number): () => number {
@@ -94,6 +95,11 @@ export interface CrashWorldOptions {
    * holding only that role's key and the snapshot and timestamp keys, as the publisher studio does.
    */
   delegated?: boolean;
+  /**
+   * Called with the state folder once it exists and before anything is written into it (a test
+   * mounts a small filesystem there). Whatever it mounts must be unmounted after close(true).
+   */
+  prepareStateDir?: (dir: string) => void;
 }
 
 export interface CrashWorld {
@@ -175,6 +181,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
     opt: join(root, 'opt'),
   };
   for (const p of Object.values(paths)) mkdirSync(p, { recursive: true });
+  options.prepareStateDir?.(paths.state);
   const installPath = join(paths.opt, PRODUCT);
   const appPort = await freePort();
   const unitCommand = [process.execPath, join(installPath, 'bin/robot-ai.mjs')];

@@ -58,6 +58,8 @@ function printStatus(s: DaemonStatus): void {
     if (p.progress) out(`  ${p.progress.step}: ${p.progress.bytes}${p.progress.total ? `/${p.progress.total}` : ''} bytes`);
     if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
+    const unsaved = p.saveFailure;
+    if (unsaved) out(`  not saved: moved to ${unsaved.to} but cannot save it (${unsaved.error.code}: ${unsaved.error.message}); otad retries${unsaved.nextAttemptAt ? `, next at ${iso(unsaved.nextAttemptAt)}` : ''} (${unsaved.attempts} attempts so far)`);
     if (p.lastDowntime) out(`  downtime of run ${p.lastDowntime.runId}: ${downtimeText(p.lastDowntime)}`);
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
     if (p.allowedEvents.includes('ROLLBACK') && p.rollbackTarget) out(`  rollback goes to ${p.rollbackTarget.version ?? 'nothing (first install undone)'} (otactl rollback)`);
