@@ -23,6 +23,7 @@ export type AuditKind =
   | 'recovery'
   | 'package-rejected'
   | 'delta-fallback'
+  | 'mirror-fallback'
   | 'key-rotation'
   | 'upload'
   | 'studio-publish'

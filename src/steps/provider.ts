@@ -13,6 +13,7 @@ import { createBackupManager } from '../backup/backup-manager.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
 import { createNetworkMonitor, type NetworkSnapshot } from '../net/network-monitor.js';
 import { createSystemInfoAdapter } from '../net/system-info.js';
+import { createMeteredGate, createNetworkManagerMetered, type MeteredGate, type MeteredSource } from '../net/metered.js';
 import { detectProduct } from '../products/registry.js';
 import { createApply } from './apply.js';
 import { createBackupStep } from './backup.js';
@@ -44,6 +45,20 @@ export interface RealStepProvider extends StepProvider {
 export function realStepProvider(options: RealStepOptions = {}): RealStepProvider {
   let network: NetworkSnapshot | null = null;
   const clients = new Map<string, HttpClient>();
+  // One NetworkManager client per bus, shared by the products, made only when a policy needs it.
+  const meteredSources = new Map<string, MeteredSource>();
+
+  function meteredGateFor(ctx: StepContext): MeteredGate | undefined {
+    const { product, config, clock, logger } = ctx;
+    const n = product.network;
+    if (product.repository.kind === 'local' || (n.metered === 'allow' && n.meteredBudget === 0)) return undefined;
+    let source = meteredSources.get(config.networkManager.bus);
+    if (source === undefined) {
+      source = createNetworkManagerMetered({ bus: config.networkManager.bus, clock, logger });
+      meteredSources.set(config.networkManager.bus, source);
+    }
+    return createMeteredGate({ product: product.name, policy: n.metered, budgetBytes: n.meteredBudget, source, store: ctx.store, clock, logger });
+  }
 
   function httpFor(ctx: StepContext): HttpClient {
     // One pool per distinct transport setting: a reload that changes any of them gets a new pool for
@@ -80,13 +95,16 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
         logger,
       });
+      const metered = meteredGateFor(ctx);
       const repository = createRepositoryForProduct(product, config, {
         clock,
         logger,
         audit,
         http,
         onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms),
+        ...(metered === undefined ? {} : { meter: metered }),
       });
+      const fallbackKey = (p: string, version: string, from: string): string => `delta-fallback:${p}:${version}:${from}`;
       const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
       const execution = executionPortsFromContext(ctx);
       const backups = createBackupManager({ clock, logger, deviceId: ctx.deviceId });
@@ -99,6 +117,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           repository,
           network: monitor,
           isBad: (p, v) => ctx.store.isBad(p, v),
+          deltaFellBack: (p, v, from) => ctx.store.getValue(fallbackKey(p, v, from)),
           clock,
           logger,
           audit,
@@ -119,11 +138,13 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           logger,
           // A local folder (USB stick) needs no server.
           ...(isLocal ? { options: { requireServerReachable: false } } : {}),
+          ...(metered === undefined ? {} : { metered }),
         }),
         backup: createBackupStep({ product, config, backups, detect: detectProduct, clock, logger, deviceId: ctx.deviceId, progress: ctx.progress }),
         stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
           audit,
           limits: definedLimits(product.packageLimits),
+          onDeltaFallback: (version, from, code) => ctx.store.setValue(fallbackKey(product.name, version, from), code),
           markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
         }),
         apply: createApply(execution),
