@@ -5,9 +5,11 @@
  * - `createNetworkManagerMetered` reads NetworkManager's global `Metered` property (NMMetered, a
  *   uint32) from `org.freedesktop.NetworkManager` at `/org/freedesktop/NetworkManager` over the
  *   system bus (or any bus address) and follows `org.freedesktop.DBus.Properties.PropertiesChanged`.
- *   As NetworkManager's documentation advises, `yes` and `guess-yes` count as metered and every
- *   other value (`unknown`, `no`, `guess-no`) as not metered; so does a bus without NetworkManager,
- *   and the reading says so.
+ *   Its answer, `metered`, is `yes` for `yes` and `guess-yes`, `no` for `no` and `guess-no`, and
+ *   `unknown` when NetworkManager says `unknown` or cannot be asked (the reason says which).
+ * - Each user of the reading decides what `unknown` means. The per-product policy
+ *   (`createMeteredGate`) follows NetworkManager's advice and treats it as not metered; download
+ *   ahead's `unmetered` policy (src/daemon/download-ahead.ts) downloads only on `no`.
  * - `createMeteredGate` applies one product's policy (`network.metered`: download | wait | allow,
  *   `network.meteredBudget` bytes per calendar month) to the pre-check and to the downloader, and
  *   counts the bytes that really arrived while the link was metered in the state database
@@ -29,13 +31,15 @@ export const NM_METERED = ['unknown', 'yes', 'no', 'guess-yes', 'guess-no'] as c
 export type MeteredValue = (typeof NM_METERED)[number];
 
 export interface MeteredReading {
-  /** yes / guess-yes. */
-  metered: boolean;
+  /** yes: NetworkManager says yes or guess-yes; no: no or guess-no; unknown: it says unknown, or could not be asked. */
+  metered: 'yes' | 'no' | 'unknown';
   /** NetworkManager's value; null when it could not be read. */
   value: MeteredValue | null;
-  /** Why there is no value (NetworkManager not on the bus, no bus). */
-  error?: string;
-  /** When the value was read or last changed (clock, ms since the epoch). */
+  /** Where the reading comes from ("NetworkManager on the system bus"; "none"). */
+  source: string;
+  /** One sentence on the reading, for status and the log ("NetworkManager reports Metered=guess-yes"). */
+  reason: string;
+  /** When the value was read or last changed (clock, ms since the epoch); 0: never read. */
   at: number;
 }
 
@@ -45,6 +49,17 @@ export interface MeteredSource {
   /** The last reading without asking the bus (the downloader's per-chunk view). */
   last(): MeteredReading;
   close(): void;
+}
+
+/** yes / guess-yes → yes; no / guess-no → no; unknown → unknown. */
+export function meteredAnswer(value: MeteredValue): MeteredReading['metered'] {
+  return value === 'yes' || value === 'guess-yes' ? 'yes' : value === 'no' || value === 'guess-no' ? 'no' : 'unknown';
+}
+
+/** A source that never has a reading (a daemon without real steps): always `unknown`, saying why. */
+export function unknownMeteredSource(reason: string): MeteredSource {
+  const reading: MeteredReading = { metered: 'unknown', value: null, source: 'none', reason, at: 0 };
+  return { read: async () => reading, last: () => reading, close() {} };
 }
 
 export function meteredFromValue(raw: number): MeteredValue {
@@ -68,17 +83,20 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
   const timeoutMs = options.timeoutMs ?? 3_000;
   let bus: dbus.MessageBus | null = null;
   let subscribed = false;
-  let reading: MeteredReading = { metered: false, value: null, error: 'not read yet', at: 0 };
+  const source = `NetworkManager on the ${options.bus === 'system' || options.bus === 'session' ? `${options.bus} bus` : `bus ${options.bus}`}`;
+  const fromValue = (value: MeteredValue): MeteredReading => ({ metered: meteredAnswer(value), value, source, reason: `NetworkManager reports Metered=${value}`, at: options.clock.now() });
+  const failed = (reason: string): MeteredReading => ({ metered: 'unknown', value: null, source, reason, at: options.clock.now() });
+  let reading: MeteredReading = { metered: 'unknown', value: null, source, reason: 'NetworkManager not asked yet', at: 0 };
   let failedAt = -Infinity;
   let pending: Promise<MeteredReading> | null = null;
   let reported = '';
 
   const set = (next: MeteredReading): MeteredReading => {
-    const key = next.value ?? `error:${next.error}`;
+    const key = next.value ?? `error:${next.reason}`;
     if (key !== reported) {
       reported = key;
-      if (next.value !== null) log.info(`NetworkManager reports the link as metered=${next.value}${next.metered ? ' (metered)' : ' (not metered)'}`, { value: next.value });
-      else log.info(`metered state unknown: ${next.error}; the link is treated as not metered`, { error: next.error });
+      if (next.value !== null) log.info(`NetworkManager reports the link as Metered=${next.value} (metered: ${next.metered})`, { value: next.value, metered: next.metered });
+      else log.info(`metered state unknown: ${next.reason}`, { reason: next.reason });
     }
     reading = next;
     return next;
@@ -89,7 +107,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
     const b = options.bus === 'system' ? dbus.systemBus() : options.bus === 'session' ? dbus.sessionBus() : dbus.sessionBus({ busAddress: options.bus });
     // A bus that goes away must not crash otad: the next read connects again.
     b.on('error', (error: unknown) => {
-      set({ metered: false, value: null, error: `the D-Bus connection failed: ${(error as Error).message}`, at: options.clock.now() });
+      set(failed(`the D-Bus connection failed: ${(error as Error).message}`));
       if (bus === b) {
         bus = null;
         subscribed = false;
@@ -116,10 +134,10 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
         props.on('PropertiesChanged', (iface: string, changed: Record<string, dbus.Variant>) => {
           if (iface !== NM_INTERFACE || changed.Metered === undefined) return;
           const v = meteredFromValue(Number(changed.Metered.value));
-          set({ metered: v === 'yes' || v === 'guess-yes', value: v, at: options.clock.now() });
+          set(fromValue(v));
         });
       }
-      return set({ metered: value === 'yes' || value === 'guess-yes', value, at: options.clock.now() });
+      return set(fromValue(value));
     } catch (error) {
       failedAt = options.clock.monotonic();
       subscribed = false;
@@ -128,7 +146,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
       bus = null;
       b?.disconnect();
       const message = (error as Error).message ?? String(error);
-      return set({ metered: false, value: null, error: `NetworkManager (${NM_BUS_NAME}) could not be asked on the ${options.bus} bus: ${message}`, at: options.clock.now() });
+      return set(failed(`NetworkManager (${NM_BUS_NAME}) could not be asked: ${message}`));
     } finally {
       clearTimeout(timer);
     }
@@ -237,7 +255,8 @@ export function createMeteredGate(options: MeteredGateOptions): MeteredGate {
   const fmt = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 
   function refusalFor(reading: MeteredReading, bytes: number, what: string): MeteredAssessment['refusal'] {
-    if (!reading.metered || policy === 'allow') return null;
+    // NetworkManager's advice: only yes and guess-yes count as metered; unknown does not.
+    if (reading.metered !== 'yes' || policy === 'allow') return null;
     if (policy === 'wait') {
       return {
         code: 'METERED_WAIT',
@@ -270,7 +289,7 @@ export function createMeteredGate(options: MeteredGateOptions): MeteredGate {
     },
     record(bytes) {
       const reading = source.last();
-      if (!reading.metered) return null;
+      if (reading.metered !== 'yes') return null;
       add(bytes);
       if (policy === 'wait') return toError(refusalFor(reading, bytes, 'this download')!, {});
       if (policy === 'download' && budgetBytes > 0 && used().bytes > budgetBytes) {
@@ -280,7 +299,7 @@ export function createMeteredGate(options: MeteredGateOptions): MeteredGate {
     },
     flush,
     count(bytes) {
-      if (source.last().metered) add(bytes);
+      if (source.last().metered === 'yes') add(bytes);
     },
     usedBytes: () => used().bytes,
   };

@@ -333,7 +333,7 @@ function decideMetered(metered: PreCheckMeasurements['metered'], out: PreCheckDe
   }
   const a = metered.value;
   if (a.refusal !== null) out.reasons.push({ code: a.refusal.code, message: a.refusal.message });
-  else if (a.reading.value === null && a.policy !== 'allow') out.warnings.push(`metered state unknown (${a.reading.error}); the link is treated as not metered`);
+  else if (a.reading.metered === 'unknown' && a.policy !== 'allow') out.warnings.push(`metered state unknown (${a.reading.reason}); the link is treated as not metered`);
 }
 
 function decidePower(battery: PreCheckMeasurements['battery'], policy: PreCheckPolicy, out: PreCheckDecision): void {
