@@ -299,7 +299,10 @@ export function createMeteredGate(options: MeteredGateOptions): MeteredGate {
     },
     flush,
     count(bytes) {
-      if (source.last().metered === 'yes') add(bytes);
+      // A few metadata files per check: each one is written at once, so the database always has them.
+      if (source.last().metered !== 'yes') return;
+      add(bytes);
+      flush();
     },
     usedBytes: () => used().bytes,
   };
