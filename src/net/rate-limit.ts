@@ -24,6 +24,8 @@ export interface RateLimiterStats {
 
 export interface RateLimiter {
   readonly bytesPerSec: number;
+  /** The most the bucket holds: bytes that may pass at once after a pause. */
+  readonly burstBytes: number;
   /** Waits until `bytes` may pass at the cap (resolves at once while the bucket has them). */
   take(bytes: number, signal?: AbortSignal): Promise<void>;
   stats(): RateLimiterStats;
@@ -48,6 +50,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
 
   return {
     bytesPerSec: rate,
+    burstBytes: burst,
     async take(bytes, signal) {
       if (stats.startedAt === null) stats.startedAt = now();
       refill();
