@@ -192,7 +192,9 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
         logger,
       });
-      const repository = createRepositoryForProduct(product, config, { clock, logger, audit: ctx.audit, http, onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms) });
+      // The product's metered-link policy holds for a rehearsal too: its bytes cost the same.
+      const metered = meteredGateFor(ctx);
+      const repository = createRepositoryForProduct(product, config, { clock, logger, audit: ctx.audit, http, onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms), ...(metered === undefined ? {} : { meter: metered }) });
       const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
       // The stage step works in the scratch folder: its own download cache, releases and staging
       // folders (one filesystem), so nothing of the product's own is written or removed.
@@ -202,7 +204,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
       return {
         // It refreshes the signed metadata and compares versions; its manifest cache is the scratch folder's.
         check: createCheckStep({ product, config: scratchConfig, deviceId: ctx.deviceId, repository, network: monitor, isBad: (p, v) => ctx.store.isBad(p, v), clock, logger, audit: ctx.audit }),
-        preCheck: createPreCheckStep({ ...system, product, config, network: monitor, clock, inhibits: ctx.inhibits, logger, ...(isLocal ? { options: { requireServerReachable: false } } : {}) }),
+        preCheck: createPreCheckStep({ ...system, product, config, network: monitor, clock, inhibits: ctx.inhibits, logger, ...(isLocal ? { options: { requireServerReachable: false } } : {}), ...(metered === undefined ? {} : { metered }) }),
         stage: createStageStep({ product: scratchProduct, config: scratchConfig, repository, clock, logger, progress: ctx.progress, limits: definedLimits(product.packageLimits) }),
         services: async () => {
           const s = await chooser();
