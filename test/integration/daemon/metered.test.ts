@@ -11,7 +11,9 @@
  *  - `network.metered: download` with a monthly budget: a download that fits is made on the
  *    metered link and its bytes are counted in the state database; the next one that does not fit
  *    waits with METERED_BUDGET_EXHAUSTED, and goes on once the link is not metered, which does not
- *    count.
+ *    count;
+ *  - download ahead's `unmetered` policy waits while NetworkManager reports the link metered (and
+ *    says so in status) and stages the release once it reports NO.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,7 +50,8 @@ interface World {
   nm: NetworkManagerStandIn;
   /** Targets as signed (name → length). */
   targetLength(name: string): Promise<number>;
-  configure(network: Record<string, unknown>): void;
+  /** `more`: further keys of the product, replacing the crash world's. */
+  configure(network: Record<string, unknown>, more?: Record<string, unknown>): void;
 }
 
 async function setup(seed: number, modelChangesEvery: number, metered: number): Promise<World> {
@@ -71,7 +74,7 @@ async function setup(seed: number, modelChangesEvery: number, metered: number): 
       if (t === undefined) throw new Error(`no target ${name} in the repository`);
       return t.length;
     },
-    configure(network) {
+    configure(network, more = {}) {
       const doc = YAML.parse(readFileSync(world.sandbox.configPath, 'utf8')) as Record<string, unknown> & { products: Array<Record<string, unknown>> };
       doc.networkManager = { bus: bus.address };
       doc.dbus = { enabled: true, bus: bus.address, name: OTAD_NAME };
@@ -79,6 +82,7 @@ async function setup(seed: number, modelChangesEvery: number, metered: number): 
       // The robot's app answers by hand here: the offer stays up until the test chooses.
       product.decision = { defaultChoice: 'UPDATE_NOW', choiceTimeout: '1h' };
       product.network = network;
+      Object.assign(product, more);
       writeFileSync(world.sandbox.configPath, YAML.stringify(doc));
     },
   };
@@ -234,5 +238,41 @@ describe.skipIf(!hasDbusDaemon)('metered links (NetworkManager Metered on a priv
     await committed(w, d, next.runId!);
     expect(used()).toBe(usedNow);
     expect((await w.world.inspectInstall()).matches.map((m) => m.version)).toEqual([r2.version]);
+  }, 300_000);
+
+  it('download ahead with unmetered waits while NetworkManager reports the link metered and stages the release once it reports NO', async () => {
+    const w = await setup(7303, 1000, NM_METERED_YES);
+    const slot = new Date(Date.now() + 2 * 3600_000);
+    const doc = YAML.parse(readFileSync(w.world.sandbox.configPath, 'utf8')) as { products: Array<{ schedule: Record<string, unknown> }> };
+    w.configure(
+      { metered: 'allow' },
+      {
+        decision: { defaultChoice: 'SCHEDULE_3AM', choiceTimeout: '1h' },
+        // The slot is two hours away: only download ahead moves bytes during the test.
+        schedule: { ...doc.products[0]!.schedule, installAt: `${String(slot.getHours()).padStart(2, '0')}:${String(slot.getMinutes()).padStart(2, '0')}`, downloadAhead: 'unmetered', downloadAheadRetry: '1s' },
+      },
+    );
+    const d = await w.world.startOtad();
+    closers.push(() => d.proc.kill('SIGTERM'));
+    type Ahead = { policy: string; state: string; version: string | null; reason: string | null };
+    const ahead = async (): Promise<Ahead | undefined> => (await d.api.request<{ products: Array<Status & { downloadAhead?: Ahead }> }>('GET', '/api/v1/status')).products.find((p) => p.product === PRODUCT)!.downloadAhead;
+
+    const r1 = await w.world.publishNext();
+    await offered(w, d);
+    await dispatch(d, 'SCHEDULE_3AM');
+    const waiting = await until(async () => {
+      const a = await ahead();
+      return a?.state === 'waiting' ? a : null;
+    }, 'download ahead to wait', () => w.world.logTail());
+    expect(waiting).toMatchObject({ policy: 'unmetered', version: r1.version });
+    expect(waiting.reason).toBe('the link is metered (NetworkManager reports Metered=yes): waiting for an unmetered one');
+
+    w.nm.set(NM_METERED_NO);
+    const staged = await until(async () => {
+      const a = await ahead();
+      return a?.state === 'staged' ? a : null;
+    }, 'download ahead to stage the release', () => w.world.logTail());
+    expect(staged).toMatchObject({ version: r1.version, reason: null });
+    expect((await status(d)).state).toBe('scheduled');
   }, 300_000);
 });
