@@ -83,6 +83,8 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
   const timeoutMs = options.timeoutMs ?? 3_000;
   let bus: dbus.MessageBus | null = null;
   let subscribed = false;
+  let watchingOwner = false;
+  let subscription = 0;
   const source = `NetworkManager on the ${options.bus === 'system' || options.bus === 'session' ? `${options.bus} bus` : `bus ${options.bus}`}`;
   const fromValue = (value: MeteredValue): MeteredReading => ({ metered: meteredAnswer(value), value, source, reason: `NetworkManager reports Metered=${value}`, at: options.clock.now() });
   const failed = (reason: string): MeteredReading => ({ metered: 'unknown', value: null, source, reason, at: options.clock.now() });
@@ -111,6 +113,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
       if (bus === b) {
         bus = null;
         subscribed = false;
+        watchingOwner = false;
       }
     });
     bus = b;
@@ -131,16 +134,33 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
       const value = meteredFromValue(Number(variant.value));
       if (!subscribed) {
         subscribed = true;
+        const generation = ++subscription;
         props.on('PropertiesChanged', (iface: string, changed: Record<string, dbus.Variant>) => {
-          if (iface !== NM_INTERFACE || changed.Metered === undefined) return;
+          // A subscription to a NetworkManager that since left the bus is not listened to.
+          if (generation !== subscription || iface !== NM_INTERFACE || changed.Metered === undefined) return;
           const v = meteredFromValue(Number(changed.Metered.value));
           set(fromValue(v));
         });
+        if (!watchingOwner) {
+          watchingOwner = true;
+          // NetworkManager restarting or stopping: its last value is not a reading any more.
+          const busIface = (await Promise.race([b.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus'), timeout])).getInterface('org.freedesktop.DBus');
+          busIface.on('NameOwnerChanged', (name: string, _old: string, owner: string) => {
+            if (name !== NM_BUS_NAME || bus !== b) return;
+            subscribed = false;
+            subscription += 1;
+            if (owner === '') {
+              failedAt = options.clock.monotonic();
+              set(failed(`NetworkManager (${NM_BUS_NAME}) left the bus`));
+            }
+          });
+        }
       }
       return set(fromValue(value));
     } catch (error) {
       failedAt = options.clock.monotonic();
       subscribed = false;
+      watchingOwner = false;
       // Start afresh next time: the connection may be the broken part.
       const b = bus;
       bus = null;
@@ -166,6 +186,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
       const b = bus;
       bus = null;
       subscribed = false;
+      watchingOwner = false;
       b?.disconnect();
     },
   };
