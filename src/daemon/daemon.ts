@@ -935,6 +935,8 @@ export class Daemon implements DaemonControl {
     // A lease held by a run in flight stays on the server until its TTL: the run resumes after the restart.
     this.fleet?.stop();
     for (const r of this.runners.values()) r.stop();
+    // Its D-Bus connections (NetworkManager's Metered reading) end with the daemon.
+    this.opts.stepProvider.close?.();
     try {
       this.store.setValue('cleanShutdown', '1');
       this.store.db.pragma('wal_checkpoint(TRUNCATE)');

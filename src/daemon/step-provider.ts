@@ -49,6 +49,8 @@ export interface StepProvider {
    * of the link leave it out: the reading is then `unknown`.
    */
   meteredSource?(config: Config, clock: Clock, logger: Logger): MeteredSource;
+  /** Ends what the provider holds open (the metered readings' bus connections); the daemon calls it when it stops. */
+  close?(): void;
   /**
    * Where a rollback would go now, read from disk. Providers without a disk view (test fakes)
    * leave it out: ROLLBACK is then offered and accepted as the machine allows.

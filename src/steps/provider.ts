@@ -91,6 +91,10 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
     real: true,
     network: () => network,
     meteredSource,
+    close() {
+      for (const source of meteredSources.values()) source.close();
+      meteredSources.clear();
+    },
 
     steps(ctx: StepContext): Steps {
       const { product, config, clock, logger, audit } = ctx;
