@@ -120,6 +120,11 @@ export type CheckStep = (input: CheckInput, signal: AbortSignal) => Promise<Chec
 
 export const DEFAULT_OFFLINE_POLL_MS = 30_000;
 
+/** The state-database key under which a delta fallback of `version` from `fromVersion` is remembered (the stage step writes it, the check reads it). */
+export function deltaFallbackKey(product: string, version: string, fromVersion: string): string {
+  return `delta-fallback:${product}:${version}:${fromVersion}`;
+}
+
 export function createCheckStep(ports: CheckPorts): CheckStep {
   const { product, repository, clock } = ports;
   const cache = ports.releaseCache ?? createFileReleaseCache(ports.config.paths.cacheDir);

@@ -17,7 +17,7 @@ import { createMeteredGate, createNetworkManagerMetered, type MeteredGate, type 
 import { detectProduct } from '../products/registry.js';
 import { createApply } from './apply.js';
 import { createBackupStep } from './backup.js';
-import { createCheckStep } from './check.js';
+import { createCheckStep, deltaFallbackKey } from './check.js';
 import { createCommit } from './commit.js';
 import { executionPortsFromContext, journalDirFor } from './ports.js';
 import { journalVerdict } from './journal-verdict.js';
@@ -116,7 +116,6 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms),
         ...(metered === undefined ? {} : { meter: metered }),
       });
-      const fallbackKey = (p: string, version: string, from: string): string => `delta-fallback:${p}:${version}:${from}`;
       const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
       const execution = executionPortsFromContext(ctx);
       const backups = createBackupManager({ clock, logger, deviceId: ctx.deviceId });
@@ -124,7 +123,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
       const stage = createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
         audit,
         limits: definedLimits(product.packageLimits),
-        onDeltaFallback: (version, from, code) => ctx.store.setValue(fallbackKey(product.name, version, from), code),
+        onDeltaFallback: (version, from, code) => ctx.store.setValue(deltaFallbackKey(product.name, version, from), code),
         markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
       });
       const aheadPorts = { product, config, repository, clock, logger, audit, events: {} };
@@ -138,7 +137,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           repository,
           network: monitor,
           isBad: (p, v) => ctx.store.isBad(p, v),
-          deltaFellBack: (p, v, from) => ctx.store.getValue(fallbackKey(p, v, from)),
+          deltaFellBack: (p, v, from) => ctx.store.getValue(deltaFallbackKey(p, v, from)),
           clock,
           logger,
           audit,
