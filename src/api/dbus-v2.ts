@@ -98,6 +98,8 @@ export interface ProductProps {
   RunId: string;
   InstalledVersion: string;
   OfferedVersion: string;
+  /** Bytes the offer downloads (the delta's length, else the package's); 0: no offer. */
+  OfferedDownloadBytes: bigint;
   /** Percent of the current step (0-100), -1 while the step's total is unknown, 0 outside a step. */
   Progress: number;
   ProgressStep: string;
@@ -108,6 +110,8 @@ export interface ProductProps {
   Inhibited: boolean;
   Maintenance: boolean;
   AllowedEvents: string[];
+  /** The codes of the reasons the last pre-check did not pass (METERED_WAIT, BATTERY_LOW, …); empty when none. */
+  PreCheckReasons: string[];
   /**
    * (run_id, total_ms, stop_ms, switch_ms, start_ms, probe_ms, otad_ms, green_on, green_at_us): the
    * newest run's downtime once measured; run_id "" (and zeros) while its services are down, before
@@ -138,6 +142,7 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     RunId: p.runId ?? '',
     InstalledVersion: p.installedVersion ?? '',
     OfferedVersion: p.offeredVersion ?? '',
+    OfferedDownloadBytes: BigInt(p.offer?.downloadBytes ?? p.offer?.package.length ?? 0),
     Progress: progress,
     ProgressStep: prog?.step ?? '',
     LastOutcome: p.lastOutcome ?? '',
@@ -147,6 +152,7 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     // The mission lease's window (from the grant until the run settles), or a disruptive state otad entered without one (a rollback after a restart).
     Maintenance: p.maintenance.active || MAINTENANCE_STATES.has(state),
     AllowedEvents: [...p.allowedEvents],
+    PreCheckReasons: p.preCheckReasons.map((r) => r.code),
     LastDowntime: lastDowntimeProp(p),
   };
 }
@@ -204,6 +210,7 @@ export class ProductObject extends NamedInterface {
   get RunId() { return this.props.RunId; }
   get InstalledVersion() { return this.props.InstalledVersion; }
   get OfferedVersion() { return this.props.OfferedVersion; }
+  get OfferedDownloadBytes() { return this.props.OfferedDownloadBytes; }
   get Progress() { return this.props.Progress; }
   get ProgressStep() { return this.props.ProgressStep; }
   get LastOutcome() { return this.props.LastOutcome; }
@@ -212,6 +219,7 @@ export class ProductObject extends NamedInterface {
   get Inhibited() { return this.props.Inhibited; }
   get Maintenance() { return this.props.Maintenance; }
   get AllowedEvents() { return this.props.AllowedEvents; }
+  get PreCheckReasons() { return this.props.PreCheckReasons; }
   get LastDowntime() { return this.props.LastDowntime; }
 
   CheckNow() { return this.ops.event('CHECK_NOW'); }
@@ -244,6 +252,7 @@ ProductObject.configureMembers({
     RunId: prop('s'),
     InstalledVersion: prop('s'),
     OfferedVersion: prop('s'),
+    OfferedDownloadBytes: prop('t'),
     Progress: prop('d'),
     ProgressStep: prop('s'),
     LastOutcome: prop('s'),
@@ -252,6 +261,7 @@ ProductObject.configureMembers({
     Inhibited: prop('b'),
     Maintenance: prop('b'),
     AllowedEvents: prop('as'),
+    PreCheckReasons: prop('as'),
     LastDowntime: prop('(sddddddst)'),
   },
   methods: {

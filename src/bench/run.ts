@@ -10,7 +10,9 @@
  * updates (`--downtime-runs=N`, default 7) against a stop/start of the same process (src/bench/downtime-bench.ts).
  * The 3 AM window (`window`): the demo product's install in its slot with and without download ahead
  * (src/bench/window-bench.ts), on loopback and on a link shaped to 10 MiB/s.
- * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`, `window`) runs only the parts named.
+ * The rate cap (`ratecap`): a capped download from a loopback server that sends as fast as it can, the
+ * rate over each 60 s window against the cap, goal ±10 % (`--rate-cap-windows=N`, default 2; src/bench/rate-cap-bench.ts).
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`, `window`, `ratecap`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -23,6 +25,7 @@ import { benchOtactlStatus } from './otactl-bench.js';
 import { benchDeltas } from './delta-bench.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
 import { benchInstallWindow } from './window-bench.js';
+import { benchRateCap, rateCapLines } from './rate-cap-bench.js';
 import { createPackage } from '../package/create.js';
 import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
@@ -67,6 +70,9 @@ async function main(): Promise<void> {
   const runsArg = args.find((a) => a.startsWith('--downtime-runs='));
   const downtimeRuns = runsArg === undefined ? 7 : Number(runsArg.slice('--downtime-runs='.length));
   if (!Number.isInteger(downtimeRuns) || downtimeRuns < 1) throw new Error(`--downtime-runs must be a whole number of at least 1, not ${runsArg}`);
+  const capArg = args.find((a) => a.startsWith('--rate-cap-windows='));
+  const capWindows = capArg === undefined ? 2 : Number(capArg.slice('--rate-cap-windows='.length));
+  if (!Number.isInteger(capWindows) || capWindows < 1) throw new Error(`--rate-cap-windows must be a whole number of at least 1, not ${capArg}`);
   const wanted = (part: string) => only.size === 0 || only.has(part);
   const work = mkdtempSync(join(tmpdir(), 'otad-bench-'));
   const lines: string[] = [];
@@ -133,6 +139,7 @@ async function main(): Promise<void> {
         );
       }
     }
+    if (wanted('ratecap')) lines.push(...rateCapLines(await benchRateCap({ windows: capWindows })));
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -15,6 +15,7 @@ import { silentLogger } from '../core/logger.js';
 import { generateSigningKey, isRoleName, readKeyFile, ROLES, saveKey, type RoleName } from '../repo/keys.js';
 import { createPublisher, type InitOptions, type ReleaseInput } from '../repo/repository.js';
 import { verifyRepository } from '../repo/verify.js';
+import { githubUploadCommands, writeMirrorAssets } from '../repo/mirror-assets.js';
 import { readProductType, shippedProductTypesDir } from '../products/product-types.js';
 
 
@@ -301,6 +302,29 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     });
 
   program
+    .command('mirror-assets')
+    .description('write the packages, deltas and tree indexes under their flat asset names, for a mirror such as GitHub release assets (repository.mirrorUrl)')
+    .requiredOption('--out <dir>', 'folder to write the assets into')
+    .option('--product <name>', "only this product's targets")
+    .option('--github <owner/repo>', 'also print the gh commands that upload the assets to a release of this GitHub repository')
+    .option('--tag <tag>', 'the release tag for --github (the mirror URL is https://github.com/<owner/repo>/releases/download/<tag>/)', 'ota')
+    .action(async (opts: { out: string; product?: string; github?: string; tag: string }) => {
+      const o = program.opts<{ repo?: string; json?: boolean }>();
+      if (o.repo === undefined) throw new OtaError('CONFIG_INVALID', 'missing --repo <dir> (or OTA_REPO_DIR): the repository folder');
+      const repoDir = path.resolve(o.repo);
+      // Listing the signed targets reads metadata only: no signing key is needed.
+      const targets = await createPublisher({ repoDir, keysDir: path.join(repoDir, 'keys-not-used'), clock: systemClock, logger: silentLogger }).listTargets();
+      const assets = await writeMirrorAssets({ repoDir, outDir: path.resolve(opts.out), targets, ...(opts.product !== undefined ? { product: opts.product } : {}) });
+      const commands = opts.github !== undefined ? githubUploadCommands(assets, opts.github, opts.tag) : [];
+      const lines = [
+        ...assets.map((a) => `${a.asset}  ${a.length} bytes  sha256 ${a.sha256}  (${a.target})`),
+        `${assets.length} asset(s) in ${path.resolve(opts.out)}`,
+        ...(opts.github !== undefined ? ['upload them with:', ...commands, `robots: repository.mirrorUrl: https://github.com/${opts.github}/releases/download/${opts.tag}/`] : []),
+      ];
+      print(o.json === true, { assets, commands }, lines.join('\n'));
+    });
+
+  program
     .command('verify')
     .description('check the repository as a robot would')
     .option('--root <file>', 'trusted root to start from (default: metadata/1.root.json)')
@@ -330,7 +354,7 @@ export async function main(argv: string[], io: CliIo = stdio): Promise<number> {
   const program = otaRepoProgram(io);
   try {
     if (argv.length === 0) {
-      io.err('ota-repo: error: no command given (init, keygen, add, publish, delegate, delegations, refresh-timestamp, rotate-key, verify); see ota-repo --help');
+      io.err('ota-repo: error: no command given (init, keygen, add, publish, delegate, delegations, refresh-timestamp, rotate-key, mirror-assets, verify); see ota-repo --help');
       return 2;
     }
     await program.parseAsync(argv, { from: 'user' });

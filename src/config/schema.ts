@@ -104,7 +104,22 @@ const repositorySchema = z.strictObject({
   kind: z.enum(['tuf', 'local']).default('tuf'),
   url: z.string().optional(),
   targetBaseUrl: z.string().optional(),
+  /**
+   * A second place for the targets, with a flat layout (GitHub release assets): packages, deltas and
+   * indexes are fetched from `<mirrorUrl>/<asset name>` first, and from the server when that fails.
+   */
+  mirrorUrl: z.string().optional(),
   path: z.string().optional(),
+});
+
+/** Metered links and the download rate (docs/network.md#metered-links). */
+export const productNetworkSchema = z.strictObject({
+  /** On a metered link: download (within meteredBudget), wait (nothing is downloaded), allow (like any link). */
+  metered: z.enum(['download', 'wait', 'allow']).default('allow'),
+  /** Bytes per calendar month (local time) this product may download on metered links under `metered: download`; 0: no budget. */
+  meteredBudget: z.number().int().nonnegative().default(0),
+  /** Download rate cap in bytes per second, on any link; 0: none. */
+  maxRateBps: z.number().int().nonnegative().default(0),
 });
 
 export const productSchema = z.strictObject({
@@ -155,6 +170,7 @@ export const productSchema = z.strictObject({
   schedule: scheduleSchema.prefault({}),
   decision: decisionSchema.prefault({}),
   precheck: precheckSchema.prefault({}),
+  network: productNetworkSchema.prefault({}),
 });
 
 export const fleetSchema = z
@@ -271,6 +287,13 @@ export const configSchema = z.strictObject({
       /** 'system', 'session', or a D-Bus address such as unix:path=/run/otad-bus. */
       bus: z.string().default('system'),
       name: z.string().default('io.otad.Daemon1'),
+    })
+    .prefault({}),
+  /** Where the metered state of the link is read (NetworkManager's Metered property). */
+  networkManager: z
+    .strictObject({
+      /** 'system', 'session', or a D-Bus address such as unix:path=/run/dbus/system_bus_socket. */
+      bus: z.string().default('system'),
     })
     .prefault({}),
   recovery: z

@@ -137,6 +137,9 @@ export const ErrorCodes = {
   LEASE_EXPIRED: { category: 'precondition', retryable: true },
   FLEET_UNREACHABLE: { category: 'network', retryable: true },
   FLEET_LEASE_REFUSED: { category: 'precondition', retryable: true },
+  // metered links (docs/network.md#metered-links)
+  METERED_WAIT: { category: 'precondition', retryable: true },
+  METERED_BUDGET_EXHAUSTED: { category: 'precondition', retryable: true },
   // anything else
   CANCELLED: { category: 'internal', retryable: true },
   INTERNAL: { category: 'internal', retryable: false },

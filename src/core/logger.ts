@@ -23,6 +23,7 @@ export type AuditKind =
   | 'recovery'
   | 'package-rejected'
   | 'delta-fallback'
+  | 'mirror-fallback'
   | 'staged-ahead'
   | 'rehearsal'
   | 'key-rotation'

@@ -36,13 +36,16 @@ import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { MaintenanceWindows } from './maintenance.js';
 import { DownloadAhead } from './download-ahead.js';
 import { rehearsalBusy, runRehearsal, type RehearsalReport } from './rehearsal.js';
-import { meteredLink } from '../net/metered.js';
+import { unknownMeteredSource } from '../net/metered.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
 import type { RollbackPreview } from '../steps/rollback-preview.js';
 import { compareReleaseNames } from '../release/layout.js';
 import { channelChoices, parseStoredSource, productSource, repositoryChoices, SOURCE_KEY, staleReason, withSource, type ProductSource, type StoredSource } from './source-selection.js';
+
+/** A daemon without real steps has no view of the link. */
+const NO_METERED_SOURCE = unknownMeteredSource('this otad has no real steps, so no metered-link reading (NetworkManager is not asked)');
 
 /** What a reload did: every changed key is in exactly one of applied and needsRestart. */
 export interface ReloadReport {
@@ -119,7 +122,10 @@ export class Daemon implements DaemonControl {
     this.ahead = new DownloadAhead({
       clock: opts.clock,
       logger: this.logger,
-      metered: meteredLink,
+      // Asked at each decision: a reload may have changed networkManager.bus.
+      metered: {
+        read: () => (this.opts.stepProvider.meteredSource?.(this.config, opts.clock, this.logger) ?? NO_METERED_SOURCE).read(),
+      },
       product: (name) => {
         const p = this.config.products.find((x) => x.name === name);
         return p === undefined ? undefined : this.effectiveProduct(p);
@@ -943,6 +949,8 @@ export class Daemon implements DaemonControl {
     // A lease held by a run in flight stays on the server until its TTL: the run resumes after the restart.
     this.fleet?.stop();
     for (const r of this.runners.values()) r.stop();
+    // Its D-Bus connections (NetworkManager's Metered reading) end with the daemon.
+    this.opts.stepProvider.close?.();
     try {
       this.store.setValue('cleanShutdown', '1');
       this.store.db.pragma('wal_checkpoint(TRUNCATE)');

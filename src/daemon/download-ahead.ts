@@ -51,7 +51,8 @@ export interface DownloadAheadStatus {
 export interface DownloadAheadDeps {
   clock: Clock;
   logger: Logger;
-  metered: MeteredSource;
+  /** Whether the link is metered (the `unmetered` policy downloads only on `no`). */
+  metered: Pick<MeteredSource, 'read'>;
   /** The product as its steps use it (policy and retry interval). */
   product(name: string): ProductConfig | undefined;
   /** The product's machine state and context now. */
@@ -216,9 +217,9 @@ export class DownloadAhead {
     }
     if (e.inflight || e.retry) return;
     if (policy === 'unmetered') {
-      const reading = await this.deps.metered();
+      const reading = await this.deps.metered.read();
       if (reading.metered !== 'no') {
-        const reason = reading.metered === 'yes' ? `the link is metered (${reading.source}): waiting for an unmetered one` : `not known to be unmetered: ${reading.reason}; downloadAhead: unmetered never downloads over a link of unknown cost`;
+        const reason = reading.metered === 'yes' ? `the link is metered (${reading.reason}): waiting for an unmetered one` : `not known to be unmetered: ${reading.reason}; downloadAhead: unmetered never downloads over a link of unknown cost`;
         log.info(`download ahead of ${offer.version} waits: ${reason}`, { policy, metered: reading.metered });
         this.scheduleRetry(product, e, config, { state: 'waiting', version: offer.version, reason });
         return;

@@ -13,6 +13,7 @@ import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { JournalVerdict } from './recovery-policy.js';
 import type { RollbackPreview, RunFacts } from '../steps/rollback-preview.js';
 import type { AheadOps, RehearsalSteps } from '../steps/stage-ahead.js';
+import type { MeteredSource } from '../net/metered.js';
 
 /** What the daemon needs from the outside world for one product's steps. */
 export interface StepContext {
@@ -42,6 +43,14 @@ export interface StepProvider {
   journalVerdict(product: ProductConfig, config: Config): Promise<JournalVerdict>;
   /** The newest network snapshot, for status (providers without a network view leave it out). */
   network?(): unknown;
+  /**
+   * Whether the link is metered (NetworkManager's Metered property on `config.networkManager.bus`),
+   * one source per bus shared by the products' steps and download ahead. Providers without a view
+   * of the link leave it out: the reading is then `unknown`.
+   */
+  meteredSource?(config: Config, clock: Clock, logger: Logger): MeteredSource;
+  /** Ends what the provider holds open (the metered readings' bus connections); the daemon calls it when it stops. */
+  close?(): void;
   /**
    * Where a rollback would go now, read from disk. Providers without a disk view (test fakes)
    * leave it out: ROLLBACK is then offered and accepted as the machine allows.

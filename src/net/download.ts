@@ -18,10 +18,11 @@ import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpClient, StreamResponse } from './http-client.js';
-import { redactUrl } from './http-errors.js';
+import { abortReasonToError, redactUrl } from './http-errors.js';
 import { createProgressThrottle } from './progress.js';
 import type { ProgressEvent } from './progress.js';
 import { planRangeResponse } from './range.js';
+import type { RateLimiter } from './rate-limit.js';
 import { createThroughputGuard } from './throughput.js';
 import type { ThroughputFloor, ThroughputGuard } from './throughput.js';
 import { withRetry } from './retry.js';
@@ -43,6 +44,20 @@ export interface DownloaderOptions {
   progressIntervalMs?: number;
   /** Told how many bytes each attempt moved and how long it took (feeds the network monitor). */
   onThroughput?: (bytes: number, ms: number) => void;
+  /** The download rate cap (bytes per second on any link): awaited after every chunk. */
+  rateLimit?: RateLimiter;
+  /** Metered links: may refuse an attempt before it starts or stop it mid-way, and counts the bytes. */
+  meter?: DownloadMeter;
+}
+
+/** What the metered-link policy of a product needs from the downloader (src/net/metered.ts). */
+export interface DownloadMeter {
+  /** Before each attempt: an error (METERED_*) when `bytes` more may not be fetched now. */
+  admit(bytes: number, url: string): OtaError | null;
+  /** Bytes that arrived; an error stops the attempt (the link turned metered under a `wait` policy, the budget ran out). */
+  record(bytes: number): OtaError | null;
+  /** After each attempt: make the count durable. */
+  flush(): void;
 }
 
 export interface DownloadRequest {
@@ -157,6 +172,8 @@ export function createDownloader(options: DownloaderOptions): Downloader {
           return;
         }
         const offset = state.bytes;
+        const refused = options.meter?.admit(expectedLength - offset, safeUrl) ?? null;
+        if (refused !== null) throw refused;
         const abort = new AbortController();
         const attemptSignal = AbortSignal.any([signal, abort.signal]);
         const attemptStart = clock.monotonic();
@@ -219,6 +236,16 @@ export function createDownloader(options: DownloaderOptions): Downloader {
             received += chunk.length;
             guard.record(chunk.length);
             report(state.bytes);
+            const stopped = options.meter?.record(chunk.length) ?? null;
+            if (stopped !== null) {
+              response.cancel();
+              throw stopped;
+            }
+            if (options.rateLimit !== undefined) {
+              await options.rateLimit.take(chunk.length, attemptSignal).catch((reason: unknown) => {
+                throw abortReasonToError(attemptSignal.reason ?? reason, `GET ${safeUrl}`);
+              });
+            }
           }
         } catch (error) {
           response.cancel();
@@ -235,6 +262,7 @@ export function createDownloader(options: DownloaderOptions): Downloader {
         } finally {
           await file?.close().catch(() => {});
           current = null;
+          options.meter?.flush();
           options.onThroughput?.(received, clock.monotonic() - attemptStart);
         }
         if (state.bytes < expectedLength) {

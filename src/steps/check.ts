@@ -95,6 +95,12 @@ export interface CheckPorts {
   network: Pick<NetworkMonitor, 'snapshot' | 'waitForNetwork'>;
   /** A version marked bad (rolled back) is never offered again automatically. */
   isBad(product: string, version: string): boolean;
+  /**
+   * The code of an earlier delta fallback of this release from this version (the stage step
+   * records it), or null: the offer is then the full package, so the pre-check sizes the package
+   * and the stage does not download a delta that cannot give the signed tree again.
+   */
+  deltaFellBack?(product: string, version: string, fromVersion: string): string | null;
   clock: Clock;
   logger: Logger;
   audit: AuditSink;
@@ -113,6 +119,11 @@ export interface CheckPorts {
 export type CheckStep = (input: CheckInput, signal: AbortSignal) => Promise<CheckOutput>;
 
 export const DEFAULT_OFFLINE_POLL_MS = 30_000;
+
+/** The state-database key under which a delta fallback of `version` from `fromVersion` is remembered (the stage step writes it, the check reads it). */
+export function deltaFallbackKey(product: string, version: string, fromVersion: string): string {
+  return `delta-fallback:${product}:${version}:${fromVersion}`;
+}
 
 export function createCheckStep(ports: CheckPorts): CheckStep {
   const { product, repository, clock } = ports;
@@ -220,6 +231,12 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
     }
 
     const offer = toOffer(manifest, release.manifestTarget, installedVersion);
+    const fellBack = offer.delta === undefined ? null : (ports.deltaFellBack?.(product.name, offer.version, offer.delta.fromVersion) ?? null);
+    if (fellBack !== null && offer.delta !== undefined) {
+      log.info(`the delta from ${offer.delta.fromVersion} fell back to the full package in an earlier run (${fellBack}): offering the full package`, { version: offer.version, code: fellBack });
+      delete offer.delta;
+      offer.downloadBytes = offer.package.length;
+    }
     log.info(
       offer.delta !== undefined
         ? `update available: delta from ${offer.delta.fromVersion}, ${offer.delta.target.length} bytes to download (full package ${offer.package.length})`

@@ -21,6 +21,7 @@ import type { ProductConfig } from '../config/schema.js';
 import { createReleaseStore, defaultReleasesDir, stagingRootFor } from '../release/layout.js';
 import { listBackupFiles } from '../backup/backup-manager.js';
 import { DEFAULT_CLOCK_POLICY } from '../trust/clock-check.js';
+import type { MeteredAssessment } from '../net/metered.js';
 
 /** Every reason code a pre-check can report; docs/pre-checks.md explains each. */
 export const PRECHECK_REASON_CODES = [
@@ -40,6 +41,9 @@ export const PRECHECK_REASON_CODES = [
   'DEVICE_REJECTED',
   'FLEET_UNREACHABLE',
   'FLEET_LEASE_REFUSED',
+  // Metered links (src/net/metered.ts): the product's network.metered policy and monthly budget.
+  'METERED_WAIT',
+  'METERED_BUDGET_EXHAUSTED',
 ] as const;
 export type PreCheckReasonCode = (typeof PRECHECK_REASON_CODES)[number];
 
@@ -75,6 +79,8 @@ export interface PreCheckPorts {
   commands: CommandRunner;
   logger: Logger;
   options?: PreCheckOptions;
+  /** The product's metered-link policy (src/net/metered.ts); absent: metered links are not special. */
+  metered?: { assess(downloadBytes: number, what: string): Promise<MeteredAssessment> };
 }
 
 export interface PreCheckOptions {
@@ -122,6 +128,8 @@ export interface PreCheckMeasurements {
   apiInhibits: Array<{ holder: string; reason: string; expiresAt: number | null }>;
   inhibitFile: { path: string; read: Measured<{ content: string; mtimeMs: number } | null> };
   commands: Array<{ name: string; command: readonly string[]; timeoutMs: number; result: CommandResult }>;
+  /** The metered-link policy's answer for this download, when the product has one. */
+  metered?: Measured<MeteredAssessment>;
 }
 
 export interface PreCheckPolicy {
@@ -163,6 +171,7 @@ export function decidePreCheck(m: PreCheckMeasurements, policy: PreCheckPolicy):
   decideClock(m, policy, out);
   decideInhibits(m, policy, out);
   for (const c of m.commands) decideCommand(c, out);
+  decideMetered(m.metered, out);
   return out;
 }
 
@@ -314,6 +323,17 @@ function decideNetwork(network: PreCheckMeasurements['network'], policy: PreChec
   } else if (!network.value.serverReachable && policy.requireServerReachable) {
     out.reasons.push({ code: 'SERVER_UNREACHABLE', message: 'the robot has a network link but the update server did not answer its probe' });
   }
+}
+
+function decideMetered(metered: PreCheckMeasurements['metered'], out: PreCheckDecision): void {
+  if (metered === undefined) return;
+  if ('error' in metered) {
+    out.reasons.push({ code: 'METERED_WAIT', message: `the metered-link policy could not be applied: ${metered.error}` });
+    return;
+  }
+  const a = metered.value;
+  if (a.refusal !== null) out.reasons.push({ code: a.refusal.code, message: a.refusal.message });
+  else if (a.reading.metered === 'unknown' && a.policy !== 'allow') out.warnings.push(`metered state unknown (${a.reading.reason}); the link is treated as not metered`);
 }
 
 function decidePower(battery: PreCheckMeasurements['battery'], policy: PreCheckPolicy, out: PreCheckDecision): void {
@@ -483,13 +503,16 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
   return async function preCheck(input, signal) {
     const now = ports.clock.now();
     const inhibitPath = config.paths.inhibitFile;
-    const [disk, network, battery, ntpSynchronized, inhibitRead, commands] = await Promise.all([
+    const plan = diskPlanFor(input.offer);
+    const metered = ports.metered;
+    const [disk, network, battery, ntpSynchronized, inhibitRead, commands, meteredAnswer] = await Promise.all([
       measure(measureDisk),
       measure(() => ports.network.snapshot()),
       measure(() => ports.power.battery()),
       measure(() => ports.clockSanity.ntpSynchronized(signal)),
       measure(() => ports.inhibitFile.read(inhibitPath)),
       runCommands(input, signal),
+      metered === undefined ? Promise.resolve(undefined) : measure(() => metered.assess(plan.downloadBytes, plan.downloadWhat)),
     ]);
     if (signal.aborted) throw new OtaError('CANCELLED', `pre-check of ${product.name} ${input.offer.version} was cancelled`);
 
@@ -503,10 +526,15 @@ export function createPreCheckStep(ports: PreCheckPorts): PreCheckStep {
       apiInhibits: ports.inhibits(),
       inhibitFile: { path: inhibitPath, read: inhibitRead },
       commands,
+      ...(meteredAnswer === undefined ? {} : { metered: meteredAnswer }),
     };
     const decision = decidePreCheck(measurements, policyFromConfig(product, config, ports.options));
     for (const w of decision.warnings) log.warn(w, { runId: input.runId });
-    const fields = { runId: input.runId, version: input.offer.version, attempt: input.attempt };
+    const meteredFields =
+      meteredAnswer !== undefined && 'value' in meteredAnswer
+        ? { metered: { value: meteredAnswer.value.reading.value, policy: meteredAnswer.value.policy, month: meteredAnswer.value.month, usedBytes: meteredAnswer.value.usedBytes, budgetBytes: meteredAnswer.value.budgetBytes, downloadBytes: plan.downloadBytes } }
+        : {};
+    const fields = { runId: input.runId, version: input.offer.version, attempt: input.attempt, ...meteredFields };
     const diskLines = 'value' in measurements.disk ? diskSummary(measurements.disk.value, input.offer, product.precheck.minFreeBytes) : [];
     if (decision.reasons.length === 0) {
       log.info('pre-check passed', { ...fields, disk: diskLines });

@@ -13,10 +13,11 @@ import { createBackupManager } from '../backup/backup-manager.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
 import { createNetworkMonitor, type NetworkSnapshot } from '../net/network-monitor.js';
 import { createSystemInfoAdapter } from '../net/system-info.js';
+import { createMeteredGate, createNetworkManagerMetered, type MeteredGate, type MeteredSource } from '../net/metered.js';
 import { detectProduct } from '../products/registry.js';
 import { createApply } from './apply.js';
 import { createBackupStep } from './backup.js';
-import { createCheckStep } from './check.js';
+import { createCheckStep, deltaFallbackKey } from './check.js';
 import { createCommit } from './commit.js';
 import { executionPortsFromContext, journalDirFor } from './ports.js';
 import { journalVerdict } from './journal-verdict.js';
@@ -24,14 +25,14 @@ import { createPreCheckStep } from './pre-check.js';
 import { createRepositoryForProduct, repositoryUrlsFor } from './repository-factory.js';
 import { createRollback } from './rollback.js';
 import { previewRollback, type RunFacts } from './rollback-preview.js';
-import { systemClock } from '../core/clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { createStageStep } from './stage.js';
 import { aheadOps, withStagedAhead } from './stage-ahead.js';
 import { serviceChooser } from '../services/choice.js';
 import path from 'node:path';
 import { createValidate } from './validate.js';
 import { OTAD_VERSION } from '../core/version.js';
-import { silentLogger } from '../core/logger.js';
+import { silentLogger, type Logger } from '../core/logger.js';
 import type { PackageLimits } from '../package/limits.js';
 
 export interface RealStepOptions {
@@ -47,6 +48,24 @@ export interface RealStepProvider extends StepProvider {
 export function realStepProvider(options: RealStepOptions = {}): RealStepProvider {
   let network: NetworkSnapshot | null = null;
   const clients = new Map<string, HttpClient>();
+  // One NetworkManager client per bus, shared by the products, made only when a policy needs it.
+  const meteredSources = new Map<string, MeteredSource>();
+
+  function meteredSource(config: Config, clock: Clock, logger: Logger): MeteredSource {
+    let source = meteredSources.get(config.networkManager.bus);
+    if (source === undefined) {
+      source = createNetworkManagerMetered({ bus: config.networkManager.bus, clock, logger });
+      meteredSources.set(config.networkManager.bus, source);
+    }
+    return source;
+  }
+
+  function meteredGateFor(ctx: StepContext): MeteredGate | undefined {
+    const { product, config, clock, logger } = ctx;
+    const n = product.network;
+    if (product.repository.kind === 'local' || (n.metered === 'allow' && n.meteredBudget === 0)) return undefined;
+    return createMeteredGate({ product: product.name, policy: n.metered, budgetBytes: n.meteredBudget, source: meteredSource(config, clock, logger), store: ctx.store, clock, logger });
+  }
 
   function httpFor(ctx: StepContext): HttpClient {
     // One pool per distinct transport setting: a reload that changes any of them gets a new pool for
@@ -71,6 +90,11 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
   return {
     real: true,
     network: () => network,
+    meteredSource,
+    close() {
+      for (const source of meteredSources.values()) source.close();
+      meteredSources.clear();
+    },
 
     steps(ctx: StepContext): Steps {
       const { product, config, clock, logger, audit } = ctx;
@@ -83,12 +107,14 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
         logger,
       });
+      const metered = meteredGateFor(ctx);
       const repository = createRepositoryForProduct(product, config, {
         clock,
         logger,
         audit,
         http,
         onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms),
+        ...(metered === undefined ? {} : { meter: metered }),
       });
       const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
       const execution = executionPortsFromContext(ctx);
@@ -97,6 +123,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
       const stage = createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
         audit,
         limits: definedLimits(product.packageLimits),
+        onDeltaFallback: (version, from, code) => ctx.store.setValue(deltaFallbackKey(product.name, version, from), code),
         markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
       });
       const aheadPorts = { product, config, repository, clock, logger, audit, events: {} };
@@ -110,6 +137,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           repository,
           network: monitor,
           isBad: (p, v) => ctx.store.isBad(p, v),
+          deltaFellBack: (p, v, from) => ctx.store.getValue(deltaFallbackKey(p, v, from)),
           clock,
           logger,
           audit,
@@ -130,6 +158,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           logger,
           // A local folder (USB stick) needs no server.
           ...(isLocal ? { options: { requireServerReachable: false } } : {}),
+          ...(metered === undefined ? {} : { metered }),
         }),
         backup: createBackupStep({ product, config, backups, detect: detectProduct, clock, logger, deviceId: ctx.deviceId, progress: ctx.progress }),
         // A release staged ahead of the install slot is verified again and used; otherwise the stage step runs.
@@ -166,7 +195,9 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
         logger,
       });
-      const repository = createRepositoryForProduct(product, config, { clock, logger, audit: ctx.audit, http, onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms) });
+      // The product's metered-link policy holds for a rehearsal too: its bytes cost the same.
+      const metered = meteredGateFor(ctx);
+      const repository = createRepositoryForProduct(product, config, { clock, logger, audit: ctx.audit, http, onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms), ...(metered === undefined ? {} : { meter: metered }) });
       const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
       // The stage step works in the scratch folder: its own download cache, releases and staging
       // folders (one filesystem), so nothing of the product's own is written or removed.
@@ -176,7 +207,7 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
       return {
         // It refreshes the signed metadata and compares versions; its manifest cache is the scratch folder's.
         check: createCheckStep({ product, config: scratchConfig, deviceId: ctx.deviceId, repository, network: monitor, isBad: (p, v) => ctx.store.isBad(p, v), clock, logger, audit: ctx.audit }),
-        preCheck: createPreCheckStep({ ...system, product, config, network: monitor, clock, inhibits: ctx.inhibits, logger, ...(isLocal ? { options: { requireServerReachable: false } } : {}) }),
+        preCheck: createPreCheckStep({ ...system, product, config, network: monitor, clock, inhibits: ctx.inhibits, logger, ...(isLocal ? { options: { requireServerReachable: false } } : {}), ...(metered === undefined ? {} : { metered }) }),
         stage: createStageStep({ product: scratchProduct, config: scratchConfig, repository, clock, logger, progress: ctx.progress, limits: definedLimits(product.packageLimits) }),
         services: async () => {
           const s = await chooser();

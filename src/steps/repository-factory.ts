@@ -18,7 +18,8 @@ import type { ProductConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
-import { createDownloader } from '../net/download.js';
+import { createDownloader, type DownloadMeter } from '../net/download.js';
+import { createRateLimiter } from '../net/rate-limit.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
 import type { RetryPolicy } from '../net/retry.js';
 import { createLocalFolderRepository } from '../trust/local-folder-repository.js';
@@ -38,6 +39,8 @@ export interface RepositoryFactoryDeps {
   retry?: Partial<RetryPolicy>;
   limits?: Partial<TrustLimits>;
   userAgent?: string;
+  /** The product's metered-link policy (src/net/metered.ts): gates and counts every byte the repository fetches. */
+  meter?: DownloadMeter & { count(bytes: number): void };
 }
 
 /** An UpdateRepository that may own a connection pool. */
@@ -109,20 +112,36 @@ export function createRepositoryForProduct(product: ProductConfig, config: Confi
       userAgent: deps.userAgent ?? 'otad',
       logger,
     });
+  const maxRate = product.network.maxRateBps;
   const downloader = createDownloader({
     http,
     clock: deps.clock,
     logger,
     retry: { retries: config.server.retries, ...(deps.retry ?? {}) },
     // Judged over a 30 s window: short stalls (a robot passing an access point) are not failures.
-    minThroughput: { bytesPerSec: config.server.minThroughputBps, graceMs: 30_000 },
+    // Under a rate cap the floor is at most half the cap, so the throttle never trips it.
+    minThroughput: { bytesPerSec: maxRate > 0 ? Math.min(config.server.minThroughputBps, Math.floor(maxRate / 2)) : config.server.minThroughputBps, graceMs: 30_000 },
     deadlineMs: config.server.downloadDeadline,
     ...(deps.onThroughput === undefined ? {} : { onThroughput: deps.onThroughput }),
+    ...(maxRate > 0 ? { rateLimit: createRateLimiter({ bytesPerSec: maxRate }) } : {}),
+    ...(deps.meter === undefined ? {} : { meter: deps.meter }),
   });
+  const fetcher = metadataFetcherFromHttp(http);
+  const meter = deps.meter;
   const repo = createTufRepository({
     ...common,
     ...repositoryUrlsFor(product, config),
-    fetcher: metadataFetcherFromHttp(http),
+    ...(product.repository.mirrorUrl === undefined ? {} : { mirrorBaseUrl: mirrorUrlFor(product) }),
+    fetcher:
+      meter === undefined
+        ? fetcher
+        : {
+            async getBuffer(url, options) {
+              const body = await fetcher.getBuffer(url, options);
+              meter.count(body.length);
+              return body;
+            },
+          },
     downloader: targetDownloaderFromNet(downloader),
   });
   return {
@@ -133,6 +152,24 @@ export function createRepositoryForProduct(product: ProductConfig, config: Confi
       if (ownHttp) await http.close();
     },
   };
+}
+
+/** The product's mirror base URL (repository.mirrorUrl), checked: http(s) only. */
+export function mirrorUrlFor(product: ProductConfig): string {
+  const raw = product.repository.mirrorUrl!;
+  let url: URL;
+  try {
+    url = new URL(withSlash(raw));
+  } catch (cause) {
+    throw new OtaError('CONFIG_INVALID', `repository.mirrorUrl ${JSON.stringify(raw)} of product ${product.name} is not a URL; expected e.g. https://github.com/acme/robot-ai/releases/download/ota/`, {
+      cause,
+      details: { product: product.name, url: raw },
+    });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new OtaError('CONFIG_INVALID', `repository.mirrorUrl of product ${product.name} must be http: or https:, got ${url.protocol}`, { details: { product: product.name } });
+  }
+  return url.toString();
 }
 
 function withSlash(url: string): string {

@@ -48,6 +48,8 @@ export interface StagePorts {
    * signed bytes would be rejected again (PACKAGE_* codes are not retryable).
    */
   markBad?(version: string, reason: string, runId: string): void;
+  /** Told when a delta fell back to the full package, so the next check offers the package (check.ts deltaFellBack). */
+  onDeltaFallback?(version: string, fromVersion: string, code: string): void;
   /** Package caps (entries, bytes); defaults from src/package/limits.ts. */
   limits?: Partial<PackageLimits>;
   /** Free space kept beyond the package's unpacked size before extraction starts. Default 16 MiB. */
@@ -230,6 +232,7 @@ export function createStageStep(ports: StagePorts): StageStep {
       if (failure.category !== 'package' && failure.category !== 'trust') throw failure;
       // A delta that cannot give the signed tree: the full package can. Say so everywhere.
       await fs.rm(deltaPath, { force: true });
+      ports.onDeltaFallback?.(offer.version, delta.fromVersion, failure.code);
       const message = `delta from ${delta.fromVersion} not used: ${failure.code}: ${failure.message}; downloading the full package (${offer.package.length} bytes) instead`;
       log.warn(message, { code: failure.code, target: delta.target.name, ...(failure.details ?? {}) });
       ports.audit?.audit({ kind: 'delta-fallback', message, product: product.name, runId, details: { code: failure.code, target: delta.target.name, fromVersion: delta.fromVersion, ...(failure.details?.path !== undefined ? { path: failure.details.path } : {}) } });

@@ -29,6 +29,8 @@ import { mapTufError } from './error-map.js';
 import { persistAtomically } from './atomic-metadata.js';
 import { tooLargeError } from './fetch-ports.js';
 import { readGoldenRoot, readRoot } from './trusted-root.js';
+import { mirrorAssetUrl } from './mirror.js';
+import { redactUrl } from '../net/http-errors.js';
 import type { MetadataFetcher, TargetDownloader } from './ports.js';
 import { PASS_OVER_CODES, type DownloadOptions, type LatestReleaseOptions, type UpdateRepository, type VerifiedRelease } from './update-repository.js';
 
@@ -69,6 +71,12 @@ export interface TufRepositoryOptions {
   metadataBaseUrl: string;
   /** Where targets live (default: metadataBaseUrl's sibling `targets/`). */
   targetBaseUrl?: string;
+  /**
+   * A mirror with a flat layout (GitHub release assets, src/trust/mirror.ts): target downloads try
+   * it first and fall back to targetBaseUrl when it fails, saying so. Metadata and manifests always
+   * come from the server.
+   */
+  mirrorBaseUrl?: string;
   /** The golden copy of the trusted root: read-only, restores a damaged cache. */
   trustedRootPath: string;
   fetcher: MetadataFetcher;
@@ -345,6 +353,29 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     }
   }
 
+  /**
+   * The mirror first (Local → Server (manifest) → mirror (download)): null when it failed for any
+   * reason but a cancellation, after a warning and a `mirror-fallback` audit event; the caller then
+   * downloads from the server. A wrong file (length or hash) is discarded by the downloader, so the
+   * server's download starts from zero; a transfer cut short keeps its partial, which the server's
+   * download resumes (the final hash judges every byte, wherever it came from).
+   */
+  async function fromMirror(mirrorBaseUrl: string, target: TargetRef, request: Parameters<TargetDownloader['download']>[0]): Promise<Awaited<ReturnType<TargetDownloader['download']>> | null> {
+    const url = mirrorAssetUrl(mirrorBaseUrl, target.name);
+    try {
+      const result = await options.downloader.download({ ...request, url });
+      log.info('target downloaded from the mirror', { target: target.name, mirror: redactUrl(url), bytes: result.bytes });
+      return result;
+    } catch (error) {
+      const e = isOtaError(error) ? error : mapTufError(error);
+      if (e.code === 'CANCELLED' || e.category === 'precondition' || e.code === 'DISK_FULL') throw e;
+      const message = `mirror ${redactUrl(url)} did not give ${target.name}: ${e.code}: ${e.message}; downloading it from the server instead`;
+      log.warn(message, { target: target.name, code: e.code, mirror: redactUrl(url) });
+      options.audit?.audit({ kind: 'mirror-fallback', message, details: { target: target.name, code: e.code, mirror: redactUrl(url) } });
+      return null;
+    }
+  }
+
   return {
     refresh,
     verifyFile,
@@ -482,7 +513,9 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         };
         if (opts.signal !== undefined) request.signal = opts.signal;
         if (opts.onProgress !== undefined) request.onProgress = opts.onProgress;
-        const result = await options.downloader.download(request);
+        let result: Awaited<ReturnType<TargetDownloader['download']>> | null = null;
+        if (options.mirrorBaseUrl !== undefined) result = await fromMirror(options.mirrorBaseUrl, target, request);
+        result ??= await options.downloader.download(request);
         // Belt and braces: the downloader checked while writing; the file on disk is what gets extracted.
         await verifyFile(target, result.path);
         return { path: result.path };
@@ -490,7 +523,8 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         const mapped = isOtaError(error) ? error : mapTufError(error);
         // A cancelled or transient transfer keeps its partial file so the next attempt resumes
         // (the downloader re-hashes it first); a trust failure or anything final starts from nothing.
-        const resumable = mapped.code === 'CANCELLED' || (mapped.category === 'network' && mapped.retryable);
+        // A metered-link refusal (METERED_*) waits for a better link: its partial is kept too.
+        const resumable = mapped.code === 'CANCELLED' || mapped.category === 'precondition' || (mapped.category === 'network' && mapped.retryable);
         if (resumable) await fs.rm(dest, { force: true });
         else await removeDownload(dest);
         throw report(mapped, `target ${target.name}`);

@@ -114,6 +114,7 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
       RunId: 's',
       InstalledVersion: 's',
       OfferedVersion: 's',
+      OfferedDownloadBytes: 't',
       Progress: 'd',
       ProgressStep: 's',
       LastOutcome: 's',
@@ -122,6 +123,7 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
       Inhibited: 'b',
       Maintenance: 'b',
       AllowedEvents: 'as',
+      PreCheckReasons: 'as',
       LastDowntime: '(sddddddst)',
     });
     // No run has stopped services yet (the fake steps stop none): an empty struct, not a missing property.

@@ -10,6 +10,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CheckOutput, Offer } from '../../../machines/types.js';
 import { createPackage } from '../../../src/package/create.js';
 import { createTestRepo, type TestRepo } from '../../support/tuf-repo.js';
+import { Store } from '../../../src/store/store.js';
+import { deltaFallbackKey } from '../../../src/steps/check.js';
 import { createSandbox, publishRelease, treeHashes, writeTree, type Sandbox } from './check-stage-harness.js';
 
 /** 100 small files and one model: a 1 % change is one small file. */
@@ -134,6 +136,43 @@ describe('delta updates: publish, offer and stage against a real ota-server', ()
     expect(out.deltaFallback?.code).toBe('TRUST_HASH_MISMATCH');
     expect(await treeHashes(out.releaseDir)).toEqual(await treeHashes(path.join(repo.dir, 'src-1.1.0')));
     expect(robot.audit.events.some((e) => e.kind === 'delta-fallback' && e.details?.code === 'TRUST_HASH_MISMATCH')).toBe(true);
+  });
+
+  it('a delta that fell back is not offered again for that release: the next check offers and sizes the full package', async () => {
+    await publishRelease(repo, '1.0.0', { files: releaseFiles('1.0.0') });
+    await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
+    await install(robot, repo, '1.0.0');
+    // The state database and the wiring of the real step provider (src/steps/provider.ts).
+    const store = Store.open(path.join(repo.dir, 'robot-state.db'));
+    const wired = await createSandbox({
+      url: repo.url,
+      repoDir: repo.repoDir,
+      dir: path.join(repo.dir, 'robot'),
+      product: { preservedPaths: ['config'] },
+      stage: { onDeltaFallback: (version, from, code) => store.setValue(deltaFallbackKey('robot-ai', version, from), code) },
+      check: { deltaFellBack: (p, v, from) => store.getValue(deltaFallbackKey(p, v, from)) },
+    });
+    try {
+      const offer = await offerFor(wired, '1.0.0');
+      expect(offer.downloadBytes).toBe(offer.delta!.target.length);
+      const stored = path.join(repo.repoDir, 'targets', 'robot-ai', `${offer.delta!.target.sha256}.${path.posix.basename(offer.delta!.target.name)}`);
+      const bytes = await fs.readFile(stored);
+      bytes[bytes.length - 40] = bytes[bytes.length - 40]! ^ 0xff;
+      await fs.writeFile(stored, bytes);
+      const out = await wired.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal());
+      expect(out.deltaFallback?.code).toBe('TRUST_HASH_MISMATCH');
+      expect(store.getValue(deltaFallbackKey('robot-ai', '1.1.0', '1.0.0'))).toBe('TRUST_HASH_MISMATCH');
+
+      // The run did not install it (a later pre-check failed, the robot was turned off…): the next check.
+      const again = await offerFor(wired, '1.0.0');
+      expect(again.version).toBe('1.1.0');
+      expect(again.delta).toBeUndefined();
+      expect(again.downloadBytes).toBe(again.package.length);
+      expect(wired.logger.lines.some((e) => e.message === 'the delta from 1.0.0 fell back to the full package in an earlier run (TRUST_HASH_MISMATCH): offering the full package')).toBe(true);
+    } finally {
+      await wired.close();
+      store.close();
+    }
   });
 
   it('the size gate: a new model makes the delta bigger than 70 % of the package, so none is published and the offer is the full package', async () => {
