@@ -1,14 +1,15 @@
 /**
  * Safe extraction of a package into a fresh directory. The archive is scanned completely first;
- * only then does tar-fs write, and it writes only entries the same checker approves again, so a
+ * only then is it written (one more pass, see writeTree), and only entries the same checker approves again, so a
  * file swapped between the two passes is judged by the same rules (and caught by its changed hash).
  * Afterwards the tree on disk must equal the scan, the whole tree is made durable, and on any failure the
  * directory is removed completely: the caller sees a complete tree or nothing.
  */
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, readdir, readlink } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fchmodSync, futimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, readlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import * as tarFs from 'tar-fs';
+import * as tar from 'tar-stream';
 import { OtaError, toOtaError } from '../core/errors.js';
 import { readArchiveInto } from './archive-stream.js';
 import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js';
@@ -18,14 +19,6 @@ import { scanPackage, type PackageScan } from './scan.js';
 
 export interface ExtractResult extends PackageScan {
   destDir: string;
-}
-
-/** The tar-fs options we rely on; @types/tar-fs lags behind tar-fs 3 (chown, umask). */
-interface TarFsExtractOptions {
-  chown: boolean;
-  umask: number;
-  strict: boolean;
-  ignore: (name: string, header?: unknown) => boolean;
 }
 
 export async function extractPackage(
@@ -77,34 +70,148 @@ export async function extractScanned(
   }
 }
 
+/** Files are created fresh (never through an existing name or a symlink) and private until their mode is set. */
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW; // libuv adds O_CLOEXEC
+/** The writer gives the event loop back at least this often (the daemon keeps answering while staging). */
+const YIELD_EVERY_MS = 10;
+
+/**
+ * The writer: one pass of tar-stream over the archive (one gunzip), every header judged again by the
+ * entry checker before anything of it is written. The destination is fresh and ours, every name
+ * is normalised and its parents are directories this pass created (the checker refuses writing
+ * through a symlink or a file), and every file is opened with O_CREAT | O_EXCL | O_NOFOLLOW, so
+ * nothing is ever written through a name that already exists. Modes and mtimes are set on the
+ * open descriptor; directories stay 0700 until everything is written, then get their modes
+ * deepest first (a read-only directory in the package cannot block its own children).
+ *
+ * The file system calls are synchronous: through the libuv thread pool every small file costs
+ * a handful of round trips (open, write, chmod, utimes, close), each one a thread wake-up, and
+ * tar-fs did them one entry after another (with a stat chain per parent): 4000 small files took
+ * seconds there. Directly they cost only the system calls. The event loop is handed back every
+ * YIELD_EVERY_MS, so a long archive never blocks the daemon for more than that (plus one write).
+ */
 async function writeTree(file: string, destDir: string, limits: PackageLimits, scan: PackageScan, signal?: AbortSignal): Promise<void> {
   const checker = createEntryChecker(limits);
+  const made = new Set<string>(['']);
+  const dirs: Array<{ rel: string; mode: number; mtime: Date | undefined }> = [];
   let rejected: unknown;
-  const options: TarFsExtractOptions = {
-    chown: false, // the robot's service user owns the release, never uids from the archive
-    umask: 0, // modes as packaged; tar-fs itself always masks to 0o777 (no special bits)
-    strict: true,
-    ignore: (_name, header) => {
-      if (rejected !== undefined) return true;
-      try {
-        checker.check(header as HeaderLike);
-        return false;
-      } catch (error) {
-        rejected = error;
-        // Destroyed without an error: the entry stream tar-fs holds has no error listener, and the
-        // verdict travels through `rejected` instead.
-        extract.destroy();
-        return true;
-      }
-    },
+  let lastYield = performance.now();
+  /** The file being written, closed here if the pipeline stops in the middle of it. */
+  let current: number | undefined;
+  const extract = tar.extract();
+
+  const ensureDir = (rel: string): void => {
+    if (made.has(rel)) return;
+    const slash = rel.lastIndexOf('/');
+    if (slash > 0) ensureDir(rel.slice(0, slash));
+    mkdirSync(join(destDir, rel), 0o700);
+    made.add(rel);
+    // A parent the archive only implies gets 0755 (as tar and tar-fs give it); a later entry for it may change that.
+    dirs.push({ rel, mode: 0o755, mtime: undefined });
   };
-  const extract = tarFs.extract(destDir, options as unknown as tarFs.ExtractOptions);
-  const read = await readArchiveInto(file, extract, limits, () => rejected, signal);
+  const fail = (error: unknown): void => {
+    rejected ??= error;
+    extract.destroy(error as Error);
+  };
+  const proceed = (next: () => void): void => {
+    if (performance.now() - lastYield < YIELD_EVERY_MS) return next();
+    setImmediate(() => {
+      lastYield = performance.now();
+      next();
+    });
+  };
+
+  extract.on('entry', (header, stream, next) => {
+    // Destroying the parser destroys the current entry stream too: its error is already ours.
+    stream.on('error', () => {});
+    if (rejected !== undefined) return stream.resume();
+    let fd: number | undefined;
+    try {
+      const entry = checker.check(header);
+      const slash = entry.path.lastIndexOf('/');
+      if (slash > 0) ensureDir(entry.path.slice(0, slash));
+      const abs = join(destDir, entry.path);
+      if (entry.type === 'directory') {
+        if (entry.path === '') dirs.push({ rel: '', mode: entry.mode, mtime: header.mtime });
+        else if (made.has(entry.path)) {
+          const implied = dirs.find((d) => d.rel === entry.path)!;
+          implied.mode = entry.mode;
+          implied.mtime = header.mtime;
+        } else {
+          mkdirSync(abs, 0o700);
+          made.add(entry.path);
+          dirs.push({ rel: entry.path, mode: entry.mode, mtime: header.mtime });
+        }
+      } else if (entry.type === 'symlink') {
+        symlinkSync(entry.linkname!, abs);
+      } else {
+        const opened = openSync(abs, CREATE_FLAGS, 0o600);
+        fd = opened;
+        current = opened;
+        const mtime = header.mtime;
+        stream.on('data', (data: unknown) => {
+          const chunk = data as Buffer;
+          try {
+            for (let off = 0; off < chunk.length; ) off += writeSync(opened, chunk, off, chunk.length - off);
+          } catch (error) {
+            current = undefined;
+            closeQuietly(opened);
+            fail(error);
+          }
+        });
+        stream.on('end', () => {
+          if (rejected !== undefined) return;
+          try {
+            fchmodSync(opened, entry.mode);
+            if (mtime !== undefined) futimesSync(opened, mtime, mtime);
+            current = undefined;
+            closeSync(opened);
+          } catch (error) {
+            closeQuietly(opened);
+            fail(error);
+            return;
+          }
+          proceed(next);
+        });
+        return;
+      }
+    } catch (error) {
+      if (fd !== undefined) closeQuietly(fd);
+      current = undefined;
+      stream.resume();
+      fail(error);
+      return;
+    }
+    stream.on('end', () => proceed(next));
+    stream.resume();
+  });
+
+  let read;
+  try {
+    read = await readArchiveInto(file, extract, limits, () => rejected, signal);
+  } finally {
+    if (current !== undefined) closeQuietly(current);
+  }
   checker.finish();
   if (read.sha256 !== scan.sha256) {
     throw new OtaError('PACKAGE_CORRUPT', `package ${file} changed between scan and extraction (sha256 ${scan.sha256} then ${read.sha256})`, {
       details: { file, scanned: scan.sha256, extracted: read.sha256 },
     });
+  }
+  // Deepest first: children of a directory get their modes before it may become read-only.
+  dirs.sort((a, b) => b.rel.split('/').length - a.rel.split('/').length);
+  for (const d of dirs) {
+    const abs = d.rel === '' ? destDir : join(destDir, d.rel);
+    await chmod(abs, d.mode);
+    if (d.mtime !== undefined) await utimes(abs, d.mtime, d.mtime);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed or never usable: the failure that led here is the one reported
   }
 }
 
