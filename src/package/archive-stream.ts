@@ -1,7 +1,7 @@
 /**
  * The read side every package pass shares: file → SHA-256 of the compressed bytes → gunzip → a
  * counter that stops the stream at the inflated-size cap and checks the end-of-archive marker.
- * Whoever consumes the tar bytes (the scanner or tar-fs) sits at the end of the same pipeline.
+ * Whoever consumes the tar bytes (the scanner, the extractor's writer, the indexer) sits at the end of the same pipeline.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

@@ -1,9 +1,10 @@
 /**
- * Safe extraction of a package into a fresh directory. The archive is scanned completely first;
- * only then is it written (one more pass, see writeTree), and only entries the same checker approves again, so a
- * file swapped between the two passes is judged by the same rules (and caught by its changed hash).
- * Afterwards the tree on disk must equal the scan, the whole tree is made durable, and on any failure the
- * directory is removed completely: the caller sees a complete tree or nothing.
+ * Safe extraction of a package into a fresh directory. extractPackage judges and writes in one
+ * pass (one gunzip); extractScanned writes a file a caller already scanned, judging every entry
+ * again with the same checker, so a file swapped between the two passes is judged by the same
+ * rules (and caught by its changed hash). Afterwards the tree on disk must equal what was judged,
+ * the whole tree is made durable, and on any failure the directory is removed completely: the
+ * caller sees a complete tree or nothing.
  */
 import { execFile } from 'node:child_process';
 import { closeSync, constants as fsConstants, fchmodSync, futimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { readArchiveInto } from './archive-stream.js';
 import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, type EntryType, type HeaderLike } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
-import { scanPackage, type PackageScan } from './scan.js';
+import { toScanFile, type PackageScan, type PackageScanFile } from './scan.js';
 
 export interface ExtractResult extends PackageScan {
   destDir: string;
@@ -27,13 +28,15 @@ export async function extractPackage(
   limits?: Partial<PackageLimits>,
   signal?: AbortSignal,
 ): Promise<ExtractResult> {
-  const resolved = resolveLimits(limits);
-  const scan = await scanPackage(file, resolved, signal);
-  return extractScanned(file, destDir, scan, resolved, signal);
+  // One pass: the archive is judged and written together (one gunzip, one read). Writing before
+  // the last entry is judged is safe: every entry is checked before any byte of it is written,
+  // nothing is written through a symlink or an existing name, and on any failure the fresh
+  // destination is removed whole.
+  return extractInto(file, destDir, resolveLimits(limits), null, signal);
 }
 
 /**
- * The second half of extractPackage, for a file already scanned (`scan` must be its scan). Every
+ * For a file already scanned (`scan` must be its scan; the stager checks the signed hash and the free space in between). Every
  * header is judged again while writing and the file's hash must equal the scanned one, so a file
  * replaced after its scan is stopped at its first bad entry and never accepted.
  */
@@ -44,7 +47,10 @@ export async function extractScanned(
   limits?: Partial<PackageLimits>,
   signal?: AbortSignal,
 ): Promise<ExtractResult> {
-  const resolved = resolveLimits(limits);
+  return extractInto(file, destDir, resolveLimits(limits), scan, signal);
+}
+
+async function extractInto(file: string, destDir: string, resolved: PackageLimits, scanned: PackageScan | null, signal?: AbortSignal): Promise<ExtractResult> {
   throwIfAborted(signal, `extracting package ${file}`);
 
   await mkdir(dirname(destDir), { recursive: true }).catch((error: unknown) => {
@@ -60,10 +66,15 @@ export async function extractScanned(
   }
 
   try {
-    await writeTree(file, destDir, resolved, scan, signal);
+    const scan = await writeTree(file, destDir, resolved, signal);
+    if (scanned !== null && scan.sha256 !== scanned.sha256) {
+      throw new OtaError('PACKAGE_CORRUPT', `package ${file} changed between scan and extraction (sha256 ${scanned.sha256} then ${scan.sha256})`, {
+        details: { file, scanned: scanned.sha256, extracted: scan.sha256 },
+      });
+    }
     await verifyAndSync(destDir, scan);
     await fsyncDir(dirname(destDir));
-    return { ...scan, destDir };
+    return { ...(scanned ?? scan), destDir };
   } catch (error) {
     await removeTree(destDir).catch(() => {});
     throw toOtaError(error, 'IO_FAILED', `extracting package ${file} into ${destDir}`, { file, destDir });
@@ -90,8 +101,9 @@ const YIELD_EVERY_MS = 10;
  * seconds there. Directly they cost only the system calls. The event loop is handed back every
  * YIELD_EVERY_MS, so a long archive never blocks the daemon for more than that (plus one write).
  */
-async function writeTree(file: string, destDir: string, limits: PackageLimits, scan: PackageScan, signal?: AbortSignal): Promise<void> {
+async function writeTree(file: string, destDir: string, limits: PackageLimits, signal?: AbortSignal): Promise<PackageScan> {
   const checker = createEntryChecker(limits);
+  const files: PackageScanFile[] = [];
   const made = new Set<string>(['']);
   const dirs: Array<{ rel: string; mode: number; mtime: Date | undefined }> = [];
   let rejected: unknown;
@@ -128,6 +140,7 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
     let fd: number | undefined;
     try {
       const entry = checker.check(header);
+      if (entry.path !== '') files.push(toScanFile(entry));
       const slash = entry.path.lastIndexOf('/');
       if (slash > 0) ensureDir(entry.path.slice(0, slash));
       const abs = join(destDir, entry.path);
@@ -193,11 +206,6 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
     if (current !== undefined) closeQuietly(current);
   }
   checker.finish();
-  if (read.sha256 !== scan.sha256) {
-    throw new OtaError('PACKAGE_CORRUPT', `package ${file} changed between scan and extraction (sha256 ${scan.sha256} then ${read.sha256})`, {
-      details: { file, scanned: scan.sha256, extracted: read.sha256 },
-    });
-  }
   // Deepest first: children of a directory get their modes before it may become read-only.
   dirs.sort((a, b) => b.rel.split('/').length - a.rel.split('/').length);
   for (const d of dirs) {
@@ -205,6 +213,7 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
     await chmod(abs, d.mode);
     if (d.mtime !== undefined) await utimes(abs, d.mtime, d.mtime);
   }
+  return { entries: checker.entries, totalBytes: checker.totalBytes, files, sha256: read.sha256, captured: {} };
 }
 
 function closeQuietly(fd: number): void {
@@ -222,8 +231,8 @@ interface OnDisk {
 }
 
 /**
- * The tree must hold exactly what the scan listed (plus the parents tar-fs creates for entries
- * listed without their directory). Then the whole tree is made durable
+ * The tree must hold exactly what the archive listed (plus the parents the writer creates for
+ * entries listed without their directory). Then the whole tree is made durable
  * (syncTree) before anyone switches to it.
  */
 async function verifyAndSync(destDir: string, scan: PackageScan): Promise<void> {
