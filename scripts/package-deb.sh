@@ -92,7 +92,7 @@ build_one() {
     readelf -h "$so" | grep -q "Machine:.*$machine" || { echo "package-deb: $so is not a $machine ELF: $(file -b "$so")" >&2; exit 1; }
     echo "package-deb: $arch ${so#"$app/node_modules/"}: $(file -b "$so" | cut -d, -f1-2)"
   done
-  # Prebuilt addons of the bare-* modules are for the Bare runtime (tar-fs loads bare-fs only
+  # Prebuilt addons of the bare-* modules are for the Bare runtime (tar-stream loads bare-fs only
   # under Bare), for a dozen platforms: never loaded by Node. Repository and linter files go too.
   rm -rf "$app"/node_modules/bare-*/prebuilds
   find "$app/node_modules" \( -name '.github' -o -name '*.map' -o -name '.npmignore' -o -name '.eslintrc*' -o -name 'eslint.config.*' -o -name '.gitattributes' -o -name '.gitignore' -o -name '.travis.yml' \) -prune -exec rm -rf {} +

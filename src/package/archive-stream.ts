@@ -1,7 +1,7 @@
 /**
  * The read side every package pass shares: file → SHA-256 of the compressed bytes → gunzip → a
  * counter that stops the stream at the inflated-size cap and checks the end-of-archive marker.
- * Whoever consumes the tar bytes (the scanner or tar-fs) sits at the end of the same pipeline.
+ * Whoever consumes the tar bytes (the scanner, the extractor's writer, the indexer) sits at the end of the same pipeline.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -44,7 +44,9 @@ export async function readArchiveInto(
   const compressedSize = await stat(file).then((st) => st.size).catch(() => 0);
   const ratioCap = ratioCapBytes(limits, compressedSize);
   const counter = new InflatedCounter(maxInflatedBytes(limits), ratioCap, limits.maxCompressionRatio, compressedSize);
-  const stages = [createReadStream(file), hasher, createGunzip(), counter, sink] as const;
+  // 1 MiB reads: at the default 64 KiB (16 KiB for some streams) the per-chunk cost of hash, gunzip
+  // and tar parsing dominates.
+  const stages = [createReadStream(file, { highWaterMark: 1 << 20 }), hasher, createGunzip(), counter, sink] as const;
   // pipeline() reports the first error; a stage destroyed later still emits one, and an 'error'
   // without a listener would crash the daemon. Every stage gets a listener that only swallows.
   for (const stage of stages) (stage as NodeJS.EventEmitter).on('error', ignore);
@@ -98,7 +100,8 @@ class InflatedCounter extends Transform {
       cb(this.error);
       return;
     }
-    this.tail = Buffer.concat([this.tail, chunk]).subarray(-1024);
+    // Only the last 1 KiB is kept; a large chunk is not copied whole.
+    this.tail = chunk.length >= 1024 ? Buffer.from(chunk.subarray(chunk.length - 1024)) : Buffer.concat([this.tail, chunk]).subarray(-1024);
     cb(null, chunk);
   }
 

@@ -74,7 +74,7 @@ export async function scanPackage(file: string, limits?: Partial<PackageLimits>,
   return { entries: checker.entries, totalBytes: checker.totalBytes, files, sha256: read.sha256, captured };
 }
 
-function toScanFile(entry: CheckedEntry): PackageScanFile {
+export function toScanFile(entry: CheckedEntry): PackageScanFile {
   const file: PackageScanFile = { path: entry.path, size: entry.size, mode: entry.mode, type: entry.type };
   if (entry.linkname !== undefined) file.linkname = entry.linkname;
   return file;

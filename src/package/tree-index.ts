@@ -10,8 +10,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { constants as fsConstants, createWriteStream } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, readdir, readlink, rename, symlink } from 'node:fs/promises';
+import { chmodSync, constants as fsConstants, createWriteStream, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
+import { copyFile, lstat, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -317,15 +317,19 @@ export async function assembleRelease(opts: {
   await mkdir(destDir, { mode: 0o700 });
   const result: AssembleResult = { fromDelta: 0, copied: 0, copiedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
+  // Metadata calls are made directly (each one through the thread pool would cost a wake-up,
+  // one entry after another); the event loop is handed back every few milliseconds.
+  const pace = pacer();
   for (const e of index.entries) {
+    await pace();
     const dest = join(destDir, e.path);
-    if (e.type === 'directory') await mkdir(dest, { mode: 0o700 });
-    else if (e.type === 'symlink') await symlink(e.linkname!, dest);
+    if (e.type === 'directory') mkdirSync(dest, 0o700);
+    else if (e.type === 'symlink') symlinkSync(e.linkname!, dest);
     else {
       const carried = join(deltaFilesDir, e.path);
-      const st = await lstat(carried).catch(() => null);
-      if (st !== null && st.isFile()) {
-        await rename(carried, dest);
+      const st = lstatSync(carried, { throwIfNoEntry: false });
+      if (st !== undefined && st.isFile()) {
+        renameSync(carried, dest);
         result.fromDelta += 1;
       } else copies.push(e);
     }
@@ -358,10 +362,32 @@ export async function assembleRelease(opts: {
 
 /** Modes from the index, directories deepest first so a read-only directory is set after its children. */
 async function applyModes(destDir: string, index: TreeIndex): Promise<void> {
-  for (const e of index.entries) if (e.type === 'file') await chmod(join(destDir, e.path), e.mode!);
+  const pace = pacer();
+  for (const e of index.entries) {
+    if (e.type !== 'file') continue;
+    await pace();
+    chmodSync(join(destDir, e.path), e.mode!);
+  }
   const dirs = index.entries.filter((e) => e.type === 'directory').reverse();
-  for (const e of dirs) await chmod(join(destDir, e.path), e.mode ?? 0o755);
-  await chmod(destDir, 0o755);
+  for (const e of dirs) {
+    await pace();
+    chmodSync(join(destDir, e.path), e.mode ?? 0o755);
+  }
+  chmodSync(destDir, 0o755);
+}
+
+/**
+ * For loops of direct (synchronous) file system calls: the returned function resolves at once,
+ * except every PACE_MS, when it waits for the event loop to run (the daemon keeps answering).
+ */
+const PACE_MS = 10;
+function pacer(): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < PACE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    last = performance.now();
+  };
 }
 
 /**
@@ -382,11 +408,14 @@ export async function verifyTree(
   const files: TreeIndexEntry[] = [];
   const dirs: string[] = [];
   const seen = new Set<string>();
+  // The walk calls lstat directly (see pacer): one thread-pool round trip per entry, one entry after another, was most of its time.
+  const pace = pacer();
   async function visit(rel: string): Promise<void> {
     const abs = rel === '' ? dir : join(dir, rel);
-    for (const name of await readdir(abs)) {
+    for (const name of readdirSync(abs)) {
+      await pace();
       const childRel = rel === '' ? name : `${rel}/${name}`;
-      const st = await lstat(join(dir, childRel));
+      const st = lstatSync(join(dir, childRel));
       const e = want.get(childRel);
       if (e === undefined) throw treeMismatch(childRel, 'is on disk but not in the signed index');
       const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
@@ -405,7 +434,7 @@ export async function verifyTree(
         }
         if (st.size !== e.size) throw treeMismatch(childRel, `is ${st.size} bytes on disk, ${e.size} in the signed index`);
         files.push(e);
-      } else if ((await readlink(join(dir, childRel))) !== e.linkname) {
+      } else if (readlinkSync(join(dir, childRel)) !== e.linkname) {
         throw treeMismatch(childRel, `points somewhere other than "${e.linkname ?? ''}" on disk`);
       }
     }

@@ -142,7 +142,7 @@ export function createStageStep(ports: StagePorts): StageStep {
       ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
       await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
       // The package is what was signed, and so is the index: the two must describe the same tree.
-      // (extractScanned already fsynced every file and directory.)
+      // (extractScanned already made the whole tree durable.)
       if (index !== null) await verifyTree(releaseDir, index, signal, new Set(), 'none');
       ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: index !== null ? 'unpacked and verified against the signed tree index' : 'unpacked and verified' });
       log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes, via: 'package', indexVerified: index !== null });
