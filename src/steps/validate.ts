@@ -103,8 +103,9 @@ async function startServicesAgain(ports: ExecutionPorts, services: ResolvedServi
   if (ports.simulation && services.units.length > 0) {
     log.warn(`SIMULATION MODE: NOT starting services ${services.units.join(', ')} before the restarted validation`, { simulation: true, units: services.units });
   } else {
+    let unit: string | undefined;
     try {
-      for (const unit of services.units) {
+      for (unit of services.units) {
         if (await services.manager.isActive(unit)) {
           runningUnits.push(unit);
           continue;
@@ -114,7 +115,7 @@ async function startServicesAgain(ports: ExecutionPorts, services: ResolvedServi
         log.info('service started for the restarted validation', { unit });
       }
     } catch (error) {
-      throw restartedError(toOtaError(error, 'SERVICE_FAILED', `starting the services of ${ports.product.name} ${input.applied.version} again`), summary());
+      throw restartedError(toOtaError(error, 'SERVICE_FAILED', `starting the services of ${ports.product.name} ${input.applied.version} again`), summary(), `${unit ?? 'a unit'} could not be started`);
     }
   }
   const restarted = summary();
@@ -133,9 +134,9 @@ function describeUnits(r: RestartedValidation): string {
 }
 
 /** The failure of a restarted validation says so, and carries what was started and when the probation started over. */
-function restartedError(error: unknown, restarted: RestartedValidation): OtaError {
+function restartedError(error: unknown, restarted: RestartedValidation, what = describeUnits(restarted)): OtaError {
   const e = toOtaError(error, 'HEALTH_CHECK_FAILED', 'validation');
-  return new OtaError(e.code, `${e.message} (validation restarted after otad was interrupted in ${restarted.interruptedIn}; ${describeUnits(restarted)})`, {
+  return new OtaError(e.code, `${e.message} (validation restarted after otad was interrupted in ${restarted.interruptedIn}; ${what})`, {
     details: { ...(e.details ?? {}), restarted },
     cause: e,
     retryable: e.retryable,
