@@ -270,6 +270,8 @@ export interface RestartedValidation {
   runningUnits: string[];
   /** When the services were up and the probation (the product's full timing) started over. */
   probationFrom: number;
+  /** Simulation mode: no service was started or looked at. */
+  simulation?: true;
 }
 
 export interface ValidateOutput {

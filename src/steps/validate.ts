@@ -99,8 +99,9 @@ async function startServicesAgain(ports: ExecutionPorts, services: ResolvedServi
   const resumed = input.resumed as NonNullable<ValidateInput['resumed']>;
   const startedUnits: string[] = [];
   const runningUnits: string[] = [];
-  const summary = (): RestartedValidation => ({ ...resumed, startedUnits, runningUnits, probationFrom: ports.clock.now() });
-  if (ports.simulation && services.units.length > 0) {
+  const simulated = ports.simulation && services.units.length > 0;
+  const summary = (): RestartedValidation => ({ ...resumed, startedUnits, runningUnits, probationFrom: ports.clock.now(), ...(simulated ? { simulation: true as const } : {}) });
+  if (simulated) {
     log.warn(`SIMULATION MODE: NOT starting services ${services.units.join(', ')} before the restarted validation`, { simulation: true, units: services.units });
   } else {
     let unit: string | undefined;
@@ -127,6 +128,7 @@ async function startServicesAgain(ports: ExecutionPorts, services: ResolvedServi
 }
 
 function describeUnits(r: RestartedValidation): string {
+  if (r.simulation) return 'simulation mode: no service was started';
   const parts: string[] = [];
   if (r.startedUnits.length > 0) parts.push(`started ${r.startedUnits.join(', ')}`);
   if (r.runningUnits.length > 0) parts.push(`${r.runningUnits.join(', ')} already running`);
