@@ -239,17 +239,46 @@ export interface StageOutput {
   stagedAhead?: boolean;
 }
 
-export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null };
+/**
+ * Set by the daemon (never by the machine) on the apply or validate step it runs again after otad
+ * restarted in the middle of that run: the services may have died with otad and must be started
+ * again before the release is judged.
+ */
+export interface ResumedStep {
+  /** The state the run was in when otad stopped: apply (after the switch) or validate. */
+  interruptedIn: 'apply' | 'validate';
+  /** When otad restored the run (ms since the epoch). */
+  restoredAt: number;
+}
+
+export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null; resumed?: ResumedStep };
 export interface ApplyOutput {
   fromRelease: string | null;
   toRelease: string;
   version: string;
 }
 
-export type ValidateInput = StepBase & { offer: Offer; applied: ApplyOutput };
+export type ValidateInput = StepBase & { offer: Offer; applied: ApplyOutput; resumed?: ResumedStep };
+
+/** A validation that started over after otad was interrupted (ValidateOutput.restarted, and the error details of one that failed). */
+export interface RestartedValidation {
+  interruptedIn: 'apply' | 'validate';
+  restoredAt: number;
+  /** Units that were not running and that this validation started, in start order. */
+  startedUnits: string[];
+  /** Units already running when it looked (started at otad start, or by systemd). */
+  runningUnits: string[];
+  /** When the services were up and the probation (the product's full timing) started over. */
+  probationFrom: number;
+  /** Simulation mode: no service was started or looked at. */
+  simulation?: true;
+}
+
 export interface ValidateOutput {
   healthy: true;
   checks: Array<{ name: string; ok: boolean; detail?: string }>;
+  /** Present when this validation restarted after an interruption. */
+  restarted?: RestartedValidation;
 }
 
 export type CommitInput = StepBase & { offer: Offer; applied: ApplyOutput };

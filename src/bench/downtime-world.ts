@@ -56,13 +56,13 @@ export interface DowntimeWorld {
   stateDir: string;
   appPort: number;
   serverUrl: string;
-  /** otad's REST API, with a control token. */
-  app: ApiClient;
-  apiUrl: string;
+  /** otad's REST API, with a control token (a new one after startOtad: the port is picked again). */
+  readonly app: ApiClient;
+  readonly apiUrl: string;
   units: ReturnType<typeof createProcessServiceManager>;
   /** The product's process unit command, as otad runs it. */
   unitCommand: string[];
-  publish(version: string, opts?: { broken?: boolean }): Promise<void>;
+  publish(version: string, opts?: { broken?: boolean; startDelayMs?: number; postApplySleepS?: number }): Promise<void>;
   status(): Promise<ProductStatus>;
   /** CHECK_NOW, UPDATE_NOW on the offer, then until idle with an outcome; returns that status. */
   update(expectVersion: string): Promise<ProductStatus>;
@@ -74,6 +74,10 @@ export interface DowntimeWorld {
   otadLog(): string;
   /** SIGTERM to otad and wait for it to exit; the product's process keeps running (it is detached). */
   stopOtad(): Promise<void>;
+  /** What a power cut does to the processes: SIGKILL otad and the product's service together, and wait until both are gone. */
+  killOtadAndService(): Promise<void>;
+  /** Start otad again on the same state (after stopOtad or killOtadAndService) and wait for its API. */
+  startOtad(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -161,15 +165,40 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
       }),
     );
 
-    const child = spawn(process.execPath, [otadEntry, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTA_CONFIG: configPath } });
-    otad = child;
-    child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
-    child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
     const apiFile = join(paths.state, 'api.json');
-    await waitFor('otad to write api.json', async () => existsSync(apiFile) || child.exitCode !== null, 60_000);
-    if (child.exitCode !== null) throw new Error(`otad exited early (${child.exitCode}):\n${log}`);
-    const apiUrl = (JSON.parse(readFileSync(apiFile, 'utf8')) as { url: string }).url;
-    const app = new ApiClient(apiUrl, CONTROL_TOKEN);
+    let app: ApiClient | null = null;
+    let apiUrl = '';
+    const startOtad = async (): Promise<void> => {
+      // The api.json of an otad that was killed stays behind: wait for the new one.
+      rmSync(apiFile, { force: true });
+      const child = spawn(process.execPath, [otadEntry, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTA_CONFIG: configPath } });
+      otad = child;
+      child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
+      child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+      await waitFor('otad to write api.json', async () => existsSync(apiFile) || child.exitCode !== null, 60_000);
+      if (child.exitCode !== null) throw new Error(`otad exited early (${child.exitCode}):\n${log}`);
+      apiUrl = (JSON.parse(readFileSync(apiFile, 'utf8')) as { url: string }).url;
+      app = new ApiClient(apiUrl, CONTROL_TOKEN);
+    };
+    const killOtadAndService = async (): Promise<void> => {
+      const pidFile = join(paths.state, 'services', PRODUCT, `${PRODUCT}.pid`);
+      const service = existsSync(pidFile) ? (JSON.parse(readFileSync(pidFile, 'utf8')) as { pid: number }).pid : null;
+      const child = otad;
+      if (child !== null && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      if (service !== null) {
+        try {
+          process.kill(-service, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+        await waitFor('the service to die', async () => !(await units.isActive(PRODUCT)), 30_000);
+      }
+    };
+    await startOtad();
     const health = async (): Promise<{ ok: boolean; version: string } | null> => {
       try {
         const res = await fetch(`http://127.0.0.1:${appPort}/health`, { signal: AbortSignal.timeout(2000) });
@@ -180,7 +209,8 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
     };
     // otad starts the product's process unit when it starts.
     await waitFor('robot-ai 1.0.0 to answer', health, 60_000);
-    const status = async (): Promise<ProductStatus> => (await app.request<DaemonStatus>('GET', '/api/v1/status')).products[0]!;
+    const api = (): ApiClient => app as ApiClient;
+    const status = async (): Promise<ProductStatus> => (await api().request<DaemonStatus>('GET', '/api/v1/status')).products[0]!;
     await waitFor('otad to be idle', async () => (await status()).state === 'idle', 60_000);
 
     return {
@@ -189,32 +219,36 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
       stateDir: paths.state,
       appPort,
       serverUrl: url,
-      app,
-      apiUrl,
+      get app() {
+        return api();
+      },
+      get apiUrl() {
+        return apiUrl;
+      },
       units,
       unitCommand,
       async publish(version, opts = {}) {
         const dir = join(paths.build, version);
-        writeSampleRelease(dir, { version, notes: `robot-ai ${version}`, ...(opts.broken ? { broken: true } : {}) }, appPort);
+        writeSampleRelease(dir, { version, notes: `robot-ai ${version}`, ...opts }, appPort);
         await publisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
         await publisher.publish();
       },
       status,
       async update(expectVersion) {
         const before = (await status()).runId;
-        await app.request('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
+        await api().request('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
         const offered = await waitFor(`the offer of ${expectVersion}`, async () => {
           const s = await status();
           return s.state === 'awaitingChoice' ? s : null;
         });
         if (offered.offeredVersion !== expectVersion) throw new Error(`otad offered ${offered.offeredVersion}, not ${expectVersion}`);
-        await app.request('POST', '/api/v1/events', { product: PRODUCT, type: 'UPDATE_NOW' });
+        await api().request('POST', '/api/v1/events', { product: PRODUCT, type: 'UPDATE_NOW' });
         return waitFor('the run to end', async () => {
           const s = await status();
           return s.state === 'idle' && s.runId !== before && s.lastOutcome !== null ? s : null;
         });
       },
-      history: () => app.request('GET', `/api/v1/history?product=${PRODUCT}`),
+      history: () => api().request('GET', `/api/v1/history?product=${PRODUCT}`),
       async operator<T>(route: string) {
         const res = await fetch(`${url}${route}`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
         if (!res.ok) throw new Error(`${route}: ${res.status} ${await res.text()}`);
@@ -223,6 +257,8 @@ export async function startDowntimeWorld(options: WorldOptions = {}): Promise<Do
       health,
       otadLog: () => log + (existsSync(join(root, 'otad.log')) ? readFileSync(join(root, 'otad.log'), 'utf8') : ''),
       stopOtad,
+      killOtadAndService,
+      startOtad,
       close,
     };
   } catch (error) {

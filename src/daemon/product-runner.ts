@@ -128,6 +128,12 @@ export class ProductRunner {
    */
   private announced: Announcement[] = [];
   recovery: RecoveryDecision | null = null;
+  /**
+   * A run restored in apply (after the switch) or validate: its apply and validate steps are told
+   * so (their input's `resumed`), so the validation starts the services again and gives them their
+   * start-up allowance from then before it judges the release. Cleared once validate has started.
+   */
+  private resumed: { runId: string; interruptedIn: 'apply' | 'validate'; restoredAt: number } | null = null;
 
   constructor(private readonly deps: ProductRunnerDeps) {
     this.product = deps.product;
@@ -207,6 +213,9 @@ export class ProductRunner {
         this.savedState = row.state;
         this.lastContextJson = JSON.stringify(savedContext);
         this.startContext = savedContext as UpdateContext | null;
+        if (decision.action === 'rerun' && row.runId && (row.state === 'apply' || row.state === 'validate')) {
+          this.resumed = { runId: row.runId, interruptedIn: row.state, restoredAt: now };
+        }
         this.actor = this.createActor({ snapshot: row.snapshot });
         this.actor.start();
         log.info('restored saved state', { state: row.state, action: decision.action, reason: decision.reason, runId: row.runId });
@@ -328,8 +337,9 @@ export class ProductRunner {
         // whose transition could not be written waits until the retry has written it.
         await this.untilSaved(signal);
         const step = this.stepsOf((input as { runId: string }).runId)[name] as (i: typeof input, s: AbortSignal) => Promise<Awaited<ReturnType<Steps[K]>>>;
+        const stepInput = this.withResumed(name, input);
         try {
-          const result = await step(input, signal);
+          const result = await step(stepInput, signal);
           return { result, at: this.deps.clock.now() };
         } catch (error) {
           const failure: StepFailure = { error: toErrorData(error), at: this.deps.clock.now() };
@@ -340,6 +350,19 @@ export class ProductRunner {
     const actors: Record<string, ReturnType<typeof make>> = {};
     for (const name of STEP_NAMES) actors[name] = make(name);
     return actors as never;
+  }
+
+  /** The input of apply or validate in a run restored after otad's restart carries `resumed`. */
+  private withResumed<I>(name: StepName, input: I): I {
+    const resumed = this.resumed;
+    if (resumed === null || (name !== 'apply' && name !== 'validate')) return input;
+    if ((input as { runId?: string }).runId !== resumed.runId) {
+      this.resumed = null;
+      return input;
+    }
+    // The validation that follows a resumed apply is the restarted one too; after it, none.
+    if (name === 'validate') this.resumed = null;
+    return { ...input, resumed: { interruptedIn: resumed.interruptedIn, restoredAt: resumed.restoredAt } };
   }
 
   /** The steps of run `runId`: the set pinned when it started, or (a restored run) the current one. */

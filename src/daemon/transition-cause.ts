@@ -7,7 +7,7 @@
  */
 import type { UpdateContext } from '../../machines/types.js';
 
-type CauseContext = Pick<UpdateContext, 'offer' | 'error' | 'installedVersion' | 'preCheckReasons' | 'lastOutcome'>;
+type CauseContext = Pick<UpdateContext, 'offer' | 'error' | 'installedVersion' | 'preCheckReasons' | 'lastOutcome'> & Partial<Pick<UpdateContext, 'artifacts'>>;
 
 /** Events an operator or app sends, as they are named in the API. */
 const SENT_EVENTS: Record<string, string> = {
@@ -39,8 +39,10 @@ function stepDone(step: string, to: string, ctx: CauseContext): string {
       return `${version ?? 'the release'} downloaded, verified and staged`;
     case 'apply':
       return `switched to ${version ?? 'the new release'} and restarted its services`;
-    case 'validate':
-      return 'health checks passed';
+    case 'validate': {
+      const restarted = ctx.artifacts?.validation?.restarted;
+      return restarted ? `health checks passed (validation restarted after otad was interrupted in ${restarted.interruptedIn})` : 'health checks passed';
+    }
     case 'commit':
       // The run is closed by now: the committed release is the installed one.
       return `${version ?? ctx.installedVersion ?? 'the release'} committed`;

@@ -28,7 +28,9 @@ const server = createServer((req, res) => {
     res.end();
   }
 });
-server.listen(port, '127.0.0.1', () => console.log('robot-ai ' + version + ' listening on ' + port));
+// A release may take a while to start answering (START_DELAY_MS: a slow start, as on a robot after a cold boot).
+const startDelayMs = existsSync(join(root, 'START_DELAY_MS')) ? Number(readFileSync(join(root, 'START_DELAY_MS'), 'utf8').trim()) : 0;
+setTimeout(() => server.listen(port, '127.0.0.1', () => console.log('robot-ai ' + version + ' listening on ' + port)), startDelayMs);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 `;
 
@@ -36,6 +38,10 @@ export interface SampleRelease {
   version: string;
   notes: string;
   broken?: boolean;
+  /** The service listens only this long after it started (a slow start). */
+  startDelayMs?: number;
+  /** The post-apply hook sleeps this long before it finishes (a slow hook). */
+  postApplySleepS?: number;
 }
 
 /** Writes a complete release tree of the demo app into `dir`. */
@@ -48,7 +54,9 @@ export function writeSampleRelease(dir: string, release: SampleRelease, port: nu
   writeFileSync(join(dir, 'config/port'), `${port}\n`);
   writeFileSync(join(dir, 'NOTES.md'), release.notes + '\n');
   if (release.broken) writeFileSync(join(dir, 'BROKEN'), 'this release fails its health check on purpose\n');
+  if (release.startDelayMs !== undefined) writeFileSync(join(dir, 'START_DELAY_MS'), `${release.startDelayMs}\n`);
   const hook = join(dir, '.ota/hooks/post-apply');
-  writeFileSync(hook, '#!/bin/sh\necho "post-apply: $OTA_PRODUCT $OTA_FROM_VERSION -> $OTA_TO_VERSION"\n');
+  const slowHook = release.postApplySleepS === undefined ? '' : `sleep ${release.postApplySleepS}\n`;
+  writeFileSync(hook, `#!/bin/sh\n${slowHook}echo "post-apply: $OTA_PRODUCT $OTA_FROM_VERSION -> $OTA_TO_VERSION"\n`);
   chmodSync(hook, 0o755);
 }

@@ -49,7 +49,7 @@ export function createApply(ports: ExecutionPorts): ApplyStep {
       }
       if (entry === null) entry = await prepare(ports, store, journal, input, log);
       else log.info('resuming an interrupted apply from the journal', { phase: entry.phase, from: entry.from });
-      await finish(ports, store, journal, entry, input.runId, signal, log);
+      await finish(ports, store, journal, entry, input.runId, signal, log, input.resumed !== undefined);
       log.info('apply done', { from: entry.from, to: version });
       return { fromRelease: entry.from, toRelease: store.releaseDir(version), version };
     } catch (error) {
@@ -111,7 +111,16 @@ async function prepare(ports: ExecutionPorts, store: ReleaseStore, journal: Appl
 }
 
 /** From the journal and the link on disk to `done`; every action is safe to repeat. */
-async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: ApplyJournal, entry: ApplyJournalEntry, runId: string, signal: AbortSignal, log: Logger): Promise<void> {
+async function finish(
+  ports: ExecutionPorts,
+  store: ReleaseStore,
+  journal: ApplyJournal,
+  entry: ApplyJournalEntry,
+  runId: string,
+  signal: AbortSignal,
+  log: Logger,
+  resumedAfterRestart = false,
+): Promise<void> {
   const { from, to } = entry;
   let phase: ApplyPhase = entry.phase;
   const reached = (p: ApplyPhase): boolean => phaseIndex(phase) >= phaseIndex(p);
@@ -168,6 +177,12 @@ async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: Apply
     await record('services-started');
     markDowntime(ports, services, runId, 'started');
     await checkpoint(ports, 'apply:services-started');
+  } else if (resumedAfterRestart && !reached('done')) {
+    // otad restarted after the services were started: they may have died with it. The post-apply
+    // hook runs with them up, as in an uninterrupted apply (starting a running unit does nothing).
+    const services = await ports.services();
+    log.info('apply resumed after otad restarted: starting the services that are not running before the post-apply hook', { units: services.units, phase });
+    await startServices(ports, services, log);
   }
   if (!reached('done')) {
     await hook('post-apply', hookCtx);

@@ -3,7 +3,7 @@
  * handed to the adapter, never on the test process's own PATH): the stop/start order around the
  * switch, a unit health check, a unit that will not stop, and how the service manager is chosen.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -77,6 +77,35 @@ describe('apply and validate through systemctl', () => {
     );
     expect(result).toEqual({ restoredVersion: '1.0.0', method: 'previous-release' });
     expect(calls().filter((c) => c.startsWith('start'))).toEqual([`start ${CORE}`, `start ${API}`]);
+  });
+});
+
+describe('a validation restarted after an interruption, under systemd', () => {
+  it('starts the units that are not active (in order), leaves an active one alone, then judges the release and says it restarted', async () => {
+    await plainInstall();
+    const ports = world.ports({}, { env: stubEnv() });
+    const staged = await world.stage('2.0.0', 'r1');
+    const applied = await createApply(ports)({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), staged, installedVersion: '1.0.0' }, signal);
+    // otad and the core unit were killed together; the API unit was brought back by systemd.
+    writeFileSync(path.join(world.root, 'stub', 'units', CORE), 'inactive\n');
+    const before = calls().length;
+
+    const out = await createValidate(ports)({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied, resumed: { interruptedIn: 'validate', restoredAt: 1 } }, signal);
+    expect(out.restarted).toMatchObject({ interruptedIn: 'validate', restoredAt: 1, startedUnits: [CORE], runningUnits: [API] });
+    expect(out.checks.find((c) => c.name === `unit:${CORE}`)?.ok).toBe(true);
+    expect(calls().slice(before).filter((c) => c.startsWith('start'))).toEqual([`start ${CORE}`]);
+  });
+
+  it('a unit that cannot be started fails the restarted validation with SERVICE_FAILED, and says the validation restarted', async () => {
+    await plainInstall();
+    const ports = world.ports({}, { env: stubEnv() });
+    const staged = await world.stage('2.0.0', 'r1');
+    const applied = await createApply(ports)({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), staged, installedVersion: '1.0.0' }, signal);
+    writeFileSync(path.join(world.root, 'stub', 'units', CORE), 'inactive\n');
+    const failing = world.ports({}, { env: stubEnv({ SYSTEMCTL_STUB_FAIL: `start:${CORE}` }) });
+    await expect(
+      createValidate(failing)({ product: 'robot-ai', runId: 'r1', offer: offer('2.0.0'), applied, resumed: { interruptedIn: 'apply', restoredAt: 1 } }, signal),
+    ).rejects.toMatchObject({ code: 'SERVICE_FAILED', message: expect.stringContaining(`validation restarted after otad was interrupted in apply; ${CORE} could not be started`), details: { restarted: { startedUnits: [] } } });
   });
 });
 

@@ -17,6 +17,10 @@ describe('transition causes', () => {
     );
     expect(transitionCause({ from: 'staging', to: 'apply', event: done('staging') }, ctx({ offer }))).toBe('1.1.0 downloaded, verified and staged');
     expect(transitionCause({ from: 'validate', to: 'commit', event: done('validate') }, ctx({ offer }))).toBe('health checks passed');
+    const restarted = { interruptedIn: 'apply', restoredAt: 1, startedUnits: ['robot-ai'], runningUnits: [], probationFrom: 2 };
+    expect(transitionCause({ from: 'validate', to: 'commit', event: done('validate') }, ctx({ offer, artifacts: { validation: { healthy: true, checks: [], restarted } } }))).toBe(
+      'health checks passed (validation restarted after otad was interrupted in apply)',
+    );
     expect(transitionCause({ from: 'commit', to: 'idle', event: done('commit') }, ctx({ installedVersion: '1.1.0' }))).toBe('1.1.0 committed');
     expect(transitionCause({ from: 'rollback', to: 'idle', event: done('rollback') }, ctx())).toBe('rolled back to 1.0.0');
   });
