@@ -63,6 +63,8 @@ export interface Offer {
   /** How long, from when it was offered, the release may be deferred. */
   maxDeferralMs?: number;
   minFromVersion?: string;
+  /** The signed manifest's dependencies against this robot's other products as installed at check time (reported, not enforced). */
+  dependencies?: Array<{ product: string; range: string; installed: string | null; met: boolean }>;
   /** The signed manifest's requirements.minFreeBytes: the disk pre-check demands at least this where the release is staged. */
   minFreeBytes?: number;
   /** The release's signed tree index (manifest schema 1.1): every staged tree is verified against it. */
@@ -233,6 +235,8 @@ export interface StageOutput {
   deltaFallback?: { code: string; message: string };
   /** Whether the staged tree was verified against the signed tree index (false: a schema 1.0 manifest). */
   indexVerified?: boolean;
+  /** The tree was staged ahead of the install slot (download ahead) and verified again before this run used it. */
+  stagedAhead?: boolean;
 }
 
 export type ApplyInput = StepBase & { offer: Offer; staged: StageOutput; installedVersion: string | null };

@@ -81,7 +81,8 @@ export class ApiClient {
    * which includes lazy getters (WebSocket and friends) that load Node's bundled undici, about
    * 40 ms of compiling for a status command (measured with --cpu-prof).
    */
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
+    const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
     const url = new URL(`${this.baseUrl}${path}`);
     const payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
     const transport: typeof import('node:http') = url.protocol === 'https:' ? requireBuiltin('node:https') : requireBuiltin('node:http');
@@ -96,7 +97,7 @@ export class ApiClient {
               ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
               ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) } : {}),
             },
-            timeout: REQUEST_TIMEOUT_MS,
+            timeout: timeoutMs,
           },
           (res) => {
             const chunks: Buffer[] = [];
@@ -105,7 +106,7 @@ export class ApiClient {
             res.on('error', reject);
           },
         );
-        req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })));
+        req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000}s`), { code: 'ETIMEDOUT' })));
         req.on('error', reject);
         req.end(payload ?? undefined);
       });

@@ -13,6 +13,7 @@ import dbus from 'dbus-next';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DaemonControl, ProductStatus } from '../daemon/control.js';
+import type { RehearsalReport } from '../daemon/rehearsal.js';
 import type { Caller, Edge } from './edge.js';
 import { toApiError } from './http-errors.js';
 
@@ -107,6 +108,21 @@ export interface ProductProps {
   Inhibited: boolean;
   Maintenance: boolean;
   AllowedEvents: string[];
+  /**
+   * (run_id, total_ms, stop_ms, switch_ms, start_ms, probe_ms, otad_ms, green_on, green_at_us): the
+   * newest run's downtime once measured; run_id "" (and zeros) while its services are down, before
+   * the first such run, or when it could not be measured.
+   */
+  LastDowntime: [string, number, number, number, number, number, number, string, bigint];
+}
+
+const NO_DOWNTIME: ProductProps['LastDowntime'] = ['', 0, 0, 0, 0, 0, 0, '', 0n];
+
+/** The LastDowntime struct of a product's status. */
+export function lastDowntimeProp(p: Pick<ProductStatus, 'lastDowntime'>): ProductProps['LastDowntime'] {
+  const d = p.lastDowntime;
+  if (d === null || d.totalMs === null || d.otadMs === null || d.greenAt === null) return NO_DOWNTIME;
+  return [d.runId, d.totalMs, d.stopMs, d.switchMs, d.startMs, d.probeMs, d.otadMs, d.greenOn ?? '', BigInt(Math.round(d.greenAt)) * 1000n];
 }
 
 const READ = dbus.interface.ACCESS_READ;
@@ -131,6 +147,7 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     // The mission lease's window (from the grant until the run settles), or a disruptive state otad entered without one (a rollback after a restart).
     Maintenance: p.maintenance.active || MAINTENANCE_STATES.has(state),
     AllowedEvents: [...p.allowedEvents],
+    LastDowntime: lastDowntimeProp(p),
   };
 }
 
@@ -195,6 +212,7 @@ export class ProductObject extends NamedInterface {
   get Inhibited() { return this.props.Inhibited; }
   get Maintenance() { return this.props.Maintenance; }
   get AllowedEvents() { return this.props.AllowedEvents; }
+  get LastDowntime() { return this.props.LastDowntime; }
 
   CheckNow() { return this.ops.event('CHECK_NOW'); }
   UpdateNow() { return this.ops.event('UPDATE_NOW'); }
@@ -234,6 +252,7 @@ ProductObject.configureMembers({
     Inhibited: prop('b'),
     Maintenance: prop('b'),
     AllowedEvents: prop('as'),
+    LastDowntime: prop('(sddddddst)'),
   },
   methods: {
     CheckNow: ss(),
@@ -259,9 +278,30 @@ export interface ManagerOps {
   products(): string[];
   inhibit(who: string, why: string, mode: string): Promise<number>;
   inhibitors(): Array<[string, string, string, bigint, bigint]>;
+  rehearse(product: string): Promise<RehearseReply>;
+}
+
+/** Rehearse's reply: the report's fields, typed (predicted_downtime_ms -1: no history to predict from). */
+export type RehearseReply = [string, boolean, string, string, bigint, bigint, string[], boolean, Array<[string, string, string]>, bigint, string];
+
+export function rehearseReply(r: RehearsalReport): RehearseReply {
+  return [
+    r.version ?? '',
+    r.available,
+    r.stoppedAt ?? '',
+    r.error?.code ?? '',
+    BigInt(r.download?.bytes ?? 0),
+    BigInt(r.disk?.totalBytes ?? 0),
+    r.services.wouldRestart,
+    r.preCheck?.ok ?? false,
+    (r.preCheck?.verdicts ?? []).map((v) => [v.condition, v.verdict, v.detail] as [string, string, string]),
+    BigInt(r.downtime.predictedMs ?? -1),
+    r.downtime.basis,
+  ];
 }
 
 const MANAGER_ARGS: ArgNames = {
+  Rehearse: { in: ['product'], out: ['version', 'available', 'stopped_at', 'error_code', 'download_bytes', 'disk_bytes', 'would_restart', 'precheck_ok', 'precheck_verdicts', 'predicted_downtime_ms', 'downtime_basis'] },
   ListProducts: { out: ['products'] },
   GetProduct: { in: ['name'], out: ['object_path'] },
   Inhibit: { in: ['who', 'why', 'mode'], out: ['fd'] },
@@ -286,6 +326,7 @@ export class ManagerObject extends NamedInterface {
   }
   Inhibit(who: string, why: string, mode: string) { return this.ops.inhibit(who, why, mode); }
   ListInhibitors() { return this.ops.inhibitors(); }
+  Rehearse(product: string) { return this.ops.rehearse(product); }
 }
 
 ManagerObject.configureMembers({
@@ -295,6 +336,7 @@ ManagerObject.configureMembers({
     GetProduct: { inSignature: 's', outSignature: 'o' },
     Inhibit: { inSignature: 'sss', outSignature: 'h' },
     ListInhibitors: { outSignature: 'a(ssstt)' },
+    Rehearse: { inSignature: 's', outSignature: 'sbssttasba(sss)xs' },
   },
 });
 
@@ -384,6 +426,7 @@ export function exportV2(deps: V2Deps): V2Service {
         return deps.inhibit(who, why, mode);
       }),
     inhibitors: () => deps.inhibitors?.() ?? [],
+    rehearse: (product) => wrap('Rehearse', async () => rehearseReply(await edge.rehearse({ product }, caller))),
   });
   bus.export(MANAGER_PATH, manager);
 

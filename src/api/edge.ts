@@ -41,6 +41,8 @@ export interface Edge {
   unmarkRelease(params: unknown, caller: Caller): ReturnType<DaemonControl['unmarkRelease']>;
   /** Switch the channel and/or repository a product follows (path parameters and body as given). */
   selectSource(params: unknown, body: unknown, caller: Caller): ReturnType<DaemonControl['selectSource']>;
+  /** Rehearse an update of a product (path parameters as given; an empty product: the only one). */
+  rehearse(params: unknown, caller: Caller): ReturnType<DaemonControl['rehearse']>;
 }
 
 export function parseBody<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
@@ -98,6 +100,13 @@ export function createEdge(deps: EdgeDeps): Edge {
   }
 
   return {
+    rehearse(params, caller) {
+      return guarded('a rehearsal', caller, () => {
+        const p = (params ?? {}) as { product?: unknown };
+        const product = p.product === undefined || p.product === '' ? undefined : parseBody(productPathSchema, { product: p.product }, 'product').product;
+        return control.rehearse({ source: caller.source, actor: caller.actor, ...(product !== undefined ? { product } : {}) });
+      });
+    },
     dispatch(body, caller) {
       return guarded('an event', caller, () => {
         const req = parseBody(eventRequestSchema, body, 'event');

@@ -47,6 +47,31 @@ export function createMetrics(control: DaemonControl): Metrics {
     registers,
   });
 
+  // Downtime (src/store/downtime.ts): the last measured run's split per product, and every measured total.
+  new Gauge({
+    name: 'otad_last_downtime_seconds',
+    help: "Downtime of the product's newest run that stopped its services, by part: total (first stop to first all-green probe round), stop, switch, start, probe, wait (the part of probe that is the product's start-up and the probe interval), otad (total - wait). Absent while the run is still down or when the total could not be measured",
+    labelNames: ['product', 'part', 'green_on'],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of control.status().products) {
+        const d = p.lastDowntime;
+        if (d === null || d.totalMs === null || d.otadMs === null) continue;
+        const parts: Record<string, number> = { total: d.totalMs, stop: d.stopMs, switch: d.switchMs, start: d.startMs, probe: d.probeMs, wait: d.waitMs, otad: d.otadMs };
+        for (const [part, ms] of Object.entries(parts)) this.set({ product: p.product, part, green_on: d.greenOn ?? 'unknown' }, ms / 1000);
+      }
+    },
+  });
+  const downtimeBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+  const downtime = new Histogram({
+    name: 'otad_downtime_seconds',
+    help: 'Downtime of each finished run that stopped services (first stop to first all-green probe round), by part: total, otad (total minus the product start-up and probe interval), stop, switch, start, probe',
+    labelNames: ['product', 'part', 'outcome'],
+    buckets: downtimeBuckets,
+    registers,
+  });
+
   // A check succeeded when the machine left `checking` on its step's done event.
   const lastCheckAt = new Map<string, number>();
   for (const p of control.status().products) {
@@ -74,6 +99,12 @@ export function createMetrics(control: DaemonControl): Metrics {
       if (n.error) failures.inc({ product: n.product, code: n.error.code });
       const run = control.history({ runId: n.runId, limit: 1 })[0];
       if (run?.endedAt) durations.observe({ product: n.product, outcome: n.outcome ?? 'unknown' }, (run.endedAt - run.startedAt) / 1000);
+      const d = run?.downtime;
+      if (d && d.totalMs !== null && d.otadMs !== null) {
+        const outcome = n.outcome ?? 'unknown';
+        const parts: Record<string, number> = { total: d.totalMs, otad: d.otadMs, stop: d.stopMs, switch: d.switchMs, start: d.startMs, probe: d.probeMs };
+        for (const [part, ms] of Object.entries(parts)) downtime.observe({ product: n.product, part, outcome }, ms / 1000);
+      }
     }),
   ];
   return {

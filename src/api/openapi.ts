@@ -142,6 +142,15 @@ export function buildOpenApiDocument(): Json {
           responses: { '200': json('InhibitReleased', 'released'), ...control, '404': err('no inhibit held by this holder (API_NOT_FOUND)') },
         },
       },
+      '/products/{product}/rehearse': {
+        post: {
+          operationId: 'rehearse',
+          summary: 'rehearse an update: the real check, pre-check, download and staging into a scratch folder (removed afterwards); nothing under the install path changes and no service is touched (control scope; audited)',
+          ...read,
+          parameters: [{ name: 'product', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': json('Rehearsal', 'what the update would download, need and restart, the pre-check verdicts and the predicted downtime'), ...control, '404': err('unknown product (PRODUCT_UNKNOWN)'), '409': err('a run is in progress, or another rehearsal (REHEARSAL_BUSY); this otad has no real steps (REHEARSAL_UNAVAILABLE)') },
+        },
+      },
       '/products/{product}/maintenance': {
         post: {
           operationId: 'answerMaintenance',

@@ -135,7 +135,7 @@ export function createRestApp(deps: RestDeps): express.Express {
   });
   v1.get('/history', (req, res) => {
     const q = parseBody(historyQuerySchema, req.query, 'history query');
-    res.json({ runs: control.history(q) });
+    res.json({ runs: control.history(q), downtime: control.downtimeSummary(q.product) });
   });
   v1.get('/transitions', (req, res) => {
     const q = parseBody(transitionsQuerySchema, req.query, 'transitions query');
@@ -161,6 +161,9 @@ export function createRestApp(deps: RestDeps): express.Express {
   });
   v1.delete('/inhibit/:holder', requireControl, (req, res) => {
     res.json(edge.releaseInhibit(req.params.holder as string, caller(res)));
+  });
+  v1.post('/products/:product/rehearse', requireControl, async (req, res) => {
+    res.json(await edge.rehearse({ ...req.params }, caller(res)));
   });
   v1.post('/products/:product/maintenance', requireControl, json, (req, res) => {
     res.json(edge.answerMaintenance(req.params.product as string, req.body, caller(res)));

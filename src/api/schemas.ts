@@ -128,6 +128,34 @@ export const rollbackTargetSchema = z
   })
   .register(apiSchemas, { id: 'RollbackTarget' });
 
+const durationMs = z.number().min(0).describe('milliseconds');
+export const downtimeSchema = z
+  .object({
+    totalMs: durationMs.nullable().describe('first service stop to the first probation round with every health probe green; null while open, or when it cannot be measured (note says why)'),
+    stopMs: durationMs.describe('the services stopping (reverse order)'),
+    switchMs: durationMs.describe('the link switched to the release, the journal written'),
+    startMs: durationMs.describe('the services starting (in order)'),
+    probeMs: durationMs.describe('from started to the first all-green round'),
+    waitMs: durationMs.describe('part of probeMs: rounds not yet all green and the probe interval between them (the product and the configuration)'),
+    otadMs: durationMs.nullable().describe("totalMs - waitMs: otad's own share"),
+    clock: z.enum(['monotonic', 'wall-clock']).describe('wall-clock: a reboot fell inside the downtime, that part was measured on the wall clock'),
+    acrossRestart: z.boolean().describe('an otad restart (crash, kill, power cut) fell inside the downtime'),
+    stoppedAt: ms,
+    greenAt: nullableMs,
+    greenOn: z.enum(['new', 'old']).nullable().describe('new: the updated release came back green; old: the release a rollback returned to'),
+    open: z.enum(['stop', 'switch', 'start', 'probe']).nullable().describe('the phase in progress while not yet green'),
+    note: z.string().nullable().describe('why totalMs is null'),
+  })
+  .register(apiSchemas, { id: 'Downtime' });
+export const downtimeSummarySchema = z
+  .object({
+    count: z.number().int().describe('runs with a measured total'),
+    lastMs: durationMs.nullable().describe('the newest measured run'),
+    medianMs: durationMs.nullable(),
+    maxMs: durationMs.nullable(),
+  })
+  .register(apiSchemas, { id: 'DowntimeSummary' });
+
 export const productStatusSchema = z
   .object({
     product: z.string(),
@@ -146,6 +174,10 @@ export const productStatusSchema = z
     progress: progress.nullable(),
     lastCheckAt: nullableMs,
     lastOutcome: z.string().nullable(),
+    lastDowntime: downtimeSchema
+      .extend({ runId: z.string() })
+      .nullable()
+      .describe("the downtime of the product's newest run that stopped its services"),
     error: errorInfo.nullable(),
     notification: z.object({ version: z.string(), notes: z.string(), foundAt: ms }).nullable(),
     recovery: z.object({ action: z.string(), reason: z.string() }).nullable(),
@@ -163,6 +195,21 @@ export const productStatusSchema = z
         lastAnswer: z.object({ requestId: z.string(), answer: z.enum(['granted', 'denied', 'no-answer']), by: z.string().nullable(), reason: z.string().nullable(), at: ms }).nullable(),
       })
       .register(apiSchemas, { id: 'Maintenance' }),
+    downloadAhead: z
+      .object({
+        policy: z.enum(['immediately', 'unmetered', 'never']),
+        state: z.enum(['off', 'idle', 'waiting', 'staging', 'staged', 'failed', 'used']),
+        version: z.string().nullable(),
+        stagedAt: nullableMs,
+        verifiedAt: nullableMs.describe('when the staged tree was last verified against the signed tree index'),
+        downloadBytes: z.number().int().nullable(),
+        reason: z.string().nullable().describe('why it waits or failed'),
+        nextAttemptAt: nullableMs,
+        lastDiscard: z.object({ version: z.string(), reason: z.string(), at: ms }).nullable().describe('the last staged-ahead release thrown away, and why'),
+      })
+      .optional()
+      .describe('download ahead of the install slot (schedule.downloadAhead, SCHEDULE_3AM only)')
+      .register(apiSchemas, { id: 'DownloadAhead' }),
   })
   .register(apiSchemas, { id: 'ProductStatus' });
 
@@ -208,8 +255,47 @@ export const runSchema = z
     state: z.string(),
     outcome: z.string().nullable(),
     error: errorInfo.nullable(),
+    downtime: downtimeSchema.nullable().describe('null: the run stopped no service'),
+    window: z
+      .object({
+        fromScheduled: z.boolean().describe('the window began in the install slot (scheduled → preCheck)'),
+        startedAt: ms,
+        endedAt: nullableMs,
+        ms: z.number().int().nullable().describe('from the first preCheck to the end of the run'),
+        stagingMs: z.number().int().describe('of which in the staging step'),
+        stagedAhead: z.boolean().describe('the run used a release staged ahead of the slot instead of downloading'),
+      })
+      .nullable()
+      .optional()
+      .describe('the install window, from the transition log; null: the run never reached preCheck'),
   })
   .register(apiSchemas, { id: 'Run' });
+
+export const rehearsalSchema = z
+  .object({
+    product: z.string(),
+    startedAt: ms,
+    durationMs: z.number().int(),
+    installedVersion: z.string().nullable(),
+    available: z.boolean().describe('false: the check found nothing newer, nothing was downloaded'),
+    version: z.string().nullable(),
+    stoppedAt: z.enum(['check', 'preCheck', 'stage']).nullable().describe('where the rehearsal stopped early (null: it went through staging)'),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    download: z.object({ bytes: z.number().int(), what: z.string() }).nullable(),
+    disk: z.object({ downloadBytes: z.number().int(), stagedBytes: z.number().int(), backupBytes: z.number().int(), minFreeBytes: z.number().int(), totalBytes: z.number().int(), basis: z.string() }).nullable(),
+    staged: z.object({ via: z.string(), indexVerified: z.boolean(), entries: z.number().int(), bytes: z.number().int() }).nullable(),
+    services: z.object({ manager: z.string(), units: z.array(z.string()), wouldRestart: z.array(z.string()), note: z.string() }),
+    preCheck: z.object({ ok: z.boolean(), verdicts: z.array(z.object({ condition: z.string(), verdict: z.enum(['pass', 'block', 'not-asked']), detail: z.string() })) }).nullable(),
+    downtime: z.object({
+      predictedMs: z.number().int().nullable().describe('null: no history to predict from'),
+      basis: z.string(),
+      downtimeRecords: z.literal('no history'),
+      applyStep: z.object({ runs: z.number().int(), medianMs: z.number().int(), maxMs: z.number().int() }).nullable(),
+      wholeRun: z.object({ runs: z.number().int(), medianMs: z.number().int() }).nullable(),
+    }),
+    scratchDir: z.string().describe('where it staged (removed again before the answer)'),
+  })
+  .register(apiSchemas, { id: 'Rehearsal' });
 
 export const transitionSchema = z
   .object({
@@ -226,7 +312,12 @@ export const transitionSchema = z
   })
   .register(apiSchemas, { id: 'Transition' });
 
-export const historySchema = z.object({ runs: z.array(runSchema) }).register(apiSchemas, { id: 'History' });
+export const historySchema = z
+  .object({
+    runs: z.array(runSchema),
+    downtime: downtimeSummarySchema.describe('over every retained run (of the product asked for), not only this page'),
+  })
+  .register(apiSchemas, { id: 'History' });
 export const transitionsSchema = z
   .object({ transitions: z.array(transitionSchema), nextAfterSeq: z.number().int().describe('pass as afterSeq to get the next page') })
   .register(apiSchemas, { id: 'Transitions' });

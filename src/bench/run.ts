@@ -6,7 +6,11 @@
  * tool) with the peak RSS of each. Numbers vary on a shared machine; the ratio is what to compare.
  * Deltas (`delta`): bytes a robot downloads for a 1 % change and for a model change, and staging
  * after the 1 % delta against full staging and tar -xzf + sync -f (src/bench/delta-bench.ts).
- * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`) runs only the parts named.
+ * Downtime (`downtime`): the demo product's update under a real otad, median split of several
+ * updates (`--downtime-runs=N`, default 7) against a stop/start of the same process (src/bench/downtime-bench.ts).
+ * The 3 AM window (`window`): the demo product's install in its slot with and without download ahead
+ * (src/bench/window-bench.ts), on loopback and on a link shaped to 10 MiB/s.
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`, `window`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -17,6 +21,8 @@ import { promisify } from 'node:util';
 import { benchDownload } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
 import { benchDeltas } from './delta-bench.js';
+import { benchDowntime, downtimeLines } from './downtime-bench.js';
+import { benchInstallWindow } from './window-bench.js';
 import { createPackage } from '../package/create.js';
 import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
@@ -56,7 +62,11 @@ function makeTree(root: string, files: number, bigMiB: number): void {
 }
 
 async function main(): Promise<void> {
-  const only = new Set(process.argv.slice(2));
+  const args = process.argv.slice(2);
+  const only = new Set(args.filter((a) => !a.startsWith('--')));
+  const runsArg = args.find((a) => a.startsWith('--downtime-runs='));
+  const downtimeRuns = runsArg === undefined ? 7 : Number(runsArg.slice('--downtime-runs='.length));
+  if (!Number.isInteger(downtimeRuns) || downtimeRuns < 1) throw new Error(`--downtime-runs must be a whole number of at least 1, not ${runsArg}`);
   const wanted = (part: string) => only.size === 0 || only.has(part);
   const work = mkdtempSync(join(tmpdir(), 'otad-bench-'));
   const lines: string[] = [];
@@ -108,6 +118,20 @@ async function main(): Promise<void> {
       lines.push(row(`otactl status (median of ${o.runs})`, o.oursMs, 'systemctl -v', o.baselineMs, `   peak rss ${rss(o.oursPeakRssKiB)} vs ${rss(o.baselinePeakRssKiB)}`));
       lines.push(row('  the same, against node -e ""', o.oursMs, 'node -e ""', o.nodeStartMs));
       if (o.oursCpuMs !== null && o.nodeStartCpuMs !== null) lines.push(row('  cpu time, against node -e ""', o.oursCpuMs, 'node -e ""', o.nodeStartCpuMs));
+    }
+
+    if (wanted('downtime')) lines.push(...downtimeLines(await benchDowntime({ runs: downtimeRuns })));
+    if (wanted('window')) {
+      // The 3 AM window of the demo product, with and without download ahead: on loopback, and
+      // on a link shaped to 10 MiB/s (a good Wi-Fi link; a robot on LTE is slower still).
+      for (const linkMiBps of [null, 10]) {
+        const w = await benchInstallWindow({ modelMiB: 64, linkMiBps });
+        const s = (ms: number | null) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
+        const link = linkMiBps === null ? 'loopback' : `${linkMiBps} MiB/s`;
+        lines.push(
+          row(`3 AM window, ahead (${link})`, w.ahead.ms ?? 0, 'not ahead', w.without.ms, `   staging ${s(w.without.stagingMs)} → ${s(w.ahead.stagingMs)}; staged ahead ${w.ahead.stagedAhead}; ${(w.downloadBytes / 1048576).toFixed(1)} MiB fetched during the day in ${s(w.aheadStagingMs)}; demo product + ${w.modelMiB} MiB model`),
+        );
+      }
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

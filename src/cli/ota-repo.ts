@@ -176,13 +176,16 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
         input.deltas = { ...(input.deltas ?? {}), maxShare: share };
       }
       const publisher = publisherFor(g);
+      // With --publish, who signs is settled before anything is stored: the product's delegated
+      // role when its key is here, else the top-level targets role (PUBLISH_OUTSIDE_DELEGATION otherwise).
+      const signing = opts.publish === true ? await publisher.signingRoleFor(input.product) : undefined;
       const added = await publisher.add(input);
       const deltaLines = added.deltas.map((d) =>
         d.published
           ? `delta from ${d.fromVersion}: ${d.bytes} bytes (${d.files} files, ${d.removed} removed), ${pct(d.bytes, added.packageTarget.length)} of the package`
           : `delta from ${d.fromVersion}: ${d.bytes} bytes, ${pct(d.bytes, added.packageTarget.length)} of the package, not below the gate of ${d.limitBytes} bytes: not published (robots on ${d.fromVersion} download the full package)`,
       );
-      const published = opts.publish === true ? await publisher.publish() : undefined;
+      const published = signing !== undefined ? await publisher.publish(signing.role !== undefined ? { role: signing.role } : {}) : undefined;
       print(
         g.json,
         { ...added, ...(published ? { publish: published } : {}) },
@@ -204,8 +207,9 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       const g = globals();
       const percent = Number(opts.percent);
       const publisher = publisherFor(g);
+      const signing = opts.publish === true ? await publisher.signingRoleFor(opts.product) : undefined;
       const changed = await publisher.setRollout({ product: opts.product, version: opts.version, percent });
-      const published = opts.publish === true ? await publisher.publish() : undefined;
+      const published = signing !== undefined ? await publisher.publish(signing.role !== undefined ? { role: signing.role } : {}) : undefined;
       print(
         g.json,
         { ...changed, ...(published ? { publish: published } : {}) },
@@ -217,10 +221,53 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     .command('publish')
     .description('sign staged targets, a new snapshot and timestamp')
     .option('--resign-targets', 'sign a new targets version even with nothing staged (refreshes its expiry)')
-    .action(async (opts: { resignTargets?: boolean }) => {
+    .option('--role <name>', 'sign the staged targets into this delegated targets role (e.g. product-robot-ai) with its key alone')
+    .action(async (opts: { resignTargets?: boolean; role?: string }) => {
       const g = globals();
-      const result = await publisherFor(g).publish({ resignTargets: opts.resignTargets === true });
-      print(g.json, result, `published: targets ${result.targetsVersion}, snapshot ${result.snapshotVersion}, timestamp ${result.timestampVersion}`);
+      if (opts.role !== undefined && opts.resignTargets === true) throw new OtaError('CONFIG_INVALID', '--role and --resign-targets do not go together: --resign-targets signs the top-level targets role');
+      const result = await publisherFor(g).publish({ resignTargets: opts.resignTargets === true, ...(opts.role !== undefined ? { role: opts.role } : {}) });
+      print(
+        g.json,
+        result,
+        `published${opts.role !== undefined ? ` through ${opts.role}` : ''}: ${result.published.join(', ')}; targets ${result.targetsVersion}, snapshot ${result.snapshotVersion}, timestamp ${result.timestampVersion}`,
+      );
+    });
+
+  program
+    .command('delegate')
+    .description('create, or rotate and renew, the delegated targets role of a product (offline: needs the top-level targets key)')
+    .requiredOption('--product <name>', 'product whose targets (<product>/*) the role may sign')
+    .option('--expires <duration>', 'how long the delegation lasts, e.g. 90d', '90d')
+    .option('--key-out <dir>', "keys folder the role's new private key is written to (default: --keys); copy its delegated/<role>/ folder to the studio")
+    .action(async (opts: { product: string; expires: string; keyOut?: string }) => {
+      const g = globals();
+      const expiresInMs = parseDurationArg(opts.expires, '--expires');
+      const result = await publisherFor(g).delegate({ product: opts.product, expiresInMs, ...(opts.keyOut !== undefined ? { keyOut: path.resolve(opts.keyOut) } : {}) });
+      print(
+        g.json,
+        result,
+        [
+          `${result.replacedKeyIds.length > 0 ? 'rotated' : 'created'} delegated role ${result.role} for ${result.paths.join(', ')} until ${result.expires}`,
+          `key ${result.keyid} written to ${result.keyFile} (0600)`,
+          ...(result.replacedKeyIds.length > 0 ? [`no longer trusted: ${result.replacedKeyIds.join(', ')}; ${result.carriedTargets} target(s) signed again with the new key`] : []),
+          `published: targets ${result.publish.targetsVersion}, snapshot ${result.publish.snapshotVersion}, timestamp ${result.publish.timestampVersion}`,
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('delegations')
+    .description('list the delegated targets roles: paths, keys, expiry')
+    .action(async () => {
+      const g = globals();
+      const list = await publisherFor(g).delegations();
+      print(
+        g.json,
+        list,
+        list.length === 0
+          ? 'no delegations'
+          : list.map((d) => `${d.role}: ${d.paths.join(', ')}; keys ${d.keyids.join(', ')} (threshold ${d.threshold}); version ${d.version}, expires ${d.expires}, ${d.targets} target(s)`).join('\n'),
+      );
     });
 
   program
@@ -283,7 +330,7 @@ export async function main(argv: string[], io: CliIo = stdio): Promise<number> {
   const program = otaRepoProgram(io);
   try {
     if (argv.length === 0) {
-      io.err('ota-repo: error: no command given (init, keygen, add, publish, refresh-timestamp, rotate-key, verify); see ota-repo --help');
+      io.err('ota-repo: error: no command given (init, keygen, add, publish, delegate, delegations, refresh-timestamp, rotate-key, verify); see ota-repo --help');
       return 2;
     }
     await program.parseAsync(argv, { from: 'user' });

@@ -4,6 +4,7 @@
  * take signed device check-ins into the fleet database. Localhost by default; put TLS (nginx, a load
  * balancer) in front for a fleet. `ota-server devices …` works on the fleet database directly.
  */
+import { readStudioRepositories } from '../server/studio/repositories.js';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,7 +53,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--port <port>', 'listen port', '8080')
     .option('--token-file <file>', 'bearer token for uploads, the publisher studio and the fleet view (without it all are disabled)')
     .option('--source-root <[name=]dir>', 'a folder the publisher studio may build releases from (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
-    .option('--product-types <dir>', 'product-type templates the studio offers (default: the ones shipped with otad)')
+    .option('--product-types <dir>', 'product-type templates the studio offers and edits (default: the ones shipped with otad)')
+    .option('--studio-config <file>', 'the publisher studio\'s repositories to test (YAML: repositories: [{ name, url, trustedRoot, warnDays }])')
     .option('--max-upload <bytes>', 'largest accepted package', String(1024 * 1024 * 1024))
     .option('--database <db>', 'fleet database: a SQLite file or a postgres:// URL (default: <repo>/fleet.db)')
     .option('--preauthorize <file>', 'accept the devices listed in <file> before serving ("<device id> <public key> [site=<site>] [key=value…]")')
@@ -84,6 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     tokenFile?: string;
     sourceRoot: string[];
     productTypes?: string;
+    studioConfig?: string;
     maxUpload: string;
     database?: string;
     preauthorize?: string;
@@ -146,6 +149,7 @@ export async function main(argv: string[]): Promise<number> {
     ...(o.tokenFile !== undefined ? { tokenFile: path.resolve(o.tokenFile) } : {}),
     sourceRoots,
     ...(o.productTypes !== undefined ? { productTypesDir: path.resolve(o.productTypes) } : {}),
+    ...(o.studioConfig !== undefined ? { studioRepositories: readStudioRepositories(path.resolve(o.studioConfig)) } : {}),
     fleetStore,
     maxPendingDevices,
     deviceRateLimit,

@@ -67,6 +67,14 @@ export const scheduleSchema = z.strictObject({
   catchUp: duration('6h'),
   /** A scheduled install whose slot was missed by more than this waits for the next slot. */
   installCatchUp: duration('1h'),
+  /**
+   * SCHEDULE_3AM only: download, verify and stage the release before the install slot, so the slot
+   * only backs up, switches and validates (docs/scheduling.md). `unmetered`: only on a link known
+   * not to be metered (an unknown reading does not count as unmetered).
+   */
+  downloadAhead: z.enum(['immediately', 'unmetered', 'never']).default('never'),
+  /** A download ahead that failed, or waits for an unmetered link, is tried again after this. */
+  downloadAheadRetry: duration('15m'),
 });
 
 export const decisionSchema = z.strictObject({

@@ -65,6 +65,9 @@ export const ErrorCodes = {
   RELEASE_INCOMPATIBLE: { category: 'trust', retryable: false },
   RELEASE_VERSION_MISMATCH: { category: 'package', retryable: false },
   PUBLISH_CONTENT_CHANGED: { category: 'package', retryable: false },
+  PUBLISH_OUTSIDE_DELEGATION: { category: 'trust', retryable: false },
+  PUBLISH_DELEGATION_EXPIRED: { category: 'trust', retryable: false },
+  TRUST_DELEGATION_VIOLATION: { category: 'trust', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
   RELEASE_INDEX_INVALID: { category: 'trust', retryable: false },
   // packages
@@ -77,6 +80,11 @@ export const ErrorCodes = {
   PACKAGE_CORRUPT: { category: 'package', retryable: false },
   RELEASE_TREE_MISMATCH: { category: 'package', retryable: false },
   DELTA_INVALID: { category: 'package', retryable: false },
+  // download ahead and rehearsal
+  STAGED_AHEAD_SUPERSEDED: { category: 'precondition', retryable: true },
+  REHEARSAL_BUSY: { category: 'api', retryable: true },
+  REHEARSAL_INTERRUPTED: { category: 'api', retryable: true },
+  REHEARSAL_UNAVAILABLE: { category: 'api', retryable: false },
   // pre-conditions
   PRECHECK_FAILED: { category: 'precondition', retryable: true },
   // execution
@@ -109,6 +117,8 @@ export const ErrorCodes = {
   API_TOO_LARGE: { category: 'api', retryable: false },
   API_RATE_LIMITED: { category: 'api', retryable: true },
   API_NOT_FOUND: { category: 'api', retryable: false },
+  TEMPLATE_CHANGED: { category: 'api', retryable: false },
+  UPLOAD_OFFSET_MISMATCH: { category: 'api', retryable: true },
   // fleet server: device authentication, rollouts, site leases (docs/fleet-protocol.md)
   DEVICE_AUTH_REQUIRED: { category: 'api', retryable: false },
   DEVICE_SIGNATURE_INVALID: { category: 'api', retryable: false },

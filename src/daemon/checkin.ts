@@ -11,7 +11,7 @@
  */
 import type { Config } from '../config/load.js';
 import type { Logger } from '../core/logger.js';
-import { sendCheckin, type CheckinMemory } from '../fleet/checkin-client.js';
+import { sendCheckin, type CheckinBody, type CheckinMemory } from '../fleet/checkin-client.js';
 import type { DeviceFleet } from '../fleet/device-fleet.js';
 import type { DaemonControl, ProductStatus } from './control.js';
 
@@ -46,6 +46,15 @@ export function targetOf(control: Pick<DaemonControl, 'history'>, p: ProductStat
   return control.history({ product: p.product, runId: p.runId, limit: 1 })[0]?.toVersion ?? null;
 }
 
+/** The last measured downtime as the check-in carries it (nothing while none is measured). */
+export function downtimeReportOf(p: Pick<ProductStatus, 'lastDowntime'>): { downtime?: NonNullable<CheckinBody['downtime']> } {
+  const d = p.lastDowntime;
+  if (d === null || d.totalMs === null || d.otadMs === null || d.greenOn === null || d.greenAt === null) return {};
+  return {
+    downtime: { runId: d.runId, totalMs: d.totalMs, stopMs: d.stopMs, switchMs: d.switchMs, startMs: d.startMs, probeMs: d.probeMs, otadMs: d.otadMs, greenOn: d.greenOn, acrossRestart: d.acrossRestart, greenAt: d.greenAt },
+  };
+}
+
 /** The next periodic check-in: the interval, give or take 10 %. */
 export function nextCheckinDelay(intervalMs: number, random: number): number {
   return Math.round(intervalMs * (0.9 + 0.2 * random));
@@ -73,6 +82,7 @@ export function startCheckins(opts: CheckinOptions): CheckinReporter {
       runId: p.runId,
       targetVersion: targetOf(opts.control, p),
       tags: opts.config.fleet.tags,
+      ...downtimeReportOf(p),
     };
     await sendCheckin(
       { http, halts: opts.fleet.halts, memory: opts.memory, log, fingerprint: opts.fleet.fingerprint, publicKey: opts.fleet.key.publicKey, now: opts.now, stopped: () => stopped, ...(opts.refusalWarnEveryMs === undefined ? {} : { refusalWarnEveryMs: opts.refusalWarnEveryMs }) },

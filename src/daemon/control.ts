@@ -5,11 +5,14 @@
 import type { ChoiceRecord, ErrorInfo, EventSource, Offer, PreCheckReason, PublicEventType, RunOutcome } from '../../machines/types.js';
 import type { AuditRecord, InhibitRecord, PageQuery, ReleaseRecord, RunRecord, TransitionRecord } from '../store/store.js';
 import type { LogLine } from '../core/logging.js';
+import type { Downtime, DowntimeSummary } from '../store/downtime.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
 import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
 import type { AppReport, RobotStateStatus } from './robot-state.js';
+import type { DownloadAheadStatus } from './download-ahead.js';
+import type { RehearsalReport } from './rehearsal.js';
 
 export interface ProductStatus {
   product: string;
@@ -29,6 +32,8 @@ export interface ProductStatus {
   progress: ProgressMessage | null;
   lastCheckAt: number | null;
   lastOutcome: RunOutcome | null;
+  /** The downtime of the product's newest run that stopped its services (null: none yet). */
+  lastDowntime: ({ runId: string } & Downtime) | null;
   error: ErrorInfo | null;
   notification: { version: string; notes: string; foundAt: number } | null;
   recovery: { action: string; reason: string } | null;
@@ -40,6 +45,8 @@ export interface ProductStatus {
   rollbackTarget: RollbackTarget | null;
   /** The mission lease: in maintenance now (dispatch no missions), the request waiting for an answer, the last answer. */
   maintenance: MaintenanceStatus;
+  /** Download ahead of the install slot (schedule.downloadAhead): what is staged, waiting or failed, and the last discard. */
+  downloadAhead?: DownloadAheadStatus;
 }
 
 export interface RollbackTarget {
@@ -187,6 +194,8 @@ export interface DaemonControl {
   status(): DaemonStatus;
   dispatch(request: DispatchRequest): Promise<DispatchResult>;
   history(q?: PageQuery): RunRecord[];
+  /** Last, median and max downtime over the retained runs (of one product). */
+  downtimeSummary(product?: string): DowntimeSummary;
   transitions(q?: PageQuery): TransitionRecord[];
   /** The transition log's retained range (index lookups only): what a resuming reader can still get. */
   transitionRange(): { oldest: number | null; latest: number; prunedThrough: number };
@@ -219,6 +228,8 @@ export interface DaemonControl {
   productSource(product: string): ProductSource;
   /** Switch them (audited): SOURCE_UNKNOWN, SOURCE_SWITCH_FORBIDDEN or SOURCE_SWITCH_BUSY when refused. */
   selectSource(request: SourceRequest): ProductSource & { changed: boolean };
+  /** Rehearse an update (check, pre-check, download, staging into a scratch folder; nothing installed): REHEARSAL_BUSY while a run executes. */
+  rehearse(request: { product?: string; source: EventSource; actor?: string }): Promise<RehearsalReport>;
   health(): { ok: boolean; products: Array<{ product: string; state: string }>; uptimeMs: number };
   readonly bus: EventBus;
 }

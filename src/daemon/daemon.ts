@@ -8,6 +8,7 @@
  * Invariants: at most one product is in an executing state (backup … rollback) at a time; every
  * control action is validated against an allow-list and the current state, and audited.
  */
+import { join } from 'node:path';
 import { MACHINE_VERSION, PUBLIC_EVENTS, type EventSource, type MachinePolicy, type Steps, type UpdateEvent } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
@@ -37,6 +38,9 @@ import { RobotState, withRobotStateGate, type AppReport } from './robot-state.js
 import { createUPowerAdapter } from '../adapters/system/upower.js';
 import { createTimedatedAdapter } from '../adapters/system/timedated.js';
 import { createCommandRunner } from '../adapters/system/check-commands.js';
+import { DownloadAhead } from './download-ahead.js';
+import { rehearsalBusy, runRehearsal, type RehearsalReport } from './rehearsal.js';
+import { meteredLink } from '../net/metered.js';
 import { buildPublicEvent, newRunId, publicEventType } from './public-events.js';
 import { createRepositoryMonitor, isSuccessfulCheckEnd, productDefinition, type ProductDefinition, type RepositoryStatus } from './repository-status.js';
 import type { StepContext, StepProvider } from './step-provider.js';
@@ -95,6 +99,10 @@ export class Daemon implements DaemonControl {
   readonly maintenance: MaintenanceWindows;
   /** The robot-state gates (robotState.gates) and what the app reports for them. */
   readonly robotState: RobotState;
+  /** Download ahead of the install slot (download-ahead.ts). */
+  readonly ahead: DownloadAhead;
+  /** The rehearsal in flight (one at a time): stopped when a run of any product starts executing. */
+  private rehearsing: { product: string; controller: AbortController } | null = null;
   private readonly deadlines: DeadlineDriver;
   private readonly startedAt: number;
   private readonly logger: Logger;
@@ -114,6 +122,28 @@ export class Daemon implements DaemonControl {
       onDue: (now) => this.onDeadlines(now),
     });
     this.store = Store.open(opts.config.paths.database);
+    this.ahead = new DownloadAhead({
+      clock: opts.clock,
+      logger: this.logger,
+      metered: meteredLink,
+      product: (name) => {
+        const p = this.config.products.find((x) => x.name === name);
+        return p === undefined ? undefined : this.effectiveProduct(p);
+      },
+      machine: (name) => {
+        const r = this.runners.get(name);
+        if (!r) return null;
+        try {
+          return { state: r.state, context: r.context };
+        } catch {
+          return null;
+        }
+      },
+      onSettled: (name) => {
+        const r = this.runners.get(name);
+        if (r && !EXECUTION_STATES.has(r.state)) this.progress.delete(name);
+      },
+    });
     this.fleet = opts.fleet ? opts.fleet(this.store) : null;
     this.maintenance = new MaintenanceWindows({
       policy: () => this.config.maintenance,
@@ -288,6 +318,8 @@ export class Daemon implements DaemonControl {
       // its next run.
       runner.configure(policyFor(product));
       if (EXECUTION_STATES.has(runner.state)) this.slot.claim(product.name);
+      // A release staged ahead before the restart is verified again (or discarded), in the background.
+      void this.ahead.evaluate(product.name);
       await this.rollbackPreview(product.name).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: product.name, error: String(error) }));
     }
     this.pruneHistory();
@@ -326,6 +358,10 @@ export class Daemon implements DaemonControl {
           void this.rollbackPreview(r.product).catch((error: unknown) => this.logger.warn('could not tell where a rollback would go', { product: r.product, error: String(error) }));
         }
         this.arm();
+        void this.ahead.evaluate(r.product);
+        if (this.rehearsing && (EXECUTION_STATES.has(to) || to === 'preCheck')) {
+          this.rehearsing.controller.abort(new OtaError('REHEARSAL_INTERRUPTED', `the rehearsal of ${this.rehearsing.product} stopped: ${r.product} entered ${to} (an update run comes first)`, { details: { product: this.rehearsing.product, busyProduct: r.product, state: to } }));
+        }
       },
     });
   }
@@ -351,6 +387,7 @@ export class Daemon implements DaemonControl {
         this.bus.publish('progress', message);
       },
       inhibits: () => this.heldInhibits(),
+      onAhead: (ops) => this.ahead.setOps(product.name, ops),
     };
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
@@ -361,6 +398,11 @@ export class Daemon implements DaemonControl {
     const guarded = this.slot.guard(product.name, gated);
     return {
       ...guarded,
+      // The run's own staging: a download ahead still in flight stops first (its partial download is resumed).
+      stage: async (input, signal) => {
+        await this.ahead.settle(product.name, `the install of run ${input.runId} is staging now`);
+        return guarded.stage(input, signal);
+      },
       preCheck: async (input, signal) => {
         let result = await guarded.preCheck(input, signal);
         // Last, once every gate passed: the mission side is asked for its maintenance window.
@@ -562,11 +604,13 @@ export class Daemon implements DaemonControl {
       progress: this.progress.get(r.product) ?? null,
       lastCheckAt: c.lastCheckAt,
       lastOutcome: c.lastOutcome,
+      lastDowntime: this.store.lastDowntime(r.product),
       error: c.error,
       notification: pending ? { version: pending.version, notes: pending.notes, foundAt: pending.foundAt } : null,
       recovery: r.recovery ? { action: r.recovery.action, reason: r.recovery.reason } : null,
       rollbackTarget: this.rollbackPreviews.get(r.product)?.target ?? null,
       maintenance: this.maintenance.status(r.product),
+      downloadAhead: this.ahead.status(r.product),
     };
   }
 
@@ -600,7 +644,67 @@ export class Daemon implements DaemonControl {
   }
 
   history(q: PageQuery = {}) {
-    return this.store.runs(q);
+    const runs = this.store.runs(q);
+    const usedAhead = this.store.runsUsingStagedAhead();
+    return runs.map((run) => ({ ...run, window: this.store.installWindow(run.runId, usedAhead) }));
+  }
+
+  /**
+   * Rehearse an update of a product (rehearsal.ts): the real check, pre-check, download and staging
+   * into a scratch folder, never the install path or the services; the machine gets no event.
+   */
+  async rehearse(request: { product?: string; source: EventSource; actor?: string }): Promise<RehearsalReport> {
+    const name = request.product ?? this.defaultProduct();
+    const runner = this.runner(name);
+    const product = this.config.products.find((p) => p.name === name) as ProductConfig;
+    const provider = this.opts.stepProvider;
+    if (!provider.rehearsal) {
+      throw new OtaError('REHEARSAL_UNAVAILABLE', 'this otad runs without real steps (a test wiring): there is nothing real to rehearse', { details: { product: name } });
+    }
+    if (this.rehearsing) throw rehearsalBusy(name, 'rehearsing', this.rehearsing.product);
+    for (const [other, r] of this.runners) {
+      if (EXECUTION_STATES.has(r.state) || r.state === 'preCheck' || r.state === 'checking') throw rehearsalBusy(name, r.state, other);
+    }
+    const controller = new AbortController();
+    this.rehearsing = { product: name, controller };
+    const effective = this.effectiveProduct(product);
+    const scratchDir = join(this.config.paths.cacheDir, 'rehearsal', name);
+    const logger = this.opts.logging.logger.child({ product: name, rehearsal: true });
+    this.auditSink().audit({ kind: 'rehearsal', message: `rehearsal of ${name} started (${request.source}${request.actor ? `, ${request.actor}` : ''})`, product: name, ...(request.actor ? { actor: request.actor } : {}), details: { source: request.source } });
+    try {
+      // Its own step context: progress and ahead operations go nowhere (the product's status is not a rehearsal's).
+      const ctx: StepContext = {
+        product: effective,
+        config: this.config,
+        deviceId: this.opts.deviceId,
+        store: this.store,
+        clock: this.opts.clock,
+        logger,
+        audit: this.auditSink(),
+        bus: this.bus,
+        progress: () => {},
+        inhibits: () => this.heldInhibits(),
+      };
+      const steps = provider.rehearsal(ctx, scratchDir);
+      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal });
+      if (controller.signal.aborted && report.error !== null) {
+        const reason = controller.signal.reason as OtaError;
+        report.error = { code: reason.code, message: reason.message };
+      }
+      this.auditSink().audit({
+        kind: 'rehearsal',
+        message: `rehearsal of ${name} finished${report.stoppedAt ? ` early at ${report.stoppedAt} (${report.error?.code})` : ''}: ${report.available ? `${report.version}, ${report.download?.bytes ?? 0} bytes to download` : 'nothing newer on offer'}`,
+        product: name,
+        details: { version: report.version, stoppedAt: report.stoppedAt, error: report.error?.code ?? null, downloadBytes: report.download?.bytes ?? null, diskBytes: report.disk?.totalBytes ?? null },
+      });
+      return report;
+    } finally {
+      this.rehearsing = null;
+    }
+  }
+
+  downtimeSummary(product?: string) {
+    return this.store.downtimeSummary(product);
   }
 
   transitions(q: PageQuery = {}) {
@@ -843,6 +947,7 @@ export class Daemon implements DaemonControl {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.closed = true;
+    await this.ahead.stop();
     this.scheduler.stop();
     this.deadlines.stop();
     // A lease held by a run in flight stays on the server until its TTL: the run resumes after the restart.

@@ -3,9 +3,11 @@
  * when it starts, before any product's lifecycle is restored (so no step runs at the same time).
  * Under systemd the units are systemd's to start, and otad leaves them alone.
  *
- * Invariant: a unit is started only from the installed release, and only when the saved state
- * says no step of a run in flight stops, switches or starts services. In apply, validate, commit
- * and rollback the recovery decides (and restarts the units itself); in failed a person must look.
+ * Invariant: a unit is started only from the installed release (what the install path resolves
+ * to now, always one complete release), in every saved state, as systemd starts its enabled units
+ * at boot whatever otad was doing. After a power cut nothing else starts them: left to the
+ * recovery, a cut in commit or idle left them down. The recovery that follows does what it does
+ * with running units: stopping, switching and starting are idempotent.
  */
 import type { StateName } from '../../machines/types.js';
 import type { ProductConfig } from '../config/schema.js';
@@ -20,10 +22,7 @@ export interface StartDecision {
   reason: string;
 }
 
-/**
- * One row per saved state. The states before apply never touch the installed release or its
- * services (backup reads it, staging writes beside it), so the units run as in idle.
- */
+/** One row per saved state: the units of the installed release are started in every one (the reason is logged). */
 const AT_START: Readonly<Record<StateName, StartDecision>> = {
   idle: { start: true, reason: 'nothing in flight' },
   checking: { start: true, reason: 'a check only reads; the installed release is live' },
@@ -34,17 +33,17 @@ const AT_START: Readonly<Record<StateName, StartDecision>> = {
   preCheckWaiting: { start: true, reason: 'waiting to retry the pre-checks; the installed release is live' },
   backup: { start: true, reason: 'a backup only reads the installed release' },
   staging: { start: true, reason: 'staging writes beside the installed release, never into it' },
-  apply: { start: false, reason: 'a run was interrupted in apply: its recovery restarts the services' },
-  validate: { start: false, reason: 'a run was interrupted in validate: its recovery judges and restarts the services' },
-  commit: { start: false, reason: 'a run was interrupted in commit: its recovery decides, and may roll back' },
-  rollback: { start: false, reason: 'a rollback was interrupted: re-running it restarts the services' },
-  failed: { start: false, reason: 'the product is in failed: a person must look (otactl rollback or otactl reset)' },
+  apply: { start: true, reason: 'a run was interrupted in apply: the installed release runs until its recovery stops, switches and starts the services' },
+  validate: { start: true, reason: 'a run was interrupted in validate: the release on probation must run to be judged' },
+  commit: { start: true, reason: 'a run was interrupted in commit: the validated release runs while the commit finishes' },
+  rollback: { start: true, reason: 'a rollback was interrupted: the installed release runs until the rollback, re-run, restarts the services' },
+  failed: { start: true, reason: 'the product is in failed (a person must look: otactl rollback or otactl reset); the installed release runs meanwhile' },
 };
 
 /** Whether to start the process units, from the state saved before otad stopped (null: never ran). */
 export function decideStartAtDaemonStart(savedState: string | null): StartDecision {
   if (savedState === null) return { start: true, reason: 'first start: nothing in flight' };
-  return isStateName(savedState) ? AT_START[savedState] : { start: false, reason: `saved state "${savedState}" is unknown` };
+  return isStateName(savedState) ? AT_START[savedState] : { start: true, reason: `saved state "${savedState}" is unknown; the installed release runs` };
 }
 
 export interface StartProcessUnitsOptions {

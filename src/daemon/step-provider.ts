@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { JournalVerdict } from './recovery-policy.js';
 import type { RollbackPreview, RunFacts } from '../steps/rollback-preview.js';
+import type { AheadOps, RehearsalSteps } from '../steps/stage-ahead.js';
 
 /** What the daemon needs from the outside world for one product's steps. */
 export interface StepContext {
@@ -27,6 +28,11 @@ export interface StepContext {
   progress(message: Omit<ProgressMessage, 'product'>): void;
   /** Inhibits currently held by the robot's app (checked by pre-check). */
   inhibits(): Array<{ holder: string; reason: string; expiresAt: number | null }>;
+  /**
+   * Download ahead: a provider that can stage a scheduled release before its slot hands the daemon
+   * these operations, built on the same repository as the steps it returns (optional).
+   */
+  onAhead?(ops: AheadOps): void;
 }
 
 export interface StepProvider {
@@ -41,4 +47,9 @@ export interface StepProvider {
    * leave it out: ROLLBACK is then offered and accepted as the machine allows.
    */
   previewRollback?(product: ProductConfig, config: Config, run: RunFacts): Promise<RollbackPreview>;
+  /**
+   * The real steps a rehearsal runs (check, pre-check, and staging into `scratchDir` instead of the
+   * product's own staging place). Providers without real steps leave it out: rehearsal is refused.
+   */
+  rehearsal?(ctx: StepContext, scratchDir: string): RehearsalSteps;
 }

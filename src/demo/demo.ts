@@ -59,6 +59,31 @@ async function appHealth(port: number): Promise<{ ok: boolean; version: string }
   }
 }
 
+interface DemoDowntime {
+  totalMs: number | null;
+  stopMs: number;
+  switchMs: number;
+  startMs: number;
+  probeMs: number;
+  waitMs: number;
+  otadMs: number | null;
+  greenOn: 'new' | 'old' | null;
+  note: string | null;
+}
+
+const msText = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+
+/** One line with the run's downtime and its split, as otad measured and saved it. */
+function downtimeLine(d: DemoDowntime | null | undefined): string {
+  if (!d) return 'no downtime recorded';
+  if (d.totalMs === null || d.otadMs === null) return `downtime not measured: ${d.note ?? 'still open'}`;
+  return (
+    `downtime ${msText(d.totalMs)} until green on the ${d.greenOn === 'old' ? 'old' : 'new'} release: ` +
+    `stop ${msText(d.stopMs)}, switch ${msText(d.switchMs)}, start ${msText(d.startMs)}, first green probe ${msText(d.probeMs)} ` +
+    `(of which product start-up and probe interval ${msText(d.waitMs)}); otad's own share ${msText(d.otadMs)}`
+  );
+}
+
 function check(condition: boolean, message: string): void {
   if (!condition) throw new Error(`demo expectation failed: ${message}`);
   out(`   ✓ ${message}`);
@@ -177,6 +202,9 @@ async function main(): Promise<void> {
     check(s.lastOutcome === 'committed' && s.installedVersion === '1.1.0', 'robot-ai 1.1.0 is committed');
     const h1 = await waitFor('robot-ai 1.1.0 to answer', async () => ((await appHealth(appPort))?.version === '1.1.0' ? appHealth(appPort) : null));
     check(h1.version === '1.1.0', `the service was restarted on the new release: /health → ${JSON.stringify(h1)}`);
+    const d1 = (s as { lastDowntime?: DemoDowntime | null }).lastDowntime;
+    out(`   ${downtimeLine(d1)}`);
+    check(d1?.totalMs != null && d1.greenOn === 'new', 'otad measured the downtime of the update, from the first stop to the first green probe round');
 
     step('The operator publishes a broken 1.2.0: otad must roll back by itself');
     writeSampleRelease(join(paths.build, '1.2.0'), { version: '1.2.0', notes: 'Experimental planner.', broken: true }, appPort);
@@ -192,6 +220,9 @@ async function main(): Promise<void> {
     check(s.lastOutcome === 'rolled-back' && s.installedVersion === '1.1.0', `1.2.0 was rolled back (${s.error?.code ?? 'no error'}): robot-ai is on 1.1.0`);
     const h2 = await waitFor('robot-ai 1.1.0 to answer again', async () => ((await appHealth(appPort))?.version === '1.1.0' ? appHealth(appPort) : null));
     check(h2.ok, `the service answers from 1.1.0 again: /health → ${JSON.stringify(h2)}`);
+    const d2 = (s as { lastDowntime?: DemoDowntime | null }).lastDowntime;
+    out(`   ${downtimeLine(d2)}`);
+    check(d2?.totalMs != null && d2.greenOn === 'old', 'the rollback run counts its downtime until 1.1.0 is green again');
 
     step('The next check does not offer the release that was rolled back');
     await app.request('POST', '/api/v1/events', { product: 'robot-ai', type: 'CHECK_NOW' });
@@ -202,11 +233,18 @@ async function main(): Promise<void> {
     check(s.lastOutcome === 'up-to-date', '1.2.0 is marked bad and not offered again');
 
     step('History');
-    const { runs } = await app.request<{ runs: Array<{ runId: string; kind: string; fromVersion: string | null; toVersion: string | null; outcome: string }> }>(
+    const { runs } = await app.request<{ runs: Array<{ runId: string; kind: string; fromVersion: string | null; toVersion: string | null; outcome: string; downtime: DemoDowntime | null }> }>(
       'GET',
       '/api/v1/history?product=robot-ai',
     );
-    for (const r of [...runs].reverse()) out(`   ${r.runId}  ${r.kind.padEnd(8)} ${String(r.fromVersion ?? '-').padEnd(6)} → ${String(r.toVersion ?? '-').padEnd(6)} ${r.outcome}`);
+    for (const r of [...runs].reverse()) out(`   ${r.runId}  ${r.kind.padEnd(8)} ${String(r.fromVersion ?? '-').padEnd(6)} → ${String(r.toVersion ?? '-').padEnd(6)} ${r.outcome.padEnd(11)}${r.downtime?.totalMs != null ? ` downtime ${msText(r.downtime.totalMs)}` : ''}`);
+
+    step('Downtime on the metrics endpoint (Prometheus text)');
+    const metricsRes = await fetch(`${apiFile.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    const metricsText = await metricsRes.text();
+    const downtimeLines = metricsText.split('\n').filter((l) => /^otad_last_downtime_seconds\{|^otad_downtime_seconds_count\{[^}]*part="total"/.test(l));
+    for (const l of downtimeLines) out(`   ${l}`);
+    check(metricsRes.ok && downtimeLines.some((l) => l.startsWith('otad_last_downtime_seconds{') && l.includes('part="otad"')), 'the metrics carry the last downtime and its split');
     out('\nThe demo passed: a full update, an automatic rollback, and no bad release offered twice.');
   } finally {
     await units.stop('robot-ai').catch(() => {});

@@ -21,6 +21,8 @@ export interface CheckinBody {
   runId: string | null;
   targetVersion: string | null;
   tags?: Record<string, string>;
+  /** The product's newest measured downtime (omitted when none). */
+  downtime?: { runId: string; totalMs: number; stopMs: number; switchMs: number; startMs: number; probeMs: number; otadMs: number; greenOn: 'new' | 'old'; acrossRestart: boolean; greenAt: number };
 }
 
 /** What has been said already: kept across reporters (a reload makes a new one). */

@@ -39,6 +39,8 @@ export interface CheckSummary {
 
 export interface ProbationRound {
   round: number;
+  /** Elapsed when this round's probes were started (the rounds and interval before it: elapsedMs of the previous round plus the sleep). */
+  startedMs: number;
   elapsedMs: number;
   windowMs: number;
   checks: CheckSummary[];
@@ -79,6 +81,7 @@ export async function runProbation(options: ProbationOptions): Promise<Probation
   for (;;) {
     throwIfCancelled();
     round += 1;
+    const roundStartedMs = elapsed();
     const outcomes = await Promise.all(checks.map((probe) => runOne(probe, sleep, signal)));
     throwIfCancelled();
 
@@ -111,7 +114,7 @@ export async function runProbation(options: ProbationOptions): Promise<Probation
       }
     }
 
-    options.onRound?.({ round, elapsedMs: elapsed(), windowMs, checks: snapshot() });
+    options.onRound?.({ round, startedMs: roundStartedMs, elapsedMs: elapsed(), windowMs, checks: snapshot() });
     const remaining = windowMs - elapsed();
     const allHealthy = summaries.every((s) => s.lastOk === true);
     if (remaining <= 0 && allHealthy) {

@@ -16,7 +16,7 @@ export const MAX_NOTES_LENGTH = 16_384;
 /** A manifest larger than this is not a manifest: the reader refuses it before parsing. */
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 
-const PRODUCT_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const PRODUCT_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CHANNEL_RE = /^[a-z][a-z0-9-]{0,31}$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 /** Target names are relative repository paths: no leading slash, no `..`, no backslashes. */
@@ -67,6 +67,18 @@ export const manifestSchema = z.object({
       }),
     )
     .max(32)
+    .optional(),
+  /**
+   * Schema 1.1, optional: the versions of the product's siblings (the other products on the same
+   * robots) this release needs, as semver ranges: `{ "robot-ai-sibling": "^1.4.0" }`. Readers that
+   * do not know the field drop it (it changes nothing they do).
+   */
+  dependencies: z
+    .record(
+      z.string().regex(PRODUCT_RE, { message: 'expected a lower-case product name ([a-z0-9._-], at most 64 characters)' }),
+      z.string().max(256).refine((r) => semver.validRange(r) !== null, { message: 'expected a semver range such as ^1.4.0 or >=1.2.0 <2.0.0' }),
+    )
+    .refine((d) => Object.keys(d).length <= 32, { message: 'expected at most 32 dependencies' })
     .optional(),
   rolloutPercent: z.number().min(0).max(100).optional(),
   maxDeferralHours: z.number().nonnegative().max(24 * 365).optional(),
@@ -121,6 +133,11 @@ export function parseManifest(input: string | Buffer | unknown, source = 'manife
   if (manifest.deltas !== undefined && manifest.deltas.length > 0 && manifest.index === undefined) {
     throw new OtaError('MANIFEST_INVALID', `${source}: field deltas is set without index: a delta can only be applied against a signed tree index`, {
       details: { source, field: 'deltas' },
+    });
+  }
+  if (manifest.dependencies !== undefined && Object.hasOwn(manifest.dependencies, manifest.product)) {
+    throw new OtaError('MANIFEST_INVALID', `${source}: field dependencies names ${manifest.product} itself: list the other products it needs`, {
+      details: { source, field: `dependencies.${manifest.product}` },
     });
   }
   for (const d of manifest.deltas ?? []) {

@@ -1,6 +1,7 @@
 /**
  * Signing keys of the repository: ed25519, one JSON file per key, private part written 0600.
- * Layout: `<keys>/<role>/<keyid>.json`; keys taken out of service move to `<keys>/retired/`.
+ * Layout: `<keys>/<role>/<keyid>.json`; a delegated targets role's keys (docs/trust-model.md)
+ * `<keys>/delegated/<role name>/<keyid>.json`; keys taken out of service move to `<keys>/retired/`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -28,6 +29,8 @@ export interface SigningKey {
 interface KeyFile {
   keyid: string;
   role: RoleName;
+  /** Keys of a delegated targets role: its name (`role` is then `targets`, the kind of metadata it signs). */
+  delegatedRole?: string;
   keytype: 'ed25519';
   scheme: 'ed25519';
   public: string;
@@ -116,4 +119,48 @@ export async function retireKey(keysDir: string, key: SigningKey): Promise<void>
   await fs.rename(from, path.join(retired, `${key.role}-${key.keyid}.json`)).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
   });
+}
+
+/** Where a delegated targets role's keys live in a keys folder. */
+export function delegatedKeysDir(keysDir: string, roleName: string): string {
+  return path.join(keysDir, 'delegated', roleName);
+}
+
+/** Save a key of a delegated targets role, 0600 in a 0700 folder. */
+export async function saveDelegatedKey(keysDir: string, roleName: string, key: SigningKey): Promise<string> {
+  const dir = delegatedKeysDir(keysDir, roleName);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, `${key.keyid}.json`);
+  const body: KeyFile = { keyid: key.keyid, role: 'targets', delegatedRole: roleName, keytype: 'ed25519', scheme: 'ed25519', public: key.publicHex, private: key.privatePem };
+  await atomicWriteFile(file, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600 });
+  await fs.chmod(file, 0o600);
+  return file;
+}
+
+/** The private keys present for a delegated targets role (none on a machine that does not sign it). */
+export async function loadDelegatedKeys(keysDir: string, roleName: string): Promise<SigningKey[]> {
+  const dir = delegatedKeysDir(keysDir, roleName);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const keys: SigningKey[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json')).sort()) keys.push(await readKeyFile(path.join(dir, name), 'targets'));
+  return keys;
+}
+
+/** Take a delegated role's key out of service: kept (0600) under retired/, never used to sign again. */
+export async function retireDelegatedKey(keysDir: string, roleName: string, keyid: string): Promise<boolean> {
+  const retired = path.join(keysDir, 'retired');
+  await fs.mkdir(retired, { recursive: true, mode: 0o700 });
+  try {
+    await fs.rename(path.join(delegatedKeysDir(keysDir, roleName), `${keyid}.json`), path.join(retired, `${roleName}-${keyid}.json`));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }

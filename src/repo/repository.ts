@@ -4,7 +4,9 @@
  *
  * Layout of a repository folder:
  *   metadata/  1.root.json … N.root.json, root.json (copy of the newest), N.targets.json,
- *              N.snapshot.json, timestamp.json (consistent snapshots: every version stays addressable)
+ *              N.snapshot.json, timestamp.json (consistent snapshots: every version stays addressable),
+ *              N.product-<product>.json for each delegated targets role (delegate(): one per product,
+ *              whose key the publisher studio holds while the top-level targets key stays offline)
  *   targets/   <product>/<sha256>.<name> (consistent-snapshot target names)
  *   ota-repo.json  public settings (expiry periods); staged.json  targets added but not yet signed
  * Invariant: timestamp.json is written last, so a reader following it always finds every file it names.
@@ -12,12 +14,15 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+import { Key, Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
+// Not re-exported by the package index; the classes tuf-js itself builds delegations from.
+import { Delegations } from '@tufjs/models/dist/delegations.js';
+import { DelegatedRole } from '@tufjs/models/dist/role.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { MANIFEST_SCHEMA_VERSION, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
+import { MANIFEST_SCHEMA_VERSION, PRODUCT_RE, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
 import semver from 'semver';
@@ -26,7 +31,10 @@ import { exists, hashFile } from '../core/files.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
 import {
   generateSigningKey,
+  loadDelegatedKeys,
   loadRoleKeys,
+  retireDelegatedKey,
+  saveDelegatedKey,
   retireKey,
   ROLES,
   saveKey,
@@ -44,6 +52,18 @@ export const DEFAULT_EXPIRY_MS: Record<RoleName, number> = { root: 365 * DAY, ta
 export const SPEC_VERSION = '1.0.31';
 /** Written into every signed role: lets robots notice a clock that runs behind signed data. */
 export const ISSUED_FIELD = 'x-otad-issued';
+/**
+ * Written by the top-level targets role into each delegation it makes: the latest `expires` the
+ * delegated role may sign. otad refuses a delegated role that claims a later one; clients that do
+ * not know the field ignore it (the TUF specification lets metadata carry fields it does not define).
+ */
+export const DELEGATION_EXPIRES_FIELD = 'x-otad-expires';
+export const DEFAULT_DELEGATION_EXPIRY_MS = 90 * DAY;
+
+/** The delegated targets role that may sign a product's targets (`<product>/*`). */
+export function delegatedRoleName(product: string): string {
+  return `product-${product}`;
+}
 
 export interface RepoSettings {
   expiryMs: Record<RoleName, number>;
@@ -77,6 +97,8 @@ export interface ReleaseInput {
   minFromVersion?: string;
   requirements?: Manifest['requirements'];
   rolloutPercent?: number;
+  /** The siblings' versions this release needs (manifest `dependencies`: product → semver range). */
+  dependencies?: Record<string, string>;
   maxDeferralHours?: number;
   installBy?: string;
   /** Check the package as a robot would before anything is stored (ota-repo add always does). */
@@ -161,6 +183,45 @@ export interface RepoState {
   targets: Metadata<Targets>;
   snapshot: Metadata<Snapshot>;
   timestamp: Metadata<Timestamp>;
+  /** Each delegated targets role's current metadata, by role name (the order of targets' delegations). */
+  delegated: Record<string, Metadata<Targets>>;
+}
+
+export interface DelegateOptions {
+  product: string;
+  /** How long the delegation lasts (default 90 days): the latest expiry its role may sign. */
+  expiresInMs?: number;
+  /** The keys folder the delegated role's new private key is saved to (default: this publisher's). */
+  keyOut?: string;
+}
+
+export interface DelegateResult {
+  role: string;
+  product: string;
+  paths: string[];
+  keyid: string;
+  keyFile: string;
+  expires: string;
+  /** Key ids the delegation no longer trusts (a rotation); empty for a new delegation. */
+  replacedKeyIds: string[];
+  /** Targets the delegated role signed before and signs again under the new key. */
+  carriedTargets: number;
+  publish: PublishResult;
+}
+
+/** A delegation as the studio and `ota-repo delegations` show it. */
+export interface DelegationInfo {
+  role: string;
+  keyids: string[];
+  threshold: number;
+  terminating: boolean;
+  paths: string[];
+  /** The latest expiry the delegation allows (DELEGATION_EXPIRES_FIELD), null when it sets none. */
+  limit: string | null;
+  /** The delegated role's metadata: version and expiry. */
+  version: number;
+  expires: string;
+  targets: number;
 }
 
 export interface CustomTargetInfo {
@@ -223,7 +284,43 @@ export function createPublisher(options: PublisherOptions) {
     const targetsMeta = snapshot.signed.meta['targets.json'];
     if (targetsMeta === undefined) throw new OtaError('TRUST_METADATA_INVALID', `snapshot ${snapshot.signed.version} does not list targets.json`);
     const targets = Metadata.fromJSON(MetadataKind.Targets, await readJson(path.join(metadataDir, `${targetsMeta.version}.targets.json`)));
-    return { root, targets, snapshot, timestamp };
+    const delegated: Record<string, Metadata<Targets>> = {};
+    for (const name of Object.keys(targets.signed.delegations?.roles ?? {})) {
+      const meta = snapshot.signed.meta[`${name}.json`];
+      if (meta === undefined) throw new OtaError('TRUST_METADATA_INVALID', `snapshot ${snapshot.signed.version} does not list ${name}.json, a role targets delegates to`);
+      delegated[name] = Metadata.fromJSON(MetadataKind.Targets, await readJson(path.join(metadataDir, `${meta.version}.${name}.json`)));
+    }
+    return { root, targets, snapshot, timestamp, delegated };
+  }
+
+  /**
+   * Every target the repository signs, as a TUF client resolves them: the top-level targets first,
+   * then each delegated role in order, each only for the paths it is delegated (an entry outside
+   * them is what a client ignores, so it is left out here too).
+   */
+  function allTargets(state: RepoState): Record<string, TargetFile> {
+    const out: Record<string, TargetFile> = { ...state.targets.signed.targets };
+    for (const [name, role] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+      for (const [p, t] of Object.entries(state.delegated[name]?.signed.targets ?? {})) {
+        if (out[p] === undefined && role.isDelegatedPath(p)) out[p] = t;
+      }
+    }
+    return out;
+  }
+
+  /** Sign a delegated role with every key of it at hand; refuse below its threshold. */
+  async function signDelegated(md: Metadata<Targets>, name: string, delegator: Targets, extraKeys: SigningKey[] = []): Promise<void> {
+    const role = delegator.delegations?.roles?.[name];
+    if (role === undefined) throw new OtaError('CONFIG_INVALID', `targets delegates to no role ${name}: create it with ota-repo delegate`);
+    const available = [...(await loadDelegatedKeys(keysDir, name)), ...extraKeys].filter((k) => role.keyIDs.includes(k.keyid));
+    const unique = [...new Map(available.map((k) => [k.keyid, k])).values()];
+    if (unique.length < role.threshold) {
+      throw new OtaError('CONFIG_INVALID', `cannot sign delegated role ${name}: ${unique.length} of its keys are in ${path.join(keysDir, 'delegated', name)}, threshold is ${role.threshold}`, {
+        details: { role: name, available: unique.length, threshold: role.threshold },
+      });
+    }
+    md.signatures = {};
+    for (const key of unique) md.sign(signerFor(key), true);
   }
 
   /** Sign with every locally available key of the role; refuse when that cannot reach the threshold. */
@@ -296,17 +393,31 @@ export function createPublisher(options: PublisherOptions) {
     return { name, length, sha256 };
   }
 
-  async function signAndWriteTail(state: RepoState, settings: RepoSettings, newTargets: Metadata<Targets> | null): Promise<PublishResult> {
+  async function signAndWriteTail(
+    state: RepoState,
+    settings: RepoSettings,
+    newTargets: Metadata<Targets> | null,
+    newDelegated: Array<{ name: string; md: Metadata<Targets>; extraKeys?: SigningKey[] }> = [],
+  ): Promise<PublishResult> {
     const root = state.root.signed;
     const published: string[] = [];
     let targetsVersion = state.targets.signed.version;
     const snapshotMeta: Record<string, MetaFile> = { ...state.snapshot.signed.meta };
+    // Sign everything before writing anything: a missing key leaves the repository as it was.
+    if (newTargets !== null) await signRole(newTargets, 'targets', root);
+    const delegator = (newTargets ?? state.targets).signed;
+    for (const d of newDelegated) await signDelegated(d.md, d.name, delegator, d.extraKeys);
     if (newTargets !== null) {
-      await signRole(newTargets, 'targets', root);
       targetsVersion = newTargets.signed.version;
       const bytes = await writeMetadata(`${targetsVersion}.targets.json`, newTargets);
       snapshotMeta['targets.json'] = metaFileFor(targetsVersion, bytes);
       published.push(`${targetsVersion}.targets.json`);
+    }
+    for (const d of newDelegated) {
+      const file = `${d.md.signed.version}.${d.name}.json`;
+      const bytes = await writeMetadata(file, d.md);
+      snapshotMeta[`${d.name}.json`] = metaFileFor(d.md.signed.version, bytes);
+      published.push(file);
     }
     const snapshot = new Metadata(
       new Snapshot({
@@ -363,7 +474,7 @@ export function createPublisher(options: PublisherOptions) {
     const settings = await readSettings();
     const state = await loadState();
     const staged = await readStaged();
-    if (state.targets.signed.targets[manifestName] !== undefined || staged[manifestName] !== undefined) {
+    if (allTargets(state)[manifestName] !== undefined || staged[manifestName] !== undefined) {
       throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
     }
     let packageFile = input.packageFile;
@@ -451,7 +562,7 @@ export function createPublisher(options: PublisherOptions) {
     store: StoreTarget,
   ): Promise<DeltaOutcome[]> {
     if (settings.fromLast === 0) return [];
-    const earlier = Object.values(state.targets.signed.targets)
+    const earlier = Object.values(allTargets(state))
       .map((t) => ({ t, custom: ((t.custom as { otad?: Partial<CustomTargetInfo> }).otad ?? {}) }))
       .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)
       .filter(({ custom }) => semver.valid(custom.version ?? '') !== null && semver.lt(custom.version!, version))
@@ -543,6 +654,7 @@ export function createPublisher(options: PublisherOptions) {
         targets: new Metadata(new Targets({ version: 0, specVersion: SPEC_VERSION, expires: expires('targets', settings) })),
         snapshot: new Metadata(new Snapshot({ version: 0, specVersion: SPEC_VERSION, expires: expires('snapshot', settings), meta: {} })),
         timestamp: new Metadata(new Timestamp({ version: 0, specVersion: SPEC_VERSION, expires: expires('timestamp', settings), snapshotMeta: new MetaFile({ version: 1 }) })),
+        delegated: {},
       };
       await signAndWriteTail(state, settings, emptyTargets);
       log.info('repository initialised', { repoDir, keys: keyIds });
@@ -588,7 +700,7 @@ export function createPublisher(options: PublisherOptions) {
       const state = await loadState();
       const staged = await readStaged();
       const current = staged[manifestName] ?? (() => {
-        const t = state.targets.signed.targets[manifestName];
+        const t = allTargets(state)[manifestName];
         const sha256 = t?.hashes['sha256'];
         return t && sha256 ? { length: t.length, sha256, custom: (t.unrecognizedFields['custom'] as { otad: CustomTargetInfo } | undefined)?.otad } : undefined;
       })();
@@ -619,11 +731,50 @@ export function createPublisher(options: PublisherOptions) {
       return info;
     },
 
-    /** Sign staged targets (if any), then a new snapshot and timestamp. */
-    async publish(opts: { resignTargets?: boolean } = {}): Promise<PublishResult> {
+    /**
+     * Sign staged targets (if any), then a new snapshot and timestamp. With `role`, the staged
+     * targets go into that delegated targets role, signed by its key alone (the top-level targets
+     * key is not needed); every staged target must be inside the role's delegated paths
+     * (PUBLISH_OUTSIDE_DELEGATION otherwise) and the delegation must not have expired
+     * (PUBLISH_DELEGATION_EXPIRED). Either refusal signs nothing and keeps the staged list.
+     */
+    async publish(opts: { resignTargets?: boolean; role?: string } = {}): Promise<PublishResult> {
       const settings = await readSettings();
       const state = await loadState();
       const staged = await readStaged();
+      if (opts.role !== undefined) {
+        const name = opts.role;
+        const role = state.targets.signed.delegations?.roles?.[name];
+        const current = state.delegated[name];
+        if (role === undefined || current === undefined) {
+          throw new OtaError('CONFIG_INVALID', `the repository delegates to no role ${name}: create it offline with ota-repo delegate`);
+        }
+        const outside = Object.keys(staged).filter((t) => !role.isDelegatedPath(t));
+        if (outside.length > 0) {
+          throw new OtaError('PUBLISH_OUTSIDE_DELEGATION', `delegated role ${name} may sign only ${(role.paths ?? []).join(', ')}; ${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} outside it. Nothing was signed`, {
+            details: { role: name, paths: role.paths ?? [], outside },
+          });
+        }
+        const limit = delegationLimit(role);
+        if (limit !== null && Date.parse(limit) <= clock.now()) {
+          throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ota-repo delegate --product …. Nothing was signed`, { details: { role: name, expires: limit } });
+        }
+        const roleTargets = new Targets({
+          version: current.signed.version + 1,
+          specVersion: SPEC_VERSION,
+          // Never later than the delegation allows: otad refuses a delegated role that claims more.
+          expires: limit ?? expires('targets', settings),
+          targets: { ...current.signed.targets },
+          unrecognizedFields: issued(),
+        });
+        for (const [p, info] of Object.entries(staged)) {
+          roleTargets.addTarget(new TargetFile({ path: p, length: info.length, hashes: { sha256: info.sha256 }, unrecognizedFields: { custom: { otad: { ...info.custom } } } }));
+        }
+        const result = await signAndWriteTail(state, settings, null, [{ name, md: new Metadata(roleTargets) }]);
+        await fs.rm(stagedFile, { force: true });
+        log.info('repository published through a delegated role', { role: name, ...result });
+        return result;
+      }
       let newTargets: Metadata<Targets> | null = null;
       if (Object.keys(staged).length > 0 || opts.resignTargets === true) {
         const targets = new Targets({
@@ -631,6 +782,7 @@ export function createPublisher(options: PublisherOptions) {
           specVersion: SPEC_VERSION,
           expires: expires('targets', settings),
           targets: { ...state.targets.signed.targets },
+          ...(state.targets.signed.delegations !== undefined ? { delegations: state.targets.signed.delegations } : {}),
           unrecognizedFields: issued(),
         });
         for (const [name, info] of Object.entries(staged)) {
@@ -644,6 +796,120 @@ export function createPublisher(options: PublisherOptions) {
       await fs.rm(stagedFile, { force: true });
       log.info('repository published', { ...result });
       return result;
+    },
+
+    /**
+     * Create, or rotate and renew, the delegated targets role of a product (offline: it signs a new
+     * top-level targets version, so it needs the top-level targets key). A new ed25519 key is made
+     * and saved under `<keyOut>/delegated/product-<product>/`; the delegation trusts that key only
+     * (threshold 1), for the paths `<product>/*`, terminating, until `expiresInMs` from now. A
+     * rotation replaces the old keys (retired when they are in `keyOut`) and signs the role's
+     * current targets again with the new key, so robots see no gap.
+     */
+    async delegate(opts: DelegateOptions): Promise<DelegateResult> {
+      const settings = await readSettings();
+      if (typeof opts.product !== 'string' || !PRODUCT_RE.test(opts.product)) {
+        throw new OtaError('CONFIG_INVALID', `product ${JSON.stringify(opts.product)}: expected a lower-case product name ([a-z0-9._-], at most 64 characters)`);
+      }
+      const period = opts.expiresInMs ?? DEFAULT_DELEGATION_EXPIRY_MS;
+      if (!Number.isFinite(period) || period <= 0) throw new OtaError('CONFIG_INVALID', `delegation expiry is ${period} ms: expected a positive duration`);
+      const state = await loadState();
+      const name = delegatedRoleName(opts.product);
+      const paths = [`${opts.product}/*`];
+      const expiresAt = new Date(clock.now() + period).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const key = generateSigningKey('targets');
+      const before = state.targets.signed.delegations;
+      const old = before?.roles?.[name];
+      const roles: Record<string, DelegatedRole> = {};
+      const fresh = new DelegatedRole({ name, keyIDs: [key.keyid], threshold: 1, terminating: true, paths, unrecognizedFields: { [DELEGATION_EXPIRES_FIELD]: expiresAt } });
+      for (const [n, r] of Object.entries(before?.roles ?? {})) roles[n] = n === name ? fresh : r;
+      roles[name] ??= fresh;
+      const keys: Record<string, Key> = { ...(before?.keys ?? {}), [key.keyid]: tufKey(key) };
+      const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
+      for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
+      const newTargets = new Metadata(
+        new Targets({
+          version: state.targets.signed.version + 1,
+          specVersion: SPEC_VERSION,
+          expires: expires('targets', settings),
+          targets: { ...state.targets.signed.targets },
+          delegations: new Delegations({ keys, roles, ...(before?.unrecognizedFields !== undefined ? { unrecognizedFields: before.unrecognizedFields } : {}) }),
+          unrecognizedFields: issued(),
+        }),
+      );
+      const current = state.delegated[name];
+      const carried = Object.fromEntries(Object.entries(current?.signed.targets ?? {}).filter(([p]) => fresh.isDelegatedPath(p)));
+      const roleMd = new Metadata(
+        new Targets({ version: (current?.signed.version ?? 0) + 1, specVersion: SPEC_VERSION, expires: expiresAt, targets: carried, unrecognizedFields: issued() }),
+      );
+      const keyOut = opts.keyOut ?? keysDir;
+      // The key is saved before anything names it, and removed again when signing fails.
+      const keyFile = await saveDelegatedKey(keyOut, name, key);
+      let publish: PublishResult;
+      try {
+        publish = await signAndWriteTail(state, settings, newTargets, [{ name, md: roleMd, extraKeys: [key] }]);
+      } catch (error) {
+        await fs.rm(keyFile, { force: true });
+        throw error;
+      }
+      const replacedKeyIds = (old?.keyIDs ?? []).filter((id) => id !== key.keyid);
+      for (const id of replacedKeyIds) await retireDelegatedKey(keyOut, name, id);
+      log.info(old === undefined ? 'delegation created' : 'delegation rotated', { role: name, keyid: key.keyid, expires: expiresAt, replaced: replacedKeyIds });
+      return { role: name, product: opts.product, paths, keyid: key.keyid, keyFile, expires: expiresAt, replacedKeyIds, carriedTargets: Object.keys(carried).length, publish };
+    },
+
+    /** The delegations of the top-level targets role, in their order, with their roles' metadata. */
+    async delegations(): Promise<DelegationInfo[]> {
+      const state = await loadState();
+      return Object.entries(state.targets.signed.delegations?.roles ?? {}).map(([name, role]) => ({
+        role: name,
+        keyids: [...role.keyIDs],
+        threshold: role.threshold,
+        terminating: role.terminating,
+        paths: [...(role.paths ?? [])],
+        limit: delegationLimit(role),
+        version: state.delegated[name]?.signed.version ?? 0,
+        expires: state.delegated[name]?.signed.expires ?? '',
+        targets: Object.keys(state.delegated[name]?.signed.targets ?? {}).length,
+      }));
+    },
+
+    /**
+     * Which role would sign a release of `product` on this machine, checked before anything is
+     * stored: its delegated role when enough of that role's keys are here (refused with
+     * PUBLISH_DELEGATION_EXPIRED once the delegation has expired); otherwise the top-level
+     * targets role when its keys are here; otherwise PUBLISH_OUTSIDE_DELEGATION naming the
+     * delegations this machine can sign.
+     */
+    async signingRoleFor(product: string): Promise<{ role: string | undefined }> {
+      const state = await loadState();
+      const name = delegatedRoleName(product);
+      const role = state.targets.signed.delegations?.roles?.[name];
+      const heldRole = role === undefined ? 0 : (await loadDelegatedKeys(keysDir, name)).filter((k) => role.keyIDs.includes(k.keyid)).length;
+      if (role !== undefined && heldRole >= role.threshold) {
+        const limit = delegationLimit(role);
+        if (limit !== null && Date.parse(limit) <= clock.now()) {
+          throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ota-repo delegate --product ${product}. Nothing was stored or signed`, {
+            details: { role: name, expires: limit },
+          });
+        }
+        return { role: name };
+      }
+      const top = state.root.signed.roles['targets'];
+      const heldTop = (await loadRoleKeys(keysDir, 'targets')).filter((k) => top?.keyIDs.includes(k.keyid)).length;
+      if (top !== undefined && heldTop >= top.threshold) return { role: undefined };
+      const mine: string[] = [];
+      for (const [n, r] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+        const held = (await loadDelegatedKeys(keysDir, n)).filter((k) => r.keyIDs.includes(k.keyid)).length;
+        if (held >= r.threshold) mine.push(`${n} (${(r.paths ?? []).join(', ')})`);
+      }
+      throw new OtaError(
+        'PUBLISH_OUTSIDE_DELEGATION',
+        `this publisher may not sign releases of ${product}: it holds no key of a delegation for ${product}/* and not the top-level targets key` +
+          (mine.length > 0 ? `; it may publish only through ${mine.join(', ')}` : '') +
+          '. Nothing was stored or signed',
+        { details: { product, role: name, delegations: mine } },
+      );
     },
 
     /** Re-sign the timestamp with a fresh expiry (the online key's daily job). */
@@ -729,7 +995,7 @@ export function createPublisher(options: PublisherOptions) {
     /** Targets signed in the current targets role, with their otad custom fields. */
     async listTargets(): Promise<Array<TargetInfo & { custom: Partial<CustomTargetInfo> }>> {
       const state = await loadState();
-      return Object.values(state.targets.signed.targets).map((t) => ({
+      return Object.values(allTargets(state)).map((t) => ({
         name: t.path,
         length: t.length,
         sha256: t.hashes.sha256 ?? '',
@@ -745,10 +1011,17 @@ export function createPublisher(options: PublisherOptions) {
         specVersion: SPEC_VERSION,
         expires: expires('targets', settings),
         targets: { ...state.targets.signed.targets },
+        ...(state.targets.signed.delegations !== undefined ? { delegations: state.targets.signed.delegations } : {}),
         unrecognizedFields: issued(),
       }),
     );
   }
+}
+
+/** The latest expiry a delegation lets its role sign (DELEGATION_EXPIRES_FIELD), or null. */
+export function delegationLimit(role: DelegatedRole): string | null {
+  const v = role.unrecognizedFields?.[DELEGATION_EXPIRES_FIELD];
+  return typeof v === 'string' && Number.isFinite(Date.parse(v)) ? v : null;
 }
 
 /** The manifest for a release; throws MANIFEST_INVALID naming the field when an input is wrong. */
@@ -765,6 +1038,7 @@ export function buildManifest(input: ReleaseInput, pkg: { target: string; length
   if (input.minFromVersion !== undefined) raw.minFromVersion = input.minFromVersion;
   if (input.requirements !== undefined) raw.requirements = input.requirements;
   if (input.rolloutPercent !== undefined) raw.rolloutPercent = input.rolloutPercent;
+  if (input.dependencies !== undefined && Object.keys(input.dependencies).length > 0) raw.dependencies = input.dependencies;
   if (input.maxDeferralHours !== undefined) raw.maxDeferralHours = input.maxDeferralHours;
   if (input.installBy !== undefined) raw.installBy = input.installBy;
   return parseManifest(raw, `release ${input.product} ${input.version}`);

@@ -27,6 +27,10 @@ import { openFleetStore } from './store/open-fleet-store.js';
 import { createStudio } from './studio/drafts.js';
 import type { SourceRoot } from './studio/source-roots.js';
 import { studioApiRouter } from './studio/studio-api.js';
+import type { StudioRepository } from './studio/repositories.js';
+import { createTemplateStore } from './studio/templates.js';
+import { studioToolsRouter } from './studio/studio-tools-api.js';
+import { createUploads } from './studio/uploads.js';
 import { fleetPageRouter } from './ui/router.js';
 import { shippedProductTypesDir } from '../products/product-types.js';
 
@@ -76,6 +80,8 @@ export interface ServerOptions {
   sourceRoots?: SourceRoot[];
   /** Product-type templates the studio offers (default: the ones shipped in config/product-types). */
   productTypesDir?: string;
+  /** The repositories the studio lists and tests (ota-server --studio-config FILE, `repositories:`). */
+  studioRepositories?: StudioRepository[];
   /** Re-sign the timestamp periodically (false: never). */
   timestampRefresh?: false | { intervalMs: number; refreshWithinMs?: number; timer?: Timer };
 }
@@ -202,8 +208,9 @@ export function createServer(options: ServerOptions): OtaServer {
           check: { versionFile: field('versionFile', 255) ?? null },
         };
         const result = await exclusive(async () => {
+          const { role } = await publisher.signingRoleFor(product);
           const added = await publisher.add(release);
-          const published = await publisher.publish();
+          const published = await publisher.publish(role !== undefined ? { role } : {});
           return { ...added, publish: published };
         });
         options.audit?.audit({ kind: 'upload', message: `published ${product} ${version}`, product, actor: req.ip ?? 'unknown', details: { package: result.packageTarget } });
@@ -243,6 +250,18 @@ export function createServer(options: ServerOptions): OtaServer {
     exclusive,
   });
   app.use(studioApiRouter({ studio, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  const uploads = createUploads({ dir: path.join(options.repoDir, '.studio-uploads'), maxBytes: maxUploadBytes });
+  app.use(
+    studioToolsRouter({
+      studio,
+      uploads,
+      templates: createTemplateStore(options.productTypesDir ?? shippedProductTypesDir()),
+      repositories: options.studioRepositories ?? [],
+      clock: options.clock,
+      ...(options.audit !== undefined ? { audit: options.audit } : {}),
+      authorized,
+    }),
+  );
   // The operator pages (studio, fleet): static files only, every datum through the API above with the token.
   app.use(fleetPageRouter());
 
@@ -253,8 +272,10 @@ export function createServer(options: ServerOptions): OtaServer {
   // Express 5 passes rejected async handlers here. Bodies name the code; internals stay in the log.
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const status = statusFor(error);
+    // 507 (DISK_FULL) is a condition the publisher must know about, not an internal detail.
+    const hidden = status >= 500 && status !== 507;
     if (status >= 500) log.error('request failed', { error: toErrorData(error) });
-    res.status(status).json(status >= 500 ? { error: { code: 'INTERNAL', message: 'internal error' } } : errorBody(error));
+    res.status(status).json(hidden ? { error: { code: 'INTERNAL', message: 'internal error' } } : errorBody(error));
   });
 
   let server: Server | null = null;
@@ -320,6 +341,7 @@ export function createServer(options: ServerOptions): OtaServer {
       if (rolloutHandle !== null && rolloutTick !== false) (rolloutTick.timer ?? systemTimer).clearInterval(rolloutHandle);
       rolloutHandle = null;
       await lock;
+      await uploads.close().catch((error: unknown) => log.warn('removing the studio uploads failed', { error: toErrorData(error) }));
       await studio.close().catch((error: unknown) => log.warn('removing the studio drafts failed', { error: toErrorData(error) }));
       if (server !== null) {
         const s = server;
@@ -357,6 +379,8 @@ function statusFor(error: unknown): number {
     case 'API_UNAUTHORIZED':
       return 401;
     case 'API_FORBIDDEN':
+    case 'PUBLISH_OUTSIDE_DELEGATION':
+    case 'PUBLISH_DELEGATION_EXPIRED':
       return 403;
     case 'API_NOT_FOUND':
       return 404;
@@ -368,7 +392,11 @@ function statusFor(error: unknown): number {
       return 400;
     case 'CONFIG_INVALID':
     case 'PUBLISH_CONTENT_CHANGED':
+    case 'TEMPLATE_CHANGED':
+    case 'UPLOAD_OFFSET_MISMATCH':
       return 409;
+    case 'DISK_FULL':
+      return 507;
     default:
       return 500;
   }

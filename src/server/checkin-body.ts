@@ -11,6 +11,23 @@ export const tagsSchema = z.record(z.string(), z.string().max(128, { message: 't
   if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `tag name ${JSON.stringify(bad)}: tag names are 1-32 characters of [a-z0-9_.-], starting with a letter` });
 });
 
+const ms = z.number().min(0).max(7 * 24 * 3600 * 1000);
+/** The downtime of the product's newest run that stopped its services (otad's Downtime, measured parts only). */
+export const downtimeReportSchema = z
+  .object({
+    runId: z.string().max(64),
+    totalMs: ms,
+    stopMs: ms,
+    switchMs: ms,
+    startMs: ms,
+    probeMs: ms,
+    otadMs: ms,
+    greenOn: z.enum(['new', 'old']),
+    acrossRestart: z.boolean(),
+    greenAt: z.number().int().min(0),
+  })
+  .strict();
+
 export const checkinSchema = z
   .object({
     deviceId: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, { message: 'expected 1–128 characters of [A-Za-z0-9._:-]' }),
@@ -22,6 +39,7 @@ export const checkinSchema = z
     runId: z.string().max(64).nullable().optional(),
     targetVersion: z.string().max(64).nullable().optional(),
     tags: tagsSchema.optional(),
+    downtime: downtimeReportSchema.nullable().optional(),
   })
   .strict();
 

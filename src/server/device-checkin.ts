@@ -116,7 +116,7 @@ export function checkinHandler(o: DeviceEndpointOptions): express.RequestHandler
         throw new OtaError('DEVICE_SIGNATURE_INVALID', `the body's deviceId ${c.deviceId} is not the signing device ${verified.deviceId}`);
       }
       const store = await o.store();
-      const report: ProductReport = { product: c.product, version: c.version, state: c.state, lastOutcome: c.lastOutcome ?? null, error: c.error ?? null, runId: c.runId ?? null, targetVersion: c.targetVersion ?? null };
+      const report: ProductReport = { product: c.product, version: c.version, state: c.state, lastOutcome: c.lastOutcome ?? null, error: c.error ?? null, runId: c.runId ?? null, targetVersion: c.targetVersion ?? null, downtime: c.downtime ?? null };
       const outcome = await store.checkin({
         deviceId: verified.deviceId,
         publicKey: verified.publicKey,

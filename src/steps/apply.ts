@@ -19,7 +19,7 @@ import { runHook, type HookName } from '../hooks/run-hook.js';
 import { detectProduct } from '../products/registry.js';
 import { phaseIndex, resolveInterrupted, type ApplyJournal, type ApplyJournalEntry, type ApplyPhase } from '../release/journal.js';
 import { assertReleaseName, type ReleaseStore } from '../release/layout.js';
-import { applyJournalOf, checkpoint, releaseStoreOf, type ExecutionPorts } from './ports.js';
+import { applyJournalOf, checkpoint, markDowntime, releaseStoreOf, type ExecutionPorts } from './ports.js';
 import { readReleaseMarker, writeReleaseMarker } from '../release/marker.js';
 import { startServices, stopServices } from '../services/choice.js';
 
@@ -49,7 +49,7 @@ export function createApply(ports: ExecutionPorts): ApplyStep {
       }
       if (entry === null) entry = await prepare(ports, store, journal, input, log);
       else log.info('resuming an interrupted apply from the journal', { phase: entry.phase, from: entry.from });
-      await finish(ports, store, journal, entry, signal, log);
+      await finish(ports, store, journal, entry, input.runId, signal, log);
       log.info('apply done', { from: entry.from, to: version });
       return { fromRelease: entry.from, toRelease: store.releaseDir(version), version };
     } catch (error) {
@@ -111,7 +111,7 @@ async function prepare(ports: ExecutionPorts, store: ReleaseStore, journal: Appl
 }
 
 /** From the journal and the link on disk to `done`; every action is safe to repeat. */
-async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: ApplyJournal, entry: ApplyJournalEntry, signal: AbortSignal, log: Logger): Promise<void> {
+async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: ApplyJournal, entry: ApplyJournalEntry, runId: string, signal: AbortSignal, log: Logger): Promise<void> {
   const { from, to } = entry;
   let phase: ApplyPhase = entry.phase;
   const reached = (p: ApplyPhase): boolean => phaseIndex(phase) >= phaseIndex(p);
@@ -146,11 +146,14 @@ async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: Apply
     throwIfCancelled(signal, to);
     const services = await ports.services();
     // Always stop (idempotent): a crash between the stops and the journal write leaves some down.
+    markDowntime(ports, services, runId, 'stop');
     await stopServices(ports, services, log);
+    markDowntime(ports, services, runId, 'stopped');
     await record('services-stopped');
     await checkpoint(ports, 'apply:services-stopped');
     await store.switchTo(to);
     await record('switched');
+    markDowntime(ports, services, runId, 'switched');
     await checkpoint(ports, 'apply:switched');
     mustStart = true;
   } else {
@@ -163,6 +166,7 @@ async function finish(ports: ExecutionPorts, store: ReleaseStore, journal: Apply
     const services = await ports.services();
     await startServices(ports, services, log);
     await record('services-started');
+    markDowntime(ports, services, runId, 'started');
     await checkpoint(ports, 'apply:services-started');
   }
   if (!reached('done')) {

@@ -16,7 +16,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { CheckInput, CheckOutput } from '../../machines/types.js';
+import type { CheckInput, CheckOutput, Offer } from '../../machines/types.js';
 import type { Config } from '../config/load.js';
 import type { ProductConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
@@ -29,6 +29,8 @@ import { atomicWriteFile } from '../core/atomic-file.js';
 import { inRollout, rolloutBucket } from '../schedule/spread.js';
 import type { PassedOverRelease, UpdateRepository, VerifiedRelease } from '../trust/update-repository.js';
 import { detectPlatform, unmetRequirements, type Platform } from '../manifest/requirements.js';
+import { evaluateDependencies } from '../manifest/dependencies.js';
+import { detectProduct } from '../products/registry.js';
 
 /** Where the daemon reads the robot's network quality from (status, API, metrics). */
 export interface NetworkStatusSink {
@@ -224,8 +226,28 @@ export function createCheckStep(ports: CheckPorts): CheckStep {
         : `update available: full package, ${offer.package.length} bytes to download`,
       { version: offer.version, installedVersion, channel: offer.channel, rolloutPercent: percent, downloadBytes: offer.downloadBytes, delta: offer.delta !== undefined },
     );
+    if (manifest.dependencies !== undefined && Object.keys(manifest.dependencies).length > 0) {
+      offer.dependencies = await siblingDependencies(manifest.dependencies);
+      for (const d of offer.dependencies) {
+        const fields = { version: offer.version, sibling: d.product, range: d.range, siblingVersion: d.installed };
+        // Reported, not enforced: the release is still offered (docs/manifest.md, "dependencies").
+        if (d.met) log.info(`release ${offer.version} needs ${d.product} ${d.range}: installed ${d.installed} satisfies it`, fields);
+        else log.warn(`release ${offer.version} needs ${d.product} ${d.range}: ${d.installed === null ? 'not installed on this robot' : `installed ${d.installed} does not satisfy it`} (reported only; the update is not held back)`, fields);
+      }
+    }
     return { available: true, installedVersion, offer };
   };
+
+  /** The release's dependencies against the versions of this robot's other products as installed now. */
+  async function siblingDependencies(dependencies: Record<string, string>): Promise<NonNullable<Offer['dependencies']>> {
+    const installed = new Map<string, string[]>();
+    for (const p of ports.config.products) {
+      if (p.name === product.name || !Object.hasOwn(dependencies, p.name)) continue;
+      const detected = await detectProduct(p).catch(() => null);
+      if (detected?.version) installed.set(p.name, [detected.version]);
+    }
+    return evaluateDependencies(dependencies, installed, 'installed').map((v) => ({ product: v.product, range: v.range, installed: installed.get(v.product)?.[0] ?? null, met: v.problem === null }));
+  }
 
   async function waitUntilOnline(signal: AbortSignal, log: Logger): Promise<void> {
     const first = await ports.network.snapshot();

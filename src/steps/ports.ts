@@ -14,6 +14,7 @@ import { createApplyJournal, type ApplyJournal } from '../release/journal.js';
 import { createReleaseStore, type ReleaseCheckpoint, type ReleaseStore } from '../release/layout.js';
 import { serviceChooser, type ResolvedServices } from '../services/choice.js';
 import type { BadMark } from '../store/store.js';
+import { DowntimeRecorder, type DowntimeMark, type MarkOptions } from '../store/downtime.js';
 
 /** Named instants inside apply and rollback; a test that throws there simulates a crash. */
 export type StepCheckpoint =
@@ -48,6 +49,8 @@ export interface ExecutionPorts {
   /** Used by rollback to mark the failed version bad. */
   store?: { markBad(product: string, version: string, mark: BadMark): void };
   audit?: AuditSink;
+  /** Records each run's downtime (stop → first green probe round) in the store. */
+  downtime?: Pick<DowntimeRecorder, 'mark' | 'isOpen'>;
   /** Rollback probation of the restored release (default: the product's, window capped at 30 s). */
   rollbackProbation?: { windowMs: number; intervalMs: number; failureThreshold: number };
   /** SIGTERM → SIGKILL grace for hooks (default 2000 ms). */
@@ -84,6 +87,20 @@ export async function checkpoint(ports: ExecutionPorts, name: StepCheckpoint): P
   await ports.checkpoint?.(name);
 }
 
+/**
+ * A downtime boundary (see src/store/downtime.ts). Only when services really stop (not in
+ * simulation, not for a product without units). A mark that cannot be saved costs a warning,
+ * never the step: the measure is then missing that boundary, not the update.
+ */
+export function markDowntime(ports: ExecutionPorts, services: ResolvedServices, runId: string, mark: DowntimeMark, options: MarkOptions = {}): void {
+  if (ports.downtime === undefined || ports.simulation || services.units.length === 0) return;
+  try {
+    ports.downtime.mark(runId, ports.product.name, mark, options);
+  } catch (error) {
+    ports.logger.warn('a downtime mark could not be saved', { runId, mark, error: error instanceof Error ? error.message : String(error) });
+  }
+}
+
 export function sleepOf(ports: ExecutionPorts): Sleep {
   return ports.sleep ?? realSleep;
 }
@@ -102,6 +119,7 @@ export function executionPortsFromContext(ctx: StepContext, overrides: Partial<E
     backups: createBackupManager({ clock: ctx.clock, logger, deviceId: ctx.deviceId }),
     store: ctx.store,
     audit: ctx.audit,
+    downtime: new DowntimeRecorder(ctx.store.db),
     ...overrides,
   };
 }

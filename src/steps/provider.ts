@@ -26,6 +26,9 @@ import { createRollback } from './rollback.js';
 import { previewRollback, type RunFacts } from './rollback-preview.js';
 import { systemClock } from '../core/clock.js';
 import { createStageStep } from './stage.js';
+import { aheadOps, withStagedAhead } from './stage-ahead.js';
+import { serviceChooser } from '../services/choice.js';
+import path from 'node:path';
 import { createValidate } from './validate.js';
 import { OTAD_VERSION } from '../core/version.js';
 import { silentLogger } from '../core/logger.js';
@@ -91,6 +94,14 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
       const execution = executionPortsFromContext(ctx);
       const backups = createBackupManager({ clock, logger, deviceId: ctx.deviceId });
 
+      const stage = createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
+        audit,
+        limits: definedLimits(product.packageLimits),
+        markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
+      });
+      const aheadPorts = { product, config, repository, clock, logger, audit, events: {} };
+      ctx.onAhead?.(aheadOps(aheadPorts, stage));
+
       return {
         check: createCheckStep({
           product,
@@ -121,11 +132,8 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
           ...(isLocal ? { options: { requireServerReachable: false } } : {}),
         }),
         backup: createBackupStep({ product, config, backups, detect: detectProduct, clock, logger, deviceId: ctx.deviceId, progress: ctx.progress }),
-        stage: createStageStep({ product, config, repository, clock, logger, progress: ctx.progress,
-          audit,
-          limits: definedLimits(product.packageLimits),
-          markBad: (version, reason, runId) => ctx.store.markBad(product.name, version, { reason, at: clock.now(), by: 'automatic', actor: 'otad', runId }),
-        }),
+        // A release staged ahead of the install slot is verified again and used; otherwise the stage step runs.
+        stage: withStagedAhead(stage, aheadPorts),
         apply: createApply(execution),
         validate: createValidate(execution, { progress: ctx.progress }),
         commit: createCommit(execution),
@@ -145,6 +153,36 @@ export function realStepProvider(options: RealStepOptions = {}): RealStepProvide
         },
         run,
       );
+    },
+
+    rehearsal(ctx: StepContext, scratchDir: string) {
+      const { product, config, clock, logger } = ctx;
+      const http = httpFor(ctx);
+      const isLocal = product.repository.kind === 'local';
+      const monitor = createNetworkMonitor({
+        si: createSystemInfoAdapter(),
+        http,
+        clock,
+        probeUrl: isLocal ? null : new URL('timestamp.json', repositoryUrlsFor(product, config).metadataBaseUrl).toString(),
+        logger,
+      });
+      const repository = createRepositoryForProduct(product, config, { clock, logger, audit: ctx.audit, http, onThroughput: (bytes, ms) => monitor.recordThroughput(bytes, ms) });
+      const system: SystemAdapters = { ...createSystemAdapters(), ...options.system };
+      // The stage step works in the scratch folder: its own download cache, releases and staging
+      // folders (one filesystem), so nothing of the product's own is written or removed.
+      const scratchProduct: ProductConfig = { ...product, releasesDir: path.join(scratchDir, 'releases') };
+      const scratchConfig: Config = { ...config, paths: { ...config.paths, cacheDir: path.join(scratchDir, 'cache') } };
+      const chooser = serviceChooser(product, { stateDir: config.paths.stateDir, logger });
+      return {
+        // It refreshes the signed metadata and compares versions; its manifest cache is the scratch folder's.
+        check: createCheckStep({ product, config: scratchConfig, deviceId: ctx.deviceId, repository, network: monitor, isBad: (p, v) => ctx.store.isBad(p, v), clock, logger, audit: ctx.audit }),
+        preCheck: createPreCheckStep({ ...system, product, config, network: monitor, clock, inhibits: ctx.inhibits, logger, ...(isLocal ? { options: { requireServerReachable: false } } : {}) }),
+        stage: createStageStep({ product: scratchProduct, config: scratchConfig, repository, clock, logger, progress: ctx.progress, limits: definedLimits(product.packageLimits) }),
+        services: async () => {
+          const s = await chooser();
+          return { kind: s.kind, units: s.units };
+        },
+      };
     },
 
     journalVerdict(product: ProductConfig, config: Config) {

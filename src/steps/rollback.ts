@@ -25,7 +25,7 @@ import { atomicWriteFile } from '../core/atomic-file.js';
 import { compareReleaseNames, type ReleaseStore } from '../release/layout.js';
 import type { BadMark } from '../store/store.js';
 import { isErrno } from '../release/switch.js';
-import { applyJournalOf, checkpoint, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
+import { applyJournalOf, checkpoint, markDowntime, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
 import { clearStaging } from '../release/staging.js';
 import { readReleaseMarker } from '../release/marker.js';
 import { releaseProbes } from '../health/release-probes.js';
@@ -195,7 +195,7 @@ export function createRollback(ports: ExecutionPorts): RollbackStep {
       } else if (failed !== null && failed !== output.restoredVersion) {
         log.info('the release rolled back from is not marked bad: a later check may offer it again', { version: failed, cause: input.cause });
       }
-      if (output.restoredVersion !== null) await probation(ports, store, output.restoredVersion, log, signal);
+      if (output.restoredVersion !== null) await probation(ports, store, output.restoredVersion, input.runId, log, signal);
 
       await writeRecord(recordFile, { ...record, phase: 'done', output, updatedAt: ports.clock.now() });
       await checkpoint(ports, 'rollback:done');
@@ -337,26 +337,39 @@ async function carryOut(ports: ExecutionPorts, store: ReleaseStore, plan: Resolv
   switch (plan.action) {
     case 'keep':
       // A failed apply may have stopped some services before giving up; starting is idempotent.
-      if (plan.live !== null) await startServices(ports, services, log);
+      if (plan.live !== null) {
+        await startServices(ports, services, log);
+        markDowntime(ports, services, runId, 'started');
+      }
       break;
     case 'switch':
       if (live !== plan.target) {
+        markDowntime(ports, services, runId, 'stop');
         await stopServices(ports, services, log);
+        markDowntime(ports, services, runId, 'stopped');
         await store.switchTo(plan.target);
+        markDowntime(ports, services, runId, 'switched');
       }
       await startServices(ports, services, log);
+      markDowntime(ports, services, runId, 'started');
       break;
     case 'restore': {
       const { version } = plan.backup;
       if (live !== version) {
         if (!(await store.has(version))) await restoreBackup(ports, store, plan.backup, runId, log, signal);
+        markDowntime(ports, services, runId, 'stop');
         await stopServices(ports, services, log);
+        markDowntime(ports, services, runId, 'stopped');
         await store.switchTo(version);
+        markDowntime(ports, services, runId, 'switched');
       }
       await startServices(ports, services, log);
+      markDowntime(ports, services, runId, 'started');
       break;
     }
     case 'unlink': {
+      // The product is gone afterwards: an open downtime never comes back green (the run says why).
+      markDowntime(ports, services, runId, 'stop');
       await stopServices(ports, services, log);
       const st = await fs.lstat(store.installPath).catch(() => null);
       if (st?.isSymbolicLink()) {
@@ -425,7 +438,7 @@ async function clearJournalOf(journal: ReturnType<typeof applyJournalOf>, plan: 
   }
 }
 
-async function probation(ports: ExecutionPorts, store: ReleaseStore, version: string, log: Logger, signal: AbortSignal): Promise<void> {
+async function probation(ports: ExecutionPorts, store: ReleaseStore, version: string, runId: string, log: Logger, signal: AbortSignal): Promise<void> {
   const services = await ports.services();
   const p = ports.product.probation;
   const settings = ports.rollbackProbation ?? { windowMs: Math.min(p.window, ROLLBACK_WINDOW_CAP_MS), intervalMs: p.interval, failureThreshold: p.failureThreshold };
@@ -438,6 +451,9 @@ async function probation(ports: ExecutionPorts, store: ReleaseStore, version: st
       sleep: sleepOf(ports),
       signal,
       logger: log,
+      onRound: (r) => {
+        if (r.checks.every((c) => c.lastOk === true)) markDowntime(ports, services, runId, 'green', { on: 'old', waitMs: r.startedMs });
+      },
     });
   } catch (error) {
     if (error instanceof OtaError && error.code === 'CANCELLED') throw error;

@@ -12,7 +12,7 @@ import { OtaError } from '../core/errors.js';
 import { runProbation, type CheckSummary, type ProbationRound } from '../health/probation.js';
 import { releaseProbes } from '../health/release-probes.js';
 import type { ProgressMessage } from '../daemon/event-bus.js';
-import { releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
+import { markDowntime, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
 
 export type ValidateStep = (input: ValidateInput, signal: AbortSignal) => Promise<ValidateOutput>;
 
@@ -52,6 +52,7 @@ export function createValidate(ports: ExecutionPorts, options: ValidateOptions =
     const services = await ports.services();
     const { window, interval, failureThreshold } = ports.product.probation;
     log.info('probation started', { windowMs: window, intervalMs: interval, failureThreshold, checks: ports.product.healthChecks.length + 1 });
+    let green = false;
     const result = await runProbation({
       checks: releaseProbes(ports, store, services.manager, version, true, services.units),
       windowMs: window,
@@ -62,6 +63,10 @@ export function createValidate(ports: ExecutionPorts, options: ValidateOptions =
       signal,
       logger: log,
       onRound: (r) => {
+        if (!green && r.checks.every((c) => c.lastOk === true)) {
+          green = true;
+          markDowntime(ports, services, input.runId, 'green', { on: 'new', waitMs: r.startedMs });
+        }
         options.onRound?.(r);
         options.progress?.(probationProgress(input.runId, r, interval));
       },

@@ -1,3 +1,5 @@
+import { DOWNTIME_MIGRATION } from './downtime.js';
+
 /**
  * Schema migrations, applied in order by `PRAGMA user_version`. Never edit a migration that has
  * shipped: add a new one. Each runs in the same transaction as the user_version bump.
@@ -102,6 +104,9 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX runs_ended ON runs(product, ended_at);
   CREATE INDEX transitions_at ON transitions(at);
   `,
+  // 4: each run's downtime, from the first service stop to the first all-green probe round,
+  //    split into stop, switch, start and probe (see downtime.ts)
+  DOWNTIME_MIGRATION,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

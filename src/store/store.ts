@@ -8,6 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { OtaError } from '../core/errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { downtimeOf, summariseDowntime, type Downtime, type DowntimeRow, type DowntimeSummary } from './downtime.js';
 import type { AuditEvent } from '../core/logger.js';
 import type { ErrorInfo, Offer, RunOutcome } from '../../machines/types.js';
 
@@ -34,6 +35,20 @@ export interface TransitionRecord {
   snapshot?: unknown;
 }
 
+/** A run's install window (Store.installWindow). */
+export interface InstallWindow {
+  /** The window began in the install slot (scheduled → preCheck on the slot's TICK), not at an UPDATE_NOW. */
+  fromScheduled: boolean;
+  startedAt: number;
+  endedAt: number | null;
+  /** From preCheck to the end of the run (null while it runs). */
+  ms: number | null;
+  /** Of which in the staging step. */
+  stagingMs: number;
+  /** The run used a release staged ahead of the slot (download ahead) instead of downloading. */
+  stagedAhead: boolean;
+}
+
 export interface RunRecord {
   runId: string;
   product: string;
@@ -45,6 +60,10 @@ export interface RunRecord {
   state: string;
   outcome: RunOutcome | null;
   error: ErrorInfo | null;
+  /** From the first service stop to the first all-green probe round (null: the run never stopped a service). */
+  downtime: Downtime | null;
+  /** Filled in by the daemon's history (the transition log): its install window. */
+  window?: InstallWindow | null;
 }
 
 export interface ReleaseRecord {
@@ -400,8 +419,10 @@ export class Store {
       const delChoices = this.db.prepare('DELETE FROM choices WHERE run_id = ?');
       const delRestores = this.db.prepare('DELETE FROM restores WHERE run_id = ?');
       const delRun = this.db.prepare('DELETE FROM runs WHERE run_id = ?');
+      const delDowntime = this.db.prepare('DELETE FROM downtime WHERE run_id = ?');
       for (const runId of doomed) {
         delChoices.run(runId);
+        delDowntime.run(runId);
         delRestores.run(runId);
         delRun.run(runId);
       }
@@ -443,6 +464,40 @@ export class Store {
 
   // ----- runs ------------------------------------------------------------------------------
 
+  /**
+   * The install window of a run, from the transition log: from its first entry into preCheck (the
+   * slot, or the moment it was asked for) to its end, the time spent in staging within it, and
+   * whether it used a release staged ahead (the stage step's audit record). Null: it never got there.
+   */
+  installWindow(runId: string, usedAhead?: ReadonlySet<string>): InstallWindow | null {
+    const rows = this.db.prepare('SELECT from_state AS fromState, to_state AS toState, event_type AS eventType, at FROM transitions WHERE run_id = ? ORDER BY seq').all(runId) as Array<{ fromState: string; toState: string; eventType: string; at: number }>;
+    const first = rows.findIndex((r) => r.toState === 'preCheck' && r.fromState !== 'preCheck');
+    if (first < 0) return null;
+    const start = rows[first] as { fromState: string; eventType: string; at: number };
+    let end: number | null = null;
+    let stagingMs = 0;
+    let stagingFrom: number | null = null;
+    for (const r of rows.slice(first + 1)) {
+      if (r.toState === 'staging' && r.fromState !== 'staging') stagingFrom = r.at;
+      else if (r.fromState === 'staging' && r.toState !== 'staging' && stagingFrom !== null) {
+        stagingMs += r.at - stagingFrom;
+        stagingFrom = null;
+      }
+      if (r.toState === 'idle' || r.toState === 'failed') {
+        end = r.at;
+        break;
+      }
+    }
+    const used = (usedAhead ?? this.runsUsingStagedAhead()).has(runId);
+    return { fromScheduled: start.fromState === 'scheduled' && start.eventType === 'TICK', startedAt: start.at, endedAt: end, ms: end === null ? null : end - start.at, stagingMs, stagedAhead: used };
+  }
+
+  /** The runs whose stage step used a release staged ahead (one read of the audit trail). */
+  runsUsingStagedAhead(): Set<string> {
+    const rows = this.db.prepare(`SELECT DISTINCT run_id AS runId FROM audit WHERE kind = 'staged-ahead' AND run_id IS NOT NULL AND details LIKE '%"action":"used"%'`).all() as Array<{ runId: string }>;
+    return new Set(rows.map((r) => r.runId));
+  }
+
   runs(q: PageQuery = {}): RunRecord[] {
     const where: string[] = [];
     const args: unknown[] = [];
@@ -473,7 +528,33 @@ export class Store {
       state: r.state,
       outcome: r.outcome,
       error: parse<ErrorInfo>(r.error),
+      downtime: this.downtime(r.run_id, r.ended_at !== null),
     }));
+  }
+
+  /** A run's downtime as measured so far (`runEnded`: an open measure is then final, with its reason). */
+  downtime(runId: string, runEnded: boolean): Downtime | null {
+    const row = this.db.prepare('SELECT * FROM downtime WHERE run_id = ?').get(runId) as DowntimeRow | undefined;
+    return row === undefined ? null : downtimeOf(row, runEnded);
+  }
+
+  /** Last, median and max downtime over every retained run (of one product, when given). */
+  downtimeSummary(product?: string): DowntimeSummary {
+    const rows = this.db
+      .prepare(
+        `SELECT d.*, r.ended_at AS run_ended_at FROM downtime d LEFT JOIN runs r ON r.run_id = d.run_id
+         ${product === undefined ? '' : 'WHERE d.product = ?'} ORDER BY d.stopped_at DESC, d.rowid DESC`,
+      )
+      .all(...(product === undefined ? [] : [product])) as Array<DowntimeRow & { run_ended_at: number | null }>;
+    return summariseDowntime(rows.map((r) => ({ downtime: downtimeOf(r, r.run_ended_at !== null) })));
+  }
+
+  /** The product's newest run that stopped its services, and that run's downtime. */
+  lastDowntime(product: string): ({ runId: string } & Downtime) | null {
+    const row = this.db
+      .prepare('SELECT d.*, r.ended_at AS run_ended_at FROM downtime d LEFT JOIN runs r ON r.run_id = d.run_id WHERE d.product = ? ORDER BY d.stopped_at DESC, d.rowid DESC LIMIT 1')
+      .get(product) as (DowntimeRow & { run_ended_at: number | null }) | undefined;
+    return row === undefined ? null : { runId: row.run_id, ...downtimeOf(row, row.run_ended_at !== null) };
   }
 
   run(runId: string): RunRecord | null {

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import semver from 'semver';
-import { Metadata, MetadataKind } from '@tufjs/models';
+import { Metadata, MetadataKind, Targets } from '@tufjs/models';
 import type { Root } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import type { Fetcher } from 'tuf-js';
@@ -37,6 +37,10 @@ const MAX_CANDIDATES = 16;
 
 /** The field ota-repo writes into signed metadata with the signing time. */
 const ISSUED_FIELD = 'x-otad-issued';
+/** The field ota-repo's targets role writes into a delegation: the latest expiry its role may sign. */
+const DELEGATION_EXPIRES_FIELD = 'x-otad-expires';
+/** Delegated roles looked at when listing a product's releases (tuf-js's own walk stops at 32 too). */
+const MAX_LISTED_ROLES = 32;
 
 export interface TrustLimits {
   rootMaxBytes: number;
@@ -252,6 +256,68 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     return { length: info.length, sha256, custom: ((info.custom as { otad?: OtadCustom }).otad ?? {}) };
   }
 
+  /**
+   * The targets that may be releases of `product`: the top-level targets, then the delegated roles
+   * that may speak for the product's paths, in the order of the delegations (TUF's pre-order
+   * walk). tuf-js loads and verifies those roles (signatures by the delegator's keys, threshold,
+   * version against the snapshot, expiry) and persists them; they only nominate candidates here,
+   * each of which is looked up again through tuf-js (getTargetInfo) before use. A delegated role
+   * that lists targets outside its delegated paths, or signs an expiry later than its delegation
+   * allows (ota-repo's `x-otad-expires`), is reported (TRUST_DELEGATION_VIOLATION): the entries
+   * outside are ignored, and a role past its allowed expiry nominates nothing.
+   */
+  async function productListing(product: string, signal?: AbortSignal): Promise<Record<string, { custom?: { otad?: OtadCustom } }>> {
+    const up = await current(signal);
+    const probe = `${product}/${product}.otad-listing`;
+    // Walks the delegations for the product's paths: every role on the way is fetched and verified.
+    await up.getTargetInfo(probe).catch((error: unknown) => {
+      throw report(mapTufError(error), `metadata of ${product}`);
+    });
+    const readSigned = async (name: string): Promise<Json | null> => {
+      try {
+        return (JSON.parse(await fs.readFile(path.join(metadataDir, `${encodeURIComponent(name)}.json`), 'utf8')) as { signed: Json }).signed;
+      } catch {
+        return null;
+      }
+    };
+    const top = await readSigned('targets');
+    const snapshot = (await readSigned('snapshot')) as { meta?: Record<string, { version?: number }> } | null;
+    if (top === null) throw report(new OtaError('TRUST_METADATA_INVALID', 'targets.json is missing after a metadata refresh'), `metadata of ${product}`);
+    const out: Record<string, { custom?: { otad?: OtadCustom } }> = {};
+    const visited = new Set<string>();
+    const visit = (signed: Targets, within: (p: string) => boolean): Array<{ name: string; within: (p: string) => boolean; limit: string | null }> => {
+      for (const [p, t] of Object.entries(signed.targets)) if (out[p] === undefined && within(p)) out[p] = { custom: t.custom as { otad?: OtadCustom } };
+      const children: Array<{ name: string; within: (p: string) => boolean; limit: string | null }> = [];
+      for (const role of Object.values(signed.delegations?.roles ?? {})) {
+        if (!role.isDelegatedPath(probe)) continue;
+        const limit = role.unrecognizedFields?.[DELEGATION_EXPIRES_FIELD];
+        children.push({ name: role.name, within: (p) => within(p) && role.isDelegatedPath(p), limit: typeof limit === 'string' ? limit : null });
+        if (role.terminating) break;
+      }
+      return children;
+    };
+    const stack = visit(Targets.fromJSON(top as Parameters<typeof Targets.fromJSON>[0]), () => true).reverse();
+    while (stack.length > 0 && visited.size < MAX_LISTED_ROLES) {
+      const { name, within, limit } = stack.pop()!;
+      if (visited.has(name)) continue;
+      visited.add(name);
+      const raw = await readSigned(name);
+      // Only the version the trusted snapshot names, which tuf-js has just verified and persisted.
+      if (raw === null || (raw as { version?: number }).version !== snapshot?.meta?.[`${name}.json`]?.version) continue;
+      const signed = Targets.fromJSON(raw as Parameters<typeof Targets.fromJSON>[0]);
+      if (limit !== null && Date.parse(signed.expires) > Date.parse(limit)) {
+        report(new OtaError('TRUST_DELEGATION_VIOLATION', `delegated role ${name} signs an expiry of ${signed.expires}, later than the ${limit} its delegation allows: none of its targets is used`, { details: { role: name, expires: signed.expires, limit } }), `delegated role ${name}`);
+        continue;
+      }
+      const outside = Object.keys(signed.targets).filter((p) => !within(p));
+      if (outside.length > 0) {
+        report(new OtaError('TRUST_DELEGATION_VIOLATION', `delegated role ${name} lists ${outside.length} target(s) outside its delegated paths (${outside.slice(0, 3).join(', ')}): they are ignored`, { details: { role: name, outside: outside.slice(0, 16) } }), `delegated role ${name}`);
+      }
+      stack.push(...visit(signed, within).reverse());
+    }
+    return out;
+  }
+
   function targetUrl(name: string, sha256: string): string {
     const slash = name.lastIndexOf('/');
     const hashed = slash === -1 ? `${sha256}.${name}` : `${name.slice(0, slash)}/${sha256}.${name.slice(slash + 1)}`;
@@ -284,12 +350,9 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     verifyFile,
 
     async latestRelease(product: string, opts: LatestReleaseOptions = {}): Promise<VerifiedRelease | null> {
-      await current(opts.signal);
-      // tuf-js persisted targets.json after verifying it; it only nominates candidates here,
-      // each of which is looked up again in the trusted set (getTargetInfo) before use.
-      const listing = JSON.parse(await fs.readFile(path.join(metadataDir, 'targets.json'), 'utf8')) as { signed?: { targets?: Record<string, { custom?: { otad?: OtadCustom } }> } };
+      const listing = await productListing(product, opts.signal);
       const channel = opts.channel ?? 'stable';
-      const candidates = Object.entries(listing.signed?.targets ?? {})
+      const candidates = Object.entries(listing)
         .map(([name, t]) => ({ name, custom: t.custom?.otad ?? {} }))
         .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)
         .filter(({ custom }) => semver.valid(custom.version ?? '') !== null)

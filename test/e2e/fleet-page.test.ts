@@ -64,6 +64,15 @@ async function operator(method: string, route: string, body?: unknown): Promise<
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
+// robot-002 reports an update's downtime, robot-005 a rollback's (green again on the old release).
+const DOWNTIME_2 = { runId: 'run-2', totalMs: 612.4, stopMs: 41.2, switchMs: 3.4, startMs: 19.8, probeMs: 548, otadMs: 72.4, greenOn: 'new', acrossRestart: false, greenAt: Date.now() - 60_000 };
+const DOWNTIME_5 = { runId: 'run-5', totalMs: 4170, stopMs: 88, switchMs: 7.5, startMs: 31, probeMs: 4043.5, otadMs: 143, greenOn: 'old', acrossRestart: false, greenAt: Date.now() - 30_000 };
+function extraOf(i: number): Record<string, unknown> {
+  if (i === 2) return { lastOutcome: 'committed', runId: 'run-2', downtime: DOWNTIME_2 };
+  if (i === 5) return { state: 'failed', lastOutcome: 'rolled-back', error: 'HEALTH_CHECK_FAILED: planner did not start', runId: 'run-5', downtime: DOWNTIME_5 };
+  return {};
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'otad-fleet-page-'));
   await createPublisher({ repoDir: path.join(dir, 'repo'), keysDir: path.join(dir, 'keys'), clock: systemClock }).init();
@@ -73,7 +82,7 @@ beforeAll(async () => {
   for (let i = 1; i <= FLEET; i++) {
     const id = idOf(i);
     keys.set(id, newDeviceKey());
-    expect((await checkin(id, keys.get(id)!, i === 5 ? { state: 'failed', lastOutcome: 'rolled-back', error: 'HEALTH_CHECK_FAILED: planner did not start' } : {})).status).toBe(202);
+    expect((await checkin(id, keys.get(id)!, extraOf(i))).status).toBe(202);
   }
 });
 afterAll(async () => {
@@ -213,6 +222,12 @@ describe.skipIf(!haveChromium)('fleet page in headless Chromium', () => {
     expect(await row('robot-001').textContent()).toContain('model=r2');
     expect(await row('robot-001').textContent()).toContain('robot-ai 1.0.0');
     expect(await row('robot-005').textContent()).toContain('HEALTH_CHECK_FAILED');
+    // The last downtime each robot reported, with otad's share and the split.
+    const d2 = row('robot-002').locator('.downtime');
+    expect((await d2.textContent())!.replace(/\u00a0/g, ' ')).toBe('downtime 612 ms · otad 72 ms · stop 41 ms, switch 3.4 ms, start 20 ms, first green probe 548 ms');
+    expect(await d2.getAttribute('title')).toContain('green on the new release');
+    expect((await row('robot-005').locator('.downtime').textContent())!.replace(/\u00a0/g, ' ')).toContain('downtime 4.17 s (until the old release was green)');
+    expect(await row('robot-003').locator('.downtime').count()).toBe(0);
     await page.getByText(/^Refreshed /).waitFor();
 
     await page.getByRole('button', { name: 'Next' }).click();

@@ -51,6 +51,12 @@ beforeAll(async () => {
   await writeTree(old, { VERSION: '1.2.0\n', 'bin/robot-ai': '#!/bin/sh\n' });
   await publisher.add({ product: 'robot-ai', version: '1.2.0', sourceDir: old, check: { versionFile: 'VERSION' } });
   await publisher.publish();
+  // The studio's server holds only robot-ai's delegated key and the online keys: root and the
+  // top-level targets key stay with the offline publisher (docs/trust-model.md).
+  const studioKeys = path.join(dir, 'studio-keys');
+  await fs.mkdir(studioKeys, { mode: 0o700 });
+  for (const role of ['snapshot', 'timestamp']) await fs.cp(path.join(dir, 'keys', role), path.join(studioKeys, role), { recursive: true });
+  await publisher.delegate({ product: 'robot-ai', keyOut: studioKeys });
   // The build folder of 1.3.0 carries a link to the server's /etc/shadow: the scan must refuse it.
   const build = path.join(sources(), 'robot-ai', '1.3.0');
   await writeTree(build, { VERSION: '1.3.0\n', 'bin/robot-ai': '#!/bin/sh\nexec planner\n', 'lib/planner.py': 'print("plan")\n'.repeat(40), 'config/robot.yaml': 'speed: 1\n' });
@@ -58,7 +64,7 @@ beforeAll(async () => {
   await fs.writeFile(path.join(dir, 'token'), `${TOKEN}\n`);
   server = createServer({
     repoDir: path.join(dir, 'repo'),
-    keysDir: path.join(dir, 'keys'),
+    keysDir: path.join(dir, 'studio-keys'),
     clock: systemClock,
     logger: silentLogger,
     audit,
@@ -235,7 +241,16 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
     expect(await page.locator('p', { hasText: 'become targets of the repository' }).textContent()).toContain(`These ${shown.length} files`);
     expect(await page.locator('.warn-note').first().textContent()).toContain('config/');
     expect(await page.locator('.warn-note').nth(1).textContent()).toMatch(/^No delta from 1\.2\.0: at [\d,]+ bytes it is not smaller than [\d,]+ bytes \(the size gate\), so robots on 1\.2\.0 download the full package\.$/);
-    expect(await page.locator('table.roles').textContent()).toContain('key held');
+    const roles = await page.locator('table.roles tbody tr').evaluateAll((rows) =>
+      rows.map((r) => `${r.querySelector('[data-label="Role"]')!.textContent} | ${r.querySelector('[data-label="Signs"]')!.textContent} | ${r.querySelector('[data-label="On this server"]')!.textContent}`),
+    );
+    expect(roles).toEqual([
+      'targets | the delegations (not changed by this release) | offline',
+      'snapshot | the new product-robot-ai version | key held',
+      'timestamp | the new snapshot | key held',
+      'root | the keys of every role (not changed by a release) | offline',
+      'product-robot-ai | the files above, as targets under robot-ai/* (delegated by the targets role) | key held',
+    ]);
     await shoot('review');
 
     await page.getByRole('button', { name: 'Sign and publish robot-ai 1.3.0' }).click();

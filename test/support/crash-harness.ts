@@ -89,6 +89,11 @@ export interface CrashWorldOptions {
    * and otad stages those runs from a delta.
    */
   modelChangesEvery?: number;
+  /**
+   * Publish through the product's delegated targets role (ota-repo delegate), from a keys folder
+   * holding only that role's key and the snapshot and timestamp keys, as the publisher studio does.
+   */
+  delegated?: boolean;
 }
 
 export interface CrashWorld {
@@ -106,7 +111,8 @@ export interface CrashWorld {
   /** The version the install link points at (its release directory name), or null. */
   liveVersion(): string | null;
   readJournal(): JournalView | null;
-  startOtad(): Promise<RunningDaemon>;
+  /** `at-slot`: the real otad whose clock SIGUSR2 moves to the install slot (otad-at-slot.ts). */
+  startOtad(entry?: 'built' | 'at-slot'): Promise<RunningDaemon>;
   appHealth(): Promise<{ ok: boolean; version: string } | null>;
   /** The last lines of otad's log, for failure messages. */
   logTail(lines?: number): string;
@@ -196,6 +202,15 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
 
   const publisher = createPublisher({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock });
   const { rootFile } = await publisher.init();
+  let releasePublisher = publisher;
+  let publishRole: string | undefined;
+  if (options.delegated === true) {
+    const studioKeys = join(root, 'server/studio-keys');
+    mkdirSync(studioKeys, { recursive: true, mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) cpSync(join(paths.keys, role), join(studioKeys, role), { recursive: true });
+    publishRole = (await publisher.delegate({ product: PRODUCT, keyOut: studioKeys })).role;
+    releasePublisher = createPublisher({ repoDir: paths.repo, keysDir: studioKeys, clock: systemClock });
+  }
   const ota = createOtaServer({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock, logger: silentLogger, timestampRefresh: false });
   const { url } = await ota.start(0, '127.0.0.1');
 
@@ -259,8 +274,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       const broken = published % brokenEvery === 0;
       const dir = join(paths.build, version);
       const release = await writeRelease(dir, version, broken, opts.preApplyHook, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
-      await publisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
-      await publisher.publish();
+      await releasePublisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
+      await releasePublisher.publish(publishRole !== undefined ? { role: publishRole } : {});
       rmSync(dir, { recursive: true, force: true });
       return release;
     },
@@ -301,8 +316,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
         return null;
       }
     },
-    async startOtad() {
-      const proc = spawnOtad(sandbox, { entry: 'built' });
+    async startOtad(entry = 'built') {
+      const proc = spawnOtad(sandbox, { entry });
       procs.push(proc);
       await proc.ready(60_000);
       // The address file of a killed process stays behind; use only the one this process wrote.

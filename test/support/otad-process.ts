@@ -12,6 +12,8 @@ import YAML from 'yaml';
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 /** `npm test` builds the test-only wiring first: a compiled entry starts much faster than tsx. */
 const BUILT_FAKE = join(REPO_ROOT, 'dist/test/support/otad-with-fake-steps.js');
+/** The real otad whose clock SIGUSR2 moves to the install slot (otad-at-slot.ts). */
+const BUILT_AT_SLOT = join(REPO_ROOT, 'dist/test/support/otad-at-slot.js');
 
 export interface OtadProcess {
   child: ChildProcess;
@@ -52,11 +54,15 @@ export function makeSandbox(extra: Record<string, unknown> = {}, prefix = 'otad-
 
 export function spawnOtad(
   sandbox: Sandbox,
-  opts: { fake?: Record<string, unknown>; env?: Record<string, string>; entry?: 'fake' | 'built' | 'source' } = {},
+  opts: { fake?: Record<string, unknown>; env?: Record<string, string>; entry?: 'fake' | 'built' | 'source' | 'at-slot' } = {},
 ): OtadProcess {
   const entry = opts.entry ?? 'fake';
   const args =
-    entry === 'built'
+    entry === 'at-slot'
+      ? existsSync(BUILT_AT_SLOT)
+        ? [BUILT_AT_SLOT, '--config', sandbox.configPath]
+        : ['--import', 'tsx', join(REPO_ROOT, 'test/support/otad-at-slot.ts'), '--config', sandbox.configPath]
+      : entry === 'built'
       ? [join(REPO_ROOT, 'dist/src/cli/otad.js'), '--config', sandbox.configPath]
       : entry === 'source'
         ? ['--import', 'tsx', join(REPO_ROOT, 'src/cli/otad.ts'), '--config', sandbox.configPath]

@@ -104,8 +104,13 @@ program
   .action(async (product: string, version: string | undefined) => (await import('./events.js')).ackNotification(ctx(), product, version));
 
 program
+  .command('rehearse [product]')
+  .description('rehearse an update: the real check, pre-check, download and staging into a scratch folder (removed afterwards), stopping before anything touches the install path or the services; prints the download, the disk needed, the services that would restart, the pre-check verdicts and the downtime predicted from history (exit 3 while a run is in progress, 1 when it stopped early)')
+  .action(async (product: string | undefined) => (await import('./rehearse.js')).rehearse(ctx(), product));
+
+program
   .command('history')
-  .description('update runs, newest first')
+  .description('update runs, newest first, each with its install window (pre-check to the end; "staged ahead" when it used a download made before the slot)')
   .option('-p, --product <name>')
   .option('-n, --limit <n>', 'at most this many', '20')
   .action(async (opts: { product?: string; limit: string }) => (await import('./reading.js')).history(ctx(), opts));

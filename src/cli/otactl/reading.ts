@@ -7,17 +7,33 @@ import type { LogLine } from '../../core/logging.js';
 import { isOtaError, OtaError } from '../../core/errors.js';
 import type { RunExport } from '../../daemon/control.js';
 import type { RunRecord } from '../../store/store.js';
+import type { Downtime, DowntimeSummary } from '../../store/downtime.js';
 import { type CliContext, iso, out, printJson } from './context.js';
 import { EXIT } from './exit-codes.js';
 
 export async function history(ctx: CliContext, opts: { product?: string; limit: string }): Promise<void> {
   const q = new URLSearchParams({ limit: opts.limit, ...(opts.product ? { product: opts.product } : {}) });
-  const r = await (await ctx.client()).request<{ runs: RunRecord[] }>('GET', `/api/v1/history?${q}`);
+  const r = await (await ctx.client()).request<{ runs: RunRecord[]; downtime?: DowntimeSummary }>('GET', `/api/v1/history?${q}`);
   if (ctx.json) return printJson(r);
   if (r.runs.length === 0) out('no runs yet');
   for (const run of r.runs) {
-    out(`${run.runId}  ${run.product}  ${run.kind}  ${iso(run.startedAt)}  ${run.fromVersion ?? '-'} → ${run.toVersion ?? '-'}  ${run.outcome ?? run.state}${run.error ? `  ${run.error.code}` : ''}`);
+    const w = run.window;
+    const window = w && w.ms !== null ? `  window ${(w.ms / 1000).toFixed(1)} s (staging ${(w.stagingMs / 1000).toFixed(1)} s${w.stagedAhead ? ', staged ahead' : ''}${w.fromScheduled ? ', in the install slot' : ''})` : '';
+    out(`${run.runId}  ${run.product}  ${run.kind}  ${iso(run.startedAt)}  ${run.fromVersion ?? '-'} → ${run.toVersion ?? '-'}  ${run.outcome ?? run.state}${run.error ? `  ${run.error.code}` : ''}  downtime ${downtimeText(run.downtime ?? null)}${window}`);
   }
+  const s = r.downtime;
+  if (s !== undefined && s.count > 0) out(`downtime over ${s.count} measured run${s.count === 1 ? '' : 's'}: last ${ms(s.lastMs)}  median ${ms(s.medianMs)}  max ${ms(s.maxMs)}`);
+}
+
+const ms = (v: number | null): string => (v === null ? '-' : `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`);
+
+/** "412 ms (stop 80, switch 3, start 20, probe 309)", "-" without one, or why it has no total. */
+export function downtimeText(d: Downtime | null): string {
+  if (d === null) return '-';
+  if (d.totalMs === null) return d.open !== null ? `open (${d.open})` : `unknown (${d.note ?? 'not measured'})`;
+  const split = `stop ${Math.round(d.stopMs)}, switch ${Math.round(d.switchMs)}, start ${Math.round(d.startMs)}, probe ${Math.round(d.probeMs)}`;
+  const flags = [d.greenOn === 'old' ? 'green on the old release' : null, d.acrossRestart ? 'across a restart' : null, d.clock === 'wall-clock' ? 'wall clock' : null].filter((x) => x !== null);
+  return `${ms(d.totalMs)} (${split}; otad ${ms(d.otadMs)}${flags.length ? `; ${flags.join(', ')}` : ''})`;
 }
 
 /** Which product a log line is about; lines about the daemon as a whole say so. */

@@ -8,6 +8,7 @@ import { ApiClientError } from '../../api/client.js';
 import type { DaemonStatus } from '../../daemon/control.js';
 import { type CliContext, iso, out, printJson } from './context.js';
 import { EXIT } from './exit-codes.js';
+import { downtimeText } from './reading.js';
 
 export interface ProductSummary {
   product: string;
@@ -49,9 +50,15 @@ function printStatus(s: DaemonStatus): void {
     out(productLine(p));
     if (p.releaseNotes) out(`  notes: ${p.releaseNotes.split('\n')[0]}`);
     if (p.deadlines.scheduledAt) out(`  scheduled for ${iso(p.deadlines.scheduledAt)}`);
+    const a = p.downloadAhead;
+    if (a && a.policy !== 'never' && a.state !== 'idle') {
+      out(`  download ahead (${a.policy}): ${a.state}${a.version ? ` ${a.version}` : ''}${a.reason ? `: ${a.reason}` : ''}${a.nextAttemptAt ? `; next try ${iso(a.nextAttemptAt)}` : ''}`);
+    }
+    if (a?.lastDiscard) out(`  staged-ahead ${a.lastDiscard.version} discarded ${iso(a.lastDiscard.at)}: ${a.lastDiscard.reason}`);
     if (p.progress) out(`  ${p.progress.step}: ${p.progress.bytes}${p.progress.total ? `/${p.progress.total}` : ''} bytes`);
     if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
+    if (p.lastDowntime) out(`  downtime of run ${p.lastDowntime.runId}: ${downtimeText(p.lastDowntime)}`);
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
     if (p.allowedEvents.includes('ROLLBACK') && p.rollbackTarget) out(`  rollback goes to ${p.rollbackTarget.version ?? 'nothing (first install undone)'} (otactl rollback)`);
   }

@@ -18,6 +18,23 @@ export interface ProductReport {
   error: string | null;
   runId: string | null;
   targetVersion: string | null;
+  /** The downtime of the product's newest measured run, as the device reported it (absent: never reported). */
+  downtime?: DowntimeReport | null;
+}
+
+/** A device's report of one run's downtime, milliseconds (docs/fleet-protocol.md). */
+export interface DowntimeReport {
+  runId: string;
+  totalMs: number;
+  stopMs: number;
+  switchMs: number;
+  startMs: number;
+  probeMs: number;
+  /** totalMs minus the product's start-up and the probe interval. */
+  otadMs: number;
+  greenOn: 'new' | 'old';
+  acrossRestart: boolean;
+  greenAt: number;
 }
 
 export interface ProductState extends ProductReport {

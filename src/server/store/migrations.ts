@@ -171,10 +171,17 @@ INSERT INTO rollout_devices (rollout_id, device_id, run_id) SELECT rollout_id, d
 DROP TABLE rollout_runs;
 `;
 
+/** The downtime a check-in reports (JSON of DowntimeReport, fleet-store.ts). */
+const downtimeSchema = `
+ALTER TABLE device_products ADD COLUMN downtime TEXT;
+ALTER TABLE checkins ADD COLUMN downtime TEXT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'devices, key conflicts, product state, check-in history, nonces, audit', sql: { sqlite: devicesSchema('sqlite'), postgres: devicesSchema('postgres') } },
   { version: 2, name: 'rollouts, their batches and runs, update leases', sql: rolloutsSchema },
   { version: 3, name: 'rollout counters kept by the check-ins, rollout_devices replaces rollout_runs', sql: rolloutCountsSchema },
+  { version: 4, name: "each product's last reported downtime, and in the check-in history", sql: downtimeSchema },
 ];
 
 /** Applies the entries the database has not seen, under the migration lock; answers their versions. */

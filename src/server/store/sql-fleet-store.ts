@@ -16,6 +16,7 @@ import type {
   KeyConflict,
   ListDevicesQuery,
   Preauthorization,
+  DowntimeReport,
   ProductReport,
   ProductState,
   Retention,
@@ -95,6 +96,7 @@ function toReport(r: Row): ProductReport {
     error: str(r.error),
     runId: str(r.run_id),
     targetVersion: str(r.target_version),
+    downtime: r.downtime === null || r.downtime === undefined ? null : (JSON.parse(String(r.downtime)) as DowntimeReport),
   };
 }
 
@@ -129,6 +131,8 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
 
   async function recordReport(tx: SqlExecutor, input: CheckinInput, device: Device): Promise<Device> {
     const r = input.report;
+    // A device that does not send a downtime (an older otad, none measured yet) keeps the one it reported before.
+    const downtime = r.downtime ? JSON.stringify(r.downtime) : null;
     const reportedTags = input.reportedTags ?? device.reportedTags;
     const reported = JSON.stringify(reportedTags);
     const site = siteOf(reportedTags, device.operatorTags);
@@ -137,15 +141,16 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
       [device.id, input.now, reported, site, input.source],
     );
     await tx.run(
-      `INSERT INTO device_products (device_id, product, version, state, last_outcome, error, run_id, target_version, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO device_products (device_id, product, version, state, last_outcome, error, run_id, target_version, updated_at, downtime)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        ON CONFLICT (device_id, product) DO UPDATE SET version = excluded.version, state = excluded.state, last_outcome = excluded.last_outcome,
-         error = excluded.error, run_id = excluded.run_id, target_version = excluded.target_version, updated_at = excluded.updated_at`,
-      [device.id, r.product, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, input.now],
+         error = excluded.error, run_id = excluded.run_id, target_version = excluded.target_version, updated_at = excluded.updated_at,
+         downtime = COALESCE(excluded.downtime, device_products.downtime)`,
+      [device.id, r.product, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, input.now, downtime],
     );
     await tx.run(
-      `INSERT INTO checkins (device_id, product, at, version, state, last_outcome, error, run_id, target_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [device.id, r.product, input.now, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion],
+      `INSERT INTO checkins (device_id, product, at, version, state, last_outcome, error, run_id, target_version, downtime) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [device.id, r.product, input.now, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, downtime],
     );
     // Keep the newest N of this device only: an index seek on (device_id, id), whatever the fleet's size.
     await tx.run(

@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../../core/clock.js';
 import { OtaError, isOtaError, toErrorData, type ErrorData } from '../../core/errors.js';
+import { evaluateDependencies } from '../../manifest/dependencies.js';
 import { serializeManifest, type Manifest } from '../../manifest/schema.js';
 import { createPackage } from '../../package/create.js';
 import { scanPackage, type PackageScanFile } from '../../package/scan.js';
@@ -57,6 +58,8 @@ export interface ReviewFields {
   minFromVersion?: unknown;
   rolloutPercent?: unknown;
   requirements?: unknown;
+  /** The siblings' versions the release needs: `{ product: range }` (manifest `dependencies`). */
+  dependencies?: unknown;
 }
 
 export interface SigningRole {
@@ -66,6 +69,8 @@ export interface SigningRole {
   expires: string;
   /** Whether this server holds enough of the role's keys to sign it. */
   held: boolean;
+  /** For a delegated targets role: the target paths it may sign (the top-level targets role delegates them). */
+  paths?: string[];
 }
 
 export type ReviewResult =
@@ -127,6 +132,10 @@ export function createStudio(options: StudioOptions) {
       if (def === undefined) continue;
       const held = await heldKeys(options.publisher.keysDir, role, def.keyIDs);
       out.push({ role, keyids: [...def.keyIDs], threshold: def.threshold, expires: expiresOf[role]!, held: held >= def.threshold });
+    }
+    for (const [name, def] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+      const held = await heldKeys(path.join(options.publisher.keysDir, 'delegated'), name, def.keyIDs);
+      out.push({ role: name, keyids: [...def.keyIDs], threshold: def.threshold, expires: state.delegated[name]?.signed.expires ?? '', held: held >= def.threshold, paths: [...(def.paths ?? [])] });
     }
     return out;
   }
@@ -236,6 +245,14 @@ export function createStudio(options: StudioOptions) {
         for (const issue of issues) fieldErrors[issue.field] ??= `is ${issue.value}: ${issue.expected}`;
         if (issues.length === 0) fieldErrors[String(error.details?.field ?? 'version')] ??= error.message.replace(/^[^:]*: /, '');
       }
+      if (input.dependencies !== undefined) {
+        // Against every version published in this repository of each sibling (any channel).
+        const published = new Map<string, string[]>();
+        for (const r of await releases()) if (r.product !== product) published.set(r.product, [...(published.get(r.product) ?? []), r.version]);
+        for (const v of evaluateDependencies(input.dependencies, published, 'published')) {
+          if (v.problem !== null) fieldErrors[`dependencies.${v.product}`] ??= v.message;
+        }
+      }
       let fileVersion: string | null = null;
       if (fieldErrors.version === undefined) {
         const problem = versionProblem(input.version, await releases(), product, input.channel ?? 'stable');
@@ -289,8 +306,11 @@ export function createStudio(options: StudioOptions) {
         throw new OtaError('PUBLISH_CONTENT_CHANGED', 'the checksums sent are not those of the last review of this draft: review it again and publish what it shows');
       }
       const result = await options.exclusive(async () => {
+        // Decided before anything is stored: a product outside this server's delegations is refused
+        // with nothing written (docs/trust-model.md).
+        const { role } = await options.publisher.signingRoleFor(review.input.product);
         const added = await options.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
-        return { ...added, publish: await options.publisher.publish() };
+        return { ...added, publish: await options.publisher.publish(role !== undefined ? { role } : {}) };
       });
       await drop(draft.summary.id);
       return { product: result.manifest.product, version: result.manifest.version, channel: result.manifest.channel, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish };
@@ -323,6 +343,20 @@ function releaseInput(fields: ReviewFields, errors: Record<string, string>): Rel
     const n = typeof rollout === 'number' ? rollout : Number(rollout);
     if (!Number.isFinite(n)) errors.rolloutPercent = `is ${JSON.stringify(rollout)}: expected a number from 0 to 100`;
     else input.rolloutPercent = n;
+  }
+  const deps = fields.dependencies;
+  if (deps !== undefined && deps !== null && deps !== '') {
+    if (typeof deps !== 'object' || Array.isArray(deps)) errors.dependencies = 'expected an object of product: semver range';
+    else {
+      const out: Record<string, string> = {};
+      for (const [name, range] of Object.entries(deps as Record<string, unknown>)) {
+        const key = name.trim();
+        if (key === '') continue;
+        if (typeof range !== 'string' || range.trim() === '') errors[`dependencies.${key}`] = 'expected a semver range such as ^1.4.0';
+        else out[key] = range.trim();
+      }
+      if (Object.keys(out).length > 0) input.dependencies = out;
+    }
   }
   const req = fields.requirements;
   if (req !== undefined && req !== null) {

@@ -122,7 +122,10 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
       Inhibited: 'b',
       Maintenance: 'b',
       AllowedEvents: 'as',
+      LastDowntime: '(sddddddst)',
     });
+    // No run has stopped services yet (the fake steps stop none): an empty struct, not a missing property.
+    expect(all.LastDowntime?.value).toEqual(['', 0, 0, 0, 0, 0, 0, '', 0n]);
     expect(all.Name?.value).toBe('robot-ai');
     expect(all.State?.value).toBe('idle');
     expect(all.Inhibited?.value).toBe(false);

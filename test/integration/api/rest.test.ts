@@ -47,7 +47,7 @@ describe('REST v1: reading state', () => {
   it('serves an OpenAPI 3.1 document that lists every endpoint', async () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths as object).sort()).toEqual(
-      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/inhibit/{holder}/heartbeat', '/logs', '/notifications/ack', '/products', '/products/{product}/maintenance', '/products/{product}/releases', '/products/{product}/releases/{version}/bad', '/products/{product}/source', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
+      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/inhibit/{holder}/heartbeat', '/logs', '/notifications/ack', '/products', '/products/{product}/maintenance', '/products/{product}/rehearse', '/products/{product}/releases', '/products/{product}/releases/{version}/bad', '/products/{product}/source', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
     );
   });
 
@@ -238,6 +238,17 @@ describe('REST v1: control endpoints', () => {
     expect(unknown.body.error.code).toBe('PRODUCT_UNKNOWN');
   });
 
+  it('refuses a rehearsal where there are no real steps (409 REHEARSAL_UNAVAILABLE), a read token, and an unknown product', async () => {
+    const res = await api().post('/api/v1/products/robot-ai/rehearse').set(ctl);
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('REHEARSAL_UNAVAILABLE');
+    assertMatchesDocument(doc, '/products/{product}/rehearse', 'post', 409, res.body);
+    expect((await api().post('/api/v1/products/robot-ai/rehearse').set(rd)).status).toBe(403);
+    const unknown = await api().post('/api/v1/products/vacuum/rehearse').set(ctl);
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('PRODUCT_UNKNOWN');
+  });
+
   it('audits every accepted control action with the token name as the actor', async () => {
     await api().post('/api/v1/events').set(ctl).send({ type: 'CHECK_NOW' });
     const audit = h.daemon.audit(20);
@@ -254,6 +265,7 @@ describe('REST v1: a handler that throws', () => {
       },
       dispatch: (r) => d.dispatch(r),
       history: (q) => d.history(q),
+      downtimeSummary: (p) => d.downtimeSummary(p),
       transitions: (q) => d.transitions(q),
       transitionRange: () => d.transitionRange(),
       logs: (q) => d.logs(q),
@@ -273,6 +285,7 @@ describe('REST v1: a handler that throws', () => {
       repositories: () => d.repositories(),
       productSource: (p) => d.productSource(p),
       selectSource: (r) => d.selectSource(r),
+      rehearse: (r) => d.rehearse(r),
       health: () => d.health(),
       bus: d.bus,
     };

@@ -93,7 +93,7 @@ describe('fleet check-ins', () => {
 
   it('costs nothing but a debug line when the server has no check-in endpoint', async () => {
     const logger = createLogging({ level: 'debug', stdout: false });
-    const control = { status: () => ({ deviceId: 'd-1', products: [{ product: 'robot-ai', installedVersion: '1.0.0', state: 'idle', lastOutcome: null, error: null }] }), bus: { subscribe: () => () => {} } };
+    const control = { status: () => ({ deviceId: 'd-1', products: [{ product: 'robot-ai', installedVersion: '1.0.0', state: 'idle', lastOutcome: null, error: null, lastDowntime: null }] }), bus: { subscribe: () => () => {} } };
     const dir = mkdtempSync(join(tmpdir(), 'otad-checkin-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const config = buildConfig({ server: { url: 'http://127.0.0.1:9/' } });

@@ -2,7 +2,7 @@
  * otad starts a product's process units when it starts (no systemd): real processes through the
  * process service manager and its pid files, as the steps use them.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -67,13 +67,24 @@ describe('process units at otad start', () => {
     expect(result).toEqual({ product: 'robot-ai', started: ['robot-ai-api'], alreadyRunning: ['robot-ai-core'] });
   });
 
-  it('starts nothing for a run interrupted in apply: the recovery restarts the units itself', async () => {
-    const w = world();
-    const [result] = await run(w, 'apply');
-    expect(result?.started).toEqual([]);
-    expect(result?.skipped).toContain('interrupted in apply');
-    expect(await w.units.isActive('robot-ai-core')).toBe(false);
-  });
+  for (const saved of ['commit', 'idle', 'apply', 'validate']) {
+    it(`starts the units again after a power cut in ${saved} (the units were killed with otad; nothing else starts them)`, async () => {
+      const w = world();
+      await w.units.start('robot-ai-core');
+      await w.units.start('robot-ai-api');
+      // The cut: every process of the product dies at once, with SIGKILL.
+      for (const unit of ['robot-ai-core', 'robot-ai-api']) {
+        const pid = JSON.parse(readFileSync(join(w.stateDir, 'services/robot-ai', `${unit}.pid`), 'utf8')).pid as number;
+        process.kill(-pid, 'SIGKILL');
+      }
+      for (let i = 0; i < 400 && ((await w.units.isActive('robot-ai-core')) || (await w.units.isActive('robot-ai-api'))); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(await w.units.isActive('robot-ai-core')).toBe(false);
+      const [result] = await run(w, saved);
+      expect(result).toEqual({ product: 'robot-ai', started: ['robot-ai-core', 'robot-ai-api'], alreadyRunning: [] });
+      expect(await w.units.isActive('robot-ai-core')).toBe(true);
+      expect(await w.units.isActive('robot-ai-api')).toBe(true);
+    });
+  }
 
   it('starts nothing when nothing is installed', async () => {
     const w = world({ installed: false });

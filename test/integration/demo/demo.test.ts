@@ -27,5 +27,14 @@ describe('the demo', () => {
     expect(r.stdout).toContain('rollback → idle  (rolled back to 1.1.0)');
     expect(r.stdout).toContain('(on purpose, a wrong choice first');
     expect(r.stdout).not.toMatch(/http:http|http http/);
+    // The downtime of each run, its split, and the same figures scraped from the real /metrics.
+    expect(r.stdout).toContain('✓ otad measured the downtime of the update, from the first stop to the first green probe round');
+    expect(r.stdout).toContain('✓ the rollback run counts its downtime until 1.1.0 is green again');
+    expect(r.stdout).toMatch(/downtime [\d.]+ m?s until green on the new release: stop [\d.]+ m?s, switch [\d.]+ m?s, start [\d.]+ m?s, first green probe [\d.]+ m?s .*otad's own share [\d.]+ m?s/);
+    expect(r.stdout).toMatch(/downtime [\d.]+ m?s until green on the old release/);
+    expect(r.stdout).toMatch(/otad_last_downtime_seconds\{product="robot-ai",part="otad",green_on="old"\} [\d.e-]+/);
+    expect(r.stdout).toMatch(/otad_downtime_seconds_count\{product="robot-ai",part="total",outcome="committed"\} 1/);
+    expect(r.stdout).toMatch(/otad_downtime_seconds_count\{product="robot-ai",part="total",outcome="rolled-back"\} 1/);
+    expect(r.stdout).toContain('✓ the metrics carry the last downtime and its split');
   }, 300_000);
 });

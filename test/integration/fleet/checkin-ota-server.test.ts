@@ -38,7 +38,7 @@ describe('check-ins with ota-server', () => {
     const fleet = createDeviceFleet({ deviceId: 'robot-7', key, fingerprint: keyFingerprint(key.publicKey), store: { getValue: (k) => values.get(k) ?? null, setValue: (k, v) => void values.set(k, v) }, logger: silentLogger, now: () => Date.now() });
     cleanups.push(() => fleet.stop());
     const logging = createLogging({ level: 'debug', stdout: false });
-    const control = { status: () => ({ deviceId: 'robot-7', products: [{ product: 'robot-ai', installedVersion: '1.0.0', state: 'idle', lastOutcome: null, error: null, runId: null, offeredVersion: null }] }), bus: { subscribe: () => () => {} } };
+    const control = { status: () => ({ deviceId: 'robot-7', products: [{ product: 'robot-ai', installedVersion: '1.0.0', state: 'idle', lastOutcome: null, error: null, runId: null, offeredVersion: null, lastDowntime: null }] }), bus: { subscribe: () => () => {} } };
     const config = buildConfig({ server: { url }, fleet: { tags: { site: 'warehouse-3' } } });
     const reporter = startCheckins({ control: control as never, fleet, config, logger: logging.logger, memory: newCheckinMemory(), now: () => Date.now() });
     cleanups.push(() => reporter.stop());

@@ -95,4 +95,45 @@ describe('ota-repo CLI (spawned)', () => {
     expect(good.code).toBe(0);
     expect(JSON.parse(good.stdout).manifest.requirements).toEqual({ arch: ['arm64'] });
   });
+  it('delegate, delegations and publish --role: a keys folder with only the delegated key publishes its product and nothing else', async () => {
+    dir = await makeTempDir('otad-cli-delegate-');
+    const repoDir = path.join(dir, 'repo');
+    const keysDir = path.join(dir, 'keys');
+    const studioKeys = path.join(dir, 'studio-keys');
+    const offline = ['--repo', repoDir, '--keys', keysDir];
+    const studio = ['--repo', repoDir, '--keys', studioKeys];
+    expect((await otaRepo([...offline, 'init'])).code).toBe(0);
+    await fs.mkdir(studioKeys, { mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) await fs.cp(path.join(keysDir, role), path.join(studioKeys, role), { recursive: true });
+
+    const help = await otaRepo(['delegate', '--help']);
+    expect(help.stdout).toContain('--product <name>');
+    expect(help.stdout).toContain('--key-out <dir>');
+    const made = await otaRepo([...offline, 'delegate', '--product', 'robot-ai', '--expires', '30d', '--key-out', studioKeys]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toContain('created delegated role product-robot-ai for robot-ai/* until');
+    const listed = JSON.parse((await otaRepo([...studio, '--json', 'delegations'])).stdout) as Array<{ role: string; paths: string[] }>;
+    expect(listed).toMatchObject([{ role: 'product-robot-ai', paths: ['robot-ai/*'] }]);
+
+    await writeTarGz(path.join(dir, 'pkg.tar.gz'), [{ name: 'VERSION', content: '1.0.0\n' }]);
+    const added = await otaRepo([...studio, 'add', '--product', 'robot-ai', '--version', '1.0.0', '--package', path.join(dir, 'pkg.tar.gz'), '--publish']);
+    expect(added.code, added.stderr).toBe(0);
+    // A product outside the delegation, with no top-level targets key here: refused before anything is stored.
+    await writeTarGz(path.join(dir, 'v.tar.gz'), [{ name: 'VERSION', content: '2.0.0\n' }]);
+    const before = (await fs.readdir(path.join(repoDir, 'metadata'))).sort();
+    const outside = await otaRepo([...studio, 'add', '--product', 'vacuum', '--version', '2.0.0', '--package', path.join(dir, 'v.tar.gz'), '--publish']);
+    expect(outside.code).toBe(1);
+    expect(outside.stderr.trim().split('\n')).toHaveLength(1);
+    expect(outside.stderr).toContain('ota-repo: PUBLISH_OUTSIDE_DELEGATION:');
+    expect((await fs.readdir(path.join(repoDir, 'metadata'))).sort()).toEqual(before);
+    expect(await fs.readdir(path.join(repoDir, 'targets'))).toEqual(['robot-ai']);
+
+    const verified = await otaRepo([...offline, 'verify']);
+    expect(verified.stdout, verified.stderr).toContain('repository OK');
+    expect(verified.stdout).toContain('latest robot-ai');
+    const rotated = await otaRepo([...offline, 'delegate', '--product', 'robot-ai', '--key-out', studioKeys]);
+    expect(rotated.stdout).toContain('rotated delegated role product-robot-ai');
+    expect(rotated.stdout).toContain('3 target(s) signed again with the new key');
+    expect((await otaRepo([...offline, 'verify'])).stdout).toContain('repository OK');
+  }, 120_000);
 });

@@ -77,6 +77,17 @@ describe.each(BACKENDS)('fleet store on $backend', ({ backend, skip }) => {
     expect((await store.checkinHistory('robot-1', 10)).map((c) => c.version)).toEqual(['1.1.0', '1.0.0']);
   });
 
+  it.skipIf(skip)("stores a product's reported downtime, keeps it through check-ins that carry none, and in the check-in history", async () => {
+    const base = input('x', keyA).report;
+    const downtime = { runId: 'r1', totalMs: 612.5, stopMs: 40.25, switchMs: 3.5, startMs: 20, probeMs: 548.75, otadMs: 71.5, greenOn: 'new' as const, acrossRestart: false, greenAt: T0 + 30_000 };
+    await store.checkin(input('robot-1', keyA, { now: T0 + 60_000, report: { ...base, version: '1.1.0', lastOutcome: 'committed', runId: 'r1', downtime } }));
+    expect((await store.getDevice('robot-1'))!.products[0]).toMatchObject({ runId: 'r1', downtime });
+    await store.checkin(input('robot-1', keyA, { now: T0 + 120_000, report: { ...base, version: '1.1.0', state: 'checking', runId: 'r2' } }));
+    expect((await store.getDevice('robot-1'))!.products[0]).toMatchObject({ runId: 'r2', state: 'checking', downtime });
+    const history = await store.checkinHistory('robot-1', 10);
+    expect(history.map((c) => c.downtime ?? null)).toEqual([null, downtime]);
+  });
+
   it.skipIf(skip)('refuses a replayed nonce and keeps nothing of it; concurrent copies of one request pass once', async () => {
     const once = input('robot-1', keyA);
     await store.checkin(once);

@@ -205,4 +205,71 @@ describe('publisher studio API', () => {
     expect(sha256(await fs.readFile(dest))).toBe(ok.body.packageTarget.sha256);
     expect((await call('GET', '/api/v1/studio/versions?product=robot-ai&channel=stable')).body.latest).toBe('1.3.0');
   });
+  it('holding only a delegated key (no top-level targets key), publishes within its delegation and refuses another product with nothing written', async () => {
+    // Offline: ota-repo delegate writes the role's key into the studio's keys folder, which also
+    // holds the snapshot and timestamp keys, and no root or top-level targets key.
+    const studioKeys = path.join(dir, 'studio-keys');
+    await fs.mkdir(studioKeys, { mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) await fs.cp(path.join(dir, 'keys', role), path.join(studioKeys, role), { recursive: true });
+    const offline = createPublisher({ repoDir: repoDir(), keysDir: path.join(dir, 'keys'), clock: systemClock });
+    const delegation = await offline.delegate({ product: 'robot-ai', keyOut: studioKeys });
+    await server.close();
+    server = createServer({
+      repoDir: repoDir(),
+      keysDir: studioKeys,
+      clock: systemClock,
+      logger: silentLogger,
+      audit,
+      tokenFile: path.join(dir, 'token'),
+      database: path.join(dir, 'fleet.db'),
+      sourceRoots: [{ name: 'builds', dir: path.join(dir, 'sources') }],
+      timestampRefresh: false,
+      prune: false,
+      rolloutTick: false,
+    });
+    url = (await server.start(0, '127.0.0.1')).url;
+
+    const reviewed = async (folder: string, fields: Record<string, unknown>) => {
+      const draft = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: folder });
+      expect(draft.status).toBe(201);
+      const ok = await call('POST', `/api/v1/studio/drafts/${draft.body.id}/review`, { type: 'robot-ai', channel: 'stable', ...fields });
+      expect(ok.body.ok).toBe(true);
+      return { id: draft.body.id as string, ok: ok.body };
+    };
+    await tree('vacuum-1.0.0', { VERSION: '1.0.0\n', 'bin/run': '#!/bin/sh\n' });
+    const vacuum = await reviewed('vacuum-1.0.0', { product: 'vacuum', version: '1.0.0' });
+    const snapshotOf = async () => (await fs.readdir(path.join(repoDir(), 'metadata'))).concat(await fs.readdir(path.join(repoDir(), 'targets'), { recursive: true }) as string[]).sort();
+    const before = await snapshotOf();
+    const refused = await call('POST', `/api/v1/studio/drafts/${vacuum.id}/publish`, { packageSha256: vacuum.ok.packageTarget.sha256, manifestSha256: vacuum.ok.manifestTarget.sha256 });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('PUBLISH_OUTSIDE_DELEGATION');
+    expect(refused.body.error.message).toContain('product-robot-ai (robot-ai/*)');
+    expect(await snapshotOf()).toEqual(before);
+    await expect(fs.access(path.join(repoDir(), 'staged.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+
+    await tree('robot-ai-1.3.0', { VERSION: '1.3.0\n', 'bin/run': '#!/bin/sh\necho run\n' });
+    const good = await reviewed('robot-ai-1.3.0', { product: 'robot-ai', version: '1.3.0' });
+    expect(good.ok.signing.find((s: { role: string }) => s.role === 'targets')).toMatchObject({ held: false });
+    expect(good.ok.signing.find((s: { role: string }) => s.role === 'product-robot-ai')).toMatchObject({ held: true, paths: ['robot-ai/*'], keyids: [delegation.keyid] });
+    const published = await call('POST', `/api/v1/studio/drafts/${good.id}/publish`, { packageSha256: good.ok.packageTarget.sha256, manifestSha256: good.ok.manifestTarget.sha256 });
+    expect(published.status).toBe(201);
+    expect(published.body.publish.published).toContain('2.product-robot-ai.json');
+
+    const robot = createTufRepository({
+      metadataDir: path.join(dir, 'robot', 'metadata'),
+      metadataBaseUrl: `${url}/metadata`,
+      trustedRootPath: path.join(repoDir(), 'metadata', '1.root.json'),
+      fetcher: createFetchMetadataFetcher(),
+      downloader: createFetchDownloader(),
+      clock: systemClock,
+      logger: silentLogger,
+    });
+    // 1.2.0 was signed by the top-level targets role, 1.3.0 through the delegation: the newest wins.
+    const latest = (await robot.latestRelease('robot-ai'))!;
+    expect(latest.manifest).toEqual(good.ok.manifest);
+    const dest = path.join(dir, 'robot', 'pkg.tar.gz');
+    await robot.downloadTarget({ name: latest.manifest.package.target, length: latest.manifest.package.length, sha256: latest.manifest.package.sha256 }, dest);
+    expect(sha256(await fs.readFile(dest))).toBe(good.ok.packageTarget.sha256);
+    expect(await robot.latestRelease('vacuum')).toBeNull();
+  });
 });

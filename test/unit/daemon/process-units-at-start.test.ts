@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { STATE_NAMES } from '../../../machines/types.js';
 import { decideStartAtDaemonStart } from '../../../src/daemon/process-units-at-start.js';
-import { RECOVERY_TABLE } from '../../../src/daemon/recovery-policy.js';
 
 describe('starting process units when otad starts', () => {
   it('starts them on a first start, with nothing saved', () => {
@@ -14,26 +13,19 @@ describe('starting process units when otad starts', () => {
     }
   });
 
-  it('leaves them to the recovery of a run interrupted in apply, validate, commit or rollback', () => {
-    for (const state of ['apply', 'validate', 'commit', 'rollback']) {
+  it('starts them in apply, validate, commit, rollback and failed too: after a power cut nothing else does', () => {
+    for (const state of ['apply', 'validate', 'commit', 'rollback', 'failed']) {
       const d = decideStartAtDaemonStart(state);
-      expect(d.start, state).toBe(false);
+      expect(d.start, state).toBe(true);
       expect(d.reason).toContain(state === 'rollback' ? 'rollback' : state);
     }
   });
 
-  it('does not start them in failed, where a person must look', () => {
-    expect(decideStartAtDaemonStart('failed')).toEqual({ start: false, reason: expect.stringContaining('a person must look') });
+  it('starts them from a saved state it does not know (the installed release runs)', () => {
+    expect(decideStartAtDaemonStart('installing')).toEqual({ start: true, reason: 'saved state "installing" is unknown; the installed release runs' });
   });
 
-  it('does not start them from a saved state it does not know', () => {
-    expect(decideStartAtDaemonStart('installing')).toEqual({ start: false, reason: 'saved state "installing" is unknown' });
-  });
-
-  it('never starts them in a state whose recovery may switch releases (rows agree with the recovery table)', () => {
-    for (const state of STATE_NAMES) {
-      const mayTouchServices = RECOVERY_TABLE[state].action === 'journal' || ['rollback', 'fail'].includes(RECOVERY_TABLE[state].onCrashLoop) || state === 'failed';
-      expect(decideStartAtDaemonStart(state).start, state).toBe(!mayTouchServices);
-    }
+  it('starts them in every state of the machine', () => {
+    for (const state of STATE_NAMES) expect(decideStartAtDaemonStart(state).start, state).toBe(true);
   });
 });

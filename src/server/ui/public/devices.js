@@ -1,6 +1,6 @@
 // The devices section: filter, search, one page of the fleet, accept and reject.
 import { html } from './view.js';
-import { dateTime, relativeTime } from './format.js';
+import { dateTime, millis, relativeTime } from './format.js';
 
 export const STATUSES = ['pending', 'accepted', 'rejected'];
 export const PAGE_SIZES = [25, 50, 100];
@@ -19,6 +19,16 @@ function Tags({ device }) {
   `;
 }
 
+/** The product's last measured downtime (first service stop to all health probes green), with its split. */
+function Downtime({ d }) {
+  if (!d) return null;
+  const split = `stop ${millis(d.stopMs)}, switch ${millis(d.switchMs)}, start ${millis(d.startMs)}, first green probe ${millis(d.probeMs)}`;
+  return html`<div class="downtime" data-run=${d.runId} title=${`run ${d.runId}: ${split}; green on the ${d.greenOn} release${d.acrossRestart ? ', across an otad restart' : ''}`}>
+    <span class="muted">downtime</span> <strong>${millis(d.totalMs)}</strong>${d.greenOn === 'old' ? html`<span class="muted"> (until the old release was green)</span>` : null}
+    <span class="muted downtime-split"> · otad ${millis(d.otadMs)} · ${split}</span>
+  </div>`;
+}
+
 function Products({ products }) {
   if (!products || products.length === 0) return html`<span class="muted">no report yet</span>`;
   return html`<ul class="products">
@@ -28,6 +38,7 @@ function Products({ products }) {
         <span class="state" data-state=${p.state}> ${p.state}</span>
         ${p.targetVersion && p.targetVersion !== p.version ? html`<span class="muted"> → ${p.targetVersion}</span>` : null}
         ${p.lastOutcome ? html`<span class="outcome" data-outcome=${p.lastOutcome}> · last run ${p.lastOutcome}</span>` : null}
+        <${Downtime} d=${p.downtime} />
         ${p.error ? html`<div class="run-error">${p.error}</div>` : null}
       </li>`,
     )}

@@ -30,6 +30,13 @@ export function percent(/** @type {number} */ part, /** @type {number} */ whole)
   return `${p}\u00a0%`;
 }
 
+/** A short span to read at a glance: "0.8 ms", "95 ms", "1.17 s" (a no-break space: never split). */
+export function millis(/** @type {number} */ ms) {
+  if (ms < 10) return `${ms.toFixed(1)}\u00a0ms`;
+  if (ms < 1000) return `${Math.round(ms)}\u00a0ms`;
+  return `${(ms / 1000).toFixed(2)}\u00a0s`;
+}
+
 /** "30m", "1h 30m", "45 s" from milliseconds. */
 export function duration(/** @type {number} */ ms) {
   const s = Math.round(ms / 1000);

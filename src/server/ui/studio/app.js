@@ -27,6 +27,13 @@ const state = {
   /** @type {any} */ review: null,
   /** @type {any} */ published: null,
   /** @type {Set<string>} */ busy: new Set(),
+  /** @type {Array<{ product: string, range: string }>} */ deps: [],
+  /** @type {any} */ upload: null,
+  /** @type {any} */ tpl: null,
+  /** @type {any[]} */ tplList: [],
+  /** @type {any[]} */ repos: [],
+  repo: '',
+  /** @type {any} */ repoTest: null,
   error: '',
 };
 
@@ -77,6 +84,7 @@ async function signIn(/** @type {string} */ token) {
   set({ api, context, signingIn: false, root, path: '', fields: { ...emptyFields(), ...(type ? { type: type.name, product: type.name, channel: type.channel } : {}) } });
   if (root) await openFolder('');
   void refreshProposals();
+  void loadTools();
 }
 
 function signOut(/** @type {string} */ message = '') {
@@ -102,15 +110,128 @@ async function buildDraft() {
   });
 }
 
+const PIECE = 1024 * 1024;
+const RETRIES = 5;
+
+/** Words for an upload failure: disk full, token refused and version taken each say what to do. */
+function uploadProblem(/** @type {unknown} */ error) {
+  if (error instanceof ApiError && error.code === 'DISK_FULL') return `The server's disk is full: ${error.message} (DISK_FULL)`;
+  if (error instanceof ApiError && error.status === 401) return 'The server refused the upload token: sign in again with the token in ota-server\'s --token-file.';
+  if (error instanceof ApiError && error.status === 409 && error.code !== 'UPLOAD_OFFSET_MISMATCH') return `This version is taken: ${describe(error)}. Choose a greater version.`;
+  return describe(error);
+}
+
+/**
+ * Sends the chosen file in pieces with the resumable upload API. A broken connection or an offset
+ * the server disagrees with is answered by asking the server how much it has and resuming there.
+ */
 async function uploadDraft() {
   const input = /** @type {HTMLInputElement} */ (document.getElementById('archive'));
   const file = input.files?.[0];
   if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
-  await withBusy('upload', async () => {
-    set({ draft: null, review: null, published: null, fieldErrors: {} });
-    const draft = await state.api.uploadArchive(file);
+  if (state.busy.has('upload')) return;
+  state.busy.add('upload');
+  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '' });
+  const started = performance.now();
+  let resumedFrom = 0;
+  const progress = (/** @type {number} */ done, /** @type {string} */ note = '') => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? (done - resumedFrom) / seconds : 0;
+    set({ upload: { name: file.name, size: file.size, done, rate, left: rate > 0 ? (file.size - done) / rate : null, note: note || (state.upload?.note ?? ''), error: '', resumes: state.upload?.resumes ?? 0 } });
+  };
+  try {
+    const info = await state.api.startUpload(file.name, file.size);
+    set({ upload: { name: file.name, size: file.size, done: 0, rate: 0, left: null, note: '', error: '', resumes: 0 } });
+    let offset = info.received;
+    let failures = 0;
+    while (offset < file.size) {
+      const end = Math.min(file.size, offset + PIECE);
+      try {
+        const at = offset;
+        const r = await state.api.putPiece(info.id, at, file.slice(at, end), (sent) => progress(at + sent));
+        offset = r.received;
+        failures = 0;
+        progress(offset);
+      } catch (error) {
+        const resumable = error instanceof ApiError && (error.status === 0 || error.code === 'UPLOAD_OFFSET_MISMATCH' || error.status >= 502);
+        if (!resumable || failures >= RETRIES) throw error;
+        failures += 1;
+        await new Promise((r) => setTimeout(r, 300 * failures));
+        const status = await state.api.uploadStatus(info.id);
+        offset = status.received;
+        resumedFrom = offset;
+        state.upload.resumes += 1;
+        progress(offset, `The connection broke; resumed from byte ${offset.toLocaleString('en')} (what the server has).`);
+      }
+    }
+    const draft = await state.api.finishUpload(info.id);
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
-    set({ draft, fields });
+    set({ draft, fields, upload: { ...state.upload, done: file.size, left: 0, finished: true } });
+  } catch (error) {
+    set({ upload: { ...(state.upload ?? { name: file.name, size: file.size, done: 0, rate: 0, left: null }), error: uploadProblem(error) } });
+  } finally {
+    state.busy.delete('upload');
+    draw();
+  }
+}
+
+// ---- tools: templates and repositories -----------------------------------------------------
+
+async function loadTools() {
+  try {
+    const [t, r] = await Promise.all([state.api.templates(), state.api.repositories()]);
+    set({ tplList: t.templates, repos: r.repositories, repo: r.repositories.find((/** @type {any} */ x) => x.local)?.name ?? r.repositories[0]?.name ?? '' });
+    if (t.templates[0]) await openTemplate(t.templates[0].name);
+  } catch (error) {
+    set({ error: describe(error) });
+  }
+}
+
+async function openTemplate(/** @type {string} */ name) {
+  await withBusy('tpl', async () => {
+    const t = await state.api.template(name);
+    set({ tpl: { name, version: t.version, text: t.text, saved: t.text, problems: t.problems, diff: null, message: '', conflict: null } });
+  });
+}
+
+async function checkTemplate() {
+  await withBusy('tpl', async () => {
+    const t = state.tpl;
+    const r = await state.api.checkTemplate(t.name, t.text);
+    set({ tpl: { ...state.tpl, problems: r.problems, diff: r.diff, message: r.problems.length === 0 ? `Valid. Differences against version ${r.current} below.` : '' } });
+  });
+}
+
+async function saveTemplate() {
+  await withBusy('tpl', async () => {
+    const t = state.tpl;
+    const r = await state.api.checkTemplate(t.name, t.text);
+    if (r.problems.length > 0) return set({ tpl: { ...t, problems: r.problems, diff: r.diff, message: '' } });
+    try {
+      const saved = await state.api.saveTemplate(t.name, t.text, t.version);
+      set({ tpl: { ...t, version: saved.version, saved: t.text, problems: [], diff: saved.diff, message: `Saved as version ${saved.version}. Differences against version ${saved.version - 1}:`, conflict: null } });
+      const list = await state.api.templates();
+      set({ tplList: list.templates });
+    } catch (error) {
+      if (error instanceof ApiError && error.code === 'TEMPLATE_CHANGED') {
+        const theirs = await state.api.template(t.name);
+        set({ tpl: { ...t, conflict: { version: theirs.version, text: theirs.text, message: error.message }, message: '' } });
+      } else throw error;
+    }
+  });
+}
+
+/** After a conflict: take the other version as the base, keeping this text to apply again. */
+function rebaseTemplate() {
+  const t = state.tpl;
+  set({ tpl: { ...t, version: t.conflict.version, saved: t.conflict.text, conflict: null, message: `Now editing on top of version ${t.conflict.version}; your text is kept: check the differences, then save.` } });
+  void checkTemplate();
+}
+
+async function testRepository() {
+  await withBusy('repo', async () => {
+    set({ repoTest: null });
+    set({ repoTest: await state.api.testRepository(state.repo) });
   });
 }
 
@@ -162,6 +283,7 @@ function fieldsForServer() {
     minFromVersion: f.minFromVersion,
     rolloutPercent: f.rolloutPercent,
     requirements: { arch: f.arch, os: f.os, minFreeBytes: f.minFreeBytes },
+    dependencies: Object.fromEntries(state.deps.filter((d) => d.product.trim() !== '').map((d) => [d.product.trim(), d.range])),
   };
 }
 
@@ -283,6 +405,7 @@ function SourceStep() {
       <input id="archive" type="file" accept=".tar.gz,.tgz,application/gzip" />
       <div class="buttons"><button type="button" id="upload" disabled=${state.busy.has('upload')} onClick=${uploadDraft}>${state.busy.has('upload') ? 'Uploading and scanning…' : 'Upload and scan'}</button></div>
     </div>
+    <${UploadProgress} />
     <${Verdict} />
     <${Tree} />
   </section>`;
@@ -326,6 +449,131 @@ function VersionProposals() {
   </div>`;
 }
 
+function setDep(/** @type {number} */ i, /** @type {'product' | 'range'} */ key, /** @type {string} */ value) {
+  const deps = state.deps.map((d, j) => (j === i ? { ...d, [key]: value } : d));
+  const fieldErrors = { ...state.fieldErrors };
+  delete fieldErrors[`dependencies.${state.deps[i].product.trim()}`];
+  delete fieldErrors.dependencies;
+  set({ deps, fieldErrors, review: null, published: null });
+}
+
+function Dependencies() {
+  const e = state.fieldErrors;
+  const known = [...new Set(state.context.releases.map((/** @type {any} */ r) => r.product))].filter((p) => p !== state.fields.product);
+  return html`<fieldset class="deps">
+    <legend>Dependencies on sibling products</legend>
+    <p class="hint" id="deps-hint">Versions of the other products on the same robots this release needs, as semver ranges (${'^1.4.0, >=1.2.0 <2.0.0'}). Checked against what is published; otad reports them on the robot.</p>
+    ${state.deps.map((d, i) => {
+      const err = e[`dependencies.${d.product.trim()}`];
+      const errId = `dep-${i}-error`;
+      return html`<div class="dep-row grid" data-dep=${i}>
+        <div class="field"><label for=${`dep-${i}-product`}>Sibling product ${i + 1}</label>
+          <input id=${`dep-${i}-product`} list="dep-products" value=${d.product} onInput=${(/** @type {any} */ ev) => setDep(i, 'product', ev.currentTarget.value)} /></div>
+        <div class="field"><label for=${`dep-${i}-range`}>Version range ${i + 1}</label>
+          <div class="dep-range"><input id=${`dep-${i}-range`} value=${d.range} aria-invalid=${err ? 'true' : undefined} aria-describedby=${err ? errId : 'deps-hint'} onInput=${(/** @type {any} */ ev) => setDep(i, 'range', ev.currentTarget.value)} />
+          <button type="button" class="small-button" aria-label=${`Remove dependency ${i + 1}`} onClick=${() => set({ deps: state.deps.filter((_, j) => j !== i), review: null })}>Remove</button></div>
+          ${err ? html`<p class="field-error" id=${errId}>${err}</p>` : null}</div>
+      </div>`;
+    })}
+    ${e.dependencies ? html`<p class="field-error">${e.dependencies}</p>` : null}
+    <datalist id="dep-products">${known.map((p) => html`<option value=${p}></option>`)}</datalist>
+    <div class="buttons"><button type="button" id="add-dep" onClick=${() => set({ deps: [...state.deps, { product: '', range: '' }], review: null })}>Add a dependency</button></div>
+  </fieldset>`;
+}
+
+function formatSeconds(/** @type {number | null} */ s) {
+  if (s === null || !Number.isFinite(s)) return 'estimating…';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`;
+}
+
+function UploadProgress() {
+  const u = state.upload;
+  if (!u) return null;
+  const pct = u.size > 0 ? Math.floor((u.done / u.size) * 100) : 0;
+  return html`<div class="upload-progress" id="upload-progress">
+    <progress max=${u.size} value=${u.done} aria-label=${`Upload of ${u.name}`}></progress>
+    <p class="small" role="status" id="upload-status">${u.finished ? `Uploaded ${formatBytes(u.size)} of ${u.name}` : `${pct}% · ${formatBytes(u.done)} of ${formatBytes(u.size)} · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left`}${u.resumes > 0 ? ` · resumed ${u.resumes}×` : ''}</p>
+    ${u.note && !u.error ? html`<p class="warn-note small" id="upload-note">${u.note}</p>` : null}
+    ${u.error ? html`<p class="error" role="alert" id="upload-error">${u.error}</p>` : null}
+  </div>`;
+}
+
+/** The changed lines with two unchanged lines around each change; longer unchanged runs become "…". */
+function diffContext(/** @type {Array<{ kind: string, text: string }>} */ diff) {
+  const near = (/** @type {number} */ i) => diff.slice(Math.max(0, i - 2), i + 3).some((d) => d.kind !== 'same');
+  /** @type {Array<{ kind: string, text: string }>} */
+  const out = [];
+  diff.forEach((d, i) => {
+    if (d.kind !== 'same' || near(i)) out.push(d);
+    else if (out.at(-1)?.kind !== 'gap') out.push({ kind: 'gap', text: '' });
+  });
+  return out;
+}
+
+function TemplateEditor() {
+  const t = state.tpl;
+  return html`<section class="card" aria-labelledby="tool-templates" id="templates">
+    <h2 id="tool-templates">Product-type templates</h2>
+    <p class="muted small">Templates live in <code>config/product-types/</code>; each save is kept as a version (<code>.history/TYPE/vN.yaml</code>) and checked with the robot's product schema.</p>
+    <div class="field">
+      <label for="tpl-type">Template</label>
+      <select id="tpl-type" value=${t?.name ?? ''} onChange=${(/** @type {any} */ ev) => openTemplate(ev.currentTarget.value)}>
+        ${state.tplList.map((x) => html`<option value=${x.name}>${x.name} (version ${x.version})</option>`)}
+      </select>
+    </div>
+    ${!t ? null : html`
+      <div class="field">
+        <label for="tpl-text">${t.name}.yaml, editing on version ${t.version}</label>
+        <textarea id="tpl-text" rows="14" spellcheck="false" value=${t.text} aria-invalid=${t.problems.length > 0 ? 'true' : undefined} aria-describedby=${t.problems.length > 0 ? 'tpl-problems' : undefined}
+          onInput=${(/** @type {any} */ ev) => set({ tpl: { ...state.tpl, text: ev.currentTarget.value, message: '' } })}></textarea>
+      </div>
+      ${t.problems.length > 0 ? html`<ul class="field-error plain" id="tpl-problems" role="alert">${t.problems.map((/** @type {any} */ p) => html`<li>${p.line ? `line ${p.line}, ` : ''}<code>${p.field}</code>: ${p.message}</li>`)}</ul>` : null}
+      ${t.conflict ? html`<div class="verdict" data-ok="no" role="alert" id="tpl-conflict">
+        <strong>Someone else saved ${t.name} meanwhile (now version ${t.conflict.version})</strong>: your change was not saved (TEMPLATE_CHANGED). Your text is still in the editor.
+        <details><summary>Their version ${t.conflict.version}</summary><pre class="manifest">${t.conflict.text}</pre></details>
+        <div class="buttons"><button type="button" id="tpl-rebase" onClick=${rebaseTemplate}>Edit on top of version ${t.conflict.version}</button>
+        <button type="button" onClick=${() => openTemplate(t.name)}>Discard mine and load version ${t.conflict.version}</button></div>
+      </div>` : null}
+      ${t.message ? html`<p class="ok-text" role="status" id="tpl-message">${t.message}</p>` : null}
+      ${t.diff ? html`<pre class="diff" id="tpl-diff" aria-label="Differences">${t.diff.filter((/** @type {any} */ d) => d.kind !== 'same').length === 0 ? html`<span>(no differences)</span>` : diffContext(t.diff).map((/** @type {any} */ d) => d.kind === 'gap' ? html`<span class="diff-same">${'  …\n'}</span>` : html`<span class=${`diff-${d.kind}`}>${`${d.kind === 'add' ? '+ ' : d.kind === 'remove' ? '- ' : '  '}${d.text}\n`}</span>`)}</pre>` : null}
+      <div class="buttons">
+        <button type="button" id="tpl-check" disabled=${state.busy.has('tpl')} onClick=${checkTemplate}>Validate and show differences</button>
+        <button type="button" class="primary" id="tpl-save" disabled=${state.busy.has('tpl') || t.text === t.saved} onClick=${saveTemplate}>Save as version ${t.version + 1}</button>
+      </div>`}
+  </section>`;
+}
+
+function Repositories() {
+  const r = state.repoTest;
+  return html`<section class="card" aria-labelledby="tool-repos" id="repositories">
+    <h2 id="tool-repos">Repositories</h2>
+    ${state.repos.length === 0 ? html`<p class="muted">No repositories are configured: start ota-server with <code>--studio-config FILE</code> listing them.</p>` : html`
+    <div class="field">
+      <label for="repo">Repository</label>
+      <select id="repo" value=${state.repo} onChange=${(/** @type {any} */ ev) => set({ repo: ev.currentTarget.value, repoTest: null })}>
+        ${state.repos.map((x) => html`<option value=${x.name}>${x.name}${x.local ? ' (this server)' : ''} · ${x.url}</option>`)}
+      </select>
+    </div>
+    <div class="buttons"><button type="button" id="repo-test" disabled=${state.busy.has('repo')} onClick=${testRepository}>${state.busy.has('repo') ? 'Testing…' : 'Test connection'}</button></div>
+    ${!r ? null : r.ok ? html`<div class="repo-result" id="repo-result" role="status">
+        <p class="ok-text">${r.repository}: the timestamp and every role verified with the trusted root (${r.targets} targets), ${new Date(r.checkedAt).toLocaleString('en-GB')}.</p>
+        ${r.warnings.map((/** @type {string} */ w) => html`<p class="warn-note" role="alert">⚠ ${w}</p>`)}
+        <table class="roles"><thead><tr><th>Role</th><th>Version</th><th>Expires</th><th>Left</th></tr></thead>
+        <tbody>${r.roles.map((/** @type {any} */ x) => html`<tr data-warning=${x.warning ? 'yes' : undefined}>
+          <td data-label="Role">${x.role}</td><td data-label="Version">${x.version}</td><td data-label="Expires">${x.expires}</td>
+          <td data-label="Left">${x.daysLeft < 1 ? `${Math.round(x.daysLeft * 24)} hours` : `${Math.floor(x.daysLeft)} days`}${x.warning ? html` <span class="badge warn-badge">renew soon</span>` : ''}</td></tr>`)}</tbody></table>
+      </div>` : html`<div class="verdict" data-ok="no" role="alert" id="repo-result"><strong>${r.repository}: ${REPO_PROBLEM[r.problem] ?? r.problem}</strong>: ${r.error.message} (<code>${r.error.code}</code>)</div>`}`}
+  </section>`;
+}
+
+const REPO_PROBLEM = /** @type {Record<string, string>} */ ({
+  unreachable: 'not reachable',
+  'bad-signature': 'signatures do not match the trusted root',
+  expired: 'metadata expired',
+  invalid: 'metadata invalid',
+});
+
 function ManifestStep() {
   const ready = state.draft?.scan.ok === true;
   const types = state.context.productTypes;
@@ -364,6 +612,7 @@ function ManifestStep() {
           <${Field} name="minFreeBytes" label="Free disk space (bytes)" hint=${state.draft ? `Unpacked size: ${formatBytes(state.draft.scan.totalBytes)}` : ''} inputmode="numeric" error=${e['requirements.minFreeBytes']} />
         </div>
       </fieldset>
+      <${Dependencies} />
       <div class="notes-editor">
         <div class="field">
           <label for="f-notes">Release notes (Markdown)</label>
@@ -399,19 +648,35 @@ function ReviewStep() {
       </table>
       ${r.fileVersion ? html`<p class="ok-text">The package's version file says ${r.fileVersion}.</p>` : null}
       ${r.notes.map((n) => html`<p class="warn-note">${n}</p>`)}
-      <details class="section"><summary>Manifest (${r.manifestTarget.length} bytes)</summary><pre class="manifest">${r.manifestText}</pre></details>
+      ${r.manifest.dependencies ? html`<p id="review-deps">Needs: ${Object.entries(r.manifest.dependencies).map(([p, range]) => html`<code class="chip">${p} ${range}</code> `)}</p>` : null}
+      <details class="section" open=${r.manifest.dependencies !== undefined}><summary>Manifest (${r.manifestTarget.length} bytes)</summary><pre class="manifest">${r.manifestText}</pre></details>
       <h3>Who signs</h3>
       <table class="roles">
         <thead><tr><th>Role</th><th>Signs</th><th>Keys (threshold)</th><th>Expires</th><th>On this server</th></tr></thead>
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
-          <td data-label="Signs">${ROLE_SIGNS[s.role] ?? ''}</td>
+          <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product)}</td>
           <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
       </table>
       <div class="buttons"><button type="button" class="primary" id="publish" disabled=${state.busy.has('publish')} onClick=${publish}>${state.busy.has('publish') ? 'Signing and publishing…' : `Sign and publish ${r.manifest.product} ${r.manifest.version}`}</button></div>`}
   </section>`;
+}
+
+/**
+ * What a role signs when this release is published: through the product's delegated role when this
+ * server holds its key (the server signs as src/repo/repository.ts signingRoleFor decides).
+ * @param {{ role: string, held: boolean, paths?: string[] }} s
+ * @param {Array<{ role: string, held: boolean, paths?: string[] }>} all
+ * @param {string} product
+ */
+function signsWhat(s, all, product) {
+  const via = all.find((x) => x.held && x.paths?.includes(`${product}/*`));
+  if (s.paths) return `${via === s ? 'the files above, as ' : ''}targets under ${s.paths.join(', ')} (delegated by the targets role)`;
+  if (via !== undefined && s.role === 'targets') return 'the delegations (not changed by this release)';
+  if (via !== undefined && s.role === 'snapshot') return `the new ${via.role} version`;
+  return ROLE_SIGNS[s.role] ?? '';
 }
 
 const ROLE_SIGNS = /** @type {Record<string, string>} */ ({
@@ -439,7 +704,8 @@ function Page() {
     <main>
       <p class="error" role="alert">${state.error}</p>
       ${signedIn
-        ? html`<div class="steps-layout"><${SourceStep} /><div><${ManifestStep} /><${ReviewStep} /></div></div>`
+        ? html`<div class="steps-layout"><${SourceStep} /><div><${ManifestStep} /><${ReviewStep} /></div></div>
+          <div class="steps-layout tools"><${Repositories} /><${TemplateEditor} /></div>`
         : html`<${SignIn} />`}
     </main>`;
 }
