@@ -181,12 +181,12 @@ export function decideGate(gate: RobotGate, readings: SourceReading[], cfg: { ma
 export function upowerReading(gate: RobotGate, snap: UPowerSnapshot): SourceReading {
   const source = 'upower' as const;
   if (gate === 'docked') {
+    // OnBattery decides; the line power devices are named in the detail. Both change by event
+    // (udev), not by polling: the reading is as fresh as this read.
     const lines = snap.devices.filter((d) => d.type === UPOWER_TYPE.linePower);
-    if (lines.length === 0) return { source, missing: 'UPower lists no line power device (EnumerateDevices)' };
-    const online = lines.filter((d) => d.online);
     const name = (p: string) => p.split('/').at(-1);
-    // Line power is reported on change (udev), not polled: the reading is as fresh as this read.
-    return { source, value: online.length > 0, at: snap.readAt, detail: online.length > 0 ? `line power ${online.map((d) => name(d.path)).join(', ')} Online=true` : `line power ${lines.map((d) => name(d.path)).join(', ')} Online=false` };
+    const power = lines.length === 0 ? 'no line power device' : lines.map((d) => `${name(d.path)} Online=${d.online}`).join(', ');
+    return { source, value: !snap.onBattery, at: snap.readAt, detail: `OnBattery=${snap.onBattery}, ${power}` };
   }
   const d = snap.display;
   if (!d.isPresent) return { source, missing: 'UPower reports no battery (DisplayDevice IsPresent=false)' };

@@ -1,7 +1,8 @@
 /**
  * UPower (org.freedesktop.UPower on the system bus) as a source of the robot-state gates: the
- * composite battery at /org/freedesktop/UPower/devices/DisplayDevice (Percentage, State, IsPresent,
- * UpdateTime) and the line power devices EnumerateDevices lists (Type 1, Online). Each read opens
+ * daemon's OnBattery, the composite battery GetDisplayDevice names
+ * (/org/freedesktop/UPower/devices/DisplayDevice: Percentage, State, IsPresent, UpdateTime) and the
+ * line power devices EnumerateDevices lists (Type 1, Online). Each read opens
  * its own bus connection and closes it, so a restarted UPower or bus never leaves a dead one behind.
  */
 import '../../api/usocket-compat.js';
@@ -35,6 +36,8 @@ export interface UPowerDevice {
 export interface UPowerSnapshot {
   /** When otad read it (ms). */
   readAt: number;
+  /** The daemon's OnBattery: true when the system runs on battery, not on external power. */
+  onBattery: boolean;
   display: UPowerDevice;
   devices: UPowerDevice[];
 }
@@ -114,10 +117,13 @@ export function createUPowerAdapter(options: { bus: string; timeoutMs: number; n
     read: () =>
       withBus(options.bus, options.timeoutMs, 'UPower', async (bus) => {
         const getAll = async (path: string) => (await call(bus, UPOWER_NAME, path, 'org.freedesktop.DBus.Properties', 'GetAll', 's', [UPOWER_DEVICE_INTERFACE]))[0] as Record<string, dbus.Variant>;
+        const [onBattery] = (await call(bus, UPOWER_NAME, UPOWER_PATH, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [UPOWER_INTERFACE, 'OnBattery'])) as [dbus.Variant];
+        if (typeof onBattery?.value !== 'boolean') throw new Error(`UPower answered OnBattery with ${onBattery?.signature ?? 'nothing'}, not a boolean`);
+        const [displayPath] = (await call(bus, UPOWER_NAME, UPOWER_PATH, UPOWER_INTERFACE, 'GetDisplayDevice')) as [string];
         const [paths] = (await call(bus, UPOWER_NAME, UPOWER_PATH, UPOWER_INTERFACE, 'EnumerateDevices')) as [string[]];
-        const display = device(DISPLAY_DEVICE_PATH, await getAll(DISPLAY_DEVICE_PATH));
+        const display = device(displayPath || DISPLAY_DEVICE_PATH, await getAll(displayPath || DISPLAY_DEVICE_PATH));
         const devices = await Promise.all((paths ?? []).map(async (p) => device(p, await getAll(p))));
-        return { readAt: now(), display, devices };
+        return { readAt: now(), onBattery: onBattery.value, display, devices };
       }),
   };
 }

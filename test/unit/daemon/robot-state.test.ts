@@ -7,7 +7,7 @@ const codes = (v: { reasons: Array<{ code: string }> }) => v.reasons.map((r) => 
 
 function snap(over: { online?: boolean; state?: number; percentage?: number; updateTime?: number; present?: boolean } = {}): UPowerSnapshot {
   const dev = (path: string, type: number) => ({ path, type, online: over.online ?? true, powerSupply: true, isPresent: over.present ?? true, percentage: over.percentage ?? 80, state: over.state ?? 1, updateTime: over.updateTime ?? NOW / 1000 - 5 });
-  return { readAt: NOW, display: dev('/org/freedesktop/UPower/devices/DisplayDevice', 2), devices: [dev('/org/freedesktop/UPower/devices/line_power_AC', 1), dev('/org/freedesktop/UPower/devices/battery_BAT0', 2)] };
+  return { readAt: NOW, onBattery: !(over.online ?? true), display: dev('/org/freedesktop/UPower/devices/DisplayDevice', 2), devices: [dev('/org/freedesktop/UPower/devices/line_power_AC', 1), dev('/org/freedesktop/UPower/devices/battery_BAT0', 2)] };
 }
 
 describe('robot-state gates (pure decision)', () => {
