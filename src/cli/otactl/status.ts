@@ -56,7 +56,7 @@ function printStatus(s: DaemonStatus): void {
     }
     if (a?.lastDiscard) out(`  staged-ahead ${a.lastDiscard.version} discarded ${iso(a.lastDiscard.at)}: ${a.lastDiscard.reason}`);
     if (p.progress) out(`  ${p.progress.step}: ${p.progress.bytes}${p.progress.total ? `/${p.progress.total}` : ''} bytes`);
-    if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
+    if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => `${r.code}: ${r.message}`).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
     if (p.lastDowntime) out(`  downtime of run ${p.lastDowntime.runId}: ${downtimeText(p.lastDowntime)}`);
     out(`  allowed now: ${p.allowedEvents.join(', ') || 'none'}   last check ${iso(p.lastCheckAt)}   next check ${iso(p.nextCheckAt)}`);
