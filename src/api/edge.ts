@@ -33,7 +33,7 @@ export interface Edge {
   /** A file-descriptor inhibitor (D-Bus Inhibit); the caller releases it when the fd closes. */
   holdFdInhibit(request: Omit<FdInhibitRequest, 'source' | 'actor'>, caller: Caller): ReturnType<DaemonControl['holdFdInhibit']>;
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
-  /** The app's robot state for the robot-state gates (REST POST /api/v1/robot-state, D-Bus ReportRobotState, Socket.IO robot-state). */
+  /** The app's robot state for the robot-state gates (REST POST /api/v1/robot-state). */
   reportRobotState(body: unknown, caller: Caller): { accepted: string[]; at: number };
   /** GrantMaintenance / DenyMaintenance, body `{ answer: grant|deny, requestId?, reason? }`. */
   answerMaintenance(product: string, body: unknown, caller: Caller): { product: string; requestId: string; answer: 'grant' | 'deny' };

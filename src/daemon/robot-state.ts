@@ -1,8 +1,8 @@
 /**
  * The robot-state gates of the pre-check: docked, charging, battery level and trend, stationary,
  * and clock synchronisation, each read from the sources the configuration names (robotState.gates):
- * UPower over D-Bus, what the robot's app reports through the API (REST, D-Bus ReportRobotState,
- * Socket.IO robot-state), a command, or systemd-timedated. Every reading carries the time it was
+ * UPower over D-Bus, what the robot's app reports through the API (REST POST /api/v1/robot-state),
+ * a command, or systemd-timedated. Every reading carries the time it was
  * taken; one older than the gate's maxAge, one that cannot be had, or two sources that disagree
  * block the install with their own reason (ROBOT_STATE_STALE, ROBOT_STATE_MISSING,
  * ROBOT_STATE_CONFLICT), never a guess. Asked for every product, whatever its step provider, before
@@ -238,7 +238,7 @@ export class RobotState {
     return ROBOT_GATES.filter((name) => g[name] !== undefined);
   }
 
-  /** What the app reports (REST, D-Bus ReportRobotState, Socket.IO robot-state): each field stamped with otad's clock. */
+  /** What the app reports (REST POST /api/v1/robot-state): each field stamped with otad's clock. */
   report(report: AppReport, by: string): { accepted: Array<keyof AppReport>; at: number } {
     const at = this.ports.clock.now();
     const accepted: Array<keyof AppReport> = [];
