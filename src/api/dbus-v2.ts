@@ -118,6 +118,8 @@ export interface ProductProps {
    * the first such run, or when it could not be measured.
    */
   LastDowntime: [string, number, number, number, number, number, number, string, bigint];
+  /** (code, message) of every reason the last pre-check did not pass (robot-state gates included); empty once it passes. */
+  PreCheckReasons: Array<[string, string]>;
 }
 
 const NO_DOWNTIME: ProductProps['LastDowntime'] = ['', 0, 0, 0, 0, 0, 0, '', 0n];
@@ -130,6 +132,12 @@ export function lastDowntimeProp(p: Pick<ProductStatus, 'lastDowntime'>): Produc
 }
 
 const READ = dbus.interface.ACCESS_READ;
+
+/** Equal D-Bus values: arrays and structs element by element. */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));
+  return a === b;
+}
 
 export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): ProductProps {
   const prog = p.progress;
@@ -154,6 +162,7 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     AllowedEvents: [...p.allowedEvents],
     PreCheckReasons: p.preCheckReasons.map((r) => r.code),
     LastDowntime: lastDowntimeProp(p),
+    PreCheckReasons: p.preCheckReasons.map((r) => [r.code, r.message] as [string, string]),
   };
 }
 
@@ -199,8 +208,7 @@ export class ProductObject extends NamedInterface {
     for (const k of Object.keys(next) as Array<keyof ProductProps>) {
       const a = this.props[k];
       const b = next[k];
-      const same = Array.isArray(a) && Array.isArray(b) ? a.length === b.length && a.every((x, i) => x === b[i]) : a === b;
-      if (!same) changed[k] = b;
+      if (!sameValue(a, b)) changed[k] = b;
     }
     this.props = next;
     return changed as Partial<ProductProps>;
@@ -221,6 +229,7 @@ export class ProductObject extends NamedInterface {
   get AllowedEvents() { return this.props.AllowedEvents; }
   get PreCheckReasons() { return this.props.PreCheckReasons; }
   get LastDowntime() { return this.props.LastDowntime; }
+  get PreCheckReasons() { return this.props.PreCheckReasons; }
 
   CheckNow() { return this.ops.event('CHECK_NOW'); }
   UpdateNow() { return this.ops.event('UPDATE_NOW'); }
@@ -263,6 +272,7 @@ ProductObject.configureMembers({
     AllowedEvents: prop('as'),
     PreCheckReasons: prop('as'),
     LastDowntime: prop('(sddddddst)'),
+    PreCheckReasons: prop('a(ss)'),
   },
   methods: {
     CheckNow: ss(),

@@ -10,7 +10,7 @@ import type { AuditSink } from '../core/logger.js';
 import type { DaemonControl, DispatchResult, FdInhibitRequest } from '../daemon/control.js';
 import type { InhibitRecord } from '../store/store.js';
 import type { RateLimiter } from './rate-limit.js';
-import { ackRequestSchema, describeIssues, maintenanceAnswerSchema, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, productPathSchema, releasePathSchema, sourceRequestSchema } from './schemas.js';
+import { ackRequestSchema, describeIssues, maintenanceAnswerSchema, eventRequestSchema, inhibitRenewSchema, inhibitRequestSchema, productPathSchema, robotStateReportSchema, releasePathSchema, sourceRequestSchema } from './schemas.js';
 
 export interface Caller {
   /** Token name, D-Bus sender or user: recorded in the audit log. */
@@ -33,6 +33,8 @@ export interface Edge {
   /** A file-descriptor inhibitor (D-Bus Inhibit); the caller releases it when the fd closes. */
   holdFdInhibit(request: Omit<FdInhibitRequest, 'source' | 'actor'>, caller: Caller): ReturnType<DaemonControl['holdFdInhibit']>;
   acknowledge(body: unknown, caller: Caller): { acknowledged: number };
+  /** The app's robot state for the robot-state gates (REST POST /api/v1/robot-state). */
+  reportRobotState(body: unknown, caller: Caller): { accepted: string[]; at: number };
   /** GrantMaintenance / DenyMaintenance, body `{ answer: grant|deny, requestId?, reason? }`. */
   answerMaintenance(product: string, body: unknown, caller: Caller): { product: string; requestId: string; answer: 'grant' | 'deny' };
   /** Clear a release's bad mark (path parameters as given by the caller). */
@@ -174,6 +176,14 @@ export function createEdge(deps: EdgeDeps): Edge {
         const req = parseBody(maintenanceAnswerSchema, body, 'maintenance answer');
         const r = control.answerMaintenance({ product: p.product, requestId: req.requestId ?? '', grant: req.answer === 'grant', reason: req.reason ?? null, source: caller.source, actor: caller.actor });
         return { product: r.product, requestId: r.requestId, answer: req.answer };
+      });
+    },
+    reportRobotState(body, caller) {
+      return guardedSync('a robot-state report', caller, () => {
+        const req = parseBody(robotStateReportSchema, body, 'robot state');
+        if (!control.reportRobotState) throw new OtaError('API_NOT_FOUND', 'this otad does not take robot-state reports');
+        const clean = Object.fromEntries(Object.entries(req).filter(([, v]) => v !== undefined));
+        return control.reportRobotState(clean, caller.source, caller.actor);
       });
     },
     acknowledge(body, caller) {

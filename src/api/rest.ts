@@ -168,6 +168,9 @@ export function createRestApp(deps: RestDeps): express.Express {
   v1.post('/products/:product/maintenance', requireControl, json, (req, res) => {
     res.json(edge.answerMaintenance(req.params.product as string, req.body, caller(res)));
   });
+  v1.post('/robot-state', requireControl, json, (req, res) => {
+    res.json(edge.reportRobotState(req.body, caller(res)));
+  });
   v1.post('/notifications/ack', requireControl, json, (req, res) => {
     res.json(edge.acknowledge(req.body, caller(res)));
   });

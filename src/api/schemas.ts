@@ -53,6 +53,17 @@ export const maintenanceAnswerSchema = z
   })
   .register(apiSchemas, { id: 'MaintenanceAnswer' });
 
+export const robotStateReportSchema = z
+  .strictObject({
+    docked: z.boolean().optional(),
+    charging: z.boolean().optional(),
+    batteryPercent: z.number().min(0).max(100).optional(),
+    batteryTrend: z.enum(['rising', 'steady', 'falling']).optional(),
+    stationary: z.boolean().optional(),
+  })
+  .refine((r) => Object.values(r).some((v) => v !== undefined), 'report at least one of docked, charging, batteryPercent, batteryTrend, stationary')
+  .register(apiSchemas, { id: 'RobotStateReport' });
+
 export const ackRequestSchema = z
   .strictObject({
     product: name,

@@ -216,6 +216,53 @@ export const fleetSchema = z
     if (f.checkinInterval < 1000) ctx.addIssue({ code: 'custom', message: 'fleet.checkinInterval must be at least 1s', input: f.checkinInterval, path: ['checkinInterval'] });
   });
 
+/** Where a robot-state gate reads its condition (docs/pre-checks.md, "Robot-state gates"). */
+export const ROBOT_STATE_SOURCES = ['upower', 'app', 'command'] as const;
+
+/**
+ * One robot-state gate: the sources it reads (two or more must agree), how old a reading may be,
+ * and for the command source the program (exit 0: the condition holds, 1: it does not; for the
+ * battery, the first number it prints is the percentage).
+ */
+const gateShape = <S extends readonly [string, ...string[]]>(sources: S) => ({
+  sources: z.array(z.enum(sources)).min(1).refine((l) => new Set(l).size === l.length, 'a source may be listed once'),
+  maxAge: duration('2m'),
+  command: z.array(z.string()).min(1).optional(),
+  timeout: duration('10s'),
+});
+function checkGate(g: { sources: readonly string[]; command?: string[] | undefined; maxAge: number }, ctx: z.RefinementCtx): void {
+  const listed = g.sources.includes('command');
+  if (listed && g.command === undefined) ctx.addIssue({ code: 'custom', message: 'the command source needs a command (argv, absolute path)', path: ['command'] });
+  if (!listed && g.command !== undefined) ctx.addIssue({ code: 'custom', message: 'command is set but "command" is not among sources', path: ['command'] });
+  if (g.maxAge < 1000) ctx.addIssue({ code: 'custom', message: 'maxAge must be at least 1s', path: ['maxAge'] });
+}
+const robotGate = <S extends readonly [string, ...string[]]>(sources: S) => z.strictObject(gateShape(sources)).superRefine(checkGate);
+
+export const robotStateSchema = z.strictObject({
+  /** UPower (org.freedesktop.UPower) for the battery and line power: 'system', 'session' or a D-Bus address. */
+  upower: z.strictObject({ bus: z.string().default('system'), timeout: duration('5s') }).prefault({}),
+  /** systemd-timedated (org.freedesktop.timedate1) for the clock gate. */
+  timedated: z.strictObject({ bus: z.string().default('system'), timeout: duration('5s') }).prefault({}),
+  /** The gates; one that is not listed is not checked. */
+  gates: z
+    .strictObject({
+      docked: robotGate(ROBOT_STATE_SOURCES).optional(),
+      charging: robotGate(ROBOT_STATE_SOURCES).optional(),
+      battery: z
+        .strictObject({
+          ...gateShape(ROBOT_STATE_SOURCES),
+          minPercent: z.number().min(0).max(100).default(30),
+          /** any: the level alone decides; not-falling: refused while discharging; rising: only while charging. */
+          trend: z.enum(['any', 'not-falling', 'rising']).default('any'),
+        })
+        .superRefine(checkGate)
+        .optional(),
+      stationary: robotGate(['app', 'command'] as const).optional(),
+      clock: robotGate(['timedated', 'command'] as const).optional(),
+    })
+    .prefault({}),
+});
+
 const endpoint = z.strictObject({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
 
 export const configSchema = z.strictObject({
@@ -331,6 +378,8 @@ export const configSchema = z.strictObject({
       auditMaxAge: duration('365d'),
     })
     .prefault({}),
+  /** Robot-state gates of the pre-check (docked, charging, battery, stationary, clock) and where they read. */
+  robotState: robotStateSchema.prefault({}),
   /** The fleet server (docs/fleet-protocol.md): signed check-ins, halts, and the update lease. */
   fleet: fleetSchema.prefault({}),
   /** Defaults copied into every product that does not set its own. */
@@ -343,4 +392,5 @@ export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type ProductConfig = z.output<typeof productSchema>;
 export type FleetConfig = z.output<typeof fleetSchema>;
+export type RobotStateConfig = z.output<typeof robotStateSchema>;
 export type HealthCheckConfig = z.output<typeof healthCheck>;

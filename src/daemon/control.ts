@@ -10,6 +10,7 @@ import type { EventBus, ProgressMessage } from './event-bus.js';
 import type { ProductDefinition, RepositoryStatus } from './repository-status.js';
 import type { ProductSource } from './source-selection.js';
 import type { MaintenanceRequest, MaintenanceStatus } from './maintenance.js';
+import type { AppReport, RobotStateStatus } from './robot-state.js';
 import type { DownloadAheadStatus } from './download-ahead.js';
 import type { RehearsalReport } from './rehearsal.js';
 
@@ -133,6 +134,8 @@ export interface DaemonStatus {
   deviceKey: { publicKey: string; fingerprint: string } | null;
   /** Rollout halts the fleet server announced, honoured before any install of that version. */
   fleetHalts: Array<{ product: string; version: string; state: string; reason: string; learnedAt: number }>;
+  /** The robot-state gates, the app's last reports and the last evaluation (docs/pre-checks.md). */
+  robotState: RobotStateStatus;
 }
 
 export interface DispatchRequest {
@@ -213,6 +216,8 @@ export interface DaemonControl {
   /** GrantMaintenance / DenyMaintenance: answer the product's waiting maintenance request (an empty requestId: whichever is waiting); API_NOT_FOUND when none is. */
   answerMaintenance(request: { product: string; requestId: string; grant: boolean; reason: string | null; source: EventSource; actor: string }): MaintenanceRequest;
   holdInhibit(request: InhibitRequest): InhibitRecord;
+  /** The app reports docked, charging, battery and stationary for the robot-state gates; each field is stamped on receipt. */
+  reportRobotState?(report: AppReport, source: EventSource, actor: string): { accepted: Array<keyof AppReport>; at: number };
   releaseInhibit(holder: string, source: EventSource, actor?: string): boolean;
   /** Renew a lease for durationMs (default inhibit.leaseTtl, capped by inhibit.maxHold); null when no lease is held by this holder (it expired or was released). */
   renewInhibit(holder: string, durationMs: number | undefined, source: EventSource, actor?: string): InhibitRecord | null;

@@ -34,6 +34,10 @@ import { ExecutionSlot } from './execution-slot.js';
 import { checkTask, eventForDeadline, nextInstallSlot, type CheckTask } from './product-schedule.js';
 import { EXECUTION_STATES, ProductRunner } from './product-runner.js';
 import { MaintenanceWindows } from './maintenance.js';
+import { RobotState, withRobotStateGate, type AppReport } from './robot-state.js';
+import { createUPowerAdapter } from '../adapters/system/upower.js';
+import { createTimedatedAdapter } from '../adapters/system/timedated.js';
+import { createCommandRunner } from '../adapters/system/check-commands.js';
 import { DownloadAhead } from './download-ahead.js';
 import { rehearsalBusy, runRehearsal, type RehearsalReport } from './rehearsal.js';
 import { unknownMeteredSource } from '../net/metered.js';
@@ -96,6 +100,8 @@ export class Daemon implements DaemonControl {
   private readonly slot = new ExecutionSlot();
   /** The mission lease: maintenance windows asked for before installs (maintenance.ts). */
   readonly maintenance: MaintenanceWindows;
+  /** The robot-state gates (robotState.gates) and what the app reports for them. */
+  readonly robotState: RobotState;
   /** Download ahead of the install slot (download-ahead.ts). */
   readonly ahead: DownloadAhead;
   /** The rehearsal in flight (one at a time): stopped when a run of any product starts executing. */
@@ -151,6 +157,14 @@ export class Daemon implements DaemonControl {
       bus: this.bus,
       audit: this.auditSink(),
       logger: this.logger.child({ component: 'maintenance' }),
+    });
+    this.robotState = new RobotState({
+      config: () => this.config.robotState,
+      clock: opts.clock,
+      logger: this.logger.child({ component: 'robot-state' }),
+      upower: (c) => createUPowerAdapter({ bus: c.upower.bus, timeoutMs: c.upower.timeout, now: () => opts.clock.now() }),
+      timedated: (c) => createTimedatedAdapter({ bus: c.timedated.bus, timeoutMs: c.timedated.timeout, now: () => opts.clock.now() }),
+      commands: createCommandRunner(),
     });
     if (this.fleet) {
       const fleet = this.fleet;
@@ -389,7 +403,9 @@ export class Daemon implements DaemonControl {
     const steps = this.opts.stepProvider.steps(stepCtx);
     // Every provider's pre-check passes through the fleet gate: halts and the lease are otad's, not a step's.
     const fleet = this.fleet;
-    const gated = fleet ? { ...steps, preCheck: withFleetGate(steps.preCheck, createFleetGate(fleet, config, stepCtx.logger)) } : steps;
+    // The robot-state gates come before the fleet gate: a robot that is not ready takes no lease.
+    const robotGated = { ...steps, preCheck: withRobotStateGate(steps.preCheck, this.robotState, stepCtx.logger) };
+    const gated = fleet ? { ...robotGated, preCheck: withFleetGate(robotGated.preCheck, createFleetGate(fleet, config, stepCtx.logger)) } : robotGated;
     const guarded = this.slot.guard(product.name, gated);
     return {
       ...guarded,
@@ -573,6 +589,7 @@ export class Daemon implements DaemonControl {
       network: (this.opts.stepProvider.network?.() as Record<string, unknown> | null | undefined) ?? this.storedNetwork(),
       deviceKey: this.fleet ? { publicKey: this.fleet.key.publicKey, fingerprint: this.fleet.fingerprint } : null,
       fleetHalts: this.fleet ? this.fleet.halts.all() : [],
+      robotState: this.robotState.status(),
     };
   }
 
@@ -795,6 +812,13 @@ export class Daemon implements DaemonControl {
     const n = this.store.acknowledgeRelease(product, version, this.opts.clock.now());
     this.auditAction({ kind: 'api-control', message: `release notification acknowledged for ${product} from ${source}`, product, ...(actor ? { actor } : {}) });
     return n;
+  }
+
+  /** The app's robot state (docked, charging, battery, stationary) for the robot-state gates. */
+  reportRobotState(report: AppReport, source: EventSource, actor: string) {
+    const r = this.robotState.report(report, `${actor} (${source})`);
+    this.logger.debug('robot state reported', { source, actor, report });
+    return r;
   }
 
   answerMaintenance(req: { product: string; requestId: string; grant: boolean; reason: string | null; source: EventSource; actor: string }) {

@@ -56,7 +56,7 @@ function printStatus(s: DaemonStatus): void {
     }
     if (a?.lastDiscard) out(`  staged-ahead ${a.lastDiscard.version} discarded ${iso(a.lastDiscard.at)}: ${a.lastDiscard.reason}`);
     if (p.progress) out(`  ${p.progress.step}: ${p.progress.bytes}${p.progress.total ? `/${p.progress.total}` : ''} bytes`);
-    if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => r.message).join('; ')}`);
+    if (p.preCheckReasons.length) out(`  waiting: ${p.preCheckReasons.map((r) => `${r.code}: ${r.message}`).join('; ')}`);
     if (p.error) out(`  error: ${p.error.code}: ${p.error.message}`);
     const unsaved = p.saveFailure;
     if (unsaved) out(`  not saved: moved to ${unsaved.to} but cannot save it (${unsaved.error.code}: ${unsaved.error.message}); otad retries${unsaved.nextAttemptAt ? `, next at ${iso(unsaved.nextAttemptAt)}` : ''} (${unsaved.attempts} attempts so far)`);

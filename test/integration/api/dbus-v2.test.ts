@@ -125,6 +125,7 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
       AllowedEvents: 'as',
       PreCheckReasons: 'as',
       LastDowntime: '(sddddddst)',
+      PreCheckReasons: 'a(ss)',
     });
     // No run has stopped services yet (the fake steps stop none): an empty struct, not a missing property.
     expect(all.LastDowntime?.value).toEqual(['', 0, 0, 0, 0, 0, 0, '', 0n]);
