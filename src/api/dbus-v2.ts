@@ -110,8 +110,6 @@ export interface ProductProps {
   Inhibited: boolean;
   Maintenance: boolean;
   AllowedEvents: string[];
-  /** The codes of the reasons the last pre-check did not pass (METERED_WAIT, BATTERY_LOW, …); empty when none. */
-  PreCheckReasons: string[];
   /**
    * (run_id, total_ms, stop_ms, switch_ms, start_ms, probe_ms, otad_ms, green_on, green_at_us): the
    * newest run's downtime once measured; run_id "" (and zeros) while its services are down, before
@@ -160,7 +158,6 @@ export function propsFrom(p: ProductStatus, state: string, inhibited: boolean): 
     // The mission lease's window (from the grant until the run settles), or a disruptive state otad entered without one (a rollback after a restart).
     Maintenance: p.maintenance.active || MAINTENANCE_STATES.has(state),
     AllowedEvents: [...p.allowedEvents],
-    PreCheckReasons: p.preCheckReasons.map((r) => r.code),
     LastDowntime: lastDowntimeProp(p),
     PreCheckReasons: p.preCheckReasons.map((r) => [r.code, r.message] as [string, string]),
   };
@@ -227,7 +224,6 @@ export class ProductObject extends NamedInterface {
   get Inhibited() { return this.props.Inhibited; }
   get Maintenance() { return this.props.Maintenance; }
   get AllowedEvents() { return this.props.AllowedEvents; }
-  get PreCheckReasons() { return this.props.PreCheckReasons; }
   get LastDowntime() { return this.props.LastDowntime; }
   get PreCheckReasons() { return this.props.PreCheckReasons; }
 
@@ -270,7 +266,6 @@ ProductObject.configureMembers({
     Inhibited: prop('b'),
     Maintenance: prop('b'),
     AllowedEvents: prop('as'),
-    PreCheckReasons: prop('as'),
     LastDowntime: prop('(sddddddst)'),
     PreCheckReasons: prop('a(ss)'),
   },

@@ -123,7 +123,6 @@ describe.skipIf(!hasDbusDaemon)('D-Bus API v2 on a private bus', () => {
       Inhibited: 'b',
       Maintenance: 'b',
       AllowedEvents: 'as',
-      PreCheckReasons: 'as',
       LastDowntime: '(sddddddst)',
       PreCheckReasons: 'a(ss)',
     });

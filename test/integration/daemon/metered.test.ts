@@ -163,7 +163,7 @@ describe.skipIf(!hasDbusDaemon)('metered links (NetworkManager Metered on a priv
     }, 'the pre-check to wait', () => w.world.logTail());
     expect(waiting.preCheckReasons.map((r) => r.code)).toEqual(['METERED_WAIT']);
     expect(waiting.preCheckReasons[0]!.message).toContain('NetworkManager Metered=yes');
-    expect(await props.get('PreCheckReasons')).toEqual(['METERED_WAIT']);
+    expect(((await props.get('PreCheckReasons')) as Array<[string, string]>).map(([code]) => code)).toEqual(['METERED_WAIT']);
     expect(await otactlStatus(w, d)).toContain('waiting: the link is metered (NetworkManager Metered=yes)');
     expect(stagedIn(w, runId!)).toBe(false);
 
@@ -230,7 +230,7 @@ describe.skipIf(!hasDbusDaemon)('metered links (NetworkManager Metered on a priv
     expect(message).toContain(`(${budget} bytes) budget for ${localMonth(Date.now())}`);
     expect(message).toContain(`(${budget - usedNow} bytes) left`);
     expect(message).toContain(`(${need} bytes,`);
-    expect(await props.get('PreCheckReasons')).toEqual(['METERED_BUDGET_EXHAUSTED']);
+    expect(((await props.get('PreCheckReasons')) as Array<[string, string]>).map(([code]) => code)).toEqual(['METERED_BUDGET_EXHAUSTED']);
     expect(stagedIn(w, next.runId!)).toBe(false);
 
     // Off the metered link it goes on; those bytes are not the metered budget's.
