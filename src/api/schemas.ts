@@ -224,6 +224,43 @@ export const productStatusSchema = z
   })
   .register(apiSchemas, { id: 'ProductStatus' });
 
+const robotGate = z.enum(['docked', 'charging', 'battery', 'stationary', 'clock']);
+const stamped = (value: z.ZodType) => z.object({ value, at: ms, by: z.string().describe('who reported it: the caller and the interface') });
+export const robotStateStatusSchema = z
+  .object({
+    gates: z.array(robotGate).describe('the gates configured (robotState.gates), in check order'),
+    reports: z
+      .object({
+        docked: stamped(z.boolean()).optional(),
+        charging: stamped(z.boolean()).optional(),
+        batteryPercent: stamped(z.number()).optional(),
+        batteryTrend: stamped(z.enum(['rising', 'steady', 'falling'])).optional(),
+        stationary: stamped(z.boolean()).optional(),
+      })
+      .describe('what the app reported last (POST /api/v1/robot-state), per field, with when and by whom'),
+    lastCheck: z
+      .object({
+        at: ms,
+        product: z.string(),
+        verdicts: z.array(
+          z.object({
+            gate: robotGate,
+            maxAgeMs: z.number(),
+            readings: z.array(
+              z.union([
+                z.object({ source: z.string(), value: z.unknown(), at: ms, detail: z.string(), ageMs: z.number().optional() }),
+                z.object({ source: z.string(), missing: z.string(), ageMs: z.number().optional() }),
+              ]),
+            ),
+            reasons: z.array(z.object({ code: z.string(), message: z.string() })),
+          }),
+        ),
+      })
+      .nullable()
+      .describe('the last evaluation of the robot-state gates by a pre-check; null before the first'),
+  })
+  .register(apiSchemas, { id: 'RobotStateStatus' });
+
 export const statusSchema = z
   .object({
     deviceId: z.string(),
@@ -244,6 +281,7 @@ export const statusSchema = z
       })
       .nullable()
       .describe('the device key this robot signs fleet requests with; null when otad runs without one'),
+    robotState: robotStateStatusSchema,
     fleetHalts: z
       .array(z.object({ product: z.string(), version: z.string(), state: z.string(), reason: z.string(), learnedAt: ms }))
       .describe('rollouts the fleet server reported halted or paused: no install of that version starts until a later answer lifts it'),

@@ -164,7 +164,7 @@ describe.skipIf(!hasDbusDaemon)('metered links (NetworkManager Metered on a priv
     expect(waiting.preCheckReasons.map((r) => r.code)).toEqual(['METERED_WAIT']);
     expect(waiting.preCheckReasons[0]!.message).toContain('NetworkManager Metered=yes');
     expect(((await props.get('PreCheckReasons')) as Array<[string, string]>).map(([code]) => code)).toEqual(['METERED_WAIT']);
-    expect(await otactlStatus(w, d)).toContain('waiting: the link is metered (NetworkManager Metered=yes)');
+    expect(await otactlStatus(w, d)).toContain('waiting: METERED_WAIT: the link is metered (NetworkManager Metered=yes)');
     expect(stagedIn(w, runId!)).toBe(false);
 
     // The robot moves to an unmetered link: PropertiesChanged reaches otad, the next pre-check passes.
