@@ -81,12 +81,15 @@ async function holdOverDbus(ctx: CliContext, holder: string, reason: string, for
     if (e.type?.startsWith('io.otad.Error.')) throw new OtaError('API_INVALID_REQUEST', `otad refused the inhibitor: ${e.type.slice('io.otad.Error.'.length)}: ${e.text ?? ''}`);
     throw new ApiClientError(null, 'UNREACHABLE', `otad's D-Bus service ${name} is not reachable on bus "${bus}" (${e.text ?? e.message ?? String(error)}); is otad running with dbus.enabled? (or use --via rest)`);
   }
+  // The signal handlers are in place before the line saying it is held: whoever reads that line
+  // and stops the command (SIGTERM) gets the release and exit 0, never the default kill.
+  const stopped = untilStopped(forMs);
   if (ctx.json) printJson({ holder, reason, via: 'dbus', fd, until: forMs === undefined ? null : Date.now() + forMs });
   else out(`inhibit held by ${holder} over D-Bus while this command runs${forMs === undefined ? '' : ` (at most ${formatMs(forMs)})`}: no update of any product starts; stop it (Ctrl-C) to release it, and if it dies the inhibit ends with it`);
   // The bus connection is not needed while holding; the fd alone keeps the inhibitor.
   conn.disconnect();
   const keepAlive = setInterval(() => undefined, 1 << 30);
-  const why = await untilStopped(forMs);
+  const why = await stopped;
   clearInterval(keepAlive);
   closeSync(fd);
   if (!ctx.json) out(`inhibit held by ${holder} released (${why})`);
@@ -98,6 +101,7 @@ async function holdOverRest(ctx: CliContext, holder: string, reason: string, for
   const leaseMs = () => Math.max(1, Math.min(ttlMs, end - Date.now()));
   type Lease = { holder: string; expiresAt: number };
   let r = await client.request<Lease>('POST', '/api/v1/inhibit', { holder, reason, durationMs: leaseMs() });
+  const stopped = untilStopped(forMs); // before the line saying it is held, as over D-Bus
   if (ctx.json) printJson({ holder, reason, via: 'rest', ttlMs, expiresAt: r.expiresAt, until: Number.isFinite(end) ? end : null });
   else out(`inhibit held by ${holder} as a lease of ${formatMs(ttlMs)} renewed while this command runs${forMs === undefined ? '' : ` (at most ${formatMs(forMs)})`}: no update of any product starts; stop it (Ctrl-C) to release it, and if it dies the lease runs out within ${formatMs(ttlMs)}`);
   let renewing = Promise.resolve();
@@ -118,7 +122,7 @@ async function holdOverRest(ctx: CliContext, holder: string, reason: string, for
       }
     });
   }, Math.round(ttlMs / 3));
-  const why = await untilStopped(forMs);
+  const why = await stopped;
   clearInterval(beat);
   await renewing;
   try {
