@@ -38,6 +38,7 @@ export const ErrorCodes = {
   STATE_NOT_SAVED: { category: 'storage', retryable: true },
   PATH_NOT_CREATABLE: { category: 'storage', retryable: false },
   STAGING_OTHER_FILESYSTEM: { category: 'storage', retryable: false },
+  REPOSITORY_FOLDER_MISSING: { category: 'storage', retryable: true },
   // network
   NETWORK_OFFLINE: { category: 'network', retryable: true },
   NETWORK_TIMEOUT: { category: 'network', retryable: true },
