@@ -705,7 +705,7 @@ export class Daemon implements DaemonControl {
         inhibits: () => this.heldInhibits(),
       };
       const steps = provider.rehearsal(ctx, scratchDir);
-      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal });
+      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal, robotState: this.robotState });
       if (controller.signal.aborted && report.error !== null) {
         const reason = controller.signal.reason as OtaError;
         report.error = { code: reason.code, message: reason.message };
