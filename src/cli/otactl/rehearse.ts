@@ -42,7 +42,7 @@ export async function rehearse(ctx: CliContext, product: string | undefined): Pr
     out(
       pre.ok
         ? '  pre-check: would pass: an install now would get past the pre-check (the fleet gate and the maintenance window are not asked in a rehearsal)'
-        : `  pre-check: would block: the real update would be refused now; its pre-check would wait in preCheckWaiting on ${codes.join(', ')}`,
+        : `  pre-check: would block: the real update would be refused now: its pre-check would block on ${codes.join(', ')} and the install would wait in preCheckWaiting until they clear`,
     );
     for (const v of pre.verdicts) out(`    ${v.verdict.padEnd(9)} ${v.condition}: ${v.detail}`);
     const gates = pre.robotState ?? [];
