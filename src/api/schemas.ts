@@ -402,6 +402,13 @@ export const ackResponseSchema = z.object({ acknowledged: z.number().int() }).re
 export const maintenanceAnsweredSchema = z
   .object({ product: z.string(), requestId: z.string(), answer: z.enum(['grant', 'deny']) })
   .register(apiSchemas, { id: 'MaintenanceAnswered' });
+
+export const robotStateAcceptedSchema = z
+  .object({
+    accepted: z.array(z.enum(['docked', 'charging', 'batteryPercent', 'batteryTrend', 'stationary'])).describe('the fields taken'),
+    at: ms.describe("otad's time of the report: each reading's age counts from it"),
+  })
+  .register(apiSchemas, { id: 'RobotStateAccepted' });
 export const releaseResponseSchema = z.object({ released: z.literal(true), holder: z.string() }).register(apiSchemas, { id: 'InhibitReleased' });
 
 export const productDefinitionSchema = z
