@@ -22,6 +22,7 @@ import dbus from 'dbus-next';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROL_TOKEN, READ_TOKEN, bearer } from './harness.js';
+import { assertMatchesDocument } from './openapi-check.js';
 import { hasDbusDaemon, hasTool, startPrivateBus, type PrivateBus } from './private-bus.js';
 import { startRealOtad, type RealOtad } from './real-otad.js';
 
@@ -283,7 +284,13 @@ describe.skipIf(!hasDbusDaemon)('robot-state reports over D-Bus, Socket.IO and R
       // REST, for comparison: the same edge gives the same refusal.
       const rest = await fetch(`${otad.url}/api/v1/robot-state`, { method: 'POST', headers: { ...bearer(CONTROL_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ docked: 'yes' }) });
       expect(rest.status).toBe(400);
-      expect(((await rest.json()) as { error: { code: string; message: string } }).error).toEqual(bad.error);
+      const restBody = (await rest.json()) as { error: { code: string; message: string } };
+      expect(restBody.error).toEqual(bad.error);
+      const doc = (await api('GET', '/api/v1/openapi.json')) as Parameters<typeof assertMatchesDocument>[0];
+      assertMatchesDocument(doc, '/robot-state', 'post', 400, restBody);
+      const taken = await api('POST', '/api/v1/robot-state', { charging: false });
+      expect(taken).toMatchObject({ accepted: ['charging'] });
+      assertMatchesDocument(doc, '/robot-state', 'post', 200, taken);
     });
   });
 });

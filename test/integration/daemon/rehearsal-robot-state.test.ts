@@ -23,6 +23,7 @@ import type { RehearsalReport } from '../../../src/daemon/rehearsal.js';
 import { BUILT_OTAD, createCrashWorld, PRODUCT, type CrashWorld, type RunningDaemon } from '../../support/crash-harness.js';
 import { REPO_ROOT, readSaved, waitUntil } from '../../support/otad-process.js';
 import { startFakeTimedated, startFakeUPower, type FakeTimedated, type FakeUPower, type PowerState } from '../../support/robot-services.js';
+import { assertMatchesDocument } from '../api/openapi-check.js';
 import { hasDbusDaemon, hasTool, startPrivateBus, type PrivateBus } from '../api/private-bus.js';
 
 const run = promisify(execFile);
@@ -178,6 +179,9 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1' || !hasDbusDaemon)('rehearsal
     const good = await d.api.request<RehearsalReport>('POST', `/api/v1/products/${PRODUCT}/rehearse`);
     unchanged();
     expect(good).toMatchObject({ version: release.version, stoppedAt: null, error: null, preCheck: { ok: true, reasons: [] } });
+    const openapi = await d.api.request<Parameters<typeof assertMatchesDocument>[0]>('GET', '/api/v1/openapi.json');
+    assertMatchesDocument(openapi, '/products/{product}/rehearse', 'post', 200, good);
+    assertMatchesDocument(openapi, '/products/{product}/rehearse', 'post', 200, bad);
     expect(gateVerdicts(good)).toEqual(['robot-state docked:pass', 'robot-state charging:pass', 'robot-state battery:pass', 'robot-state clock:pass']);
     expect(good.preCheck!.verdicts.find((v) => v.condition === 'robot-state battery')!.detail).toMatch(/^passed: UPower says battery at 80%, rising \(DisplayDevice Percentage=80 State=1 \(charging\)/);
     const passed = await otactl('rehearse');
