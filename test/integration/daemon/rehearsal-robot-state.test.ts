@@ -21,7 +21,7 @@ import YAML from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { RehearsalReport } from '../../../src/daemon/rehearsal.js';
 import { BUILT_OTAD, createCrashWorld, PRODUCT, type CrashWorld, type RunningDaemon } from '../../support/crash-harness.js';
-import { REPO_ROOT, readSaved, waitUntil } from '../../support/otad-process.js';
+import { REPO_ROOT, query, readSaved, waitUntil } from '../../support/otad-process.js';
 import { startFakeTimedated, startFakeUPower, type FakeTimedated, type FakeUPower, type PowerState } from '../../support/robot-services.js';
 import { assertMatchesDocument } from '../api/openapi-check.js';
 import { hasDbusDaemon, hasTool, startPrivateBus, type PrivateBus } from '../api/private-bus.js';
@@ -137,6 +137,8 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1' || !hasDbusDaemon)('rehearsal
     expect(bad.preCheck!.robotState.find((g) => g.gate === 'battery')!.readings).toEqual([expect.objectContaining({ source: 'upower', value: { percent: 60, trend: 'falling' } })]);
     // The rehearsal's evaluation is not the status's last pre-check.
     expect((await robotStatus()).lastCheck).toBeNull();
+    const audit = query<{ message: string }>(world.sandbox.dbPath, "SELECT message FROM audit WHERE kind = 'rehearsal' ORDER BY id");
+    expect(audit.at(-1)!.message).toMatch(/^rehearsal of robot-ai finished: .*; the pre-check would block on NOT_DOCKED, NOT_CHARGING, BATTERY_DRAINING$/);
 
     // 2. The text otactl prints says the real update would be refused, and why.
     const text = await otactl('rehearse');
@@ -188,6 +190,7 @@ describe.skipIf(process.env.OTA_SKIP_CRASH === '1' || !hasDbusDaemon)('rehearsal
     expect(passed.code, passed.stderr).toBe(0);
     expect(passed.stdout).toContain('pre-check: would pass: an install now would get past the pre-check');
     expect(passed.stdout).toContain('robot-state gates: all 4 passed (docked, charging, battery, clock)');
+    expect(query<{ message: string }>(world.sandbox.dbPath, "SELECT message FROM audit WHERE kind = 'rehearsal' ORDER BY id").at(-1)!.message).toMatch(/; the pre-check would pass$/);
     unchanged();
   }, 300_000);
 });
