@@ -482,7 +482,7 @@ function Crumbs() {
 function Verdict() {
   const d = state.draft;
   if (!d) return null;
-  const modes = d.modes ? html`<p class="modes" id="modes-note">Modes set by the server (${d.modes.rule}): ${d.modes.executables.length === 0 ? 'no file was made executable' : html`${d.modes.executables.length} made executable: ${d.modes.executables.slice(0, 8).map((/** @type {string} */ x) => html`<code class="chip">${x}</code> `)}${d.modes.executables.length > 8 ? `and ${d.modes.executables.length - 8} more` : ''}`}.</p>` : null;
+  const modes = d.modes ? html`<p class="modes" id="modes-note">Modes set by the server (${d.modes.rule}): ${d.modes.executables.length === 0 ? 'no file was made executable' : html`${d.modes.executables.length} made executable: ${d.modes.executables.slice(0, 8).map((/** @type {string} */ x, /** @type {number} */ i) => html`${i > 0 ? ' ' : ''}<code class="chip">${x}</code>`)}${d.modes.executables.length > 8 ? ` and ${d.modes.executables.length - 8} more` : ''}`}.</p>` : null;
   if (d.scan.ok) {
     return html`<div class="verdict" data-ok="yes" role="status">
       <strong>Package scan passed</strong>: the robot's checks accept every entry.
@@ -529,7 +529,7 @@ function SourceStep() {
   return html`<section class="card" aria-labelledby="step-source">
     <h2 id="step-source">1 · Package</h2>
     ${roots.length === 0
-      ? html`<p class="error">No source roots are configured. Start ota-server with <code>--source-root NAME=DIR</code> to build releases from folders on this machine, or upload a folder or package below.</p>`
+      ? html`<p class="muted" id="no-roots">This server has no source roots, so it builds only from what you upload below. (Start ota-server with <code>--source-root NAME=DIR</code> to build from folders on the server machine.)</p>`
       : html`<p class="muted">Build the release from a folder on the server. The package is packed and scanned exactly as a robot scans it before it extracts anything.</p>
     <div class="field">
       <label for="root">Source root</label>
@@ -581,7 +581,7 @@ function FolderUpload() {
     <div class="buttons"><button type="button" id="upload-folder" disabled=${state.busy.has('folder') || !p} onClick=${uploadFolder}>${state.busy.has('folder') ? 'Uploading and scanning…' : 'Upload folder and scan'}</button></div>
     ${u && u.size !== undefined ? html`<div class="upload-progress">
       <progress max=${u.size || 1} value=${u.done} aria-label=${`Upload of the folder ${u.name}`}></progress>
-      <p class="small" role="status" id="folder-status">${u.finished ? `Uploaded ${u.files} files (${formatBytes(u.size)}) of ${u.name}/` : `${pct}% · file ${Math.min(u.sentFiles + 1, u.files)} of ${u.files} · ${formatBytes(u.done)} of ${formatBytes(u.size)}${u.rate ? ` · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left` : ''}`}</p>
+      <p class="small" role="status" id="folder-status">${u.finished ? `Uploaded ${u.files} files (${formatBytes(u.size)}) of ${u.name}/` : u.error ? `Stopped: ${u.sentFiles} of ${u.files} files sent (${formatBytes(u.done)} of ${formatBytes(u.size)})` : `${pct}% · file ${Math.min(u.sentFiles + 1, u.files)} of ${u.files} · ${formatBytes(u.done)} of ${formatBytes(u.size)}${u.rate ? ` · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left` : ''}`}</p>
     </div>` : null}
     ${u?.error ? html`<p class="error" role="alert" id="folder-error">${u.error}</p>` : null}
   </div>`;
@@ -669,7 +669,7 @@ function UploadProgress() {
   const pct = u.size > 0 ? Math.floor((u.done / u.size) * 100) : 0;
   return html`<div class="upload-progress" id="upload-progress">
     <progress max=${u.size} value=${u.done} aria-label=${`Upload of ${u.name}`}></progress>
-    <p class="small" role="status" id="upload-status">${u.finished ? `Uploaded ${formatBytes(u.size)} of ${u.name}` : `${pct}% · ${formatBytes(u.done)} of ${formatBytes(u.size)} · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left`}${u.resumes > 0 ? ` · resumed ${u.resumes}×` : ''}</p>
+    <p class="small" role="status" id="upload-status">${u.finished ? `Uploaded ${formatBytes(u.size)} of ${u.name}` : u.error ? `Stopped at ${formatBytes(u.done)} of ${formatBytes(u.size)} of ${u.name}` : `${pct}% · ${formatBytes(u.done)} of ${formatBytes(u.size)} · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left`}${u.resumes > 0 ? ` · resumed ${u.resumes}×` : ''}</p>
     ${u.note && !u.error ? html`<p class="warn-note small" id="upload-note">${u.note}</p>` : null}
     ${u.error ? html`<p class="error" role="alert" id="upload-error">${u.error}</p>` : null}
   </div>`;
