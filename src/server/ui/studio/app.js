@@ -106,7 +106,8 @@ async function openFolder(/** @type {string} */ path) {
 
 async function buildDraft() {
   await withBusy('draft', async () => {
-    set({ draft: null, review: null, published: null, fieldErrors: {} });
+    // The verdict below is this build's: the progress of an earlier upload goes.
+    set({ draft: null, review: null, published: null, fieldErrors: {}, upload: null, folderUpload: null, publishError: '' });
     const draft = await state.api.createDraft(state.root, state.path);
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields });
@@ -134,7 +135,7 @@ async function uploadDraft() {
   if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
   if (state.busy.has('upload')) return;
   state.busy.add('upload');
-  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '' });
+  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '', upload: null, folderUpload: null, publishError: '' });
   const started = performance.now();
   let resumedFrom = 0;
   const progress = (/** @type {number} */ done, /** @type {string} */ note = '') => {
@@ -223,7 +224,7 @@ async function uploadFolder() {
   if (!pick || pick.files.length === 0) return set({ folderUpload: { error: 'Choose a folder (or drop one here) first.' } });
   if (state.busy.has('folder')) return;
   state.busy.add('folder');
-  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '' });
+  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '', upload: null, folderUpload: null, publishError: '' });
   const size = pick.files.reduce((n, f) => n + f.file.size, 0);
   const started = performance.now();
   const progress = (/** @type {number} */ done, /** @type {number} */ sentFiles) => {
@@ -749,7 +750,7 @@ function Repositories() {
         <table class="roles"><thead><tr><th>Role</th><th>Version</th><th>Expires</th><th>Left</th></tr></thead>
         <tbody>${r.roles.map((/** @type {any} */ x) => html`<tr data-warning=${x.warning ? 'yes' : undefined}>
           <td data-label="Role">${x.role}</td><td data-label="Version">${x.version}</td><td data-label="Expires">${x.expires}</td>
-          <td data-label="Left">${x.daysLeft < 1 ? `${Math.round(x.daysLeft * 24)} hours` : `${Math.floor(x.daysLeft)} days`}${x.warning ? html` <span class="badge warn-badge">renew soon</span>` : ''}</td></tr>`)}</tbody></table>
+          <td data-label="Left"><span>${x.daysLeft < 1 ? `${Math.round(x.daysLeft * 24)} hours` : `${Math.floor(x.daysLeft)} days`}${x.warning ? html` <span class="badge warn-badge">renew soon</span>` : ''}</span></td></tr>`)}</tbody></table>
       </div>` : html`<div class="verdict" data-ok="no" role="alert" id="repo-result"><strong>${r.repository}: ${REPO_PROBLEM[r.problem] ?? r.problem}</strong>: ${r.error.message} (<code>${r.error.code}</code>)</div>`}`}
   </section>`;
 }
@@ -843,7 +844,7 @@ function ReviewStep() {
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
           <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product)}</td>
-          <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
+          <td data-label="Keys"><span>${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</span></td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
       </table>
