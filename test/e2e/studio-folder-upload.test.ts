@@ -219,6 +219,21 @@ describe.skipIf(!haveChromium)('publisher studio folder uploads in headless Chro
     expect(problems).toEqual([]);
   }, 120_000);
 
+  it('answers a single file dropped on the folder zone by asking for a folder', async () => {
+    // A page cannot make a dropped folder (the test drops a file); a real folder drop is walked
+    // with the File and Directory Entries API.
+    const dt = await page.evaluateHandle(() => {
+      const d = new DataTransfer();
+      d.items.add(new File(['1.3.0\n'], 'VERSION'));
+      return d;
+    });
+    await page.locator('#folder-upload').dispatchEvent('dragenter', { dataTransfer: dt });
+    expect(await page.locator('#folder-upload').getAttribute('data-drag')).toBe('yes');
+    await page.locator('#folder-upload').dispatchEvent('drop', { dataTransfer: dt });
+    await page.locator('#folder-error').filter({ hasText: 'Drop a folder here' }).waitFor();
+    expect(await page.locator('#folder-upload').getAttribute('data-drag')).toBeNull();
+  });
+
   it('says next to the publish button and the version field that the version was taken meanwhile, and stores nothing', async () => {
     await page.getByLabel('Or upload a folder from this computer').setInputFiles(path.join(dir, 'laptop', 'robot-ai-1.4.0'));
     await page.getByRole('button', { name: 'Upload folder and scan' }).click();
@@ -298,6 +313,21 @@ describe.skipIf(!haveChromium)('publisher studio folder uploads in headless Chro
     expect(await uploadError.textContent()).toMatch(/^The server's disk is full: the server has [\d.]+ MiB free in its repository folder, and big\.tar\.gz needs 0\.4 MiB/);
     expect(await leftovers()).toEqual([]);
     await shoot(full, 'disk-full-upload', '#upload-progress');
+
+    // 4. The disk fills up while the package's pieces arrive: DISK_FULL, and the page cancels the
+    //    upload so its bytes do not stay on the server.
+    await fs.rm(filler);
+    await full.route('**/api/v1/studio/uploads', async (route) => {
+      const response = await route.fetch();
+      const st = await fs.statfs(fullRepo);
+      await fs.writeFile(filler, Buffer.alloc(Math.max(0, st.bavail * st.bsize - 64 * 1024)));
+      await route.fulfill({ response });
+    });
+    await full.getByRole('button', { name: 'Upload and scan' }).click();
+    await uploadError.filter({ hasText: 'is full after' }).waitFor();
+    expect(await uploadError.textContent()).toMatch(/^The server's disk is full: the server's repository folder is full after [\d,]+ of \d+ bytes of big\.tar\.gz: .* \(DISK_FULL\) The page then cancelled the upload on the server, so none of its bytes stay there/);
+    await full.unroute('**/api/v1/studio/uploads');
+    expect(await leftovers()).toEqual([]);
     await fs.rm(filler);
     await full.close();
     expect(problems).toEqual([]);

@@ -143,8 +143,11 @@ async function uploadDraft() {
     const rate = seconds > 0 ? (done - resumedFrom) / seconds : 0;
     set({ upload: { name: file.name, size: file.size, done, rate, left: rate > 0 ? (file.size - done) / rate : null, note: note || (state.upload?.note ?? ''), error: '', resumes: state.upload?.resumes ?? 0 } });
   };
+  /** @type {string | null} */
+  let uploadId = null;
   try {
     const info = await state.api.startUpload(file.name, file.size);
+    uploadId = info.id;
     set({ upload: { name: file.name, size: file.size, done: 0, rate: 0, left: null, note: '', error: '', resumes: 0 } });
     let offset = info.received;
     let failures = 0;
@@ -169,10 +172,17 @@ async function uploadDraft() {
       }
     }
     const draft = await state.api.finishUpload(info.id);
+    uploadId = null;
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields, upload: { ...state.upload, done: file.size, left: 0, finished: true } });
   } catch (error) {
-    set({ upload: { ...(state.upload ?? { name: file.name, size: file.size, done: 0, rate: 0, left: null }), error: uploadProblem(error) } });
+    // The page cannot go on with this upload: it cancels it, so no half-written file stays on the server.
+    let words = uploadProblem(error);
+    if (uploadId !== null && !(error instanceof ApiError && error.status === 401)) {
+      const cancelled = await state.api.cancelUpload(uploadId).then(() => true, () => false);
+      words += cancelled ? ' The page then cancelled the upload on the server, so none of its bytes stay there: upload it again once there is room.' : ' The page could not cancel the upload on the server: its bytes stay there until ota-server restarts or newer uploads replace it.';
+    }
+    set({ upload: { ...(state.upload ?? { name: file.name, size: file.size, done: 0, rate: 0, left: null }), error: words } });
   } finally {
     state.busy.delete('upload');
     draw();
