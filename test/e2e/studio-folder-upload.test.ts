@@ -222,11 +222,7 @@ describe.skipIf(!haveChromium)('publisher studio folder uploads in headless Chro
   it('answers a single file dropped on the folder zone by asking for a folder', async () => {
     // A page cannot make a dropped folder (the test drops a file); a real folder drop is walked
     // with the File and Directory Entries API.
-    const dt = await page.evaluateHandle(() => {
-      const d = new DataTransfer();
-      d.items.add(new File(['1.3.0\n'], 'VERSION'));
-      return d;
-    });
+    const dt = await page.evaluateHandle("(() => { const d = new DataTransfer(); d.items.add(new File(['1.3.0\\n'], 'VERSION')); return d; })()");
     await page.locator('#folder-upload').dispatchEvent('dragenter', { dataTransfer: dt });
     expect(await page.locator('#folder-upload').getAttribute('data-drag')).toBe('yes');
     await page.locator('#folder-upload').dispatchEvent('drop', { dataTransfer: dt });
