@@ -175,7 +175,9 @@ export function createFolderUploads(options: { dir: string; maxBytes: number; ma
       const f = s.files[index]!;
       const dest = path.join(s.tree, ...f.path.split('/'));
       if (!dest.startsWith(s.tree + path.sep)) throw new OtaError('UPLOAD_PATH_UNSAFE', `${JSON.stringify(f.path)} leads outside the build folder`);
-      const part = path.join(s.dir, `${index}.part`);
+      // A file of its own per request: a retry that arrives while a broken earlier attempt is
+      // still being written never shares its bytes; the last complete one is renamed into place.
+      const part = path.join(s.dir, `${index}.${randomBytes(6).toString('hex')}.part`);
       let bytes = 0;
       try {
         await fs.mkdir(path.dirname(dest), { recursive: true, mode: 0o755 });
