@@ -200,6 +200,8 @@ export function createFolderUploads(options: { dir: string; maxBytes: number; ma
           await drop(s.info.id);
           throw new OtaError('DISK_FULL', `the server's repository folder filled up while receiving ${f.path} of the folder ${s.info.name}: nothing of it was kept; free space on the server, then upload the folder again`, { cause: error, details: { entry: f.path } });
         }
+        // Dropped while this file arrived (a full disk met by another file, a cancel): say so, not ENOENT.
+        if (!sessions.has(s.info.id)) throw new OtaError('API_NOT_FOUND', `folder upload ${s.info.id} was ended while ${f.path} arrived (the disk filled up or it was cancelled): choose the folder again`);
         throw error;
       }
       return info(s);

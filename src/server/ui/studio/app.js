@@ -115,6 +115,8 @@ async function buildDraft() {
 }
 
 const PIECE = 1024 * 1024;
+/** Files of a folder upload sent at the same time. */
+const FOLDER_STREAMS = 4;
 const RETRIES = 5;
 
 /** Words for an upload failure: disk full, token refused and version taken each say what to do. */
@@ -248,21 +250,42 @@ async function uploadFolder() {
     progress(0, 0);
     const info = await state.api.startFolderUpload(pick.name, pick.files.map((f) => ({ path: f.path, size: f.file.size })));
     uploadId = info.id;
+    // FOLDER_STREAMS files travel at once (small files are dominated by the round trip); the
+    // first failure stops the others from starting new files.
     let done = 0;
-    for (const [i, f] of pick.files.entries()) {
-      for (let failures = 0; ; failures += 1) {
-        try {
-          await state.api.putFolderFile(info.id, i, f.file, (sent) => progress(done + sent, i));
-          break;
-        } catch (error) {
-          const retry = error instanceof ApiError && (error.status === 0 || error.status >= 502) && error.code !== 'DISK_FULL';
-          if (!retry || failures >= RETRIES) throw error;
-          await new Promise((r) => setTimeout(r, 300 * (failures + 1)));
+    let sentFiles = 0;
+    let next = 0;
+    /** @type {unknown} */
+    let failed = null;
+    const inFlight = new Map();
+    const shown = () => progress(done + [...inFlight.values()].reduce((a, b) => a + b, 0), sentFiles);
+    const worker = async () => {
+      while (failed === null && next < pick.files.length) {
+        const i = next++;
+        const f = pick.files[i];
+        for (let failures = 0; ; failures += 1) {
+          try {
+            await state.api.putFolderFile(info.id, i, f.file, (sent) => { inFlight.set(i, sent); shown(); });
+            break;
+          } catch (error) {
+            const retry = error instanceof ApiError && (error.status === 0 || error.status >= 502) && error.code !== 'DISK_FULL';
+            if (!retry || failures >= RETRIES || failed !== null) {
+              // A full disk ends the upload on the server, so the other files then fail too: say the cause.
+              if (failed === null || (error instanceof ApiError && error.code === 'DISK_FULL')) failed = error;
+              inFlight.delete(i);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 300 * (failures + 1)));
+          }
         }
+        inFlight.delete(i);
+        done += f.file.size;
+        sentFiles += 1;
+        shown();
       }
-      done += f.file.size;
-      progress(done, i + 1);
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(FOLDER_STREAMS, pick.files.length) }, worker));
+    if (failed !== null) throw failed;
     const draft = await state.api.finishFolderUpload(info.id);
     uploadId = null;
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
@@ -592,7 +615,7 @@ function FolderUpload() {
     <div class="buttons"><button type="button" id="upload-folder" disabled=${state.busy.has('folder') || !p} onClick=${uploadFolder}>${state.busy.has('folder') ? 'Uploading and scanning…' : 'Upload folder and scan'}</button></div>
     ${u && u.size !== undefined ? html`<div class="upload-progress">
       <progress max=${u.size || 1} value=${u.done} aria-label=${`Upload of the folder ${u.name}`}></progress>
-      <p class="small" role="status" id="folder-status">${u.finished ? `Uploaded ${u.files} files (${formatBytes(u.size)}) of ${u.name}/` : u.error ? `Stopped: ${u.sentFiles} of ${u.files} files sent (${formatBytes(u.done)} of ${formatBytes(u.size)})` : `${pct}% · file ${Math.min(u.sentFiles + 1, u.files)} of ${u.files} · ${formatBytes(u.done)} of ${formatBytes(u.size)}${u.rate ? ` · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left` : ''}`}</p>
+      <p class="small" role="status" id="folder-status">${u.finished ? `Uploaded ${u.files} files (${formatBytes(u.size)}) of ${u.name}/` : u.error ? `Stopped: ${u.sentFiles} of ${u.files} files sent (${formatBytes(u.done)} of ${formatBytes(u.size)})` : `${pct}% · ${u.sentFiles} of ${u.files} files sent · ${formatBytes(u.done)} of ${formatBytes(u.size)}${u.rate ? ` · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left` : ''}`}</p>
     </div>` : null}
     ${u?.error ? html`<p class="error" role="alert" id="folder-error">${u.error}</p>` : null}
   </div>`;
