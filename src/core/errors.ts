@@ -122,6 +122,9 @@ export const ErrorCodes = {
   TEMPLATE_CHANGED: { category: 'api', retryable: false },
   TEMPLATE_INVALID: { category: 'api', retryable: false },
   UPLOAD_OFFSET_MISMATCH: { category: 'api', retryable: true },
+  UPLOAD_PATH_UNSAFE: { category: 'api', retryable: false },
+  UPLOAD_TOO_MANY_FILES: { category: 'api', retryable: false },
+  VERSION_TAKEN: { category: 'api', retryable: false },
   // fleet server: device authentication, rollouts, site leases (docs/fleet-protocol.md)
   DEVICE_AUTH_REQUIRED: { category: 'api', retryable: false },
   DEVICE_SIGNATURE_INVALID: { category: 'api', retryable: false },
