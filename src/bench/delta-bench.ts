@@ -1,25 +1,30 @@
 /**
  * The delta rows of `npm run bench`, on the benchmark tree (4,000 small files + one 64 MiB model):
  * releases published with the real publisher (tree index, size-gated deltas), then staged with
- * the same functions the stage step runs, minus the download.
+ * the stage step's own functions (src/steps/stage.ts: unpackPackage, assembleFromDelta), minus
+ * the download.
  *
  * - bytes a robot downloads for a release that changes 1 % of the files (the delta target) and
  *   for one that changes the model (the gate holds the delta back: the full package);
- * - staging after the 1 % delta (scan + extract the delta, assemble from the installed release with
- *   COPYFILE_FICLONE, verify every file against the signed index) against full staging (scan +
- *   safe extraction + the same verification) and against `tar -xzf` + `sync -f`.
+ * - staging after the 1 % delta (the delta written by the package rules, the tree assembled from
+ *   the installed release with COPYFILE_FICLONE, every file verified against the signed index)
+ *   against full staging (one pass: package rules, index and hashes while writing, then the walk
+ *   against the index and one sync) and full staging against `tar -xzf` + `sync -f`. The three
+ *   run alternated in the same process, `rounds` times (the order rotating each round), and the
+ *   medians are compared; the spread of each and of the per-round ratios is reported too.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { systemClock } from '../core/clock.js';
-import { extractPackage, extractScanned } from '../package/extract.js';
-import { scanPackage } from '../package/scan.js';
-import { assembleRelease, DELTA_FILES, parseIndex, verifyTree } from '../package/tree-index.js';
+import { removeTree } from '../package/durable-fs.js';
+import { extractPackage } from '../package/extract.js';
+import { parseIndex } from '../package/tree-index.js';
 import { createPublisher, type AddResult } from '../repo/repository.js';
+import { assembleFromDelta, unpackPackage } from '../steps/stage.js';
 
 const run = promisify(execFile);
 
@@ -34,9 +39,18 @@ export interface DeltaBench {
   modelChangePackageBytes: number;
   modelDeltaBytes: number;
   modelDeltaPublished: boolean;
-  deltaStagingMs: number;
-  fullStagingMs: number;
-  tarSyncMs: number | null;
+  rounds: number;
+  /** Per round, in ms. */
+  deltaStagingMs: number[];
+  fullStagingMs: number[];
+  /** Empty when tar or sync -f cannot run here. */
+  tarSyncMs: number[];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 async function time(fn: () => Promise<unknown>): Promise<number> {
@@ -45,7 +59,7 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t0;
 }
 
-export async function benchDeltas(work: string, makeTree: (root: string, files: number, bigMiB: number) => void): Promise<DeltaBench> {
+export async function benchDeltas(work: string, makeTree: (root: string, files: number, bigMiB: number) => void, rounds = 5): Promise<DeltaBench> {
   const files = 4000;
   const src = join(work, 'delta-src');
   makeTree(src, files, 64);
@@ -87,28 +101,61 @@ export async function benchDeltas(work: string, makeTree: (root: string, files: 
   const deltaFile = targetPath(small.target.name, small.target.sha256);
   const fullFile = targetPath(v2.packageTarget.name, v2.packageTarget.sha256);
 
-  const deltaDir = join(work, 'delta-extracted');
-  const assembled = join(work, 'delta-assembled');
-  const deltaStagingMs = await time(async () => {
-    const scan = await scanPackage(deltaFile);
-    await extractScanned(deltaFile, deltaDir, scan);
-    await assembleRelease({ index, currentDir: installed, deltaFilesDir: join(deltaDir, DELTA_FILES), destDir: assembled });
-  });
-  const full = join(work, 'delta-full');
-  const fullStagingMs = await time(async () => {
-    const scan = await scanPackage(fullFile);
-    await extractScanned(fullFile, full, scan);
-    await verifyTree(full, index, undefined, new Set(), 'none');
-  });
-  const base = join(work, 'delta-tar');
-  mkdirSync(base);
-  let tarSyncMs: number | null = null;
-  try {
-    tarSyncMs = await time(() => run('sh', ['-c', `tar -xzf "$1" -C "$2" && sync -f "$2"`, 'sh', fullFile, base]));
-  } catch {
-    tarSyncMs = null;
+  const staging = join(work, 'delta-staging');
+  mkdirSync(staging);
+  const signal = new AbortController().signal;
+  const space = { version: '1.1.0', reserveBytes: 0, minFreeBytes: 0 };
+  const syncFs = (dir: string) => run('sync', ['-f', dir]).catch(() => {});
+  const deltaStagingMs: number[] = [];
+  const fullStagingMs: number[] = [];
+  const tarSyncMs: number[] = [];
+  let tarWorks = true;
+  const contestants: Array<(round: number) => Promise<void>> = [
+    async (round) => {
+      const releaseDir = join(staging, `delta-${round}`);
+      deltaStagingMs.push(
+        await time(() =>
+          assembleFromDelta({
+            deltaPath: deltaFile,
+            releaseDir,
+            stagingRoot: staging,
+            target: small.target!,
+            index,
+            currentDir: installed,
+            ids: { product: 'bench', fromVersion: '1.0.0', toVersion: '1.1.0' },
+            space,
+            signal,
+          }),
+        ),
+      );
+      await removeTree(releaseDir);
+    },
+    async (round) => {
+      const releaseDir = join(staging, `full-${round}`);
+      fullStagingMs.push(await time(() => unpackPackage({ packagePath: fullFile, releaseDir, stagingRoot: staging, target: v2.packageTarget, index, space, signal })));
+      await removeTree(releaseDir);
+    },
+    async (round) => {
+      if (!tarWorks) return;
+      const base = join(work, `delta-tar-${round}`);
+      mkdirSync(base);
+      try {
+        tarSyncMs.push(await time(() => run('sh', ['-c', 'tar -xzf "$1" -C "$2" && sync -f "$2"', 'sh', fullFile, base])));
+      } catch {
+        tarWorks = false;
+      }
+      await removeTree(base);
+    },
+  ];
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < contestants.length; k++) {
+      await contestants[(round + k) % contestants.length]!(round);
+      // The removal's own writeback is not charged to whoever runs next.
+      await syncFs(work);
+    }
   }
-  await Promise.all([deltaDir, assembled, full, base, installed].map((d) => rm(d, { recursive: true, force: true })));
+  await removeTree(installed);
+  if (!tarWorks) tarSyncMs.length = 0;
 
   return {
     files,
@@ -119,6 +166,7 @@ export async function benchDeltas(work: string, makeTree: (root: string, files: 
     modelChangePackageBytes: v3.packageTarget.length,
     modelDeltaBytes: modelDelta.bytes,
     modelDeltaPublished: modelDelta.published,
+    rounds,
     deltaStagingMs,
     fullStagingMs,
     tarSyncMs,

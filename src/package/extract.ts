@@ -7,6 +7,7 @@
  * caller sees a complete tree or nothing.
  */
 import { execFile } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, futimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -17,9 +18,37 @@ import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js
 import { createEntryChecker, type EntryType, type HeaderLike } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
 import { toScanFile, type PackageScan, type PackageScanFile } from './scan.js';
+import { syncFilesystem, treeMismatch, verifyTree, type TreeIndex, type TreeIndexEntry } from './tree-index.js';
 
 export interface ExtractResult extends PackageScan {
   destDir: string;
+}
+
+export interface VerifiedExtractResult extends ExtractResult {
+  /** SHA-256 (hex) of every regular file, of the bytes as they were written, by normalised entry path. */
+  fileHashes: ReadonlyMap<string, string>;
+}
+
+export interface VerifiedExtractOptions {
+  /**
+   * The signed SHA-256 of the compressed file (which the caller verified just before). The one
+   * pass hashes what it reads; if that differs, the tree is removed and TRUST_HASH_MISMATCH thrown.
+   */
+  sha256: string;
+  /**
+   * The signed tree index of the release. Every entry is held to it before a byte of it is written
+   * (in the index, same type, mode, size and link target: nothing beyond the index's size is ever
+   * written), every file's content hash as its last byte is written, and afterwards the tree on
+   * disk is walked against it (verifyTree: no entry more, none missing) with those hashes.
+   */
+  index?: TreeIndex;
+  /**
+   * false for a scratch tree whose files are moved into a tree that is made durable afterwards (an
+   * extracted delta): no filesystem sync of its own. Default true.
+   */
+  durable?: boolean;
+  limits?: Partial<PackageLimits>;
+  signal?: AbortSignal;
 }
 
 export async function extractPackage(
@@ -32,7 +61,7 @@ export async function extractPackage(
   // the last entry is judged is safe: every entry is checked before any byte of it is written,
   // nothing is written through a symlink or an existing name, and on any failure the fresh
   // destination is removed whole.
-  return extractInto(file, destDir, resolveLimits(limits), null, signal);
+  return extractInto(file, destDir, resolveLimits(limits), { scanned: null }, signal);
 }
 
 /**
@@ -47,10 +76,43 @@ export async function extractScanned(
   limits?: Partial<PackageLimits>,
   signal?: AbortSignal,
 ): Promise<ExtractResult> {
-  return extractInto(file, destDir, resolveLimits(limits), scan, signal);
+  return extractInto(file, destDir, resolveLimits(limits), { scanned: scan }, signal);
 }
 
-async function extractInto(file: string, destDir: string, resolved: PackageLimits, scanned: PackageScan | null, signal?: AbortSignal): Promise<ExtractResult> {
+/**
+ * One pass for a file whose signed hash is known: judged (the entry checker, every rule and cap
+ * of the scan), held to the signed index when there is one, hashed and written together, with one
+ * gunzip and no read-back. Writing before the last entry is judged is as safe as in
+ * extractPackage: every entry is judged before any byte of it is written, nothing is written
+ * through a symlink or an existing name, and on any failure (a rule, the index, the file's own
+ * hash) the fresh destination is removed whole, so nobody ever sees a tree that was not verified.
+ */
+export async function extractVerified(file: string, destDir: string, options: VerifiedExtractOptions): Promise<VerifiedExtractResult> {
+  const fileHashes = new Map<string, string>();
+  const result = await extractInto(
+    file,
+    destDir,
+    resolveLimits(options.limits),
+    { scanned: null, signedSha256: options.sha256, index: options.index, fileHashes, durable: options.durable ?? true },
+    options.signal,
+  );
+  return { ...result, fileHashes };
+}
+
+interface ExtractMode {
+  /** The scan of the same file (extractScanned): the pass's hash must equal it. */
+  scanned: PackageScan | null;
+  /** The signed hash the pass's hash must equal (extractVerified). */
+  signedSha256?: string;
+  index?: TreeIndex | undefined;
+  /** Filled with each file's SHA-256 as written. */
+  fileHashes?: Map<string, string>;
+  durable?: boolean;
+}
+
+async function extractInto(file: string, destDir: string, resolved: PackageLimits, mode: ExtractMode, signal?: AbortSignal): Promise<ExtractResult> {
+  const { scanned } = mode;
+  const durable = mode.durable ?? true;
   throwIfAborted(signal, `extracting package ${file}`);
 
   await mkdir(dirname(destDir), { recursive: true }).catch((error: unknown) => {
@@ -66,14 +128,28 @@ async function extractInto(file: string, destDir: string, resolved: PackageLimit
   }
 
   try {
-    const scan = await writeTree(file, destDir, resolved, signal);
+    const want = mode.index === undefined ? null : new Map(mode.index.entries.map((e) => [e.path, e]));
+    const scan = await writeTree(file, destDir, resolved, signal, want, mode.fileHashes ?? null);
     if (scanned !== null && scan.sha256 !== scanned.sha256) {
       throw new OtaError('PACKAGE_CORRUPT', `package ${file} changed between scan and extraction (sha256 ${scanned.sha256} then ${scan.sha256})`, {
         details: { file, scanned: scanned.sha256, extracted: scan.sha256 },
       });
     }
-    await verifyAndSync(destDir, scan);
-    await fsyncDir(dirname(destDir));
+    if (mode.signedSha256 !== undefined && scan.sha256 !== mode.signedSha256) {
+      // The file changed after it was verified: what was written is not what was signed.
+      throw new OtaError('TRUST_HASH_MISMATCH', `package ${file} has SHA-256 ${scan.sha256} as read while extracting; the signed value is ${mode.signedSha256}`, {
+        details: { file, expected: mode.signedSha256, actual: scan.sha256 },
+      });
+    }
+    if (mode.index !== undefined) {
+      // The whole tree against the signed index: every path, type, mode, size and link target on
+      // disk, nothing more and nothing missing; file contents by the hashes taken while writing.
+      await verifyTree(destDir, mode.index, signal, new Set(), 'none', mode.fileHashes);
+      if (durable) await syncFilesystem(destDir, mode.index);
+    } else {
+      await verifyAndSync(destDir, scan, durable);
+    }
+    if (durable) await fsyncDir(dirname(destDir));
     return { ...(scanned ?? scan), destDir };
   } catch (error) {
     await removeTree(destDir).catch(() => {});
@@ -101,7 +177,14 @@ const YIELD_EVERY_MS = 10;
  * seconds there. Directly they cost only the system calls. The event loop is handed back every
  * YIELD_EVERY_MS, so a long archive never blocks the daemon for more than that (plus one write).
  */
-async function writeTree(file: string, destDir: string, limits: PackageLimits, signal?: AbortSignal): Promise<PackageScan> {
+async function writeTree(
+  file: string,
+  destDir: string,
+  limits: PackageLimits,
+  signal: AbortSignal | undefined,
+  index: ReadonlyMap<string, TreeIndexEntry> | null,
+  fileHashes: Map<string, string> | null,
+): Promise<PackageScan> {
   const checker = createEntryChecker(limits);
   const files: PackageScanFile[] = [];
   const made = new Set<string>(['']);
@@ -140,6 +223,7 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
     let fd: number | undefined;
     try {
       const entry = checker.check(header);
+      const signed = index === null || entry.path === '' ? undefined : holdToIndex(index, entry);
       if (entry.path !== '') files.push(toScanFile(entry));
       const slash = entry.path.lastIndexOf('/');
       if (slash > 0) ensureDir(entry.path.slice(0, slash));
@@ -162,10 +246,12 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
         fd = opened;
         current = opened;
         const mtime = header.mtime;
+        const hash: Hash | null = fileHashes === null ? null : createHash('sha256');
         stream.on('data', (data: unknown) => {
           const chunk = data as Buffer;
           try {
             for (let off = 0; off < chunk.length; ) off += writeSync(opened, chunk, off, chunk.length - off);
+            hash?.update(chunk);
           } catch (error) {
             current = undefined;
             closeQuietly(opened);
@@ -175,6 +261,13 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
         stream.on('end', () => {
           if (rejected !== undefined) return;
           try {
+            if (hash !== null) {
+              const sha256 = hash.digest('hex');
+              if (signed !== undefined && sha256 !== signed.sha256) {
+                throw treeMismatch(entry.path, `has SHA-256 ${sha256} in the package, ${signed.sha256 ?? '?'} in the signed index`);
+              }
+              fileHashes!.set(entry.path, sha256);
+            }
             fchmodSync(opened, entry.mode);
             if (mtime !== undefined) futimesSync(opened, mtime, mtime);
             current = undefined;
@@ -216,6 +309,23 @@ async function writeTree(file: string, destDir: string, limits: PackageLimits, s
   return { entries: checker.entries, totalBytes: checker.totalBytes, files, sha256: read.sha256, captured: {} };
 }
 
+/**
+ * An entry of the package must be the index's entry of the same path, before anything of it is
+ * written: a package that disagrees with its own signed index is refused at its first difference.
+ * Listed directories carry their mode in the index; the content hash is checked at the file's end.
+ */
+function holdToIndex(index: ReadonlyMap<string, TreeIndexEntry>, entry: { path: string; type: EntryType; mode: number; size: number; linkname?: string }): TreeIndexEntry {
+  const e = index.get(entry.path);
+  if (e === undefined) throw treeMismatch(entry.path, 'is in the package but not in the signed index');
+  if (e.type !== entry.type) throw treeMismatch(entry.path, `is a ${entry.type} in the package but a ${e.type} in the signed index`);
+  if (entry.type !== 'symlink' && e.mode !== undefined && e.mode !== entry.mode) {
+    throw treeMismatch(entry.path, `has mode ${entry.mode.toString(8)} in the package, ${e.mode.toString(8)} in the signed index`);
+  }
+  if (entry.type === 'file' && e.size !== entry.size) throw treeMismatch(entry.path, `is ${entry.size} bytes in the package, ${e.size} in the signed index`);
+  if (entry.type === 'symlink' && e.linkname !== entry.linkname) throw treeMismatch(entry.path, `points to "${entry.linkname ?? ''}" in the package, "${e.linkname ?? ''}" in the signed index`);
+  return e;
+}
+
 function closeQuietly(fd: number): void {
   try {
     closeSync(fd);
@@ -235,7 +345,7 @@ interface OnDisk {
  * entries listed without their directory). Then the whole tree is made durable
  * (syncTree) before anyone switches to it.
  */
-async function verifyAndSync(destDir: string, scan: PackageScan): Promise<void> {
+async function verifyAndSync(destDir: string, scan: PackageScan, durable: boolean): Promise<void> {
   const expected = new Map<string, OnDisk>();
   for (const f of scan.files) {
     const parts = f.path.split('/');
@@ -274,7 +384,7 @@ async function verifyAndSync(destDir: string, scan: PackageScan): Promise<void> 
   }
   await visit('');
   for (const path of expected.keys()) if (!seen.has(path)) throw mismatch(path, 'is in the package but missing on disk');
-  await syncTree(destDir, files, dirs);
+  if (durable) await syncTree(destDir, files, dirs);
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, constants as fsConstants, createWriteStream, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
+import { chmodSync, closeSync, constants as fsConstants, createWriteStream, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, symlinkSync } from 'node:fs';
 import { copyFile, lstat, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -308,6 +308,11 @@ export async function assembleRelease(opts: {
    * file there that was changed locally is taken as it is (its content is not held to the index).
    */
   preservedPaths?: string[];
+  /**
+   * SHA-256 of each file of the extracted delta as its extraction wrote it (by index path, i.e.
+   * without the `files/` prefix): a renamed file is the same inode, so it is not read again.
+   */
+  carriedHashes?: ReadonlyMap<string, string>;
   signal?: AbortSignal;
 }): Promise<AssembleResult> {
   const { index, currentDir, deltaFilesDir, destDir } = opts;
@@ -317,6 +322,8 @@ export async function assembleRelease(opts: {
   await mkdir(destDir, { mode: 0o700 });
   const result: AssembleResult = { fromDelta: 0, copied: 0, copiedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
+  /** Content hashes of the new tree's files, taken as they were placed (verifyTree compares them). */
+  const hashes = new Map<string, string>();
   // Metadata calls are made directly (each one through the thread pool would cost a wake-up,
   // one entry after another); the event loop is handed back every few milliseconds.
   const pace = pacer();
@@ -330,13 +337,19 @@ export async function assembleRelease(opts: {
       const st = lstatSync(carried, { throwIfNoEntry: false });
       if (st !== undefined && st.isFile()) {
         renameSync(carried, dest);
+        const carriedHash = opts.carriedHashes?.get(e.path);
+        if (carriedHash !== undefined) hashes.set(e.path, carriedHash);
         result.fromDelta += 1;
       } else copies.push(e);
     }
   }
-  // Copies run a few at a time: reflinks are metadata-only, plain copies overlap I/O.
+  // Copies run a few at a time: reflinks are metadata-only, plain copies overlap I/O. Each copy
+  // is hashed right after it is made, by the same worker, while its pages are still in memory:
+  // the other workers' copies run on the thread pool meanwhile, and no second pass over the tree
+  // reads everything back.
   let next = 0;
   async function worker(): Promise<void> {
+    const buf = Buffer.allocUnsafe(HASH_CHUNK);
     while (next < copies.length) {
       throwIfAborted(opts.signal, 'assembling a release from a delta');
       const e = copies[next++]!;
@@ -347,17 +360,59 @@ export async function assembleRelease(opts: {
       }
       if (isPreserved(e.path)) unverified.add(e.path);
       else if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
-      await copyFile(source, join(destDir, e.path), fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
+      const dest = join(destDir, e.path);
+      await copyFile(source, dest, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
+      if (!unverified.has(e.path)) {
+        const sha256 = await hashFile(dest, e.size, buf);
+        // Stop at the first copy that is not the release (a file changed locally under the install path).
+        if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
+        hashes.set(e.path, sha256);
+      }
       result.copied += 1;
       result.copiedBytes += e.size;
     }
   }
   await Promise.all(Array.from({ length: Math.min(4, copies.length) }, () => worker()));
   await applyModes(destDir, index);
-  await verifyTree(destDir, index, opts.signal, unverified, 'none');
+  await verifyTree(destDir, index, opts.signal, unverified, 'none', hashes);
   // One filesystem sync for the whole assembled tree instead of one fsync per file in sequence.
   await syncFilesystem(destDir, index);
   return result;
+}
+
+const HASH_CHUNK = 1 << 20;
+
+/**
+ * SHA-256 of a file of the tree being built (O_NOFOLLOW). Small files are read with direct calls
+ * (one open, read and close; through the thread pool each would be a wake-up), large ones in
+ * 1 MiB reads through the thread pool so the event loop keeps running.
+ */
+async function hashFile(file: string, size: number, buf: Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  if (size <= HASH_CHUNK) {
+    const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      for (;;) {
+        const n = readSync(fd, buf, 0, buf.length, null);
+        if (n === 0) break;
+        hash.update(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return hash.digest('hex');
+  }
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
 }
 
 /** Modes from the index, directories deepest first so a read-only directory is set after its children. */
@@ -402,6 +457,12 @@ export async function verifyTree(
   contentNotChecked: ReadonlySet<string> = new Set(),
   /** 'each': fsync every file and directory on the way; 'none': the caller makes the tree durable (syncFilesystem). */
   durability: 'each' | 'none' = 'each',
+  /**
+   * SHA-256 of files this process just wrote (or copied) into this fresh tree and hashed as it did:
+   * compared with the index instead of reading the file back. Files not listed are read and hashed.
+   * Never for a tree that others could have written to since (a tree staged earlier is read back).
+   */
+  knownHashes?: ReadonlyMap<string, string>,
 ): Promise<void> {
   const each = durability === 'each';
   const want = new Map(index.entries.map((e) => [e.path, e]));
@@ -423,6 +484,7 @@ export async function verifyTree(
       if (type !== 'symlink' && e.mode !== undefined && (st.mode & 0o7777) !== e.mode) {
         throw treeMismatch(childRel, `has mode ${(st.mode & 0o7777).toString(8)} on disk, ${e.mode.toString(8)} in the signed index`);
       }
+      if (type !== 'symlink' && (st.mode & 0o7000) !== 0) throw treeMismatch(childRel, `has special mode bits ${(st.mode & 0o7777).toString(8)} on disk`);
       seen.add(childRel);
       if (type === 'directory') {
         await visit(childRel);
@@ -433,7 +495,12 @@ export async function verifyTree(
           continue;
         }
         if (st.size !== e.size) throw treeMismatch(childRel, `is ${st.size} bytes on disk, ${e.size} in the signed index`);
-        files.push(e);
+        const known = knownHashes?.get(childRel);
+        if (known === undefined) files.push(e);
+        else {
+          if (known !== e.sha256) throw treeMismatch(childRel, `has SHA-256 ${known} on disk, ${e.sha256 ?? '?'} in the signed index`);
+          if (each) await syncFile(join(dir, childRel));
+        }
       } else if (readlinkSync(join(dir, childRel)) !== e.linkname) {
         throw treeMismatch(childRel, `points somewhere other than "${e.linkname ?? ''}" on disk`);
       }

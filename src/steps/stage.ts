@@ -6,8 +6,10 @@
  *   extract   <dirname(releasesDir)>/staging/<product>/<runId>/               (same filesystem as releasesDir)
  *
  * Invariants:
- * - nothing is extracted from a file that does not match the signed length and SHA-256: the cached
- *   package is verified before reuse, and the scan's own hash must equal the signed one;
+ * - nothing is extracted from a file that does not match the signed length and SHA-256: the
+ *   download is verified, the cached package is verified again before reuse, and the extracting
+ *   pass's own hash must equal the signed one (or the scan's, for a release without a tree index)
+ *   before the tree is accepted: a tree from other bytes is removed whole;
  * - the staging tree is on the same filesystem as releasesDir (st_dev checked) so apply's import is
  *   a rename(2);
  * - idempotent per run id: a re-run finds a complete download (verified, not fetched again) or the
@@ -26,10 +28,10 @@ import { OtaError, isOtaError, toOtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import type { ProgressMessage } from '../daemon/event-bus.js';
 import { fsyncDir, removeTree } from '../package/durable-fs.js';
-import { extractScanned } from '../package/extract.js';
+import { extractScanned, extractVerified } from '../package/extract.js';
 import type { PackageLimits } from '../package/limits.js';
 import { scanPackage } from '../package/scan.js';
-import { assembleRelease, DELTA_FILES, DELTA_META, parseDeltaMeta, parseIndex, verifyTree, MAX_INDEX_BYTES, type TreeIndex } from '../package/tree-index.js';
+import { assembleRelease, DELTA_FILES, DELTA_META, parseDeltaMeta, parseIndex, MAX_INDEX_BYTES, type AssembleResult, type TreeIndex } from '../package/tree-index.js';
 import { stagingRootFor } from '../release/layout.js';
 import type { UpdateRepository } from '../trust/update-repository.js';
 
@@ -124,28 +126,19 @@ export function createStageStep(ports: StagePorts): StageStep {
 
     try {
       throwIfAborted(signal);
-      const scan = await scanPackage(packagePath, ports.limits, signal);
-      if (scan.sha256 !== offer.package.sha256) {
-        // The file changed after it was verified: never extract bytes nobody signed.
-        throw new OtaError('TRUST_HASH_MISMATCH', `package ${packagePath} has SHA-256 ${scan.sha256} while scanning; the signed value is ${offer.package.sha256}`, {
-          details: { target: offer.package.name, expected: offer.package.sha256, actual: scan.sha256 },
-        });
-      }
-      // The scan knows the real unpacked size (the pre-check could only estimate it from the
-      // download): the new release stays on disk beside the kept previous release and the backups
-      // already written, and the product's minFreeBytes must still be free afterwards.
-      await ensureSpace(stagingRoot, scan.totalBytes + reserveBytes + product.precheck.minFreeBytes, offer.version, {
-        unpackedBytes: scan.totalBytes,
-        reserveBytes,
-        minFreeBytes: product.precheck.minFreeBytes,
+      const unpacked = await unpackPackage({
+        packagePath,
+        releaseDir,
+        stagingRoot,
+        target: offer.package,
+        index,
+        space: { version: offer.version, reserveBytes, minFreeBytes: product.precheck.minFreeBytes },
+        limits: ports.limits,
+        signal,
+        onStart: (total, entries) => ports.progress({ runId, step: 'extract', bytes: 0, total, rateBps: null, etaMs: null, message: `unpacking ${entries} entries` }),
       });
-      ports.progress({ runId, step: 'extract', bytes: 0, total: scan.totalBytes, rateBps: null, etaMs: null, message: `unpacking ${scan.entries} entries` });
-      await extractScanned(packagePath, releaseDir, scan, ports.limits, signal);
-      // The package is what was signed, and so is the index: the two must describe the same tree.
-      // (extractScanned already made the whole tree durable.)
-      if (index !== null) await verifyTree(releaseDir, index, signal, new Set(), 'none');
-      ports.progress({ runId, step: 'extract', bytes: scan.totalBytes, total: scan.totalBytes, rateBps: null, etaMs: null, message: index !== null ? 'unpacked and verified against the signed tree index' : 'unpacked and verified' });
-      log.info('release staged', { version: offer.version, releaseDir, entries: scan.entries, bytes: scan.totalBytes, via: 'package', indexVerified: index !== null });
+      ports.progress({ runId, step: 'extract', bytes: unpacked.bytes, total: unpacked.bytes, rateBps: null, etaMs: null, message: index !== null ? 'unpacked and verified against the signed tree index' : 'unpacked and verified' });
+      log.info('release staged', { version: offer.version, releaseDir, entries: unpacked.entries, bytes: unpacked.bytes, via: 'package', indexVerified: index !== null });
       return { releaseDir, packagePath, via: 'package', indexVerified: index !== null, ...(deltaFallback !== undefined ? { deltaFallback } : {}) };
     } catch (error) {
       const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version}`, { releaseDir });
@@ -186,8 +179,8 @@ export function createStageStep(ports: StagePorts): StageStep {
   }
 
   /**
-   * Stage from the delta: download it, scan it like any package, extract it beside the staging
-   * tree, then assemble the release from the installed one plus the delta and verify it against
+   * Stage from the delta: download it, extract it beside the staging tree by the package rules,
+   * then assemble the release from the installed one plus the delta and verify it against
    * the signed index. null when that did not work out for a reason the full package does not share
    * (a corrupt delta, a file changed locally): the caller then stages the full package. Network
    * trouble, cancellation and a full disk are thrown as for a full package (the delta resumes).
@@ -201,28 +194,23 @@ export function createStageStep(ports: StagePorts): StageStep {
       log.info(message, { installPath: product.installPath });
       return { fallback: { code: 'DELTA_INVALID', message } };
     }
-    const deltaDir = `${releaseDir}.delta`;
     try {
       if (!(await reuseDownload(deltaPath, delta.target, log))) await download(input, delta.target, deltaPath, signal, log);
       throwIfAborted(signal);
-      const scan = await scanPackage(deltaPath, ports.limits, signal);
-      if (scan.sha256 !== delta.target.sha256) {
-        throw new OtaError('TRUST_HASH_MISMATCH', `delta ${deltaPath} has SHA-256 ${scan.sha256} while scanning; the signed value is ${delta.target.sha256}`, {
-          details: { target: delta.target.name, expected: delta.target.sha256, actual: scan.sha256 },
-        });
-      }
-      // The delta's files are renamed into the new tree; the rest is copied (or reflinked) from the
-      // installed release, so the new tree needs its full size: counted as if nothing were shared.
-      await ensureSpace(stagingRoot, index.bytes + reserveBytes + product.precheck.minFreeBytes, offer.version, {
-        unpackedBytes: index.bytes,
-        reserveBytes,
-        minFreeBytes: product.precheck.minFreeBytes,
+      const result = await assembleFromDelta({
+        deltaPath,
+        releaseDir,
+        stagingRoot,
+        target: delta.target,
+        index,
+        currentDir,
+        preservedPaths: product.preservedPaths,
+        ids: { product: product.name, fromVersion: delta.fromVersion, toVersion: offer.version },
+        space: { version: offer.version, reserveBytes, minFreeBytes: product.precheck.minFreeBytes },
+        limits: ports.limits,
+        signal,
+        onStart: (total) => ports.progress({ runId, step: 'extract', bytes: 0, total, rateBps: null, etaMs: null, message: `assembling from the delta from ${delta.fromVersion} and the installed release` }),
       });
-      ports.progress({ runId, step: 'extract', bytes: 0, total: index.bytes, rateBps: null, etaMs: null, message: `assembling from the delta from ${delta.fromVersion} (${scan.entries} entries) and the installed release` });
-      await extractScanned(deltaPath, deltaDir, scan, ports.limits, signal);
-      parseDeltaMeta(await readBounded(path.join(deltaDir, DELTA_META)), { product: product.name, fromVersion: delta.fromVersion, toVersion: offer.version }, delta.target.name);
-      const result = await assembleRelease({ index, currentDir, deltaFilesDir: path.join(deltaDir, DELTA_FILES), destDir: releaseDir, preservedPaths: product.preservedPaths, signal });
-      await fsyncDir(stagingRoot).catch(() => {});
       ports.progress({ runId, step: 'extract', bytes: index.bytes, total: index.bytes, rateBps: null, etaMs: null, message: 'assembled from the delta and verified against the signed tree index' });
       log.info('release staged', { version: offer.version, releaseDir, via: 'delta', fromVersion: delta.fromVersion, fromDelta: result.fromDelta, copied: result.copied, copiedBytes: result.copiedBytes, deltaBytes: delta.target.length });
       return { releaseDir, packagePath: deltaPath, via: 'delta', indexVerified: true };
@@ -238,8 +226,6 @@ export function createStageStep(ports: StagePorts): StageStep {
       ports.audit?.audit({ kind: 'delta-fallback', message, product: product.name, runId, details: { code: failure.code, target: delta.target.name, fromVersion: delta.fromVersion, ...(failure.details?.path !== undefined ? { path: failure.details.path } : {}) } });
       ports.progress({ runId, step: 'download', bytes: 0, total: offer.package.length, rateBps: null, etaMs: null, message });
       return { fallback: { code: failure.code, message } };
-    } finally {
-      await removeTree(deltaDir).catch(() => {});
     }
   }
 
@@ -280,6 +266,125 @@ export function createStageStep(ports: StagePorts): StageStep {
       }
       throw failure;
     }
+  }
+}
+
+/** Free space the new tree needs beyond its own size, and for which release (the DISK_FULL message). */
+export interface StageSpace {
+  version: string;
+  reserveBytes: number;
+  minFreeBytes: number;
+}
+
+/**
+ * Unpacks a package into a fresh staging tree: the stage step's own work after the download (the
+ * benchmark runs this function too). The package file was just verified against its signed length
+ * and SHA-256 (download or reuse); the one pass that writes it hashes it again and must agree.
+ *
+ * With the signed tree index: one pass (extractVerified). The free space is taken from the index
+ * (the exact unpacked size, signed) before anything is written; every entry is judged by the
+ * package rules and held to the index before a byte of it is written (so no more than the index's
+ * size is ever written), every file is hashed as it is written, the tree on disk is then walked
+ * against the index, and one filesystem sync makes it durable.
+ *
+ * Without an index (a schema 1.0 manifest): the package is scanned first (its real unpacked size
+ * for the free-space check), then written by extractScanned, which judges every entry again.
+ */
+export async function unpackPackage(opts: {
+  packagePath: string;
+  releaseDir: string;
+  stagingRoot: string;
+  target: { name: string; sha256: string };
+  index: TreeIndex | null;
+  space: StageSpace;
+  limits?: Partial<PackageLimits> | undefined;
+  signal: AbortSignal;
+  onStart?(totalBytes: number, entries: number): void;
+}): Promise<{ entries: number; bytes: number }> {
+  const { packagePath, releaseDir, stagingRoot, target, index, space, limits, signal } = opts;
+  if (index !== null) {
+    // The index knows the real unpacked size, and the writer holds every entry to it.
+    await ensureSpace(stagingRoot, index.bytes + space.reserveBytes + space.minFreeBytes, space.version, {
+      unpackedBytes: index.bytes,
+      reserveBytes: space.reserveBytes,
+      minFreeBytes: space.minFreeBytes,
+    });
+    opts.onStart?.(index.bytes, index.entries.length);
+    await extractVerified(packagePath, releaseDir, { sha256: target.sha256, index, limits, signal });
+    return { entries: index.entries.length, bytes: index.bytes };
+  }
+  const scan = await scanPackage(packagePath, limits, signal);
+  if (scan.sha256 !== target.sha256) {
+    // The file changed after it was verified: never extract bytes nobody signed.
+    throw new OtaError('TRUST_HASH_MISMATCH', `package ${packagePath} has SHA-256 ${scan.sha256} while scanning; the signed value is ${target.sha256}`, {
+      details: { target: target.name, expected: target.sha256, actual: scan.sha256 },
+    });
+  }
+  // The scan knows the real unpacked size (the pre-check could only estimate it from the
+  // download): the new release stays on disk beside the kept previous release and the backups
+  // already written, and the product's minFreeBytes must still be free afterwards.
+  await ensureSpace(stagingRoot, scan.totalBytes + space.reserveBytes + space.minFreeBytes, space.version, {
+    unpackedBytes: scan.totalBytes,
+    reserveBytes: space.reserveBytes,
+    minFreeBytes: space.minFreeBytes,
+  });
+  opts.onStart?.(scan.totalBytes, scan.entries);
+  await extractScanned(packagePath, releaseDir, scan, limits, signal);
+  return { entries: scan.entries, bytes: scan.totalBytes };
+}
+
+/**
+ * Builds the release from a delta (already verified against its signed length and SHA-256) and the
+ * installed release in `currentDir`: the stage step's own work after the download (the benchmark
+ * runs this function too). The delta is written in one pass by the package rules into a scratch
+ * tree beside the staging tree (its own hash must agree with the signed one; no sync of its own:
+ * its files are moved into the new tree, which is made durable as a whole), its delta.json must
+ * name this step, then assembleRelease builds the tree and verifies it completely against the
+ * signed index. The scratch tree is always removed.
+ */
+export async function assembleFromDelta(opts: {
+  deltaPath: string;
+  releaseDir: string;
+  stagingRoot: string;
+  target: { name: string; sha256: string };
+  index: TreeIndex;
+  currentDir: string;
+  preservedPaths?: string[] | undefined;
+  ids: { product: string; fromVersion: string; toVersion: string };
+  space: StageSpace;
+  limits?: Partial<PackageLimits> | undefined;
+  signal: AbortSignal;
+  onStart?(totalBytes: number): void;
+}): Promise<AssembleResult> {
+  const { deltaPath, releaseDir, stagingRoot, target, index, space, signal } = opts;
+  const deltaDir = `${releaseDir}.delta`;
+  try {
+    // The delta's files are renamed into the new tree; the rest is copied (or reflinked) from the
+    // installed release, so the new tree needs its full size: counted as if nothing were shared.
+    await ensureSpace(stagingRoot, index.bytes + space.reserveBytes + space.minFreeBytes, space.version, {
+      unpackedBytes: index.bytes,
+      reserveBytes: space.reserveBytes,
+      minFreeBytes: space.minFreeBytes,
+    });
+    opts.onStart?.(index.bytes);
+    const extracted = await extractVerified(deltaPath, deltaDir, { sha256: target.sha256, durable: false, limits: opts.limits, signal });
+    parseDeltaMeta(await readBounded(path.join(deltaDir, DELTA_META)), opts.ids, target.name);
+    const prefix = `${DELTA_FILES}/`;
+    const carriedHashes = new Map<string, string>();
+    for (const [p, sha256] of extracted.fileHashes) if (p.startsWith(prefix)) carriedHashes.set(p.slice(prefix.length), sha256);
+    const result = await assembleRelease({
+      index,
+      currentDir: opts.currentDir,
+      deltaFilesDir: path.join(deltaDir, DELTA_FILES),
+      destDir: releaseDir,
+      carriedHashes,
+      signal,
+      ...(opts.preservedPaths !== undefined ? { preservedPaths: opts.preservedPaths } : {}),
+    });
+    await fsyncDir(stagingRoot).catch(() => {});
+    return result;
+  } finally {
+    await removeTree(deltaDir).catch(() => {});
   }
 }
 

@@ -160,3 +160,91 @@ describe('extractScanned (a package replaced after its scan)', () => {
     expect(existsSync(join(dir, 'dest'))).toBe(false);
   });
 });
+
+describe('extractVerified (one pass held to the signed hash and the signed tree index)', () => {
+  async function signed(dir: string, entries: Parameters<typeof writeTarGz>[1]) {
+    const { indexPackage } = await import('../../../src/package/tree-index.js');
+    const file = await writeTarGz(join(dir, 'signed.tar.gz'), entries);
+    const index = await indexPackage(file, { product: 'robot-ai', version: '2.1.0' });
+    return { file, index, sha256: createHash('sha256').update(await readFile(file)).digest('hex') };
+  }
+
+  it('writes the tree, hashing every file as it is written: the hashes are those of the files on disk', async () => {
+    const { extractVerified } = await import('../../../src/package/extract.js');
+    const dir = await mkdtemp(join(root, 'verified-'));
+    const { file, index, sha256 } = await signed(dir, benignEntries());
+    const dest = join(dir, 'dest');
+    const result = await extractVerified(file, dest, { sha256, index });
+    expect(await readFile(join(dest, 'VERSION'), 'utf8')).toBe('2.1.0\n');
+    expect((await lstat(join(dest, 'bin/robot-ai'))).mode & 0o7777).toBe(0o755);
+    const files = index.entries.filter((e) => e.type === 'file');
+    expect([...result.fileHashes.keys()].sort()).toEqual(files.map((e) => e.path).sort());
+    for (const e of files) {
+      expect(result.fileHashes.get(e.path)).toBe(createHash('sha256').update(await readFile(join(dest, e.path))).digest('hex'));
+      expect(result.fileHashes.get(e.path)).toBe(e.sha256);
+    }
+  });
+
+  it('refuses a file whose bytes are not the signed ones with TRUST_HASH_MISMATCH and leaves no destination', async () => {
+    const { extractVerified } = await import('../../../src/package/extract.js');
+    const dir = await mkdtemp(join(root, 'verified-hash-'));
+    const { file, index } = await signed(dir, benignEntries());
+    const error = await rejection(extractVerified(file, join(dir, 'dest'), { sha256: 'a'.repeat(64), index }));
+    expect(error.code).toBe('TRUST_HASH_MISMATCH');
+    expect(existsSync(join(dir, 'dest'))).toBe(false);
+  });
+
+  // The signed hash is the package's own, so only the index can disagree: a publisher that signed
+  // a package and an index that are not the same tree.
+  const disagreements: Array<[string, Parameters<typeof writeTarGz>[1], string]> = [
+    ['an entry the index does not list', [...benignEntries(), { name: 'extra', content: 'x' }], 'not in the signed index'],
+    ['a file with other content of the same size', benignEntries().map((e) => (e.name === 'VERSION' ? { ...e, content: '2.1.1\n' } : e)), 'in the signed index'],
+    ['a file of another size', benignEntries().map((e) => (e.name === 'VERSION' ? { ...e, content: '2.1.10\n' } : e)), 'bytes in the package'],
+    ['a file with another mode', benignEntries().map((e) => (e.name === 'bin/robot-ai' ? { ...e, mode: 0o700 } : e)), 'has mode 700'],
+    ['a symlink to somewhere else', benignEntries().map((e) => (e.name === 'lib/current-model' ? { ...e, linkname: '../VERSION' } : e)), 'points to'],
+    ['an entry the index lists left out', benignEntries().filter((e) => e.name !== 'VERSION'), 'missing on disk'],
+  ];
+  for (const [what, entries, message] of disagreements) {
+    it(`refuses a package with ${what} with RELEASE_TREE_MISMATCH and leaves no destination`, async () => {
+      const { extractVerified } = await import('../../../src/package/extract.js');
+      const dir = await mkdtemp(join(root, 'verified-index-'));
+      const { index } = await signed(dir, benignEntries());
+      const other = await writeTarGz(join(dir, 'other.tar.gz'), entries);
+      const sha256 = createHash('sha256').update(await readFile(other)).digest('hex');
+      const error = await rejection(extractVerified(other, join(dir, 'dest'), { sha256, index }));
+      expect(error.code).toBe('RELEASE_TREE_MISMATCH');
+      expect(error.message).toContain(message);
+      expect(existsSync(join(dir, 'dest'))).toBe(false);
+    });
+  }
+
+  // The signed package after the benign entries the index lists: the rules judge each entry first,
+  // so a hostile one gets its package code (not merely "not in the index") and nothing of it is written.
+  const hostileTails: Array<[string, Parameters<typeof writeTarGz>[1], string]> = [
+    ['an entry ../../etc/cron.d/x', [{ name: '../../etc/cron.d/x', content: '* * * * * root sh\n' }], 'PACKAGE_UNSAFE_PATH'],
+    ['an absolute path', [{ name: '/etc/passwd', content: 'evil' }], 'PACKAGE_UNSAFE_PATH'],
+    ['a symlink leaving the tree, then a file through it', [{ name: 'escape', type: 'symlink', linkname: '../../../../' }, { name: 'escape/owned', content: 'evil' }], 'PACKAGE_UNSAFE_LINK'],
+    ['a file written through the package\'s own symlink', [{ name: 'lib/current-model/x', content: 'evil' }], 'PACKAGE_UNSAFE_LINK'],
+    ['a setuid file', [{ name: 'bin/su', content: 'x', mode: 0o4755 }], 'PACKAGE_UNSAFE_MODE'],
+    ['a group-writable file', [{ name: 'bin/gw', content: 'x', mode: 0o664 }], 'PACKAGE_UNSAFE_MODE'],
+    ['a FIFO', [{ name: 'pipe', type: 'fifo' }], 'PACKAGE_UNSAFE_TYPE'],
+    ['a second VERSION', [{ name: 'VERSION', content: '6.6.6\n' }], 'PACKAGE_DUPLICATE_ENTRY'],
+  ];
+  for (const [what, tail, code] of hostileTails) {
+    it(`still judges every entry by the package rules before the index: stops ${what} with ${code} and leaves nothing behind`, async () => {
+      const { extractVerified } = await import('../../../src/package/extract.js');
+      const dir = await mkdtemp(join(root, 'verified-hostile-'));
+      const pkgDir = join(dir, 'pkg');
+      await mkdir(pkgDir);
+      const { index } = await signed(pkgDir, benignEntries());
+      const file = await writeTarGz(join(pkgDir, 'hostile.tar.gz'), [...benignEntries(), ...tail]);
+      const sha256 = createHash('sha256').update(await readFile(file)).digest('hex');
+      const before = await listAll(dir);
+      const error = await rejection(extractVerified(file, join(dir, 'dest'), { sha256, index }));
+      expect(error.code).toBe(code);
+      expect(existsSync(join(dir, 'dest'))).toBe(false);
+      expect(await listAll(dir)).toEqual(before);
+      expect(existsSync(join(root, '..', 'etc', 'cron.d', 'x'))).toBe(false);
+    });
+  }
+});
