@@ -96,6 +96,11 @@ export interface CrashWorldOptions {
    */
   delegated?: boolean;
   /**
+   * The product's probation (default window 1s, interval 200ms, 3 failures in a row): a test that
+   * only needs a good release committed gives the restarted service longer to listen on a loaded machine.
+   */
+  probation?: { window: string; interval: string; failureThreshold: number };
+  /**
    * Called with the state folder once it exists and before anything is written into it (a test
    * mounts a small filesystem there). Whatever it mounts must be unmounted after close(true).
    */
@@ -104,6 +109,13 @@ export interface CrashWorldOptions {
 
 export interface CrashWorld {
   readonly root: string;
+  /** The repository folder ota-server serves to otad, and that server's base URL. */
+  readonly repoDir: string;
+  readonly serverUrl: string;
+  /** The root.json otad trusts. */
+  readonly trustedRoot: string;
+  /** With `delegated`: the keys folder holding the delegated, snapshot and timestamp keys. */
+  readonly studioKeysDir: string | null;
   readonly sandbox: Sandbox;
   readonly installPath: string;
   readonly appPort: number;
@@ -113,6 +125,11 @@ export interface CrashWorld {
    * `preApplyHook` is the text of an executable `.ota/hooks/pre-apply` shipped in the release.
    */
   publishNext(options?: { preApplyHook?: string }): Promise<KnownRelease>;
+  /**
+   * Write the next release's tree under `<root>/build/<version>` without publishing it (someone
+   * else publishes it, e.g. the publisher studio); it is known to inspectInstall like the others.
+   */
+  buildNext(): Promise<{ dir: string; release: KnownRelease }>;
   inspectInstall(): Promise<InstallView>;
   /** The version the install link points at (its release directory name), or null. */
   liveVersion(): string | null;
@@ -211,8 +228,8 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
   const { rootFile } = await publisher.init();
   let releasePublisher = publisher;
   let publishRole: string | undefined;
-  if (options.delegated === true) {
-    const studioKeys = join(root, 'server/studio-keys');
+  const studioKeys = options.delegated === true ? join(root, 'server/studio-keys') : null;
+  if (studioKeys !== null) {
     mkdirSync(studioKeys, { recursive: true, mode: 0o700 });
     for (const role of ['snapshot', 'timestamp']) cpSync(join(paths.keys, role), join(studioKeys, role), { recursive: true });
     publishRole = (await publisher.delegate({ product: PRODUCT, keyOut: studioKeys })).role;
@@ -249,7 +266,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
           processUnits: [{ name: PRODUCT, command: unitCommand }],
           healthChecks: [{ kind: 'http', url: `http://127.0.0.1:${appPort}/health`, timeout: '1s' }],
           // Threshold 3: the first round right after a (re)start may find the service not yet listening.
-          probation: { window: '1s', interval: '200ms', failureThreshold: 3 },
+          probation: options.probation ?? { window: '1s', interval: '200ms', failureThreshold: 3 },
           preservedPaths: ['config'],
           precheck: { minBatteryPercent: 0, retryInterval: '300ms' },
           decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '300ms' },
@@ -271,6 +288,10 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
 
   const world: CrashWorld = {
     root,
+    repoDir: paths.repo,
+    serverUrl: url,
+    trustedRoot: join(paths.etc, 'root.json'),
+    studioKeysDir: studioKeys,
     sandbox,
     installPath,
     appPort,
@@ -285,6 +306,13 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       await releasePublisher.publish(publishRole !== undefined ? { role: publishRole } : {});
       rmSync(dir, { recursive: true, force: true });
       return release;
+    },
+    async buildNext() {
+      published += 1;
+      const version = `1.${published}.0`;
+      const dir = join(paths.build, version);
+      const release = await writeRelease(dir, version, published % brokenEvery === 0, undefined, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
+      return { dir, release };
     },
     async inspectInstall() {
       let st;
