@@ -101,6 +101,11 @@ export interface CrashWorldOptions {
    */
   probation?: { window: string; interval: string; failureThreshold: number };
   /**
+   * Serve the repository folder to otad with this static server instead of the world's ota-server
+   * (e.g. nginx, test/support/nginx.ts); stopped by close().
+   */
+  serve?: (repoDir: string) => Promise<{ url: string; stop(): Promise<void> }>;
+  /**
    * Called with the state folder once it exists and before anything is written into it (a test
    * mounts a small filesystem there). Whatever it mounts must be unmounted after close(true).
    */
@@ -109,7 +114,7 @@ export interface CrashWorldOptions {
 
 export interface CrashWorld {
   readonly root: string;
-  /** The repository folder ota-server serves to otad, and that server's base URL. */
+  /** The repository folder served to otad (by ota-server, or by `serve`), and that server's base URL. */
   readonly repoDir: string;
   readonly serverUrl: string;
   /** The root.json otad trusts. */
@@ -236,7 +241,9 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
     releasePublisher = createPublisher({ repoDir: paths.repo, keysDir: studioKeys, clock: systemClock });
   }
   const ota = createOtaServer({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock, logger: silentLogger, timestampRefresh: false });
-  const { url } = await ota.start(0, '127.0.0.1');
+  const started = await ota.start(0, '127.0.0.1');
+  const staticServer = options.serve !== undefined ? await options.serve(paths.repo) : null;
+  const url = staticServer?.url ?? started.url;
 
   await writeRelease(installPath, '1.0.0', false);
   await units.start(PRODUCT);
@@ -377,6 +384,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       for (const p of procs) if (p.alive()) await p.kill('SIGKILL');
       await units.stop(PRODUCT).catch(() => {});
       await ota.close().catch(() => {});
+      await staticServer?.stop().catch(() => {});
       if (!keep) rmSync(root, { recursive: true, force: true });
     },
   };

@@ -1,9 +1,10 @@
 /**
  * The publisher studio publishes into a repository other than its server's own: ota-server (the
  * studio, with its own "test" repository) writes the release into the "staging" repository's
- * folder, signed with the staging delegation key it holds for robot-ai; a second ota-server serves
- * that folder as a static host; the REAL daemon (dist/src/cli/otad.js), trusting staging's root,
- * finds, installs and commits the release. The studio's own repository is unchanged.
+ * folder, signed with the staging delegation key it holds for robot-ai; Debian's nginx serves that
+ * folder as plain static files (ota-server where nginx is not installed); the REAL daemon
+ * (dist/src/cli/otad.js), trusting staging's root, finds, installs and commits the release. The
+ * studio's own repository is unchanged.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -13,6 +14,7 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer } from '../../../src/server/app.js';
 import { BUILT_OTAD, PRODUCT, createCrashWorld, type CrashWorld } from '../../support/crash-harness.js';
+import { NGINX, startNginx } from '../../support/nginx.js';
 import { readSaved, waitUntil } from '../../support/otad-process.js';
 import { RecordingAudit } from '../../support/tuf-repo.js';
 
@@ -39,7 +41,16 @@ describe('the studio publishes to a configured repository other than its own', (
     expect(existsSync(BUILT_OTAD), `${BUILT_OTAD} is missing: run \`npm run build\` first`).toBe(true);
     // The world's repository is "staging": served to otad by its own ota-server, delegated robot-ai to a studio key.
     // A longer probation than the harness's default: the restarted service may take seconds to listen on a loaded machine.
-    world = await createCrashWorld({ seed: 4141, bigFileBytes: 64 * 1024, brokenEvery: 1000, delegated: true, probation: { window: '8s', interval: '250ms', failureThreshold: 16 } });
+    const withNginx = existsSync(NGINX);
+    if (!withNginx) console.warn(`${NGINX} is missing (apt-get install -y nginx-light): staging is served by ota-server instead`);
+    world = await createCrashWorld({
+      seed: 4141,
+      bigFileBytes: 64 * 1024,
+      brokenEvery: 1000,
+      delegated: true,
+      probation: { window: '8s', interval: '250ms', failureThreshold: 16 },
+      ...(withNginx ? { serve: startNginx } : {}),
+    });
     const w = world;
     // The studio's server and its own repository ("test").
     const testRepo = join(w.root, 'studio/test-repo');
