@@ -14,7 +14,7 @@ import { silentLogger } from '../../../src/core/logger.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer } from '../../../src/server/app.js';
 import { BUILT_OTAD, PRODUCT, createCrashWorld, type CrashWorld } from '../../support/crash-harness.js';
-import { NGINX, startNginx } from '../../support/nginx.js';
+import { NGINX, startNginx, type Nginx } from '../../support/nginx.js';
 import { readSaved, waitUntil } from '../../support/otad-process.js';
 import { RecordingAudit } from '../../support/tuf-repo.js';
 
@@ -41,6 +41,7 @@ describe('the studio publishes to a configured repository other than its own', (
     expect(existsSync(BUILT_OTAD), `${BUILT_OTAD} is missing: run \`npm run build\` first`).toBe(true);
     // The world's repository is "staging": served to otad by its own ota-server, delegated robot-ai to a studio key.
     // A longer probation than the harness's default: the restarted service may take seconds to listen on a loaded machine.
+    let nginx: Nginx | undefined;
     const withNginx = existsSync(NGINX);
     if (!withNginx) console.warn(`${NGINX} is missing (apt-get install -y nginx-light): staging is served by ota-server instead`);
     world = await createCrashWorld({
@@ -49,7 +50,7 @@ describe('the studio publishes to a configured repository other than its own', (
       brokenEvery: 1000,
       delegated: true,
       probation: { window: '8s', interval: '250ms', failureThreshold: 16 },
-      ...(withNginx ? { serve: startNginx } : {}),
+      ...(withNginx ? { serve: async (root: string) => (nginx = await startNginx(root)) } : {}),
     });
     const w = world;
     // The studio's server and its own repository ("test").
@@ -115,6 +116,11 @@ describe('the studio publishes to a configured repository other than its own', (
     const installed = await w.inspectInstall();
     expect(installed.matches.map((m) => m.version), installed.diff.join('\n')).toEqual([release.version]);
     expect(await listing(testRepo)).toEqual(testBefore);
+    if (nginx !== undefined) {
+      // otad fetched the release's package from the folder the studio wrote, through nginx.
+      const log = await fs.readFile(nginx.accessLog, 'utf8');
+      expect(log).toMatch(new RegExp(`^/targets/robot-ai/${published.body.packageTarget.sha256}\\.robot-ai-${release.version.replace(/\./g, '\\.')}\\.tar\\.gz 20[06] `, 'm'));
+    }
     await daemon.proc.kill('SIGTERM');
   }, 300_000);
 });
