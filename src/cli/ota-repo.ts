@@ -112,7 +112,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
 
   program
     .command('add')
-    .description('stage a release: package and manifest become targets under <product>/')
+    .description('stage a release: package and manifest become targets under <product>/ (<product>/<channel>/ for a channel delegated on its own)')
     .requiredOption('--product <name>', 'product name, e.g. robot-ai')
     .requiredOption('--version <semver>', 'release version, e.g. 2.1.0')
     .option('--package <file>', 'a ready .tar.gz package')
@@ -239,7 +239,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
   program
     .command('delegate')
     .description('create, or rotate and renew, the delegated targets role of a product or of one channel of it (offline: needs the top-level targets key)')
-    .requiredOption('--product <name>', 'product whose targets (<product>/*) the role may sign')
+    .requiredOption('--product <name>', 'product whose targets (<product>/*, with --channel <product>/<channel>/*) the role may sign')
     .option('--channel <name>', 'delegate only this channel: the role product-<product>~<channel> may sign <product>/<channel>/* (releases of that channel are then published there)')
     .option('--expires <duration>', 'how long the delegation lasts, e.g. 90d', '90d')
     .option('--key-count <n>', 'keys to make for the role (default: the threshold)')
@@ -301,7 +301,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
 
   program
     .command('delegations')
-    .description('list the delegated targets roles: paths, keys, expiry')
+    .description('list the delegated targets roles: paths, keys, threshold, expiry')
     .action(async () => {
       const g = globals();
       const list = await publisherFor(g).delegations();
