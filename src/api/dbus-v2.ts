@@ -294,10 +294,41 @@ export interface ManagerOps {
   inhibit(who: string, why: string, mode: string): Promise<number>;
   inhibitors(): Array<[string, string, string, bigint, bigint]>;
   rehearse(product: string): Promise<RehearseReply>;
+  reportRobotState(report: Record<string, dbus.Variant>): Promise<[string[], bigint]>;
+}
+
+/** The D-Bus type each key of ReportRobotState's a{sv} must carry (the fields of REST POST /api/v1/robot-state). */
+export const ROBOT_STATE_KEYS: Record<string, { signatures: string[]; shown: string }> = {
+  docked: { signatures: ['b'], shown: 'b (boolean)' },
+  charging: { signatures: ['b'], shown: 'b (boolean)' },
+  stationary: { signatures: ['b'], shown: 'b (boolean)' },
+  batteryPercent: { signatures: ['d', 'y', 'n', 'q', 'i', 'u'], shown: 'd (double; an integer type is taken too)' },
+  batteryTrend: { signatures: ['s'], shown: 's (rising, steady or falling)' },
+};
+
+/**
+ * ReportRobotState's a{sv} as the REST body: each known key's variant must have its type (a
+ * wrong one is API_INVALID_REQUEST naming the key); unknown keys are passed on for the edge's
+ * schema to refuse, as REST refuses them.
+ */
+export function robotStateBody(report: Record<string, unknown>): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, raw] of Object.entries(report ?? {})) {
+    const v = raw instanceof dbus.Variant ? raw : null;
+    const want = ROBOT_STATE_KEYS[key];
+    if (want && v && !want.signatures.includes(v.signature)) {
+      problems.push(`${key} must be a variant of type ${want.shown}, not ${v.signature}`);
+      continue;
+    }
+    body[key] = v ? v.value : raw;
+  }
+  if (problems.length > 0) throw new OtaError('API_INVALID_REQUEST', `robot state: ${problems.join('; ')}`, { details: { problems } });
+  return body;
 }
 
 /** Rehearse's reply: the report's fields, typed (predicted_downtime_ms -1: no history to predict from). */
-export type RehearseReply = [string, boolean, string, string, bigint, bigint, string[], boolean, Array<[string, string, string]>, bigint, string];
+export type RehearseReply = [string, boolean, string, string, bigint, bigint, string[], boolean, Array<[string, string, string]>, bigint, string, Array<[string, string]>];
 
 export function rehearseReply(r: RehearsalReport): RehearseReply {
   return [
@@ -312,11 +343,13 @@ export function rehearseReply(r: RehearsalReport): RehearseReply {
     (r.preCheck?.verdicts ?? []).map((v) => [v.condition, v.verdict, v.detail] as [string, string, string]),
     BigInt(r.downtime.predictedMs ?? -1),
     r.downtime.basis,
+    (r.preCheck?.reasons ?? []).map((x) => [x.code, x.message] as [string, string]),
   ];
 }
 
 const MANAGER_ARGS: ArgNames = {
-  Rehearse: { in: ['product'], out: ['version', 'available', 'stopped_at', 'error_code', 'download_bytes', 'disk_bytes', 'would_restart', 'precheck_ok', 'precheck_verdicts', 'predicted_downtime_ms', 'downtime_basis'] },
+  Rehearse: { in: ['product'], out: ['version', 'available', 'stopped_at', 'error_code', 'download_bytes', 'disk_bytes', 'would_restart', 'precheck_ok', 'precheck_verdicts', 'predicted_downtime_ms', 'downtime_basis', 'precheck_reasons'] },
+  ReportRobotState: { in: ['report'], out: ['accepted', 'reported_at'] },
   ListProducts: { out: ['products'] },
   GetProduct: { in: ['name'], out: ['object_path'] },
   Inhibit: { in: ['who', 'why', 'mode'], out: ['fd'] },
@@ -342,6 +375,7 @@ export class ManagerObject extends NamedInterface {
   Inhibit(who: string, why: string, mode: string) { return this.ops.inhibit(who, why, mode); }
   ListInhibitors() { return this.ops.inhibitors(); }
   Rehearse(product: string) { return this.ops.rehearse(product); }
+  ReportRobotState(report: Record<string, dbus.Variant>) { return this.ops.reportRobotState(report); }
 }
 
 ManagerObject.configureMembers({
@@ -351,7 +385,8 @@ ManagerObject.configureMembers({
     GetProduct: { inSignature: 's', outSignature: 'o' },
     Inhibit: { inSignature: 'sss', outSignature: 'h' },
     ListInhibitors: { outSignature: 'a(ssstt)' },
-    Rehearse: { inSignature: 's', outSignature: 'sbssttasba(sss)xs' },
+    Rehearse: { inSignature: 's', outSignature: 'sbssttasba(sss)xsa(ss)' },
+    ReportRobotState: { inSignature: 'a{sv}', outSignature: 'ast' },
   },
 });
 
@@ -442,6 +477,11 @@ export function exportV2(deps: V2Deps): V2Service {
       }),
     inhibitors: () => deps.inhibitors?.() ?? [],
     rehearse: (product) => wrap('Rehearse', async () => rehearseReply(await edge.rehearse({ product }, caller))),
+    reportRobotState: (report) =>
+      wrap('ReportRobotState', () => {
+        const r = edge.reportRobotState(robotStateBody(report), caller);
+        return [r.accepted, BigInt(Math.round(r.at)) * 1000n] as [string[], bigint];
+      }),
   });
   bus.export(MANAGER_PATH, manager);
 

@@ -161,6 +161,15 @@ export function buildOpenApiDocument(): Json {
           responses: { '200': json('MaintenanceAnswered', 'answered'), ...control, '404': err('unknown product (PRODUCT_UNKNOWN), or no maintenance request is waiting / not this requestId (API_NOT_FOUND)') },
         },
       },
+      '/robot-state': {
+        post: {
+          operationId: 'reportRobotState',
+          summary: "the app's robot state for the robot-state gates (robotState.gates, source app); each field stamped on receipt (control scope). The same report: D-Bus Manager1.ReportRobotState(a{sv}), Socket.IO robot-state",
+          ...read,
+          requestBody: { required: true, content: { 'application/json': { schema: ref('RobotStateReport') } } },
+          responses: { '200': json('RobotStateAccepted', 'taken'), ...control },
+        },
+      },
       '/notifications/ack': {
         post: {
           operationId: 'acknowledgeRelease',

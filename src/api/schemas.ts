@@ -226,6 +226,20 @@ export const productStatusSchema = z
 
 const robotGate = z.enum(['docked', 'charging', 'battery', 'stationary', 'clock']);
 const stamped = (value: z.ZodType) => z.object({ value, at: ms, by: z.string().describe('who reported it: the caller and the interface') });
+/** One robot-state gate's verdict: its readings (each with its age) and its reasons (none: it passed). */
+export const robotGateVerdictSchema = z
+  .object({
+    gate: robotGate,
+    maxAgeMs: z.number(),
+    readings: z.array(
+      z.union([
+        z.object({ source: z.string(), value: z.unknown(), at: ms, detail: z.string(), ageMs: z.number().optional() }),
+        z.object({ source: z.string(), missing: z.string(), ageMs: z.number().optional() }),
+      ]),
+    ),
+    reasons: z.array(z.object({ code: z.string(), message: z.string() })),
+  })
+  .register(apiSchemas, { id: 'RobotGateVerdict' });
 export const robotStateStatusSchema = z
   .object({
     gates: z.array(robotGate).describe('the gates configured (robotState.gates), in check order'),
@@ -242,19 +256,7 @@ export const robotStateStatusSchema = z
       .object({
         at: ms,
         product: z.string(),
-        verdicts: z.array(
-          z.object({
-            gate: robotGate,
-            maxAgeMs: z.number(),
-            readings: z.array(
-              z.union([
-                z.object({ source: z.string(), value: z.unknown(), at: ms, detail: z.string(), ageMs: z.number().optional() }),
-                z.object({ source: z.string(), missing: z.string(), ageMs: z.number().optional() }),
-              ]),
-            ),
-            reasons: z.array(z.object({ code: z.string(), message: z.string() })),
-          }),
-        ),
+        verdicts: z.array(robotGateVerdictSchema),
       })
       .nullable()
       .describe('the last evaluation of the robot-state gates by a pre-check; null before the first'),
@@ -334,7 +336,16 @@ export const rehearsalSchema = z
     disk: z.object({ downloadBytes: z.number().int(), stagedBytes: z.number().int(), backupBytes: z.number().int(), minFreeBytes: z.number().int(), totalBytes: z.number().int(), basis: z.string() }).nullable(),
     staged: z.object({ via: z.string(), indexVerified: z.boolean(), entries: z.number().int(), bytes: z.number().int() }).nullable(),
     services: z.object({ manager: z.string(), units: z.array(z.string()), wouldRestart: z.array(z.string()), note: z.string() }),
-    preCheck: z.object({ ok: z.boolean(), verdicts: z.array(z.object({ condition: z.string(), verdict: z.enum(['pass', 'block', 'not-asked']), detail: z.string() })) }).nullable(),
+    preCheck: z
+      .object({
+        ok: z.boolean().describe('false: an install now would not start; its pre-check would block with `reasons`'),
+        reasons: z.array(z.object({ code: z.string(), message: z.string() })).describe('the reasons a real pre-check would give now (the product\'s own, then the robot-state gates\'); empty when it would pass'),
+        verdicts: z
+          .array(z.object({ condition: z.string(), verdict: z.enum(['pass', 'block', 'not-asked']), detail: z.string() }))
+          .describe('one per condition of the pre-check, then one per robot-state gate ("robot-state <gate>"), then the fleet gate and the maintenance window (not asked)'),
+        robotState: z.array(robotGateVerdictSchema).describe('each robot-state gate (robotState.gates) decided as a real install would: readings and reasons; empty when none is configured'),
+      })
+      .nullable(),
     downtime: z.object({
       predictedMs: z.number().int().nullable().describe('null: no history to predict from'),
       basis: z.string(),
@@ -391,6 +402,13 @@ export const ackResponseSchema = z.object({ acknowledged: z.number().int() }).re
 export const maintenanceAnsweredSchema = z
   .object({ product: z.string(), requestId: z.string(), answer: z.enum(['grant', 'deny']) })
   .register(apiSchemas, { id: 'MaintenanceAnswered' });
+
+export const robotStateAcceptedSchema = z
+  .object({
+    accepted: z.array(z.enum(['docked', 'charging', 'batteryPercent', 'batteryTrend', 'stationary'])).describe('the fields taken'),
+    at: ms.describe("otad's time of the report: each reading's age counts from it"),
+  })
+  .register(apiSchemas, { id: 'RobotStateAccepted' });
 export const releaseResponseSchema = z.object({ released: z.literal(true), holder: z.string() }).register(apiSchemas, { id: 'InhibitReleased' });
 
 export const productDefinitionSchema = z

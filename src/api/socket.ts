@@ -6,7 +6,8 @@
  * (read from the database, at most MAX_REPLAY), then live ones, with no gap and no duplicate; when
  * the log no longer holds what it missed (retention, or too far behind) it gets one `resync`
  * message instead and should refetch the full state. Clients with the control
- * scope may emit `event` with the REST body and get an acknowledgement `{ ok, result | error }`.
+ * scope may emit `event` with the REST body and get an acknowledgement `{ ok, result | error }`;
+ * likewise `maintenance` (GrantMaintenance / DenyMaintenance) and `robot-state` (the app's robot state).
  */
 import type { Server as HttpServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
@@ -183,6 +184,19 @@ export function attachSocketStream(server: HttpServer, deps: SocketDeps): Socket
       } catch (error) {
         const mapped = toApiError(error);
         if (mapped.internal) deps.logger.error('a Socket.IO maintenance handler failed', { error: String(error) });
+        reply({ ok: false, error: mapped.body.error });
+      }
+    });
+    // The app's robot state for the robot-state gates: the body of REST POST /api/v1/robot-state.
+    socket.on('robot-state', (body: unknown, ack: unknown) => {
+      if (typeof ack !== 'function') return;
+      const reply = ack as (a: EventAck) => void;
+      try {
+        if (principal.scope !== 'control') throw apiError('API_FORBIDDEN', `token "${principal.name}" has the read scope; reporting the robot state needs a control token`);
+        reply({ ok: true, result: deps.edge.reportRobotState(body, { actor: principal.name, source: 'socket' }) });
+      } catch (error) {
+        const mapped = toApiError(error);
+        if (mapped.internal) deps.logger.error('a Socket.IO robot-state handler failed', { error: String(error) });
         reply({ ok: false, error: mapped.body.error });
       }
     });

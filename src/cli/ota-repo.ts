@@ -192,6 +192,9 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
         { ...added, ...(published ? { publish: published } : {}) },
         `staged ${added.manifest.product} ${added.manifest.version} (${added.packageTarget.length} bytes, sha256 ${added.packageTarget.sha256})` +
           `\ntree index: ${added.manifest.index?.entries ?? 0} entries, ${added.manifest.index?.bytes ?? 0} bytes of files` +
+          (added.clearedWriteBits.length > 0
+            ? `\nnote: cleared the group and other write bits of ${added.clearedWriteBits.length} entr${added.clearedWriteBits.length === 1 ? 'y' : 'ies'} (robots refuse them): ${added.clearedWriteBits.slice(0, 5).join(', ')}${added.clearedWriteBits.length > 5 ? ', …' : ''}`
+            : '') +
           (deltaLines.length > 0 ? `\n${deltaLines.join('\n')}` : '') +
           (published ? `\npublished: targets ${published.targetsVersion}, snapshot ${published.snapshotVersion}, timestamp ${published.timestampVersion}` : '\nrun "ota-repo publish" to sign it'),
       );

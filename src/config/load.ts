@@ -82,6 +82,12 @@ export function buildConfig(raw: Record<string, unknown>, opts: { env?: NodeJS.P
         details: { product: p.name, repository: twice },
       });
     }
+    const local = [p.repository, ...p.repositories].find((r) => r.kind === 'local' && (r.path === undefined || r.path === ''));
+    if (local !== undefined) {
+      throw new OtaError('CONFIG_INVALID', `invalid configuration: product ${p.name} has repository ${local.name} of kind "local" but no path; expected the folder that holds metadata/ and targets/`, {
+        details: { product: p.name, repository: local.name },
+      });
+    }
   }
   const config: Config = {
     ...parsed,

@@ -19,6 +19,27 @@ const duration = (fallback: string) =>
       }
     });
 
+/**
+ * A base URL otad fetches from (server, targets, mirror, environments): http: or https:, parsed as
+ * otad parses it when it builds the repository, so a typo fails when the file is loaded (otad does
+ * not start, `otad --check-config` names the key) instead of at the next check.
+ */
+const httpUrl = (example: string) =>
+  z.string().superRefine((v, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(v.endsWith('/') ? v : `${v}/`);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `not a URL; expected e.g. ${example}`, input: v });
+      return;
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      ctx.addIssue({ code: 'custom', message: `expected an http: or https: URL such as ${example}, got ${url.protocol}`, input: v });
+    } else if (url.search !== '' || url.hash !== '') {
+      ctx.addIssue({ code: 'custom', message: 'a base URL takes no query or fragment; otad appends file names to it', input: v });
+    }
+  });
+
 const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected a local time as HH:MM (24 h), for example "03:00"');
 
 const timeZone = z.string().refine(
@@ -102,13 +123,13 @@ const repositorySchema = z.strictObject({
   /** The name an operator picks it by; the product's own `repository` is "default" unless named. */
   name: repositoryName.default('default'),
   kind: z.enum(['tuf', 'local']).default('tuf'),
-  url: z.string().optional(),
-  targetBaseUrl: z.string().optional(),
+  url: httpUrl('https://ota.example.com/').optional(),
+  targetBaseUrl: httpUrl('https://cdn.example.com/targets/').optional(),
   /**
    * A second place for the targets, with a flat layout (GitHub release assets): packages, deltas and
    * indexes are fetched from `<mirrorUrl>/<asset name>` first, and from the server when that fails.
    */
-  mirrorUrl: z.string().optional(),
+  mirrorUrl: httpUrl('https://github.com/acme/robot-ai/releases/download/ota/').optional(),
   path: z.string().optional(),
 });
 
@@ -263,7 +284,7 @@ export const robotStateSchema = z.strictObject({
     .prefault({}),
 });
 
-const endpoint = z.strictObject({ serverUrl: z.string(), targetBaseUrl: z.string().optional() });
+const endpoint = z.strictObject({ serverUrl: httpUrl('https://ota.example.com/'), targetBaseUrl: httpUrl('https://cdn.example.com/targets/').optional() });
 
 export const configSchema = z.strictObject({
   environment: z.enum(ENVIRONMENTS).default('production'),
@@ -279,8 +300,8 @@ export const configSchema = z.strictObject({
   simulation: z.boolean().default(false),
   server: z
     .strictObject({
-      url: z.string().optional(),
-      targetBaseUrl: z.string().optional(),
+      url: httpUrl('https://ota.example.com/').optional(),
+      targetBaseUrl: httpUrl('https://cdn.example.com/targets/').optional(),
       caFile: z.string().optional(),
       connectTimeout: duration('10s'),
       headersTimeout: duration('30s'),

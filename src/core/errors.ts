@@ -38,6 +38,7 @@ export const ErrorCodes = {
   STATE_NOT_SAVED: { category: 'storage', retryable: true },
   PATH_NOT_CREATABLE: { category: 'storage', retryable: false },
   STAGING_OTHER_FILESYSTEM: { category: 'storage', retryable: false },
+  REPOSITORY_FOLDER_MISSING: { category: 'storage', retryable: true },
   // network
   NETWORK_OFFLINE: { category: 'network', retryable: true },
   NETWORK_TIMEOUT: { category: 'network', retryable: true },
@@ -122,6 +123,9 @@ export const ErrorCodes = {
   TEMPLATE_CHANGED: { category: 'api', retryable: false },
   TEMPLATE_INVALID: { category: 'api', retryable: false },
   UPLOAD_OFFSET_MISMATCH: { category: 'api', retryable: true },
+  UPLOAD_PATH_UNSAFE: { category: 'api', retryable: false },
+  UPLOAD_TOO_MANY_FILES: { category: 'api', retryable: false },
+  VERSION_TAKEN: { category: 'api', retryable: false },
   // fleet server: device authentication, rollouts, site leases (docs/fleet-protocol.md)
   DEVICE_AUTH_REQUIRED: { category: 'api', retryable: false },
   DEVICE_SIGNATURE_INVALID: { category: 'api', retryable: false },

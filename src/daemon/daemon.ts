@@ -705,16 +705,25 @@ export class Daemon implements DaemonControl {
         inhibits: () => this.heldInhibits(),
       };
       const steps = provider.rehearsal(ctx, scratchDir);
-      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal });
+      const report = await runRehearsal({ product: effective, config: this.config, steps, scratchDir, installedVersion: runner.context.installedVersion, store: this.store, clock: this.opts.clock, logger, signal: controller.signal, robotState: this.robotState });
       if (controller.signal.aborted && report.error !== null) {
         const reason = controller.signal.reason as OtaError;
         report.error = { code: reason.code, message: reason.message };
       }
+      const pre = report.preCheck;
+      const preCheckSaid = pre === null ? '' : pre.ok ? '; the pre-check would pass' : `; the pre-check would block on ${[...new Set(pre.reasons.map((r) => r.code))].join(', ')}`;
       this.auditSink().audit({
         kind: 'rehearsal',
-        message: `rehearsal of ${name} finished${report.stoppedAt ? ` early at ${report.stoppedAt} (${report.error?.code})` : ''}: ${report.available ? `${report.version}, ${report.download?.bytes ?? 0} bytes to download` : 'nothing newer on offer'}`,
+        message: `rehearsal of ${name} finished${report.stoppedAt ? ` early at ${report.stoppedAt} (${report.error?.code})` : ''}: ${report.available ? `${report.version}, ${report.download?.bytes ?? 0} bytes to download` : 'nothing newer on offer'}${preCheckSaid}`,
         product: name,
-        details: { version: report.version, stoppedAt: report.stoppedAt, error: report.error?.code ?? null, downloadBytes: report.download?.bytes ?? null, diskBytes: report.disk?.totalBytes ?? null },
+        details: {
+          version: report.version,
+          stoppedAt: report.stoppedAt,
+          error: report.error?.code ?? null,
+          downloadBytes: report.download?.bytes ?? null,
+          diskBytes: report.disk?.totalBytes ?? null,
+          preCheckReasons: report.preCheck?.reasons.map((r) => r.code) ?? null,
+        },
       });
       return report;
     } finally {

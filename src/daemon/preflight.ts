@@ -66,7 +66,7 @@ export async function preflight(opts: PreflightOptions = {}): Promise<PreflightR
       (await unresolvableServices(p, serviceOptions)).map((s): Finding => ({ code: 'SERVICE_UNRESOLVABLE', message: s.message, subject: `${s.product}/${s.unit}` })),
     ),
   ]);
-  const warnings = await checkModes(config);
+  const warnings = [...(await checkModes(config)), ...(await checkLocalRepositories(config))];
   // otad itself starts on the defaults without the file, but the unit waits for it
   // (ConditionPathExists=/etc/ota/config.yaml): "valid" alone would mislead right after an install.
   if (config.source === null) {
@@ -181,6 +181,29 @@ function foldersOf(config: Config): Array<[string, string]> {
   });
   const seen = new Set<string>();
   return out.filter(([dir]) => dir !== '' && !seen.has(dir) && seen.add(dir));
+}
+
+/**
+ * A local repository (a USB stick, an offline copy) may rightly be absent when this runs: a warning,
+ * not an error, that names what the checks will fail on until it is there.
+ */
+async function checkLocalRepositories(config: Config): Promise<Finding[]> {
+  const found: Finding[] = [];
+  for (const p of config.products) {
+    for (const r of [p.repository, ...p.repositories]) {
+      if (r.kind !== 'local' || r.path === undefined) continue;
+      const metadata = path.join(path.resolve(r.path), 'metadata');
+      const st = await fs.stat(metadata).catch(() => null);
+      if (st === null || !st.isDirectory()) {
+        found.push({
+          code: 'REPOSITORY_FOLDER_MISSING',
+          message: `product ${p.name}: repository ${r.name} is the local folder ${r.path}, which has no metadata/ folder now; checks from it fail until it does`,
+          subject: metadata,
+        });
+      }
+    }
+  }
+  return found;
 }
 
 async function checkFolders(config: Config): Promise<Finding[]> {

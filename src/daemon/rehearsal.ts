@@ -11,6 +11,9 @@
  *   removed afterwards whatever happened;
  * - the product's machine gets no event (its state, runs and transitions stay as they are); no
  *   fleet lease is taken and no maintenance window asked for (both would tell others an update is coming);
+ * - the robot-state gates are read and decided by the same code as a real install's pre-check
+ *   (withRobotStateGate), so each verdict and reason is the one an install now would get; the
+ *   evaluation is not kept as the status's robotState.lastCheck;
  * - refused while any product is in a run step (REHEARSAL_BUSY), and stopped when one starts (REHEARSAL_INTERRUPTED).
  */
 import { promises as fs } from 'node:fs';
@@ -24,6 +27,7 @@ import type { Config } from '../config/load.js';
 import { backupEstimate } from '../steps/pre-check.js';
 import type { RehearsalSteps } from '../steps/stage-ahead.js';
 import type { Store } from '../store/store.js';
+import { describeGateVerdict, withRobotStateGate, type GateVerdict, type RobotState } from './robot-state.js';
 
 export interface PreCheckVerdict {
   condition: string;
@@ -59,7 +63,12 @@ export interface RehearsalReport {
   disk: { downloadBytes: number; stagedBytes: number; backupBytes: number; minFreeBytes: number; totalBytes: number; basis: string } | null;
   staged: { via: string; indexVerified: boolean; entries: number; bytes: number } | null;
   services: { manager: string; units: string[]; wouldRestart: string[]; note: string };
-  preCheck: { ok: boolean; verdicts: PreCheckVerdict[] } | null;
+  /**
+   * ok false: an install now would not start; its pre-check would block with `reasons` (the
+   * reasons a real pre-check would give, in its order: the product's own, then the robot-state gates').
+   * robotState: each configured robot-state gate's verdict with its readings (empty: none configured).
+   */
+  preCheck: { ok: boolean; reasons: PreCheckReason[]; verdicts: PreCheckVerdict[]; robotState: GateVerdict[] } | null;
   downtime: DowntimePrediction;
   scratchDir: string;
 }
@@ -74,7 +83,12 @@ const CONDITIONS: Array<{ condition: string; codes: string[] }> = [
   { condition: 'check commands', codes: ['CHECK_COMMAND_FAILED'] },
 ];
 
-export function verdictsFrom(reasons: PreCheckReason[]): PreCheckVerdict[] {
+/**
+ * One verdict per condition: the product's own pre-check's (`reasons`, which must not hold the
+ * robot-state gates' reasons), then one per robot-state gate (`robot-state <gate>`), then the
+ * gates a rehearsal does not ask.
+ */
+export function verdictsFrom(reasons: PreCheckReason[], gates: GateVerdict[] = []): PreCheckVerdict[] {
   const out: PreCheckVerdict[] = [];
   const claimed = new Set<PreCheckReason>();
   for (const c of CONDITIONS) {
@@ -83,6 +97,7 @@ export function verdictsFrom(reasons: PreCheckReason[]): PreCheckVerdict[] {
     out.push({ condition: c.condition, verdict: mine.length === 0 ? 'pass' : 'block', detail: mine.length === 0 ? 'passed' : mine.map((r) => `${r.code}: ${r.message}`).join('; ') });
   }
   for (const r of reasons) if (!claimed.has(r)) out.push({ condition: r.code, verdict: 'block', detail: r.message });
+  for (const g of gates) out.push({ condition: `robot-state ${g.gate}`, verdict: g.reasons.length === 0 ? 'pass' : 'block', detail: describeGateVerdict(g) });
   out.push({ condition: 'fleet gate', verdict: 'not-asked', detail: 'not asked in a rehearsal: it would take an update lease from the fleet server' });
   out.push({ condition: 'maintenance window', verdict: 'not-asked', detail: 'not asked in a rehearsal: it would tell the mission side an update is about to start' });
   return out;
@@ -159,6 +174,8 @@ export interface RehearsalDeps {
   clock: Clock;
   logger: Logger;
   signal: AbortSignal;
+  /** The robot-state gates (robotState.gates), asked as a real install's pre-check asks them. */
+  robotState?: RobotState;
 }
 
 export async function runRehearsal(deps: RehearsalDeps): Promise<RehearsalReport> {
@@ -217,8 +234,12 @@ export async function runRehearsal(deps: RehearsalDeps): Promise<RehearsalReport
     report.available = true;
     report.version = offer.version;
     try {
-      const pre = await steps.preCheck({ product: product.name, runId, offer, attempt: 1, installedVersion: deps.installedVersion }, signal);
-      report.preCheck = { ok: pre.ok, verdicts: verdictsFrom(pre.ok ? [] : pre.reasons) };
+      let gates: GateVerdict[] = [];
+      const preCheck = deps.robotState ? withRobotStateGate(steps.preCheck, deps.robotState, log, { record: false, onVerdicts: (v) => (gates = v) }) : steps.preCheck;
+      const pre = await preCheck({ product: product.name, runId, offer, attempt: 1, installedVersion: deps.installedVersion }, signal);
+      const gateReasons = new Set(gates.flatMap((g) => g.reasons));
+      const own = pre.ok ? [] : pre.reasons.filter((r) => !gateReasons.has(r));
+      report.preCheck = { ok: pre.ok, reasons: pre.ok ? [] : pre.reasons, verdicts: verdictsFrom(own, gates), robotState: gates };
     } catch (error) {
       return stop('preCheck', error);
     }

@@ -104,6 +104,15 @@ export function describeValue(gate: RobotGate, v: GateValues[RobotGate]): string
   }
 }
 
+/** One gate's verdict in words: its reasons (CODE: message), or what its readings said when it passed. */
+export function describeGateVerdict(v: GateVerdict): string {
+  if (v.reasons.length > 0) return v.reasons.map((r) => `${r.code}: ${r.message}`).join('; ');
+  const said = v.readings
+    .filter((r): r is Extract<typeof r, { value: unknown }> => !('missing' in r))
+    .map((r) => `${SOURCE_NAMES[r.source]} says ${describeValue(v.gate, r.value)} (${r.detail}${r.ageMs === undefined ? '' : `, ${fmtAge(r.ageMs)} old`})`);
+  return `passed: ${said.join('; ') || 'no reading'} (maxAge ${fmtAge(v.maxAgeMs)})`;
+}
+
 function conflict(gate: RobotGate, a: GateValues[RobotGate], b: GateValues[RobotGate]): boolean {
   if (gate !== 'battery') return a !== b;
   const x = a as BatteryValue;
@@ -254,8 +263,11 @@ export class RobotState {
     return { gates: this.gates(), reports: structuredClone(this.reports), lastCheck: this.last };
   }
 
-  /** Read every configured gate's sources and decide. */
-  async check(input: Pick<PreCheckInput, 'product' | 'runId'>, signal: AbortSignal): Promise<{ reasons: PreCheckReason[]; verdicts: GateVerdict[] }> {
+  /**
+   * Read every configured gate's sources and decide. `record: false` (a rehearsal) leaves the
+   * status's lastCheck as it was: it stays the last evaluation of a real pre-check.
+   */
+  async check(input: Pick<PreCheckInput, 'product' | 'runId'>, signal: AbortSignal, opts: { record?: boolean } = {}): Promise<{ reasons: PreCheckReason[]; verdicts: GateVerdict[] }> {
     const cfg = this.ports.config();
     const gates = this.gates();
     if (gates.length === 0) return { reasons: [], verdicts: [] };
@@ -272,7 +284,7 @@ export class RobotState {
       const battery = gate === 'battery' ? (g as NonNullable<RobotStateConfig['gates']['battery']>) : null;
       verdicts.push(decideGate(gate, readings, { maxAge: g.maxAge, ...(battery ? { minPercent: battery.minPercent, trend: battery.trend } : {}) }, this.ports.clock.now()));
     }
-    this.last = { at: this.ports.clock.now(), product: input.product, verdicts };
+    if (opts.record !== false) this.last = { at: this.ports.clock.now(), product: input.product, verdicts };
     return { reasons: verdicts.flatMap((v) => v.reasons), verdicts };
   }
 
@@ -328,12 +340,23 @@ export class RobotState {
 
 type PreCheckStep = (input: PreCheckInput, signal: AbortSignal) => Promise<PreCheckOutput>;
 
-/** The robot-state gates after the product's own pre-check: every reason of both is reported. */
-export function withRobotStateGate(preCheck: PreCheckStep, state: RobotState, logger: Logger): PreCheckStep {
+export interface RobotStateGateOptions {
+  /** False: the evaluation is not kept as the status's lastCheck (a rehearsal). */
+  record?: boolean;
+  /** Told each gate's verdict, the passed ones too (not called when no gate is configured). */
+  onVerdicts?: (verdicts: GateVerdict[]) => void;
+}
+
+/**
+ * The robot-state gates after the product's own pre-check: every reason of both is reported.
+ * A real install's pre-check and a rehearsal's go through this same function.
+ */
+export function withRobotStateGate(preCheck: PreCheckStep, state: RobotState, logger: Logger, opts: RobotStateGateOptions = {}): PreCheckStep {
   return async function robotStateGatedPreCheck(input, signal) {
     const local = await preCheck(input, signal);
     if (state.gates().length === 0) return local;
-    const { reasons } = await state.check(input, signal);
+    const { reasons, verdicts } = await state.check(input, signal, opts.record === false ? { record: false } : {});
+    opts.onVerdicts?.(verdicts);
     if (reasons.length === 0) {
       logger.debug('robot-state gates passed', { runId: input.runId, gates: state.gates() });
       return local;

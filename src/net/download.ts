@@ -110,6 +110,7 @@ export function createDownloader(options: DownloaderOptions): Downloader {
         rlog.info('download skipped: destination already holds the expected file');
         return { path: dest, bytes: expectedLength, sha256: existing, resumedFrom: 0, attempts: 0 };
       }
+      const startedMs = performance.now();
 
       const startMs = clock.monotonic();
       const stop = new AbortController();
@@ -306,7 +307,11 @@ export function createDownloader(options: DownloaderOptions): Downloader {
       }
       await commit(partialPath, dest);
       report(state.bytes, true);
-      rlog.info('download complete', { bytes: state.bytes, attempts, resumedFrom });
+      // The average over this call (resumed bytes excluded), and the cap it was held to: what an
+      // operator reads to see that network.maxRateBps is in force.
+      const ms = Math.round(performance.now() - startedMs);
+      const averageBps = ms > 0 ? Math.round(((state.bytes - resumedFrom) * 1000) / ms) : null;
+      rlog.info('download complete', { bytes: state.bytes, attempts, resumedFrom, ms, averageBps, ...(options.rateLimit === undefined ? {} : { rateCapBps: options.rateLimit.bytesPerSec }) });
       return { path: dest, bytes: state.bytes, sha256, resumedFrom, attempts };
     },
   };

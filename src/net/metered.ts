@@ -85,6 +85,17 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
   let subscribed = false;
   let watchingOwner = false;
   let subscription = 0;
+  /**
+   * The PropertiesChanged listener in force: each proxy dbus-next hands out adds its own match rule,
+   * so a listener left on the proxy of a NetworkManager that restarted would keep one more rule (and
+   * one more callback) per restart. It is taken off before a new one goes on, and on close.
+   */
+  let listening: { iface: dbus.ClientInterface; handler: (...args: any[]) => void } | null = null;
+  const stopListening = (): void => {
+    const l = listening;
+    listening = null;
+    if (l !== null) l.iface.removeListener('PropertiesChanged', l.handler);
+  };
   const source = `NetworkManager on the ${options.bus === 'system' || options.bus === 'session' ? `${options.bus} bus` : `bus ${options.bus}`}`;
   const fromValue = (value: MeteredValue): MeteredReading => ({ metered: meteredAnswer(value), value, source, reason: `NetworkManager reports Metered=${value}`, at: options.clock.now() });
   const failed = (reason: string): MeteredReading => ({ metered: 'unknown', value: null, source, reason, at: options.clock.now() });
@@ -135,12 +146,15 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
       if (!subscribed) {
         subscribed = true;
         const generation = ++subscription;
-        props.on('PropertiesChanged', (iface: string, changed: Record<string, dbus.Variant>) => {
+        stopListening();
+        const handler = (iface: string, changed: Record<string, dbus.Variant>): void => {
           // A subscription to a NetworkManager that since left the bus is not listened to.
           if (generation !== subscription || iface !== NM_INTERFACE || changed.Metered === undefined) return;
           const v = meteredFromValue(Number(changed.Metered.value));
           set(fromValue(v));
-        });
+        };
+        props.on('PropertiesChanged', handler);
+        listening = { iface: props, handler };
         if (!watchingOwner) {
           watchingOwner = true;
           // NetworkManager restarting or stopping: its last value is not a reading any more.
@@ -149,6 +163,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
             if (name !== NM_BUS_NAME || bus !== b) return;
             subscribed = false;
             subscription += 1;
+            stopListening();
             if (owner === '') {
               failedAt = options.clock.monotonic();
               set(failed(`NetworkManager (${NM_BUS_NAME}) left the bus`));
@@ -183,6 +198,7 @@ export function createNetworkManagerMetered(options: NetworkManagerMeteredOption
     },
     last: () => reading,
     close() {
+      stopListening();
       const b = bus;
       bus = null;
       subscribed = false;

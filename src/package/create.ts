@@ -41,6 +41,11 @@ export interface CreateResult {
   sha256: string;
   /** Size of the written .tar.gz. */
   bytes: number;
+  /**
+   * 'package' only: entries whose group or other write bit was cleared (robots refuse them), so
+   * the publisher can be told; empty when the tree had none.
+   */
+  clearedWriteBits: string[];
 }
 
 /** A directory or file to archive, stored under `as` ('' for the archive root; directories only). */
@@ -67,6 +72,7 @@ export async function createArchive(sources: ArchiveSource[], destFile: string, 
   const level = opts.level ?? 6;
   if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${String(opts.level)}`);
   const entries = await planEntries(sources);
+  if ((opts.origin ?? 'package') === 'package') refuseSpecialBits(entries);
   const total = entries.reduce((sum, e) => sum + e.size, 0);
   const tmp = join(dirname(destFile), `.${basename(destFile)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
@@ -79,6 +85,22 @@ export async function createArchive(sources: ArchiveSource[], destFile: string, 
     await rm(tmp, { force: true }).catch(() => {});
     throw toOtaError(error, 'IO_FAILED', `creating archive ${destFile}`, { destFile });
   }
+}
+
+/**
+ * Robots refuse setuid, setgid and sticky bits (src/package/entry-checker.ts). Dropping them
+ * quietly would ship a program that no longer does what its publisher built it to do, so a
+ * release package with any is refused before anything is written, naming them.
+ */
+function refuseSpecialBits(entries: PlannedEntry[]): void {
+  const special = entries.filter((e) => e.type !== 'symlink' && (e.mode & 0o7000) !== 0);
+  if (special.length === 0) return;
+  const shown = special.slice(0, 5).map((e) => `${e.name} (${(e.mode & 0o7777).toString(8).padStart(4, '0')})`);
+  throw new OtaError(
+    'PACKAGE_UNSAFE_MODE',
+    `${special.length} entr${special.length === 1 ? 'y has' : 'ies have'} setuid, setgid or sticky bits, which robots refuse: ${shown.join(', ')}${special.length > 5 ? ', …' : ''}; clear them (chmod u-s,g-s,-t) or leave the files out`,
+    { details: { entries: special.map((e) => e.name) } },
+  );
 }
 
 /** Lists what goes in, sorted by byte order of the name (parents sort before their children). */
@@ -130,7 +152,8 @@ async function walk(dir: string, prefix: string, add: (e: PlannedEntry) => void)
 
 /** Sockets are skipped (like tar does: they mean nothing after a restore); FIFOs and devices are refused. */
 async function describe(abs: string, name: string, st: Stats): Promise<PlannedEntry | null> {
-  const mode = st.mode & 0o777; // special bits are never carried into a package
+  // Special bits are kept here so a release package can refuse them (refuseSpecialBits); a backup drops them.
+  const mode = st.mode & 0o7777;
   if (st.isFile()) return { name, type: 'file', abs, size: st.size, mode, mtimeMs: st.mtimeMs };
   if (st.isDirectory()) return { name, type: 'directory', size: 0, mode, mtimeMs: st.mtimeMs };
   if (st.isSymbolicLink()) return { name, type: 'symlink', size: 0, mode, mtimeMs: st.mtimeMs, linkname: await readlink(abs) };
@@ -163,6 +186,7 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
   const fileMode = origin === 'backup' ? 0o600 : 0o644;
   const written = pipeline(pack, createGzip({ level }), measure, createWriteStream(tmp, { flags: 'wx', mode: fileMode }), opts.signal === undefined ? {} : { signal: opts.signal });
   let read = 0;
+  const clearedWriteBits = origin === 'package' ? entries.filter((e) => e.type !== 'symlink' && (e.mode & 0o022) !== 0).map((e) => e.name) : [];
 
   async function feed(): Promise<void> {
     for (const e of entries) {
@@ -171,8 +195,9 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
         name: e.name,
         type: e.type,
         size: e.size,
-        // A publisher's tree often has 0664/0775 (umask 002); robots refuse group/other write.
-        mode: origin === 'package' && e.type !== 'symlink' ? e.mode & ~0o022 : e.mode,
+        // A publisher's tree often has 0664/0775 (umask 002); robots refuse group/other write, so
+        // a package clears them (and says which); a backup keeps the permission bits exactly.
+        mode: origin === 'package' && e.type !== 'symlink' ? e.mode & 0o755 : e.mode & 0o777,
         mtime: new Date(opts.mtime === 'source' ? Math.floor(e.mtimeMs) : (opts.mtime ?? DEFAULT_PACKAGE_MTIME)),
         uid: 0,
         gid: 0,
@@ -218,7 +243,7 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
   // The writer's error (ENOSPC, say) is the cause; the feeder then only sees a destroyed stream.
   if (w.status === 'rejected') throw f.status === 'rejected' && f.reason instanceof OtaError ? f.reason : w.reason;
   if (f.status === 'rejected') throw f.reason;
-  return { sha256: hash.digest('hex'), bytes };
+  return { sha256: hash.digest('hex'), bytes, clearedWriteBits };
 }
 
 /**

@@ -23,7 +23,7 @@ import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { CHANNEL_RE, MANIFEST_SCHEMA_VERSION, PRODUCT_RE, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
-import { createPackage } from '../package/create.js';
+import { createPackage, type CreateResult } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
 import semver from 'semver';
 import { indexPackage, parseIndex, serializeIndex, writeDelta, type TreeIndex } from '../package/tree-index.js';
@@ -164,6 +164,8 @@ export interface AddResult {
   indexTarget: TargetInfo | null;
   /** One per earlier release considered, published or held back by the size gate. */
   deltas: DeltaOutcome[];
+  /** Packaged from a folder: entries whose group or other write bit was cleared (robots refuse them). */
+  clearedWriteBits: string[];
 }
 
 export interface PublishResult {
@@ -547,11 +549,18 @@ export function createPublisher(options: PublisherOptions) {
     }
     let packageFile = input.packageFile;
     let tmpDir: string | undefined;
+    let clearedWriteBits: string[] = [];
     if (packageFile === undefined) {
       if (input.sourceDir === undefined) throw new OtaError('CONFIG_INVALID', 'add needs a package file (tar.gz) or a source directory');
       tmpDir = await fs.mkdtemp(path.join(repoDir, '.pack-'));
       packageFile = path.join(tmpDir, 'package.tar.gz');
-      await packDirectory(input.sourceDir, packageFile);
+      try {
+        clearedWriteBits = (await packDirectory(input.sourceDir, packageFile)).clearedWriteBits;
+      } catch (error) {
+        // A refused or failed packing leaves no scratch folder in the repository.
+        await fs.rm(tmpDir, { recursive: true, force: true }).catch(() => {});
+        throw error;
+      }
     }
     try {
       const stat = await fs.stat(packageFile).catch(() => null);
@@ -592,7 +601,7 @@ export function createPublisher(options: PublisherOptions) {
       };
       const manifestBytes = Buffer.from(serializeManifest(manifest));
       if (mode === 'preview') {
-        return { manifest, manifestTarget: await describeTarget(manifestName, { bytes: manifestBytes }), packageTarget, indexTarget, deltas };
+        return { manifest, manifestTarget: await describeTarget(manifestName, { bytes: manifestBytes }), packageTarget, indexTarget, deltas, clearedWriteBits };
       }
       if (input.expect !== undefined && (packageTarget.sha256 !== input.expect.packageSha256 || hashBytes(manifestBytes).sha256 !== input.expect.manifestSha256)) {
         // The package file changed between the preview add() compared and storing it.
@@ -607,7 +616,7 @@ export function createPublisher(options: PublisherOptions) {
       };
       await atomicWriteFile(stagedFile, `${JSON.stringify(staged, null, 2)}\n`);
       log.info('release staged', { product: input.product, version: input.version, package: packageTarget, deltas: deltas.map((d) => ({ from: d.fromVersion, bytes: d.bytes, published: d.published })) });
-      return { manifest, manifestTarget, packageTarget, indexTarget, deltas };
+      return { manifest, manifestTarget, packageTarget, indexTarget, deltas, clearedWriteBits };
     } finally {
       if (tmpDir !== undefined) await fs.rm(tmpDir, { recursive: true, force: true });
     }
@@ -1220,8 +1229,8 @@ function hashBytes(bytes: Buffer): { sha256: string; length: number } {
 }
 
 /** Package a directory with the project's reproducible packer (fixed mtimes and order: same tree, same bytes). */
-async function packDirectory(sourceDir: string, destFile: string): Promise<void> {
+async function packDirectory(sourceDir: string, destFile: string): Promise<CreateResult> {
   const stat = await fs.stat(sourceDir).catch(() => null);
   if (stat === null || !stat.isDirectory()) throw new OtaError('CONFIG_INVALID', `source ${sourceDir} is not a directory`);
-  await createPackage(sourceDir, destFile);
+  return createPackage(sourceDir, destFile);
 }

@@ -31,6 +31,7 @@ import type { StudioRepository } from './studio/repositories.js';
 import { createTemplateStore } from './studio/templates.js';
 import { studioToolsRouter } from './studio/studio-tools-api.js';
 import { createUploads } from './studio/uploads.js';
+import { createFolderUploads } from './studio/folder-uploads.js';
 import { fleetPageRouter } from './ui/router.js';
 import { shippedProductTypesDir } from '../products/product-types.js';
 
@@ -255,7 +256,8 @@ export function createServer(options: ServerOptions): OtaServer {
       ...(r.path !== undefined && r.keys !== undefined ? { publisher: createPublisher({ repoDir: r.path, keysDir: r.keys, clock: options.clock, logger: log }) } : {}),
     })),
   });
-  app.use(studioApiRouter({ studio, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
+  const folderUploads = createFolderUploads({ dir: path.join(options.repoDir, '.studio-folders'), maxBytes: maxUploadBytes });
+  app.use(studioApiRouter({ studio, folderUploads, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
   const uploads = createUploads({ dir: path.join(options.repoDir, '.studio-uploads'), maxBytes: maxUploadBytes });
   app.use(
     studioToolsRouter({
@@ -348,6 +350,7 @@ export function createServer(options: ServerOptions): OtaServer {
       rolloutHandle = null;
       await lock;
       await uploads.close().catch((error: unknown) => log.warn('removing the studio uploads failed', { error: toErrorData(error) }));
+      await folderUploads.close().catch((error: unknown) => log.warn('removing the studio folder uploads failed', { error: toErrorData(error) }));
       await studio.close().catch((error: unknown) => log.warn('removing the studio drafts failed', { error: toErrorData(error) }));
       if (server !== null) {
         const s = server;
@@ -397,7 +400,12 @@ function statusFor(error: unknown): number {
     case 'MANIFEST_INVALID':
     case 'RELEASE_VERSION_MISMATCH':
       return 400;
+    case 'UPLOAD_PATH_UNSAFE':
+      return 400;
+    case 'UPLOAD_TOO_MANY_FILES':
+      return 413;
     case 'CONFIG_INVALID':
+    case 'VERSION_TAKEN':
     case 'PUBLISH_CONTENT_CHANGED':
     case 'TEMPLATE_CHANGED':
     case 'UPLOAD_OFFSET_MISMATCH':

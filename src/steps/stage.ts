@@ -269,7 +269,7 @@ export function createStageStep(ports: StagePorts): StageStep {
       const etaMs = p.etaMs !== undefined ? p.etaMs : rateBps !== null && rateBps > 0 ? Math.round(((p.total - p.bytes) * 1000) / rateBps) : null;
       ports.progress({ runId, step: 'download', bytes: p.bytes, total: p.total, rateBps, etaMs });
     };
-    log.info(target.name === offer.package.name ? 'downloading package' : 'downloading delta', { target: target.name, bytes: target.length });
+    log.info(target.name === offer.package.name ? 'downloading package' : 'downloading delta', { target: target.name, bytes: target.length, ...(product.network.maxRateBps > 0 ? { rateCapBps: product.network.maxRateBps } : {}) });
     try {
       await repository.downloadTarget(target, packagePath, { signal, onProgress });
     } catch (error) {

@@ -191,8 +191,13 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
     await expect.poll(() => page.evaluate("document.activeElement?.dataset.event ?? ''")).toBe('UPDATE_NOW');
     await page.keyboard.press('Enter');
     await dialog.waitFor();
+    // Confirm only once the dialog can confirm: its OK button is disabled while the page is offline.
+    await expect.poll(focusedText).toBe('Keep as is');
+    await expect.poll(() => dialog.getByRole('button', { name: 'Update now' }).isEnabled()).toBe(true);
     await page.keyboard.press('Tab');
+    expect(await focusedText()).toBe('Update now');
     await page.keyboard.press('Enter');
+    await expect.poll(() => dialog.count()).toBe(0);
 
     // 4. The probation, round by round, as the page shows it.
     const label = product(page).locator('li.step-active[data-step="probation"] label');
@@ -221,7 +226,7 @@ describe.skipIf(!haveChromium)('the dashboard: channel selection and a real prob
         }
       }
       if ((await fleet.status()).state === 'idle') break;
-      if (Date.now() > deadline) throw new Error(`the probation did not end; seen ${JSON.stringify([...seen])}`);
+      if (Date.now() > deadline) throw new Error(`the probation did not end; seen ${JSON.stringify([...seen])}; status ${JSON.stringify(await fleet.status())}; page says ${JSON.stringify(await page.getByRole('status').allTextContents())}; otad log:\n${fleet.log().split('\n').slice(-40).join('\n')}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     const rounds = [...seen.keys()].sort((a, b) => a - b);

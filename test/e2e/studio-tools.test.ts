@@ -163,16 +163,21 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
+  /** The panel at 1280 and 400 px in the light and the dark theme (prefers-color-scheme). */
   async function shoot(name: string, selector: string): Promise<void> {
-    for (const width of [1280, 400]) {
-      await page.setViewportSize({ width, height: 1000 });
-      const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
-      expect(overflow, `${name} ${width}`).toBeLessThanOrEqual(0);
-      if (SHOTS) {
-        mkdirSync(SHOTS, { recursive: true });
-        await page.locator(selector).screenshot({ path: path.join(SHOTS, `studio-${name}-${width}.png`) });
+    for (const scheme of ['light', 'dark'] as const) {
+      await page.emulateMedia({ colorScheme: scheme });
+      for (const width of [1280, 400]) {
+        await page.setViewportSize({ width, height: 1000 });
+        const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+        expect(overflow, `${name} ${scheme} ${width}`).toBeLessThanOrEqual(0);
+        if (SHOTS) {
+          mkdirSync(SHOTS, { recursive: true });
+          await page.locator(selector).screenshot({ path: path.join(SHOTS, `studio-${name}-${scheme === 'light' ? '' : 'dark-'}${width}.png`) });
+        }
       }
     }
+    await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1280, height: 1000 });
   }
 
@@ -209,12 +214,38 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
     expect(await conflict.textContent()).toContain('Someone else saved robot-ai meanwhile (now version 3)');
     expect(await conflict.textContent()).toContain('TEMPLATE_CHANGED');
     expect(await page.getByLabel(/robot-ai\.yaml/).inputValue()).toBe(mine);
+    // While the conflict stands, no save that would overwrite their change is offered: the choices
+    // are to load theirs, or to see the differences and only then save mine as the next version.
+    expect(await page.locator('#tpl-save').count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Save/ }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Load their version 3 (discard mine)' }).waitFor();
     await shoot('template-conflict', '#templates');
-    await page.getByRole('button', { name: 'Edit on top of version 3' }).click();
-    await page.locator('#tpl-diff .diff-add').filter({ hasText: 'keep: 5' }).waitFor();
-    await page.getByRole('button', { name: 'Save as version 4' }).click();
+    await page.getByRole('button', { name: 'See the differences from version 3' }).click();
+    await page.locator('#tpl-conflict-diff .diff-add').filter({ hasText: 'keep: 5' }).waitFor();
+    expect(await page.locator('#tpl-conflict-diff .diff-remove').allTextContents()).toEqual(['-   keep: 4\n']);
+    // Changing the text again hides the save until the differences of the new text are seen.
+    await editor.fill(original.replace('keep: 2', 'keep: 6'));
+    expect(await page.locator('#tpl-save-mine').count()).toBe(0);
+    await page.getByRole('button', { name: 'See the differences from version 3' }).click();
+    await page.locator('#tpl-conflict-diff .diff-add').filter({ hasText: 'keep: 6' }).waitFor();
+    await shoot('template-conflict-diff', '#templates');
+    await page.getByRole('button', { name: 'Save mine as version 4, replacing their changes shown above' }).click();
     await page.locator('#tpl-message').filter({ hasText: 'Saved as version 4' }).waitFor();
-    expect(await fs.readFile(path.join(dir, 'types', 'robot-ai.yaml'), 'utf8')).toContain('keep: 5');
+    expect(await page.locator('#tpl-conflict').count()).toBe(0);
+    expect(await fs.readFile(path.join(dir, 'types', 'robot-ai.yaml'), 'utf8')).toContain('keep: 6');
+    expect(await fs.readFile(path.join(dir, 'types', '.history', 'robot-ai', 'v3.yaml'), 'utf8')).toContain('keep: 4');
+
+    // Another conflict, resolved by taking theirs: the editor then holds their text, version 5.
+    const fifth = original.replace('keep: 2', 'keep: 7');
+    expect((await fetch(`${url}/api/v1/studio/templates/robot-ai`, { method: 'PUT', headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ text: fifth, baseVersion: 4 }) })).status).toBe(200);
+    await editor.fill(original.replace('keep: 2', 'keep: 8'));
+    await page.getByRole('button', { name: 'Save as version 5' }).click();
+    await page.locator('#tpl-conflict').waitFor();
+    await page.getByRole('button', { name: 'Load their version 5 (discard mine)' }).click();
+    await page.getByLabel(/robot-ai\.yaml, editing on version 5/).waitFor();
+    await expect.poll(() => editor.inputValue()).toBe(fifth);
+    expect(await page.locator('#tpl-conflict').count()).toBe(0);
+    await page.getByRole('button', { name: 'Save as version 6' }).waitFor();
   });
 
   it('uploads with progress and resumes from the server offset after the connection breaks mid-way', async () => {

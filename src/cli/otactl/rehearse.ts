@@ -37,8 +37,23 @@ export async function rehearse(ctx: CliContext, product: string | undefined): Pr
   if (r.staged) out(`  staged: ${r.staged.entries} entries, ${r.staged.bytes} bytes, via ${r.staged.via}${r.staged.indexVerified ? ', verified against the signed tree index' : ''} (scratch folder removed)`);
   out(`  services that would restart (${r.services.manager}): ${r.services.wouldRestart.join(', ') || 'none'}; ${r.services.note}`);
   if (r.preCheck) {
-    out(`  pre-check: ${r.preCheck.ok ? 'would pass' : 'would block'}`);
-    for (const v of r.preCheck.verdicts) out(`    ${v.verdict.padEnd(9)} ${v.condition}: ${v.detail}`);
+    const pre = r.preCheck;
+    const codes = [...new Set(pre.reasons.map((x) => x.code))];
+    out(
+      pre.ok
+        ? '  pre-check: would pass: an install now would get past the pre-check (the fleet gate and the maintenance window are not asked in a rehearsal)'
+        : `  pre-check: would block: the real update would be refused now: its pre-check would block on ${codes.join(', ')} and the install would wait in preCheckWaiting until they clear`,
+    );
+    for (const v of pre.verdicts) out(`    ${v.verdict.padEnd(9)} ${v.condition}: ${v.detail}`);
+    const gates = pre.robotState ?? [];
+    if (gates.length > 0) {
+      const blocked = gates.filter((g) => g.reasons.length > 0);
+      out(
+        blocked.length === 0
+          ? `  robot-state gates: all ${gates.length} passed (${gates.map((g) => g.gate).join(', ')})`
+          : `  robot-state gates: ${blocked.length} of ${gates.length} blocked: ${blocked.map((g) => `${g.gate} (${[...new Set(g.reasons.map((x) => x.code))].join(', ')})`).join(', ')}`,
+      );
+    }
   }
   out(`  predicted downtime: ${r.downtime.predictedMs === null ? 'no history' : `${r.downtime.predictedMs} ms`} (${r.downtime.basis})`);
   // A rehearsal that could not go through (nothing newer is not a failure) exits 1.

@@ -19,6 +19,7 @@ import { listProductTypeNames, readProductType, type ProductTypeTemplate } from 
 import { checkReleasePackage } from '../../repo/release-check.js';
 import { buildManifest, type Publisher, type PublishResult, type ReleaseInput, type TargetInfo } from '../../repo/repository.js';
 import { isGzipFile } from '../receive-body.js';
+import type { FolderModes } from './folder-uploads.js';
 import { listSubfolders, listTree, resolveFolder, type FolderEntry, type SourceRoot } from './source-roots.js';
 import { latestOnChannel, proposeVersions, versionProblem, type PublishedRelease, type VersionProposals } from './version-rules.js';
 
@@ -60,6 +61,8 @@ export interface DraftSummary {
   /** The built package (absent when the scan refused the folder: nothing was kept). */
   package: { length: number; sha256: string } | null;
   scan: ScanVerdict;
+  /** For a folder uploaded from a browser: how the server chose the modes the browser cannot send. */
+  modes?: FolderModes;
 }
 
 /** The publisher's fields of a release, as the page sends them. */
@@ -204,6 +207,7 @@ export function createStudio(options: StudioOptions) {
     source: DraftSummary['source'],
     build: (file: string) => Promise<void>,
     listing: (() => Promise<{ entries: FolderEntry[]; truncated: boolean }>) | null,
+    extra: Pick<DraftSummary, 'modes'> = {},
   ): Promise<DraftSummary> {
     const id = randomBytes(9).toString('base64url');
     const dir = path.join(options.draftsDir, id);
@@ -218,6 +222,7 @@ export function createStudio(options: StudioOptions) {
         source,
         package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256 },
         scan: { ok: true, entries: scan.entries, totalBytes: scan.totalBytes, files: scan.files },
+        ...extra,
       };
       drafts.set(id, { summary, dir, packageFile, scanFiles: scan.files });
       while (drafts.size > MAX_DRAFTS) await drop(drafts.keys().next().value!);
@@ -226,7 +231,7 @@ export function createStudio(options: StudioOptions) {
       await fs.rm(dir, { recursive: true, force: true });
       if (!isOtaError(error) || !error.code.startsWith('PACKAGE_')) throw error;
       const tree = listing === null ? { entries: [], truncated: false } : await listing();
-      return { id: '', source, package: null, scan: { ok: false, error: toErrorData(error), tree: tree.entries, truncated: tree.truncated } };
+      return { id: '', source, package: null, scan: { ok: false, error: toErrorData(error), tree: tree.entries, truncated: tree.truncated }, ...extra };
     }
   }
 
@@ -255,6 +260,14 @@ export function createStudio(options: StudioOptions) {
     async createDraft(root: unknown, rel: unknown): Promise<DraftSummary> {
       const folder = await resolveFolder(options.sourceRoots, root, rel);
       return draftFrom({ root: folder.root.name, path: folder.rel }, (file) => createPackage(folder.abs, file).then(() => {}), async () => listTree(folder.abs));
+    },
+
+    /**
+     * A folder the publisher uploaded from the browser, assembled by ./folder-uploads.ts into a
+     * build folder with the modes it chose: packed and scanned exactly as a folder under a source root.
+     */
+    async createDraftFromFolder(name: string, tree: string, modes: FolderModes): Promise<DraftSummary> {
+      return draftFrom({ root: '(uploaded folder)', path: name }, (file) => createPackage(tree, file).then(() => {}), async () => listTree(tree), { modes });
     },
 
     /**
@@ -365,6 +378,12 @@ export function createStudio(options: StudioOptions) {
         throw new OtaError('PUBLISH_CONTENT_CHANGED', `the release was reviewed for repository ${dest.name ?? "this server's own"}, not ${String(shown.repository)}: review it again for the repository to publish to`);
       }
       const result = await dest.exclusive(async () => {
+        // Under the publish lock: a version published after the review (by another page or
+        // ota-repo) is refused by name before anything is stored.
+        const { product, version } = review.input;
+        if ((await releases(dest.publisher)).some((r) => r.product === product && r.version === version)) {
+          throw new OtaError('VERSION_TAKEN', `${product} ${version} is already published in ${dest.name === null ? 'this repository' : `repository ${dest.name}`} (published after this release was reviewed): nothing was stored or signed; choose a greater version and check again`, { details: { field: 'version' } });
+        }
         // Decided before anything is stored, with the keys the studio holds for that repository:
         // a product (or channel) outside them is refused with nothing written (docs/trust-model.md).
         const { role } = await dest.publisher.signingRoleFor(review.input.product, review.input.channel ?? 'stable');

@@ -8,9 +8,12 @@ import { OtaError, isOtaError } from '../../core/errors.js';
 import type { AuditSink } from '../../core/logger.js';
 import { receiveBody } from '../receive-body.js';
 import type { Studio } from './drafts.js';
+import type { FolderUploads } from './folder-uploads.js';
 
 export interface StudioApiOptions {
   studio: Studio;
+  /** Folders uploaded from the browser, file by file (./folder-uploads.ts). */
+  folderUploads: FolderUploads;
   /** The largest archive accepted (the server's upload limit). */
   maxUploadBytes: number;
   audit?: AuditSink;
@@ -43,6 +46,12 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
       next(error);
     }
   });
+  // A folder's files, one raw body each: before the JSON parser too.
+  router.put('/api/v1/studio/folder-uploads/:id/files/:index', async (req: Request, res: Response) => {
+    res.json(await options.folderUploads.putFile(req.params.id, req.params.index, req));
+  });
+  // A folder's declaration lists every file with its path and size: up to 20,000 of them.
+  router.post('/api/v1/studio/folder-uploads', express.json({ limit: '4mb' }));
   // Release notes are at most 16 KiB; the rest of a request is a handful of short fields.
   router.use('/api/v1/studio', express.json({ limit: '96kb' }));
   const body = (req: Request): Record<string, unknown> => (typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? (req.body as Record<string, unknown>) : {});
@@ -59,6 +68,21 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
   router.post('/api/v1/studio/drafts', async (req, res) => {
     const b = body(req);
     const draft = await studio.createDraft(b.root, b.path ?? '');
+    res.status(draft.scan.ok ? 201 : 200).json(draft);
+  });
+  router.post('/api/v1/studio/folder-uploads', async (req, res) => {
+    const b = body(req);
+    res.status(201).json(await options.folderUploads.start(b.name, b.files));
+  });
+  router.get('/api/v1/studio/folder-uploads/:id', (req, res) => {
+    res.json(options.folderUploads.status(req.params.id));
+  });
+  router.delete('/api/v1/studio/folder-uploads/:id', async (req, res) => {
+    await options.folderUploads.cancel(req.params.id);
+    res.status(204).end();
+  });
+  router.post('/api/v1/studio/folder-uploads/:id/finish', async (req, res) => {
+    const draft = await options.folderUploads.finish(req.params.id, (name, tree, modes) => studio.createDraftFromFolder(name, tree, modes));
     res.status(draft.scan.ok ? 201 : 200).json(draft);
   });
   router.post('/api/v1/studio/drafts/:id/review', async (req, res) => {

@@ -147,7 +147,7 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
         if (failure !== null) throw failure;
       } catch (error) {
         if (isDiskFull(error)) {
-          throw new OtaError('DISK_FULL', `the server's repository folder is full after ${await received(s)} of ${limit} bytes of ${s.info.name}: free space on the server, then resume the upload (what arrived is kept)`, {
+          throw new OtaError('DISK_FULL', `the server's repository folder is full after ${await received(s)} of ${limit} bytes of ${s.info.name}: free space on the server, then resume the upload (what arrived is kept until the upload is resumed or cancelled)`, {
             cause: error,
             details: { received: await received(s), size: limit },
           });

@@ -47,7 +47,7 @@ describe('REST v1: reading state', () => {
   it('serves an OpenAPI 3.1 document that lists every endpoint', async () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths as object).sort()).toEqual(
-      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/inhibit/{holder}/heartbeat', '/logs', '/notifications/ack', '/products', '/products/{product}/maintenance', '/products/{product}/rehearse', '/products/{product}/releases', '/products/{product}/releases/{version}/bad', '/products/{product}/source', '/repositories', '/runs/{runId}/export', '/status', '/transitions'].sort(),
+      ['/events', '/health', '/history', '/inhibit', '/inhibit/{holder}', '/inhibit/{holder}/heartbeat', '/logs', '/notifications/ack', '/products', '/products/{product}/maintenance', '/products/{product}/rehearse', '/products/{product}/releases', '/products/{product}/releases/{version}/bad', '/products/{product}/source', '/repositories', '/robot-state', '/runs/{runId}/export', '/status', '/transitions'].sort(),
     );
   });
 

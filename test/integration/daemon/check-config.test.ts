@@ -270,6 +270,78 @@ describe('otad --check-config', () => {
   });
 });
 
+/** otad itself on a file it must refuse: its exit code and stderr (killed, and reported, if it starts instead). */
+function otadRefuses(configPath: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [OTAD, '--config', configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('otad --check-config and otad agree on base URLs and repositories', () => {
+  it('names every base URL that is not an http(s) URL, and a local repository without a path; otad refuses the same file with exit 78', async () => {
+    const w = await world();
+    const base = w.base();
+    const product = (base.products as Array<Record<string, unknown>>)[0] as Record<string, unknown>;
+    const configPath = w.write({
+      ...base,
+      server: { ...(base.server as object), targetBaseUrl: 'ftp://cdn.example.com/targets/' },
+      environments: { test: { serverUrl: 'http://127.0.0.1:9/' }, lab: { serverUrl: 'lab server' } },
+      products: [
+        {
+          ...product,
+          repository: { url: 'https://ota.example.com/?token=x', mirrorUrl: 'github.com/acme/robot-ai/releases/download/ota' },
+          repositories: [{ name: 'usb', kind: 'local' }],
+        },
+      ],
+    });
+    const check = await checkConfig(configPath);
+    expect(check.code).toBe(2);
+    const out = check.stderr;
+    expect(out).toContain('error CONFIG_INVALID: environments.lab.serverUrl = "lab server": not a URL; expected e.g. https://ota.example.com/\n');
+    expect(out).toContain('error CONFIG_INVALID: server.targetBaseUrl = "ftp://cdn.example.com/targets/": expected an http: or https: URL such as https://cdn.example.com/targets/, got ftp:\n');
+    expect(out).toContain('error CONFIG_INVALID: products[0].repository.url = "https://ota.example.com/?token=x": a base URL takes no query or fragment; otad appends file names to it\n');
+    expect(out).toContain('error CONFIG_INVALID: products[0].repository.mirrorUrl = "github.com/acme/robot-ai/releases/download/ota": not a URL; expected e.g. https://github.com/acme/robot-ai/releases/download/ota/\n');
+    expect(codes(out, 'error')).toEqual(['CONFIG_INVALID', 'CONFIG_INVALID', 'CONFIG_INVALID', 'CONFIG_INVALID']);
+
+    const refused = await otadRefuses(configPath);
+    expect(refused.code).toBe(78);
+    expect(refused.stderr).toContain('products[0].repository.mirrorUrl = "github.com/acme/robot-ai/releases/download/ota": not a URL');
+
+    // With the URLs fixed, the local repository without a path is what both refuse.
+    const fixed = w.write({ ...base, products: [{ ...product, repositories: [{ name: 'usb', kind: 'local' }] }] });
+    const again = await checkConfig(fixed);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('error CONFIG_INVALID: invalid configuration: product robot-ai has repository usb of kind "local" but no path; expected the folder that holds metadata/ and targets/');
+    const refusedAgain = await otadRefuses(fixed);
+    expect(refusedAgain.code).toBe(78);
+    expect(refusedAgain.stderr).toContain('repository usb of kind "local" but no path');
+  });
+
+  it('warns REPOSITORY_FOLDER_MISSING for a local repository whose folder is not there now, and otad starts', async () => {
+    const w = await world();
+    const base = w.base();
+    const product = (base.products as Array<Record<string, unknown>>)[0] as Record<string, unknown>;
+    const stick = join(w.dir, 'media', 'usb', 'ota');
+    const configPath = w.write({ ...base, products: [{ ...product, repositories: [{ name: 'usb', kind: 'local', path: stick }] }] });
+    const check = await checkConfig(configPath);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toContain(`warning REPOSITORY_FOLDER_MISSING: product robot-ai: repository usb is the local folder ${stick}, which has no metadata/ folder now; checks from it fail until it does`);
+    expect(check.stdout).toContain('is valid: 1 product(s), 1 warning(s)');
+    const proc = await started(w.sandbox(configPath));
+    expect((await proc.kill('SIGTERM')).code).toBe(0);
+  });
+});
+
 describe('otad --check-config without a configuration file', () => {
   // The clean-system version, with its whole output pinned: test/integration/package/deb-install.test.ts.
   it.skipIf(existsSync(DEFAULT_CONFIG_PATH))('checks the defaults and warns CONFIG_NOT_FOUND: the unit would not start otad yet', async () => {

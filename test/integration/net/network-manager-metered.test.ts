@@ -83,6 +83,38 @@ describe.skipIf(!hasDbusDaemon)('NetworkManager Metered reading on a private bus
     }
   });
 
+  it('follows NetworkManager through a dozen restarts without piling up a listener per restart', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(`${w.name}: ${w.message}`);
+    };
+    process.on('warning', onWarning);
+    const source = createNetworkManagerMetered({ bus: bus.address, clock: systemClock, logger: silentLogger, retryMs: 20 });
+    try {
+      // Each restart happens between two reads (as on a robot, where nothing reads while
+      // NetworkManager restarts): the old one leaves the bus and the new one takes its name.
+      let nm = await startNetworkManagerStandIn(bus.address, NM_METERED_YES);
+      for (let i = 0; i < 12; i += 1) {
+        const value = i % 2 === 0 ? NM_METERED_YES : NM_METERED_GUESS_NO;
+        await until(source, (r) => r.value === (i % 2 === 0 ? 'yes' : 'guess-no'), `the reading after restart ${i}`);
+        // The change signal of this NetworkManager reaches the reading.
+        nm.set(NM_METERED_UNKNOWN);
+        await until(source, (r) => r.value === 'unknown', `PropertiesChanged after restart ${i}`);
+        nm.set(value);
+        await until(source, (r) => r.value === (i % 2 === 0 ? 'yes' : 'guess-no'), `the value back after restart ${i}`);
+        nm.close();
+        nm = await startNetworkManagerStandIn(bus.address, i % 2 === 0 ? NM_METERED_GUESS_NO : NM_METERED_YES);
+      }
+      nm.close();
+      // Node warns once an emitter holds more than 10 listeners for one event: one per restart would.
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      source.close();
+    }
+  });
+
   it('a bus without NetworkManager: unknown, saying why', async () => {
     const source = createNetworkManagerMetered({ bus: bus.address, clock: systemClock, logger: silentLogger });
     try {

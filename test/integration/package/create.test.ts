@@ -3,6 +3,7 @@ import { chmod, mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OtaError } from '../../../src/core/errors.js';
 import { createArchive, createPackage, DEFAULT_PACKAGE_MTIME, hashTree } from '../../../src/package/create.js';
@@ -66,13 +67,38 @@ describe('createPackage', () => {
     expect(scan.files.find((f) => f.path === 'run.sh')?.mode).toBe(0o755);
   });
 
-  it('strips setuid bits instead of carrying them into a package', async () => {
-    const src = await writeTree(join(root, 'suid'), { tool: 'x' });
-    await chmod(join(src, 'tool'), 0o4755);
+  it('refuses setuid, setgid and sticky bits in a release package, naming each entry, and writes nothing', async () => {
+    const src = await writeTree(join(root, 'suid'), { 'bin/tool': 'x', 'bin/group-tool': 'y', 'ok.txt': 'z' });
+    await chmod(join(src, 'bin/tool'), 0o4755);
+    await chmod(join(src, 'bin/group-tool'), 0o2755);
+    await chmod(join(src, 'bin'), 0o1755);
     const file = join(root, 'suid.tar.gz');
-    await createPackage(src, file);
-    const scan = await scanPackage(file);
-    expect(scan.files[0]).toMatchObject({ path: 'tool', mode: 0o755 });
+    const error = await createPackage(src, file).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OtaError);
+    expect(error).toMatchObject({ code: 'PACKAGE_UNSAFE_MODE', details: { entries: ['bin', 'bin/group-tool', 'bin/tool'] } });
+    expect((error as Error).message).toBe('3 entries have setuid, setgid or sticky bits, which robots refuse: bin (1755), bin/group-tool (2755), bin/tool (4755); clear them (chmod u-s,g-s,-t) or leave the files out');
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('drops special bits from a backup (an archive of a restore, not a release)', async () => {
+    const src = await writeTree(join(root, 'suid-backup'), { tool: 'x' });
+    await chmod(join(src, 'tool'), 0o4755);
+    const file = join(root, 'suid-backup.tar.gz');
+    await createArchive([{ path: src, as: '' }], file, { origin: 'backup' });
+    const bytes = gunzipSync(await readFile(file));
+    const headers = new Map<string, number>();
+    const ex = tarStream.extract();
+    ex.on('entry', (h, stream, next) => {
+      headers.set(h.name, h.mode ?? -1);
+      stream.on('end', next);
+      stream.resume();
+    });
+    await new Promise<void>((resolve, reject) => {
+      ex.on('finish', resolve);
+      ex.on('error', reject);
+      ex.end(bytes);
+    });
+    expect(headers.get('tool')).toBe(0o755);
   });
 
   it('clears group and other write bits of a publisher tree (umask 002), so robots accept what it builds', async () => {
@@ -81,9 +107,11 @@ describe('createPackage', () => {
     await chmod(join(src, 'shared/tool'), 0o775);
     await chmod(join(src, 'open.txt'), 0o666);
     const file = join(root, 'g-w.tar.gz');
-    await createPackage(src, file);
+    const result = await createPackage(src, file);
     const modes = Object.fromEntries((await scanPackage(file)).files.map((f) => [f.path, f.mode]));
     expect(modes).toEqual({ 'open.txt': 0o644, shared: 0o755, 'shared/tool': 0o755 });
+    // Said, not done quietly: the publisher's tool prints these.
+    expect(result.clearedWriteBits).toEqual(['open.txt', 'shared', 'shared/tool']);
   });
 
   it("refuses a tree holding otad's own release marker at its root (packaging an installed release)", async () => {

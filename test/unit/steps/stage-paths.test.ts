@@ -46,8 +46,8 @@ describe('repository URLs and metadata cache per product', () => {
     expect(repositoryUrlsFor(s.products[0]!, s).targetBaseUrl).toBe('https://cdn.test/t/');
   });
 
-  it('refuses a repository URL that is not a URL with CONFIG_INVALID', () => {
-    const c = config({ repository: { url: 'not a url' } });
-    expect(() => repositoryUrlsFor(c.products[0]!, c)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+  it('refuses a repository URL that is not a URL with CONFIG_INVALID, when the file is loaded (not at the first check)', () => {
+    expect(() => config({ repository: { url: 'not a url' } })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('products[0].repository.url = "not a url": not a URL') }));
+    expect(() => config({ repository: { mirrorUrl: 'file:///srv/assets/' } })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('got file:') }));
   });
 });

@@ -12,9 +12,18 @@ export { ApiError };
  * @returns {Promise<{ id: string, size: number, received: number }>}
  */
 function putPiece(token, id, offset, piece, onProgress) {
+  return putBlob(token, `/api/v1/studio/uploads/${encodeURIComponent(id)}?offset=${offset}`, piece, onProgress);
+}
+
+/**
+ * A raw body PUT with upload progress.
+ * @param {string} token @param {string} url @param {Blob} piece @param {(sent: number) => void} onProgress
+ * @returns {Promise<any>}
+ */
+function putBlob(token, url, piece, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('PUT', `/api/v1/studio/uploads/${encodeURIComponent(id)}?offset=${offset}`);
+    xhr.open('PUT', url);
     xhr.setRequestHeader('Authorization', `Bearer ${token}`);
     xhr.setRequestHeader('Content-Type', 'application/octet-stream');
     xhr.upload.onprogress = (e) => onProgress(e.loaded);
@@ -60,6 +69,16 @@ export function createApi(token) {
     putPiece: (uploadId, offset, piece, onProgress) => putPiece(token, uploadId, offset, piece, onProgress),
     /** @param {string} uploadId */
     finishUpload: (uploadId) => call('POST', `/api/v1/studio/uploads/${id(uploadId)}/finish`, {}),
+    /** @param {string} name @param {Array<{ path: string, size: number }>} files */
+    startFolderUpload: (name, files) => call('POST', '/api/v1/studio/folder-uploads', { name, files }),
+    /** @param {string} uploadId @param {number} index @param {Blob} file @param {(sent: number) => void} onProgress */
+    putFolderFile: (uploadId, index, file, onProgress) => putBlob(token, `/api/v1/studio/folder-uploads/${id(uploadId)}/files/${index}`, file, onProgress),
+    /** @param {string} uploadId */
+    finishFolderUpload: (uploadId) => call('POST', `/api/v1/studio/folder-uploads/${id(uploadId)}/finish`, {}),
+    /** @param {string} uploadId */
+    cancelFolderUpload: (uploadId) => call('DELETE', `/api/v1/studio/folder-uploads/${id(uploadId)}`),
+    /** @param {string} uploadId */
+    cancelUpload: (uploadId) => call('DELETE', `/api/v1/studio/uploads/${id(uploadId)}`),
     templates: () => call('GET', '/api/v1/studio/templates'),
     /** @param {string} name */
     template: (name) => call('GET', `/api/v1/studio/templates/${id(name)}`),

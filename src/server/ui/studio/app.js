@@ -29,6 +29,9 @@ const state = {
   /** @type {Set<string>} */ busy: new Set(),
   /** @type {Array<{ product: string, range: string }>} */ deps: [],
   /** @type {any} */ upload: null,
+  /** @type {{ name: string, files: Array<{ path: string, file: File }> } | null} */ folderPick: null,
+  /** @type {any} */ folderUpload: null,
+  publishError: '',
   /** @type {any} */ tpl: null,
   /** @type {any[]} */ tplList: [],
   /** @type {any[]} */ repos: [],
@@ -105,7 +108,8 @@ async function openFolder(/** @type {string} */ path) {
 
 async function buildDraft() {
   await withBusy('draft', async () => {
-    set({ draft: null, review: null, published: null, fieldErrors: {} });
+    // The verdict below is this build's: the progress of an earlier upload goes.
+    set({ draft: null, review: null, published: null, fieldErrors: {}, upload: null, folderUpload: null, publishError: '' });
     const draft = await state.api.createDraft(state.root, state.path);
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields });
@@ -113,13 +117,15 @@ async function buildDraft() {
 }
 
 const PIECE = 1024 * 1024;
+/** Files of a folder upload sent at the same time. */
+const FOLDER_STREAMS = 4;
 const RETRIES = 5;
 
 /** Words for an upload failure: disk full, token refused and version taken each say what to do. */
 function uploadProblem(/** @type {unknown} */ error) {
   if (error instanceof ApiError && error.code === 'DISK_FULL') return `The server's disk is full: ${error.message} (DISK_FULL)`;
   if (error instanceof ApiError && error.status === 401) return 'The server refused the upload token: sign in again with the token in ota-server\'s --token-file.';
-  if (error instanceof ApiError && error.status === 409 && error.code !== 'UPLOAD_OFFSET_MISMATCH') return `This version is taken: ${describe(error)}. Choose a greater version.`;
+  if (error instanceof ApiError && error.code === 'VERSION_TAKEN') return `This version is taken: ${describe(error)}. Choose a greater version.`;
   return describe(error);
 }
 
@@ -133,7 +139,7 @@ async function uploadDraft() {
   if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
   if (state.busy.has('upload')) return;
   state.busy.add('upload');
-  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '' });
+  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '', upload: null, folderUpload: null, publishError: '' });
   const started = performance.now();
   let resumedFrom = 0;
   const progress = (/** @type {number} */ done, /** @type {string} */ note = '') => {
@@ -141,8 +147,11 @@ async function uploadDraft() {
     const rate = seconds > 0 ? (done - resumedFrom) / seconds : 0;
     set({ upload: { name: file.name, size: file.size, done, rate, left: rate > 0 ? (file.size - done) / rate : null, note: note || (state.upload?.note ?? ''), error: '', resumes: state.upload?.resumes ?? 0 } });
   };
+  /** @type {string | null} */
+  let uploadId = null;
   try {
     const info = await state.api.startUpload(file.name, file.size);
+    uploadId = info.id;
     set({ upload: { name: file.name, size: file.size, done: 0, rate: 0, left: null, note: '', error: '', resumes: 0 } });
     let offset = info.received;
     let failures = 0;
@@ -167,12 +176,129 @@ async function uploadDraft() {
       }
     }
     const draft = await state.api.finishUpload(info.id);
+    uploadId = null;
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields, upload: { ...state.upload, done: file.size, left: 0, finished: true } });
   } catch (error) {
-    set({ upload: { ...(state.upload ?? { name: file.name, size: file.size, done: 0, rate: 0, left: null }), error: uploadProblem(error) } });
+    // The page cannot go on with this upload: it cancels it, so no half-written file stays on the server.
+    let words = uploadProblem(error);
+    if (uploadId !== null && !(error instanceof ApiError && error.status === 401)) {
+      const cancelled = await state.api.cancelUpload(uploadId).then(() => true, () => false);
+      words += cancelled ? ' The page then cancelled the upload on the server, so none of its bytes stay there: upload it again once there is room.' : ' The page could not cancel the upload on the server: its bytes stay there until ota-server restarts or newer uploads replace it.';
+    }
+    set({ upload: { ...(state.upload ?? { name: file.name, size: file.size, done: 0, rate: 0, left: null }), error: words } });
   } finally {
     state.busy.delete('upload');
+    draw();
+  }
+}
+
+/**
+ * The files of a folder the publisher chose (webkitdirectory) or dropped, by their path inside it.
+ * A chosen folder's paths start with the folder's own name, which becomes the upload's name.
+ * @param {File[]} files
+ */
+function pickFromInput(files) {
+  if (files.length === 0) return null;
+  const rel = (/** @type {File} */ f) => /** @type {any} */ (f).webkitRelativePath || f.name;
+  const name = rel(files[0]).split('/')[0] ?? 'folder';
+  return { name, files: files.map((file) => ({ path: rel(file).split('/').slice(1).join('/') || file.name, file })) };
+}
+
+/** Walks a dropped folder (the File and Directory Entries API) into the files under it. */
+async function pickFromDrop(/** @type {DataTransfer} */ data) {
+  const entry = [...data.items].map((i) => i.webkitGetAsEntry?.()).find((e) => e && e.isDirectory);
+  if (!entry) return null;
+  /** @type {Array<{ path: string, file: File }>} */
+  const out = [];
+  const walk = async (/** @type {any} */ dir, /** @type {string} */ prefix) => {
+    const reader = dir.createReader();
+    for (;;) {
+      /** @type {any[]} */
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (batch.length === 0) return;
+      for (const e of batch) {
+        const rel = prefix ? `${prefix}/${e.name}` : e.name;
+        if (e.isDirectory) await walk(e, rel);
+        else out.push({ path: rel, file: await new Promise((resolve, reject) => e.file(resolve, reject)) });
+      }
+    }
+  };
+  await walk(entry, '');
+  return { name: entry.name, files: out };
+}
+
+/**
+ * Uploads the chosen folder: declares every file (the server refuses unsafe paths, too many files
+ * or bytes, and a disk without room before anything is written), sends each file, retrying one
+ * whose connection broke, then the server packs and scans the folder like one of its own.
+ */
+async function uploadFolder() {
+  const pick = state.folderPick;
+  if (!pick || pick.files.length === 0) return set({ folderUpload: { error: 'Choose a folder (or drop one here) first.' } });
+  if (state.busy.has('folder')) return;
+  state.busy.add('folder');
+  set({ draft: null, review: null, published: null, fieldErrors: {}, error: '', upload: null, folderUpload: null, publishError: '' });
+  const size = pick.files.reduce((n, f) => n + f.file.size, 0);
+  const started = performance.now();
+  const progress = (/** @type {number} */ done, /** @type {number} */ sentFiles) => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? done / seconds : 0;
+    set({ folderUpload: { name: pick.name, files: pick.files.length, sentFiles, size, done, rate, left: rate > 0 ? (size - done) / rate : null, error: '' } });
+  };
+  /** @type {string | null} */
+  let uploadId = null;
+  try {
+    progress(0, 0);
+    const info = await state.api.startFolderUpload(pick.name, pick.files.map((f) => ({ path: f.path, size: f.file.size })));
+    uploadId = info.id;
+    // FOLDER_STREAMS files travel at once (small files are dominated by the round trip); the
+    // first failure stops the others from starting new files.
+    let done = 0;
+    let sentFiles = 0;
+    let next = 0;
+    /** @type {unknown} */
+    let failed = null;
+    const inFlight = new Map();
+    const shown = () => progress(done + [...inFlight.values()].reduce((a, b) => a + b, 0), sentFiles);
+    const worker = async () => {
+      while (failed === null && next < pick.files.length) {
+        const i = next++;
+        const f = pick.files[i];
+        for (let failures = 0; ; failures += 1) {
+          try {
+            await state.api.putFolderFile(info.id, i, f.file, (sent) => { inFlight.set(i, sent); shown(); });
+            break;
+          } catch (error) {
+            const retry = error instanceof ApiError && (error.status === 0 || error.status >= 502) && error.code !== 'DISK_FULL';
+            if (!retry || failures >= RETRIES || failed !== null) {
+              // A full disk ends the upload on the server, so the other files then fail too: say the cause.
+              if (failed === null || (error instanceof ApiError && error.code === 'DISK_FULL')) failed = error;
+              inFlight.delete(i);
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 300 * (failures + 1)));
+          }
+        }
+        inFlight.delete(i);
+        done += f.file.size;
+        sentFiles += 1;
+        shown();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FOLDER_STREAMS, pick.files.length) }, worker));
+    if (failed !== null) throw failed;
+    const draft = await state.api.finishFolderUpload(info.id);
+    uploadId = null;
+    const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
+    set({ draft, fields, folderUpload: { ...state.folderUpload, done: size, sentFiles: pick.files.length, left: 0, finished: true } });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signOut(tokenProblem(error));
+    // What arrived of a folder that cannot be finished is removed on the server.
+    if (uploadId !== null && !(error instanceof ApiError && error.code === 'DISK_FULL')) await state.api.cancelFolderUpload(uploadId).catch(() => {});
+    set({ folderUpload: { ...(state.folderUpload ?? { name: pick.name, files: pick.files.length, size, done: 0 }), error: uploadProblem(error) } });
+  } finally {
+    state.busy.delete('folder');
     draw();
   }
 }
@@ -237,17 +363,31 @@ async function saveTemplate() {
     } catch (error) {
       if (error instanceof ApiError && error.code === 'TEMPLATE_CHANGED') {
         const theirs = await state.api.template(t.name);
-        set({ tpl: { ...t, conflict: { version: theirs.version, text: theirs.text, message: error.message }, message: '' } });
+        set({ tpl: { ...t, conflict: { version: theirs.version, text: theirs.text, message: error.message, diff: null, seenText: null }, diff: null, message: '' } });
       } else throw error;
     }
   });
 }
 
-/** After a conflict: take the other version as the base, keeping this text to apply again. */
-function rebaseTemplate() {
+/**
+ * During a conflict: the differences between their version (now the server's current one) and
+ * this text. Only once they are seen, and for this very text, is "save mine" offered.
+ */
+async function showConflictDiff() {
+  await withBusy('tpl', async () => {
+    const t = state.tpl;
+    const r = await state.api.checkTemplate(t.name, t.text);
+    // Someone may have saved yet another version meanwhile: the diff is against that one.
+    const conflict = r.current !== t.conflict.version ? { ...t.conflict, version: r.current, text: (await state.api.template(t.name)).text } : t.conflict;
+    set({ tpl: { ...state.tpl, problems: r.problems, diff: null, conflict: { ...conflict, diff: r.diff, seenText: t.text } } });
+  });
+}
+
+/** After seeing the differences: save this text as the version after theirs. */
+async function saveMineAfterConflict() {
   const t = state.tpl;
-  set({ tpl: { ...t, version: t.conflict.version, saved: t.conflict.text, conflict: null, message: `Now editing on top of version ${t.conflict.version}; your text is kept: check the differences, then save.` } });
-  void checkTemplate();
+  set({ tpl: { ...t, version: t.conflict.version, saved: t.conflict.text } });
+  await saveTemplate();
 }
 
 async function testRepository() {
@@ -279,7 +419,7 @@ function setField(/** @type {string} */ name, /** @type {string} */ value) {
   delete fieldErrors[name];
   if (name === 'arch' || name === 'os' || name === 'minFreeBytes') delete fieldErrors[`requirements.${name}`];
   // A review shows the bytes of the fields it was made from: any change needs a new one.
-  set({ fields, fieldErrors, review: null, published: null });
+  set({ fields, fieldErrors, review: null, published: null, publishError: '' });
   if (name === 'product' || name === 'channel') void refreshProposals();
 }
 
@@ -313,7 +453,7 @@ function fieldsForServer() {
 async function validate() {
   await withBusy('review', async () => {
     const result = await state.api.review(state.draft.id, fieldsForServer());
-    if (result.ok) set({ review: result, fieldErrors: {} });
+    if (result.ok) set({ review: result, fieldErrors: {}, publishError: '' });
     else {
       set({ review: null, fieldErrors: result.fieldErrors });
       const first = document.querySelector('[aria-invalid="true"]');
@@ -325,15 +465,30 @@ async function validate() {
 // ---- step 3: publish -----------------------------------------------------------------------
 
 async function publish() {
-  await withBusy('publish', async () => {
-    const r = state.review;
+  if (state.busy.has('publish')) return;
+  state.busy.add('publish');
+  set({ error: '', publishError: '' });
+  const r = state.review;
+  try {
     const published = await state.api.publish(state.draft.id, { packageSha256: r.packageTarget.sha256, manifestSha256: r.manifestTarget.sha256, ...(state.publishTo ? { repository: state.publishTo } : {}) });
     const context = await state.api.context();
     proposalsFor = '';
     set({ published, review: null, draft: null, context, fields: { ...state.fields, version: '', notes: '' } });
     void refreshProposals();
     document.getElementById('published')?.focus();
-  });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signOut(tokenProblem(error));
+    // Said next to the button; a version taken meanwhile is also marked at the version field.
+    const taken = error instanceof ApiError && error.code === 'VERSION_TAKEN';
+    const words = taken ? `Not published: ${describe(error)}` : error instanceof ApiError && error.code === 'DISK_FULL' ? `Not published: the server's disk is full: ${describe(error)}` : `Not published: ${describe(error)}`;
+    proposalsFor = '';
+    set({ publishError: words, ...(taken ? { fieldErrors: { ...state.fieldErrors, version: `${r.manifest.version} is already published: choose a greater version` }, context: await state.api.context().catch(() => state.context) } : {}) });
+    if (taken) void refreshProposals();
+    document.getElementById('publish-error')?.focus();
+  } finally {
+    state.busy.delete('publish');
+    draw();
+  }
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -364,21 +519,26 @@ function Crumbs() {
 function Verdict() {
   const d = state.draft;
   if (!d) return null;
+  const modes = d.modes ? html`<p class="modes" id="modes-note">Modes set by the server (${d.modes.rule}): ${d.modes.executables.length === 0 ? 'no file was made executable' : html`${d.modes.executables.length} made executable: ${d.modes.executables.slice(0, 8).map((/** @type {string} */ x, /** @type {number} */ i) => html`${i > 0 ? ' ' : ''}<code class="chip">${x}</code>`)}${d.modes.executables.length > 8 ? ` and ${d.modes.executables.length - 8} more` : ''}`}.</p>` : null;
   if (d.scan.ok) {
     return html`<div class="verdict" data-ok="yes" role="status">
       <strong>Package scan passed</strong>: the robot's checks accept every entry.
       <dl class="facts">
+        <dt>Built from</dt><dd>${d.source.root === '(uploaded folder)' ? `the uploaded folder ${d.source.path}/` : d.source.root === '(uploaded archive)' ? `the uploaded package ${d.source.path}` : `${d.source.root}/${d.source.path}`}</dd>
         <dt>Entries</dt><dd>${d.scan.entries}</dd>
         <dt>Unpacked size</dt><dd>${formatBytes(d.scan.totalBytes)}</dd>
         <dt>Package (.tar.gz)</dt><dd>${formatBytes(d.package.length)}</dd>
       </dl>
+      ${modes}
     </div>`;
   }
   const entry = d.scan.error.details?.entry;
   const uploaded = d.source.root === '(uploaded archive)';
+  const fix = uploaded ? 'Fix the package' : d.source.root === '(uploaded folder)' ? 'Fix the folder on your computer' : 'Fix the folder on the server';
   return html`<div class="verdict" data-ok="no" role="alert">
     <strong>Package scan refused ${uploaded ? 'this package' : 'this folder'}</strong> (<code>${d.scan.error.code}</code>): ${d.scan.error.message}.
-    <p>Nothing was kept or signed. ${uploaded ? 'Fix the package' : 'Fix the folder on the server'}${entry ? html` (entry <code>${entry}</code>)` : ''}, then ${uploaded ? 'upload it' : 'build'} again.</p>
+    <p>Nothing was kept or signed. ${fix}${entry ? html` (entry <code>${entry}</code>)` : ''}, then ${uploaded || d.source.root === '(uploaded folder)' ? 'upload it' : 'build'} again.</p>
+    ${modes}
   </div>`;
 }
 
@@ -403,13 +563,11 @@ function Tree() {
 
 function SourceStep() {
   const roots = state.context.sourceRoots;
-  if (roots.length === 0) {
-    return html`<section class="card" aria-labelledby="step-source"><h2 id="step-source">1 · Package</h2>
-      <p class="error">No source roots are configured. Start ota-server with <code>--source-root NAME=DIR</code> to build releases from folders on this machine.</p></section>`;
-  }
   return html`<section class="card" aria-labelledby="step-source">
     <h2 id="step-source">1 · Package</h2>
-    <p class="muted">Build the release from a folder on the server. The package is packed and scanned exactly as a robot scans it before it extracts anything.</p>
+    ${roots.length === 0
+      ? html`<p class="muted" id="no-roots">This server has no source roots, so it builds only from what you upload below. (Start ota-server with <code>--source-root NAME=DIR</code> to build from folders on the server machine.)</p>`
+      : html`<p class="muted">Build the release from a folder on the server. The package is packed and scanned exactly as a robot scans it before it extracts anything.</p>
     <div class="field">
       <label for="root">Source root</label>
       <select id="root" value=${state.root} onChange=${(/** @type {any} */ e) => { set({ root: e.currentTarget.value, draft: null, review: null }); void openFolder(''); }}>
@@ -422,7 +580,8 @@ function SourceStep() {
       : html`<p class="muted small">No sub-folders.</p>`}
     <div class="buttons">
       <button type="button" class="primary" id="build" disabled=${state.busy.has('draft')} onClick=${buildDraft}>${state.busy.has('draft') ? 'Building and scanning…' : `Build package from ${state.root}/${state.path}`}</button>
-    </div>
+    </div>`}
+    <${FolderUpload} />
     <div class="upload">
       <label for="archive">Or upload a package (.tar.gz) from this computer</label>
       <input id="archive" type="file" accept=".tar.gz,.tgz,application/gzip" />
@@ -432,6 +591,37 @@ function SourceStep() {
     <${Verdict} />
     <${Tree} />
   </section>`;
+}
+
+let dragDepth = 0;
+function FolderUpload() {
+  const p = state.folderPick;
+  const u = state.folderUpload;
+  const size = p ? p.files.reduce((n, f) => n + f.file.size, 0) : 0;
+  const pct = u && u.size > 0 ? Math.floor((u.done / u.size) * 100) : 0;
+  return html`<div class="upload folder-upload" id="folder-upload" data-drag=${state.busy.has('drag') ? 'yes' : undefined}
+      onDragEnter=${(/** @type {DragEvent} */ e) => { e.preventDefault(); dragDepth += 1; if (!state.busy.has('drag')) { state.busy.add('drag'); draw(); } }}
+      onDragOver=${(/** @type {DragEvent} */ e) => e.preventDefault()}
+      onDragLeave=${() => { dragDepth -= 1; if (dragDepth <= 0) { dragDepth = 0; state.busy.delete('drag'); draw(); } }}
+      onDrop=${async (/** @type {DragEvent} */ e) => {
+        e.preventDefault();
+        dragDepth = 0;
+        state.busy.delete('drag');
+        const pick = e.dataTransfer ? await pickFromDrop(e.dataTransfer) : null;
+        set(pick ? { folderPick: pick, folderUpload: null } : { folderUpload: { error: 'Drop a folder here (a single file is uploaded as a package below).' } });
+      }}>
+    <label for="folder">Or upload a folder from this computer</label>
+    <p class="hint" id="folder-hint">Choose the release's folder, or drop it here. Browsers do not send file modes, so the server sets them: files under <code>bin/</code> or <code>sbin/</code> and files starting with <code>#!</code> or an ELF header get 0755, every other file 0644. Empty folders are not uploaded.</p>
+    <input id="folder" type="file" webkitdirectory multiple aria-describedby="folder-hint"
+      onChange=${(/** @type {any} */ e) => set({ folderPick: pickFromInput([...e.currentTarget.files]), folderUpload: null })} />
+    ${p ? html`<p class="small" id="folder-chosen">${p.name}/: ${p.files.length.toLocaleString('en')} file${p.files.length === 1 ? '' : 's'}, ${formatBytes(size)}</p>` : null}
+    <div class="buttons"><button type="button" id="upload-folder" disabled=${state.busy.has('folder') || !p} onClick=${uploadFolder}>${state.busy.has('folder') ? 'Uploading and scanning…' : 'Upload folder and scan'}</button></div>
+    ${u && u.size !== undefined ? html`<div class="upload-progress">
+      <progress max=${u.size || 1} value=${u.done} aria-label=${`Upload of the folder ${u.name}`}></progress>
+      <p class="small" role="status" id="folder-status">${u.finished ? `Uploaded ${u.files} files (${formatBytes(u.size)}) of ${u.name}/` : u.error ? `Stopped: ${u.sentFiles} of ${u.files} files sent (${formatBytes(u.done)} of ${formatBytes(u.size)})` : `${pct}% · ${u.sentFiles} of ${u.files} files sent · ${formatBytes(u.done)} of ${formatBytes(u.size)}${u.rate ? ` · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left` : ''}`}</p>
+    </div>` : null}
+    ${u?.error ? html`<p class="error" role="alert" id="folder-error">${u.error}</p>` : null}
+  </div>`;
 }
 
 /** A labelled input with its error right under it, tied by aria-describedby. */
@@ -516,7 +706,7 @@ function UploadProgress() {
   const pct = u.size > 0 ? Math.floor((u.done / u.size) * 100) : 0;
   return html`<div class="upload-progress" id="upload-progress">
     <progress max=${u.size} value=${u.done} aria-label=${`Upload of ${u.name}`}></progress>
-    <p class="small" role="status" id="upload-status">${u.finished ? `Uploaded ${formatBytes(u.size)} of ${u.name}` : `${pct}% · ${formatBytes(u.done)} of ${formatBytes(u.size)} · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left`}${u.resumes > 0 ? ` · resumed ${u.resumes}×` : ''}</p>
+    <p class="small" role="status" id="upload-status">${u.finished ? `Uploaded ${formatBytes(u.size)} of ${u.name}` : u.error ? `Stopped at ${formatBytes(u.done)} of ${formatBytes(u.size)} of ${u.name}` : `${pct}% · ${formatBytes(u.done)} of ${formatBytes(u.size)} · ${formatBytes(Math.round(u.rate))}/s · ${formatSeconds(u.left)} left`}${u.resumes > 0 ? ` · resumed ${u.resumes}×` : ''}</p>
     ${u.note && !u.error ? html`<p class="warn-note small" id="upload-note">${u.note}</p>` : null}
     ${u.error ? html`<p class="error" role="alert" id="upload-error">${u.error}</p>` : null}
   </div>`;
@@ -532,6 +722,10 @@ function diffContext(/** @type {Array<{ kind: string, text: string }>} */ diff) 
     else if (out.at(-1)?.kind !== 'gap') out.push({ kind: 'gap', text: '' });
   });
   return out;
+}
+
+function DiffView({ id, diff }) {
+  return html`<pre class="diff" id=${id} aria-label="Differences">${diff.filter((/** @type {any} */ d) => d.kind !== 'same').length === 0 ? html`<span>(no differences)</span>` : diffContext(diff).map((/** @type {any} */ d) => d.kind === 'gap' ? html`<span class="diff-same">${'  …\n'}</span>` : html`<span class=${`diff-${d.kind}`}>${`${d.kind === 'add' ? '+ ' : d.kind === 'remove' ? '- ' : '  '}${d.text}\n`}</span>`)}</pre>`;
 }
 
 function TemplateEditor() {
@@ -553,17 +747,24 @@ function TemplateEditor() {
       </div>
       ${t.problems.length > 0 ? html`<ul class="field-error plain" id="tpl-problems" role="alert">${t.problems.map((/** @type {any} */ p) => html`<li>${p.line ? `line ${p.line}, ` : ''}<code>${p.field}</code>: ${p.message}</li>`)}</ul>` : null}
       ${t.conflict ? html`<div class="verdict" data-ok="no" role="alert" id="tpl-conflict">
-        <strong>Someone else saved ${t.name} meanwhile (now version ${t.conflict.version})</strong>: your change was not saved (TEMPLATE_CHANGED). Your text is still in the editor.
+        <strong>Someone else saved ${t.name} meanwhile (now version ${t.conflict.version})</strong>: your change was not saved (TEMPLATE_CHANGED). Your text is still in the editor; saving it now would replace their change, so first see what differs.
         <details><summary>Their version ${t.conflict.version}</summary><pre class="manifest">${t.conflict.text}</pre></details>
-        <div class="buttons"><button type="button" id="tpl-rebase" onClick=${rebaseTemplate}>Edit on top of version ${t.conflict.version}</button>
-        <button type="button" onClick=${() => openTemplate(t.name)}>Discard mine and load version ${t.conflict.version}</button></div>
+        ${t.conflict.diff ? html`<p class="conflict-diff-label">Your text against their version ${t.conflict.version} (<span class="diff-add">+ yours</span>, <span class="diff-remove">- theirs</span>):</p>
+          <${DiffView} id="tpl-conflict-diff" diff=${t.conflict.diff} />` : null}
+        <div class="buttons">
+          <button type="button" id="tpl-load-theirs" disabled=${state.busy.has('tpl')} onClick=${() => openTemplate(t.name)}>Load their version ${t.conflict.version} (discard mine)</button>
+          <button type="button" id="tpl-conflict-diff-button" disabled=${state.busy.has('tpl')} onClick=${showConflictDiff}>${t.conflict.diff && t.conflict.seenText === t.text ? 'Show the differences again' : `See the differences from version ${t.conflict.version}`}</button>
+          ${t.conflict.diff && t.conflict.seenText === t.text && t.problems.length === 0
+            ? html`<button type="button" class="primary" id="tpl-save-mine" disabled=${state.busy.has('tpl')} onClick=${saveMineAfterConflict}>Save mine as version ${t.conflict.version + 1}, replacing their changes shown above</button>`
+            : null}
+        </div>
       </div>` : null}
       ${t.message ? html`<p class="ok-text" role="status" id="tpl-message">${t.message}</p>` : null}
-      ${t.diff ? html`<pre class="diff" id="tpl-diff" aria-label="Differences">${t.diff.filter((/** @type {any} */ d) => d.kind !== 'same').length === 0 ? html`<span>(no differences)</span>` : diffContext(t.diff).map((/** @type {any} */ d) => d.kind === 'gap' ? html`<span class="diff-same">${'  …\n'}</span>` : html`<span class=${`diff-${d.kind}`}>${`${d.kind === 'add' ? '+ ' : d.kind === 'remove' ? '- ' : '  '}${d.text}\n`}</span>`)}</pre>` : null}
-      <div class="buttons">
+      ${t.diff ? html`<${DiffView} id="tpl-diff" diff=${t.diff} />` : null}
+      ${t.conflict ? null : html`<div class="buttons">
         <button type="button" id="tpl-check" disabled=${state.busy.has('tpl')} onClick=${checkTemplate}>Validate and show differences</button>
         <button type="button" class="primary" id="tpl-save" disabled=${state.busy.has('tpl') || t.text === t.saved} onClick=${saveTemplate}>Save as version ${t.version + 1}</button>
-      </div>`}
+      </div>`}`}
   </section>`;
 }
 
@@ -585,7 +786,7 @@ function Repositories() {
         <table class="roles"><thead><tr><th>Role</th><th>Version</th><th>Expires</th><th>Left</th></tr></thead>
         <tbody>${r.roles.map((/** @type {any} */ x) => html`<tr data-warning=${x.warning ? 'yes' : undefined}>
           <td data-label="Role">${x.role}</td><td data-label="Version">${x.version}</td><td data-label="Expires">${x.expires}</td>
-          <td data-label="Left">${x.daysLeft < 1 ? `${Math.round(x.daysLeft * 24)} hours` : `${Math.floor(x.daysLeft)} days`}${x.warning ? html` <span class="badge warn-badge">renew soon</span>` : ''}</td></tr>`)}</tbody></table>
+          <td data-label="Left"><span>${x.daysLeft < 1 ? `${Math.round(x.daysLeft * 24)} hours` : `${Math.floor(x.daysLeft)} days`}${x.warning ? html` <span class="badge warn-badge">renew soon</span>` : ''}</span></td></tr>`)}</tbody></table>
       </div>` : html`<div class="verdict" data-ok="no" role="alert" id="repo-result"><strong>${r.repository}: ${REPO_PROBLEM[r.problem] ?? r.problem}</strong>: ${r.error.message} (<code>${r.error.code}</code>)</div>`}`}
   </section>`;
 }
@@ -680,11 +881,12 @@ function ReviewStep() {
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
           <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product, r.manifest.channel)}</td>
-          <td data-label="Keys">${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</td>
+          <td data-label="Keys"><span>${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</span></td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
       </table>
-      <div class="buttons"><button type="button" class="primary" id="publish" disabled=${state.busy.has('publish')} onClick=${publish}>${state.busy.has('publish') ? 'Signing and publishing…' : `Sign and publish ${r.manifest.product} ${r.manifest.version}`}</button></div>`}
+      <div class="buttons"><button type="button" class="primary" id="publish" disabled=${state.busy.has('publish') || (state.publishError !== '' && state.fieldErrors.version !== undefined)} aria-describedby=${state.publishError ? 'publish-error' : undefined} onClick=${publish}>${state.busy.has('publish') ? 'Signing and publishing…' : `Sign and publish ${r.manifest.product} ${r.manifest.version}`}</button></div>
+      ${state.publishError ? html`<p class="error" role="alert" id="publish-error" tabindex="-1">${state.publishError}</p>` : null}`}
   </section>`;
 }
 
