@@ -112,7 +112,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
 
   program
     .command('add')
-    .description('stage a release: package and manifest become targets under <product>/')
+    .description('stage a release: package and manifest become targets under <product>/ (<product>/<channel>/ for a channel delegated on its own)')
     .requiredOption('--product <name>', 'product name, e.g. robot-ai')
     .requiredOption('--version <semver>', 'release version, e.g. 2.1.0')
     .option('--package <file>', 'a ready .tar.gz package')
@@ -179,7 +179,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       const publisher = publisherFor(g);
       // With --publish, who signs is settled before anything is stored: the product's delegated
       // role when its key is here, else the top-level targets role (PUBLISH_OUTSIDE_DELEGATION otherwise).
-      const signing = opts.publish === true ? await publisher.signingRoleFor(input.product) : undefined;
+      const signing = opts.publish === true ? await publisher.signingRoleFor(input.product, input.channel ?? 'stable') : undefined;
       const added = await publisher.add(input);
       const deltaLines = added.deltas.map((d) =>
         d.published
@@ -211,7 +211,9 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       const g = globals();
       const percent = Number(opts.percent);
       const publisher = publisherFor(g);
-      const signing = opts.publish === true ? await publisher.signingRoleFor(opts.product) : undefined;
+      // The release's channel decides which delegation covers its manifest (a channel may have its own).
+      const channel = opts.publish === true ? (await publisher.listTargets()).find((t) => t.custom.kind === 'manifest' && t.custom.product === opts.product && t.custom.version === opts.version)?.custom.channel : undefined;
+      const signing = opts.publish === true ? await publisher.signingRoleFor(opts.product, channel ?? 'stable') : undefined;
       const changed = await publisher.setRollout({ product: opts.product, version: opts.version, percent });
       const published = signing !== undefined ? await publisher.publish(signing.role !== undefined ? { role: signing.role } : {}) : undefined;
       print(
@@ -225,7 +227,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     .command('publish')
     .description('sign staged targets, a new snapshot and timestamp')
     .option('--resign-targets', 'sign a new targets version even with nothing staged (refreshes its expiry)')
-    .option('--role <name>', 'sign the staged targets into this delegated targets role (e.g. product-robot-ai) with its key alone')
+    .option('--role <name>', 'sign the staged targets into this delegated targets role (e.g. product-robot-ai, or product-robot-ai~beta for a channel) with its keys alone')
     .action(async (opts: { resignTargets?: boolean; role?: string }) => {
       const g = globals();
       if (opts.role !== undefined && opts.resignTargets === true) throw new OtaError('CONFIG_INVALID', '--role and --resign-targets do not go together: --resign-targets signs the top-level targets role');
@@ -239,21 +241,62 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
 
   program
     .command('delegate')
-    .description('create, or rotate and renew, the delegated targets role of a product (offline: needs the top-level targets key)')
-    .requiredOption('--product <name>', 'product whose targets (<product>/*) the role may sign')
+    .description('create, or rotate and renew, the delegated targets role of a product or of one channel of it (offline: needs the top-level targets key)')
+    .requiredOption('--product <name>', 'product whose targets (<product>/*, with --channel <product>/<channel>/*) the role may sign')
+    .option('--channel <name>', 'delegate only this channel: the role product-<product>~<channel> may sign <product>/<channel>/* (releases of that channel are then published there)')
     .option('--expires <duration>', 'how long the delegation lasts, e.g. 90d', '90d')
-    .option('--key-out <dir>', "keys folder the role's new private key is written to (default: --keys); copy its delegated/<role>/ folder to the studio")
-    .action(async (opts: { product: string; expires: string; keyOut?: string }) => {
+    .option('--key-count <n>', 'keys to make for the role (default: the threshold)')
+    .option('--threshold <n>', 'signatures of those keys each version of the role needs', '1')
+    .option('--key-out <dir>', "keys folder the role's new private keys are written to (default: --keys); copy its delegated/<role>/ folder to the studio")
+    .action(async (opts: { product: string; channel?: string; expires: string; keyCount?: string; threshold: string; keyOut?: string }) => {
       const g = globals();
       const expiresInMs = parseDurationArg(opts.expires, '--expires');
-      const result = await publisherFor(g).delegate({ product: opts.product, expiresInMs, ...(opts.keyOut !== undefined ? { keyOut: path.resolve(opts.keyOut) } : {}) });
+      const whole = (name: string, v: string): number => {
+        const n = Number(v);
+        if (!/^\d+$/.test(v.trim()) || !Number.isInteger(n) || n < 1) throw new OtaError('CONFIG_INVALID', `${name} is ${JSON.stringify(v)}: expected a whole number ≥ 1`);
+        return n;
+      };
+      const threshold = whole('--threshold', opts.threshold);
+      const keyCount = opts.keyCount !== undefined ? whole('--key-count', opts.keyCount) : threshold;
+      const result = await publisherFor(g).delegate({
+        product: opts.product,
+        ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
+        expiresInMs,
+        keyCount,
+        threshold,
+        ...(opts.keyOut !== undefined ? { keyOut: path.resolve(opts.keyOut) } : {}),
+      });
       print(
         g.json,
         result,
         [
-          `${result.replacedKeyIds.length > 0 ? 'rotated' : 'created'} delegated role ${result.role} for ${result.paths.join(', ')} until ${result.expires}`,
-          `key ${result.keyid} written to ${result.keyFile} (0600)`,
-          ...(result.replacedKeyIds.length > 0 ? [`no longer trusted: ${result.replacedKeyIds.join(', ')}; ${result.carriedTargets} target(s) signed again with the new key`] : []),
+          `${result.replacedKeyIds.length > 0 ? 'rotated' : 'created'} delegated role ${result.role} for ${result.paths.join(', ')} until ${result.expires}, threshold ${result.threshold} of ${result.keyids.length} key${result.keyids.length === 1 ? '' : 's'}`,
+          ...result.keyids.map((id, i) => `key ${id} written to ${result.keyFiles[i]} (0600)`),
+          ...(result.replacedKeyIds.length > 0 ? [`no longer trusted: ${result.replacedKeyIds.join(', ')}; ${result.carriedTargets} target(s) signed again with the new key${result.keyids.length === 1 ? '' : 's'}`] : []),
+          `published: targets ${result.publish.targetsVersion}, snapshot ${result.publish.snapshotVersion}, timestamp ${result.publish.timestampVersion}`,
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('undelegate')
+    .description('remove the delegated targets role of a product or of one channel of it; robots stop finding what it signed (offline: needs the top-level targets key)')
+    .requiredOption('--product <name>', 'product whose delegation is removed')
+    .option('--channel <name>', "remove the channel's delegation (product-<product>~<channel>) instead of the product's")
+    .option('--key-out <dir>', "keys folder whose copies of the role's keys are moved to retired/ (default: --keys)")
+    .action(async (opts: { product: string; channel?: string; keyOut?: string }) => {
+      const g = globals();
+      const result = await publisherFor(g).undelegate({
+        product: opts.product,
+        ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
+        ...(opts.keyOut !== undefined ? { keyOut: path.resolve(opts.keyOut) } : {}),
+      });
+      print(
+        g.json,
+        result,
+        [
+          `removed delegated role ${result.role} (${result.paths.join(', ')}): keys ${result.removedKeyIds.join(', ')} no longer trusted, ${result.retiredKeyFiles} key file(s) moved to retired/`,
+          `robots no longer find the ${result.droppedTargets} target(s) it signed`,
           `published: targets ${result.publish.targetsVersion}, snapshot ${result.publish.snapshotVersion}, timestamp ${result.publish.timestampVersion}`,
         ].join('\n'),
       );
@@ -261,7 +304,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
 
   program
     .command('delegations')
-    .description('list the delegated targets roles: paths, keys, expiry')
+    .description('list the delegated targets roles: paths, keys, threshold, expiry')
     .action(async () => {
       const g = globals();
       const list = await publisherFor(g).delegations();
@@ -357,7 +400,7 @@ export async function main(argv: string[], io: CliIo = stdio): Promise<number> {
   const program = otaRepoProgram(io);
   try {
     if (argv.length === 0) {
-      io.err('ota-repo: error: no command given (init, keygen, add, publish, delegate, delegations, refresh-timestamp, rotate-key, mirror-assets, verify); see ota-repo --help');
+      io.err('ota-repo: error: no command given (init, keygen, add, rollout, publish, delegate, undelegate, delegations, refresh-timestamp, rotate-key, mirror-assets, verify); see ota-repo --help');
       return 2;
     }
     await program.parseAsync(argv, { from: 'user' });

@@ -54,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--token-file <file>', 'bearer token for uploads, the publisher studio and the fleet view (without it all are disabled)')
     .option('--source-root <[name=]dir>', 'a folder the publisher studio may build releases from (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--product-types <dir>', 'product-type templates the studio offers and edits (default: the ones shipped with otad)')
-    .option('--studio-config <file>', 'the publisher studio\'s repositories to test (YAML: repositories: [{ name, url, trustedRoot, warnDays }])')
+    .option('--studio-config <file>', 'the publisher studio\'s repositories to test and publish to (YAML: repositories: [{ name, url, trustedRoot, warnDays, local, path, keys }]; path and keys make one writable)')
     .option('--max-upload <bytes>', 'largest accepted package', String(1024 * 1024 * 1024))
     .option('--database <db>', 'fleet database: a SQLite file or a postgres:// URL (default: <repo>/fleet.db)')
     .option('--preauthorize <file>', 'accept the devices listed in <file> before serving ("<device id> <public key> [site=<site>] [key=value…]")')

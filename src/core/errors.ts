@@ -69,6 +69,7 @@ export const ErrorCodes = {
   PUBLISH_CONTENT_CHANGED: { category: 'package', retryable: false },
   PUBLISH_OUTSIDE_DELEGATION: { category: 'trust', retryable: false },
   PUBLISH_DELEGATION_EXPIRED: { category: 'trust', retryable: false },
+  PUBLISH_REPOSITORY_NOT_WRITABLE: { category: 'config', retryable: false },
   TRUST_DELEGATION_VIOLATION: { category: 'trust', retryable: false },
   RELEASE_REQUIREMENTS_UNMET: { category: 'precondition', retryable: false },
   RELEASE_INDEX_INVALID: { category: 'trust', retryable: false },

@@ -17,7 +17,7 @@ export const MAX_NOTES_LENGTH = 16_384;
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 
 export const PRODUCT_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const CHANNEL_RE = /^[a-z][a-z0-9-]{0,31}$/;
+export const CHANNEL_RE = /^[a-z][a-z0-9-]{0,31}$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 /** Target names are relative repository paths: no leading slash, no `..`, no backslashes. */
 const TARGET_RE = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._+\-/]{1,255}$/;

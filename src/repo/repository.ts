@@ -22,7 +22,7 @@ import type { Clock } from '../core/clock.js';
 import { OtaError, toOtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
-import { MANIFEST_SCHEMA_VERSION, PRODUCT_RE, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
+import { CHANNEL_RE, MANIFEST_SCHEMA_VERSION, PRODUCT_RE, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage, type CreateResult } from '../package/create.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
 import semver from 'semver';
@@ -60,10 +60,22 @@ export const ISSUED_FIELD = 'x-otad-issued';
 export const DELEGATION_EXPIRES_FIELD = 'x-otad-expires';
 export const DEFAULT_DELEGATION_EXPIRY_MS = 90 * DAY;
 
-/** The delegated targets role that may sign a product's targets (`<product>/*`). */
-export function delegatedRoleName(product: string): string {
-  return `product-${product}`;
+/**
+ * The delegated targets role that may sign a product's targets (`<product>/*`), or, with a channel,
+ * only that channel's (`<product>/<channel>/*`). `~` is in neither a product nor a channel name and
+ * needs no escaping in a URL, so every (product, channel) has its own role file name.
+ */
+export function delegatedRoleName(product: string, channel?: string): string {
+  return channel === undefined ? `product-${product}` : `product-${product}~${channel}`;
 }
+
+/** The paths a product's (or a product and channel's) delegation covers. */
+export function delegatedPaths(product: string, channel?: string): string[] {
+  return [channel === undefined ? `${product}/*` : `${product}/${channel}/*`];
+}
+
+/** Most keys one delegation may list (ota-repo delegate --keys). */
+export const MAX_DELEGATION_KEYS = 16;
 
 export interface RepoSettings {
   expiryMs: Record<RoleName, number>;
@@ -191,6 +203,12 @@ export interface RepoState {
 
 export interface DelegateOptions {
   product: string;
+  /** Delegate only this channel of the product (paths `<product>/<channel>/*`, role `product-<product>~<channel>`). */
+  channel?: string;
+  /** Keys the delegation lists (default: the threshold), each made fresh and saved under keyOut. */
+  keyCount?: number;
+  /** Signatures of those keys a version of the role needs (default 1). */
+  threshold?: number;
   /** How long the delegation lasts (default 90 days): the latest expiry its role may sign. */
   expiresInMs?: number;
   /** The keys folder the delegated role's new private key is saved to (default: this publisher's). */
@@ -200,14 +218,37 @@ export interface DelegateOptions {
 export interface DelegateResult {
   role: string;
   product: string;
+  channel: string | null;
   paths: string[];
+  /** The first of keyids (kept for callers that know one key). */
   keyid: string;
   keyFile: string;
+  keyids: string[];
+  keyFiles: string[];
+  threshold: number;
   expires: string;
   /** Key ids the delegation no longer trusts (a rotation); empty for a new delegation. */
   replacedKeyIds: string[];
   /** Targets the delegated role signed before and signs again under the new key. */
   carriedTargets: number;
+  publish: PublishResult;
+}
+
+export interface UndelegateOptions {
+  product: string;
+  channel?: string;
+  /** The keys folder whose copies of the role's keys are retired (default: this publisher's). */
+  keyOut?: string;
+}
+
+export interface UndelegateResult {
+  role: string;
+  paths: string[];
+  removedKeyIds: string[];
+  /** Key files of the role moved to `<keyOut>/retired/`. */
+  retiredKeyFiles: number;
+  /** Targets the role signed, which robots no longer find. */
+  droppedTargets: number;
   publish: PublishResult;
 }
 
@@ -448,6 +489,32 @@ export function createPublisher(options: PublisherOptions) {
     return { targetsVersion, snapshotVersion: snapshot.signed.version, timestampVersion: timestamp.signed.version, published };
   }
 
+  /**
+   * The folder of a release's targets: `<product>/<channel>` when the repository delegates that
+   * channel of the product to a role of its own (ota-repo delegate --channel), so that role's paths
+   * cover them; `<product>` otherwise (the product's delegation, or the top-level targets role).
+   */
+  function releaseDirFor(state: RepoState, product: string, channel: string): string {
+    const probe = `${product}/${channel}/${product}.otad-listing`;
+    return Object.values(state.targets.signed.delegations?.roles ?? {}).some((r) => r.isDelegatedPath(probe)) ? `${product}/${channel}` : product;
+  }
+
+  /** The manifest target of a release, signed or staged, in whichever folder it was published (a version exists once per product). */
+  function findManifest(state: RepoState, staged: Awaited<ReturnType<typeof readStaged>>, product: string, version: string): { name: string; length: number; sha256: string; custom: CustomTargetInfo | undefined } | undefined {
+    const isIt = (custom: Partial<CustomTargetInfo> | undefined) => custom?.kind === 'manifest' && custom.product === product && custom.version === version;
+    for (const [name, info] of Object.entries(staged)) if (isIt(info.custom)) return { name, length: info.length, sha256: info.sha256, custom: info.custom };
+    for (const t of Object.values(allTargets(state))) {
+      const custom = (t.custom as { otad?: CustomTargetInfo }).otad;
+      const sha256 = t.hashes['sha256'];
+      if (isIt(custom) && sha256 !== undefined) return { name: t.path, length: t.length, sha256, custom };
+    }
+    const legacy = `${product}/${product}-${version}.manifest.json`;
+    const t = allTargets(state)[legacy] ?? undefined;
+    if (t !== undefined && t.hashes['sha256'] !== undefined) return { name: legacy, length: t.length, sha256: t.hashes['sha256'], custom: (t.custom as { otad?: CustomTargetInfo }).otad };
+    if (staged[legacy] !== undefined) return { name: legacy, ...staged[legacy] };
+    return undefined;
+  }
+
   function targetFile(name: string, sha256: string): string {
     const { dir, base } = path.posix.parse(name);
     return path.join(targetsDir, ...dir.split('/').filter(Boolean), `${sha256}.${base}`);
@@ -469,14 +536,15 @@ export function createPublisher(options: PublisherOptions) {
   async function composeRelease(input: ReleaseInput, mode: 'store' | 'preview'): Promise<AddResult> {
     await readSettings();
     const store: StoreTarget = mode === 'store' ? storeTarget : describeTarget;
-    const packageName = `${input.product}/${input.product}-${input.version}.tar.gz`;
-    const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
     // Validate the release fields before touching the repository (package fields are placeholders here).
-    const draft = buildManifest(input, { target: packageName, length: 1, sha256: '0'.repeat(64) }, input.releasedAt ?? clock.now());
+    const draft = buildManifest(input, { target: `${input.product}/${input.product}-${input.version}.tar.gz`, length: 1, sha256: '0'.repeat(64) }, input.releasedAt ?? clock.now());
     const settings = await readSettings();
     const state = await loadState();
     const staged = await readStaged();
-    if (allTargets(state)[manifestName] !== undefined || staged[manifestName] !== undefined) {
+    const dir = releaseDirFor(state, input.product, draft.channel);
+    const packageName = `${dir}/${input.product}-${input.version}.tar.gz`;
+    const manifestName = `${dir}/${input.product}-${input.version}.manifest.json`;
+    if (findManifest(state, staged, input.product, input.version) !== undefined) {
       throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
     }
     let packageFile = input.packageFile;
@@ -513,13 +581,13 @@ export function createPublisher(options: PublisherOptions) {
         if (input.check !== undefined) throw toOtaError(error, 'PACKAGE_CORRUPT', `indexing package ${packageFile}`);
         log.warn('package could not be indexed: published without a tree index or deltas', { error: (error as Error).message });
       }
-      const indexName = `${input.product}/${input.product}-${input.version}.index.json`;
+      const indexName = `${dir}/${input.product}-${input.version}.index.json`;
       let indexTarget: TargetInfo | null = null;
       if (index !== null) {
         indexTarget = await store(indexName, { bytes: Buffer.from(serializeIndex(index)) });
         staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
       }
-      const deltas = index === null ? [] : await makeDeltas(state, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir, store);
+      const deltas = index === null ? [] : await makeDeltas(state, dir, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir, store);
       for (const d of deltas) {
         if (d.target === undefined) continue;
         staged[d.target.name] = { length: d.target.length, sha256: d.target.sha256, custom: { kind: 'delta', product: input.product, version: input.version, channel, fromVersion: d.fromVersion } };
@@ -560,6 +628,7 @@ export function createPublisher(options: PublisherOptions) {
    */
   async function makeDeltas(
     state: RepoState,
+    dir: string,
     product: string,
     channel: string,
     version: string,
@@ -601,7 +670,7 @@ export function createPublisher(options: PublisherOptions) {
         const bytes = (await fs.stat(tmp)).size;
         const outcome: DeltaOutcome = { fromVersion, bytes, limitBytes, published: bytes < limitBytes, files: meta.files, removed: meta.removed.length };
         if (outcome.published) {
-          outcome.target = await store(`${product}/${product}-${fromVersion}-to-${version}.delta.tar.gz`, { file: tmp });
+          outcome.target = await store(`${dir}/${product}-${fromVersion}-to-${version}.delta.tar.gz`, { file: tmp });
         } else {
           log.info('delta held back by the size gate', { fromVersion, bytes, limitBytes });
         }
@@ -705,14 +774,10 @@ export function createPublisher(options: PublisherOptions) {
       if (!Number.isFinite(input.percent) || input.percent < 0 || input.percent > 100) {
         throw new OtaError('CONFIG_INVALID', `rollout percentage is ${input.percent}: expected a number from 0 to 100`);
       }
-      const manifestName = `${input.product}/${input.product}-${input.version}.manifest.json`;
       const state = await loadState();
       const staged = await readStaged();
-      const current = staged[manifestName] ?? (() => {
-        const t = allTargets(state)[manifestName];
-        const sha256 = t?.hashes['sha256'];
-        return t && sha256 ? { length: t.length, sha256, custom: (t.unrecognizedFields['custom'] as { otad: CustomTargetInfo } | undefined)?.otad } : undefined;
-      })();
+      const current = findManifest(state, staged, input.product, input.version);
+      const manifestName = current?.name ?? `${input.product}/${input.product}-${input.version}.manifest.json`;
       if (current === undefined || current.custom === undefined) {
         throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} is not in ${repoDir}: add it first`);
       }
@@ -756,7 +821,10 @@ export function createPublisher(options: PublisherOptions) {
         const role = state.targets.signed.delegations?.roles?.[name];
         const current = state.delegated[name];
         if (role === undefined || current === undefined) {
-          throw new OtaError('CONFIG_INVALID', `the repository delegates to no role ${name}: create it offline with ota-repo delegate`);
+          // Never made, or removed (ota-repo undelegate): robots do not follow it, so nothing is signed into it.
+          throw new OtaError('PUBLISH_OUTSIDE_DELEGATION', `the repository delegates to no role ${name} (never made, or removed): nothing was signed. Create it offline with ota-repo delegate`, {
+            details: { role: name, delegated: false },
+          });
         }
         const outside = Object.keys(staged).filter((t) => !role.isDelegatedPath(t));
         if (outside.length > 0) {
@@ -808,32 +876,42 @@ export function createPublisher(options: PublisherOptions) {
     },
 
     /**
-     * Create, or rotate and renew, the delegated targets role of a product (offline: it signs a new
-     * top-level targets version, so it needs the top-level targets key). A new ed25519 key is made
-     * and saved under `<keyOut>/delegated/product-<product>/`; the delegation trusts that key only
-     * (threshold 1), for the paths `<product>/*`, terminating, until `expiresInMs` from now. A
-     * rotation replaces the old keys (retired when they are in `keyOut`) and signs the role's
-     * current targets again with the new key, so robots see no gap.
+     * Create, or rotate and renew, the delegated targets role of a product, or of one channel of a
+     * product (offline: it signs a new top-level targets version, so it needs the top-level targets
+     * key). `keyCount` new ed25519 keys (default: the threshold, default 1) are made and saved under
+     * `<keyOut>/delegated/<role>/`; the delegation trusts those keys only, with `threshold`
+     * signatures required, for the paths `<product>/*` (or `<product>/<channel>/*`), terminating,
+     * until `expiresInMs` from now. A rotation replaces every old key (retired when in `keyOut`)
+     * and signs the role's current targets again with the new keys, so robots see no gap.
      */
     async delegate(opts: DelegateOptions): Promise<DelegateResult> {
       const settings = await readSettings();
       if (typeof opts.product !== 'string' || !PRODUCT_RE.test(opts.product)) {
         throw new OtaError('CONFIG_INVALID', `product ${JSON.stringify(opts.product)}: expected a lower-case product name ([a-z0-9._-], at most 64 characters)`);
       }
+      if (opts.channel !== undefined && (typeof opts.channel !== 'string' || !CHANNEL_RE.test(opts.channel))) {
+        throw new OtaError('CONFIG_INVALID', `channel ${JSON.stringify(opts.channel)}: expected a channel name such as stable or beta ([a-z][a-z0-9-], at most 32 characters)`);
+      }
       const period = opts.expiresInMs ?? DEFAULT_DELEGATION_EXPIRY_MS;
       if (!Number.isFinite(period) || period <= 0) throw new OtaError('CONFIG_INVALID', `delegation expiry is ${period} ms: expected a positive duration`);
+      const threshold = opts.threshold ?? 1;
+      const keyCount = opts.keyCount ?? threshold;
+      if (!Number.isInteger(threshold) || threshold < 1) throw new OtaError('CONFIG_INVALID', `delegation threshold is ${String(threshold)}: expected a whole number ≥ 1`);
+      if (!Number.isInteger(keyCount) || keyCount < threshold || keyCount > MAX_DELEGATION_KEYS) {
+        throw new OtaError('CONFIG_INVALID', `${String(keyCount)} delegation keys for threshold ${threshold}: expected a whole number of keys from the threshold to ${MAX_DELEGATION_KEYS}`);
+      }
       const state = await loadState();
-      const name = delegatedRoleName(opts.product);
-      const paths = [`${opts.product}/*`];
+      const name = delegatedRoleName(opts.product, opts.channel);
+      const paths = delegatedPaths(opts.product, opts.channel);
       const expiresAt = new Date(clock.now() + period).toISOString().replace(/\.\d{3}Z$/, 'Z');
-      const key = generateSigningKey('targets');
+      const newKeys = Array.from({ length: keyCount }, () => generateSigningKey('targets'));
       const before = state.targets.signed.delegations;
       const old = before?.roles?.[name];
       const roles: Record<string, DelegatedRole> = {};
-      const fresh = new DelegatedRole({ name, keyIDs: [key.keyid], threshold: 1, terminating: true, paths, unrecognizedFields: { [DELEGATION_EXPIRES_FIELD]: expiresAt } });
+      const fresh = new DelegatedRole({ name, keyIDs: newKeys.map((k) => k.keyid), threshold, terminating: true, paths, unrecognizedFields: { [DELEGATION_EXPIRES_FIELD]: expiresAt } });
       for (const [n, r] of Object.entries(before?.roles ?? {})) roles[n] = n === name ? fresh : r;
       roles[name] ??= fresh;
-      const keys: Record<string, Key> = { ...(before?.keys ?? {}), [key.keyid]: tufKey(key) };
+      const keys: Record<string, Key> = { ...(before?.keys ?? {}), ...Object.fromEntries(newKeys.map((k) => [k.keyid, tufKey(k)])) };
       const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
       for (const id of Object.keys(keys)) if (!used.has(id)) delete keys[id];
       const newTargets = new Metadata(
@@ -848,23 +926,84 @@ export function createPublisher(options: PublisherOptions) {
       );
       const current = state.delegated[name];
       const carried = Object.fromEntries(Object.entries(current?.signed.targets ?? {}).filter(([p]) => fresh.isDelegatedPath(p)));
+      // A role removed earlier is still listed in the snapshot (TUF 5.5.5: a client refuses a
+      // snapshot that drops a targets file or lowers its version), so a new one continues its numbering.
+      const listed = state.snapshot.signed.meta[`${name}.json`]?.version ?? 0;
       const roleMd = new Metadata(
-        new Targets({ version: (current?.signed.version ?? 0) + 1, specVersion: SPEC_VERSION, expires: expiresAt, targets: carried, unrecognizedFields: issued() }),
+        new Targets({ version: Math.max(current?.signed.version ?? 0, listed) + 1, specVersion: SPEC_VERSION, expires: expiresAt, targets: carried, unrecognizedFields: issued() }),
       );
       const keyOut = opts.keyOut ?? keysDir;
-      // The key is saved before anything names it, and removed again when signing fails.
-      const keyFile = await saveDelegatedKey(keyOut, name, key);
+      // The keys are saved before anything names them, and removed again when signing fails.
+      const keyFiles: string[] = [];
       let publish: PublishResult;
       try {
-        publish = await signAndWriteTail(state, settings, newTargets, [{ name, md: roleMd, extraKeys: [key] }]);
+        for (const k of newKeys) keyFiles.push(await saveDelegatedKey(keyOut, name, k));
+        publish = await signAndWriteTail(state, settings, newTargets, [{ name, md: roleMd, extraKeys: newKeys }]);
       } catch (error) {
-        await fs.rm(keyFile, { force: true });
+        for (const f of keyFiles) await fs.rm(f, { force: true });
         throw error;
       }
-      const replacedKeyIds = (old?.keyIDs ?? []).filter((id) => id !== key.keyid);
+      const newIds = new Set(newKeys.map((k) => k.keyid));
+      const replacedKeyIds = (old?.keyIDs ?? []).filter((id) => !newIds.has(id));
       for (const id of replacedKeyIds) await retireDelegatedKey(keyOut, name, id);
-      log.info(old === undefined ? 'delegation created' : 'delegation rotated', { role: name, keyid: key.keyid, expires: expiresAt, replaced: replacedKeyIds });
-      return { role: name, product: opts.product, paths, keyid: key.keyid, keyFile, expires: expiresAt, replacedKeyIds, carriedTargets: Object.keys(carried).length, publish };
+      log.info(old === undefined ? 'delegation created' : 'delegation rotated', { role: name, keyids: [...newIds], threshold, expires: expiresAt, replaced: replacedKeyIds });
+      return {
+        role: name,
+        product: opts.product,
+        channel: opts.channel ?? null,
+        paths,
+        keyid: newKeys[0]!.keyid,
+        keyFile: keyFiles[0]!,
+        keyids: newKeys.map((k) => k.keyid),
+        keyFiles,
+        threshold,
+        expires: expiresAt,
+        replacedKeyIds,
+        carriedTargets: Object.keys(carried).length,
+        publish,
+      };
+    },
+
+    /**
+     * Remove the delegation of a product (or of one channel of it): a new top-level targets version
+     * without the role and its keys (offline: needs the top-level targets key). Robots stop following
+     * the role at their next refresh, so the targets it signed are no longer found, whatever its
+     * key-holder signs afterwards. The role's last metadata stays listed in the snapshot, as TUF
+     * requires of every targets file a snapshot once listed. Its keys in `keyOut` are retired.
+     */
+    async undelegate(opts: UndelegateOptions): Promise<UndelegateResult> {
+      const settings = await readSettings();
+      const state = await loadState();
+      const name = delegatedRoleName(opts.product, opts.channel);
+      const before = state.targets.signed.delegations;
+      const old = before?.roles?.[name];
+      if (before === undefined || old === undefined) {
+        const existing = Object.keys(before?.roles ?? {});
+        throw new OtaError('CONFIG_INVALID', `the repository delegates to no role ${name}${existing.length > 0 ? ` (its delegations: ${existing.join(', ')})` : ' (it has no delegations)'}: nothing was changed`, {
+          details: { role: name, delegations: existing },
+        });
+      }
+      const roles: Record<string, DelegatedRole> = {};
+      for (const [n, r] of Object.entries(before.roles ?? {})) if (n !== name) roles[n] = r;
+      const used = new Set(Object.values(roles).flatMap((r) => r.keyIDs));
+      const keys: Record<string, Key> = Object.fromEntries(Object.entries(before.keys).filter(([id]) => used.has(id)));
+      const newTargets = new Metadata(
+        new Targets({
+          version: state.targets.signed.version + 1,
+          specVersion: SPEC_VERSION,
+          expires: expires('targets', settings),
+          targets: { ...state.targets.signed.targets },
+          ...(Object.keys(roles).length > 0 ? { delegations: new Delegations({ keys, roles, ...(before.unrecognizedFields !== undefined ? { unrecognizedFields: before.unrecognizedFields } : {}) }) } : {}),
+          unrecognizedFields: issued(),
+        }),
+      );
+      const publish = await signAndWriteTail(state, settings, newTargets);
+      const keyOut = opts.keyOut ?? keysDir;
+      let retired = 0;
+      for (const id of old.keyIDs) if (await retireDelegatedKey(keyOut, name, id)) retired += 1;
+      const droppedTargets = Object.keys(state.delegated[name]?.signed.targets ?? {}).length;
+      log.info('delegation removed', { role: name, keyids: old.keyIDs, droppedTargets });
+      return { role: name, paths: [...(old.paths ?? [])], removedKeyIds: [...old.keyIDs], retiredKeyFiles: retired, droppedTargets, publish };
     },
 
     /** The delegations of the top-level targets role, in their order, with their roles' metadata. */
@@ -884,21 +1023,26 @@ export function createPublisher(options: PublisherOptions) {
     },
 
     /**
-     * Which role would sign a release of `product` on this machine, checked before anything is
-     * stored: its delegated role when enough of that role's keys are here (refused with
-     * PUBLISH_DELEGATION_EXPIRED once the delegation has expired); otherwise the top-level
-     * targets role when its keys are here; otherwise PUBLISH_OUTSIDE_DELEGATION naming the
-     * delegations this machine can sign.
+     * Which role would sign a release of `product` (on `channel`) on this machine, checked before
+     * anything is stored. The role that covers the release's targets is the channel's delegation
+     * when the repository has one (its targets then go under `<product>/<channel>/`), else the
+     * product's. That role signs when a threshold of its keys is here (refused with
+     * PUBLISH_DELEGATION_EXPIRED once the delegation has expired); otherwise the top-level targets
+     * role when its keys are here; otherwise PUBLISH_OUTSIDE_DELEGATION naming what is missing and
+     * the delegations this machine can sign.
      */
-    async signingRoleFor(product: string): Promise<{ role: string | undefined }> {
+    async signingRoleFor(product: string, channel?: string): Promise<{ role: string | undefined }> {
       const state = await loadState();
-      const name = delegatedRoleName(product);
-      const role = state.targets.signed.delegations?.roles?.[name];
+      const delegated = state.targets.signed.delegations?.roles ?? {};
+      const channelName = channel === undefined ? undefined : delegatedRoleName(product, channel);
+      const name = channelName !== undefined && delegated[channelName] !== undefined ? channelName : delegatedRoleName(product);
+      const role = delegated[name];
       const heldRole = role === undefined ? 0 : (await loadDelegatedKeys(keysDir, name)).filter((k) => role.keyIDs.includes(k.keyid)).length;
       if (role !== undefined && heldRole >= role.threshold) {
         const limit = delegationLimit(role);
         if (limit !== null && Date.parse(limit) <= clock.now()) {
-          throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ota-repo delegate --product ${product}. Nothing was stored or signed`, {
+          const renew = `ota-repo delegate --product ${product}${name === channelName ? ` --channel ${channel}` : ''}`;
+          throw new OtaError('PUBLISH_DELEGATION_EXPIRED', `the delegation to ${name} expired at ${limit}: renew it offline with ${renew}. Nothing was stored or signed`, {
             details: { role: name, expires: limit },
           });
         }
@@ -908,16 +1052,19 @@ export function createPublisher(options: PublisherOptions) {
       const heldTop = (await loadRoleKeys(keysDir, 'targets')).filter((k) => top?.keyIDs.includes(k.keyid)).length;
       if (top !== undefined && heldTop >= top.threshold) return { role: undefined };
       const mine: string[] = [];
-      for (const [n, r] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
+      for (const [n, r] of Object.entries(delegated)) {
         const held = (await loadDelegatedKeys(keysDir, n)).filter((k) => r.keyIDs.includes(k.keyid)).length;
         if (held >= r.threshold) mine.push(`${n} (${(r.paths ?? []).join(', ')})`);
       }
+      const what = role === undefined
+        ? `the repository delegates ${product}${channel !== undefined ? ` (channel ${channel})` : ''} to no role`
+        : `it holds ${heldRole} of the keys of ${name} (${(role.paths ?? []).join(', ')}), whose threshold is ${role.threshold}`;
       throw new OtaError(
         'PUBLISH_OUTSIDE_DELEGATION',
-        `this publisher may not sign releases of ${product}: it holds no key of a delegation for ${product}/* and not the top-level targets key` +
+        `this publisher may not sign releases of ${product}${channel !== undefined ? ` on channel ${channel}` : ''}: ${what}, and it does not hold the top-level targets key` +
           (mine.length > 0 ? `; it may publish only through ${mine.join(', ')}` : '') +
           '. Nothing was stored or signed',
-        { details: { product, role: name, delegations: mine } },
+        { details: { product, ...(channel !== undefined ? { channel } : {}), role: name, delegated: role !== undefined, heldKeys: heldRole, threshold: role?.threshold ?? null, delegations: mine } },
       );
     },
 

@@ -209,7 +209,7 @@ export function createServer(options: ServerOptions): OtaServer {
           check: { versionFile: field('versionFile', 255) ?? null },
         };
         const result = await exclusive(async () => {
-          const { role } = await publisher.signingRoleFor(product);
+          const { role } = await publisher.signingRoleFor(product, release.channel ?? 'stable');
           const added = await publisher.add(release);
           const published = await publisher.publish(role !== undefined ? { role } : {});
           return { ...added, publish: published };
@@ -249,6 +249,12 @@ export function createServer(options: ServerOptions): OtaServer {
     draftsDir: path.join(options.repoDir, '.studio-drafts'),
     clock: options.clock,
     exclusive,
+    // Each repository the studio may write to gets a publisher with the keys the studio holds for it.
+    repositories: (options.studioRepositories ?? []).map((r) => ({
+      name: r.name,
+      ...(r.local === true ? { local: true } : {}),
+      ...(r.path !== undefined && r.keys !== undefined ? { publisher: createPublisher({ repoDir: r.path, keysDir: r.keys, clock: options.clock, logger: log }) } : {}),
+    })),
   });
   const folderUploads = createFolderUploads({ dir: path.join(options.repoDir, '.studio-folders'), maxBytes: maxUploadBytes });
   app.use(studioApiRouter({ studio, folderUploads, maxUploadBytes, ...(options.audit !== undefined ? { audit: options.audit } : {}), authorized }));
@@ -384,6 +390,7 @@ function statusFor(error: unknown): number {
     case 'API_FORBIDDEN':
     case 'PUBLISH_OUTSIDE_DELEGATION':
     case 'PUBLISH_DELEGATION_EXPIRED':
+    case 'PUBLISH_REPOSITORY_NOT_WRITABLE':
       return 403;
     case 'API_NOT_FOUND':
       return 404;

@@ -272,15 +272,20 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
    * each of which is looked up again through tuf-js (getTargetInfo) before use. A delegated role
    * that lists targets outside its delegated paths, or signs an expiry later than its delegation
    * allows (ota-repo's `x-otad-expires`), is reported (TRUST_DELEGATION_VIOLATION): the entries
-   * outside are ignored, and a role past its allowed expiry nominates nothing.
+   * outside are ignored, and a role past its allowed expiry nominates nothing. A channel may be
+   * delegated on its own (`<product>/<channel>/*`, ota-repo delegate --channel): the roles for the
+   * robot's channel's paths are followed too, each path walked as TUF walks it (a terminating role
+   * ends the walk for the paths it matches only).
    */
-  async function productListing(product: string, signal?: AbortSignal): Promise<Record<string, { custom?: { otad?: OtadCustom } }>> {
+  async function productListing(product: string, channel: string, signal?: AbortSignal): Promise<Record<string, { custom?: { otad?: OtadCustom } }>> {
     const up = await current(signal);
-    const probe = `${product}/${product}.otad-listing`;
-    // Walks the delegations for the product's paths: every role on the way is fetched and verified.
-    await up.getTargetInfo(probe).catch((error: unknown) => {
-      throw report(mapTufError(error), `metadata of ${product}`);
-    });
+    const probes = [`${product}/${product}.otad-listing`, `${product}/${channel}/${product}.otad-listing`];
+    // Walks the delegations for the product's (and its channel's) paths: every role on the way is fetched and verified.
+    for (const probe of probes) {
+      await up.getTargetInfo(probe).catch((error: unknown) => {
+        throw report(mapTufError(error), `metadata of ${product}`);
+      });
+    }
     const readSigned = async (name: string): Promise<Json | null> => {
       try {
         return (JSON.parse(await fs.readFile(path.join(metadataDir, `${encodeURIComponent(name)}.json`), 'utf8')) as { signed: Json }).signed;
@@ -295,12 +300,21 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     const visited = new Set<string>();
     const visit = (signed: Targets, within: (p: string) => boolean): Array<{ name: string; within: (p: string) => boolean; limit: string | null }> => {
       for (const [p, t] of Object.entries(signed.targets)) if (out[p] === undefined && within(p)) out[p] = { custom: t.custom as { otad?: OtadCustom } };
+      const roles = Object.values(signed.delegations?.roles ?? {});
+      // Per probe, the roles TUF's walk would follow (up to the first terminating one that matches it).
+      const follow = new Set<string>();
+      for (const probe of probes) {
+        for (const role of roles) {
+          if (!role.isDelegatedPath(probe)) continue;
+          follow.add(role.name);
+          if (role.terminating) break;
+        }
+      }
       const children: Array<{ name: string; within: (p: string) => boolean; limit: string | null }> = [];
-      for (const role of Object.values(signed.delegations?.roles ?? {})) {
-        if (!role.isDelegatedPath(probe)) continue;
+      for (const role of roles) {
+        if (!follow.has(role.name)) continue;
         const limit = role.unrecognizedFields?.[DELEGATION_EXPIRES_FIELD];
         children.push({ name: role.name, within: (p) => within(p) && role.isDelegatedPath(p), limit: typeof limit === 'string' ? limit : null });
-        if (role.terminating) break;
       }
       return children;
     };
@@ -381,8 +395,8 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
     verifyFile,
 
     async latestRelease(product: string, opts: LatestReleaseOptions = {}): Promise<VerifiedRelease | null> {
-      const listing = await productListing(product, opts.signal);
       const channel = opts.channel ?? 'stable';
+      const listing = await productListing(product, channel, opts.signal);
       const candidates = Object.entries(listing)
         .map(([name, t]) => ({ name, custom: t.custom?.otad ?? {} }))
         .filter(({ custom }) => custom.kind === 'manifest' && custom.product === product && (custom.channel ?? 'stable') === channel)

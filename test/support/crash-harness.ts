@@ -96,6 +96,16 @@ export interface CrashWorldOptions {
    */
   delegated?: boolean;
   /**
+   * The product's probation (default window 1s, interval 200ms, 3 failures in a row): a test that
+   * only needs a good release committed gives the restarted service longer to listen on a loaded machine.
+   */
+  probation?: { window: string; interval: string; failureThreshold: number };
+  /**
+   * Serve the repository folder to otad with this static server instead of the world's ota-server
+   * (e.g. nginx, test/support/nginx.ts); stopped by close().
+   */
+  serve?: (repoDir: string) => Promise<{ url: string; stop(): Promise<void> }>;
+  /**
    * Called with the state folder once it exists and before anything is written into it (a test
    * mounts a small filesystem there). Whatever it mounts must be unmounted after close(true).
    */
@@ -104,6 +114,13 @@ export interface CrashWorldOptions {
 
 export interface CrashWorld {
   readonly root: string;
+  /** The repository folder served to otad (by ota-server, or by `serve`), and that server's base URL. */
+  readonly repoDir: string;
+  readonly serverUrl: string;
+  /** The root.json otad trusts. */
+  readonly trustedRoot: string;
+  /** With `delegated`: the keys folder holding the delegated, snapshot and timestamp keys. */
+  readonly studioKeysDir: string | null;
   readonly sandbox: Sandbox;
   readonly installPath: string;
   readonly appPort: number;
@@ -113,6 +130,11 @@ export interface CrashWorld {
    * `preApplyHook` is the text of an executable `.ota/hooks/pre-apply` shipped in the release.
    */
   publishNext(options?: { preApplyHook?: string }): Promise<KnownRelease>;
+  /**
+   * Write the next release's tree under `<root>/build/<version>` without publishing it (someone
+   * else publishes it, e.g. the publisher studio); it is known to inspectInstall like the others.
+   */
+  buildNext(): Promise<{ dir: string; release: KnownRelease }>;
   inspectInstall(): Promise<InstallView>;
   /** The version the install link points at (its release directory name), or null. */
   liveVersion(): string | null;
@@ -211,15 +233,17 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
   const { rootFile } = await publisher.init();
   let releasePublisher = publisher;
   let publishRole: string | undefined;
-  if (options.delegated === true) {
-    const studioKeys = join(root, 'server/studio-keys');
+  const studioKeys = options.delegated === true ? join(root, 'server/studio-keys') : null;
+  if (studioKeys !== null) {
     mkdirSync(studioKeys, { recursive: true, mode: 0o700 });
     for (const role of ['snapshot', 'timestamp']) cpSync(join(paths.keys, role), join(studioKeys, role), { recursive: true });
     publishRole = (await publisher.delegate({ product: PRODUCT, keyOut: studioKeys })).role;
     releasePublisher = createPublisher({ repoDir: paths.repo, keysDir: studioKeys, clock: systemClock });
   }
   const ota = createOtaServer({ repoDir: paths.repo, keysDir: paths.keys, clock: systemClock, logger: silentLogger, timestampRefresh: false });
-  const { url } = await ota.start(0, '127.0.0.1');
+  const started = await ota.start(0, '127.0.0.1');
+  const staticServer = options.serve !== undefined ? await options.serve(paths.repo) : null;
+  const url = staticServer?.url ?? started.url;
 
   await writeRelease(installPath, '1.0.0', false);
   await units.start(PRODUCT);
@@ -249,7 +273,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
           processUnits: [{ name: PRODUCT, command: unitCommand }],
           healthChecks: [{ kind: 'http', url: `http://127.0.0.1:${appPort}/health`, timeout: '1s' }],
           // Threshold 3: the first round right after a (re)start may find the service not yet listening.
-          probation: { window: '1s', interval: '200ms', failureThreshold: 3 },
+          probation: options.probation ?? { window: '1s', interval: '200ms', failureThreshold: 3 },
           preservedPaths: ['config'],
           precheck: { minBatteryPercent: 0, retryInterval: '300ms' },
           decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '300ms' },
@@ -271,6 +295,10 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
 
   const world: CrashWorld = {
     root,
+    repoDir: paths.repo,
+    serverUrl: url,
+    trustedRoot: join(paths.etc, 'root.json'),
+    studioKeysDir: studioKeys,
     sandbox,
     installPath,
     appPort,
@@ -285,6 +313,13 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       await releasePublisher.publish(publishRole !== undefined ? { role: publishRole } : {});
       rmSync(dir, { recursive: true, force: true });
       return release;
+    },
+    async buildNext() {
+      published += 1;
+      const version = `1.${published}.0`;
+      const dir = join(paths.build, version);
+      const release = await writeRelease(dir, version, published % brokenEvery === 0, undefined, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
+      return { dir, release };
     },
     async inspectInstall() {
       let st;
@@ -349,6 +384,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       for (const p of procs) if (p.alive()) await p.kill('SIGKILL');
       await units.stop(PRODUCT).catch(() => {});
       await ota.close().catch(() => {});
+      await staticServer?.stop().catch(() => {});
       if (!keep) rmSync(root, { recursive: true, force: true });
     },
   };

@@ -35,6 +35,20 @@ export interface StudioOptions {
   clock: Clock;
   /** The server's publish lock: publishing and timestamp signing never interleave. */
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * The configured repositories (ota-server --studio-config): the one marked local is this
+   * server's own (`publisher`); each with a folder and keys gets a publisher of its own and can be
+   * published to; the others are only tested.
+   */
+  repositories?: ReadonlyArray<{ name: string; local?: boolean; publisher?: Publisher }>;
+}
+
+/** Where a release is reviewed and published: a repository and the keys the studio holds for it. */
+interface Destination {
+  /** The configured name; null for the server's own repository when the configuration does not name it. */
+  name: string | null;
+  publisher: Publisher;
+  exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 export type ScanVerdict =
@@ -63,6 +77,8 @@ export interface ReviewFields {
   requirements?: unknown;
   /** The siblings' versions the release needs: `{ product: range }` (manifest `dependencies`). */
   dependencies?: unknown;
+  /** The configured repository to publish to (default: this server's own). */
+  repository?: unknown;
 }
 
 export interface SigningRole {
@@ -79,6 +95,8 @@ export interface SigningRole {
 export type ReviewResult =
   | {
       ok: true;
+      /** The configured repository reviewed for (null: this server's own, unnamed). */
+      repository: string | null;
       manifest: Manifest;
       /** The exact bytes that become the manifest target. */
       manifestText: string;
@@ -100,16 +118,45 @@ interface Draft {
   dir: string;
   packageFile: string;
   scanFiles: PackageScanFile[];
-  review?: { input: ReleaseInput; manifestSha256: string; packageSha256: string };
+  review?: { input: ReleaseInput; manifestSha256: string; packageSha256: string; destination: Destination };
 }
 
 export type Studio = ReturnType<typeof createStudio>;
 
 export function createStudio(options: StudioOptions) {
   const drafts = new Map<string, Draft>();
+  const configured = options.repositories ?? [];
+  const own: Destination = { name: configured.find((r) => r.local === true)?.name ?? null, publisher: options.publisher, exclusive: options.exclusive };
+  const destinations = new Map<string, Destination>();
+  for (const r of configured) {
+    if (r.local === true || r.publisher === undefined) continue;
+    // One publish at a time into each repository folder (this server's timestamp job signs only its own).
+    let tail: Promise<unknown> = Promise.resolve();
+    const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+      const run = tail.then(fn, fn);
+      tail = run.catch(() => undefined);
+      return run;
+    };
+    destinations.set(r.name, { name: r.name, publisher: r.publisher, exclusive });
+  }
 
-  async function releases(): Promise<PublishedRelease[]> {
-    const targets = await options.publisher.listTargets();
+  /** The repository a review or publish names: this server's own when none is named. */
+  function destination(name: unknown): Destination {
+    if (name === undefined || name === null || name === '' || (own.name !== null && name === own.name)) return own;
+    if (typeof name !== 'string') throw new OtaError('API_INVALID_REQUEST', 'repository: expected the name of a configured repository');
+    const found = destinations.get(name);
+    if (found !== undefined) return found;
+    const writable = [...(own.name !== null ? [own.name] : []), ...destinations.keys()];
+    if (configured.some((r) => r.name === name)) {
+      throw new OtaError('PUBLISH_REPOSITORY_NOT_WRITABLE', `repository ${name} is configured for connection tests only: give it path (its folder) and keys (the studio's keys for it) in the studio configuration to publish to it. Nothing was stored or signed`, {
+        details: { repository: name, writable },
+      });
+    }
+    throw new OtaError('API_NOT_FOUND', `no repository ${JSON.stringify(name)} is configured (it may publish to: ${writable.join(', ') || "this server's own"})`, { details: { repository: name, writable } });
+  }
+
+  async function releases(publisher: Publisher = options.publisher): Promise<PublishedRelease[]> {
+    const targets = await publisher.listTargets();
     return targets
       .filter((t) => t.custom.kind === 'manifest' && typeof t.custom.product === 'string' && typeof t.custom.version === 'string')
       .map((t) => ({ product: t.custom.product!, version: t.custom.version!, channel: t.custom.channel ?? 'stable' }));
@@ -120,8 +167,8 @@ export function createStudio(options: StudioOptions) {
     return Promise.all(names.map((n) => readProductType(options.productTypesDir, n)));
   }
 
-  async function signingRoles(): Promise<SigningRole[]> {
-    const state = await options.publisher.loadState();
+  async function signingRoles(publisher: Publisher = options.publisher): Promise<SigningRole[]> {
+    const state = await publisher.loadState();
     const root = state.root.signed;
     const expiresOf: Record<string, string> = {
       root: root.expires,
@@ -133,11 +180,11 @@ export function createStudio(options: StudioOptions) {
     for (const role of ['targets', 'snapshot', 'timestamp', 'root']) {
       const def = root.roles[role];
       if (def === undefined) continue;
-      const held = await heldKeys(options.publisher.keysDir, role, def.keyIDs);
+      const held = await heldKeys(publisher.keysDir, role, def.keyIDs);
       out.push({ role, keyids: [...def.keyIDs], threshold: def.threshold, expires: expiresOf[role]!, held: held >= def.threshold });
     }
     for (const [name, def] of Object.entries(state.targets.signed.delegations?.roles ?? {})) {
-      const held = await heldKeys(path.join(options.publisher.keysDir, 'delegated'), name, def.keyIDs);
+      const held = await heldKeys(path.join(publisher.keysDir, 'delegated'), name, def.keyIDs);
       out.push({ role: name, keyids: [...def.keyIDs], threshold: def.threshold, expires: state.delegated[name]?.signed.expires ?? '', held: held >= def.threshold, paths: [...(def.paths ?? [])] });
     }
     return out;
@@ -204,9 +251,9 @@ export function createStudio(options: StudioOptions) {
       return { root: folder.root.name, path: folder.rel, folders: await listSubfolders(folder.abs) };
     },
 
-    async versions(product: unknown, channel: unknown): Promise<VersionProposals> {
+    async versions(product: unknown, channel: unknown, repository?: unknown): Promise<VersionProposals> {
       if (typeof product !== 'string' || typeof channel !== 'string') throw new OtaError('API_INVALID_REQUEST', 'versions needs query parameters product and channel');
-      return proposeVersions(latestOnChannel(await releases(), product, channel));
+      return proposeVersions(latestOnChannel(await releases(destination(repository).publisher), product, channel));
     },
 
     /** Pack the folder with the project's packer and scan it as a robot would; nothing is signed. */
@@ -238,6 +285,9 @@ export function createStudio(options: StudioOptions) {
     /** The exact manifest that publish() would sign, or the problems of each field. */
     async review(id: unknown, fields: ReviewFields): Promise<ReviewResult> {
       const draft = get(id);
+      // Versions, dependencies, deltas and who signs: all against the repository published to.
+      const dest = destination(fields.repository);
+      const publisher = dest.publisher;
       const fieldErrors: Record<string, string> = {};
       let type: ProductTypeTemplate | null = null;
       try {
@@ -261,14 +311,14 @@ export function createStudio(options: StudioOptions) {
       if (input.dependencies !== undefined) {
         // Against every version published in this repository of each sibling (any channel).
         const published = new Map<string, string[]>();
-        for (const r of await releases()) if (r.product !== product) published.set(r.product, [...(published.get(r.product) ?? []), r.version]);
+        for (const r of await releases(publisher)) if (r.product !== product) published.set(r.product, [...(published.get(r.product) ?? []), r.version]);
         for (const v of evaluateDependencies(input.dependencies, published, 'published')) {
           if (v.problem !== null) fieldErrors[`dependencies.${v.product}`] ??= v.message;
         }
       }
       let fileVersion: string | null = null;
       if (fieldErrors.version === undefined) {
-        const problem = versionProblem(input.version, await releases(), product, input.channel ?? 'stable');
+        const problem = versionProblem(input.version, await releases(publisher), product, input.channel ?? 'stable');
         if (problem !== null) fieldErrors.version = problem;
       }
       if (type !== null && fieldErrors.version === undefined) {
@@ -283,15 +333,17 @@ export function createStudio(options: StudioOptions) {
       // The manifest exactly as add() will sign it: the same code computes its tree index and the
       // deltas from earlier releases, so the SHA-256 shown is the one publish() must match.
       const reviewed: ReleaseInput = { ...input, releasedAt, check: { versionFile: type.versionFile } };
-      const preview = await options.publisher.preview({ ...reviewed, packageFile: draft.packageFile });
+      const preview = await publisher.preview({ ...reviewed, packageFile: draft.packageFile });
       const manifestText = serializeManifest(preview.manifest);
-      draft.review = { input: reviewed, manifestSha256: preview.manifestTarget.sha256, packageSha256: preview.packageTarget.sha256 };
+      draft.review = { input: reviewed, manifestSha256: preview.manifestTarget.sha256, packageSha256: preview.packageTarget.sha256, destination: dest };
       return {
         ok: true,
+        repository: dest.name,
         manifest: preview.manifest,
         manifestText,
         manifestTarget: preview.manifestTarget,
-        packageTarget: { ...packageTarget, length: preview.packageTarget.length, sha256: preview.packageTarget.sha256 },
+        // The name too: a channel delegated on its own puts the release under <product>/<channel>/.
+        packageTarget: { ...packageTarget, name: preview.packageTarget.name, length: preview.packageTarget.length, sha256: preview.packageTarget.sha256 },
         derivedTargets: [
           ...(preview.indexTarget !== null ? [{ ...preview.indexTarget, what: `tree index (${preview.manifest.index?.entries ?? 0} entries)` }] : []),
           ...preview.deltas.filter((d) => d.target !== undefined).map((d) => ({ ...d.target!, what: `delta from ${d.fromVersion} (${d.files} files, ${d.removed} removed)` })),
@@ -303,7 +355,7 @@ export function createStudio(options: StudioOptions) {
             .filter((d) => !d.published)
             .map((d) => `No delta from ${d.fromVersion}: at ${d.bytes.toLocaleString('en')} bytes it is not smaller than ${d.limitBytes.toLocaleString('en')} bytes (the size gate), so robots on ${d.fromVersion} download the full package.`),
         ],
-        signing: await signingRoles(),
+        signing: await signingRoles(publisher),
       };
     },
 
@@ -311,28 +363,44 @@ export function createStudio(options: StudioOptions) {
      * Sign and publish the reviewed release. The page sends back the SHA-256s it showed; the
      * publisher refuses (PUBLISH_CONTENT_CHANGED) unless the stored bytes have exactly those.
      */
-    async publish(id: unknown, shown: { packageSha256?: unknown; manifestSha256?: unknown }): Promise<{ product: string; version: string; channel: string; manifestTarget: TargetInfo; packageTarget: TargetInfo; publish: PublishResult }> {
+    async publish(
+      id: unknown,
+      shown: { packageSha256?: unknown; manifestSha256?: unknown; repository?: unknown },
+    ): Promise<{ product: string; version: string; channel: string; repository: string | null; role: string | null; manifestTarget: TargetInfo; packageTarget: TargetInfo; publish: PublishResult }> {
       const draft = get(id);
       if (draft.review === undefined) throw new OtaError('API_INVALID_REQUEST', 'review the release before publishing it (POST …/review)');
       const { review } = draft;
       if (shown.packageSha256 !== review.packageSha256 || shown.manifestSha256 !== review.manifestSha256) {
         throw new OtaError('PUBLISH_CONTENT_CHANGED', 'the checksums sent are not those of the last review of this draft: review it again and publish what it shows');
       }
-      const result = await options.exclusive(async () => {
+      const dest = review.destination;
+      if (shown.repository !== undefined && destination(shown.repository) !== dest) {
+        throw new OtaError('PUBLISH_CONTENT_CHANGED', `the release was reviewed for repository ${dest.name ?? "this server's own"}, not ${String(shown.repository)}: review it again for the repository to publish to`);
+      }
+      const result = await dest.exclusive(async () => {
         // Under the publish lock: a version published after the review (by another page or
         // ota-repo) is refused by name before anything is stored.
         const { product, version } = review.input;
-        if ((await releases()).some((r) => r.product === product && r.version === version)) {
-          throw new OtaError('VERSION_TAKEN', `${product} ${version} is already published in this repository (published after this release was reviewed): nothing was stored or signed; choose a greater version and check again`, { details: { field: 'version' } });
+        if ((await releases(dest.publisher)).some((r) => r.product === product && r.version === version)) {
+          throw new OtaError('VERSION_TAKEN', `${product} ${version} is already published in ${dest.name === null ? 'this repository' : `repository ${dest.name}`} (published after this release was reviewed): nothing was stored or signed; choose a greater version and check again`, { details: { field: 'version' } });
         }
-        // Decided before anything is stored: a product outside this server's delegations is refused
-        // with nothing written (docs/trust-model.md).
-        const { role } = await options.publisher.signingRoleFor(review.input.product);
-        const added = await options.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
-        return { ...added, publish: await options.publisher.publish(role !== undefined ? { role } : {}) };
+        // Decided before anything is stored, with the keys the studio holds for that repository:
+        // a product (or channel) outside them is refused with nothing written (docs/trust-model.md).
+        const { role } = await dest.publisher.signingRoleFor(review.input.product, review.input.channel ?? 'stable');
+        const added = await dest.publisher.add({ ...review.input, packageFile: draft.packageFile, expect: { packageSha256: review.packageSha256, manifestSha256: review.manifestSha256 } });
+        return { ...added, role: role ?? null, publish: await dest.publisher.publish(role !== undefined ? { role } : {}) };
       });
       await drop(draft.summary.id);
-      return { product: result.manifest.product, version: result.manifest.version, channel: result.manifest.channel, manifestTarget: result.manifestTarget, packageTarget: result.packageTarget, publish: result.publish };
+      return {
+        product: result.manifest.product,
+        version: result.manifest.version,
+        channel: result.manifest.channel,
+        repository: dest.name,
+        role: result.role,
+        manifestTarget: result.manifestTarget,
+        packageTarget: result.packageTarget,
+        publish: result.publish,
+      };
     },
 
     async close(): Promise<void> {

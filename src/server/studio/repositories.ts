@@ -35,8 +35,16 @@ export interface StudioRepository {
   trustedRoot: string;
   /** Flag roles expiring within this many days (default DEFAULT_EXPIRY_WARN_DAYS). */
   warnDays?: number;
-  /** This server's own repository: the one the studio publishes to. */
+  /** This server's own repository (--repo, --keys): the studio publishes to it by default. */
   local?: boolean;
+  /**
+   * Writing to another repository: its folder on this machine (a local disk or a mounted share that
+   * a static web server such as nginx serves at `url`, ota-server's own static serving included),
+   * and the keys folder holding what the studio holds for it: `delegated/<role>/`, `snapshot/`,
+   * `timestamp/`. Without both, the repository is tested but not published to.
+   */
+  path?: string;
+  keys?: string;
 }
 
 export interface RoleExpiry {
@@ -62,7 +70,7 @@ export function readStudioRepositories(file: string): StudioRepository[] {
     throw new OtaError('CONFIG_INVALID', `studio configuration ${file}: ${(cause as Error).message.split('\n')[0]}`, { cause });
   }
   const list = (doc as { repositories?: unknown } | null)?.repositories;
-  if (!Array.isArray(list)) throw new OtaError('CONFIG_INVALID', `studio configuration ${file}: expected repositories: a list of { name, url, trustedRoot }`);
+  if (!Array.isArray(list)) throw new OtaError('CONFIG_INVALID', `studio configuration ${file}: expected repositories: a list of { name, url, trustedRoot, warnDays?, local?, path?, keys? }`);
   return checkStudioRepositories(list, path.dirname(file), file);
 }
 
@@ -81,6 +89,18 @@ export function checkStudioRepositories(list: readonly unknown[], baseDir: strin
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OtaError('CONFIG_INVALID', `${where}.url = ${JSON.stringify(r.url)}: expected http or https`);
     if (typeof r.trustedRoot !== 'string' || r.trustedRoot === '') throw new OtaError('CONFIG_INVALID', `${where}.trustedRoot: expected the path of the root.json trusted for this repository`);
+    const folder = (field: 'path' | 'keys'): string | undefined => {
+      const v = r[field];
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'string' || v === '') throw new OtaError('CONFIG_INVALID', `${where}.${field} = ${JSON.stringify(v)}: expected a folder on this machine`);
+      return path.resolve(baseDir, v);
+    };
+    const repoPath = folder('path');
+    const keys = folder('keys');
+    if ((repoPath === undefined) !== (keys === undefined)) {
+      throw new OtaError('CONFIG_INVALID', `${where}: path and keys go together (the repository folder the studio writes and the keys folder with its delegation keys and the snapshot and timestamp keys)`);
+    }
+    if (r.local === true && repoPath !== undefined) throw new OtaError('CONFIG_INVALID', `${where}: local: true is this server's own repository (--repo, --keys); it takes no path or keys`);
     const warnDays = r.warnDays === undefined ? undefined : Number(r.warnDays);
     if (warnDays !== undefined && (!Number.isFinite(warnDays) || warnDays < 0 || warnDays > 3650)) throw new OtaError('CONFIG_INVALID', `${where}.warnDays = ${JSON.stringify(r.warnDays)}: expected a number of days from 0 to 3650`);
     out.push({
@@ -89,6 +109,7 @@ export function checkStudioRepositories(list: readonly unknown[], baseDir: strin
       trustedRoot: path.resolve(baseDir, r.trustedRoot),
       ...(warnDays !== undefined ? { warnDays } : {}),
       ...(r.local === true ? { local: true } : {}),
+      ...(repoPath !== undefined && keys !== undefined ? { path: repoPath, keys } : {}),
     });
   });
   return out;

@@ -63,7 +63,7 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
     res.json(await studio.folders(query(req, 'root'), query(req, 'path') ?? ''));
   });
   router.get('/api/v1/studio/versions', async (req, res) => {
-    res.json(await studio.versions(query(req, 'product'), query(req, 'channel')));
+    res.json(await studio.versions(query(req, 'product'), query(req, 'channel'), query(req, 'repository')));
   });
   router.post('/api/v1/studio/drafts', async (req, res) => {
     const b = body(req);
@@ -92,10 +92,18 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
     const result = await studio.publish(req.params.id, body(req));
     options.audit?.audit({
       kind: 'studio-publish',
-      message: `published ${result.product} ${result.version} (channel ${result.channel}) from the publisher studio`,
+      message: `published ${result.product} ${result.version} (channel ${result.channel}) from the publisher studio to ${result.repository === null ? "this server's repository" : `repository ${result.repository}`}${result.role !== null ? `, signed by ${result.role}` : ''}`,
       product: result.product,
       actor: req.ip ?? 'unknown',
-      details: { package: result.packageTarget, manifest: result.manifestTarget, targetsVersion: result.publish.targetsVersion },
+      details: {
+        repository: result.repository,
+        role: result.role,
+        package: result.packageTarget,
+        manifest: result.manifestTarget,
+        targetsVersion: result.publish.targetsVersion,
+        snapshotVersion: result.publish.snapshotVersion,
+        published: result.publish.published,
+      },
     });
     res.status(201).json(result);
   });

@@ -83,7 +83,7 @@ export function studioToolsRouter(options: StudioToolsOptions): express.Router {
 
   // ---- repositories ----
   router.get('/api/v1/studio/repositories', (_req, res) => {
-    res.json({ warnDays: DEFAULT_EXPIRY_WARN_DAYS, repositories: options.repositories.map((r) => ({ name: r.name, url: r.url, local: r.local === true, ...(r.warnDays !== undefined ? { warnDays: r.warnDays } : {}) })) });
+    res.json({ warnDays: DEFAULT_EXPIRY_WARN_DAYS, repositories: options.repositories.map((r) => ({ name: r.name, url: r.url, local: r.local === true, writable: r.local === true || r.path !== undefined, ...(r.warnDays !== undefined ? { warnDays: r.warnDays } : {}) })) });
   });
   router.post('/api/v1/studio/repositories/:name/test', async (req, res) => {
     const repo = options.repositories.find((r) => r.name === req.params.name);

@@ -136,4 +136,71 @@ describe('ota-repo CLI (spawned)', () => {
     expect(rotated.stdout).toContain('3 target(s) signed again with the new key');
     expect((await otaRepo([...offline, 'verify'])).stdout).toContain('repository OK');
   }, 120_000);
+
+  it('delegate --channel with --key-count and --threshold, add --publish into the channel, undelegate: the removed role is refused', async () => {
+    dir = await makeTempDir('otad-cli-channel-');
+    const repoDir = path.join(dir, 'repo');
+    const keysDir = path.join(dir, 'keys');
+    const studioKeys = path.join(dir, 'studio-keys');
+    const offline = ['--repo', repoDir, '--keys', keysDir];
+    const studio = ['--repo', repoDir, '--keys', studioKeys];
+    expect((await otaRepo([...offline, 'init'])).code).toBe(0);
+    await fs.mkdir(studioKeys, { mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) await fs.cp(path.join(keysDir, role), path.join(studioKeys, role), { recursive: true });
+
+    const help = await otaRepo(['delegate', '--help']);
+    for (const option of ['--channel <name>', '--key-count <n>', '--threshold <n>']) expect(help.stdout).toContain(option);
+    const undelegateHelp = await otaRepo(['undelegate', '--help']);
+    expect(undelegateHelp.stdout).toContain('remove the delegated targets role of a product or of one channel of it');
+    expect(undelegateHelp.stdout).toContain('--channel <name>');
+    expect((await otaRepo(['--help'])).stdout).toContain('undelegate');
+
+    const impossible = await otaRepo([...offline, 'delegate', '--product', 'robot-ai', '--key-count', '1', '--threshold', '2']);
+    expect(impossible.code).toBe(1);
+    expect(impossible.stderr.trim().split('\n')).toHaveLength(1);
+    expect(impossible.stderr).toContain('CONFIG_INVALID: 1 delegation keys for threshold 2');
+    const made = await otaRepo([...offline, 'delegate', '--product', 'robot-ai', '--channel', 'beta', '--key-count', '3', '--threshold', '2', '--key-out', studioKeys]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toContain('created delegated role product-robot-ai~beta for robot-ai/beta/* until');
+    expect(made.stdout).toContain('threshold 2 of 3 keys');
+    const keyFiles = (await fs.readdir(path.join(studioKeys, 'delegated', 'product-robot-ai~beta'))).sort();
+    expect(keyFiles).toHaveLength(3);
+    for (const f of keyFiles) expect((await fs.stat(path.join(studioKeys, 'delegated', 'product-robot-ai~beta', f))).mode & 0o777).toBe(0o600);
+    const listed = JSON.parse((await otaRepo([...studio, '--json', 'delegations'])).stdout) as Array<{ role: string; paths: string[]; threshold: number; keyids: string[] }>;
+    expect(listed).toMatchObject([{ role: 'product-robot-ai~beta', paths: ['robot-ai/beta/*'], threshold: 2 }]);
+    expect(listed[0]!.keyids).toHaveLength(3);
+
+    // The studio with two of the three keys publishes a beta release; it lands under robot-ai/beta/.
+    await fs.rm(path.join(studioKeys, 'delegated', 'product-robot-ai~beta', keyFiles[2]!));
+    await writeTarGz(path.join(dir, 'b.tar.gz'), [{ name: 'VERSION', content: '1.1.0\n' }]);
+    const added = await otaRepo([...studio, '--json', 'add', '--product', 'robot-ai', '--version', '1.1.0', '--channel', 'beta', '--package', path.join(dir, 'b.tar.gz'), '--publish']);
+    expect(added.code, added.stderr).toBe(0);
+    const result = JSON.parse(added.stdout) as { manifestTarget: { name: string }; publish: { published: string[] } };
+    expect(result.manifestTarget.name).toBe('robot-ai/beta/robot-ai-1.1.0.manifest.json');
+    expect(result.publish.published).toContain('2.product-robot-ai~beta.json');
+    expect((await fs.readdir(path.join(repoDir, 'targets', 'robot-ai', 'beta'))).length).toBe(3);
+    // Stable is not the studio's to sign.
+    await writeTarGz(path.join(dir, 's.tar.gz'), [{ name: 'VERSION', content: '1.2.0\n' }]);
+    const stable = await otaRepo([...studio, 'add', '--product', 'robot-ai', '--version', '1.2.0', '--package', path.join(dir, 's.tar.gz'), '--publish']);
+    expect(stable.code).toBe(1);
+    expect(stable.stderr).toContain('PUBLISH_OUTSIDE_DELEGATION: this publisher may not sign releases of robot-ai on channel stable');
+    expect((await otaRepo([...offline, 'verify'])).stdout).toContain('repository OK');
+
+    const removed = await otaRepo([...offline, 'undelegate', '--product', 'robot-ai', '--channel', 'beta']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('removed delegated role product-robot-ai~beta (robot-ai/beta/*)');
+    expect(removed.stdout).toContain('robots no longer find the 3 target(s) it signed');
+    expect(JSON.parse((await otaRepo([...offline, '--json', 'delegations'])).stdout)).toEqual([]);
+    const before = (await fs.readdir(path.join(repoDir, 'metadata'))).sort();
+    await writeTarGz(path.join(dir, 'c.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }]);
+    const refused = await otaRepo([...studio, 'add', '--product', 'robot-ai', '--version', '1.3.0', '--channel', 'beta', '--package', path.join(dir, 'c.tar.gz'), '--publish']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toContain('PUBLISH_OUTSIDE_DELEGATION: this publisher may not sign releases of robot-ai on channel beta: the repository delegates robot-ai (channel beta) to no role');
+    expect((await fs.readdir(path.join(repoDir, 'metadata'))).sort()).toEqual(before);
+    const again = await otaRepo([...offline, 'undelegate', '--product', 'robot-ai', '--channel', 'beta']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('CONFIG_INVALID: the repository delegates to no role product-robot-ai~beta');
+    expect((await otaRepo([...offline, 'verify'])).stdout).toContain('repository OK');
+  }, 120_000);
 });

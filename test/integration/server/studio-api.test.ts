@@ -272,4 +272,85 @@ describe('publisher studio API', () => {
     expect(sha256(await fs.readFile(dest))).toBe(good.ok.packageTarget.sha256);
     expect(await robot.latestRelease('vacuum')).toBeNull();
   });
+
+  it('publishes into another configured repository with the delegation key the studio holds for it, audited with the repository; refuses one it only tests, a product it holds no delegation for there, and a switch after review', async () => {
+    // staging: its own root and offline keys; the studio holds robot-ai's delegated key for it and its online keys.
+    const stagingDir = path.join(dir, 'staging');
+    const stagingOffline = createPublisher({ repoDir: stagingDir, keysDir: path.join(dir, 'staging-offline-keys'), clock: systemClock });
+    await stagingOffline.init();
+    const stagingKeys = path.join(dir, 'staging-studio-keys');
+    await fs.mkdir(stagingKeys, { mode: 0o700 });
+    for (const role of ['snapshot', 'timestamp']) await fs.cp(path.join(dir, 'staging-offline-keys', role), path.join(stagingKeys, role), { recursive: true });
+    const delegation = await stagingOffline.delegate({ product: 'robot-ai', keyOut: stagingKeys });
+    await server.close();
+    server = createServer({
+      repoDir: repoDir(),
+      keysDir: path.join(dir, 'keys'),
+      clock: systemClock,
+      logger: silentLogger,
+      audit,
+      tokenFile: path.join(dir, 'token'),
+      database: path.join(dir, 'fleet.db'),
+      sourceRoots: [{ name: 'builds', dir: path.join(dir, 'sources') }],
+      studioRepositories: [
+        { name: 'test', url: 'http://127.0.0.1:9/metadata/', trustedRoot: path.join(repoDir(), 'metadata', '1.root.json'), local: true },
+        { name: 'staging', url: 'http://127.0.0.1:9/staging/metadata/', trustedRoot: path.join(stagingDir, 'metadata', '1.root.json'), path: stagingDir, keys: stagingKeys },
+        { name: 'production', url: 'http://127.0.0.1:9/production/metadata/', trustedRoot: path.join(stagingDir, 'metadata', '1.root.json') },
+      ],
+      timestampRefresh: false,
+      prune: false,
+      rolloutTick: false,
+    });
+    url = (await server.start(0, '127.0.0.1')).url;
+    const listing = async (root: string) => (await fs.readdir(path.join(root, 'metadata'))).concat((await fs.readdir(path.join(root, 'targets'), { recursive: true })) as string[]).sort();
+    const ownBefore = await listing(repoDir());
+    const ownTimestamp = await fs.readFile(path.join(repoDir(), 'metadata', 'timestamp.json'));
+
+    const repos = await call('GET', '/api/v1/studio/repositories');
+    expect(repos.body.repositories.map((r: { name: string; writable: boolean }) => [r.name, r.writable])).toEqual([['test', true], ['staging', true], ['production', false]]);
+    // Versions come from the repository chosen: staging has no robot-ai yet, this server's has 1.2.0.
+    expect((await call('GET', '/api/v1/studio/versions?product=robot-ai&channel=stable&repository=staging')).body.latest).toBeNull();
+    expect((await call('GET', '/api/v1/studio/versions?product=robot-ai&channel=stable&repository=test')).body.latest).toBe('1.2.0');
+
+    await tree('robot-ai-1.0.0', { VERSION: '1.0.0\n', 'bin/run': '#!/bin/sh\n' });
+    const draft = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.0.0' });
+    const fields = { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.0.0' };
+    // 1.0.0 is below this server's 1.2.0, and new in staging.
+    expect((await call('POST', `/api/v1/studio/drafts/${draft.body.id}/review`, fields)).body.fieldErrors.version).toContain('1.2.0');
+    expect((await call('POST', `/api/v1/studio/drafts/${draft.body.id}/review`, { ...fields, repository: 'production' })).body.error.code).toBe('PUBLISH_REPOSITORY_NOT_WRITABLE');
+    expect((await call('POST', `/api/v1/studio/drafts/${draft.body.id}/review`, { ...fields, repository: 'nowhere' })).status).toBe(404);
+    const review = await call('POST', `/api/v1/studio/drafts/${draft.body.id}/review`, { ...fields, repository: 'staging' });
+    expect(review.body.ok, JSON.stringify(review.body)).toBe(true);
+    expect(review.body.repository).toBe('staging');
+    expect(review.body.signing.find((r: { role: string }) => r.role === 'product-robot-ai')).toMatchObject({ held: true, keyids: [delegation.keyid] });
+    expect(review.body.signing.find((r: { role: string }) => r.role === 'targets')).toMatchObject({ held: false });
+    const shown = { packageSha256: review.body.packageTarget.sha256, manifestSha256: review.body.manifestTarget.sha256 };
+    const switched = await call('POST', `/api/v1/studio/drafts/${draft.body.id}/publish`, { ...shown, repository: 'test' });
+    expect(switched.status).toBe(409);
+    expect(switched.body.error.code).toBe('PUBLISH_CONTENT_CHANGED');
+
+    // A product the studio holds no staging delegation for: refused, nothing written anywhere.
+    await tree('vacuum-1.0.0', { VERSION: '1.0.0\n', 'bin/run': '#!/bin/sh\n' });
+    const vacuum = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'vacuum-1.0.0' });
+    const vacuumReview = await call('POST', `/api/v1/studio/drafts/${vacuum.body.id}/review`, { ...fields, product: 'vacuum', repository: 'staging' });
+    expect(vacuumReview.body.ok).toBe(true);
+    const stagingBefore = await listing(stagingDir);
+    const refused = await call('POST', `/api/v1/studio/drafts/${vacuum.body.id}/publish`, { packageSha256: vacuumReview.body.packageTarget.sha256, manifestSha256: vacuumReview.body.manifestTarget.sha256, repository: 'staging' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('PUBLISH_OUTSIDE_DELEGATION');
+    expect(await listing(stagingDir)).toEqual(stagingBefore);
+
+    const published = await call('POST', `/api/v1/studio/drafts/${draft.body.id}/publish`, { ...shown, repository: 'staging' });
+    expect(published.status, JSON.stringify(published.body)).toBe(201);
+    expect(published.body).toMatchObject({ product: 'robot-ai', version: '1.0.0', repository: 'staging', role: 'product-robot-ai' });
+    expect(published.body.publish.published).toContain('2.product-robot-ai.json');
+    expect(await fs.readdir(path.join(stagingDir, 'metadata'))).toContain('2.product-robot-ai.json');
+    expect((await stagingOffline.listTargets()).map((t) => t.name).sort()).toEqual(['robot-ai/robot-ai-1.0.0.index.json', 'robot-ai/robot-ai-1.0.0.manifest.json', 'robot-ai/robot-ai-1.0.0.tar.gz']);
+    // This server's own repository is untouched.
+    expect(await listing(repoDir())).toEqual(ownBefore);
+    expect(await fs.readFile(path.join(repoDir(), 'metadata', 'timestamp.json'))).toEqual(ownTimestamp);
+    const event = audit.events.find((e) => e.kind === 'studio-publish');
+    expect(event?.message).toBe('published robot-ai 1.0.0 (channel stable) from the publisher studio to repository staging, signed by product-robot-ai');
+    expect(event?.details).toMatchObject({ repository: 'staging', role: 'product-robot-ai', manifest: { sha256: shown.manifestSha256 } });
+  }, 60_000);
 });

@@ -54,8 +54,8 @@ export function createApi(token) {
     context: () => call('GET', '/api/v1/studio/context'),
     /** @param {string} root @param {string} path */
     folders: (root, path) => call('GET', `/api/v1/studio/folders?${q({ root, path })}`),
-    /** @param {string} product @param {string} channel */
-    versions: (product, channel) => call('GET', `/api/v1/studio/versions?${q({ product, channel })}`),
+    /** @param {string} product @param {string} channel @param {string} [repository] a configured repository (default: this server's) */
+    versions: (product, channel, repository) => call('GET', `/api/v1/studio/versions?${q({ product, channel, ...(repository ? { repository } : {}) })}`),
     /** @param {string} root @param {string} path */
     createDraft: (root, path) => call('POST', '/api/v1/studio/drafts', { root, path }),
     /** @param {string} draftId @param {Record<string, unknown>} fields */

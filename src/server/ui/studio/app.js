@@ -36,6 +36,8 @@ const state = {
   /** @type {any[]} */ tplList: [],
   /** @type {any[]} */ repos: [],
   repo: '',
+  /** The configured repository the release is reviewed for and published to ('' = this server's own). */
+  publishTo: '',
   /** @type {any} */ repoTest: null,
   error: '',
 };
@@ -400,11 +402,11 @@ async function testRepository() {
 let proposalsFor = '';
 async function refreshProposals() {
   const { product, channel } = state.fields;
-  const key = `${product}\n${channel}`;
+  const key = `${product}\n${channel}\n${state.publishTo}`;
   if (!state.api || !product || !channel || key === proposalsFor) return;
   proposalsFor = key;
   try {
-    const proposals = await state.api.versions(product, channel);
+    const proposals = await state.api.versions(product, channel, state.publishTo || undefined);
     if (proposalsFor === key) set({ proposals });
   } catch (error) {
     if (proposalsFor === key) set({ proposals: null, error: describe(error) });
@@ -444,6 +446,7 @@ function fieldsForServer() {
     rolloutPercent: f.rolloutPercent,
     requirements: { arch: f.arch, os: f.os, minFreeBytes: f.minFreeBytes },
     dependencies: Object.fromEntries(state.deps.filter((d) => d.product.trim() !== '').map((d) => [d.product.trim(), d.range])),
+    ...(state.publishTo ? { repository: state.publishTo } : {}),
   };
 }
 
@@ -467,7 +470,7 @@ async function publish() {
   set({ error: '', publishError: '' });
   const r = state.review;
   try {
-    const published = await state.api.publish(state.draft.id, { packageSha256: r.packageTarget.sha256, manifestSha256: r.manifestTarget.sha256 });
+    const published = await state.api.publish(state.draft.id, { packageSha256: r.packageTarget.sha256, manifestSha256: r.manifestTarget.sha256, ...(state.publishTo ? { repository: state.publishTo } : {}) });
     const context = await state.api.context();
     proposalsFor = '';
     set({ published, review: null, draft: null, context, fields: { ...state.fields, version: '', notes: '' } });
@@ -652,7 +655,7 @@ function TemplateFacts({ type }) {
 function VersionProposals() {
   const p = state.proposals;
   if (!p) return null;
-  if (p.latest === null) return html`<p class="hint">No release of ${state.fields.product} on channel ${state.fields.channel} yet.</p>`;
+  if (p.latest === null) return html`<p class="hint">No release of ${state.fields.product} on channel ${state.fields.channel}${state.publishTo ? ` in ${state.publishTo}` : ''} yet.</p>`;
   return html`<div class="proposals" role="group" aria-label="Proposed versions">
     <span class="hint">Latest on ${state.fields.channel}: <strong>${p.latest}</strong>. Next:</span>
     ${['patch', 'minor', 'major'].map((k) => html`<button type="button" class="chip-button" onClick=${() => setField('version', p[k])}>${p[k]} <span class="muted">(${k})</span></button>`)}
@@ -818,6 +821,7 @@ function ManifestStep() {
         <${Field} name="channel" label="Channel" error=${e.channel} />
       </div>
       <datalist id="known-products">${products.map((p) => html`<option value=${p}></option>`)}</datalist>
+      <${PublishTo} />
       <${Field} name="version" label="Version" hint="Semantic version, greater than the latest on the channel." error=${e.version}>
         <${VersionProposals} />
       </${Field}>
@@ -876,7 +880,7 @@ function ReviewStep() {
         <thead><tr><th>Role</th><th>Signs</th><th>Keys (threshold)</th><th>Expires</th><th>On this server</th></tr></thead>
         <tbody>${r.signing.map((s) => html`<tr>
           <td data-label="Role">${s.role}</td>
-          <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product)}</td>
+          <td data-label="Signs">${signsWhat(s, r.signing, r.manifest.product, r.manifest.channel)}</td>
           <td data-label="Keys"><span>${s.keyids.map((k) => html`<code class="hash">${k.slice(0, 16)}…</code> `)} (${s.threshold})</span></td>
           <td data-label="Expires">${s.expires}</td>
           <td data-label="On this server">${s.held ? html`<span class="badge">key held</span>` : html`<span class="badge muted-badge">offline</span>`}</td></tr>`)}</tbody>
@@ -892,9 +896,10 @@ function ReviewStep() {
  * @param {{ role: string, held: boolean, paths?: string[] }} s
  * @param {Array<{ role: string, held: boolean, paths?: string[] }>} all
  * @param {string} product
+ * @param {string} channel
  */
-function signsWhat(s, all, product) {
-  const via = all.find((x) => x.held && x.paths?.includes(`${product}/*`));
+function signsWhat(s, all, product, channel) {
+  const via = all.find((x) => x.held && x.paths?.includes(`${product}/${channel}/*`)) ?? all.find((x) => x.held && x.paths?.includes(`${product}/*`));
   if (s.paths) return `${via === s ? 'the files above, as ' : ''}targets under ${s.paths.join(', ')} (delegated by the targets role)`;
   if (via !== undefined && s.role === 'targets') return 'the delegations (not changed by this release)';
   if (via !== undefined && s.role === 'snapshot') return `the new ${via.role} version`;
@@ -908,10 +913,25 @@ const ROLE_SIGNS = /** @type {Record<string, string>} */ ({
   root: 'the keys of every role (not changed by a release)',
 });
 
+/** Which configured repository the release goes to; shown only when the studio may write to another than its own. */
+function PublishTo() {
+  const others = state.repos.filter((/** @type {any} */ x) => x.writable && !x.local);
+  if (others.length === 0) return null;
+  const own = state.repos.find((/** @type {any} */ x) => x.local);
+  return html`<div class="field">
+    <label for="f-repository">Publish to</label>
+    <select id="f-repository" aria-describedby="f-repository-hint" value=${state.publishTo} onChange=${(/** @type {any} */ ev) => { set({ publishTo: ev.currentTarget.value, review: null, published: null }); void refreshProposals(); }}>
+      <option value="">${own ? `${own.name} (this server)` : 'this server\'s repository'}</option>
+      ${others.map((/** @type {any} */ x) => html`<option value=${x.name}>${x.name} · ${x.url}</option>`)}
+    </select>
+    <p class="hint" id="f-repository-hint">Versions, deltas and who signs are those of the chosen repository; it signs with the delegation key this server holds for it.</p>
+  </div>`;
+}
+
 function Published() {
   const p = state.published;
   return html`<div class="verdict" data-ok="yes" id="published" tabindex="-1" role="status">
-    <strong>Published ${p.product} ${p.version}</strong> on channel ${p.channel}: targets version ${p.publish.targetsVersion}, snapshot ${p.publish.snapshotVersion}, timestamp ${p.publish.timestampVersion}. Robots see it at their next check.
+    <strong>Published ${p.product} ${p.version}</strong>${p.repository ? ` to ${p.repository}` : ''} on channel ${p.channel}${p.role ? `, signed by ${p.role}` : ''}: targets version ${p.publish.targetsVersion}, snapshot ${p.publish.snapshotVersion}, timestamp ${p.publish.timestampVersion}. Robots see it at their next check.
   </div>`;
 }
 
