@@ -272,8 +272,11 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
           services: [],
           processUnits: [{ name: PRODUCT, command: unitCommand }],
           healthChecks: [{ kind: 'http', url: `http://127.0.0.1:${appPort}/health`, timeout: '1s' }],
-          // Threshold 3: the first round right after a (re)start may find the service not yet listening.
-          probation: options.probation ?? { window: '1s', interval: '200ms', failureThreshold: 3 },
+          // Threshold 10 (2 s of failing rounds): right after a (re)start the service may not be
+          // listening yet, and on a loaded machine a Node service takes well over 600 ms to start;
+          // a check failing at the end of the window is probed on until it passes or reaches the
+          // threshold, so a broken release is still rolled back.
+          probation: options.probation ?? { window: '1s', interval: '200ms', failureThreshold: 10 },
           preservedPaths: ['config'],
           precheck: { minBatteryPercent: 0, retryInterval: '300ms' },
           decision: { defaultChoice: 'UPDATE_NOW', choiceTimeout: '300ms' },
