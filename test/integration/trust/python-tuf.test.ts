@@ -30,7 +30,7 @@ const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
 const VENDOR = join(REPO_ROOT, 'test/vendor/python-tuf');
 const CLIENT = join(REPO_ROOT, 'test/support/python-tuf-client.py');
-const probe = spawnSync(PYTHON, ['-c', 'import requests, cryptography, tuf.ngclient'], { env: { ...process.env, PYTHONPATH: VENDOR }, encoding: 'utf8' });
+const probe = spawnSync(PYTHON, ['-c', 'import requests, cryptography, tuf.ngclient'], { env: { ...process.env, PYTHONPATH: VENDOR, PYTHONDONTWRITEBYTECODE: '1' }, encoding: 'utf8' });
 const havePython = probe.status === 0;
 const why = probe.error ? `${PYTHON} is missing` : (probe.stderr ?? '').trim().split('\n').at(-1) ?? 'unknown';
 if (!havePython && process.env.CI !== 'true') console.warn(`python-tuf interoperability test skipped: ${why} (apt-get install -y python3-requests python3-cryptography)`);
