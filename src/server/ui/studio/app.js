@@ -607,12 +607,14 @@ function FolderUpload() {
         e.preventDefault();
         dragDepth = 0;
         state.busy.delete('drag');
+        // One folder upload at a time: a drop while one runs would replace what the page shows of it.
+        if (state.busy.has('folder')) { draw(); return; }
         const pick = e.dataTransfer ? await pickFromDrop(e.dataTransfer) : null;
         set(pick ? { folderPick: pick, folderUpload: null } : { folderUpload: { error: 'Drop a folder here (a single file is uploaded as a package below).' } });
       }}>
     <label for="folder">Or upload a folder from this computer</label>
     <p class="hint" id="folder-hint">Choose the release's folder, or drop it here. Browsers do not send file modes, so the server sets them: files under <code>bin/</code> or <code>sbin/</code> and files starting with <code>#!</code> or an ELF header get 0755, every other file 0644. Empty folders are not uploaded.</p>
-    <input id="folder" type="file" webkitdirectory multiple aria-describedby="folder-hint"
+    <input id="folder" type="file" webkitdirectory multiple aria-describedby="folder-hint" disabled=${state.busy.has('folder')}
       onChange=${(/** @type {any} */ e) => set({ folderPick: pickFromInput([...e.currentTarget.files]), folderUpload: null })} />
     ${p ? html`<p class="small" id="folder-chosen">${p.name}/: ${p.files.length.toLocaleString('en')} file${p.files.length === 1 ? '' : 's'}, ${formatBytes(size)}</p>` : null}
     <div class="buttons"><button type="button" id="upload-folder" disabled=${state.busy.has('folder') || !p} onClick=${uploadFolder}>${state.busy.has('folder') ? 'Uploading and scanning…' : 'Upload folder and scan'}</button></div>
