@@ -22,7 +22,7 @@ import { runProbation } from '../health/probation.js';
 import { removeTree } from '../package/durable-fs.js';
 import { readJournalFile, resolveInterrupted, type ApplyJournalEntry } from '../release/journal.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
-import { compareReleaseNames, type ReleaseStore } from '../release/layout.js';
+import { compareReleaseNames, stagingRootFor, type ReleaseStore } from '../release/layout.js';
 import type { BadMark } from '../store/store.js';
 import { isErrno } from '../release/switch.js';
 import { applyJournalOf, checkpoint, markDowntime, releaseStoreOf, sleepOf, type ExecutionPorts } from './ports.js';
@@ -385,6 +385,15 @@ async function carryOut(ports: ExecutionPorts, store: ReleaseStore, plan: Resolv
     await clearStaging(marker?.staging, marker?.runId ?? '', log);
     await store.remove(plan.failed);
     log.info('failed release removed', { version: plan.failed });
+  }
+  // A run interrupted in apply before its release was imported (a power cut before the rename out
+  // of staging) still has its staged tree, under the staging folder by its run id: no marker in the
+  // releases names it, so it is removed here by that name.
+  const stagingRoot = stagingRootFor(ports.product);
+  for (const leftover of [path.join(stagingRoot, runId), path.join(stagingRoot, `${runId}.delta`)]) {
+    if ((await fs.lstat(leftover).catch(() => null)) === null) continue;
+    await removeTree(leftover).catch((error: unknown) => log.warn('could not clear staging; left in place', { path: leftover, error: String(error) }));
+    log.info('staging cleared', { removed: [leftover] });
   }
   // A restore killed after its import leaves an emptied work folder behind.
   for (const name of await fs.readdir(store.releasesDir).catch(() => [] as string[])) {

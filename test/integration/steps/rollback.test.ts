@@ -10,6 +10,7 @@ import { hashTree } from '../../../src/package/create.js';
 import { createApply } from '../../../src/steps/apply.js';
 import { createCommit } from '../../../src/steps/commit.js';
 import { createRollback, rollbackRecordFile } from '../../../src/steps/rollback.js';
+import { stagingRootFor } from '../../../src/release/layout.js';
 import { previewRollback } from '../../../src/steps/rollback-preview.js';
 import { createWorld, offer, UNIT, waitForVersion, type ReleaseOptions, type World } from './execution-world.js';
 
@@ -89,6 +90,25 @@ describe('rollback', () => {
     expect(await hashTree(world.installPath)).toEqual(before);
     expect(await world.releases().list()).toEqual([expect.objectContaining({ version: '1.0.0', current: true })]);
     expect(await waitForVersion(world)).toBe('1.0.0');
+  });
+
+  it('clears the staged tree of a run interrupted in apply before its release was imported (a power cut before the rename)', async () => {
+    const before = await install1();
+    // What staging leaves under the product's staging folder by run id, never renamed into the releases.
+    const staged = path.join(stagingRootFor(world.ports().product), 'r1');
+    await fs.mkdir(path.join(staged, 'bin'), { recursive: true });
+    await fs.writeFile(path.join(staged, 'VERSION'), '2.0.0\n');
+    await fs.mkdir(`${staged}.delta`, { recursive: true });
+    const other = path.join(stagingRootFor(world.ports().product), 'r0');
+    await fs.mkdir(other, { recursive: true });
+    const result = await createRollback(world.ports({ rollbackProbation: quickProbation }))(rollbackInput({ reason: 'apply failed' }), signal);
+    // Nothing was switched, so nothing to switch back: the live release is untouched.
+    expect(result).toEqual({ restoredVersion: null, method: 'nothing-to-undo' });
+    expect(existsSync(staged)).toBe(false);
+    expect(existsSync(`${staged}.delta`)).toBe(false);
+    // Only this run's: another run's folder is the stage step's to clear.
+    expect(existsSync(other)).toBe(true);
+    expect(await hashTree(world.installPath)).toEqual(before);
   });
 
   it('restores the backup into a fresh release when the previous release directory is gone', async () => {
