@@ -31,6 +31,7 @@ import { keyFingerprint, rawPublicKey, type DeviceKey } from '../fleet/signing.j
 import { createPublisher } from '../repo/repository.js';
 import { deviceDelayMs, rolloutBucket } from '../schedule/spread.js';
 import { postgresUnavailable, startPostgresCluster, type PostgresCluster } from './postgres-cluster.js';
+import { processCpuMs, treeCpuMs } from './proc-cpu.js';
 
 const SERVER_CLI = fileURLToPath(new URL('../cli/ota-server.js', import.meta.url));
 const PRODUCT = 'sim-app';
@@ -105,6 +106,8 @@ interface Figures {
   robots: number;
   windowMs: number;
   durationMs: number;
+  /** How long the check-in load ran. */
+  elapsedMs: number;
   sent: number;
   accepted: number;
   refused: number;
@@ -127,7 +130,23 @@ interface Figures {
   serverErrors: number;
   loadBefore: number[];
   loadAfter: number[];
+  /** CPU milliseconds each party used during the check-in load (not the halt phase). */
+  cpu: CpuFigures;
   halt: HaltFigures | { unavailable: string };
+}
+
+interface CpuFigures {
+  simulatorMs: number;
+  /** Per ota-server process; null when its /proc entry could not be read. */
+  serversMs: (number | null)[];
+  /** The PostgreSQL cluster (postmaster and all backends); null on SQLite, or a --pg-url server not on this machine's /proc. */
+  postgresMs: number | null;
+}
+
+interface CpuMark {
+  simulator: NodeJS.CpuUsage;
+  servers: (number | null)[];
+  postgres: number | null;
 }
 
 interface HaltFigures {
@@ -483,13 +502,28 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
     if (serverCount === 2) servers.push(await spawnServer(common, opts.profileDir));
     for (const _ of servers) agents.push(new Agent({ connections: 64, keepAliveTimeout: 30_000 }));
     const robots = makeRobots(pre.identities, servers.map((x) => x.url), agents, opts, counts);
+    const postmaster = db === 'postgres' && cluster !== null && !opts.pgUrl ? cluster.postmasterPid() : null;
+    const mark = (): CpuMark => ({
+      simulator: process.cpuUsage(),
+      servers: servers.map((s) => (s.child.pid === undefined ? null : processCpuMs(s.child.pid))),
+      postgres: postmaster === null ? null : treeCpuMs(postmaster),
+    });
     const loadBefore = loadavg();
     const load = newLoad();
+    const cpuBefore = mark();
     const t0 = performance.now();
     say(`  ${db}: ${serverCount} server(s) up; ${opts.robots} robots checking in for ${Math.round(opts.durationMs / 1000)} s`);
     await runCycles(robots, (r) => r.checkinOffsetMs, opts.windowMs, t0, 0, opts.durationMs, (r) => checkIn(r, load, t0));
     const elapsed = performance.now() - t0;
+    const cpuAfter = mark();
     const loadAfter = loadavg();
+    const since = (after: number | null, before: number | null) => (after === null || before === null ? null : after - before);
+    const simulatorUsage = process.cpuUsage(cpuBefore.simulator);
+    const cpu: CpuFigures = {
+      simulatorMs: (simulatorUsage.user + simulatorUsage.system) / 1000,
+      serversMs: cpuAfter.servers.map((a, i) => since(a, cpuBefore.servers[i] ?? null)),
+      postgresMs: since(cpuAfter.postgres, cpuBefore.postgres),
+    };
     const sorted = Float64Array.from(load.latencies).sort();
     const phase: Load = { ...load };
     const size = await databaseSize(db, database);
@@ -507,6 +541,7 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
       robots: opts.robots,
       windowMs: opts.windowMs,
       durationMs: opts.durationMs,
+      elapsedMs: elapsed,
       sent: phase.sent,
       accepted: phase.accepted,
       refused: phase.refused,
@@ -529,6 +564,7 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
       serverErrors: servers.reduce((n, s) => n + s.errors(), 0),
       loadBefore,
       loadAfter,
+      cpu,
       halt,
     };
   } finally {
@@ -574,6 +610,13 @@ export function report(f: Figures): string[] {
     }`,
   );
   lines.push(`${pad('peak concurrent check-ins')}${f.peakInFlight} (${pct(f.peakFraction)} of the fleet)   goal: ≤ 1/20 (5 %): ${verdict(f.peakFraction <= GOAL_CONCURRENCY)}`);
+  // CPU milliseconds per check-in are CPU seconds per 1,000 check-ins.
+  const per1000 = (cpuMs: number | null) => (cpuMs === null ? 'n/a' : `${(cpuMs / Math.max(1, f.sent)).toFixed(2)} s`);
+  const parties = [`simulator ${per1000(f.cpu.simulatorMs)}`, ...f.cpu.serversMs.map((s, i) => `server ${i + 1} ${per1000(s)}`)];
+  if (f.db === 'postgres') parties.push(`PostgreSQL ${f.cpu.postgresMs === null ? 'n/a (--pg-url: not this machine\'s cluster)' : per1000(f.cpu.postgresMs)}`);
+  const known = [f.cpu.simulatorMs, ...f.cpu.serversMs, ...(f.db === 'postgres' ? [f.cpu.postgresMs] : [])];
+  const total = known.every((x) => x !== null) ? (known as number[]).reduce((a, b) => a + b, 0) : null;
+  lines.push(`${pad('CPU per 1,000 check-ins')}${parties.join(', ')}${total === null ? '' : `; all ${per1000(total)} (${(total / Math.max(1, f.elapsedMs)).toFixed(2)} cores busy)`}`);
   lines.push(`${pad('database size')}${(f.databaseBytes / 2 ** 20).toFixed(1)} MiB (${f.databaseRows.devices} devices, ${f.databaseRows.checkins} check-in history rows)`);
   if ('unavailable' in f.halt) {
     lines.push(`halt latency: ${f.halt.unavailable}`);

@@ -6,7 +6,7 @@
  * includes the commits' flushes. `postgresUnavailable()` says why there is none to be had.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,8 @@ export interface PostgresCluster {
   baseUrl: string;
   /** A new, empty database in the cluster; answers its URL. */
   freshDatabase(): Promise<string>;
+  /** The postmaster's process id (the parent of every backend), or null when it cannot be read. */
+  postmasterPid(): number | null;
   stop(): Promise<void>;
 }
 
@@ -110,6 +112,14 @@ export async function startPostgresCluster(options: ClusterOptions = {}): Promis
   return {
     baseUrl,
     freshDatabase: databaseCreator(baseUrl),
+    postmasterPid() {
+      try {
+        const pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+        return Number.isInteger(pid) && pid > 0 ? pid : null;
+      } catch {
+        return null;
+      }
+    },
     async stop() {
       process.removeListener('exit', stop);
       stop();

@@ -22,6 +22,6 @@ export function notePostgresSkip(): void {
 
 export async function startPostgres(): Promise<PostgresCluster> {
   const given = process.env.OTA_TEST_PG_URL;
-  if (given) return { baseUrl: given, freshDatabase: databaseCreator(given), stop: async () => {} };
+  if (given) return { baseUrl: given, freshDatabase: databaseCreator(given), postmasterPid: () => null, stop: async () => {} };
   return startPostgresCluster({ durable: false });
 }

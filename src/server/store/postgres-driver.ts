@@ -15,6 +15,33 @@ const types = {
     oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * Statements with parameters run as named (prepared) statements: each connection parses and plans
+ * one the first time it sees it, and later runs only bind and execute it, which is most of what a
+ * small statement costs PostgreSQL. Not prepared: statements without parameters (BEGIN, COMMIT,
+ * the migrations' multi-statement texts, which need the simple protocol) and statements whose
+ * result is `*`, because a column added by a newer server's migration would change their result
+ * type, which PostgreSQL refuses for a prepared statement ("cached plan must not change result
+ * type"). The names are per process and bounded: past MAX_PREPARED texts (statements built with
+ * a varying number of placeholders) the rest run unnamed.
+ */
+const MAX_PREPARED = 512;
+const STAR_RESULT = /\b(SELECT|RETURNING)\s+(\w+\.)?\*/i;
+
+export function statementNamer(): (sql: string, params: readonly SqlValue[]) => string | undefined {
+  const names = new Map<string, string | null>();
+  return (sql, params) => {
+    if (params.length === 0) return undefined;
+    let name = names.get(sql);
+    if (name === undefined) {
+      const preparable = !STAR_RESULT.test(sql) && names.size < MAX_PREPARED;
+      name = preparable ? `otad_${names.size}` : null;
+      if (preparable || names.size < MAX_PREPARED) names.set(sql, name);
+    }
+    return name ?? undefined;
+  };
+}
+
 export interface PostgresOptions {
   /** Largest number of connections this process opens. */
   maxConnections?: number;
@@ -24,12 +51,17 @@ export function openPostgresDriver(url: string, options: PostgresOptions = {}): 
   const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types });
   // An idle client that loses its connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  const nameOf = statementNamer();
+  const send = (client: pg.Pool | pg.PoolClient, sql: string, params: readonly SqlValue[]) => {
+    const name = nameOf(sql, params);
+    return name === undefined ? client.query(sql, params as SqlValue[]) : client.query({ name, text: sql, values: params as SqlValue[] });
+  };
   const over = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({
     async query<T extends Row>(sql: string, params: readonly SqlValue[] = []) {
-      return (await client.query(sql, params as SqlValue[])).rows as T[];
+      return (await send(client, sql, params)).rows as T[];
     },
     async run(sql: string, params: readonly SqlValue[] = []) {
-      return (await client.query(sql, params as SqlValue[])).rowCount ?? 0;
+      return (await send(client, sql, params)).rowCount ?? 0;
     },
   });
   async function inTransaction<T>(fn: (tx: SqlExecutor) => Promise<T>, before?: string): Promise<T> {

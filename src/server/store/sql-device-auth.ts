@@ -19,8 +19,11 @@ export class DeviceRefused<T = DeviceRefusal> {
   constructor(readonly refusal: T) {}
 }
 
+/** The columns a Device is made of (named, not `*`, so the statement can be prepared: postgres-driver.ts). */
+export const DEVICE_COLUMNS = 'id, status, public_key, fingerprint, reported_tags, operator_tags, site, source, first_seen, last_seen, checkins, created_at, decided_by, decided_at';
+
 export async function readDevice(tx: SqlExecutor, dialect: SqlDriver['dialect'], id: string, lock = false): Promise<Device | null> {
-  const rows = await tx.query(`SELECT * FROM devices WHERE id = $1${lock && dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
+  const rows = await tx.query(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE id = $1${lock && dialect === 'postgres' ? ' FOR UPDATE' : ''}`, [id]);
   return rows[0] === undefined ? null : toDevice(rows[0]);
 }
 
