@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm, truncate, writeFile, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,5 +86,21 @@ describe('zstd packages', () => {
     await writeFile(neither, 'not a package');
     expect(await codeOf(scanPackage(neither))).toBe('PACKAGE_CORRUPT');
     expect((await stat(file)).size).toBe(bytes.length);
+  });
+});
+
+describe('zstd on a Node.js without it', () => {
+  // The distribution's own Node (Ubuntu 24.04 ships 20) has no zstd in node:zlib: a real old runtime.
+  const oldNode = '/usr/bin/node';
+  const built = join(process.cwd(), 'dist', 'src', 'package', 'scan.js');
+  const version = existsSync(oldNode) ? execFileSync(oldNode, ['-p', 'process.versions.node']).toString().trim() : '';
+  const usable = version !== '' && Number(version.split('.')[0]) < 22 && existsSync(built);
+  it.skipIf(!usable)('refuses a zstd package with PACKAGE_COMPRESSION_UNSUPPORTED and still reads gzip', async () => {
+    const src = await tree({ VERSION: '1.0.0\n' });
+    await createPackage(src, join(work, 'p.tar.zst'), { compression: 'zstd' });
+    await createPackage(src, join(work, 'p.tar.gz'));
+    const script = `import(${JSON.stringify(built)}).then(async (m) => { for (const f of process.argv.slice(1)) { try { await m.scanPackage(f); console.log('ok'); } catch (e) { console.log(e.code); } } })`;
+    const out = execFileSync(oldNode, ['--input-type=module', '-e', script, join(work, 'p.tar.zst'), join(work, 'p.tar.gz')]).toString().trim().split('\n');
+    expect(out).toEqual(['PACKAGE_COMPRESSION_UNSUPPORTED', 'ok']);
   });
 });
