@@ -15,6 +15,7 @@ import { silentLogger } from '../core/logger.js';
 import { generateSigningKey, isRoleName, readKeyFile, ROLES, saveKey, type RoleName } from '../repo/keys.js';
 import { createPublisher, type InitOptions, type ReleaseInput } from '../repo/repository.js';
 import { verifyRepository } from '../repo/verify.js';
+import { parseCompression } from '../package/compression.js';
 import { githubUploadCommands, writeMirrorAssets } from '../repo/mirror-assets.js';
 import { readProductType, shippedProductTypesDir } from '../products/product-types.js';
 
@@ -115,7 +116,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     .description('stage a release: package and manifest become targets under <product>/ (<product>/<channel>/ for a channel delegated on its own)')
     .requiredOption('--product <name>', 'product name, e.g. robot-ai')
     .requiredOption('--version <semver>', 'release version, e.g. 2.1.0')
-    .option('--package <file>', 'a ready .tar.gz package')
+    .option('--package <file>', 'a ready package, .tar.gz or .tar.zst (told apart by its first bytes; published with its own compression)')
     .option('--source <dir>', 'a directory to package')
     .option('--channel <name>', 'release channel', 'stable')
     .option('--notes <text>', 'release notes')
@@ -132,6 +133,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
     .option('--no-version-file', 'the release has no version file: skip the version check')
     .option('--delta-from <n>', 'write deltas from the newest N published releases of the same product and channel (0: none; default 3, or ota-repo.json deltas.fromLast)')
     .option('--delta-max-share <share>', 'publish a delta only when smaller than this share of the full package, e.g. 0.7 or 70% (default 70%, or ota-repo.json deltas.maxShare)')
+    .option('--compression <gzip|zstd>', 'compression of the package built from --source and of its deltas (default: ota-repo.json products.<product>.compression, else compression, else gzip). zstd is smaller and faster to unpack, but only otad on Node.js 22.15/24 or later reads it: robots with an older otad need gzip')
     .option('--publish', 'sign and publish right away')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const g = globals();
@@ -149,6 +151,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
       if (typeof opts.package === 'string') input.packageFile = path.resolve(opts.package);
       if (typeof opts.source === 'string') input.sourceDir = path.resolve(opts.source);
       if (typeof opts.notes === 'string') input.notes = opts.notes;
+      if (opts.compression !== undefined) input.compression = parseCompression(opts.compression, '--compression');
       if (typeof opts.notesFile === 'string') input.notes = await fs.readFile(opts.notesFile, 'utf8');
       if (typeof opts.minFrom === 'string') input.minFromVersion = opts.minFrom;
       const rollout = num('--rollout', opts.rollout);
@@ -191,6 +194,7 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
         g.json,
         { ...added, ...(published ? { publish: published } : {}) },
         `staged ${added.manifest.product} ${added.manifest.version} (${added.packageTarget.length} bytes, sha256 ${added.packageTarget.sha256})` +
+          `\npackage: ${added.packageTarget.name}` +
           `\ntree index: ${added.manifest.index?.entries ?? 0} entries, ${added.manifest.index?.bytes ?? 0} bytes of files` +
           (added.clearedWriteBits.length > 0
             ? `\nnote: cleared the group and other write bits of ${added.clearedWriteBits.length} entr${added.clearedWriteBits.length === 1 ? 'y' : 'ies'} (robots refuse them): ${added.clearedWriteBits.slice(0, 5).join(', ')}${added.clearedWriteBits.length > 5 ? ', …' : ''}`

@@ -81,6 +81,7 @@ export const ErrorCodes = {
   PACKAGE_DUPLICATE_ENTRY: { category: 'package', retryable: false },
   PACKAGE_TOO_LARGE: { category: 'package', retryable: false },
   PACKAGE_CORRUPT: { category: 'package', retryable: false },
+  PACKAGE_COMPRESSION_UNSUPPORTED: { category: 'package', retryable: false },
   RELEASE_TREE_MISMATCH: { category: 'package', retryable: false },
   DELTA_INVALID: { category: 'package', retryable: false },
   // download ahead and rehearsal

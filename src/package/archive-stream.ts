@@ -1,6 +1,6 @@
 /**
- * The read side every package pass shares: file → SHA-256 of the compressed bytes → gunzip → a
- * counter that stops the stream at the inflated-size cap and checks the end-of-archive marker.
+ * The read side every package pass shares: file → SHA-256 of the compressed bytes → gunzip or zstd
+ * (chosen by the file's first bytes, never its name) → a counter that stops the stream at the inflated-size cap and checks the end-of-archive marker.
  * Whoever consumes the tar bytes (the scanner, the extractor's writer, the indexer) sits at the end of the same pipeline.
  */
 import { createHash } from 'node:crypto';
@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { OtaError, isAbortError, toOtaError } from '../core/errors.js';
+import { createDecompressor, requireCompression, ZSTD_WINDOW_LOG_MAX, type PackageCompression } from './compression.js';
 import { maxInflatedBytes, ratioCapBytes, type PackageLimits } from './limits.js';
 
 export interface ArchiveReadResult {
@@ -17,6 +17,7 @@ export interface ArchiveReadResult {
   sha256: string;
   compressedBytes: number;
   inflatedBytes: number;
+  compression: PackageCompression;
 }
 
 /**
@@ -40,13 +41,22 @@ export async function readArchiveInto(
     },
   });
   // The ratio cap is measured against the whole compressed file, so a bomb stops at the same byte
-  // however the gunzip stage happens to chunk its output.
+  // however the decompressor happens to chunk its output.
   const compressedSize = await stat(file).then((st) => st.size).catch(() => 0);
   const ratioCap = ratioCapBytes(limits, compressedSize);
   const counter = new InflatedCounter(maxInflatedBytes(limits), ratioCap, limits.maxCompressionRatio, compressedSize);
-  // 1 MiB reads: at the default 64 KiB (16 KiB for some streams) the per-chunk cost of hash, gunzip
-  // and tar parsing dominates.
-  const stages = [createReadStream(file, { highWaterMark: 1 << 20 }), hasher, createGunzip(), counter, sink] as const;
+  // The decompressor comes from the magic bytes; every cap below applies to either alike.
+  let compression: PackageCompression;
+  let decompressor;
+  try {
+    compression = await requireCompression(file);
+    decompressor = createDecompressor(compression, `package ${file}`);
+  } catch (error) {
+    throw classify(error, file);
+  }
+  // 1 MiB reads: at the default 64 KiB (16 KiB for some streams) the per-chunk cost of hash,
+  // decompression and tar parsing dominates.
+  const stages = [createReadStream(file, { highWaterMark: 1 << 20 }), hasher, decompressor, counter, sink] as const;
   // pipeline() reports the first error; a stage destroyed later still emits one, and an 'error'
   // without a listener would crash the daemon. Every stage gets a listener that only swallows.
   for (const stage of stages) (stage as NodeJS.EventEmitter).on('error', ignore);
@@ -62,7 +72,7 @@ export async function readArchiveInto(
       details: { file, inflatedBytes: counter.bytes },
     });
   }
-  return { sha256: hash.digest('hex'), compressedBytes, inflatedBytes: counter.bytes };
+  return { sha256: hash.digest('hex'), compressedBytes, inflatedBytes: counter.bytes, compression };
 }
 
 function ignore(): void {}
@@ -118,5 +128,11 @@ function classify(error: unknown, file: string): OtaError {
   // Node system errors (ENOENT, EIO...) are about the disk; zlib and tar parse errors are about the bytes.
   if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) return toOtaError(error, 'IO_FAILED', `reading package ${file}`, { file });
   const reason = error instanceof Error ? error.message : String(error);
+  if (errno === 'ZSTD_error_frameParameter_windowTooLarge') {
+    return new OtaError('PACKAGE_TOO_LARGE', `package ${file} asks for a zstd window larger than ${2 ** ZSTD_WINDOW_LOG_MAX} bytes (what zstd levels up to 19 use); refused before decompressing`, {
+      cause: error,
+      details: { file, limit: 'zstdWindowLog', zstdWindowLogMax: ZSTD_WINDOW_LOG_MAX },
+    });
+  }
   return new OtaError('PACKAGE_CORRUPT', `package ${file} is corrupt or truncated: ${reason}`, { cause: error, details: { file } });
 }

@@ -1,6 +1,7 @@
 /**
- * Reproducible package creation: the same tree always gives byte-identical .tar.gz output (sorted
- * entries, one fixed mtime, uid/gid 0, no user or group names, a gzip header without time or name),
+ * Reproducible package creation: the same tree always gives byte-identical .tar.gz (or .tar.zst)
+ * output (sorted entries, one fixed mtime, uid/gid 0, no user or group names, a gzip header without
+ * time or name; zstd single-threaded with a content checksum),
  * so a package can be rebuilt and compared, and a backup's checksum means something. Every entry
  * passes the same checker the robot applies, so nothing is published that a robot would reject.
  */
@@ -11,9 +12,9 @@ import { lstat, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { OtaError, toOtaError } from '../core/errors.js';
+import { createCompressor, DEFAULT_COMPRESSION, type PackageCompression } from './compression.js';
 import { fsyncDir, fsyncPath, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath } from './entry-checker.js';
 import type { EntryOrigin } from './name-rules.js';
@@ -22,7 +23,9 @@ import type { EntryOrigin } from './name-rules.js';
 export const DEFAULT_PACKAGE_MTIME = 315_532_800_000;
 
 export interface CreateOptions {
-  /** gzip level 0-9 (default 6). */
+  /** 'gzip' (default: every otad reads it) or 'zstd' (needs otad on a Node.js with zstd in node:zlib). */
+  compression?: PackageCompression;
+  /** gzip level 0-9 (default 6); zstd level 1-19 (default 3). */
   level?: number;
   /** Milliseconds since the epoch stamped on every entry, or 'source' to keep each file's own. */
   mtime?: number | 'source';
@@ -37,10 +40,11 @@ export interface CreateOptions {
 }
 
 export interface CreateResult {
-  /** SHA-256 (hex) of the written .tar.gz. */
+  /** SHA-256 (hex) of the written archive. */
   sha256: string;
-  /** Size of the written .tar.gz. */
+  /** Size of the written archive. */
   bytes: number;
+  compression: PackageCompression;
   /**
    * 'package' only: entries whose group or other write bit was cleared (robots refuse them), so
    * the publisher can be told; empty when the tree had none.
@@ -69,14 +73,15 @@ export async function createPackage(srcDir: string, destFile: string, opts: Crea
 }
 
 export async function createArchive(sources: ArchiveSource[], destFile: string, opts: CreateOptions = {}): Promise<CreateResult> {
-  const level = opts.level ?? 6;
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${String(opts.level)}`);
+  const compression = opts.compression ?? DEFAULT_COMPRESSION;
+  // Made (and the level judged) before anything is read: a bad level or a Node without zstd fails here.
+  createCompressor(compression, opts.level).destroy();
   const entries = await planEntries(sources);
   if ((opts.origin ?? 'package') === 'package') refuseSpecialBits(entries);
   const total = entries.reduce((sum, e) => sum + e.size, 0);
   const tmp = join(dirname(destFile), `.${basename(destFile)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const result = await writeArchive(entries, tmp, level, total, opts);
+    const result = await writeArchive(entries, tmp, compression, total, opts);
     await fsyncPath(tmp);
     await rename(tmp, destFile);
     await fsyncDir(dirname(destFile));
@@ -163,7 +168,7 @@ async function describe(abs: string, name: string, st: Stats): Promise<PlannedEn
   });
 }
 
-async function writeArchive(entries: PlannedEntry[], tmp: string, level: number, total: number, opts: CreateOptions): Promise<CreateResult> {
+async function writeArchive(entries: PlannedEntry[], tmp: string, compression: PackageCompression, total: number, opts: CreateOptions): Promise<CreateResult> {
   const origin = opts.origin ?? 'package';
   const checker = createEntryChecker({
     maxEntries: Number.MAX_SAFE_INTEGER,
@@ -184,7 +189,7 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
   const pack = tar.pack();
   // A release package is public (served to robots); a backup holds preserved configuration: private.
   const fileMode = origin === 'backup' ? 0o600 : 0o644;
-  const written = pipeline(pack, createGzip({ level }), measure, createWriteStream(tmp, { flags: 'wx', mode: fileMode }), opts.signal === undefined ? {} : { signal: opts.signal });
+  const written = pipeline(pack, createCompressor(compression, opts.level), measure, createWriteStream(tmp, { flags: 'wx', mode: fileMode }), opts.signal === undefined ? {} : { signal: opts.signal });
   let read = 0;
   const clearedWriteBits = origin === 'package' ? entries.filter((e) => e.type !== 'symlink' && (e.mode & 0o022) !== 0).map((e) => e.name) : [];
 
@@ -243,7 +248,7 @@ async function writeArchive(entries: PlannedEntry[], tmp: string, level: number,
   // The writer's error (ENOSPC, say) is the cause; the feeder then only sees a destroyed stream.
   if (w.status === 'rejected') throw f.status === 'rejected' && f.reason instanceof OtaError ? f.reason : w.reason;
   if (f.status === 'rejected') throw f.reason;
-  return { sha256: hash.digest('hex'), bytes, clearedWriteBits };
+  return { sha256: hash.digest('hex'), bytes, clearedWriteBits, compression };
 }
 
 /**

@@ -4,7 +4,7 @@
  * manifest names by length and hash, so the robot can prove that the tree it staged, from a full
  * package or assembled from a delta, is exactly the release that was signed.
  *
- * A delta (`writeDelta`) is a tar.gz in the package format: `delta.json` (from, to, removed paths)
+ * A delta (`writeDelta`) is a tar.gz (or tar.zst) in the package format: `delta.json` (from, to, removed paths)
  * and `files/<path>` for every file that is new or whose content changed. Directories, symlinks
  * and modes come from the index, unchanged files from the release already installed.
  */
@@ -14,11 +14,11 @@ import { chmodSync, closeSync, constants as fsConstants, createWriteStream, lsta
 import { copyFile, lstat, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { z } from 'zod';
 import { OtaError, toOtaError } from '../core/errors.js';
 import { readArchiveInto } from './archive-stream.js';
+import { createCompressor, type PackageCompression } from './compression.js';
 import { fsyncDir, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath, type EntryType } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
@@ -209,7 +209,7 @@ export function changedFiles(prev: TreeIndex, next: TreeIndex): Set<string> {
  * Writes the delta from `prev` to `next` into `destFile`: delta.json first, then the changed files
  * as read from the new package (`packageFile`, whose index `next` is). Reproducible bytes.
  */
-export async function writeDelta(packageFile: string, prev: TreeIndex, next: TreeIndex, destFile: string, limits?: Partial<PackageLimits>): Promise<DeltaMeta> {
+export async function writeDelta(packageFile: string, prev: TreeIndex, next: TreeIndex, destFile: string, limits?: Partial<PackageLimits>, compression: PackageCompression = 'gzip'): Promise<DeltaMeta> {
   const changed = changedFiles(prev, next);
   const nextPaths = new Set(next.entries.map((e) => e.path));
   const meta: DeltaMeta = {
@@ -223,7 +223,7 @@ export async function writeDelta(packageFile: string, prev: TreeIndex, next: Tre
   const mtime = new Date(315_532_800_000);
   const header = (name: string, size: number, mode: number, type: 'file' | 'directory' = 'file'): tar.Header => ({ name, size, mode, type, mtime, uid: 0, gid: 0, uname: '', gname: '', linkname: '', devmajor: 0, devminor: 0 });
   const pack = tar.pack();
-  const written = pipeline(pack, createGzip({ level: 6 }), createWriteStream(destFile, { flags: 'wx', mode: 0o644 }));
+  const written = pipeline(pack, createCompressor(compression), createWriteStream(destFile, { flags: 'wx', mode: 0o644 }));
   written.catch(() => {});
   const metaBytes = Buffer.from(`${JSON.stringify(meta)}\n`);
   pack.entry(header(DELTA_META, metaBytes.length, 0o644), metaBytes);

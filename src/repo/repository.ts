@@ -24,6 +24,7 @@ import type { Logger } from '../core/logger.js';
 import { silentLogger } from '../core/logger.js';
 import { CHANNEL_RE, MANIFEST_SCHEMA_VERSION, PRODUCT_RE, parseManifest, serializeManifest, type Manifest } from '../manifest/schema.js';
 import { createPackage, type CreateResult } from '../package/create.js';
+import { archiveExtension, DEFAULT_COMPRESSION, parseCompression, requireCompression, type PackageCompression } from '../package/compression.js';
 import { checkReleasePackage, type ReleaseCheck } from './release-check.js';
 import semver from 'semver';
 import { indexPackage, parseIndex, serializeIndex, writeDelta, type TreeIndex } from '../package/tree-index.js';
@@ -80,6 +81,13 @@ export const MAX_DELEGATION_KEYS = 16;
 export interface RepoSettings {
   expiryMs: Record<RoleName, number>;
   deltas?: Partial<DeltaSettings>;
+  /**
+   * ota-repo.json `compression`: what packages ota-repo builds from a folder, and every delta, are
+   * compressed with, unless the release asks (gzip when unset: every otad reads gzip).
+   */
+  compression?: PackageCompression;
+  /** ota-repo.json `products.<name>.compression`: the same, for one product (before `compression`). */
+  products?: Record<string, { compression?: PackageCompression }>;
 }
 
 export interface PublisherOptions {
@@ -102,10 +110,16 @@ export interface ReleaseInput {
   version: string;
   channel?: string;
   notes?: string;
-  /** A ready tar.gz package … */
+  /** A ready package, .tar.gz or .tar.zst (told apart by its first bytes) … */
   packageFile?: string;
   /** … or a directory to package (needs src/package/create.ts). */
   sourceDir?: string;
+  /**
+   * How a package built from sourceDir, and every delta, is compressed (default: the product's
+   * setting in ota-repo.json, else the repository's, else gzip). A ready package keeps its own
+   * compression; with a ready package this must match it, and its deltas follow it.
+   */
+  compression?: PackageCompression;
   minFromVersion?: string;
   requirements?: Manifest['requirements'];
   rolloutPercent?: number;
@@ -298,12 +312,24 @@ export function createPublisher(options: PublisherOptions) {
     if (!(await exists(path.join(metadataDir, 'root.json'), { follow: true }))) {
       throw new OtaError('CONFIG_NOT_FOUND', `no repository at ${repoDir}: metadata/root.json is missing (run ota-repo init first)`);
     }
+    let raw: Partial<RepoSettings>;
     try {
-      const raw = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Partial<RepoSettings>;
-      return { expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) }, ...(raw.deltas !== undefined ? { deltas: raw.deltas } : {}) };
+      raw = JSON.parse(await fs.readFile(settingsFile, 'utf8')) as Partial<RepoSettings>;
     } catch {
       return { expiryMs: { ...DEFAULT_EXPIRY_MS } };
     }
+    // A compression setting that is neither gzip nor zstd is refused, not ignored: the publisher asked for something.
+    const compression = raw.compression === undefined ? undefined : parseCompression(raw.compression, `${settingsFile} compression`);
+    const products: Record<string, { compression?: PackageCompression }> = {};
+    for (const [name, p] of Object.entries(raw.products ?? {})) {
+      if (p?.compression !== undefined) products[name] = { compression: parseCompression(p.compression, `${settingsFile} products.${name}.compression`) };
+    }
+    return {
+      expiryMs: { ...DEFAULT_EXPIRY_MS, ...(raw.expiryMs ?? {}) },
+      ...(raw.deltas !== undefined ? { deltas: raw.deltas } : {}),
+      ...(compression !== undefined ? { compression } : {}),
+      ...(Object.keys(products).length > 0 ? { products } : {}),
+    };
   }
 
   async function readJson(file: string): Promise<Json> {
@@ -542,7 +568,8 @@ export function createPublisher(options: PublisherOptions) {
     const state = await loadState();
     const staged = await readStaged();
     const dir = releaseDirFor(state, input.product, draft.channel);
-    const packageName = `${dir}/${input.product}-${input.version}.tar.gz`;
+    const asked = input.compression ?? settings.products?.[input.product]?.compression ?? settings.compression;
+    if (input.compression !== undefined) parseCompression(input.compression, 'compression');
     const manifestName = `${dir}/${input.product}-${input.version}.manifest.json`;
     if (findManifest(state, staged, input.product, input.version) !== undefined) {
       throw new OtaError('CONFIG_INVALID', `release ${input.product} ${input.version} already exists in ${repoDir}: publish a new version instead`);
@@ -553,9 +580,9 @@ export function createPublisher(options: PublisherOptions) {
     if (packageFile === undefined) {
       if (input.sourceDir === undefined) throw new OtaError('CONFIG_INVALID', 'add needs a package file (tar.gz) or a source directory');
       tmpDir = await fs.mkdtemp(path.join(repoDir, '.pack-'));
-      packageFile = path.join(tmpDir, 'package.tar.gz');
+      packageFile = path.join(tmpDir, `package${archiveExtension(asked ?? DEFAULT_COMPRESSION)}`);
       try {
-        clearedWriteBits = (await packDirectory(input.sourceDir, packageFile)).clearedWriteBits;
+        clearedWriteBits = (await packDirectory(input.sourceDir, packageFile, asked ?? DEFAULT_COMPRESSION)).clearedWriteBits;
       } catch (error) {
         // A refused or failed packing leaves no scratch folder in the repository.
         await fs.rm(tmpDir, { recursive: true, force: true }).catch(() => {});
@@ -566,6 +593,16 @@ export function createPublisher(options: PublisherOptions) {
       const stat = await fs.stat(packageFile).catch(() => null);
       if (stat === null || !stat.isFile()) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is not a readable file`);
       if (stat.size === 0) throw new OtaError('CONFIG_INVALID', `package ${packageFile} is empty`);
+      // The name follows the bytes (gzip 1f 8b or zstd 28 b5 2f fd), never the file's own name.
+      const compression = await requireCompression(packageFile).catch((error: unknown) => {
+        throw toOtaError(error, 'PACKAGE_CORRUPT', `reading package ${packageFile}`);
+      });
+      if (input.compression !== undefined && input.packageFile !== undefined && input.compression !== compression) {
+        throw new OtaError('CONFIG_INVALID', `package ${packageFile} is ${compression}-compressed, but ${input.compression} was asked for: a ready package is published as it is (package the folder instead, or leave the compression out)`, {
+          details: { package: compression, asked: input.compression },
+        });
+      }
+      const packageName = `${dir}/${input.product}-${input.version}${archiveExtension(compression)}`;
       if (input.check !== undefined) await checkReleasePackage(packageFile, input.version, input.check);
       const deltaSettings = resolveDeltaSettings({ ...(settings.deltas ?? {}), ...(input.deltas ?? {}) });
       const packageTarget = await store(packageName, { file: packageFile });
@@ -587,7 +624,7 @@ export function createPublisher(options: PublisherOptions) {
         indexTarget = await store(indexName, { bytes: Buffer.from(serializeIndex(index)) });
         staged[indexName] = { length: indexTarget.length, sha256: indexTarget.sha256, custom: { kind: 'index', product: input.product, version: input.version, channel } };
       }
-      const deltas = index === null ? [] : await makeDeltas(state, dir, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir, store);
+      const deltas = index === null ? [] : await makeDeltas(state, dir, input.product, channel, input.version, packageFile, packageTarget.length, index, deltaSettings, tmpDir ?? repoDir, store, compression);
       for (const d of deltas) {
         if (d.target === undefined) continue;
         staged[d.target.name] = { length: d.target.length, sha256: d.target.sha256, custom: { kind: 'delta', product: input.product, version: input.version, channel, fromVersion: d.fromVersion } };
@@ -638,6 +675,7 @@ export function createPublisher(options: PublisherOptions) {
     settings: DeltaSettings,
     workDir: string,
     store: StoreTarget,
+    compression: PackageCompression,
   ): Promise<DeltaOutcome[]> {
     if (settings.fromLast === 0) return [];
     const earlier = Object.values(allTargets(state))
@@ -664,13 +702,14 @@ export function createPublisher(options: PublisherOptions) {
         log.warn('no delta from a release whose tree cannot be indexed', { fromVersion, error: (error as Error).message });
         continue;
       }
-      const tmp = path.join(workDir, `.delta-${fromVersion}-${process.pid}-${Date.now()}.tar.gz`);
+      const ext = archiveExtension(compression);
+      const tmp = path.join(workDir, `.delta-${fromVersion}-${process.pid}-${Date.now()}${ext}`);
       try {
-        const meta = await writeDelta(packageFile, prev, index, tmp);
+        const meta = await writeDelta(packageFile, prev, index, tmp, undefined, compression);
         const bytes = (await fs.stat(tmp)).size;
         const outcome: DeltaOutcome = { fromVersion, bytes, limitBytes, published: bytes < limitBytes, files: meta.files, removed: meta.removed.length };
         if (outcome.published) {
-          outcome.target = await store(`${dir}/${product}-${fromVersion}-to-${version}.delta.tar.gz`, { file: tmp });
+          outcome.target = await store(`${dir}/${product}-${fromVersion}-to-${version}.delta${ext}`, { file: tmp });
         } else {
           log.info('delta held back by the size gate', { fromVersion, bytes, limitBytes });
         }
@@ -1229,8 +1268,8 @@ function hashBytes(bytes: Buffer): { sha256: string; length: number } {
 }
 
 /** Package a directory with the project's reproducible packer (fixed mtimes and order: same tree, same bytes). */
-async function packDirectory(sourceDir: string, destFile: string): Promise<CreateResult> {
+async function packDirectory(sourceDir: string, destFile: string, compression: PackageCompression): Promise<CreateResult> {
   const stat = await fs.stat(sourceDir).catch(() => null);
   if (stat === null || !stat.isDirectory()) throw new OtaError('CONFIG_INVALID', `source ${sourceDir} is not a directory`);
-  return createPackage(sourceDir, destFile);
+  return createPackage(sourceDir, destFile, { compression });
 }

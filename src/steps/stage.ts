@@ -2,7 +2,7 @@
  * The stage step: bring the offered package onto the robot and unpack it into a complete release
  * tree that apply can rename into place.
  *
- *   download  <cacheDir>/<product>/packages/<sha256[0..16]>-<name>.tar.gz   (+ .partial while running)
+ *   download  <cacheDir>/<product>/packages/<sha256[0..16]>-<name> (.tar.gz or .tar.zst) (+ .partial while running)
  *   extract   <dirname(releasesDir)>/staging/<product>/<runId>/               (same filesystem as releasesDir)
  *
  * Invariants:
