@@ -95,6 +95,8 @@ export interface CrashWorldOptions {
    * holding only that role's key and the snapshot and timestamp keys, as the publisher studio does.
    */
   delegated?: boolean;
+  /** How ota-repo compresses each release's package and its deltas (default: ota-repo's default, gzip). */
+  compression?: 'gzip' | 'zstd';
   /**
    * The product's probation (default window 1s, interval 200ms, 3 failures in a row): a test that
    * only needs a good release committed gives the restarted service longer to listen on a loaded machine.
@@ -312,7 +314,7 @@ export async function createCrashWorld(options: CrashWorldOptions): Promise<Cras
       const broken = published % brokenEvery === 0;
       const dir = join(paths.build, version);
       const release = await writeRelease(dir, version, broken, opts.preApplyHook, modelEvery === 1 ? version : `model-${Math.floor(published / modelEvery)}`);
-      await releasePublisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}` });
+      await releasePublisher.add({ product: PRODUCT, version, sourceDir: dir, notes: `robot-ai ${version}`, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
       await releasePublisher.publish(publishRole !== undefined ? { role: publishRole } : {});
       rmSync(dir, { recursive: true, force: true });
       return release;
