@@ -14,7 +14,8 @@
  * (src/bench/window-bench.ts), on loopback and on a link shaped to 10 MiB/s.
  * The rate cap (`ratecap`): a capped download from a loopback server that sends as fast as it can, the
  * rate over each 60 s window against the cap, goal ±10 % (`--rate-cap-windows=N`, default 2; src/bench/rate-cap-bench.ts).
- * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `downtime`, `window`, `ratecap`) runs only the parts named.
+ * Compression (`zstd`): package size, build and unpack time of zstd against gzip on the same tree (src/bench/zstd-bench.ts).
+ * `node dist/src/bench/run.js otactl` (or `download`, `hash`, `package`, `delta`, `zstd`, `downtime`, `window`, `ratecap`) runs only the parts named.
  */
 import { execFile } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -28,6 +29,7 @@ import { benchDeltas, median } from './delta-bench.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
 import { benchInstallWindow } from './window-bench.js';
 import { benchRateCap, rateCapLines } from './rate-cap-bench.js';
+import { benchCompression } from './zstd-bench.js';
 import { createPackage } from '../package/create.js';
 import { hashFile } from '../core/files.js';
 import { extractPackage } from '../package/extract.js';
@@ -118,6 +120,17 @@ async function main(): Promise<void> {
       }
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
       lines.push(row('safe extract, no index (med 3)', median(ours), 'tar -xzf+sync', tars.length === 3 ? median(tars) : null, '   (backups, schema 1.0; the staging goal is the delta part\'s row)'));
+    }
+
+    if (wanted('zstd')) {
+      const c = await benchCompression(work, makeTree);
+      const g = c.results.gzip;
+      const z = c.results.zstd;
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+      const range = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)} ms`;
+      lines.push(`${'package size zstd vs gzip'.padEnd(28)} zstd ${mib(z.bytes)}   gzip ${mib(g.bytes)}   ratio ${(z.bytes / g.bytes).toFixed(3)}   (4,000 small files + a 64 MiB model of random bytes)`);
+      lines.push(row('package build zstd', z.buildMs, 'gzip', g.buildMs));
+      lines.push(row(`unpack zstd (med ${c.rounds})`, median(z.unpackMs), 'gzip', median(g.unpackMs), `   (stage step's unpackPackage, alternated; zstd ${range(z.unpackMs)}, gzip ${range(g.unpackMs)})`));
     }
 
     if (wanted('delta')) {
