@@ -1,130 +1,194 @@
 /**
- * Download benchmark: our verified downloader against `curl -s -o` on the same loopback URL.
- * Ours streams into SHA-256, fsyncs and renames; curl only writes, so the fair comparison is
- * ours vs curl + sha256sum, and both ratios are printed. Never run by the test suite (it moves
- * 256 MiB); run it with `npm run bench` or directly with tsx.
+ * Download benchmark, as issue 15 sets its goals: a real nginx on loopback serves a 256 MiB random
+ * file; otad's target downloader (src/bench/download-child.ts: createProductDownloader with the
+ * default settings, hashing while it writes, fsync, rename) runs in a child process of its own,
+ * against `curl -s -o F URL && openssl dgst -sha256 F && sync -f F` from the same nginx. The two
+ * alternate for several rounds, the one that goes first changing every round, and the medians are
+ * compared:
+ *
+ * - wall: ours is the download() call inside the child (the daemon is already running when it
+ *   downloads); the baseline is from the start of its shell to its exit, process starts included;
+ * - CPU (user + sys): ours is the child's process.cpuUsage() across the download() call (every
+ *   thread of the process); the baseline is what bash's `times` reports for the children it
+ *   waited for (getrusage RUSAGE_CHILDREN, in milliseconds), the shell's own time added;
+ * - memory: the child's peak RSS during the download (VmHWM, reset just before it starts) over its
+ *   RSS once its modules are loaded, just before the download (idle).
+ *
+ * Never run by the test suite (it moves 256 MiB several times); run it with `npm run bench`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm, stat } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { systemClock } from '../core/clock.js';
-import { silentLogger } from '../core/logger.js';
-import { createDownloader } from '../net/download.js';
-import { createHttpClient } from '../net/http-client.js';
+import type { ChildReport } from './download-child.js';
+import { startBenchNginx } from './nginx.js';
 
-const run = promisify(execFile);
+const execFileP = promisify(execFile);
 
-export interface BenchResult {
-  name: string;
+/** Goals of issue 15: wall ≤ 1.1×, CPU ≤ 1.5× the baseline; peak RSS ≤ idle + 16 MiB. */
+export const DOWNLOAD_GOALS = { wallRatio: 1.1, cpuRatio: 1.5, peakOverIdleMiB: 16 } as const;
+
+export interface DownloadRound {
+  oursFirst: boolean;
+  oursWallMs: number;
+  oursCpuMs: number;
+  oursUserMs: number;
+  oursSysMs: number;
+  /** Child's peak RSS during the download minus its idle RSS, MiB. */
+  oursPeakOverIdleMiB: number;
+  oursIdleMiB: number;
+  oursPeakMiB: number;
+  baseWallMs: number;
+  baseCpuMs: number;
+  baseUserMs: number;
+  baseSysMs: number;
+}
+
+export interface DownloadBenchResult {
   bytes: number;
-  /** Our downloader: transfer + streaming SHA-256 + fsync + rename. */
-  oursMs: number;
-  /** curl -s -o, transfer only; null when curl is not installed. */
-  curlMs: number | null;
-  /** sha256sum of curl's file; null when unavailable. */
-  sha256sumMs: number | null;
-  /** oursMs / curlMs. */
-  ratioVsCurl: number | null;
-  /** oursMs / (curlMs + sha256sumMs): the like-for-like comparison. */
-  ratioVsCurlPlusHash: number | null;
-  oursSha256: string;
-  sha256sum: string | null;
-  /** Our streaming hash equals sha256sum's and the hash of the generated file. */
+  rounds: DownloadRound[];
+  wallMedianMs: { ours: number; base: number };
+  cpuMedianMs: { ours: number; base: number };
+  wallRatio: number;
+  cpuRatio: number;
+  /** The largest peak-over-idle of all rounds (the goal holds for every download). */
+  peakOverIdleMiB: number;
+  idleMiB: number;
+  peakReset: boolean;
   hashesMatch: boolean;
+  loadAverage: [number, number, number];
 }
 
 export interface BenchDownloadOptions {
   /** File size; default 256 MiB. */
   bytes?: number;
-  /** Where the lines go; default console.log. */
+  /** Rounds of ours + baseline; default 5. */
+  rounds?: number;
+  /** Progress lines; default stderr. */
   print?: (line: string) => void;
 }
 
-export async function benchDownload(options: BenchDownloadOptions = {}): Promise<BenchResult> {
+export async function benchDownload(options: BenchDownloadOptions = {}): Promise<DownloadBenchResult> {
   const bytes = options.bytes ?? 256 * 1024 * 1024;
-  const print = options.print ?? ((line: string) => console.log(line));
-  const dir = await mkdtemp(join(tmpdir(), 'otad-bench-'));
-  const source = join(dir, 'source.bin');
-  const server = http.createServer((req, res) => {
-    if (req.url !== '/source.bin') {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-length': String(bytes), 'content-type': 'application/octet-stream' });
-    createReadStream(source, { highWaterMark: 1024 * 1024 }).pipe(res);
-  });
-  const client = createHttpClient({
-    connectTimeoutMs: 5_000,
-    headersTimeoutMs: 30_000,
-    idleTimeoutMs: 30_000,
-    userAgent: 'otad-bench',
-    logger: silentLogger,
-  });
+  const roundsWanted = options.rounds ?? 5;
+  const print = options.print ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const dir = await mkdtemp(join(tmpdir(), 'otad-bench-download-'));
+  const root = join(dir, 'www');
+  const out = join(dir, 'out');
   try {
-    const expectedSha256 = await writeRandomFile(source, bytes);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/source.bin`;
-
-    const downloader = createDownloader({
-      http: client,
-      clock: systemClock,
-      logger: silentLogger,
-      retry: { retries: 0 },
-      minThroughput: { bytesPerSec: 0, graceMs: 60_000 },
-      deadlineMs: 10 * 60_000,
-    });
-    const oursStart = performance.now();
-    const ours = await downloader.download({ url, dest: join(dir, 'ours.bin'), expectedLength: bytes, expectedSha256 });
-    const oursMs = performance.now() - oursStart;
-
-    let curlMs: number | null = null;
-    let sha256sumMs: number | null = null;
-    let sha256sum: string | null = null;
-    const curlOut = join(dir, 'curl.bin');
+    await execFileP('mkdir', ['-p', root, out]);
+    const expectedSha256 = await writeRandomFile(join(root, 'target.bin'), bytes);
+    const nginx = await startBenchNginx(root, '/target.bin');
+    const url = `${nginx.url}/target.bin`;
+    const child = join(dirname(fileURLToPath(import.meta.url)), 'download-child.js');
+    const rounds: DownloadRound[] = [];
+    let hashesMatch = true;
+    let peakReset = true;
     try {
-      const curlStart = performance.now();
-      await run('curl', ['-s', '-o', curlOut, url]);
-      curlMs = performance.now() - curlStart;
-      if ((await stat(curlOut)).size !== bytes) throw new Error('curl wrote a file of the wrong size');
-      const hashStart = performance.now();
-      const { stdout } = await run('sha256sum', [curlOut]);
-      sha256sumMs = performance.now() - hashStart;
-      sha256sum = stdout.split(/\s+/)[0] ?? null;
-    } catch (error) {
-      print(`curl/sha256sum unavailable or failed: ${(error as Error).message}`);
+      for (let i = 0; i < roundsWanted; i++) {
+        const oursFirst = i % 2 === 0;
+        let ours: ChildReport | null = null;
+        let base: { wallMs: number; userMs: number; sysMs: number; sha256: string } | null = null;
+        for (const who of oursFirst ? ['ours', 'base'] : ['base', 'ours']) {
+          const dest = join(out, `${who}-${i}.bin`);
+          if (who === 'ours') ours = await runOurs(child, url, dest, bytes, expectedSha256);
+          else base = await runBaseline(url, dest);
+          await rm(dest, { force: true });
+        }
+        const o = ours!;
+        const b = base!;
+        if (o.sha256 !== expectedSha256 || b.sha256 !== expectedSha256 || o.bytes !== bytes) hashesMatch = false;
+        peakReset &&= o.peakReset;
+        const round: DownloadRound = {
+          oursFirst,
+          oursWallMs: o.wallMs,
+          oursCpuMs: o.userMs + o.sysMs,
+          oursUserMs: o.userMs,
+          oursSysMs: o.sysMs,
+          oursPeakOverIdleMiB: (o.peakRssKiB - o.idleRssKiB) / 1024,
+          oursIdleMiB: o.idleRssKiB / 1024,
+          oursPeakMiB: o.peakRssKiB / 1024,
+          baseWallMs: b.wallMs,
+          baseCpuMs: b.userMs + b.sysMs,
+          baseUserMs: b.userMs,
+          baseSysMs: b.sysMs,
+        };
+        rounds.push(round);
+        print(
+          `  download round ${i + 1}/${roundsWanted} (${oursFirst ? 'ours first' : 'baseline first'}): ` +
+            `ours ${round.oursWallMs.toFixed(0)} ms wall, ${round.oursCpuMs.toFixed(0)} ms cpu (user ${round.oursUserMs.toFixed(0)}, sys ${round.oursSysMs.toFixed(0)}), ` +
+            `rss ${round.oursIdleMiB.toFixed(1)} → ${round.oursPeakMiB.toFixed(1)} MiB; ` +
+            `baseline ${round.baseWallMs.toFixed(0)} ms wall, ${round.baseCpuMs.toFixed(0)} ms cpu (user ${round.baseUserMs.toFixed(0)}, sys ${round.baseSysMs.toFixed(0)})`,
+        );
+      }
+    } finally {
+      await nginx.stop();
     }
-
-    const result: BenchResult = {
-      name: 'download',
+    const wallMedianMs = { ours: median(rounds.map((r) => r.oursWallMs)), base: median(rounds.map((r) => r.baseWallMs)) };
+    const cpuMedianMs = { ours: median(rounds.map((r) => r.oursCpuMs)), base: median(rounds.map((r) => r.baseCpuMs)) };
+    return {
       bytes,
-      oursMs: round(oursMs),
-      curlMs: curlMs === null ? null : round(curlMs),
-      sha256sumMs: sha256sumMs === null ? null : round(sha256sumMs),
-      ratioVsCurl: curlMs === null ? null : round(oursMs / curlMs),
-      ratioVsCurlPlusHash: curlMs === null || sha256sumMs === null ? null : round(oursMs / (curlMs + sha256sumMs)),
-      oursSha256: ours.sha256,
-      sha256sum,
-      hashesMatch: ours.sha256 === expectedSha256 && (sha256sum === null || sha256sum === ours.sha256),
+      rounds,
+      wallMedianMs,
+      cpuMedianMs,
+      wallRatio: wallMedianMs.ours / wallMedianMs.base,
+      cpuRatio: cpuMedianMs.ours / cpuMedianMs.base,
+      peakOverIdleMiB: Math.max(...rounds.map((r) => r.oursPeakOverIdleMiB)),
+      idleMiB: median(rounds.map((r) => r.oursIdleMiB)),
+      peakReset,
+      hashesMatch,
+      loadAverage: loadavg() as [number, number, number],
     };
-    const mib = bytes / (1024 * 1024);
-    print(`download bench: ${mib.toFixed(0)} MiB over loopback`);
-    print(`  otad downloader (hash + fsync): ${result.oursMs} ms (${(mib / (oursMs / 1000)).toFixed(0)} MiB/s)`);
-    if (result.curlMs !== null) print(`  curl -s -o:                     ${result.curlMs} ms; ratio ${result.ratioVsCurl}`);
-    if (curlMs !== null && sha256sumMs !== null) print(`  curl + sha256sum:               ${round(curlMs + sha256sumMs)} ms; ratio ${result.ratioVsCurlPlusHash}`);
-    print(`  sha256: ours ${result.oursSha256} / sha256sum ${result.sha256sum ?? 'n/a'} → ${result.hashesMatch ? 'match' : 'MISMATCH'}`);
-    return result;
   } finally {
-    await client.close();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The lines `npm run bench` prints for the download part. */
+export function downloadLines(d: DownloadBenchResult): string[] {
+  const n = d.rounds.length;
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+  const spread = (xs: number[], digits = 0) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+  const wallRatios = d.rounds.map((r) => r.oursWallMs / r.baseWallMs);
+  const cpuRatios = d.rounds.map((r) => r.oursCpuMs / r.baseCpuMs);
+  const label = (s: string) => s.padEnd(28);
+  return [
+    `${label(`download ${d.bytes >> 20} MiB, nginx (med ${n})`)} wall ours ${d.wallMedianMs.ours.toFixed(0)} ms, curl+openssl+sync ${d.wallMedianMs.base.toFixed(0)} ms: ratio ${d.wallRatio.toFixed(2)} (goal ≤ ${DOWNLOAD_GOALS.wallRatio.toFixed(2)}) ${verdict(d.wallRatio <= DOWNLOAD_GOALS.wallRatio)}` +
+      `   round ratios ${spread(wallRatios, 2)}; ours ${spread(d.rounds.map((r) => r.oursWallMs))} ms, baseline ${spread(d.rounds.map((r) => r.baseWallMs))} ms`,
+    `${label('  cpu (user + sys)')} ours ${d.cpuMedianMs.ours.toFixed(0)} ms, curl+openssl+sync ${d.cpuMedianMs.base.toFixed(0)} ms: ratio ${d.cpuRatio.toFixed(2)} (goal ≤ ${DOWNLOAD_GOALS.cpuRatio.toFixed(2)}) ${verdict(d.cpuRatio <= DOWNLOAD_GOALS.cpuRatio)}` +
+      `   round ratios ${spread(cpuRatios, 2)}; ours ${spread(d.rounds.map((r) => r.oursCpuMs))} ms, baseline ${spread(d.rounds.map((r) => r.baseCpuMs))} ms`,
+    `${label('  peak rss over idle')} ${d.peakOverIdleMiB.toFixed(1)} MiB (worst of ${n}; idle ${d.idleMiB.toFixed(1)} MiB; goal ≤ ${DOWNLOAD_GOALS.peakOverIdleMiB} MiB) ${verdict(d.peakOverIdleMiB <= DOWNLOAD_GOALS.peakOverIdleMiB)}` +
+      `${d.peakReset ? '' : ' (VmHWM could not be reset: the peak covers the whole child)'}   sha256 ${d.hashesMatch ? 'matches' : 'MISMATCH'}; load average ${d.loadAverage.map((x) => x.toFixed(2)).join(' ')}`,
+  ];
+}
+
+async function runOurs(child: string, url: string, dest: string, bytes: number, sha256: string): Promise<ChildReport> {
+  const { stdout } = await execFileP(process.execPath, [child, url, dest, String(bytes), sha256], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as ChildReport;
+}
+
+/** curl + openssl + sync under bash; `times` gives the children's CPU (and the shell's) in ms. */
+async function runBaseline(url: string, dest: string): Promise<{ wallMs: number; userMs: number; sysMs: number; sha256: string }> {
+  const script = 'set -e; curl -s -o "$1" "$2"; openssl dgst -sha256 "$1"; sync -f "$1"; times';
+  const t0 = performance.now();
+  const stdout = await new Promise<string>((resolve, reject) => {
+    const p = spawn('bash', ['-c', script, 'bash', dest, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.once('error', reject);
+    p.once('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`curl + openssl + sync failed (exit ${code}): ${err}`))));
+  });
+  const wallMs = performance.now() - t0;
+  const sha256 = /= ([0-9a-f]{64})$/m.exec(stdout)?.[1];
+  // `times`: the shell's user and sys on one line, its children's on the next ("0m0.123s 0m0.045s").
+  const times = [...stdout.matchAll(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/gm)].map((m) => [Number(m[1]) * 60_000 + Number(m[2]) * 1000, Number(m[3]) * 60_000 + Number(m[4]) * 1000] as const);
+  if (sha256 === undefined || times.length !== 2) throw new Error(`cannot read the output of curl + openssl + sync: ${stdout}`);
+  return { wallMs, userMs: times[0]![0] + times[1]![0], sysMs: times[0]![1] + times[1]![1], sha256 };
 }
 
 /** Writes `bytes` of random data in 8 MiB blocks and returns its SHA-256. */
@@ -147,6 +211,8 @@ async function writeRandomFile(path: string, bytes: number): Promise<string> {
   return hash.digest('hex');
 }
 
-function round(value: number): number {
-  return Math.round(value * 100) / 100;
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }

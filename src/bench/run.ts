@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: times otad's hot paths against the standard tools in the same run and prints
- * the ratio (ours / baseline; below 1 is faster). Download vs curl (+ sha256sum), streaming hash
- * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf + sync -f (alternated), our peak memory while
- * downloading, and `otactl status` against `systemctl --version` (the start of a small system
- * tool) with the peak RSS of each. Numbers vary on a shared machine; the ratio is what to compare.
+ * the ratio (ours / baseline; below 1 is faster). Download + verify from a real nginx against
+ * curl -o + openssl dgst -sha256 + sync -f, wall, CPU and the downloader's peak memory over idle, alternated
+ * for several rounds (`--download-rounds=N`, default 5; src/bench/download-bench.ts), streaming hash
+ * vs sha256sum, packaging vs tar -czf, safe extraction vs tar -xzf + sync -f (alternated), and
+ * `otactl status` against `systemctl --version` (the start of a small system tool) with the peak RSS of each. Numbers vary on a shared machine; the ratio is what to compare.
  * Deltas (`delta`): bytes a robot downloads for a 1 % change and for a model change; staging after
  * the 1 % delta against full staging, and full staging against tar -xzf + sync -f, all three with
  * the stage step's own functions, alternated for several rounds (`--delta-rounds=N`, default 5),
@@ -23,7 +24,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { benchDownload } from './download-bench.js';
+import { benchDownload, downloadLines } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
 import { benchDeltas, median } from './delta-bench.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
@@ -80,17 +81,14 @@ async function main(): Promise<void> {
   const deltaArg = args.find((a) => a.startsWith('--delta-rounds='));
   const deltaRounds = deltaArg === undefined ? 5 : Number(deltaArg.slice('--delta-rounds='.length));
   if (!Number.isInteger(deltaRounds) || deltaRounds < 1) throw new Error(`--delta-rounds must be a whole number of at least 1, not ${deltaArg}`);
+  const downloadArg = args.find((a) => a.startsWith('--download-rounds='));
+  const downloadRounds = downloadArg === undefined ? 5 : Number(downloadArg.slice('--download-rounds='.length));
+  if (!Number.isInteger(downloadRounds) || downloadRounds < 1) throw new Error(`--download-rounds must be a whole number of at least 1, not ${downloadArg}`);
   const wanted = (part: string) => only.size === 0 || only.has(part);
   const work = mkdtempSync(join(tmpdir(), 'otad-bench-'));
   const lines: string[] = [];
   try {
-    if (wanted('download')) {
-      const before = process.memoryUsage().rss;
-      const d = await benchDownload({});
-      const peakRss = process.memoryUsage().rss;
-      lines.push(row(`download ${d.bytes >> 20} MiB`, d.oursMs, 'curl', d.curlMs, `   vs curl+sha256sum ${d.ratioVsCurlPlusHash?.toFixed(2) ?? 'n/a'}   hashes match: ${d.hashesMatch}`));
-      lines.push(`${'memory while downloading'.padEnd(28)} rss ${(before / 2 ** 20).toFixed(0)} MiB → ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
-    }
+    if (wanted('download')) lines.push(...downloadLines(await benchDownload({ rounds: downloadRounds })));
 
     if (wanted('hash')) {
       const blob = join(work, 'blob.bin');

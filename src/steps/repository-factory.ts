@@ -18,7 +18,7 @@ import type { ProductConfig } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
-import { createDownloader, type DownloadMeter } from '../net/download.js';
+import { createDownloader, type DownloadMeter, type Downloader } from '../net/download.js';
 import { createRateLimiter } from '../net/rate-limit.js';
 import { createHttpClient, type HttpClient } from '../net/http-client.js';
 import type { RetryPolicy } from '../net/retry.js';
@@ -112,20 +112,7 @@ export function createRepositoryForProduct(product: ProductConfig, config: Confi
       userAgent: deps.userAgent ?? 'otad',
       logger,
     });
-  const maxRate = product.network.maxRateBps;
-  const downloader = createDownloader({
-    http,
-    clock: deps.clock,
-    logger,
-    retry: { retries: config.server.retries, ...(deps.retry ?? {}) },
-    // Judged over a 30 s window: short stalls (a robot passing an access point) are not failures.
-    // Under a rate cap the floor is at most half the cap, so the throttle never trips it.
-    minThroughput: { bytesPerSec: maxRate > 0 ? Math.min(config.server.minThroughputBps, Math.floor(maxRate / 2)) : config.server.minThroughputBps, graceMs: 30_000 },
-    deadlineMs: config.server.downloadDeadline,
-    ...(deps.onThroughput === undefined ? {} : { onThroughput: deps.onThroughput }),
-    ...(maxRate > 0 ? { rateLimit: createRateLimiter({ bytesPerSec: maxRate }) } : {}),
-    ...(deps.meter === undefined ? {} : { meter: deps.meter }),
-  });
+  const downloader = createProductDownloader(product, config, http, deps);
   const fetcher = metadataFetcherFromHttp(http);
   const meter = deps.meter;
   const repo = createTufRepository({
@@ -152,6 +139,32 @@ export function createRepositoryForProduct(product: ProductConfig, config: Confi
       if (ownHttp) await http.close();
     },
   };
+}
+
+/**
+ * The downloader a product's targets go through: the server's retries, deadline and throughput
+ * floor, the product's rate cap and metered-link policy. Also what `npm run bench` times.
+ */
+export function createProductDownloader(
+  product: ProductConfig,
+  config: Config,
+  http: HttpClient,
+  deps: Pick<RepositoryFactoryDeps, 'clock' | 'logger' | 'retry' | 'onThroughput' | 'meter'>,
+): Downloader {
+  const maxRate = product.network.maxRateBps;
+  return createDownloader({
+    http,
+    clock: deps.clock,
+    logger: deps.logger.child({ product: product.name }),
+    retry: { retries: config.server.retries, ...(deps.retry ?? {}) },
+    // Judged over a 30 s window: short stalls (a robot passing an access point) are not failures.
+    // Under a rate cap the floor is at most half the cap, so the throttle never trips it.
+    minThroughput: { bytesPerSec: maxRate > 0 ? Math.min(config.server.minThroughputBps, Math.floor(maxRate / 2)) : config.server.minThroughputBps, graceMs: 30_000 },
+    deadlineMs: config.server.downloadDeadline,
+    ...(deps.onThroughput === undefined ? {} : { onThroughput: deps.onThroughput }),
+    ...(maxRate > 0 ? { rateLimit: createRateLimiter({ bytesPerSec: maxRate }) } : {}),
+    ...(deps.meter === undefined ? {} : { meter: deps.meter }),
+  });
 }
 
 /** The product's mirror base URL (repository.mirrorUrl), checked: http(s) only. */
