@@ -8,7 +8,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BUILT_OTAD, PRODUCT, createCrashWorld, type CrashWorld, type RunningDaemon } from '../../support/crash-harness.js';
-import { query, readSaved, waitUntil } from '../../support/otad-process.js';
+import { query } from '../../support/otad-process.js';
+import { checkNowAndSettle, stagedLines as staged } from '../../support/update-run.js';
 
 describe('otad applies deltas end to end', () => {
   let world: CrashWorld | undefined;
@@ -24,21 +25,11 @@ describe('otad applies deltas end to end', () => {
     const db = w.sandbox.dbPath;
     let daemon: RunningDaemon = await w.startOtad();
     const update = async (): Promise<string> => {
-      const { runId } = await daemon.api.request<{ runId: string }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
-      const settled = await waitUntil(() => {
-        const s = readSaved(db);
-        return s?.state === 'idle' && s.runId === runId && s.context.lastOutcome !== null ? s : null;
-      }, { timeoutMs: 90_000, intervalMs: 50, what: `run ${runId} to settle` }).catch((error: unknown) => {
-        throw new Error(`${(error as Error).message}\n--- otad log tail ---\n${w.logTail(30)}`);
-      });
-      expect(settled.context.lastOutcome, w.logTail()).toBe('committed');
+      const { runId, outcome } = await checkNowAndSettle(w, daemon);
+      expect(outcome, w.logTail()).toBe('committed');
       return runId;
     };
-    const stagedLines = (runId: string) =>
-      readFileSync(w.sandbox.logPath, 'utf8')
-        .split('\n')
-        .filter((l) => l.includes(`"runId":"${runId}"`) && l.includes('"release staged"'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const stagedLines = (runId: string) => staged(w, runId);
 
     // 1.0.0 is a plain folder nobody published: the first update is the full package.
     await w.publishNext();

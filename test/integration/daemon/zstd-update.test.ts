@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { zstdSupported } from '../../../src/package/compression.js';
 import { BUILT_OTAD, PRODUCT, createCrashWorld, type CrashWorld } from '../../support/crash-harness.js';
-import { readSaved, waitUntil } from '../../support/otad-process.js';
+import { checkNowAndSettle, stagedLines as staged } from '../../support/update-run.js';
 
 const skip = zstdSupported() ? false : `node:zlib of Node ${process.versions.node} has no zstd (Node 22.15 or later has it)`;
 if (skip) console.warn(`SKIPPED zstd-update: ${skip}`);
@@ -25,24 +25,13 @@ describe.skipIf(skip !== false)('otad installs zstd packages and deltas end to e
     // Releases come in pairs that share the model, so the second one has a small delta.
     world = await createCrashWorld({ seed: 2424, modelChangesEvery: 2, brokenEvery: 1000, compression: 'zstd' });
     const w = world;
-    const db = w.sandbox.dbPath;
     const daemon = await w.startOtad();
     const update = async (): Promise<string> => {
-      const { runId } = await daemon.api.request<{ runId: string }>('POST', '/api/v1/events', { product: PRODUCT, type: 'CHECK_NOW' });
-      const settled = await waitUntil(() => {
-        const s = readSaved(db);
-        return s?.state === 'idle' && s.runId === runId && s.context.lastOutcome !== null ? s : null;
-      }, { timeoutMs: 90_000, intervalMs: 50, what: `run ${runId} to settle` }).catch((error: unknown) => {
-        throw new Error(`${(error as Error).message}\n--- otad log tail ---\n${w.logTail(30)}`);
-      });
-      expect(settled.context.lastOutcome, w.logTail()).toBe('committed');
+      const { runId, outcome } = await checkNowAndSettle(w, daemon);
+      expect(outcome, w.logTail()).toBe('committed');
       return runId;
     };
-    const stagedLines = (runId: string) =>
-      readFileSync(w.sandbox.logPath, 'utf8')
-        .split('\n')
-        .filter((l) => l.includes(`"runId":"${runId}"`) && l.includes('"release staged"'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const stagedLines = (runId: string) => staged(w, runId);
 
     // The model changes at 1.2.0 and stays the same in 1.3.0 (modelChangesEvery 2): the update to
     // 1.3.0 from 1.2.0 is a small delta.
