@@ -95,7 +95,7 @@ build_one() {
   # Prebuilt addons of the bare-* modules are for the Bare runtime (tar-stream loads bare-fs only
   # under Bare), for a dozen platforms: never loaded by Node. Repository and linter files go too.
   rm -rf "$app"/node_modules/bare-*/prebuilds
-  find "$app/node_modules" \( -name '.github' -o -name '*.map' -o -name '.npmignore' -o -name '.eslintrc*' -o -name 'eslint.config.*' -o -name '.gitattributes' -o -name '.gitignore' -o -name '.travis.yml' \) -prune -exec rm -rf {} +
+  find "$app/node_modules" \( -name '.github' -o -name '*.map' -o -name '.npmignore' -o -name '.eslintrc*' -o -name 'eslint.config.*' -o -name '.gitattributes' -o -name '.gitignore' -o -name '.travis.yml' -o -name '__pycache__' -o -name '*.pyc' \) -prune -exec rm -rf {} +
 
   # 2. The file system of the package.
   local lib="$pkg/usr/lib/otad" doc="$pkg/usr/share/doc/otad"
