@@ -3,6 +3,7 @@ import { mkdtemp, mkdir, readFile, rm, truncate, writeFile, stat } from 'node:fs
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as zlib from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPackage } from '../../../src/package/create.js';
 import { detectCompression } from '../../../src/package/compression.js';
@@ -86,6 +87,38 @@ describe('zstd packages', () => {
     await writeFile(neither, 'not a package');
     expect(await codeOf(scanPackage(neither))).toBe('PACKAGE_CORRUPT');
     expect((await stat(file)).size).toBe(bytes.length);
+  });
+
+  it('refuses a zstd frame that asks for a window over 8 MiB with PACKAGE_TOO_LARGE, before decompressing, and leaves nothing', async () => {
+    // A real tar in a real zstd frame written with a 128 MiB window (windowLog 27, no pledged
+    // size, so the frame header carries the window descriptor 0x88): what a crafted package
+    // would use to make a robot reserve that memory.
+    const src = await tree({ VERSION: '1.0.0\n', 'a.txt': 'x'.repeat(5000) });
+    const tarBytes = execFileSync('tar', ['-c', '-C', src, '.']);
+    const c = zlib.constants as unknown as Record<string, number>;
+    const compressor = (zlib as unknown as { createZstdCompress(o: unknown): NodeJS.ReadWriteStream }).createZstdCompress({
+      params: { [c['ZSTD_c_windowLog']!]: 27, [c['ZSTD_c_compressionLevel']!]: 3 },
+    });
+    const parts: Buffer[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      compressor.on('data', (d: Buffer) => parts.push(d));
+      compressor.on('end', () => resolve());
+      compressor.on('error', reject);
+    });
+    compressor.end(tarBytes);
+    await done;
+    const frame = Buffer.concat(parts);
+    expect(frame.subarray(0, 6).toString('hex')).toBe('28b52ffd0088');
+    const file = join(work, 'wide-window.tar.zst');
+    await writeFile(file, frame);
+    expect(await codeOf(scanPackage(file))).toBe('PACKAGE_TOO_LARGE');
+    const dest = join(work, 'wide-out');
+    expect(await codeOf(extractPackage(file, dest))).toBe('PACKAGE_TOO_LARGE');
+    expect(existsSync(dest)).toBe(false);
+    // The same tree at the default window reads: the refusal is the window, not the content.
+    const normal = join(work, 'normal.tar.zst');
+    await createPackage(src, normal, { compression: 'zstd' });
+    expect((await scanPackage(normal)).files.map((f) => f.path).sort()).toEqual(['VERSION', 'a.txt']);
   });
 });
 
