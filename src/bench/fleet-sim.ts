@@ -16,6 +16,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -132,6 +133,12 @@ interface Figures {
   loadAfter: number[];
   /** CPU milliseconds each party used during the check-in load (not the halt phase). */
   cpu: CpuFigures;
+  /**
+   * The simulator's own event-loop delay over the check-in load (perf_hooks, 5 ms resolution):
+   * a check-in's measured latency includes the time the simulator's loop was late, so this bounds
+   * how much of the latency is the simulator's, not the servers'.
+   */
+  simulatorLoopDelay: { p50Ms: number; p99Ms: number; maxMs: number };
   halt: HaltFigures | { unavailable: string };
 }
 
@@ -511,9 +518,15 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
     const loadBefore = loadavg();
     const load = newLoad();
     const cpuBefore = mark();
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
     const t0 = performance.now();
     say(`  ${db}: ${serverCount} server(s) up; ${opts.robots} robots checking in for ${Math.round(opts.durationMs / 1000)} s`);
     await runCycles(robots, (r) => r.checkinOffsetMs, opts.windowMs, t0, 0, opts.durationMs, (r) => checkIn(r, load, t0));
+    loopDelay.disable();
+    // The histogram holds the intervals between the 5 ms timer's runs; lateness is what exceeds 5 ms.
+    const late = (ns: number) => Math.max(0, ns / 1e6 - 5);
+    const simulatorLoopDelay = { p50Ms: late(loopDelay.percentile(50)), p99Ms: late(loopDelay.percentile(99)), maxMs: late(loopDelay.max) };
     const elapsed = performance.now() - t0;
     const cpuAfter = mark();
     const loadAfter = loadavg();
@@ -564,6 +577,7 @@ async function runOne(db: 'sqlite' | 'postgres', opts: SimOptions, cluster: Post
       serverErrors: servers.reduce((n, s) => n + s.errors(), 0),
       loadBefore,
       loadAfter,
+      simulatorLoopDelay,
       cpu,
       halt,
     };
@@ -609,6 +623,8 @@ export function report(f: Figures): string[] {
       p99Goal ? (atRate ? verdict(f.p99Ms < GOAL_P99_MS) : `MISS (ran at ${f.perSecond.toFixed(0)}/s, not ${GOAL_RATE}/s)`) : 'not this setup'
     }`,
   );
+  const d = f.simulatorLoopDelay;
+  lines.push(`${pad("simulator's loop delay")}p50 ${ms(d.p50Ms)} / p99 ${ms(d.p99Ms)} / max ${ms(d.maxMs)} (how late the simulator's own event loop ran, sampled every 5 ms: part of every latency above)`);
   lines.push(`${pad('peak concurrent check-ins')}${f.peakInFlight} (${pct(f.peakFraction)} of the fleet)   goal: ≤ 1/20 (5 %): ${verdict(f.peakFraction <= GOAL_CONCURRENCY)}`);
   // CPU milliseconds per check-in are CPU seconds per 1,000 check-ins.
   const per1000 = (cpuMs: number | null) => (cpuMs === null ? 'n/a' : `${(cpuMs / Math.max(1, f.sent)).toFixed(2)} s`);

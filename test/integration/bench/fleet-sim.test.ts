@@ -30,6 +30,7 @@ interface Figures {
   maxMs: number;
   peakInFlight: number;
   peakFraction: number;
+  simulatorLoopDelay: { p50Ms: number; p99Ms: number; maxMs: number };
   databaseBytes: number;
   databaseRows: { devices: number; checkins: number };
   clientWarnings: number;
@@ -60,10 +61,13 @@ function expectSane(f: Figures, stdout: string): void {
   expect(f.p99Ms).toBeLessThanOrEqual(f.maxMs);
   expect(f.peakInFlight).toBeGreaterThanOrEqual(1);
   expect(f.peakFraction).toBeCloseTo(f.peakInFlight / 60, 10);
+  expect(f.simulatorLoopDelay.p50Ms).toBeGreaterThanOrEqual(0);
+  expect(f.simulatorLoopDelay.p50Ms).toBeLessThanOrEqual(f.simulatorLoopDelay.p99Ms);
+  expect(f.simulatorLoopDelay.p99Ms).toBeLessThanOrEqual(f.simulatorLoopDelay.maxMs);
   expect(f.databaseRows.devices).toBe(60);
   expect(f.databaseRows.checkins).toBeGreaterThanOrEqual(60);
   expect(f.databaseBytes).toBeGreaterThan(0);
-  for (const label of ['check-ins per second', 'latency p50 / p99 / max', 'peak concurrent check-ins', 'database size', 'load average']) expect(stdout).toContain(label);
+  for (const label of ['check-ins per second', 'latency p50 / p99 / max', 'peak concurrent check-ins', "simulator's loop delay", 'database size', 'load average']) expect(stdout).toContain(label);
   if ('unavailable' in f.halt) {
     expect(f.halt.unavailable).toBe('needs rollouts on the server');
     expect(stdout).toContain('halt latency: needs rollouts on the server');
