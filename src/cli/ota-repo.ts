@@ -96,7 +96,8 @@ export function otaRepoProgram(io: CliIo = stdio): Command {
         expiryMs: parseRoleAssignments(opts.expiry, 'expiry', parseDurationArg),
       };
       const result = await publisherFor(g).init(init);
-      print(g.json, result, `initialised ${g.repoDir}\ntrusted root for robots: ${result.rootFile}\nkeys in ${g.keysDir}: ${ROLES.map((r) => `${r} ×${result.keys[r].length}`).join(', ')}`);
+      print(g.json, result, `initialised ${g.repoDir}\ntrusted root for robots: ${result.rootFile}\nkeys in ${g.keysDir}: ${ROLES.map((r) => `${r} ×${result.keys[r].length}`).join(', ')}\n` +
+        `the root key (${path.join(g.keysDir, 'root')}) is the fleet's trust itself: move it offline (an encrypted stick) now; only \`ota-repo rotate-key\` needs it (docs/keys.md)`);
     });
 
   program

@@ -23,7 +23,11 @@ describe('ota-repo CLI (spawned)', () => {
     const repoDir = path.join(dir, 'repo');
     const keysDir = path.join(dir, 'keys');
     const base = ['--repo', repoDir, '--keys', keysDir];
-    expect((await otaRepo([...base, 'init', '--expiry', 'timestamp=2d'])).code).toBe(0);
+    const initialised = await otaRepo([...base, 'init', '--expiry', 'timestamp=2d']);
+    expect(initialised.code).toBe(0);
+    // init tells the publisher where the root key is and that it belongs offline.
+    expect(initialised.stdout).toContain(`the root key (${path.join(keysDir, 'root')})`);
+    expect(initialised.stdout).toContain('move it offline');
     const mode = (await fs.stat(path.join(keysDir, 'root', (await fs.readdir(path.join(keysDir, 'root')))[0]!))).mode & 0o777;
     expect(mode).toBe(0o600);
     await writeTarGz(path.join(dir, 'pkg.tar.gz'), [{ name: 'VERSION', content: '3.1.0\n' }, { name: 'bin/app', content: 'x'.repeat(8000), mode: 0o755 }]);
