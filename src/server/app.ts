@@ -14,8 +14,9 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError, toErrorData } from '../core/errors.js';
 import type { AuditSink, Logger } from '../core/logger.js';
+import { detectCompression } from '../package/compression.js';
 import { createPublisher, type Publisher } from '../repo/repository.js';
-import { isGzipFile, receiveBody } from './receive-body.js';
+import { receiveBody } from './receive-body.js';
 import { deviceAdminRouter } from './device-admin.js';
 import { checkinHandler } from './device-checkin.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
@@ -190,10 +191,13 @@ export function createServer(options: ServerOptions): OtaServer {
       }
       const uploads = path.join(options.repoDir, '.uploads');
       await fs.mkdir(uploads, { recursive: true });
-      const file = path.join(uploads, `${randomBytes(8).toString('hex')}.tar.gz`);
+      // Named by what it is once its first bytes are read: the repository names the target by them too.
+      const file = path.join(uploads, `${randomBytes(8).toString('hex')}.upload`);
       try {
         await receiveBody(req, file, maxUploadBytes);
-        if (!(await isGzipFile(file))) throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is not a gzip file (expected a .tar.gz package)');
+        if ((await detectCompression(file)) === null) {
+          throw new OtaError('API_INVALID_REQUEST', 'the uploaded body is neither gzip nor zstd (expected a .tar.gz or .tar.zst package)');
+        }
         const rollout = field('rolloutPercent', 5);
         const release = {
           product,

@@ -25,17 +25,6 @@ export async function receiveBody(req: Request, file: string, maxBytes: number):
     req.unpipe();
     throw error;
   }
-  if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz package as the request body)');
+  if (bytes === 0) throw new OtaError('API_INVALID_REQUEST', 'the upload body is empty (send the .tar.gz or .tar.zst package as the request body)');
 }
 
-/** Whether a file starts with the gzip magic bytes (a .tar.gz package). */
-export async function isGzipFile(file: string): Promise<boolean> {
-  const header = Buffer.alloc(2);
-  const handle = await fs.open(file, 'r');
-  try {
-    await handle.read(header, 0, 2, 0);
-  } finally {
-    await handle.close();
-  }
-  return header[0] === 0x1f && header[1] === 0x8b;
-}

@@ -163,7 +163,7 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
 
   it('refuses an uploaded archive whose entry climbs out of the tree, naming the entry', async () => {
     const hostile = await writeTarGz(path.join(dir, 'hostile.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }, { name: '../../etc/cron.d/x', content: '* * * * * root sh\n' }]);
-    await page.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(hostile);
+    await page.getByLabel('Or upload a package (.tar.gz or .tar.zst) from this computer').setInputFiles(hostile);
     await page.getByRole('button', { name: 'Upload and scan' }).click();
     const refused = page.getByRole('alert').filter({ hasText: 'Package scan refused this package' });
     await refused.waitFor();

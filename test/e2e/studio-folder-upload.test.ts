@@ -308,7 +308,7 @@ describe.skipIf(!haveChromium)('publisher studio folder uploads in headless Chro
 
     // 3. A package upload larger than the free space is refused before its first byte.
     const pkg = await writeTarGz(path.join(dir, 'laptop', 'big.tar.gz'), [{ name: 'VERSION', content: '2.0.0\n' }, { name: 'data/model.bin', content: randomish(400 * 1024, 4) }]);
-    await full.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(pkg);
+    await full.getByLabel('Or upload a package (.tar.gz or .tar.zst) from this computer').setInputFiles(pkg);
     await full.getByRole('button', { name: 'Upload and scan' }).click();
     const uploadError = full.locator('#upload-error');
     await uploadError.waitFor();

@@ -256,7 +256,7 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
     ]);
     const size = (await fs.stat(big)).size;
     breakPutAfter = 600_000; // inside the first 1 MiB piece (each request has a connection of its own)
-    await page.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(big);
+    await page.getByLabel('Or upload a package (.tar.gz or .tar.zst) from this computer').setInputFiles(big);
     await page.getByRole('button', { name: 'Upload and scan' }).click();
     await page.getByRole('status').filter({ hasText: 'Package scan passed' }).waitFor({ timeout: 60_000 });
     expect(broken).toBe(1);
@@ -273,7 +273,7 @@ describe.skipIf(!haveChromium)('publisher studio tools in headless Chromium', ()
     const wrong = async (route: import('playwright-core').Route) => route.continue({ headers: { ...route.request().headers(), authorization: 'Bearer another-token-0123456789abcdef' } });
     await page.route('**/api/v1/studio/uploads', wrong);
     const small = await writeTarGz(path.join(dir, 'small.tar.gz'), [{ name: 'VERSION', content: '1.3.0\n' }]);
-    await page.getByLabel('Or upload a package (.tar.gz) from this computer').setInputFiles(small);
+    await page.getByLabel('Or upload a package (.tar.gz or .tar.zst) from this computer').setInputFiles(small);
     await page.getByRole('button', { name: 'Upload and scan' }).click();
     const refused = page.locator('#upload-error');
     await refused.waitFor();

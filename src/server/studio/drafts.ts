@@ -13,12 +13,12 @@ import type { Clock } from '../../core/clock.js';
 import { OtaError, isOtaError, toErrorData, type ErrorData } from '../../core/errors.js';
 import { evaluateDependencies } from '../../manifest/dependencies.js';
 import { serializeManifest, type Manifest } from '../../manifest/schema.js';
+import { archiveExtension, requireCompression, type PackageCompression } from '../../package/compression.js';
 import { createPackage } from '../../package/create.js';
 import { scanPackage, type PackageScanFile } from '../../package/scan.js';
 import { listProductTypeNames, readProductType, type ProductTypeTemplate } from '../../products/product-types.js';
 import { checkReleasePackage } from '../../repo/release-check.js';
 import { buildManifest, type Publisher, type PublishResult, type ReleaseInput, type TargetInfo } from '../../repo/repository.js';
-import { isGzipFile } from '../receive-body.js';
 import type { FolderModes } from './folder-uploads.js';
 import { listSubfolders, listTree, resolveFolder, type FolderEntry, type SourceRoot } from './source-roots.js';
 import { latestOnChannel, proposeVersions, versionProblem, type PublishedRelease, type VersionProposals } from './version-rules.js';
@@ -59,7 +59,8 @@ export interface DraftSummary {
   id: string;
   source: { root: string; path: string };
   /** The built package (absent when the scan refused the folder: nothing was kept). */
-  package: { length: number; sha256: string } | null;
+  /** compression: from the package's first bytes; names its target (.tar.gz or .tar.zst), as the repository does. */
+  package: { length: number; sha256: string; compression: PackageCompression } | null;
   scan: ScanVerdict;
   /** For a folder uploaded from a browser: how the server chose the modes the browser cannot send. */
   modes?: FolderModes;
@@ -212,7 +213,8 @@ export function createStudio(options: StudioOptions) {
     const id = randomBytes(9).toString('base64url');
     const dir = path.join(options.draftsDir, id);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const packageFile = path.join(dir, 'package.tar.gz');
+    // No extension: a package here may be gzip or zstd, and everything that reads it goes by its first bytes.
+    const packageFile = path.join(dir, 'package');
     try {
       await build(packageFile);
       // Default limits and rules: the robot's stage step scans with the same.
@@ -220,7 +222,7 @@ export function createStudio(options: StudioOptions) {
       const summary: DraftSummary = {
         id,
         source,
-        package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256 },
+        package: { length: (await fs.stat(packageFile)).size, sha256: scan.sha256, compression: await requireCompression(packageFile) },
         scan: { ok: true, entries: scan.entries, totalBytes: scan.totalBytes, files: scan.files },
         ...extra,
       };
@@ -271,14 +273,16 @@ export function createStudio(options: StudioOptions) {
     },
 
     /**
-     * A package the publisher uploads from the browser (a .tar.gz, up to the server's upload limit):
+     * A package the publisher uploads from the browser (a .tar.gz or .tar.zst, up to the server's upload limit):
      * received into a draft, then scanned as a robot would scan it.
      */
     async createDraftFromArchive(name: unknown, receive: (file: string) => Promise<void>): Promise<DraftSummary> {
-      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload.tar.gz';
+      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload';
       return draftFrom({ root: '(uploaded archive)', path: label }, async (file) => {
         await receive(file);
-        if (!(await isGzipFile(file))) throw new OtaError('PACKAGE_CORRUPT', `${label} is not a gzip file: expected a .tar.gz package`);
+        await requireCompression(file).catch((error: unknown) => {
+          throw new OtaError('PACKAGE_CORRUPT', `${label} is neither gzip nor zstd: expected a .tar.gz or .tar.zst package`, { cause: error });
+        });
       }, null);
     },
 
@@ -297,7 +301,7 @@ export function createStudio(options: StudioOptions) {
       }
       const input = releaseInput(fields, fieldErrors);
       const product = input.product;
-      const packageTarget: TargetInfo = { name: `${product}/${product}-${input.version}.tar.gz`, length: draft.summary.package!.length, sha256: draft.summary.package!.sha256 };
+      const packageTarget: TargetInfo = { name: `${product}/${product}-${input.version}${archiveExtension(draft.summary.package!.compression)}`, length: draft.summary.package!.length, sha256: draft.summary.package!.sha256 };
       const releasedAt = options.clock.now();
       let manifest: Manifest | null = null;
       try {

@@ -112,7 +112,7 @@ export function createFolderUploads(options: { dir: string; maxBytes: number; ma
       const label = typeof name === 'string' && name.length > 0 && name.length <= 255 && !name.includes('/') ? name : 'folder';
       if (!Array.isArray(filesArg) || filesArg.length === 0) throw new OtaError('API_INVALID_REQUEST', 'a folder upload declares its files: {"name": "…", "files": [{"path": "bin/run", "size": N}, …]}');
       if (filesArg.length > maxFiles) {
-        throw new OtaError('UPLOAD_TOO_MANY_FILES', `the folder ${label} has ${filesArg.length} files; a folder upload takes at most ${maxFiles}: upload it as a .tar.gz package instead`, { details: { files: filesArg.length, max: maxFiles } });
+        throw new OtaError('UPLOAD_TOO_MANY_FILES', `the folder ${label} has ${filesArg.length} files; a folder upload takes at most ${maxFiles}: upload it as a .tar.gz or .tar.zst package instead`, { details: { files: filesArg.length, max: maxFiles } });
       }
       const files: Session['files'] = [];
       const seen = new Set<string>();

@@ -28,7 +28,7 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
   router.use('/api/v1/studio', (req: Request, res: Response, next: NextFunction) => {
     if (options.authorized(req, res, 'the publisher studio')) next();
   });
-  // The raw .tar.gz body: before the JSON parser, which would refuse it.
+  // The raw .tar.gz or .tar.zst body: before the JSON parser, which would refuse it.
   router.post('/api/v1/studio/drafts/archive', async (req: Request, res: Response, next: NextFunction) => {
     try {
       const declared = Number(req.get('content-length') ?? NaN);

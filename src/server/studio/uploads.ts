@@ -59,7 +59,7 @@ export function createUploads(options: { dir: string; maxBytes: number }) {
 
   return {
     async start(name: unknown, size: unknown): Promise<UploadInfo> {
-      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload.tar.gz';
+      const label = typeof name === 'string' && name.length > 0 && name.length <= 255 ? name : 'upload';
       if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0) throw new OtaError('API_INVALID_REQUEST', 'an upload needs its size in bytes: {"name": "…", "size": N}');
       if (size > options.maxBytes) throw new OtaError('API_TOO_LARGE', `upload of ${size} bytes exceeds the limit of ${options.maxBytes} bytes (ota-server --max-upload)`);
       await fs.mkdir(options.dir, { recursive: true, mode: 0o700 });

@@ -5,6 +5,7 @@ import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
+import { createPackage } from '../../../src/package/create.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer, type Timer } from '../../../src/server/app.js';
 import { newDeviceKey, postCheckin, report, tableCounts } from '../../support/fleet-db.js';
@@ -162,6 +163,23 @@ describe('ota-server', () => {
     await upload('product=robot-ai&version=1.0.0', fakePackage('x')).expect(201);
     const dup = await upload('product=robot-ai&version=1.0.0', fakePackage('y')).expect(409);
     expect(dup.body.error.message).toContain('already exists');
+    expect(notGzip.body.error.message).toContain('neither gzip nor zstd');
+    expect(await fs.readdir(path.join(dir, 'repo', '.uploads'))).toEqual([]);
+  });
+
+  it('publishes an uploaded zstd package under a .tar.zst target, the same bytes', async () => {
+    const src = path.join(dir, 'zsrc');
+    await fs.mkdir(src, { recursive: true });
+    await fs.writeFile(path.join(src, 'VERSION'), '1.0.0\n');
+    const file = path.join(dir, 'p.tar.zst');
+    await createPackage(src, file, { compression: 'zstd' });
+    const bytes = await fs.readFile(file);
+    await upload('product=robot-ai&version=1.0.0', bytes).expect(201);
+    const targets = await server.publisher.listTargets();
+    const pkg = targets.find((t) => t.name.startsWith('robot-ai/robot-ai-1.0.0.tar'));
+    expect(pkg?.name).toBe('robot-ai/robot-ai-1.0.0.tar.zst');
+    expect(pkg?.length).toBe(bytes.length);
+    expect(await fs.readdir(path.join(dir, 'repo', '.uploads'))).toEqual([]);
   });
 
   it('records signed device check-ins in the fleet database (<repo>/fleet.db) and shows them in the fleet view (token required)', async () => {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../../src/core/clock.js';
 import { silentLogger } from '../../../src/core/logger.js';
+import { createPackage } from '../../../src/package/create.js';
 import { createPublisher } from '../../../src/repo/repository.js';
 import { createServer, type OtaServer } from '../../../src/server/app.js';
 import { createFetchDownloader, createFetchMetadataFetcher } from '../../../src/trust/fetch-ports.js';
@@ -141,6 +142,48 @@ describe('publisher studio API', () => {
     expect(accepted.body.scan.files.map((f: { path: string }) => f.path)).toEqual(['VERSION', 'bin', 'bin/run']);
     const review = await call('POST', `/api/v1/studio/drafts/${accepted.body.id}/review`, { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.3.0' });
     expect(review.body.ok).toBe(true);
+  });
+
+  it('takes an uploaded zstd package as it is: a draft that says zstd, reviewed and published as .tar.zst, downloaded and verified by the robot', async () => {
+    const src = await tree('zstd-1.3.0', { VERSION: '1.3.0\n', 'bin/run': '#!/bin/sh\necho run\n' });
+    const file = path.join(dir, 'robot-ai-1.3.0.tar.zst');
+    await createPackage(src, file, { compression: 'zstd' });
+    const bytes = await fs.readFile(file);
+    expect(bytes.subarray(0, 4).toString('hex')).toBe('28b52ffd');
+    const res = await fetch(`${url}/api/v1/studio/drafts/archive?name=robot-ai-1.3.0.tar.zst`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/zstd' },
+      body: bytes,
+    });
+    expect(res.status).toBe(201);
+    const draft = (await res.json()) as any;
+    expect(draft.package).toEqual({ length: bytes.length, sha256: sha256(bytes), compression: 'zstd' });
+    const review = await call('POST', `/api/v1/studio/drafts/${draft.id}/review`, { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.3.0' });
+    expect(review.body.ok).toBe(true);
+    expect(review.body.packageTarget.name).toBe('robot-ai/robot-ai-1.3.0.tar.zst');
+    expect(review.body.manifest.package.target).toBe('robot-ai/robot-ai-1.3.0.tar.zst');
+    const published = await call('POST', `/api/v1/studio/drafts/${draft.id}/publish`, { packageSha256: review.body.packageTarget.sha256, manifestSha256: review.body.manifestTarget.sha256 });
+    expect(published.status).toBe(201);
+    const robot = createTufRepository({
+      metadataDir: path.join(dir, 'robot', 'metadata'),
+      metadataBaseUrl: `${url}/metadata`,
+      trustedRootPath: path.join(repoDir(), 'metadata', '1.root.json'),
+      fetcher: createFetchMetadataFetcher(),
+      downloader: createFetchDownloader(),
+      clock: systemClock,
+      logger: silentLogger,
+    });
+    const latest = (await robot.latestRelease('robot-ai'))!;
+    expect(latest.manifest.package.target).toBe('robot-ai/robot-ai-1.3.0.tar.zst');
+    const dest = path.join(dir, 'robot', 'pkg');
+    await robot.downloadTarget({ name: latest.manifest.package.target, length: latest.manifest.package.length, sha256: latest.manifest.package.sha256 }, dest);
+    expect((await fs.readFile(dest)).equals(bytes)).toBe(true);
+    // A body that is neither gzip nor zstd: refused by the scan, nothing kept (the published draft is gone too).
+    const neither = await fetch(`${url}/api/v1/studio/drafts/archive?name=x.tar.zst`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/zstd' }, body: Buffer.from('28b5 not zstd') });
+    const refused = (await neither.json()) as any;
+    expect(refused.scan.error.code).toBe('PACKAGE_CORRUPT');
+    expect(refused.scan.error.message).toContain('neither gzip nor zstd');
+    expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
   });
 
   it('validates every field against the schema, the channel and the version file, then publishes exactly the reviewed bytes for the robot', async () => {

@@ -136,7 +136,7 @@ function uploadProblem(/** @type {unknown} */ error) {
 async function uploadDraft() {
   const input = /** @type {HTMLInputElement} */ (document.getElementById('archive'));
   const file = input.files?.[0];
-  if (!file) return set({ error: 'Choose a .tar.gz package to upload first.' });
+  if (!file) return set({ error: 'Choose a .tar.gz or .tar.zst package to upload first.' });
   if (state.busy.has('upload')) return;
   state.busy.add('upload');
   set({ draft: null, review: null, published: null, fieldErrors: {}, error: '', upload: null, folderUpload: null, publishError: '' });
@@ -527,7 +527,7 @@ function Verdict() {
         <dt>Built from</dt><dd>${d.source.root === '(uploaded folder)' ? `the uploaded folder ${d.source.path}/` : d.source.root === '(uploaded archive)' ? `the uploaded package ${d.source.path}` : `${d.source.root}/${d.source.path}`}</dd>
         <dt>Entries</dt><dd>${d.scan.entries}</dd>
         <dt>Unpacked size</dt><dd>${formatBytes(d.scan.totalBytes)}</dd>
-        <dt>Package (.tar.gz)</dt><dd>${formatBytes(d.package.length)}</dd>
+        <dt>Package (${d.package.compression === 'zstd' ? '.tar.zst' : '.tar.gz'})</dt><dd>${formatBytes(d.package.length)}</dd>
       </dl>
       ${modes}
     </div>`;
@@ -583,8 +583,8 @@ function SourceStep() {
     </div>`}
     <${FolderUpload} />
     <div class="upload">
-      <label for="archive">Or upload a package (.tar.gz) from this computer</label>
-      <input id="archive" type="file" accept=".tar.gz,.tgz,application/gzip" />
+      <label for="archive">Or upload a package (.tar.gz or .tar.zst) from this computer</label>
+      <input id="archive" type="file" accept=".tar.gz,.tgz,.tar.zst,.tzst,application/gzip,application/zstd" />
       <div class="buttons"><button type="button" id="upload" disabled=${state.busy.has('upload')} onClick=${uploadDraft}>${state.busy.has('upload') ? 'Uploading and scanning…' : 'Upload and scan'}</button></div>
     </div>
     <${UploadProgress} />
