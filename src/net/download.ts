@@ -10,12 +10,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
+import { hashFile, hashInto } from '../core/files.js';
 import type { Logger } from '../core/logger.js';
 import type { HttpClient, StreamResponse } from './http-client.js';
 import { abortReasonToError, redactUrl } from './http-errors.js';
@@ -335,19 +335,13 @@ async function loadPartial(path: string, expectedLength: number): Promise<Partia
     return { bytes: 0, hash: createHash('sha256') };
   }
   const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    bytes += chunk.length;
-  }
+  const bytes = await hashInto(path, hash);
   return { bytes, hash };
 }
 
 async function hashIfLength(path: string, expectedLength: number): Promise<string | null> {
   if ((await fileSize(path)) !== expectedLength) return null;
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) hash.update(chunk);
-  return hash.digest('hex');
+  return (await hashFile(path)).sha256;
 }
 
 async function fileSize(path: string): Promise<number | null> {

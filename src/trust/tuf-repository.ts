@@ -10,7 +10,7 @@
  * - a target download that fails leaves nothing at dest (nor its partial files).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import semver from 'semver';
 import { Metadata, MetadataKind, Targets } from '@tufjs/models';
@@ -21,6 +21,7 @@ import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import type { TargetRef } from '../../machines/types.js';
 import type { Clock } from '../core/clock.js';
 import { OtaError, isOtaError } from '../core/errors.js';
+import { hashFile, hashInto } from '../core/files.js';
 import type { AuditSink, Logger } from '../core/logger.js';
 import { MAX_MANIFEST_BYTES, parseManifest } from '../manifest/schema.js';
 import { atomicWriteFile } from '../core/atomic-file.js';
@@ -348,12 +349,7 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
 
   async function verifyFile(target: TargetRef, file: string): Promise<void> {
     const hash = createHash('sha256');
-    let bytes = 0;
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-      bytes += (chunk as Buffer).length;
-      if (bytes > target.length) break;
-      hash.update(chunk as Buffer);
-    }
+    const bytes = await hashInto(file, hash, target.length);
     if (bytes !== target.length) {
       throw new OtaError('TRUST_LENGTH_MISMATCH', `${file} is ${bytes > target.length ? 'longer than' : `${bytes} bytes, not`} the signed ${target.length} bytes of ${target.name}`, {
         details: { target: target.name, expected: target.length },
