@@ -1,6 +1,7 @@
 /**
- * The HTTP transport of otad: one pooled keep-alive undici Agent per client, TLS verification
- * always on, every failure mapped to an OtaError (see http-errors.ts and docs/network.md).
+ * The HTTP transport of otad: one pooled keep-alive undici Agent per client for metadata
+ * (getBuffer), a fixed-buffer GET of its own for target bodies (stream, lean-get.ts), TLS
+ * verification always on, every failure mapped to an OtaError (see http-errors.ts and docs/network.md).
  * Redirects are followed (at most 5): targets may live behind a CDN or release-asset redirect,
  * and integrity never depends on the transport (TUF signatures and SHA-256 do).
  */
@@ -10,6 +11,7 @@ import { Agent, interceptors } from 'undici';
 import type { Dispatcher } from 'undici';
 import { OtaError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { leanGet } from './lean-get.js';
 import { TOO_LARGE_MARKER, abortReasonToError, errorForStatus, mapNetworkError, redactUrl } from './http-errors.js';
 
 export interface HttpClientOptions {
@@ -53,8 +55,10 @@ export interface StreamResponse {
   status: number;
   headers: HttpHeaders;
   /**
-   * The body, chunk by chunk. Errors raised while reading are already OtaErrors; an abort raised
-   * with an OtaError reason surfaces as that very error. Breaking out of the loop releases it.
+   * The body, chunk by chunk. A chunk is valid only until the next one is asked for: the next read
+   * reuses its memory (src/net/lean-get.ts), so hash and write it, or copy it, before going on.
+   * Errors raised while reading are already OtaErrors; an abort raised with an OtaError reason
+   * surfaces as that very error. Breaking out of the loop releases it.
    */
   body: AsyncIterable<Buffer>;
   /** Stops reading and releases the connection (the body was not wanted). */
@@ -64,7 +68,10 @@ export interface StreamResponse {
 export interface HttpClient {
   /** GET into memory with a hard size cap. Non-2xx answers throw (see errorForStatus). */
   getBuffer(url: string, options: GetBufferOptions): Promise<BufferResponse>;
-  /** GET as a stream. Answers >= 400 throw after the body is discarded; 2xx/3xx are returned. */
+  /**
+   * GET as a stream, on a connection of its own read into one reused buffer (lean-get.ts): what
+   * target downloads use. Redirects are followed; answers >= 400 throw with the connection closed.
+   */
   stream(url: string, options?: StreamOptions): Promise<StreamResponse>;
   close(): Promise<void>;
 }
@@ -164,81 +171,22 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     },
 
     async stream(url, opts = {}) {
-      const ctx = { url };
-      const signal = opts.signal ?? new AbortController().signal;
-      const response = await open(url, opts.headers, signal);
-      await failOnStatus(url, response);
-      const raw = response.body;
-      const errorFor = (error: unknown): OtaError =>
-        signal.aborted ? abortReasonToError(signal.reason, `GET ${redactUrl(url)}`) : mapNetworkError(error, ctx);
-      return {
-        status: response.statusCode,
-        headers: flattenHeaders(response.headers),
-        body: queuedBody(raw, errorFor),
-        cancel: () => discard(raw),
-      };
+      const response = await leanGet(url, {
+        connectTimeoutMs: options.connectTimeoutMs,
+        headersTimeoutMs: options.headersTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs,
+        userAgent: options.userAgent,
+        ...(ca === undefined ? {} : { ca }),
+        maxRedirections,
+        ...(opts.headers === undefined ? {} : { headers: opts.headers }),
+        signal: opts.signal ?? new AbortController().signal,
+      });
+      if (response.url !== url) log.debug('redirected', { from: redactUrl(url), to: redactUrl(response.url) });
+      return { status: response.status, headers: response.headers, body: response.body, cancel: response.cancel };
     },
 
     async close() {
       await agent.close();
-    },
-  };
-}
-
-const QUEUE_HIGH = 512 * 1024;
-const QUEUE_LOW = 128 * 1024;
-
-/**
- * Reads the body in flowing mode into a bounded queue, starting at once. Why not plain async
- * iteration: when the connection dies, Node discards the chunks a paused stream still buffers and
- * throws at once. Here every byte that reached us is handed out before the error, so a resume
- * starts exactly where the data stopped.
- */
-function queuedBody(raw: Dispatcher.ResponseData['body'], errorFor: (error: unknown) => OtaError): AsyncIterable<Buffer> {
-  const queue: Buffer[] = [];
-  let queued = 0;
-  let ended = false;
-  let failure: { error: unknown } | null = null;
-  let wake: (() => void) | null = null;
-  const notify = (): void => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  raw.on('data', (chunk: Buffer) => {
-    queue.push(chunk);
-    queued += chunk.length;
-    if (queued >= QUEUE_HIGH) raw.pause();
-    notify();
-  });
-  raw.on('end', () => {
-    ended = true;
-    notify();
-  });
-  raw.on('error', (error: unknown) => {
-    failure ??= { error };
-    notify();
-  });
-  return {
-    async *[Symbol.asyncIterator]() {
-      try {
-        for (;;) {
-          const chunk = queue.shift();
-          if (chunk !== undefined) {
-            queued -= chunk.length;
-            if (queued <= QUEUE_LOW && raw.isPaused() && !raw.destroyed) raw.resume();
-            yield chunk;
-            continue;
-          }
-          if (failure !== null) throw errorFor(failure.error);
-          if (ended) return;
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
-        }
-      } finally {
-        discard(raw);
-      }
     },
   };
 }
