@@ -37,9 +37,7 @@ export interface DownloadRound {
   oursCpuMs: number;
   oursUserMs: number;
   oursSysMs: number;
-  /** The second hash of the finished file (the TUF layer's check), CPU ms. */
-  oursVerifyCpuMs: number;
-  /** Child's peak RSS during the download and the second hash, minus its idle RSS, MiB. */
+  /** Child's peak RSS during the download minus its idle RSS, MiB. */
   oursPeakOverIdleMiB: number;
   oursIdleMiB: number;
   oursPeakMiB: number;
@@ -56,9 +54,6 @@ export interface DownloadBenchResult {
   cpuMedianMs: { ours: number; base: number };
   wallRatio: number;
   cpuRatio: number;
-  /** Median CPU of the second hash, and the CPU ratio with it counted on our side. */
-  verifyCpuMedianMs: number;
-  cpuRatioWithVerify: number;
   /** The largest peak-over-idle of all rounds (the goal holds for every download). */
   peakOverIdleMiB: number;
   idleMiB: number;
@@ -105,7 +100,7 @@ export async function benchDownload(options: BenchDownloadOptions = {}): Promise
         }
         const o = ours!;
         const b = base!;
-        if (o.sha256 !== expectedSha256 || o.verifySha256 !== expectedSha256 || b.sha256 !== expectedSha256 || o.bytes !== bytes) hashesMatch = false;
+        if (o.sha256 !== expectedSha256 || b.sha256 !== expectedSha256 || o.bytes !== bytes) hashesMatch = false;
         peakReset &&= o.peakReset;
         const round: DownloadRound = {
           oursFirst,
@@ -113,7 +108,6 @@ export async function benchDownload(options: BenchDownloadOptions = {}): Promise
           oursCpuMs: o.userMs + o.sysMs,
           oursUserMs: o.userMs,
           oursSysMs: o.sysMs,
-          oursVerifyCpuMs: o.verifyCpuMs,
           oursPeakOverIdleMiB: (o.peakRssKiB - o.idleRssKiB) / 1024,
           oursIdleMiB: o.idleRssKiB / 1024,
           oursPeakMiB: o.peakRssKiB / 1024,
@@ -126,7 +120,7 @@ export async function benchDownload(options: BenchDownloadOptions = {}): Promise
         print(
           `  download round ${i + 1}/${roundsWanted} (${oursFirst ? 'ours first' : 'baseline first'}): ` +
             `ours ${round.oursWallMs.toFixed(0)} ms wall, ${round.oursCpuMs.toFixed(0)} ms cpu (user ${round.oursUserMs.toFixed(0)}, sys ${round.oursSysMs.toFixed(0)}), ` +
-            `second hash ${round.oursVerifyCpuMs.toFixed(0)} ms cpu, rss ${round.oursIdleMiB.toFixed(1)} → ${round.oursPeakMiB.toFixed(1)} MiB; ` +
+            `rss ${round.oursIdleMiB.toFixed(1)} → ${round.oursPeakMiB.toFixed(1)} MiB; ` +
             `baseline ${round.baseWallMs.toFixed(0)} ms wall, ${round.baseCpuMs.toFixed(0)} ms cpu (user ${round.baseUserMs.toFixed(0)}, sys ${round.baseSysMs.toFixed(0)})`,
         );
       }
@@ -135,7 +129,6 @@ export async function benchDownload(options: BenchDownloadOptions = {}): Promise
     }
     const wallMedianMs = { ours: median(rounds.map((r) => r.oursWallMs)), base: median(rounds.map((r) => r.baseWallMs)) };
     const cpuMedianMs = { ours: median(rounds.map((r) => r.oursCpuMs)), base: median(rounds.map((r) => r.baseCpuMs)) };
-    const withVerify = median(rounds.map((r) => (r.oursCpuMs + r.oursVerifyCpuMs) / r.baseCpuMs));
     return {
       bytes,
       rounds,
@@ -143,8 +136,6 @@ export async function benchDownload(options: BenchDownloadOptions = {}): Promise
       cpuMedianMs,
       wallRatio: wallMedianMs.ours / wallMedianMs.base,
       cpuRatio: cpuMedianMs.ours / cpuMedianMs.base,
-      verifyCpuMedianMs: median(rounds.map((r) => r.oursVerifyCpuMs)),
-      cpuRatioWithVerify: withVerify,
       peakOverIdleMiB: Math.max(...rounds.map((r) => r.oursPeakOverIdleMiB)),
       idleMiB: median(rounds.map((r) => r.oursIdleMiB)),
       peakReset,
@@ -169,8 +160,7 @@ export function downloadLines(d: DownloadBenchResult): string[] {
       `   round ratios ${spread(wallRatios, 2)}; ours ${spread(d.rounds.map((r) => r.oursWallMs))} ms, baseline ${spread(d.rounds.map((r) => r.baseWallMs))} ms`,
     `${label('  cpu (user + sys)')} ours ${d.cpuMedianMs.ours.toFixed(0)} ms, curl+openssl+sync ${d.cpuMedianMs.base.toFixed(0)} ms: ratio ${d.cpuRatio.toFixed(2)} (goal ≤ ${DOWNLOAD_GOALS.cpuRatio.toFixed(2)}) ${verdict(d.cpuRatio <= DOWNLOAD_GOALS.cpuRatio)}` +
       `   round ratios ${spread(cpuRatios, 2)}; ours ${spread(d.rounds.map((r) => r.oursCpuMs))} ms, baseline ${spread(d.rounds.map((r) => r.baseCpuMs))} ms`,
-    `${label('  + second hash')} ${d.verifyCpuMedianMs.toFixed(0)} ms cpu (the TUF layer re-reads the finished file before it is used; the baseline hashes once): cpu ratio with it ${d.cpuRatioWithVerify.toFixed(2)}, median of round ratios`,
-    `${label('  peak rss over idle')} ${d.peakOverIdleMiB.toFixed(1)} MiB (download and second hash, worst of ${n}; idle ${d.idleMiB.toFixed(1)} MiB; goal ≤ ${DOWNLOAD_GOALS.peakOverIdleMiB} MiB) ${verdict(d.peakOverIdleMiB <= DOWNLOAD_GOALS.peakOverIdleMiB)}` +
+    `${label('  peak rss over idle')} ${d.peakOverIdleMiB.toFixed(1)} MiB (worst of ${n}; idle ${d.idleMiB.toFixed(1)} MiB; goal ≤ ${DOWNLOAD_GOALS.peakOverIdleMiB} MiB) ${verdict(d.peakOverIdleMiB <= DOWNLOAD_GOALS.peakOverIdleMiB)}` +
       `${d.peakReset ? '' : ' (VmHWM could not be reset: the peak covers the whole child)'}   sha256 ${d.hashesMatch ? 'matches' : 'MISMATCH'}; load average ${d.loadAverage.map((x) => x.toFixed(2)).join(' ')}`,
   ];
 }

@@ -9,13 +9,9 @@
  * Prints one JSON line: wall and CPU time of the download() call, the RSS once the modules are
  * loaded (idle, read just before the download starts) and the peak RSS during the download
  * (VmHWM, reset just before the download starts), and the SHA-256 the downloader computed.
- * Then the second hash of the finished file that the TUF layer does before the stage step uses
- * it (verifyFile in src/trust/tuf-repository.ts, through hashInto): its own wall and CPU time, and
- * the peak RSS read after it, so the peak covers the whole of otad's path to a verified file.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { systemClock } from '../core/clock.js';
-import { hashFile } from '../core/files.js';
 import { silentLogger } from '../core/logger.js';
 import { buildConfig } from '../config/load.js';
 import { createHttpClient } from '../net/http-client.js';
@@ -31,10 +27,6 @@ export interface ChildReport {
   peakReset: boolean;
   sha256: string;
   bytes: number;
-  /** The second hash of the finished file (the TUF layer's check). */
-  verifyWallMs: number;
-  verifyCpuMs: number;
-  verifySha256: string;
 }
 
 function statusKiB(field: 'VmRSS' | 'VmHWM'): number {
@@ -83,11 +75,6 @@ async function main(): Promise<void> {
   });
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const cpu1 = process.cpuUsage();
-  const t1 = performance.now();
-  const second = await hashFile(result.path);
-  const verifyWallMs = performance.now() - t1;
-  const verifyCpu = process.cpuUsage(cpu1);
   const peakRssKiB = statusKiB('VmHWM');
   await http.close();
   const report: ChildReport = {
@@ -99,9 +86,6 @@ async function main(): Promise<void> {
     peakReset,
     sha256: result.sha256,
     bytes: result.bytes,
-    verifyWallMs,
-    verifyCpuMs: (verifyCpu.user + verifyCpu.system) / 1000,
-    verifySha256: second.sha256,
   };
   process.stdout.write(`${JSON.stringify({ ...report, progressEvents })}\n`);
 }

@@ -526,8 +526,16 @@ export function createTufRepository(options: TufRepositoryOptions): UpdateReposi
         let result: Awaited<ReturnType<TargetDownloader['download']>> | null = null;
         if (options.mirrorBaseUrl !== undefined) result = await fromMirror(options.mirrorBaseUrl, target, request);
         result ??= await options.downloader.download(request);
-        // Belt and braces: the downloader checked while writing; the file on disk is what gets extracted.
-        await verifyFile(target, result.path);
+        // The downloader hashed every byte as it wrote it and renamed the file into place only when
+        // length and SHA-256 matched (the TargetDownloader contract); its answer must say so. The
+        // file is not read a second time here (256 MiB is 0.2 s of a robot's CPU): whoever uses it
+        // hashes it again as it reads it (extraction holds it to the signed SHA-256), and a file
+        // reused from an earlier attempt goes through verifyFile first.
+        if (result.bytes !== signed.length || result.sha256 !== signed.sha256) {
+          throw new OtaError('TRUST_HASH_MISMATCH', `the downloader returned ${target.name} with ${result.bytes} bytes and SHA-256 ${result.sha256}; the signed values are ${signed.length} and ${signed.sha256}`, {
+            details: { target: target.name, expected: signed.sha256, actual: result.sha256 },
+          });
+        }
         return { path: result.path };
       } catch (error) {
         const mapped = isOtaError(error) ? error : mapTufError(error);

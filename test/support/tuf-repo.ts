@@ -21,6 +21,7 @@ import { createServer, type OtaServer } from '../../src/server/app.js';
 import { metadataFetcherFromHttp, targetDownloaderFromNet } from '../../src/trust/net-ports.js';
 import { createTufRepository, type TrustLimits } from '../../src/trust/tuf-repository.js';
 import type { UpdateRepository } from '../../src/trust/update-repository.js';
+import type { TargetDownloader } from '../../src/trust/ports.js';
 
 export type AnyMetadata = Metadata<Root | Targets | Snapshot | Timestamp>;
 type Json = Parameters<typeof Metadata.fromJSON>[1];
@@ -89,6 +90,8 @@ export interface RobotOptions {
   limits?: Partial<TrustLimits>;
   /** Reuse the metadata cache of an earlier robot (the same device after a reboot). */
   metadataDir?: string;
+  /** Wraps the real target downloader (to make it misbehave). */
+  wrapDownloader?: (real: TargetDownloader) => TargetDownloader;
 }
 
 export interface Robot {
@@ -181,7 +184,7 @@ export async function createTestRepo(init: InitOptions = {}): Promise<TestRepo> 
         targetBaseUrl: `${url}/targets/`,
         trustedRootPath: goldenRootPath,
         fetcher: metadataFetcherFromHttp(http),
-        downloader: targetDownloaderFromNet(downloader),
+        downloader: (options.wrapDownloader ?? ((real: TargetDownloader) => real))(targetDownloaderFromNet(downloader)),
         clock,
         logger,
         audit,

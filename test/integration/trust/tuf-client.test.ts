@@ -33,6 +33,26 @@ describe('robot TUF client against a real ota-server', () => {
     expect(withRc?.manifest.version).toBe('1.3.0-rc.1');
   });
 
+  it('holds the downloader to the signed length and hash without reading the file again, and removes what it left', async () => {
+    const { bytes } = await repo.release('robot-ai', '1.2.0');
+    const robot = await repo.robot({
+      // A downloader that breaks its contract: it writes the file and says it is something else.
+      wrapDownloader: (real) => ({
+        async download(request) {
+          const result = await real.download(request);
+          return { ...result, sha256: '0'.repeat(64) };
+        },
+      }),
+    });
+    const release = (await robot.repo.latestRelease('robot-ai'))!;
+    const pkg = release.manifest.package;
+    const dest = path.join(robot.downloadDir, 'pkg.tar.gz');
+    const ref = { name: pkg.target, length: pkg.length, sha256: pkg.sha256 };
+    await expect(robot.repo.downloadTarget(ref, dest)).rejects.toMatchObject({ code: 'TRUST_HASH_MISMATCH' });
+    expect(await listDir(robot.downloadDir)).toEqual([]);
+    expect(pkg.length).toBe(bytes.length);
+  });
+
   it('maps a verified manifest to the machine offer and offers it over an older install', async () => {
     await repo.release('robot-ai', '2.0.0', { minFromVersion: '1.0.0' });
     const robot = await repo.robot();
