@@ -97,7 +97,13 @@ export async function leanGet(url: string, options: LeanGetOptions): Promise<Lea
       try {
         next = new URL(location, current);
       } catch (cause) {
-        throw new OtaError('HTTP_STATUS', `GET ${redactUrl(current)} redirected to an invalid location`, { cause, details: { url: redactUrl(current), status: exchange.status } });
+        throw new OtaError('HTTP_STATUS', `GET ${redactUrl(current)} redirected to an invalid location`, { cause, retryable: false, details: { url: redactUrl(current), status: exchange.status } });
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new OtaError('HTTP_STATUS', `GET ${redactUrl(current)} redirected to a ${next.protocol} URL; only http: and https: are followed`, {
+          retryable: false,
+          details: { url: redactUrl(current), status: exchange.status },
+        });
       }
       current = next.toString();
       continue;

@@ -178,6 +178,17 @@ describe('target GET: refusals', () => {
     expect(hops).toBe(6);
   });
 
+  it('refuses a redirect to a scheme other than http and https as HTTP_STATUS, without following it', async () => {
+    const base = await httpServer((_req, res) => {
+      res.writeHead(302, { location: 'file:///etc/shadow' });
+      res.end();
+    });
+    const error = await rejection(client().stream(`${base}/pkg`));
+    expect(error.code).toBe('HTTP_STATUS');
+    expect(error.message).toMatch(/redirected to a file: URL/);
+    expect(error.retryable).toBe(false);
+  });
+
   it('maps a 404 to HTTP_NOT_FOUND and a 503 to a retryable error', async () => {
     const base = await httpServer((req, res) => {
       res.statusCode = req.url === '/gone' ? 404 : 503;
