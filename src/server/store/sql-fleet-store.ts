@@ -24,7 +24,7 @@ import type {
   Tags,
 } from './fleet-store.js';
 import type { Row, SqlDriver, SqlExecutor, SqlValue } from './sql-driver.js';
-import { checkRecord, claimDevice, DeviceRefused, readDevice as readDeviceRow, refusable } from './sql-device-auth.js';
+import { checkRecord, claimDevice, DEVICE_COLUMNS, DeviceRefused, readDevice as readDeviceRow, refusable } from './sql-device-auth.js';
 import { createSqlLeaseStore } from './sql-lease-store.js';
 import { createRolloutCounter, type RolloutCounter } from './sql-rollout-counts.js';
 import { createSqlRolloutStore } from './sql-rollout-store.js';
@@ -136,27 +136,37 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
     const reportedTags = input.reportedTags ?? device.reportedTags;
     const reported = JSON.stringify(reportedTags);
     const site = siteOf(reportedTags, device.operatorTags);
-    await tx.run(
-      `UPDATE devices SET last_seen = $2, first_seen = COALESCE(first_seen, $2), checkins = checkins + 1, reported_tags = $3, site = $4, source = $5 WHERE id = $1`,
-      [device.id, input.now, reported, site, input.source],
-    );
-    await tx.run(
-      `INSERT INTO device_products (device_id, product, version, state, last_outcome, error, run_id, target_version, updated_at, downtime)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    const updateDevice = `UPDATE devices SET last_seen = $2, first_seen = COALESCE(first_seen, $2), checkins = checkins + 1, reported_tags = $3, site = $4, source = $5 WHERE id = $1`;
+    const upsertProduct = `INSERT INTO device_products (device_id, product, version, state, last_outcome, error, run_id, target_version, updated_at, downtime)
+       VALUES ($1, $6, $7, $8, $9, $10, $11, $12, $2, $13)
        ON CONFLICT (device_id, product) DO UPDATE SET version = excluded.version, state = excluded.state, last_outcome = excluded.last_outcome,
          error = excluded.error, run_id = excluded.run_id, target_version = excluded.target_version, updated_at = excluded.updated_at,
-         downtime = COALESCE(excluded.downtime, device_products.downtime)`,
-      [device.id, r.product, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, input.now, downtime],
-    );
-    await tx.run(
-      `INSERT INTO checkins (device_id, product, at, version, state, last_outcome, error, run_id, target_version, downtime) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [device.id, r.product, input.now, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, downtime],
-    );
+         downtime = COALESCE(excluded.downtime, device_products.downtime)`;
+    const insertCheckin = `INSERT INTO checkins (device_id, product, at, version, state, last_outcome, error, run_id, target_version, downtime) VALUES ($1, $6, $2, $7, $8, $9, $10, $11, $12, $13)`;
     // Keep the newest N of this device only: an index seek on (device_id, id), whatever the fleet's size.
-    await tx.run(
-      `DELETE FROM checkins WHERE device_id = $1 AND id <= (SELECT id FROM checkins WHERE device_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`,
-      [device.id, retention.checkinsPerDevice],
-    );
+    const trimCheckins = (offset: string) =>
+      `DELETE FROM checkins WHERE device_id = $1 AND id <= (SELECT id FROM checkins WHERE device_id = $1 ORDER BY id DESC LIMIT 1 OFFSET ${offset})`;
+    const params = [device.id, input.now, reported, site, input.source, r.product, r.version, r.state, r.lastOutcome, r.error, r.runId, r.targetVersion, downtime];
+    if (driver.dialect === 'postgres') {
+      // One statement, one round trip (five on their own): the four writes as data-modifying CTEs
+      // and the device's new record from the UPDATE's RETURNING. Every CTE sees the table as it was
+      // before the statement, so the trim does not see the check-in inserted beside it: it keeps
+      // N - 1 of the earlier ones, and the new one makes N.
+      const rows = await tx.query(
+        `WITH d AS (${updateDevice} RETURNING ${DEVICE_COLUMNS}),
+              p AS (${upsertProduct}),
+              c AS (${insertCheckin}),
+              t AS (${trimCheckins('$14')})
+         SELECT * FROM d`,
+        [...params, Math.max(0, retention.checkinsPerDevice - 1)],
+      );
+      return toDevice(rows[0]!);
+    }
+    // SQLite has no data-modifying CTEs, and in-process statements cost no round trip.
+    await tx.run(updateDevice, params.slice(0, 5));
+    await tx.run(upsertProduct, params);
+    await tx.run(insertCheckin, params);
+    await tx.run(trimCheckins('$2'), [device.id, retention.checkinsPerDevice]);
     return (await readDevice(tx, device.id))!;
   }
 
