@@ -13,6 +13,7 @@ import { chmod, lstat, mkdir, readdir, readlink, utimes } from 'node:fs/promises
 import { dirname, join } from 'node:path';
 import * as tar from 'tar-stream';
 import { OtaError, toOtaError } from '../core/errors.js';
+import { forEachPooled } from '../core/pool.js';
 import { readArchiveInto } from './archive-stream.js';
 import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, type EntryType, type HeaderLike } from './entry-checker.js';
@@ -398,11 +399,7 @@ async function syncTree(destDir: string, files: string[], dirs: string[]): Promi
     execFile('sync', ['-f', destDir], { timeout: 300_000 }, (error) => resolve(error === null));
   });
   if (ok) return;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < files.length) await fsyncPath(files[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(4, files.length) }, () => worker()));
+  await forEachPooled(files, 4, (file) => fsyncPath(file));
   for (const d of dirs) await fsyncDir(d);
   await fsyncDir(destDir);
 }

@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { z } from 'zod';
 import { OtaError, toOtaError } from '../core/errors.js';
+import { forEachPooled } from '../core/pool.js';
 import { readArchiveInto } from './archive-stream.js';
 import { createCompressor, type PackageCompression } from './compression.js';
 import { fsyncDir, throwIfAborted } from './durable-fs.js';
@@ -347,32 +348,29 @@ export async function assembleRelease(opts: {
   // is hashed right after it is made, by the same worker, while its pages are still in memory:
   // the other workers' copies run on the thread pool meanwhile, and no second pass over the tree
   // reads everything back.
-  let next = 0;
-  async function worker(): Promise<void> {
-    const buf = Buffer.allocUnsafe(HASH_CHUNK);
-    while (next < copies.length) {
-      throwIfAborted(opts.signal, 'assembling a release from a delta');
-      const e = copies[next++]!;
-      const source = join(currentDir, e.path);
-      const st = await lstat(source).catch(() => null);
-      if (st === null || !st.isFile()) {
-        throw treeMismatch(e.path, st === null ? 'is missing from the installed release (the delta expects it unchanged)' : 'is not a regular file in the installed release');
-      }
-      if (isPreserved(e.path)) unverified.add(e.path);
-      else if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
-      const dest = join(destDir, e.path);
-      await copyFile(source, dest, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
-      if (!unverified.has(e.path)) {
-        const sha256 = await hashFile(dest, e.size, buf);
-        // Stop at the first copy that is not the release (a file changed locally under the install path).
-        if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
-        hashes.set(e.path, sha256);
-      }
-      result.copied += 1;
-      result.copiedBytes += e.size;
+  const buffers = Array.from({ length: Math.min(4, copies.length) }, () => Buffer.allocUnsafe(HASH_CHUNK));
+  // The first failure stops the handing out of copies and lets those in flight finish before it
+  // is thrown: the caller removes the tree next, and must not race a copy still being made.
+  await forEachPooled(copies, buffers.length, async (e, worker) => {
+    throwIfAborted(opts.signal, 'assembling a release from a delta');
+    const source = join(currentDir, e.path);
+    const st = await lstat(source).catch(() => null);
+    if (st === null || !st.isFile()) {
+      throw treeMismatch(e.path, st === null ? 'is missing from the installed release (the delta expects it unchanged)' : 'is not a regular file in the installed release');
     }
-  }
-  await Promise.all(Array.from({ length: Math.min(4, copies.length) }, () => worker()));
+    if (isPreserved(e.path)) unverified.add(e.path);
+    else if (st.size !== e.size) throw treeMismatch(e.path, `is ${st.size} bytes in the installed release, ${e.size} in the signed index (changed locally?)`);
+    const dest = join(destDir, e.path);
+    await copyFile(source, dest, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
+    if (!unverified.has(e.path)) {
+      const sha256 = await hashFile(dest, e.size, buffers[worker]!);
+      // Stop at the first copy that is not the release (a file changed locally under the install path).
+      if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
+      hashes.set(e.path, sha256);
+    }
+    result.copied += 1;
+    result.copiedBytes += e.size;
+  });
   await applyModes(destDir, index);
   await verifyTree(destDir, index, opts.signal, unverified, 'none', hashes);
   // One filesystem sync for the whole assembled tree instead of one fsync per file in sequence.
@@ -508,29 +506,25 @@ export async function verifyTree(
   }
   await visit('');
   for (const p of want.keys()) if (!seen.has(p)) throw treeMismatch(p, 'is in the signed index but missing on disk');
-  let next = 0;
-  async function worker(): Promise<void> {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    while (next < files.length) {
-      throwIfAborted(signal, 'verifying a staged release');
-      const e = files[next++]!;
-      const handle = await open(join(dir, e.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-      try {
-        const hash = createHash('sha256');
-        for (;;) {
-          const { bytesRead } = await handle.read(buf, 0, buf.length, null);
-          if (bytesRead === 0) break;
-          hash.update(buf.subarray(0, bytesRead));
-        }
-        const sha256 = hash.digest('hex');
-        if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
-        if (each) await handle.sync();
-      } finally {
-        await handle.close();
+  const buffers = Array.from({ length: Math.min(4, files.length) }, () => Buffer.allocUnsafe(1 << 20));
+  await forEachPooled(files, buffers.length, async (e, worker) => {
+    throwIfAborted(signal, 'verifying a staged release');
+    const buf = buffers[worker]!;
+    const handle = await open(join(dir, e.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      const hash = createHash('sha256');
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
       }
+      const sha256 = hash.digest('hex');
+      if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
+      if (each) await handle.sync();
+    } finally {
+      await handle.close();
     }
-  }
-  await Promise.all(Array.from({ length: Math.min(4, files.length) }, () => worker()));
+  });
   if (!each) return;
   for (const d of dirs) await fsyncDir(join(dir, d));
   await fsyncDir(dir);
