@@ -151,13 +151,14 @@ export function createSqlFleetStore(driver: SqlDriver, retention: Retention = DE
       // One statement, one round trip (five on their own): the four writes as data-modifying CTEs
       // and the device's new record from the UPDATE's RETURNING. Every CTE sees the table as it was
       // before the statement, so the trim does not see the check-in inserted beside it: it keeps
-      // N - 1 of the earlier ones, and the new one makes N.
+      // N - 1 of the earlier ones, and the new one makes N. The columns are named so that the
+      // driver prepares the statement (it leaves results of `*` unprepared).
       const rows = await tx.query(
         `WITH d AS (${updateDevice} RETURNING ${DEVICE_COLUMNS}),
               p AS (${upsertProduct}),
               c AS (${insertCheckin}),
               t AS (${trimCheckins('$14')})
-         SELECT * FROM d`,
+         SELECT ${DEVICE_COLUMNS} FROM d`,
         [...params, Math.max(0, retention.checkinsPerDevice - 1)],
       );
       return toDevice(rows[0]!);
