@@ -24,6 +24,7 @@ import { hashTree } from '../package/create.js';
 import { createPublisher } from '../repo/repository.js';
 import { createServer as createOtaServer } from '../server/app.js';
 import { GUEST_API_PORT, GUEST_APP_PORT, GUEST_PORT, GUEST_PRODUCT, GUEST_TOKEN, type GuestView } from './powercut-guest.js';
+import { createRng } from '../core/rng.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MARKER = '.ota-release.json';
@@ -31,17 +32,6 @@ const SETTLED = ['committed', 'rolled-back', 'up-to-date', 'aborted'];
 
 export class Missing extends Error {}
 
-/** mulberry32, as the SIGKILL crash test uses: the same seed gives the same schedule of delays. */
-function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Release {
   version: string;

@@ -25,23 +25,15 @@ import { createServer as createOtaServer } from '../../src/server/app.js';
 import { createProcessServiceManager } from '../../src/services/process-manager.js';
 import type { ServiceManager } from '../../src/services/service-manager.js';
 import { REPO_ROOT, spawnOtad, type OtadProcess, type Sandbox } from './otad-process.js';
+import { createRng } from '../../src/core/rng.js';
 
 export const PRODUCT = 'robot-ai';
 export const BUILT_OTAD = join(REPO_ROOT, 'dist/src/cli/otad.js');
 /** The control token of the crash world's otad (REST and the Socket.IO stream). */
 export const TOKEN = 'crash-test-control-token-0123456789abcdef';
 
-/** A small, fast, seedable PRNG (mulberry32): the same seed gives the same kill schedule. */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seedable PRNG the kill schedule is drawn from (the same seed, the same schedule). */
+export { createRng };
 
 export interface KnownRelease {
   version: string;

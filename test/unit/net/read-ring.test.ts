@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { createRng } from '../../../src/core/rng.js';
 import { ReadRing } from '../../../src/net/lean-get.js';
-
-/** A small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const overlaps = (a: Buffer, b: Buffer): boolean =>
   a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length;
@@ -23,7 +12,7 @@ const overlaps = (a: Buffer, b: Buffer): boolean =>
  * overwritten before the caller is done with it shows as a wrong number.
  */
 function simulate(seed: number, steps: number): { reads: number; spareReads: number; wraps: number } {
-  const random = prng(seed);
+  const random = createRng(seed);
   const ring = new ReadRing(64 * 1024, 16 * 1024, 4 * 1024);
   const queue: Buffer[] = [];
   let held: { view: Buffer; copy: Buffer } | null = null;

@@ -1,0 +1,15 @@
+/**
+ * A small, fast, seedable PRNG (mulberry32): the same seed gives the same sequence, so a run that
+ * draws its instants from it (kill schedules, power cuts, property tests) can be replayed exactly.
+ * Not for anything secret: use node:crypto there.
+ */
+export function createRng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
