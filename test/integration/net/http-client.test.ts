@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
@@ -14,6 +13,7 @@ import { withRetry } from '../../../src/net/retry.js';
 import { createFaultyServer } from '../../support/faulty-server.js';
 import type { FaultyServer } from '../../support/faulty-server.js';
 import { rejection } from '../../support/assertions.js';
+import { selfSignedCertificate } from '../../support/self-signed.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 const fastRetry = { retries: 3, minDelayMs: 5, maxDelayMs: 20, factor: 2, jitter: true };
@@ -189,13 +189,8 @@ describe('http client TLS', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'otad-tls-'));
-    caFile = join(dir, 'cert.pem');
-    const keyFile = join(dir, 'key.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', caFile, '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'ignore' });
+    const { keyFile, certFile } = selfSignedCertificate(dir, 'IP:127.0.0.1');
+    caFile = certFile;
     tlsServer = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, (_req, res) => res.end('secure'));
     await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
     tlsUrl = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}/`;

@@ -2,7 +2,7 @@
  * The target-body GET (src/net/lean-get.ts, behind HttpClient.stream) against real servers on
  * loopback: node:http for well-formed answers, raw TCP servers for what node:http will not send.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -19,6 +19,7 @@ import { createHttpClient } from '../../../src/net/http-client.js';
 import type { HttpClient, HttpClientOptions } from '../../../src/net/http-client.js';
 import { LEAN_RING_BYTES } from '../../../src/net/lean-get.js';
 import { rejection } from '../../support/assertions.js';
+import { selfSignedCertificate } from '../../support/self-signed.js';
 
 const closers: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -300,13 +301,8 @@ describe('target GET: TLS', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'otad-lean-tls-'));
-    caFile = join(dir, 'cert.pem');
-    const keyFile = join(dir, 'key.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', caFile, '-days', '1', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost',
-    ], { stdio: 'ignore' });
+    const { keyFile, certFile } = selfSignedCertificate(dir, 'localhost');
+    caFile = certFile;
     server = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, (req, res) => res.end(req.url === '/big' ? big : 'secure body'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `https://localhost:${(server.address() as AddressInfo).port}`;
