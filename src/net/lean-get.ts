@@ -273,7 +273,7 @@ function openExchange(url: string, headers: HttpHeaders, options: LeanGetOptions
       // The head is good: from here a failure reaches the caller through the body, after the
       // bytes that came before it.
       headSettled = true;
-      // The leftover was copied into `all`: queue it as a chunk of its own (no longer tied to `buffer`).
+      // The leftover was copied into `all`: queued as a chunk of its own, not tied to the ring.
       if (framing.kind === 'none' || (framing.kind === 'length' && framing.remaining === 0)) complete();
       else if (rest.length > 0) takeBody(Buffer.from(rest));
       resolveHead(response(parsedHead));
