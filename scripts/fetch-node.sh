@@ -22,7 +22,15 @@ fi
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "node-linux-$arch@$version" >/dev/null)
+# Errors are printed (a silent npm failed a CI run with no word of why), and a registry hiccup on
+# this 30 MB download is tried again twice.
+for attempt in 1 2 3; do
+  if (cd "$work" && npm pack --loglevel=error "node-linux-$arch@$version" >/dev/null); then break; fi
+  [ "$attempt" -lt 3 ] || { echo "fetch-node.sh: npm pack node-linux-$arch@$version failed 3 times" >&2; exit 1; }
+  echo "fetch-node.sh: npm pack node-linux-$arch@$version failed (attempt $attempt of 3); trying again in 5 s" >&2
+  rm -f "$work"/*.tgz
+  sleep 5
+done
 mkdir "$work/unpacked"
 tar -xzf "$work"/node-linux-"$arch"-"$version".tgz -C "$work/unpacked" --strip-components=1
 [ -x "$work/unpacked/bin/node" ] || { echo "fetch-node.sh: node-linux-$arch@$version has no bin/node" >&2; exit 1; }
