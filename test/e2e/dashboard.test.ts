@@ -228,7 +228,17 @@ describe.skipIf(!haveChromium)('dashboard in headless Chromium', () => {
     await product(page).getByRole('button', { name: 'Update now' }).click();
     await dialog.getByRole('button', { name: 'Keep as is' }).click();
     expect(productState()).toBe('awaitingChoice');
+    // Closed and opened again before the browser delivers the first close event (a fast Escape,
+    // then Enter on the same button): that late event belongs to the first opening and must leave
+    // the second one's action in place and its focus inside the dialog.
     await product(page).getByRole('button', { name: 'Update now' }).click();
+    await dialog.waitFor();
+    await page.evaluate(`(() => {
+      document.getElementById('confirm').close();
+      document.querySelector('[data-product="robot-ai"] [data-event="UPDATE_NOW"]').click();
+    })()`);
+    await dialog.waitFor();
+    await expect.poll(() => page.evaluate('document.activeElement.textContent')).toBe('Keep as is');
     await dialog.getByRole('button', { name: 'Update now' }).click();
     await waitForState(page, 'Waiting until the robot is ready');
     // The state comes from the stream first; the reasons come with the status read that follows it.

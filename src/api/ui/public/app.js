@@ -430,6 +430,10 @@ ui.dialogOk.addEventListener('click', () => {
 });
 ui.dialogCancel.addEventListener('click', () => ui.dialog.close());
 ui.dialog.addEventListener('close', () => {
+  // The close event comes a task after the dialog closed: if the operator has opened it again
+  // meanwhile (Escape, then Enter on the same button), this close belongs to the earlier opening
+  // and must not drop the new one's action or move the focus out of it.
+  if (ui.dialog.open) return;
   if (onDialogOk) announce('Nothing was changed');
   onDialogOk = null;
   // The page may have been re-rendered meanwhile: the same product's same button gets the focus back.
