@@ -1,5 +1,5 @@
 /**
- * npm run powercut -- --count N [--seed S] [--results FILE] [--accel auto|kvm|tcg]
+ * npm run powercut -- --count N [--jobs J] [--seed S] [--results FILE] [--accel auto|kvm|tcg]
  *
  * Real power cuts (docs/crash-testing.md "Power cuts"): a Debian 12 guest (scripts/powercut-image.sh)
  * runs otad with the demo robot-ai under the process service manager, updating from an ota-server
@@ -14,6 +14,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
@@ -67,6 +68,18 @@ export interface CutRecord {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A loopback port nobody listens on now (qemu binds it for the guest's forwarded API). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createNetServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
 
 function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -236,7 +249,10 @@ export async function runPowercut(opts: PowercutOptions): Promise<{ records: Cut
   let boots = 0;
   const boot = async (): Promise<Guest> => {
     boots += 1;
-    hostPort = 20000 + Math.floor(rng() * 20000);
+    // The draw is kept so a seed replays the same delays; the port itself comes from the kernel,
+    // so guests of parallel jobs (--jobs) never ask qemu for the same one.
+    rng();
+    hostPort = await freePort();
     const cmd = [
       'qemu-system-x86_64',
       ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max']),
@@ -485,6 +501,55 @@ export async function runPowercut(opts: PowercutOptions): Promise<{ records: Cut
   return { records, violations, openFindings };
 }
 
+/**
+ * --jobs N: N runs side by side, each a child process of this program with its own seed (the given
+ * seed, then seed+1, ...), guest, server and results file; the cuts are shared out between them.
+ * Child processes, not N runs in this process: a run's fsck and image copies are synchronous and
+ * would hold up the other runs' timers, so their cuts would land later than their drawn delays.
+ */
+async function runJobs(jobs: number, count: number, seed: number, accel: string, results: string, bigFileBytes: number): Promise<number> {
+  // The image once, before the jobs: each job's own call then finds it cached.
+  const img = spawnSync('bash', [join(REPO_ROOT, 'scripts/powercut-image.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 3_600_000 });
+  if (img.status !== 0) throw new Error(`scripts/powercut-image.sh failed (exit ${img.status})`);
+  const base = results.replace(/\.jsonl$/, '');
+  const runs = Array.from({ length: jobs }, (_, i) => ({
+    seed: (seed + i) >>> 0,
+    count: Math.floor(count / jobs) + (i < count % jobs ? 1 : 0),
+    results: `${base}.job${i + 1}-seed-${(seed + i) >>> 0}.jsonl`,
+  })).filter((r) => r.count > 0);
+  console.log(`powercut: ${count} cuts in ${runs.length} jobs: ${runs.map((r) => `seed ${r.seed} (${r.count} cuts) -> ${r.results}`).join('; ')}`);
+  const codes = await Promise.all(runs.map((r, i) => new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--count', String(r.count), '--seed', String(r.seed), '--accel', accel, '--results', r.results, '--big-file-bytes', String(bigFileBytes)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const stream of [child.stdout!, child.stderr!]) {
+      let rest = '';
+      stream.on('data', (b: Buffer) => {
+        const lines = (rest + b.toString('utf8')).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) console.log(`[job ${i + 1}] ${line}`);
+      });
+      stream.on('end', () => rest && console.log(`[job ${i + 1}] ${rest}`));
+    }
+    child.once('exit', (code) => resolve(code ?? 1));
+  })));
+  let cuts = 0;
+  let violations = 0;
+  let findings = 0;
+  const byClass = new Map<string, number>();
+  for (const r of runs) {
+    if (!existsSync(r.results)) continue;
+    for (const line of readFileSync(r.results, 'utf8').split('\n').filter(Boolean)) {
+      const rec = JSON.parse(line) as CutRecord;
+      cuts += 1;
+      violations += rec.violations.length;
+      findings += rec.findings.length;
+      byClass.set(rec.landed.class, (byClass.get(rec.landed.class) ?? 0) + 1);
+    }
+  }
+  console.log(`powercut: all jobs: ${cuts} of ${count} cuts recorded, seeds ${runs.map((r) => r.seed).join(', ')}, ${violations} violations, ${findings} open findings; landed: ${[...byClass].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}; job exits ${codes.join(', ')}`);
+  if (codes.includes(3)) return 3;
+  return codes.every((c) => c === 0) && cuts === count ? 0 : 1;
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const args = process.argv.slice(2);
   const arg = (name: string): string | undefined => {
@@ -493,18 +558,33 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   };
   const seed = arg('seed') !== undefined ? Number(arg('seed')) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
   const count = Number(arg('count') ?? 5);
+  const jobs = Number(arg('jobs') ?? 1);
   const accel = (arg('accel') ?? 'auto') as PowercutOptions['accel'];
-  if (!Number.isInteger(count) || count < 1 || !['auto', 'kvm', 'tcg'].includes(accel)) {
-    console.error('usage: npm run powercut -- --count N [--seed S] [--results FILE] [--accel auto|kvm|tcg] [--big-file-bytes B]');
+  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(jobs) || jobs < 1 || jobs > count || !['auto', 'kvm', 'tcg'].includes(accel)) {
+    console.error('usage: npm run powercut -- --count N [--jobs J] [--seed S] [--results FILE] [--accel auto|kvm|tcg] [--big-file-bytes B]');
     process.exit(2);
+  }
+  const results = arg('results') ?? join(REPO_ROOT, '.cache/powercut/results', `seed-${seed}.jsonl`);
+  const bigFileBytes = Number(arg('big-file-bytes') ?? 512 * 1024);
+  if (jobs > 1) {
+    if (missingFacility()) {
+      console.log(`powercut: SKIPPED: ${missingFacility()}`);
+      process.exit(3);
+    }
+    try {
+      process.exit(await runJobs(jobs, count, seed, accel, results, bigFileBytes));
+    } catch (e) {
+      console.error(`powercut: ${(e as Error).stack ?? e}`);
+      process.exit(1);
+    }
   }
   try {
     const { violations } = await runPowercut({
       count,
       seed,
       accel,
-      results: arg('results') ?? join(REPO_ROOT, '.cache/powercut/results', `seed-${seed}.jsonl`),
-      bigFileBytes: Number(arg('big-file-bytes') ?? 512 * 1024),
+      results,
+      bigFileBytes,
       log: (l) => console.log(l),
     });
     process.exit(violations === 0 ? 0 : 1);
