@@ -8,7 +8,9 @@
  * Deltas (`delta`): bytes a robot downloads for a 1 % change and for a model change; staging after
  * the 1 % delta against full staging, and full staging against tar -xzf + sync -f, all three with
  * the stage step's own functions, alternated for several rounds (`--delta-rounds=N`, default 5),
- * medians compared and the spread printed (src/bench/delta-bench.ts).
+ * medians compared and the spread printed (src/bench/delta-bench.ts); then the staging rows again on
+ * a loop-mounted XFS with reflinks (src/bench/reflink-scratch.ts; root and xfsprogs, skipped with
+ * the reason otherwise), where the unchanged files' copies share blocks.
  * Downtime (`downtime`): the demo product's update under a real otad, median split of several
  * updates (`--downtime-runs=N`, default 7) against a stop/start of the same process (src/bench/downtime-bench.ts).
  * The 3 AM window (`window`): the demo product's install in its slot with and without download ahead
@@ -26,7 +28,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { benchDownload, downloadLines } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
-import { benchDeltas, median } from './delta-bench.js';
+import { benchDeltas, median, type DeltaBench } from './delta-bench.js';
+import { mountReflinkScratch } from './reflink-scratch.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
 import { benchInstallWindow } from './window-bench.js';
 import { benchRateCap, rateCapLines } from './rate-cap-bench.js';
@@ -49,6 +52,35 @@ async function baseline(cmd: string, args: string[]): Promise<number | null> {
   } catch {
     return null;
   }
+}
+
+/** The delta part's rows; `fs` names the filesystem in the staging rows when it is not the work folder's. */
+function deltaLines(d: DeltaBench, fs: string): string[] {
+  const lines: string[] = [];
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+  const share = (n: number, of: number) => `${((n * 100) / of).toFixed(3)} %`;
+  lines.push(`${'wire: 1 % of files changed'.padEnd(28)} delta ${(d.smallDeltaBytes / 1024).toFixed(1)} KiB of a ${mib(d.packageBytes)} package = ${share(d.smallDeltaBytes, d.packageBytes)} (goal ≤ 5 %; ${d.changedFiles} of ${d.files} files)`);
+  lines.push(
+    `${'wire: the 64 MiB model changed'.padEnd(28)} download ${mib(d.modelChangeDownloadBytes)} = ${share(d.modelChangeDownloadBytes, d.modelChangePackageBytes)} of the package (goal ≤ 101 %; the delta would be ${mib(d.modelDeltaBytes)}, ${d.modelDeltaPublished ? 'published' : 'held back by the 70 % gate'})`,
+  );
+  // Medians of the alternated rounds; the spread is the lowest and highest of each, and of the ratio within a round.
+  const spread = (xs: number[], digits = 0) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+  const perRound = (a: number[], b: number[]) => a.map((x, i) => x / b[i]!);
+  const n = d.rounds;
+  lines.push(
+    row(`staging after 1 % delta (med ${n}${fs})`, median(d.deltaStagingMs), 'full staging', median(d.fullStagingMs), `   (goal ≤ 0.30; round ratios ${spread(perRound(d.deltaStagingMs, d.fullStagingMs), 2)}; ours ${spread(d.deltaStagingMs)} ms)`),
+  );
+  const tarMed = d.tarSyncMs.length === n ? median(d.tarSyncMs) : null;
+  lines.push(
+    row(
+      `full staging, stage (med ${n}${fs})`,
+      median(d.fullStagingMs),
+      'tar -xzf+sync',
+      tarMed,
+      `   (goal ≤ 1.50; round ratios ${tarMed === null ? 'n/a' : spread(perRound(d.fullStagingMs, d.tarSyncMs), 2)}; ours ${spread(d.fullStagingMs)} ms${tarMed === null ? '' : `, tar ${spread(d.tarSyncMs)} ms`})`,
+    ),
+  );
+  return lines;
 }
 
 function row(name: string, oursMs: number, baseName: string, baseMs: number | null, extra = ''): string {
@@ -132,30 +164,18 @@ async function main(): Promise<void> {
     }
 
     if (wanted('delta')) {
-      const d = await benchDeltas(work, makeTree, deltaRounds);
-      const mib = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
-      const share = (n: number, of: number) => `${((n * 100) / of).toFixed(3)} %`;
-      lines.push(`${'wire: 1 % of files changed'.padEnd(28)} delta ${(d.smallDeltaBytes / 1024).toFixed(1)} KiB of a ${mib(d.packageBytes)} package = ${share(d.smallDeltaBytes, d.packageBytes)} (goal ≤ 5 %; ${d.changedFiles} of ${d.files} files)`);
-      lines.push(
-        `${'wire: the 64 MiB model changed'.padEnd(28)} download ${mib(d.modelChangeDownloadBytes)} = ${share(d.modelChangeDownloadBytes, d.modelChangePackageBytes)} of the package (goal ≤ 101 %; the delta would be ${mib(d.modelDeltaBytes)}, ${d.modelDeltaPublished ? 'published' : 'held back by the 70 % gate'})`,
-      );
-      // Medians of the alternated rounds; the spread is the lowest and highest of each, and of the ratio within a round.
-      const spread = (xs: number[], digits = 0) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
-      const perRound = (a: number[], b: number[]) => a.map((x, i) => x / b[i]!);
-      const n = d.rounds;
-      lines.push(
-        row(`staging after 1 % delta (med ${n})`, median(d.deltaStagingMs), 'full staging', median(d.fullStagingMs), `   (goal ≤ 0.30; round ratios ${spread(perRound(d.deltaStagingMs, d.fullStagingMs), 2)}; ours ${spread(d.deltaStagingMs)} ms)`),
-      );
-      const tarMed = d.tarSyncMs.length === n ? median(d.tarSyncMs) : null;
-      lines.push(
-        row(
-          `full staging, stage (med ${n})`,
-          median(d.fullStagingMs),
-          'tar -xzf+sync',
-          tarMed,
-          `   (goal ≤ 1.50; round ratios ${tarMed === null ? 'n/a' : spread(perRound(d.fullStagingMs, d.tarSyncMs), 2)}; ours ${spread(d.fullStagingMs)} ms${tarMed === null ? '' : `, tar ${spread(d.tarSyncMs)} ms`})`,
-        ),
-      );
+      lines.push(...deltaLines(await benchDeltas(work, makeTree, deltaRounds), ''));
+      // The same on a reflink filesystem, where the unchanged files' copies share blocks (XFS on a
+      // loop device: needs root, mkfs.xfs and a free loop device; skipped with the reason otherwise).
+      const xfs = await mountReflinkScratch(work);
+      if ('reason' in xfs) lines.push(`${'staging on XFS (reflink)'.padEnd(28)} skipped: ${xfs.reason}`);
+      else {
+        try {
+          lines.push(...deltaLines(await benchDeltas(xfs.dir, makeTree, deltaRounds), ', XFS').filter((l) => l.startsWith('staging') || l.startsWith('full staging')));
+        } finally {
+          await xfs.unmount();
+        }
+      }
     }
 
     if (wanted('otactl')) {

@@ -3,6 +3,7 @@
  * size-gated deltas) behind a real ota-server, the robot's check and stage steps wired as the
  * daemon wires them, the installed release a real directory behind the install symlink.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -108,6 +109,34 @@ describe('delta updates: publish, offer and stage against a real ota-server', ()
     expect(robot.logger.lines.some((e) => e.level === 'warn' && e.message.startsWith('delta from 1.0.0 not used: RELEASE_TREE_MISMATCH'))).toBe(true);
     expect(robot.progress.some((p) => p.message?.includes('downloading the full package') === true)).toBe(true);
     expect(downloaded(robot)).toBe(offer.package.length);
+  });
+
+  it('an unchanged file replaced by a FIFO, in the installed release: falls back to the full package, nothing blocks', async () => {
+    await publishRelease(repo, '1.0.0', { files: releaseFiles('1.0.0') });
+    await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
+    const current = await install(robot, repo, '1.0.0');
+    // A small file (read by direct calls) becomes a FIFO: opening it for reading would wait for a writer.
+    await fs.rm(path.join(current, 'lib/mod4.py'));
+    execFileSync('mkfifo', [path.join(current, 'lib/mod4.py')]);
+    const offer = await offerFor(robot, '1.0.0');
+    const out = await robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal());
+    expect(out.via).toBe('package');
+    expect(out.deltaFallback?.code).toBe('RELEASE_TREE_MISMATCH');
+    expect(out.deltaFallback?.message).toContain('lib/mod4.py');
+    expect(await treeHashes(out.releaseDir)).toEqual(await treeHashes(path.join(repo.dir, 'src-1.1.0')));
+  });
+
+  it('the model (over 64 KiB, copied with copyFile) gone from the installed release: falls back to the full package', async () => {
+    await publishRelease(repo, '1.0.0', { files: releaseFiles('1.0.0') });
+    await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
+    const current = await install(robot, repo, '1.0.0');
+    await fs.rm(path.join(current, 'models/planner.bin'));
+    const offer = await offerFor(robot, '1.0.0');
+    const out = await robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal());
+    expect(out.via).toBe('package');
+    expect(out.deltaFallback?.code).toBe('RELEASE_TREE_MISMATCH');
+    expect(out.deltaFallback?.message).toContain('models/planner.bin');
+    expect(await treeHashes(out.releaseDir)).toEqual(await treeHashes(path.join(repo.dir, 'src-1.1.0')));
   });
 
   it('a locally changed preserved file does not defeat the delta: apply carries it over anyway', async () => {
