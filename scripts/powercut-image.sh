@@ -46,15 +46,30 @@ exec /opt/otad/init.sh
 packages=linux-image-amd64,busybox,e2fsprogs
 rootkey="$(printf '%s\n' bookworm minbase "$packages" "$mirror" "$stub" | sha256sum | cut -c1-16)"
 rootdir="$cache/root-$rootkey"
+# debootstrap mounts /proc (and /sys) in the target for its second stage and unmounts them when it
+# ends; a process of a package script still holding one (seen on a loaded machine) leaves the mount
+# behind, and then mkfs.ext4 -d tries to copy /proc and rm -rf to delete it. Whatever is still
+# mounted under the tree is unmounted, deepest first, before either.
+unmount_under() {
+  local m
+  for m in $(awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
+  if awk -v p="$1/" 'index($2, p) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+    echo "powercut-image: cannot unmount what debootstrap left mounted under $1" >&2
+    return 1
+  fi
+}
 if [ ! -f "$rootdir/root.ext4" ]; then
   work="$(mktemp -d "$cache/.root.XXXXXX")"
-  trap 'rm -rf "$work"' EXIT
+  trap 'unmount_under "$work/tree" || true; rm -rf "$work"' EXIT
   echo "powercut-image: debootstrap bookworm (minbase + $packages) from $mirror: a few minutes, once" >&2
   if ! debootstrap --variant=minbase --include="$packages" bookworm "$work/tree" "$mirror" > "$work/debootstrap.log" 2>&1; then
     tail -30 "$work/debootstrap.log" >&2
     echo "powercut-image: debootstrap failed" >&2
     exit 1
   fi
+  unmount_under "$work/tree"
   mkdir -p "$work/out"
   cp "$(readlink -f "$work/tree/vmlinuz")" "$work/out/vmlinuz"
   cp "$(readlink -f "$work/tree/initrd.img")" "$work/out/initrd.img"
