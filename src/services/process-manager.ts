@@ -10,10 +10,13 @@
  * A unit is started through `/bin/sh -c '… exec "$@"'`: the shell records its own pid in
  * `<unit>.pid.starting` and then becomes the command (same pid). The record is written by the
  * child itself, so a daemon killed between spawning a unit and writing its pid file never leaves a
- * service it does not know about: the next start adopts it instead of starting a second one.
+ * service it does not know about: the next start adopts it instead of starting a second one. A
+ * shell that has not run far enough to write its record (a loaded machine may not schedule it for
+ * a while) is found by its command line, which names this unit's record, and adopted too. The one
+ * window left is the instant between fork and exec inside the spawn call itself.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import path from 'node:path';
 import { OtaError } from '../core/errors.js';
@@ -76,6 +79,9 @@ function runsCommand(pid: number, command: readonly string[]): boolean {
   }
 }
 
+/** The starting shell: $0 is the record's path; it writes its pid there, then execs the command in place. */
+export const STARTER_SCRIPT = 'printf "%s\\n" "$$" > "$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"';
+
 export function createProcessServiceManager(options: ProcessManagerOptions): ServiceManager {
   const units = new Map(options.units.map((u) => [u.name, u]));
   for (const unit of options.units) assertUnitName(unit.name);
@@ -126,9 +132,52 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
     return record !== null && isProcessAlive(record.pid, record.startTicks) ? record : null;
   }
 
+  /**
+   * A starting shell of an earlier daemon that has not yet written its `.pid.starting` record (the
+   * daemon died between the spawn and the pid file, and the shell was not scheduled since): its
+   * command line names this unit's record and command, and it becomes the service in place (same
+   * pid), so it is adopted, not started a second time.
+   */
+  async function adoptStarter(unit: string): Promise<PidRecord | null> {
+    const def = unitDef(unit);
+    const want = ['/bin/sh', '-c', STARTER_SCRIPT, startingFile(unit), ...def.command];
+    let entries: string[];
+    try {
+      entries = await fs.readdir('/proc');
+    } catch {
+      return null;
+    }
+    for (const name of entries) {
+      if (!/^[0-9]+$/.test(name)) continue;
+      const pid = Number(name);
+      let argv: string[];
+      try {
+        argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue;
+      }
+      if (argv.at(-1) === '') argv.pop();
+      if (argv.length !== want.length || !argv.every((a, i) => a === want[i])) continue;
+      // Only a process of the daemon's own user: anyone can run a shell with this command line.
+      try {
+        if (statSync(`/proc/${pid}`).uid !== process.getuid?.()) continue;
+      } catch {
+        continue;
+      }
+      const startTicks = readProcessIdentity(pid)?.startTicks ?? '';
+      if (!isProcessAlive(pid, startTicks)) continue;
+      const record: PidRecord = { pid, startTicks, command: def.command };
+      log.warn('adopting a service an earlier daemon was starting when it stopped', { unit, pid });
+      await atomicWriteFile(pidFile(unit), JSON.stringify(record), { mode: 0o600 });
+      return record;
+    }
+    return null;
+  }
+
   async function start(unit: string, _opts?: ServiceOpOptions): Promise<void> {
     const def = unitDef(unit);
     if ((await running(unit)) !== null) return;
+    if ((await adoptStarter(unit)) !== null) return;
     const [program] = def.command;
     if (program === undefined) throw new OtaError('CONFIG_INVALID', `unit ${unit} has an empty command`, { details: { unit } });
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LANG: 'C.UTF-8', ...def.env };
@@ -142,8 +191,7 @@ export function createProcessServiceManager(options: ProcessManagerOptions): Ser
     let pid: number;
     try {
       // $0 is the record's path: the shell writes its pid there, then execs the command in place.
-      const script = 'printf "%s\\n" "$$" > "$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"';
-      const child = spawn('/bin/sh', ['-c', script, startingFile(unit), ...def.command], {
+      const child = spawn('/bin/sh', ['-c', STARTER_SCRIPT, startingFile(unit), ...def.command], {
         cwd: def.cwd,
         env,
         detached: true,
