@@ -1070,6 +1070,19 @@ export function createPublisher(options: PublisherOptions) {
      * role when its keys are here; otherwise PUBLISH_OUTSIDE_DELEGATION naming what is missing and
      * the delegations this machine can sign.
      */
+    /**
+     * How `ota-repo add` packs a folder of `product` (or of any product, without one): the
+     * ota-repo.json setting that decides it (`products.<name>.compression`, then `compression`),
+     * else the default (setting null). A ready package is published as it is, whatever this says.
+     */
+    async packCompression(product?: string): Promise<{ compression: PackageCompression; setting: string | null }> {
+      const settings = await readSettings();
+      const own = product === undefined ? undefined : settings.products?.[product]?.compression;
+      if (own !== undefined) return { compression: own, setting: `products.${product}.compression` };
+      if (settings.compression !== undefined) return { compression: settings.compression, setting: 'compression' };
+      return { compression: DEFAULT_COMPRESSION, setting: null };
+    },
+
     async signingRoleFor(product: string, channel?: string): Promise<{ role: string | undefined }> {
       const state = await loadState();
       const delegated = state.targets.signed.delegations?.roles ?? {};

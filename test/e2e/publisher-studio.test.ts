@@ -279,4 +279,34 @@ describe.skipIf(!haveChromium)('publisher studio in headless Chromium', () => {
     expect(sha256(await fs.readFile(dest))).toBe(shown[0]!.sha256);
     expect(problems).toEqual([]);
   });
+
+  it('packs a folder with the compression chosen; a product whose ota-repo.json setting says otherwise is refused at the check, with the fix named', async () => {
+    await writeTree(path.join(sources(), 'robot-ai', '1.4.0'), { VERSION: '1.4.0\n', 'bin/robot-ai': '#!/bin/sh\nexec planner\n', 'lib/planner.py': 'print("plan 1.4")\n'.repeat(40) });
+    await fs.writeFile(path.join(dir, 'repo', 'ota-repo.json'), JSON.stringify({ products: { 'robot-ai': { compression: 'gzip' } } }));
+    await page.getByRole('navigation', { name: 'Folder' }).getByRole('button', { name: 'robot-ai' }).click();
+    await page.getByRole('button', { name: '1.4.0/' }).click();
+    const choice = page.getByLabel('Compression of the packages the studio packs (folders on the server or uploaded)');
+    expect(await choice.inputValue(), 'the repository sets no default: gzip').toBe('gzip');
+    expect(await page.locator('#compression-hint').textContent()).toContain("sets none, so gzip");
+    await choice.selectOption('zstd');
+    await page.getByRole('button', { name: 'Build package from builds/robot-ai/1.4.0' }).click();
+    await page.getByRole('status').filter({ hasText: 'Package scan passed' }).waitFor();
+    expect(await page.getByText('Package (.tar.zst)').count()).toBe(1);
+    await page.getByLabel('Version', { exact: true }).fill('1.4.0');
+    await page.getByRole('button', { name: 'Check and show what will be signed' }).click();
+    const refused = page.locator('#f-compression-error');
+    await refused.waitFor();
+    expect(await refused.textContent()).toBe('Package compression: the repository packs robot-ai with gzip (ota-repo.json products.robot-ai.compression); this package was packed with zstd: choose gzip in step 1 and build the package again');
+    expect(await page.locator('table.checksums').count()).toBe(0);
+    await shoot('compression-refused');
+
+    await choice.selectOption('gzip');
+    await page.getByRole('button', { name: 'Build package from builds/robot-ai/1.4.0' }).click();
+    await page.getByRole('status').filter({ hasText: 'Package scan passed' }).waitFor();
+    expect(await page.getByText('Package (.tar.gz)').count()).toBe(1);
+    await page.getByRole('button', { name: 'Check and show what will be signed' }).click();
+    await page.locator('table.checksums').waitFor();
+    expect(await page.locator('table.checksums tbody tr').first().locator('[data-label="Target"] code').textContent()).toBe('robot-ai/robot-ai-1.4.0.tar.gz');
+    expect(problems).toEqual([]);
+  });
 });

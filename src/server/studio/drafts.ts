@@ -13,7 +13,7 @@ import type { Clock } from '../../core/clock.js';
 import { OtaError, isOtaError, toErrorData, type ErrorData } from '../../core/errors.js';
 import { evaluateDependencies } from '../../manifest/dependencies.js';
 import { serializeManifest, type Manifest } from '../../manifest/schema.js';
-import { archiveExtension, requireCompression, type PackageCompression } from '../../package/compression.js';
+import { archiveExtension, parseCompression, requireCompression, type PackageCompression } from '../../package/compression.js';
 import { createPackage } from '../../package/create.js';
 import { scanPackage, type PackageScanFile } from '../../package/scan.js';
 import { listProductTypeNames, readProductType, type ProductTypeTemplate } from '../../products/product-types.js';
@@ -64,6 +64,12 @@ export interface DraftSummary {
   scan: ScanVerdict;
   /** For a folder uploaded from a browser: how the server chose the modes the browser cannot send. */
   modes?: FolderModes;
+  /**
+   * true when the studio packed it (a folder under a source root, or an uploaded folder), with the
+   * compression asked for: the review then holds it to the repository's compression setting for
+   * the product, as ota-repo holds a folder it packs. false for an uploaded package (published as it is).
+   */
+  packed: boolean;
 }
 
 /** The publisher's fields of a release, as the page sends them. */
@@ -191,6 +197,16 @@ export function createStudio(options: StudioOptions) {
     return out;
   }
 
+  /** The compression a pack asks for, or (none asked) what ota-repo.json of this server's repository packs folders with. */
+  async function packCompression(asked: unknown): Promise<PackageCompression> {
+    if (asked === undefined || asked === null || asked === '') return (await options.publisher.packCompression()).compression;
+    try {
+      return parseCompression(asked, 'compression');
+    } catch (error) {
+      throw new OtaError('API_INVALID_REQUEST', (error as Error).message, { details: { field: 'compression' } });
+    }
+  }
+
   async function drop(id: string): Promise<void> {
     const draft = drafts.get(id);
     drafts.delete(id);
@@ -208,7 +224,7 @@ export function createStudio(options: StudioOptions) {
     source: DraftSummary['source'],
     build: (file: string) => Promise<void>,
     listing: (() => Promise<{ entries: FolderEntry[]; truncated: boolean }>) | null,
-    extra: Pick<DraftSummary, 'modes'> = {},
+    extra: Pick<DraftSummary, 'modes' | 'packed'>,
   ): Promise<DraftSummary> {
     const id = randomBytes(9).toString('base64url');
     const dir = path.join(options.draftsDir, id);
@@ -242,6 +258,8 @@ export function createStudio(options: StudioOptions) {
       const [types, published, signing] = await Promise.all([productTypes(), releases(), signingRoles()]);
       return {
         sourceRoots: options.sourceRoots.map((r) => ({ name: r.name })),
+        // What a pack uses when the page asks for none (ota-repo.json of this server's repository).
+        compression: await options.publisher.packCompression(),
         productTypes: types.map(({ raw: _raw, file, ...t }) => ({ ...t, file: path.basename(file) })),
         releases: published,
         signing,
@@ -259,17 +277,19 @@ export function createStudio(options: StudioOptions) {
     },
 
     /** Pack the folder with the project's packer and scan it as a robot would; nothing is signed. */
-    async createDraft(root: unknown, rel: unknown): Promise<DraftSummary> {
+    async createDraft(root: unknown, rel: unknown, compression?: unknown): Promise<DraftSummary> {
       const folder = await resolveFolder(options.sourceRoots, root, rel);
-      return draftFrom({ root: folder.root.name, path: folder.rel }, (file) => createPackage(folder.abs, file).then(() => {}), async () => listTree(folder.abs));
+      const packed = await packCompression(compression);
+      return draftFrom({ root: folder.root.name, path: folder.rel }, (file) => createPackage(folder.abs, file, { compression: packed }).then(() => {}), async () => listTree(folder.abs), { packed: true });
     },
 
     /**
      * A folder the publisher uploaded from the browser, assembled by ./folder-uploads.ts into a
      * build folder with the modes it chose: packed and scanned exactly as a folder under a source root.
      */
-    async createDraftFromFolder(name: string, tree: string, modes: FolderModes): Promise<DraftSummary> {
-      return draftFrom({ root: '(uploaded folder)', path: name }, (file) => createPackage(tree, file).then(() => {}), async () => listTree(tree), { modes });
+    async createDraftFromFolder(name: string, tree: string, modes: FolderModes, compression?: unknown): Promise<DraftSummary> {
+      const packed = await packCompression(compression);
+      return draftFrom({ root: '(uploaded folder)', path: name }, (file) => createPackage(tree, file, { compression: packed }).then(() => {}), async () => listTree(tree), { modes, packed: true });
     },
 
     /**
@@ -283,7 +303,7 @@ export function createStudio(options: StudioOptions) {
         await requireCompression(file).catch((error: unknown) => {
           throw new OtaError('PACKAGE_CORRUPT', `${label} is neither gzip nor zstd: expected a .tar.gz or .tar.zst package`, { cause: error });
         });
-      }, null);
+      }, null, { packed: false });
     },
 
     /** The exact manifest that publish() would sign, or the problems of each field. */
@@ -318,6 +338,14 @@ export function createStudio(options: StudioOptions) {
         for (const r of await releases(publisher)) if (r.product !== product) published.set(r.product, [...(published.get(r.product) ?? []), r.version]);
         for (const v of evaluateDependencies(input.dependencies, published, 'published')) {
           if (v.problem !== null) fieldErrors[`dependencies.${v.product}`] ??= v.message;
+        }
+      }
+      if (draft.summary.packed && product !== '' && fieldErrors.product === undefined) {
+        // As ota-repo packs a folder: with the compression the repository's ota-repo.json sets for this product.
+        const want = await publisher.packCompression(product);
+        const have = draft.summary.package!.compression;
+        if (want.setting !== null && want.compression !== have) {
+          fieldErrors.compression = `the repository packs ${product} with ${want.compression} (ota-repo.json ${want.setting}); this package was packed with ${have}: choose ${want.compression} in step 1 and build the package again`;
         }
       }
       let fileVersion: string | null = null;

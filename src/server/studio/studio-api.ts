@@ -67,7 +67,7 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
   });
   router.post('/api/v1/studio/drafts', async (req, res) => {
     const b = body(req);
-    const draft = await studio.createDraft(b.root, b.path ?? '');
+    const draft = await studio.createDraft(b.root, b.path ?? '', b.compression);
     res.status(draft.scan.ok ? 201 : 200).json(draft);
   });
   router.post('/api/v1/studio/folder-uploads', async (req, res) => {
@@ -82,7 +82,8 @@ export function studioApiRouter(options: StudioApiOptions): express.Router {
     res.status(204).end();
   });
   router.post('/api/v1/studio/folder-uploads/:id/finish', async (req, res) => {
-    const draft = await options.folderUploads.finish(req.params.id, (name, tree, modes) => studio.createDraftFromFolder(name, tree, modes));
+    const compression = body(req).compression;
+    const draft = await options.folderUploads.finish(req.params.id, (name, tree, modes) => studio.createDraftFromFolder(name, tree, modes, compression));
     res.status(draft.scan.ok ? 201 : 200).json(draft);
   });
   router.post('/api/v1/studio/drafts/:id/review', async (req, res) => {

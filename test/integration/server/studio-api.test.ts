@@ -186,6 +186,48 @@ describe('publisher studio API', () => {
     expect(await fs.readdir(path.join(repoDir(), '.studio-drafts'))).toEqual([]);
   });
 
+  it('packs folders with the compression asked for, else as ota-repo.json says; the review holds a product with its own setting to it, as ota-repo would', async () => {
+    await tree('robot-ai-1.3.0', { VERSION: '1.3.0\n', 'bin/run': '#!/bin/sh\necho run\n' });
+    const head = async (id: string) => {
+      const [file] = await fs.readdir(path.join(repoDir(), '.studio-drafts', id));
+      return (await fs.readFile(path.join(repoDir(), '.studio-drafts', id, file!))).subarray(0, 4).toString('hex');
+    };
+    // No setting: gzip, and the context says why.
+    expect((await call('GET', '/api/v1/studio/context')).body.compression).toEqual({ compression: 'gzip', setting: null });
+    const plain = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0' });
+    expect(plain.body.package.compression).toBe('gzip');
+    expect(await head(plain.body.id)).toMatch(/^1f8b/);
+    const zstd = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0', compression: 'zstd' });
+    expect(zstd.status).toBe(201);
+    expect(zstd.body.package.compression).toBe('zstd');
+    expect(await head(zstd.body.id)).toBe('28b52ffd');
+    const bad = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0', compression: 'xz' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ code: 'API_INVALID_REQUEST', message: expect.stringContaining('"xz": expected "gzip" or "zstd"') });
+
+    // The repository's default, and robot-ai's own setting.
+    await fs.writeFile(path.join(repoDir(), 'ota-repo.json'), JSON.stringify({ compression: 'zstd', products: { 'robot-ai': { compression: 'gzip' } } }));
+    expect((await call('GET', '/api/v1/studio/context')).body.compression).toEqual({ compression: 'zstd', setting: 'compression' });
+    const byDefault = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0' });
+    expect(byDefault.body.package.compression).toBe('zstd');
+    const fields = { type: 'robot-ai', product: 'robot-ai', channel: 'stable', version: '1.3.0' };
+    const refused = await call('POST', `/api/v1/studio/drafts/${byDefault.body.id}/review`, fields);
+    expect(refused.body.ok).toBe(false);
+    expect(refused.body.fieldErrors.compression).toBe('the repository packs robot-ai with gzip (ota-repo.json products.robot-ai.compression); this package was packed with zstd: choose gzip in step 1 and build the package again');
+    // Publish needs a review that passed: nothing was signed.
+    expect((await call('POST', `/api/v1/studio/drafts/${byDefault.body.id}/publish`, { packageSha256: byDefault.body.package.sha256, manifestSha256: '0'.repeat(64) })).status).toBe(400);
+    const ok = await call('POST', `/api/v1/studio/drafts/${plain.body.id}/review`, fields);
+    expect(ok.body.ok).toBe(true);
+    expect(ok.body.packageTarget.name).toBe('robot-ai/robot-ai-1.3.0.tar.gz');
+    // An uploaded package is published as it is, as ota-repo publishes a ready package.
+    const file = path.join(dir, 'up.tar.zst');
+    await createPackage(path.join(dir, 'sources', 'robot-ai-1.3.0'), file, { compression: 'zstd' });
+    const res = await fetch(`${url}/api/v1/studio/drafts/archive?name=up.tar.zst`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/zstd' }, body: await fs.readFile(file) });
+    const uploaded = (await res.json()) as any;
+    expect(uploaded.packed).toBe(false);
+    expect((await call('POST', `/api/v1/studio/drafts/${uploaded.id}/review`, fields)).body.ok).toBe(true);
+  });
+
   it('validates every field against the schema, the channel and the version file, then publishes exactly the reviewed bytes for the robot', async () => {
     await tree('robot-ai-1.3.0', { VERSION: '1.3.0\n', 'bin/run': '#!/bin/sh\necho run\n', 'config/robot.yaml': 'speed: 1\n' });
     const draft = await call('POST', '/api/v1/studio/drafts', { root: 'builds', path: 'robot-ai-1.3.0' });

@@ -56,8 +56,8 @@ export function createApi(token) {
     folders: (root, path) => call('GET', `/api/v1/studio/folders?${q({ root, path })}`),
     /** @param {string} product @param {string} channel @param {string} [repository] a configured repository (default: this server's) */
     versions: (product, channel, repository) => call('GET', `/api/v1/studio/versions?${q({ product, channel, ...(repository ? { repository } : {}) })}`),
-    /** @param {string} root @param {string} path */
-    createDraft: (root, path) => call('POST', '/api/v1/studio/drafts', { root, path }),
+    /** @param {string} root @param {string} path @param {string} [compression] 'gzip' or 'zstd' (default: the repository's ota-repo.json) */
+    createDraft: (root, path, compression) => call('POST', '/api/v1/studio/drafts', { root, path, ...(compression ? { compression } : {}) }),
     /** @param {string} draftId @param {Record<string, unknown>} fields */
     review: (draftId, fields) => call('POST', `/api/v1/studio/drafts/${id(draftId)}/review`, fields),
     /** @param {string} draftId @param {{ packageSha256: string, manifestSha256: string }} shown */
@@ -73,8 +73,8 @@ export function createApi(token) {
     startFolderUpload: (name, files) => call('POST', '/api/v1/studio/folder-uploads', { name, files }),
     /** @param {string} uploadId @param {number} index @param {Blob} file @param {(sent: number) => void} onProgress */
     putFolderFile: (uploadId, index, file, onProgress) => putBlob(token, `/api/v1/studio/folder-uploads/${id(uploadId)}/files/${index}`, file, onProgress),
-    /** @param {string} uploadId */
-    finishFolderUpload: (uploadId) => call('POST', `/api/v1/studio/folder-uploads/${id(uploadId)}/finish`, {}),
+    /** @param {string} uploadId @param {string} [compression] 'gzip' or 'zstd' (default: the repository's ota-repo.json) */
+    finishFolderUpload: (uploadId, compression) => call('POST', `/api/v1/studio/folder-uploads/${id(uploadId)}/finish`, compression ? { compression } : {}),
     /** @param {string} uploadId */
     cancelFolderUpload: (uploadId) => call('DELETE', `/api/v1/studio/folder-uploads/${id(uploadId)}`),
     /** @param {string} uploadId */

@@ -19,6 +19,8 @@ const state = {
   /** @type {any} */ context: null,
   root: '',
   path: '',
+  /** How the studio packs a folder ('gzip' or 'zstd'); from the repository's ota-repo.json at sign-in. */
+  compression: 'gzip',
   /** @type {string[]} */ folders: [],
   /** @type {any} */ draft: null,
   fields: emptyFields(),
@@ -86,7 +88,7 @@ async function signIn(/** @type {string} */ token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   const root = context.sourceRoots[0]?.name ?? '';
   const type = context.productTypes[0];
-  set({ api, context, signingIn: false, root, path: '', fields: { ...emptyFields(), ...(type ? { type: type.name, product: type.name, channel: type.channel } : {}) } });
+  set({ api, context, signingIn: false, root, path: '', compression: context.compression?.compression ?? 'gzip', fields: { ...emptyFields(), ...(type ? { type: type.name, product: type.name, channel: type.channel } : {}) } });
   if (root) await openFolder('');
   void refreshProposals();
   void loadTools();
@@ -110,7 +112,7 @@ async function buildDraft() {
   await withBusy('draft', async () => {
     // The verdict below is this build's: the progress of an earlier upload goes.
     set({ draft: null, review: null, published: null, fieldErrors: {}, upload: null, folderUpload: null, publishError: '' });
-    const draft = await state.api.createDraft(state.root, state.path);
+    const draft = await state.api.createDraft(state.root, state.path, state.compression);
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields });
   });
@@ -288,7 +290,7 @@ async function uploadFolder() {
     };
     await Promise.all(Array.from({ length: Math.min(FOLDER_STREAMS, pick.files.length) }, worker));
     if (failed !== null) throw failed;
-    const draft = await state.api.finishFolderUpload(info.id);
+    const draft = await state.api.finishFolderUpload(info.id, state.compression);
     uploadId = null;
     const fields = draft.scan.ok && state.fields.minFreeBytes === '' ? { ...state.fields, minFreeBytes: String(draft.scan.totalBytes) } : state.fields;
     set({ draft, fields, folderUpload: { ...state.folderUpload, done: size, sentFiles: pick.files.length, left: 0, finished: true } });
@@ -578,9 +580,11 @@ function SourceStep() {
     ${state.folders.length > 0
       ? html`<ul class="folders" aria-label="Sub-folders">${state.folders.map((f) => html`<li><button type="button" class="link" onClick=${() => openFolder(state.path ? `${state.path}/${f}` : f)}>${f}/</button></li>`)}</ul>`
       : html`<p class="muted small">No sub-folders.</p>`}
+    <${Compression} />
     <div class="buttons">
       <button type="button" class="primary" id="build" disabled=${state.busy.has('draft')} onClick=${buildDraft}>${state.busy.has('draft') ? 'Building and scanning…' : `Build package from ${state.root}/${state.path}`}</button>
     </div>`}
+    ${roots.length === 0 ? html`<${Compression} />` : null}
     <${FolderUpload} />
     <div class="upload">
       <label for="archive">Or upload a package (.tar.gz or .tar.zst) from this computer</label>
@@ -591,6 +595,20 @@ function SourceStep() {
     <${Verdict} />
     <${Tree} />
   </section>`;
+}
+
+/** How the studio packs a folder: the repository's ota-repo.json says which by default; the review checks the product's own setting. */
+function Compression() {
+  const said = state.context.compression;
+  const where = said?.setting ? html`This repository's ota-repo.json sets <code>${said.setting}</code> to ${said.compression}` : 'This repository\'s ota-repo.json sets none, so gzip';
+  return html`<div class="field compression">
+    <label for="compression">Compression of the packages the studio packs (folders on the server or uploaded)</label>
+    <p class="hint" id="compression-hint">${where}. zstd is smaller and unpacks faster (robots read it with the Node 24 otad ships with). A product with its own setting must be packed that way; the check in step 2 says so. An uploaded package is published as it is.</p>
+    <select id="compression" value=${state.compression} aria-describedby="compression-hint" onChange=${(/** @type {any} */ e) => set({ compression: e.currentTarget.value })}>
+      <option value="gzip">gzip (.tar.gz)</option>
+      <option value="zstd">zstd (.tar.zst)</option>
+    </select>
+  </div>`;
 }
 
 let dragDepth = 0;
@@ -823,6 +841,7 @@ function ManifestStep() {
         <${Field} name="channel" label="Channel" error=${e.channel} />
       </div>
       <datalist id="known-products">${products.map((p) => html`<option value=${p}></option>`)}</datalist>
+      ${e.compression ? html`<p class="field-error" id="f-compression-error" role="alert">Package compression: ${e.compression}</p>` : null}
       <${PublishTo} />
       <${Field} name="version" label="Version" hint="Semantic version, greater than the latest on the channel." error=${e.version}>
         <${VersionProposals} />
