@@ -157,6 +157,7 @@ Maintainer: otad maintainers <otad-maintainers@lists.otad.dev>
 Installed-Size: $size
 Depends: adduser, libc6 (>= 2.28), libgcc-s1 (>= 3.0), libstdc++6 (>= 5), libsystemd0
 Recommends: systemd, dbus
+Suggests: btrfs-progs
 Section: admin
 Priority: optional
 Description: over-the-air update daemon for fleets of robots

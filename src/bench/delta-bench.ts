@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { systemClock } from '../core/clock.js';
 import { removeTree } from '../package/durable-fs.js';
-import { extractPackage } from '../package/extract.js';
 import { parseIndex } from '../package/tree-index.js';
 import { createPublisher, type AddResult } from '../repo/repository.js';
 import { assembleFromDelta, unpackPackage } from '../steps/stage.js';
@@ -95,16 +94,18 @@ export async function benchDeltas(work: string, makeTree: (root: string, files: 
   if (modelDelta === undefined) throw new Error('no delta outcome for the model change');
 
   // The robot: 1.0.0 installed, staging 1.1.0.
-  const installed = join(work, 'delta-installed');
-  await extractPackage(targetPath(v1.packageTarget.name, v1.packageTarget.sha256), installed);
-  const index = parseIndex(await readFile(targetPath(v2.indexTarget!.name, v2.indexTarget!.sha256)), 'bench 1.1.0');
-  const deltaFile = targetPath(small.target.name, small.target.sha256);
-  const fullFile = targetPath(v2.packageTarget.name, v2.packageTarget.sha256);
-
+  // Staged as otad stages a release (on btrfs, a subvolume: the delta then starts from a snapshot).
   const staging = join(work, 'delta-staging');
   mkdirSync(staging);
   const signal = new AbortController().signal;
   const space = { version: '1.1.0', reserveBytes: 0, minFreeBytes: 0 };
+  const installed = join(work, 'delta-installed');
+  const index1 = parseIndex(await readFile(targetPath(v1.indexTarget!.name, v1.indexTarget!.sha256)), 'bench 1.0.0');
+  await unpackPackage({ packagePath: targetPath(v1.packageTarget.name, v1.packageTarget.sha256), releaseDir: installed, stagingRoot: work, target: v1.packageTarget, index: index1, space, signal });
+  const index = parseIndex(await readFile(targetPath(v2.indexTarget!.name, v2.indexTarget!.sha256)), 'bench 1.1.0');
+  const deltaFile = targetPath(small.target.name, small.target.sha256);
+  const fullFile = targetPath(v2.packageTarget.name, v2.packageTarget.sha256);
+
   const syncFs = (dir: string) => run('sync', ['-f', dir]).catch(() => {});
   const deltaStagingMs: number[] = [];
   const fullStagingMs: number[] = [];

@@ -1,18 +1,21 @@
 /**
- * A scratch folder on a filesystem with reflinks, for the benchmark's second staging pass: an XFS
- * image (`mkfs.xfs -m reflink=1`) in a sparse file under the work folder, loop-mounted. On such a
- * filesystem the unchanged files of a delta are copied with COPYFILE_FICLONE as shared blocks, so
- * the pass shows what delta staging costs where the copies are metadata only (ext4, the work
- * folder's usual filesystem, has no reflinks).
+ * Scratch folders on other filesystems, for the benchmark's extra staging passes, each an image in
+ * a sparse file under the work folder, loop-mounted:
  *
- * Needs root, mkfs.xfs (xfsprogs) and a free loop device; without them the caller gets the reason
- * and prints it as a skipped row.
+ * - XFS with reflinks (`mkfs.xfs -m reflink=1`): the unchanged files of a delta are copied with
+ *   COPYFILE_FICLONE as shared blocks, so the pass shows what delta staging costs where the copies
+ *   are metadata only (ext4, the work folder's usual filesystem, has no reflinks);
+ * - btrfs: releases are subvolumes and a delta starts from a snapshot of the installed release
+ *   (src/package/btrfs.ts), so its unchanged files are not created at all.
+ *
+ * Needs root, the filesystem's mkfs and a free loop device; without them the caller gets the
+ * reason and prints it as a skipped row.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type ReflinkScratch = { dir: string; unmount: () => Promise<void> } | { reason: string };
+export type ScratchMount = { dir: string; unmount: () => Promise<void> } | { reason: string };
 
 /** Sparse: the image only takes the blocks the benchmark writes. */
 const IMAGE_BYTES = 2 * 2 ** 30;
@@ -23,24 +26,32 @@ function run(cmd: string, args: string[]): { ok: boolean; out: string } {
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() };
 }
 
-export async function mountReflinkScratch(work: string): Promise<ReflinkScratch> {
+const MKFS: Record<ScratchFs, { cmd: string; version: string[]; args: string[]; pkg: string }> = {
+  xfs: { cmd: 'mkfs.xfs', version: ['-V'], args: ['-q', '-f', '-m', 'reflink=1'], pkg: 'xfsprogs' },
+  btrfs: { cmd: 'mkfs.btrfs', version: ['--version'], args: ['-q', '-f'], pkg: 'btrfs-progs' },
+};
+
+export type ScratchFs = 'xfs' | 'btrfs';
+
+export async function mountScratchFs(work: string, kind: ScratchFs = 'xfs'): Promise<ScratchMount> {
+  const mkfsTool = MKFS[kind];
   if (process.getuid?.() !== 0) return { reason: 'needs root (a loop mount)' };
-  if (!run('mkfs.xfs', ['-V']).ok) return { reason: 'mkfs.xfs not found (apt-get install xfsprogs)' };
-  const image = join(work, 'reflink-scratch.xfs');
-  const dir = join(work, 'reflink-scratch');
+  if (!run(mkfsTool.cmd, mkfsTool.version).ok) return { reason: `${mkfsTool.cmd} not found (apt-get install ${mkfsTool.pkg})` };
+  const image = join(work, `scratch.${kind}`);
+  const dir = join(work, `scratch-${kind}`);
   rmSync(image, { force: true });
   writeFileSync(image, '');
   truncateSync(image, IMAGE_BYTES);
-  const mkfs = run('mkfs.xfs', ['-q', '-f', '-m', 'reflink=1', image]);
+  const mkfs = run(mkfsTool.cmd, [...mkfsTool.args, image]);
   if (!mkfs.ok) {
     rmSync(image, { force: true });
-    return { reason: `mkfs.xfs -m reflink=1 failed: ${mkfs.out}` };
+    return { reason: `${mkfsTool.cmd} ${mkfsTool.args.join(' ')} failed: ${mkfs.out}` };
   }
   mkdirSync(dir, { recursive: true });
   const mount = run('mount', ['-o', 'loop', image, dir]);
   if (!mount.ok) {
     rmSync(image, { force: true });
-    return { reason: `loop mount of an XFS image failed: ${mount.out}` };
+    return { reason: `loop mount of a ${kind} image failed: ${mount.out}` };
   }
   return {
     dir,

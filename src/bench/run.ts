@@ -9,8 +9,10 @@
  * the 1 % delta against full staging, and full staging against tar -xzf + sync -f, all three with
  * the stage step's own functions, alternated for several rounds (`--delta-rounds=N`, default 5),
  * medians compared and the spread printed (src/bench/delta-bench.ts); then the staging rows again on
- * a loop-mounted XFS with reflinks (src/bench/reflink-scratch.ts; root and xfsprogs, skipped with
- * the reason otherwise), where the unchanged files' copies share blocks.
+ * a loop-mounted XFS with reflinks, where the unchanged files' copies share blocks, and on a
+ * loop-mounted btrfs, where releases are subvolumes and a delta starts from a snapshot of the
+ * installed release (src/bench/reflink-scratch.ts; root and xfsprogs / btrfs-progs, each skipped
+ * with the reason otherwise).
  * Downtime (`downtime`): the demo product's update under a real otad, median split of several
  * updates (`--downtime-runs=N`, default 7) against a stop/start of the same process (src/bench/downtime-bench.ts).
  * The 3 AM window (`window`): the demo product's install in its slot with and without download ahead
@@ -29,7 +31,7 @@ import { promisify } from 'node:util';
 import { benchDownload, downloadLines } from './download-bench.js';
 import { benchOtactlStatus } from './otactl-bench.js';
 import { benchDeltas, median, type DeltaBench } from './delta-bench.js';
-import { mountReflinkScratch } from './reflink-scratch.js';
+import { mountScratchFs } from './reflink-scratch.js';
 import { benchDowntime, downtimeLines } from './downtime-bench.js';
 import { benchInstallWindow } from './window-bench.js';
 import { benchRateCap, rateCapLines } from './rate-cap-bench.js';
@@ -166,14 +168,17 @@ async function main(): Promise<void> {
     if (wanted('delta')) {
       lines.push(...deltaLines(await benchDeltas(work, makeTree, deltaRounds), ''));
       // The same on a reflink filesystem, where the unchanged files' copies share blocks (XFS on a
-      // loop device: needs root, mkfs.xfs and a free loop device; skipped with the reason otherwise).
-      const xfs = await mountReflinkScratch(work);
-      if ('reason' in xfs) lines.push(`${'staging on XFS (reflink)'.padEnd(28)} skipped: ${xfs.reason}`);
-      else {
-        try {
-          lines.push(...deltaLines(await benchDeltas(xfs.dir, makeTree, deltaRounds), ', XFS').filter((l) => l.startsWith('staging') || l.startsWith('full staging')));
-        } finally {
-          await xfs.unmount();
+      // loop device), and on btrfs, where the releases are subvolumes and the delta starts from a
+      // snapshot. Each needs root, its mkfs and a free loop device; skipped with the reason otherwise.
+      for (const [kind, label] of [['xfs', 'XFS'], ['btrfs', 'btrfs']] as const) {
+        const scratch = await mountScratchFs(work, kind);
+        if ('reason' in scratch) lines.push(`${`staging on ${label}`.padEnd(28)} skipped: ${scratch.reason}`);
+        else {
+          try {
+            lines.push(...deltaLines(await benchDeltas(scratch.dir, makeTree, deltaRounds), `, ${label}`).filter((l) => l.startsWith('staging') || l.startsWith('full staging')));
+          } finally {
+            await scratch.unmount();
+          }
         }
       }
     }

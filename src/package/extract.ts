@@ -15,6 +15,7 @@ import * as tar from 'tar-stream';
 import { OtaError, toOtaError } from '../core/errors.js';
 import { forEachPooled } from '../core/pool.js';
 import { readArchiveInto } from './archive-stream.js';
+import { createTreeRoot } from './btrfs.js';
 import { fsyncDir, fsyncPath, removeTree, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, type EntryType, type HeaderLike } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
@@ -43,6 +44,11 @@ export interface VerifiedExtractOptions {
    * disk is walked against it (verifyTree: no entry more, none missing) with those hashes.
    */
   index?: TreeIndex;
+  /**
+   * true when `destDir` is a release tree (the stage step's), not a scratch tree: on btrfs it is
+   * then created as a subvolume (createTreeRoot), so a later delta can start from a snapshot of it.
+   */
+  releaseTree?: boolean;
   /**
    * false for a scratch tree whose files are moved into a tree that is made durable afterwards (an
    * extracted delta): no filesystem sync of its own. Default true.
@@ -94,7 +100,7 @@ export async function extractVerified(file: string, destDir: string, options: Ve
     file,
     destDir,
     resolveLimits(options.limits),
-    { scanned: null, signedSha256: options.sha256, index: options.index, fileHashes, durable: options.durable ?? true },
+    { scanned: null, signedSha256: options.sha256, index: options.index, fileHashes, durable: options.durable ?? true, releaseTree: options.releaseTree ?? false },
     options.signal,
   );
   return { ...result, fileHashes };
@@ -109,6 +115,8 @@ interface ExtractMode {
   /** Filled with each file's SHA-256 as written. */
   fileHashes?: Map<string, string>;
   durable?: boolean;
+  /** The tree is a release (see createTreeRoot), not a scratch tree. */
+  releaseTree?: boolean;
 }
 
 async function extractInto(file: string, destDir: string, resolved: PackageLimits, mode: ExtractMode, signal?: AbortSignal): Promise<ExtractResult> {
@@ -120,7 +128,9 @@ async function extractInto(file: string, destDir: string, resolved: PackageLimit
     throw toOtaError(error, 'IO_FAILED', `creating the parent of ${destDir}`);
   });
   try {
-    await mkdir(destDir, { mode: 0o755 });
+    // A release tree (not the scratch tree of a delta) on btrfs is a subvolume: the next delta can start from a snapshot of it.
+    if (mode.releaseTree === true) await createTreeRoot(destDir, 0o755);
+    else await mkdir(destDir, { mode: 0o755 });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new OtaError('IO_FAILED', `extraction directory ${destDir} already exists; expected a fresh path`, { details: { destDir } });

@@ -10,8 +10,9 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, constants as fsConstants, createWriteStream, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, symlinkSync, writeSync } from 'node:fs';
-import { copyFile, lstat, mkdir, open } from 'node:fs/promises';
+import { chmodSync, closeSync, existsSync, constants as fsConstants, createWriteStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from 'node:fs';
+import { copyFile, lstat, open } from 'node:fs/promises';
+import { createTreeRoot, snapshotTree } from './btrfs.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
@@ -285,6 +286,11 @@ export function parseDeltaMeta(bytes: Buffer, expect: { product: string; fromVer
 }
 
 export interface AssembleResult {
+  /**
+   * 'snapshot': the tree began as a btrfs snapshot of the installed release (the unchanged files
+   * were not written at all); 'copy': it was built file by file.
+   */
+  method: 'snapshot' | 'copy';
   /** Files taken from the delta (renamed into place). */
   fromDelta: number;
   /** Files copied from the installed release (reflinked where the filesystem can). */
@@ -320,8 +326,11 @@ export async function assembleRelease(opts: {
   const preserved = (opts.preservedPaths ?? []).map((p) => p.replace(/^\/+|\/+$/g, '')).filter((p) => p !== '');
   const isPreserved = (p: string): boolean => preserved.some((q) => p === q || p.startsWith(`${q}/`));
   const unverified = new Set<string>();
-  await mkdir(destDir, { mode: 0o700 });
-  const result: AssembleResult = { fromDelta: 0, copied: 0, copiedBytes: 0 };
+  // On btrfs, with the installed release a subvolume: start from a snapshot of it.
+  const snapshot = await snapshotTree(currentDir, destDir);
+  if (snapshot.ok) return assembleOnSnapshot({ ...opts, isPreserved });
+  await createTreeRoot(destDir, 0o700);
+  const result: AssembleResult = { method: 'copy', fromDelta: 0, copied: 0, copiedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
   /** Content hashes of the new tree's files, taken as they were placed (verifyTree compares them). */
   const hashes = new Map<string, string>();
@@ -337,7 +346,7 @@ export async function assembleRelease(opts: {
       const carried = join(deltaFilesDir, e.path);
       const st = lstatSync(carried, { throwIfNoEntry: false });
       if (st !== undefined && st.isFile()) {
-        renameSync(carried, dest);
+        await moveCarried(carried, dest);
         const carriedHash = opts.carriedHashes?.get(e.path);
         if (carriedHash !== undefined) hashes.set(e.path, carriedHash);
         result.fromDelta += 1;
@@ -391,6 +400,100 @@ export async function assembleRelease(opts: {
   await applyModes(destDir, index);
   await verifyTree(destDir, index, opts.signal, unverified, 'none', hashes);
   // One filesystem sync for the whole assembled tree instead of one fsync per file in sequence.
+  await syncFilesystem(destDir, index);
+  return result;
+}
+
+/**
+ * A file carried in the delta into the new tree: renamed (same inode, no copy), or, where the two
+ * are different btrfs subvolumes (rename(2) fails with EXDEV), cloned (copyFile, COPYFILE_FICLONE).
+ */
+async function moveCarried(carried: string, dest: string): Promise<void> {
+  try {
+    renameSync(carried, dest);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+    await copyFile(carried, dest, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
+  }
+}
+
+/**
+ * assembleRelease on a writable btrfs snapshot of the installed release, already at `destDir`:
+ * the unchanged files are there without a byte written. The snapshot is then made into exactly
+ * the tree of the index: whatever the index does not have (or has as another type, or another
+ * link target) is removed, the files carried in the delta replace their old versions, missing
+ * directories and links are made, owners not the daemon's are taken back, modes are set where
+ * they differ; then the whole tree is verified against the index, every unchanged file read and
+ * hashed (the snapshot holds whatever the installed release held, local changes included), and
+ * made durable. What the index does not describe (extended attributes) is kept as the installed
+ * release had it.
+ */
+async function assembleOnSnapshot(opts: Parameters<typeof assembleRelease>[0] & { isPreserved: (p: string) => boolean }): Promise<AssembleResult> {
+  const { index, deltaFilesDir, destDir, signal } = opts;
+  const result: AssembleResult = { method: 'snapshot', fromDelta: 0, copied: 0, copiedBytes: 0 };
+  chmodSync(destDir, 0o700);
+  const want = new Map(index.entries.map((e) => [e.path, e]));
+  const carried = new Set<string>();
+  if (opts.carriedHashes !== undefined) for (const p of opts.carriedHashes.keys()) carried.add(p);
+  else for (const e of index.entries) if (e.type === 'file' && lstatSync(join(deltaFilesDir, e.path), { throwIfNoEntry: false })?.isFile() === true) carried.add(e.path);
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  /** Entries of the snapshot that stay, with their mode as found. */
+  const kept = new Map<string, number>();
+  const pace = pacer();
+  async function prune(rel: string): Promise<void> {
+    for (const name of readdirSync(rel === '' ? destDir : join(destDir, rel))) {
+      await pace();
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const abs = join(destDir, childRel);
+      const st = lstatSync(abs);
+      const e = want.get(childRel);
+      const type = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'other';
+      const stays = e !== undefined && e.type === type && !(type === 'file' && carried.has(childRel)) && !(type === 'symlink' && readlinkSync(abs) !== e.linkname);
+      if (!stays) {
+        rmSync(abs, { recursive: true, force: true });
+        continue;
+      }
+      if (uid !== undefined && gid !== undefined && uid === 0 && (st.uid !== uid || st.gid !== gid)) lchownSync(abs, uid, gid);
+      kept.set(childRel, st.mode & 0o7777);
+      if (type === 'directory') await prune(childRel);
+    }
+  }
+  await prune('');
+  throwIfAborted(signal, 'assembling a release from a delta');
+  const hashes = new Map<string, string>();
+  const unverified = new Set<string>();
+  for (const e of index.entries) {
+    await pace();
+    const dest = join(destDir, e.path);
+    if (kept.has(e.path)) {
+      if (e.type === 'file') {
+        if (opts.isPreserved(e.path)) unverified.add(e.path);
+        result.copied += 1;
+        result.copiedBytes += e.size;
+      }
+      continue;
+    }
+    if (e.type === 'directory') mkdirSync(dest, 0o700);
+    else if (e.type === 'symlink') symlinkSync(e.linkname!, dest);
+    else if (carried.has(e.path)) {
+      await moveCarried(join(deltaFilesDir, e.path), dest);
+      const carriedHash = opts.carriedHashes?.get(e.path);
+      if (carriedHash !== undefined) hashes.set(e.path, carriedHash);
+      result.fromDelta += 1;
+    } else throw treeMismatch(e.path, 'is missing from the installed release (the delta expects it unchanged)');
+  }
+  // Modes: only where the snapshot's differs (new entries were made 0700), directories deepest first.
+  for (const e of index.entries) {
+    if (e.type === 'directory' || e.type === 'symlink') continue;
+    if (kept.get(e.path) !== e.mode) chmodSync(join(destDir, e.path), e.mode!);
+  }
+  for (const e of index.entries.filter((x) => x.type === 'directory').reverse()) {
+    const mode = e.mode ?? 0o755;
+    if (kept.get(e.path) !== mode) chmodSync(join(destDir, e.path), mode);
+  }
+  await verifyTree(destDir, index, signal, unverified, 'none', hashes);
+  chmodSync(destDir, 0o755);
   await syncFilesystem(destDir, index);
   return result;
 }
@@ -451,7 +554,8 @@ function copySmallFile(source: string, dest: string, path: string, buf: Buffer):
 async function hashFile(file: string, size: number, buf: Buffer): Promise<string> {
   const hash = createHash('sha256');
   if (size <= HASH_CHUNK) {
-    const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO swapped in since the caller's lstat fails the read (EAGAIN) instead of hanging.
+    const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     try {
       for (;;) {
         const n = readSync(fd, buf, 0, buf.length, null);
@@ -573,6 +677,14 @@ export async function verifyTree(
   await forEachPooled(files, buffers.length, async (e, worker) => {
     throwIfAborted(signal, 'verifying a staged release');
     const buf = buffers[worker]!;
+    if (!each) {
+      // Nothing to fsync: hashFile reads a small file with direct calls (the event loop handed back
+      // every few milliseconds), a large one through the thread pool.
+      if (e.size <= HASH_CHUNK) await pace();
+      const sha256 = await hashFile(join(dir, e.path), e.size, buf);
+      if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
+      return;
+    }
     const handle = await open(join(dir, e.path), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     try {
       const hash = createHash('sha256');

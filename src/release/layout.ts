@@ -341,7 +341,8 @@ export function createReleaseStore(options: ReleaseStoreOptions): ReleaseStore {
     if (!stagedStat.isDirectory()) {
       throw new OtaError('APPLY_FAILED', `cannot import ${version}: ${staged} is not a directory`, { details: { stagedDir: staged } });
     }
-    await assertSameFilesystem(staged, releasesDir, `importing ${version}`);
+    // The parent: the staged tree itself may be a btrfs subvolume, which has an st_dev of its own.
+    await assertSameFilesystem(path.dirname(staged), releasesDir, `importing ${version}`);
     if (targetExists) {
       if ((await current())?.version === version) {
         throw new OtaError('APPLY_FAILED', `cannot import ${version}: it is the live release and is never replaced in place`, {

@@ -212,7 +212,7 @@ export function createStageStep(ports: StagePorts): StageStep {
         onStart: (total) => ports.progress({ runId, step: 'extract', bytes: 0, total, rateBps: null, etaMs: null, message: `assembling from the delta from ${delta.fromVersion} and the installed release` }),
       });
       ports.progress({ runId, step: 'extract', bytes: index.bytes, total: index.bytes, rateBps: null, etaMs: null, message: 'assembled from the delta and verified against the signed tree index' });
-      log.info('release staged', { version: offer.version, releaseDir, via: 'delta', fromVersion: delta.fromVersion, fromDelta: result.fromDelta, copied: result.copied, copiedBytes: result.copiedBytes, deltaBytes: delta.target.length });
+      log.info('release staged', { version: offer.version, releaseDir, via: 'delta', method: result.method, fromVersion: delta.fromVersion, fromDelta: result.fromDelta, copied: result.copied, copiedBytes: result.copiedBytes, deltaBytes: delta.target.length });
       return { releaseDir, packagePath: deltaPath, via: 'delta', indexVerified: true };
     } catch (error) {
       const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version} from a delta`, { releaseDir });
@@ -310,7 +310,7 @@ export async function unpackPackage(opts: {
       minFreeBytes: space.minFreeBytes,
     });
     opts.onStart?.(index.bytes, index.entries.length);
-    await extractVerified(packagePath, releaseDir, { sha256: target.sha256, index, limits, signal });
+    await extractVerified(packagePath, releaseDir, { sha256: target.sha256, index, releaseTree: true, limits, signal });
     return { entries: index.entries.length, bytes: index.bytes };
   }
   const scan = await scanPackage(packagePath, limits, signal);
