@@ -133,6 +133,22 @@ describe.skipIf(skip !== null)('delta updates on btrfs: releases are subvolumes,
     expect(await isSubvolumeRoot(dir)).toBe(true);
   });
 
+  it('an installed release that is a plain directory (restored from a backup, say): assembled by copying, into a subvolume, the delta cloned in across the subvolume boundary', async () => {
+    await publishRelease(repo, '1.0.0', { files: releaseFiles('1.0.0') });
+    await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
+    const dir = path.join(robot.product.releasesDir!, '1.0.0');
+    await fs.cp(path.join(repo.dir, 'src-1.0.0'), dir, { recursive: true });
+    await fs.mkdir(path.dirname(robot.product.installPath), { recursive: true });
+    await fs.symlink(dir, robot.product.installPath);
+    expect(await isSubvolumeRoot(dir)).toBe(false);
+    const out = await robot.stage({ product: 'robot-ai', runId: 'run-1', offer: await offerFor(robot, '1.0.0') }, signal());
+    expect(out.via).toBe('delta');
+    const staged = robot.logger.lines.find((l) => l.message === 'release staged' && l.fields?.via === 'delta');
+    expect(staged?.fields).toMatchObject({ method: 'copy', fromDelta: 2 });
+    expect(await isSubvolumeRoot(out.releaseDir), 'the next delta can start from a snapshot of it').toBe(true);
+    expect(await treeHashes(out.releaseDir)).toEqual(await treeHashes(path.join(repo.dir, 'src-1.1.0')));
+  });
+
   it('a file edited locally in the installed release: the snapshot carries the edit, verification finds it, the full package is staged', async () => {
     const current = await installFirst();
     await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
