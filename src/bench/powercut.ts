@@ -149,14 +149,19 @@ export interface PowercutOptions {
   log: (line: string) => void;
 }
 
+/** Builds the guest image, or finds it cached (scripts/powercut-image.sh): the folder that holds it. */
+function buildImage(): string {
+  const img = spawnSync('bash', [join(REPO_ROOT, 'scripts/powercut-image.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 });
+  if (img.status !== 0) throw new Error(`scripts/powercut-image.sh failed (exit ${img.status})`);
+  return img.stdout.trim().split('\n').pop()!;
+}
+
 export async function runPowercut(opts: PowercutOptions): Promise<{ records: CutRecord[]; violations: number; openFindings: number }> {
   const missing = missingFacility();
   if (missing) throw new Missing(missing);
   const { log } = opts;
   log(`powercut: seed ${opts.seed} (replay with --seed ${opts.seed}), ${opts.count} cuts, results in ${opts.results}`);
-  const img = spawnSync('bash', [join(REPO_ROOT, 'scripts/powercut-image.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 3_600_000 });
-  if (img.status !== 0) throw new Error(`scripts/powercut-image.sh failed (exit ${img.status})`);
-  const imageDir = img.stdout.trim().split('\n').pop()!;
+  const imageDir = buildImage();
   const cache = join(imageDir, '..');
   const work = join(cache, 'runs', String(opts.seed));
   rmSync(work, { recursive: true, force: true });
@@ -509,8 +514,7 @@ export async function runPowercut(opts: PowercutOptions): Promise<{ records: Cut
  */
 async function runJobs(jobs: number, count: number, seed: number, accel: string, results: string, bigFileBytes: number): Promise<number> {
   // The image once, before the jobs: each job's own call then finds it cached.
-  const img = spawnSync('bash', [join(REPO_ROOT, 'scripts/powercut-image.sh')], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 3_600_000 });
-  if (img.status !== 0) throw new Error(`scripts/powercut-image.sh failed (exit ${img.status})`);
+  buildImage();
   const base = results.replace(/\.jsonl$/, '');
   const runs = Array.from({ length: jobs }, (_, i) => ({
     seed: (seed + i) >>> 0,
@@ -567,8 +571,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const results = arg('results') ?? join(REPO_ROOT, '.cache/powercut/results', `seed-${seed}.jsonl`);
   const bigFileBytes = Number(arg('big-file-bytes') ?? 512 * 1024);
   if (jobs > 1) {
-    if (missingFacility()) {
-      console.log(`powercut: SKIPPED: ${missingFacility()}`);
+    const missing = missingFacility();
+    if (missing) {
+      console.log(`powercut: SKIPPED: ${missing}`);
       process.exit(3);
     }
     try {

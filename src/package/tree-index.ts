@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, constants as fsConstants, createWriteStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants as fsConstants, createWriteStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from 'node:fs';
 import { copyFile, lstat, open } from 'node:fs/promises';
 import { createTreeRoot, snapshotTree } from './btrfs.js';
 import { join } from 'node:path';
@@ -384,7 +384,7 @@ export async function assembleRelease(opts: {
     else {
       await copyFile(source, dest, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL).catch((error: NodeJS.ErrnoException) => {
         // The source gone since its lstat is the installed release changing under us, not an I/O fault.
-        if (error.code === 'ENOENT' && !existsSync(dest)) throw treeMismatch(e.path, 'disappeared from the installed release while it was copied');
+        if (error.code === 'ENOENT') throw treeMismatch(e.path, 'disappeared from the installed release while it was copied');
         throw error;
       });
       sha256 = unverified.has(e.path) ? '' : await hashFile(dest, e.size, buffers[worker]!);
