@@ -12,7 +12,6 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, constants as fsConstants, createWriteStream, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, readSync, renameSync, rmSync, symlinkSync, writeSync } from 'node:fs';
 import { copyFile, lstat, open } from 'node:fs/promises';
-import { createTreeRoot, snapshotTree } from './btrfs.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
@@ -20,8 +19,9 @@ import { z } from 'zod';
 import { OtaError, toOtaError } from '../core/errors.js';
 import { forEachPooled } from '../core/pool.js';
 import { readArchiveInto } from './archive-stream.js';
+import { createTreeRoot, isSubvolumeRoot, snapshotTree } from './btrfs.js';
 import { createCompressor, type PackageCompression } from './compression.js';
-import { fsyncDir, throwIfAborted } from './durable-fs.js';
+import { fsyncDir, removeTree, throwIfAborted } from './durable-fs.js';
 import { createEntryChecker, normalizeEntryPath, type EntryType } from './entry-checker.js';
 import { resolveLimits, type PackageLimits } from './limits.js';
 
@@ -326,9 +326,27 @@ export async function assembleRelease(opts: {
   const preserved = (opts.preservedPaths ?? []).map((p) => p.replace(/^\/+|\/+$/g, '')).filter((p) => p !== '');
   const isPreserved = (p: string): boolean => preserved.some((q) => p === q || p.startsWith(`${q}/`));
   const unverified = new Set<string>();
-  // On btrfs, with the installed release a subvolume: start from a snapshot of it.
-  const snapshot = await snapshotTree(currentDir, destDir);
-  if (snapshot.ok) return assembleOnSnapshot({ ...opts, isPreserved });
+  // On btrfs, with the installed release a subvolume: start from a snapshot of it. The snapshot is
+  // made inside a folder only otad's user can enter (its root has the installed release's mode
+  // until it is changed, and nobody else may hold a way into the tree being assembled), and moved
+  // to destDir once it is the release.
+  if (await isSubvolumeRoot(currentDir)) {
+    const holder = `${destDir}.snapshot`;
+    await removeTree(holder);
+    mkdirSync(holder, 0o700);
+    try {
+      const tree = join(holder, 'tree');
+      if ((await snapshotTree(currentDir, tree)).ok) {
+        const result = await assembleOnSnapshot({ ...opts, destDir: tree, isPreserved });
+        renameSync(tree, destDir);
+        // One filesystem sync for the whole assembled tree (the rename's folder is the caller's to fsync).
+        await syncFilesystem(destDir, index);
+        return result;
+      }
+    } finally {
+      await removeTree(holder);
+    }
+  }
   await createTreeRoot(destDir, 0o700);
   const result: AssembleResult = { method: 'copy', fromDelta: 0, copied: 0, copiedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
@@ -424,9 +442,9 @@ async function moveCarried(carried: string, dest: string): Promise<void> {
  * link target) is removed, the files carried in the delta replace their old versions, missing
  * directories and links are made, owners not the daemon's are taken back, modes are set where
  * they differ; then the whole tree is verified against the index, every unchanged file read and
- * hashed (the snapshot holds whatever the installed release held, local changes included), and
- * made durable. What the index does not describe (extended attributes) is kept as the installed
- * release had it.
+ * hashed (the snapshot holds whatever the installed release held, local changes included). The
+ * caller moves it into place and makes it durable. What the index does not describe (extended
+ * attributes) is kept as the installed release had it.
  */
 async function assembleOnSnapshot(opts: Parameters<typeof assembleRelease>[0] & { isPreserved: (p: string) => boolean }): Promise<AssembleResult> {
   const { index, deltaFilesDir, destDir, signal } = opts;
@@ -494,7 +512,6 @@ async function assembleOnSnapshot(opts: Parameters<typeof assembleRelease>[0] & 
   }
   await verifyTree(destDir, index, signal, unverified, 'none', hashes);
   chmodSync(destDir, 0o755);
-  await syncFilesystem(destDir, index);
   return result;
 }
 

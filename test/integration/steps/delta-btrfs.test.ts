@@ -117,6 +117,8 @@ describe.skipIf(skip !== null)('delta updates on btrfs: releases are subvolumes,
     const staged = robot.logger.lines.find((l) => l.message === 'release staged' && l.fields?.via === 'delta');
     expect(staged?.fields).toMatchObject({ method: 'snapshot', fromDelta: 4, copied: 199 });
     expect(await isSubvolumeRoot(out.releaseDir), 'the delta-staged release is a subvolume too (the next delta snapshots it)').toBe(true);
+    // The snapshot was made in a folder only otad's user can enter, and that folder is gone.
+    expect(await fs.readdir(path.dirname(out.releaseDir))).toEqual([path.basename(out.releaseDir)]);
     expect(await treeHashes(out.releaseDir)).toEqual(await treeHashes(path.join(repo.dir, 'src-1.1.0')));
     const st5 = await fs.stat(path.join(out.releaseDir, 'lib/mod5.py'));
     expect(st5.mode & 0o777).toBe(0o644);
