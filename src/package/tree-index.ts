@@ -293,9 +293,12 @@ export interface AssembleResult {
   method: 'snapshot' | 'copy';
   /** Files taken from the delta (renamed into place). */
   fromDelta: number;
-  /** Files copied from the installed release (reflinked where the filesystem can). */
-  copied: number;
-  copiedBytes: number;
+  /**
+   * Files taken unchanged from the installed release: copied (reflinked where the filesystem
+   * can) with method 'copy', kept from the snapshot with method 'snapshot'.
+   */
+  unchanged: number;
+  unchangedBytes: number;
 }
 
 /**
@@ -348,7 +351,7 @@ export async function assembleRelease(opts: {
     }
   }
   await createTreeRoot(destDir, 0o700);
-  const result: AssembleResult = { method: 'copy', fromDelta: 0, copied: 0, copiedBytes: 0 };
+  const result: AssembleResult = { method: 'copy', fromDelta: 0, unchanged: 0, unchangedBytes: 0 };
   const copies: TreeIndexEntry[] = [];
   /** Content hashes of the new tree's files, taken as they were placed (verifyTree compares them). */
   const hashes = new Map<string, string>();
@@ -412,8 +415,8 @@ export async function assembleRelease(opts: {
       if (sha256 !== e.sha256) throw treeMismatch(e.path, `has SHA-256 ${sha256} on disk, ${e.sha256 ?? '?'} in the signed index`);
       hashes.set(e.path, sha256);
     }
-    result.copied += 1;
-    result.copiedBytes += e.size;
+    result.unchanged += 1;
+    result.unchangedBytes += e.size;
   });
   await applyModes(destDir, index);
   await verifyTree(destDir, index, opts.signal, unverified, 'none', hashes);
@@ -448,7 +451,7 @@ async function moveCarried(carried: string, dest: string): Promise<void> {
  */
 async function assembleOnSnapshot(opts: Parameters<typeof assembleRelease>[0] & { isPreserved: (p: string) => boolean }): Promise<AssembleResult> {
   const { index, deltaFilesDir, destDir, signal } = opts;
-  const result: AssembleResult = { method: 'snapshot', fromDelta: 0, copied: 0, copiedBytes: 0 };
+  const result: AssembleResult = { method: 'snapshot', fromDelta: 0, unchanged: 0, unchangedBytes: 0 };
   chmodSync(destDir, 0o700);
   const want = new Map(index.entries.map((e) => [e.path, e]));
   const carried = new Set<string>();
@@ -487,8 +490,8 @@ async function assembleOnSnapshot(opts: Parameters<typeof assembleRelease>[0] & 
     if (kept.has(e.path)) {
       if (e.type === 'file') {
         if (opts.isPreserved(e.path)) unverified.add(e.path);
-        result.copied += 1;
-        result.copiedBytes += e.size;
+        result.unchanged += 1;
+        result.unchangedBytes += e.size;
       }
       continue;
     }

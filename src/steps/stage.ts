@@ -212,7 +212,7 @@ export function createStageStep(ports: StagePorts): StageStep {
         onStart: (total) => ports.progress({ runId, step: 'extract', bytes: 0, total, rateBps: null, etaMs: null, message: `assembling from the delta from ${delta.fromVersion} and the installed release` }),
       });
       ports.progress({ runId, step: 'extract', bytes: index.bytes, total: index.bytes, rateBps: null, etaMs: null, message: 'assembled from the delta and verified against the signed tree index' });
-      log.info('release staged', { version: offer.version, releaseDir, via: 'delta', method: result.method, fromVersion: delta.fromVersion, fromDelta: result.fromDelta, copied: result.copied, copiedBytes: result.copiedBytes, deltaBytes: delta.target.length });
+      log.info('release staged', { version: offer.version, releaseDir, via: 'delta', method: result.method, fromVersion: delta.fromVersion, fromDelta: result.fromDelta, unchanged: result.unchanged, unchangedBytes: result.unchangedBytes, deltaBytes: delta.target.length });
       return { releaseDir, packagePath: deltaPath, via: 'delta', indexVerified: true };
     } catch (error) {
       const failure = toOtaError(error, 'IO_FAILED', `staging ${offer.product} ${offer.version} from a delta`, { releaseDir });

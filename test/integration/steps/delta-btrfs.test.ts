@@ -115,7 +115,7 @@ describe.skipIf(skip !== null)('delta updates on btrfs: releases are subvolumes,
     expect(out.via).toBe('delta');
     expect(out.deltaFallback).toBeUndefined();
     const staged = robot.logger.lines.find((l) => l.message === 'release staged' && l.fields?.via === 'delta');
-    expect(staged?.fields).toMatchObject({ method: 'snapshot', fromDelta: 4, copied: 199 });
+    expect(staged?.fields).toMatchObject({ method: 'snapshot', fromDelta: 4, unchanged: 199 });
     expect(await isSubvolumeRoot(out.releaseDir), 'the delta-staged release is a subvolume too (the next delta snapshots it)').toBe(true);
     // The snapshot was made in a folder only otad's user can enter, and that folder is gone.
     expect(await fs.readdir(path.dirname(out.releaseDir))).toEqual([path.basename(out.releaseDir)]);
