@@ -10,6 +10,7 @@ import path from 'node:path';
 import { buildConfig, type Config } from '../../../src/config/load.js';
 import type { ProductConfig } from '../../../src/config/schema.js';
 import { ManualClock } from '../../../src/core/clock.js';
+import type { CheckOutput, Offer } from '../../../machines/types.js';
 import { MemoryLogger } from '../../../src/core/logger.js';
 import type { ProgressMessage } from '../../../src/daemon/event-bus.js';
 import type { NetworkSnapshot } from '../../../src/net/network-monitor.js';
@@ -53,6 +54,19 @@ export async function treeHashes(dir: string): Promise<Record<string, string>> {
 }
 
 export { exists } from '../../../src/core/files.js';
+
+/** The offer a check makes to a robot on `installed` (fails the test when there is none). */
+export async function offerFor(robot: Sandbox, installed: string): Promise<Offer> {
+  const out: CheckOutput = await robot.check({ product: 'robot-ai', runId: 'run-1', installedVersion: installed }, new AbortController().signal);
+  if (!out.available) throw new Error('expected an offer');
+  return out.offer;
+}
+
+/** Changes a file's first byte: same size, other bytes, so only its hash can tell. */
+export async function editSameSize(file: string): Promise<void> {
+  const text = await fs.readFile(file, 'utf8');
+  await fs.writeFile(file, `${text.startsWith('X') ? 'Y' : 'X'}${text.slice(1)}`);
+}
 
 /** Publish a release built from a directory of files, or from a ready package file. */
 export async function publishRelease(

@@ -15,11 +15,10 @@ import { mkdtempSync, promises as fs, rmSync, truncateSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CheckOutput, Offer } from '../../../machines/types.js';
 import { isSubvolumeRoot } from '../../../src/package/btrfs.js';
 import { createReleaseStore } from '../../../src/release/layout.js';
 import { createTestRepo, type TestRepo } from '../../support/tuf-repo.js';
-import { createSandbox, publishRelease, treeHashes, unmount, type Sandbox } from './check-stage-harness.js';
+import { createSandbox, editSameSize, offerFor, publishRelease, treeHashes, unmount, type Sandbox } from './check-stage-harness.js';
 
 function btrfsScratch(): { dir: string; image: string } | { reason: string } {
   if (process.getuid?.() !== 0) return { reason: 'needs root (a loop mount)' };
@@ -57,11 +56,6 @@ function releaseFiles(version: string, opts: { changed?: number[]; drop?: number
 const MODEL = Buffer.alloc(300_000, 7);
 const signal = () => new AbortController().signal;
 
-async function offerFor(robot: Sandbox, installed: string): Promise<Offer> {
-  const out: CheckOutput = await robot.check({ product: 'robot-ai', runId: 'run-1', installedVersion: installed }, signal());
-  if (!out.available) throw new Error('expected an offer');
-  return out.offer;
-}
 
 describe.skipIf(skip !== null)('delta updates on btrfs: releases are subvolumes, a delta starts from a snapshot', () => {
   const mnt = 'dir' in scratch ? scratch.dir : '';
@@ -155,8 +149,7 @@ describe.skipIf(skip !== null)('delta updates on btrfs: releases are subvolumes,
     const current = await installFirst();
     await publishRelease(repo, '1.1.0', { files: releaseFiles('1.1.0', { changed: [7] }) });
     const victim = path.join(current, 'lib/mod3.py');
-    const text = await fs.readFile(victim, 'utf8');
-    await fs.writeFile(victim, `X${text.slice(1)}`);
+    await editSameSize(victim);
     const offer = await offerFor(robot, '1.0.0');
 
     const out = await robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal());

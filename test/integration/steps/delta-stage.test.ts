@@ -8,12 +8,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CheckOutput, Offer } from '../../../machines/types.js';
 import { createPackage } from '../../../src/package/create.js';
 import { createTestRepo, type TestRepo } from '../../support/tuf-repo.js';
 import { Store } from '../../../src/store/store.js';
 import { deltaFallbackKey } from '../../../src/steps/check.js';
-import { createSandbox, publishRelease, treeHashes, writeTree, type Sandbox } from './check-stage-harness.js';
+import { createSandbox, editSameSize, offerFor, publishRelease, treeHashes, writeTree, type Sandbox } from './check-stage-harness.js';
 
 /** 100 small files and one model: a 1 % change is one small file. */
 function releaseFiles(version: string, opts: { model?: Buffer; changed?: number[] } = {}): Record<string, string | Buffer> {
@@ -28,11 +27,6 @@ const MODEL = randomBytes(400_000);
 
 const signal = () => new AbortController().signal;
 
-async function offerFor(robot: Sandbox, installed: string): Promise<Offer> {
-  const out: CheckOutput = await robot.check({ product: 'robot-ai', runId: 'run-1', installedVersion: installed }, signal());
-  if (!out.available) throw new Error('expected an offer');
-  return out.offer;
-}
 
 /** What apply leaves: the release tree (plus otad's marker) in releases/<version>, the install path a symlink to it. */
 async function install(robot: Sandbox, repo: TestRepo, version: string): Promise<string> {
@@ -93,8 +87,7 @@ describe('delta updates: publish, offer and stage against a real ota-server', ()
     const current = await install(robot, repo, '1.0.0');
     // Same size, other bytes: only the hash can tell.
     const victim = path.join(current, 'lib/mod3.py');
-    const text = await fs.readFile(victim, 'utf8');
-    await fs.writeFile(victim, `X${text.slice(1)}`);
+    await editSameSize(victim);
     const offer = await offerFor(robot, '1.0.0');
 
     const out = await robot.stage({ product: 'robot-ai', runId: 'run-1', offer }, signal());
